@@ -1,0 +1,51 @@
+"""The `costtrack` command line: one typer app assembled from one module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import errors
+from . import db, prices
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="costtrack",
+    help="Cost tracking for LLM applications: stats, exports, prices, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(prices.app, name="prices")
+app.add_typer(db.app, name="db")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors print one line to stderr and exit with code 2."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting."""
+    try:
+        result = app(args=argv, prog_name="costtrack", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("costtrack: aborted", file=sys.stderr)
+        return 130
+    except errors.CosttrackError as exc:
+        print(f"costtrack: error: {exc}", file=sys.stderr)
+        return 2
+    except typer.TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            return 0
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"costtrack: error: {exc.format_message()}{hint}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0

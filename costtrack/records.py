@@ -1,0 +1,67 @@
+"""CallRecord: the one shape of a recorded call that every layer passes on."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CallRecord", "Status", "RECORD_FIELDS"]
+
+Status = Literal["ok", "error", "incomplete"]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class CallRecord(BaseModel):
+    """One attempt sent to a provider (or answered from the cache), as stored and exported."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    id: str = Field(default_factory=_new_id)
+    timestamp: datetime = Field(default_factory=_utcnow)
+    provider: str
+    model: str | None = None
+    model_requested: str | None = None
+    operation: str
+    endpoint: str
+    tokens_input: int = 0
+    tokens_output: int = 0
+    tokens_cached_input: int = 0
+    tokens_cache_write: int = 0
+    tokens_reasoning: int = 0
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cache_hit: bool = False
+    cost_saved_usd: float | None = None
+    status: Status = "ok"
+    error_type: str | None = None
+    request_hash: str | None = None
+    attempt: int = 1
+    user: str | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+    price_source: str | None = None
+    # Kept apart from tokens_cache_write so 1-hour writes can be re-priced later.
+    tokens_cache_write_1h: int = 0
+    # Only filled when the tracker was configured with store_content=True.
+    request_body: str | None = None
+    response_body: str | None = None
+
+    def export_dict(self) -> dict[str, Any]:
+        """The record as exported: field names of the record, timestamp in ISO 8601 UTC."""
+        data = self.model_dump()
+        data["timestamp"] = self.timestamp.astimezone(timezone.utc).isoformat()
+        return data
+
+
+#: Field names in export order.
+RECORD_FIELDS: tuple[str, ...] = tuple(CallRecord.model_fields)
