@@ -1,0 +1,31 @@
+"""costtrack: record the tokens, exact cost and latency of every OpenAI and Anthropic call.
+
+    import costtrack
+    client = costtrack.wrap(OpenAI(), endpoint="/api/summarize")
+"""
+
+from __future__ import annotations
+
+from .context import context
+from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileError
+from .records import CallRecord
+from .tracker import Tracker, configure, default_tracker, flush
+from .usage import Usage
+from .wrap import wrap
+
+__all__ = [
+    "CallRecord",
+    "ConfigError",
+    "CosttrackError",
+    "DatabaseURLError",
+    "PricesFileError",
+    "Tracker",
+    "Usage",
+    "configure",
+    "context",
+    "default_tracker",
+    "flush",
+    "wrap",
+]
+
+__version__ = "0.1.0"

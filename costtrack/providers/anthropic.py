@@ -1,0 +1,97 @@
+"""Anthropic Messages bodies: input is split three ways, stream output counts are cumulative."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..usage import Usage
+from .base import as_int
+
+__all__ = ["PARSERS", "message_usage"]
+
+_CONTENT_EVENTS = frozenset({"content_block_delta"})
+
+
+def message_usage(usage: Any) -> Usage | None:
+    """Usage of a message: total input = input_tokens + cache reads + cache writes."""
+    if not isinstance(usage, dict):
+        return None
+    read = as_int(usage.get("cache_read_input_tokens"))
+    write = as_int(usage.get("cache_creation_input_tokens"))
+    split = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
+    write_1h = as_int(split.get("ephemeral_1h_input_tokens"))
+    details = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
+    return Usage(
+        input=as_int(usage.get("input_tokens")) + read + write,
+        output=as_int(usage.get("output_tokens")),
+        cached_input=read,
+        cache_write=write,
+        cache_write_1h=min(write_1h, write),
+        reasoning=as_int(details.get("thinking_tokens")),
+    )
+
+
+class MessageStreamReader:
+    """Reads Messages events: `message_start` has the input side, `message_delta` the running totals."""
+
+    __slots__ = ("model", "usage", "done", "failed", "_raw", "_seen_content")
+
+    def __init__(self, hide_usage_chunk: bool = False) -> None:
+        self.model: str | None = None
+        self.usage: Usage | None = None
+        self.done = False
+        self.failed: str | None = None
+        self._raw: dict[str, Any] = {}
+        self._seen_content = False
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
+        """Read one event; return (carries content, hide it from the caller)."""
+        if event in _CONTENT_EVENTS:
+            first = not self._seen_content
+            self._seen_content = True
+            return first, False
+        if event not in (None, "message_start", "message_delta", "message_stop", "error"):
+            return False, False
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return False, False
+        if not isinstance(parsed, dict):
+            return False, False
+        kind = parsed.get("type")
+        if kind == "message_start" and isinstance(parsed.get("message"), dict):
+            message = parsed["message"]
+            if isinstance(message.get("model"), str):
+                self.model = message["model"]
+            self._merge(message.get("usage"))
+        elif kind == "message_delta":
+            # Every count in message_delta is the running total: replace, never add.
+            self._merge(parsed.get("usage"))
+        elif kind == "message_stop":
+            self.done = True
+        elif kind == "error":
+            error = parsed.get("error")
+            self.failed = str(error.get("type") if isinstance(error, dict) else "stream_error")
+        elif kind == "content_block_delta" and not self._seen_content:
+            self._seen_content = True
+            return True, False
+        return False, False
+
+    def _merge(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self._raw.update({key: value for key, value in usage.items() if value is not None})
+            self.usage = message_usage(self._raw)
+
+
+class _Parser:
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        """Usage of a whole message body, or None when absent or malformed."""
+        return message_usage(body.get("usage"))
+
+    def stream_reader(self, hide_usage_chunk: bool) -> MessageStreamReader:
+        """A new reader for one streamed message."""
+        return MessageStreamReader()
+
+
+PARSERS = {"messages": _Parser()}

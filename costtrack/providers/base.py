@@ -1,0 +1,55 @@
+"""What every provider parser offers: usage from a JSON body, and a reader for its event stream."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..usage import Usage
+
+__all__ = ["BodyParser", "StreamReader", "operation_for_path", "as_int"]
+
+# Path suffix → operation, for both APIs; anything else passes through untouched.
+_OPERATIONS = {
+    "/chat/completions": "chat.completions",
+    "/responses": "responses",
+    "/embeddings": "embeddings",
+    "/messages": "messages",
+}
+
+
+def operation_for_path(path: str) -> str | None:
+    """The instrumented operation a request path belongs to, or None."""
+    for suffix, operation in _OPERATIONS.items():
+        if path.endswith(suffix):
+            return operation
+    return None
+
+
+def as_int(value: Any) -> int:
+    """A token count from a JSON value; anything that is not a non-negative int counts 0."""
+    return value if type(value) is int and value > 0 else 0
+
+
+class StreamReader(Protocol):
+    """Reads a provider's event stream as it passes, one event at a time."""
+
+    model: str | None
+    usage: Usage | None
+    done: bool
+    failed: str | None
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
+        """Read one event; return (carries content, hide it from the caller)."""
+        ...
+
+
+class BodyParser(Protocol):
+    """Reads usage from a provider's JSON body and makes stream readers."""
+
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        """Usage of a whole (non-streamed) response body, or None when absent or malformed."""
+        ...
+
+    def stream_reader(self, hide_usage_chunk: bool) -> StreamReader:
+        """A new reader for one streamed response."""
+        ...

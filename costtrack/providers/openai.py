@@ -1,0 +1,186 @@
+"""OpenAI (and OpenAI-compatible) bodies: chat completions, responses, embeddings."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ..usage import Usage
+from .base import as_int
+
+__all__ = ["PARSERS", "chat_usage", "responses_usage"]
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_CONTENT_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+    }
+)
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def chat_usage(usage: Any) -> Usage | None:
+    """Usage of a chat completion: prompt_tokens already include cached ones, completion_tokens reasoning."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens")
+    if prompt is None:
+        # Some compatible servers (and the embeddings API) only send total_tokens.
+        prompt = usage.get("input_tokens", usage.get("total_tokens"))
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
+    if not isinstance(prompt_details, dict):
+        prompt_details = {}
+    if not isinstance(completion_details, dict):
+        completion_details = {}
+    return Usage(
+        input=as_int(prompt),
+        output=as_int(usage.get("completion_tokens")),
+        cached_input=as_int(prompt_details.get("cached_tokens")),
+        cache_write=as_int(prompt_details.get("cache_write_tokens")),
+        reasoning=as_int(completion_details.get("reasoning_tokens")),
+    )
+
+
+def responses_usage(usage: Any) -> Usage | None:
+    """Usage of a Responses API response: input_tokens include cached ones, output_tokens reasoning."""
+    if not isinstance(usage, dict):
+        return None
+    input_details = usage.get("input_tokens_details") or {}
+    output_details = usage.get("output_tokens_details") or {}
+    if not isinstance(input_details, dict):
+        input_details = {}
+    if not isinstance(output_details, dict):
+        output_details = {}
+    return Usage(
+        input=as_int(usage.get("input_tokens")),
+        output=as_int(usage.get("output_tokens")),
+        cached_input=as_int(input_details.get("cached_tokens")),
+        cache_write=as_int(input_details.get("cache_write_tokens")),
+        reasoning=as_int(output_details.get("reasoning_tokens")),
+    )
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+class ChatStreamReader:
+    """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
+
+    __slots__ = ("model", "usage", "done", "failed", "_hide_usage_chunk", "_seen_content")
+
+    def __init__(self, hide_usage_chunk: bool) -> None:
+        self.model: str | None = None
+        self.usage: Usage | None = None
+        self.done = False
+        self.failed: str | None = None
+        self._hide_usage_chunk = hide_usage_chunk
+        self._seen_content = False
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
+        """Read one event; return (carries content, hide it from the caller)."""
+        if data.startswith(b"[DONE]"):
+            self.done = True
+            return False, False
+        has_usage = _USAGE_OBJECT.search(data) is not None
+        if self._seen_content and self.model is not None and not has_usage:
+            return False, False  # nothing new to learn: skip the JSON parse
+        chunk = _loads(data)
+        if not isinstance(chunk, dict):
+            return False, False
+        if self.model is None and isinstance(chunk.get("model"), str):
+            self.model = chunk["model"]
+        if isinstance(chunk.get("error"), dict):
+            self.failed = str(chunk["error"].get("type") or chunk["error"].get("code") or "stream_error")
+        choices = chunk.get("choices")
+        content = False
+        if not self._seen_content and isinstance(choices, list) and choices:
+            delta = choices[0].get("delta") if isinstance(choices[0], dict) else None
+            if isinstance(delta, dict) and (
+                delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("reasoning_content")
+            ):
+                content = self._seen_content = True
+        hide = False
+        if has_usage:
+            usage = chat_usage(chunk.get("usage"))
+            if usage is not None:
+                self.usage = usage
+                hide = self._hide_usage_chunk and choices == []
+        return content, hide
+
+
+class ResponsesStreamReader:
+    """Reads Responses API events; usage comes with `response.completed` (or incomplete/failed)."""
+
+    __slots__ = ("model", "usage", "done", "failed", "_seen_content")
+
+    def __init__(self, hide_usage_chunk: bool = False) -> None:
+        self.model: str | None = None
+        self.usage: Usage | None = None
+        self.done = False
+        self.failed: str | None = None
+        self._seen_content = False
+
+    def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
+        """Read one event; return (carries content, hide it from the caller)."""
+        if event is None:
+            parsed = _loads(data)
+            if not isinstance(parsed, dict):
+                return False, False
+            event = parsed.get("type") if isinstance(parsed.get("type"), str) else None
+        else:
+            parsed = None
+        if event in _CONTENT_EVENTS:
+            first = not self._seen_content
+            self._seen_content = True
+            return first, False
+        if event == "response.created" or event in _FINAL_EVENTS or event == "error":
+            if parsed is None:
+                parsed = _loads(data)
+            if not isinstance(parsed, dict):
+                return False, False
+            response = parsed.get("response")
+            if isinstance(response, dict):
+                if isinstance(response.get("model"), str):
+                    self.model = response["model"]
+                usage = responses_usage(response.get("usage"))
+                if usage is not None:
+                    self.usage = usage
+            if event in _FINAL_EVENTS:
+                self.done = True
+                if event == "response.failed":
+                    error = response.get("error") if isinstance(response, dict) else None
+                    self.failed = str(error.get("code") if isinstance(error, dict) else "response_failed")
+            elif event == "error":
+                self.failed = str(parsed.get("code") or "stream_error")
+        return False, False
+
+
+class _Parser:
+    def __init__(self, usage_key: Any, reader: Any) -> None:
+        self._usage = usage_key
+        self._reader = reader
+
+    def usage(self, body: dict[str, Any]) -> Usage | None:
+        """Usage of a whole response body, or None when absent or malformed."""
+        return self._usage(body.get("usage"))
+
+    def stream_reader(self, hide_usage_chunk: bool) -> Any:
+        """A new reader for one streamed response."""
+        return self._reader(hide_usage_chunk)
+
+
+PARSERS = {
+    "chat.completions": _Parser(chat_usage, ChatStreamReader),
+    "responses": _Parser(responses_usage, ResponsesStreamReader),
+    "embeddings": _Parser(chat_usage, ChatStreamReader),
+}

@@ -1,0 +1,52 @@
+"""Incremental server-sent-events splitting: bytes in, whole events out, unchanged."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["EventSplitter", "event_fields"]
+
+# An event ends at a blank line; servers may use \n, \r\n or \r line endings.
+_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+class EventSplitter:
+    """Split a byte stream into raw SSE event blocks, each with its terminator.
+
+    The blocks are the exact bytes received, so they can be passed on unchanged
+    (or dropped) and the consumer downstream parses the same stream.
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add a chunk; return the events it completed (possibly none)."""
+        data = self._buffer + chunk if self._buffer else chunk
+        events: list[bytes] = []
+        start = 0
+        for match in _BOUNDARY.finditer(data):
+            events.append(data[start : match.end()])
+            start = match.end()
+        self._buffer = data[start:]
+        return events
+
+    def rest(self) -> bytes:
+        """Bytes received after the last complete event."""
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+def event_fields(block: bytes) -> tuple[str | None, bytes]:
+    """Return (event name, data) of a raw event block; multi-line data joined with newlines."""
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.splitlines():
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    return name, b"\n".join(data)

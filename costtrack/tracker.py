@@ -1,0 +1,178 @@
+"""Tracker: where records go (prices, background writer), and the process-wide default one."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .calls import Call
+from .logs import log_once
+from .pricing import PriceBook
+from .records import CallRecord
+
+if TYPE_CHECKING:
+    from .store.writer import Writer
+
+__all__ = ["Tracker", "configure", "default_tracker", "flush"]
+
+C = TypeVar("C")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Tracker:
+    """Prices finished calls and hands their records to a background writer.
+
+    Most apps use the process default (`costtrack.configure(...)`, then
+    `costtrack.wrap(client)`); an explicit Tracker keeps records apart, e.g. in
+    tests or for a second database:
+
+        tracker = costtrack.Tracker("sqlite:///bench.db")
+        client = tracker.wrap(OpenAI())
+        ...
+        tracker.flush()
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        prices_file: str | os.PathLike[str] | None = None,
+        store_content: bool = False,
+        outbox_dir: str | os.PathLike[str] | None = None,
+        flush_interval: float = 0.2,
+        max_buffer: int = 100_000,
+        pricebook: PriceBook | None = None,
+        writer: Writer | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.database_url = database_url
+        self.store_content = store_content
+        self.clock = clock
+        self.now = now
+        self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
+        self._writer = writer
+        self._writer_options: dict[str, Any] = {
+            "outbox_dir": outbox_dir,
+            "flush_interval": flush_interval,
+            "max_buffer": max_buffer,
+        }
+        self._lock = threading.Lock()
+        self._closed = False
+        _live_trackers.add(self)
+
+    @property
+    def writer(self) -> Writer:
+        """The background writer, started on the first record."""
+        writer = self._writer
+        if writer is None:
+            with self._lock:
+                if self._writer is None:
+                    from .store.writer import Writer
+
+                    self._writer = Writer(self.database_url, **self._writer_options)
+                writer = self._writer
+        return writer
+
+    def wrap(self, client: C, *, endpoint: str | None = None, tags: Mapping[str, Any] | None = None,
+             provider: str | None = None) -> C:  # fmt: skip
+        """`costtrack.wrap(client, ...)` recording into this tracker."""
+        from .wrap import wrap
+
+        return wrap(client, endpoint=endpoint, tags=tags, provider=provider, tracker=self)
+
+    def submit(self, call: Call) -> None:
+        """Record a finished call; never raises into the app."""
+        try:
+            record = call.record(self.pricebook)
+        except Exception:
+            log_once("tracker.record", "costtrack: could not build a record for a call", exc_info=True)
+            return
+        self.add(record)
+
+    def add(self, record: CallRecord) -> None:
+        """Store a record built elsewhere (batch results, imports); never raises."""
+        try:
+            self.writer.submit(record)
+        except Exception:
+            log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Return once every record so far is stored (True), or kept in the outbox (False)."""
+        if self._writer is None:
+            return True
+        return self._writer.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush()` for async code: waits in a worker thread, not on the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self) -> None:
+        """Flush and stop the writer; later records start a new one."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+
+_live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
+_default: Tracker | None = None
+_default_lock = threading.Lock()
+
+
+def default_tracker() -> Tracker:
+    """The process-wide tracker (configured by `configure()`, or from the environment)."""
+    global _default
+    tracker = _default
+    if tracker is None:
+        with _default_lock:
+            if _default is None:
+                _default = Tracker()
+            tracker = _default
+    return tracker
+
+
+def configure(
+    database_url: str | None = None,
+    *,
+    prices_file: str | os.PathLike[str] | None = None,
+    store_content: bool = False,
+    outbox_dir: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Tracker:
+    """Set the process default tracker; wrapped clients without an explicit tracker use it from now on.
+
+        costtrack.configure(database_url="postgresql+psycopg://app@db/costs")
+    """
+    global _default
+    new = Tracker(database_url, prices_file=prices_file, store_content=store_content, outbox_dir=outbox_dir, **options)
+    with _default_lock:
+        old, _default = _default, new
+    if old is not None:
+        old.close()
+    return new
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Return once every record of the default tracker so far is stored."""
+    return default_tracker().flush(timeout)
+
+
+@atexit.register
+def _close_all() -> None:
+    # Records still queued at interpreter exit are written (or kept in the outbox).
+    for tracker in list(_live_trackers):
+        try:
+            tracker.close()
+        except Exception:
+            log_once("tracker.exit", "costtrack: could not flush records at exit", exc_info=True)
