@@ -14,6 +14,7 @@ from .usage import Usage
 
 if TYPE_CHECKING:
     from .pricing import PriceBook
+    from .tracker import Tracker
 
 __all__ = ["Call", "request_hash", "VOLATILE_KEYS"]
 
@@ -38,7 +39,7 @@ class Call:
     """
 
     __slots__ = (
-        "provider", "api", "operation", "context", "endpoint", "body", "request_bytes",
+        "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "body", "request_bytes",
         "attempt", "timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
         "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk",
@@ -47,6 +48,7 @@ class Call:
     def __init__(
         self,
         *,
+        tracker: Tracker,
         provider: str,
         api: str,
         operation: str,
@@ -57,8 +59,9 @@ class Call:
         attempt: int,
         timestamp: datetime,
         started: float,
-        store_content: bool = False,
     ) -> None:
+        self.tracker = tracker
+        self.finished = False
         self.provider = provider
         self.api = api
         self.operation = operation
@@ -76,12 +79,24 @@ class Call:
         self.reader: StreamReader | None = None
         self.status: Status = "ok"
         self.error_type: str | None = None
-        self.store_content = store_content
+        self.store_content = tracker.store_content
         self.cache_hit = False
         self.cost_saved_usd: float | None = None
         self.extra_tags: dict[str, Any] | None = None
         self.batch = False
         self.hide_usage_chunk = False
+
+    def finish(self, outcome: str | None = None) -> None:
+        """Mark the attempt ended ("incomplete", an error type, or None for normal) and submit it, once."""
+        if self.finished:
+            return
+        self.finished = True
+        self.ended = self.tracker.clock()
+        if outcome == "incomplete":
+            self.status = "incomplete"
+        elif outcome is not None:
+            self.status, self.error_type = "error", outcome
+        self.tracker.submit(self)
 
     @property
     def model_requested(self) -> str | None:

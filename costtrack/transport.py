@@ -1,9 +1,10 @@
-"""Transports that sit inside the SDK's HTTP client: time each attempt and read its body as it passes."""
+"""Transports inside the SDK's HTTP client: time each attempt and read its body as it passes."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -23,7 +24,8 @@ _TIMEOUTS = (httpx2.TimeoutException,)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 
 
-def _error_type(exc: BaseException) -> str:
+def error_type(exc: BaseException) -> str:
+    """The record's error_type for an exception raised while sending or reading."""
     if isinstance(exc, _TIMEOUTS):
         return "timeout"
     if isinstance(exc, _CONNECTION):
@@ -31,8 +33,25 @@ def _error_type(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _decoder(content_encoding: str) -> Callable[[bytes], bytes] | None:
+    """A decoder for a compressed body, so usage can be read beside the SDK's own decoding."""
+    coding = content_encoding.strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding in ("gzip", "x-gzip", "deflate"):
+        wbits = zlib.MAX_WBITS | 16 if "gzip" in coding else zlib.MAX_WBITS
+        return zlib.decompressobj(wbits).decompress
+    try:  # br, zstd: httpx2 has decoders when their optional packages are installed
+        from httpx2._decoders import MultiDecoder
+
+        multi = MultiDecoder([c.strip() for c in coding.split(",")])
+        return lambda data: b"".join(multi.decode(data))
+    except Exception:
+        return lambda data: b""  # unreadable here: the record keeps timing and status
+
+
 class Instrument:
-    """What both transports share: deciding what to record and starting a Call."""
+    """What both transports share: deciding what to record, starting Calls, finishing them."""
 
     def __init__(
         self,
@@ -68,9 +87,9 @@ class Instrument:
         try:
             content = request.content
             body = json.loads(content) if content else {}
-            if not isinstance(body, dict):
-                return None, request
-        except Exception:  # multipart, unread streams, not JSON: not ours to record
+        except Exception:  # multipart, an unread stream, not JSON: not ours to record
+            return None, request
+        if not isinstance(body, dict):
             return None, request
         context = current()
         if self.tags:
@@ -79,11 +98,9 @@ class Instrument:
                 bypass_cache=context.bypass_cache,
             )  # fmt: skip
         tracker = self.tracker
-        try:
-            attempt = int(request.headers.get("x-stainless-retry-count", "0")) + 1
-        except ValueError:
-            attempt = 1
+        retries = request.headers.get("x-stainless-retry-count", "0")
         call = Call(
+            tracker=tracker,
             provider=self.provider,
             api=self.api,
             operation=operation,
@@ -91,122 +108,119 @@ class Instrument:
             endpoint=self.endpoint,
             body=body,
             request_bytes=content,
-            attempt=attempt,
+            attempt=int(retries) + 1 if retries.isdigit() else 1,
             timestamp=tracker.now(),
             started=tracker.clock(),
-            store_content=tracker.store_content,
         )
         if operation == "chat.completions" and body.get("stream") is True:
-            request = self._ask_for_stream_usage(request, body, call)
+            request = _with_stream_usage(request, body, call)
         return call, request
 
-    def _ask_for_stream_usage(self, request: httpx2.Request, body: dict[str, Any], call: Call) -> httpx2.Request:
-        # Without stream_options.include_usage an OpenAI chat stream carries no usage at all.
-        options = body.get("stream_options")
-        if isinstance(options, dict) and "include_usage" in options:
-            return request
-        new_body = dict(body)
-        new_body["stream_options"] = {**(options or {}), "include_usage": True}
-        headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-        new_request = httpx2.Request(
-            request.method,
-            request.url,
-            headers=headers,
-            content=json.dumps(new_body, ensure_ascii=False, separators=(",", ":")).encode(),
-            extensions=request.extensions,
-        )
-        call.hide_usage_chunk = True
-        return new_request
-
     def response(self, call: Call, response: httpx2.Response, *, is_async: bool) -> httpx2.Response:
-        """The response handed to the SDK: same status and headers, body read as it passes."""
+        """The response handed to the SDK: same status, headers and bytes, read as they pass."""
         call.status_code = response.status_code
-        streaming = response.headers.get("content-type", "").startswith("text/event-stream")
-        hide = streaming and call.hide_usage_chunk
-        if streaming:
-            call.reader = parser_for(self.api, call.operation).stream_reader(hide)
         headers = response.headers
-        if "content-encoding" in headers:
-            # The body is passed on decoded (so it can be read here); say so in the headers.
-            headers = httpx2.Headers([(k, v) for k, v in headers.multi_items() if k.lower() not in ("content-encoding", "content-length")])
+        if headers.get("content-type", "").startswith("text/event-stream"):
+            call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
+        else:
+            call.hide_usage_chunk = False
+        decode = _decoder(headers.get("content-encoding", ""))
+        if decode is not None and call.hide_usage_chunk:
+            # Dropping an event means re-writing the body: hand it on decoded, and say so.
+            headers = httpx2.Headers(
+                [(k, v) for k, v in headers.multi_items() if k.lower() not in ("content-encoding", "content-length")]
+            )
         stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
         return httpx2.Response(
             response.status_code,
             headers=headers,
-            stream=stream_cls(self, call, response, hide),
+            stream=stream_cls(call, response.stream, decode),
             extensions=response.extensions,
         )
 
-    def fail(self, call: Call, exc: BaseException) -> None:
+    @staticmethod
+    def fail(call: Call, exc: BaseException) -> None:
         """The attempt raised before a response arrived."""
-        call.ended = self.tracker.clock()
-        call.status = "error"
-        call.error_type = _error_type(exc)
-        self.tracker.submit(call)
+        call.finish(error_type(exc))
+
+
+def _with_stream_usage(request: httpx2.Request, body: dict[str, Any], call: Call) -> httpx2.Request:
+    # Without stream_options.include_usage an OpenAI chat stream carries no usage at all.
+    options = body.get("stream_options")
+    if isinstance(options, dict) and "include_usage" in options:
+        return request
+    new_body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+    call.hide_usage_chunk = True
+    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
+    return httpx2.Request(
+        request.method,
+        request.url,
+        headers=headers,
+        content=json.dumps(new_body, ensure_ascii=False, separators=(",", ":")).encode(),
+        extensions=request.extensions,
+    )
 
 
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_instrument", "_call", "_response", "_hide", "_splitter", "_finished", "_complete")
+    __slots__ = ("_call", "_stream", "_decode", "_splitter", "_complete")
 
-    def __init__(self, instrument: Instrument, call: Call, response: httpx2.Response, hide: bool) -> None:
-        self._instrument = instrument
+    def __init__(self, call: Call, stream: Any, decode: Callable[[bytes], bytes] | None) -> None:
         self._call = call
-        self._response = response
-        self._hide = hide
+        self._stream = stream
+        self._decode = decode
         self._splitter = EventSplitter() if call.reader is not None else None
-        self._finished = False
         self._complete = False
 
     def _pass(self, chunk: bytes) -> bytes:
-        """Read a chunk; return the bytes to hand on (the same chunk unless an event is hidden)."""
+        """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
         call = self._call
+        data = chunk if self._decode is None else self._decode(chunk)
         splitter = self._splitter
         if splitter is None:
-            call.chunks.append(chunk)
+            call.chunks.append(data)
             return chunk
         reader = call.reader
         assert reader is not None
-        kept: list[bytes] | None = [] if self._hide else None
-        for event in splitter.feed(chunk):
+        kept: list[bytes] | None = [] if call.hide_usage_chunk else None
+        for event in splitter.feed(data):
             try:
                 content, hide = reader.feed(*event_fields(event))
             except Exception:
-                log_once("stream.read", "costtrack: could not read a stream event; the stream is passed on as is", exc_info=True)
+                log_once("stream.read", "costtrack: could not read a stream event; it is passed on as is", exc_info=True)
                 content, hide = False, False
             if content and call.first_token is None:
-                call.first_token = self._instrument.tracker.clock()
+                call.first_token = call.tracker.clock()
             if kept is not None and not hide:
                 kept.append(event)
         return chunk if kept is None else b"".join(kept)
 
     def _rest(self) -> bytes:
+        """Bytes after the last complete event, read and handed on at the end of the body."""
         if self._splitter is None:
             return b""
         rest = self._splitter.rest()
-        if rest.strip():
-            call = self._call
-            assert call.reader is not None
-            call.reader.feed(*event_fields(rest))
-        return rest
+        if rest.strip() and self._call.reader is not None:
+            try:
+                self._call.reader.feed(*event_fields(rest))
+            except Exception:
+                log_once("stream.read", "costtrack: could not read a stream event; it is passed on as is", exc_info=True)
+        return rest if self._call.hide_usage_chunk else b""
 
     def _finish(self, error: BaseException | None = None) -> None:
-        if self._finished:
-            return
-        self._finished = True
         call = self._call
-        call.ended = self._instrument.tracker.clock()
         if error is not None:
-            call.status, call.error_type = "error", _error_type(error)
+            call.finish(error_type(error))
         elif not self._complete and call.reader is None:
-            call.status = "incomplete"  # a stream's own end event decides, in Call.record
-        self._instrument.tracker.submit(call)
+            call.finish("incomplete")  # a stream's own end event decides, in Call.record
+        else:
+            call.finish()
 
     def __del__(self) -> None:
-        # A stream the app dropped without closing is still recorded.
+        # A body the app dropped without closing is still recorded.
         try:
-            self._finish()
+            self._call.finish("incomplete" if not self._complete and self._call.reader is None else None)
         except Exception:
             pass
 
@@ -216,7 +230,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            for chunk in self._response.iter_bytes():
+            for chunk in self._stream:
                 out = self._pass(chunk)
                 if out:
                     yield out
@@ -232,7 +246,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
 
     def close(self) -> None:
         try:
-            self._response.close()
+            self._stream.close()
         finally:
             self._finish()
 
@@ -242,7 +256,7 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in self._stream:
                 out = self._pass(chunk)
                 if out:
                     yield out
@@ -258,16 +272,16 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         try:
-            await self._response.aclose()
+            await self._stream.aclose()
         finally:
             self._finish()
 
 
 class CostTransport(httpx2.BaseTransport):
-    """Sync transport: records instrumented requests, passes every request to `send`."""
+    """Sync transport: records instrumented requests and hands every request to the SDK's own transport."""
 
-    def __init__(self, send: Callable[[httpx2.Request], httpx2.Response], instrument: Instrument) -> None:
-        self._send = send
+    def __init__(self, inner: httpx2.BaseTransport, instrument: Instrument) -> None:
+        self._inner = inner
         self._instrument = instrument
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -279,20 +293,23 @@ class CostTransport(httpx2.BaseTransport):
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None
         if call is None:
-            return self._send(request)
+            return self._inner.handle_request(request)
         try:
-            response = self._send(request)
+            response = self._inner.handle_request(request)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise
         return instrument.response(call, response, is_async=False)
 
+    def close(self) -> None:
+        """The SDK's own transport belongs to the client that was wrapped: left open."""
+
 
 class AsyncCostTransport(httpx2.AsyncBaseTransport):
     """Async twin of CostTransport."""
 
-    def __init__(self, send: Callable[[httpx2.Request], Awaitable[httpx2.Response]], instrument: Instrument) -> None:
-        self._send = send
+    def __init__(self, inner: httpx2.AsyncBaseTransport, instrument: Instrument) -> None:
+        self._inner = inner
         self._instrument = instrument
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -304,10 +321,13 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None
         if call is None:
-            return await self._send(request)
+            return await self._inner.handle_async_request(request)
         try:
-            response = await self._send(request)
+            response = await self._inner.handle_async_request(request)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise
         return instrument.response(call, response, is_async=True)
+
+    async def aclose(self) -> None:
+        """The SDK's own transport belongs to the client that was wrapped: left open."""

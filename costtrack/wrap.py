@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -36,6 +37,23 @@ def detect_provider(api: str, base_url: Any) -> str:
     if "llama" in host:
         return "llamacpp"
     return _LOCAL_PORTS.get(url.port or 0, "openai-compatible")
+
+
+def instrumented_copy(http: httpx2.Client | httpx2.AsyncClient, instrument: Instrument) -> Any:
+    """A copy of the SDK's HTTP client whose transports (default and mounted) are instrumented.
+
+    A shallow copy keeps every setting of the original (headers, auth, cookies,
+    proxies, limits, event hooks) without re-creating it; only the transports
+    are wrapped, and the original client keeps its own.
+    """
+    wrapper = AsyncCostTransport if isinstance(http, httpx2.AsyncClient) else CostTransport
+    clone = copy.copy(http)
+    clone._transport = wrapper(http._transport, instrument)  # type: ignore[arg-type]
+    clone._mounts = {
+        pattern: None if transport is None else wrapper(transport, instrument)  # type: ignore[arg-type]
+        for pattern, transport in http._mounts.items()
+    }
+    return clone
 
 
 def _api_of(client: object) -> str:
@@ -75,22 +93,10 @@ def wrap(
         endpoint=endpoint,
         tags=tags,
     )
-    http_client: httpx2.Client | httpx2.AsyncClient
-    if isinstance(sdk_http, httpx2.AsyncClient):
-
-        async def send_async(request: httpx2.Request) -> httpx2.Response:
-            return await sdk_http.send(request, stream=True)
-
-        http_client = httpx2.AsyncClient(transport=AsyncCostTransport(send_async, instrument), timeout=sdk_http.timeout)
-    elif isinstance(sdk_http, httpx2.Client):
-
-        def send(request: httpx2.Request) -> httpx2.Response:
-            return sdk_http.send(request, stream=True)
-
-        http_client = httpx2.Client(transport=CostTransport(send, instrument), timeout=sdk_http.timeout)
-    else:
+    if not isinstance(sdk_http, (httpx2.Client, httpx2.AsyncClient)):
         raise TypeError(
             f"costtrack.wrap() needs a client built on httpx2 (openai>=3, anthropic>=2); "
             f"{type(client).__qualname__} has {type(sdk_http).__qualname__}: upgrade the SDK"
         )
+    http_client = instrumented_copy(sdk_http, instrument)
     return client.with_options(http_client=http_client)  # type: ignore[attr-defined, no-any-return]

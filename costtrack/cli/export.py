@@ -1,0 +1,66 @@
+"""`costtrack export`: every record as JSON lines or CSV, with the record's field names."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Optional, TextIO
+
+import typer
+
+from ..periods import parse_since
+from ..records import RECORD_FIELDS
+from ..store.sql import iter_records
+from . import _common
+
+app = typer.Typer()
+
+#: Exported columns: the record's fields; content only when it was stored.
+EXPORT_FIELDS = tuple(name for name in RECORD_FIELDS if name not in ("request_body", "response_body"))
+
+
+@app.command("export")
+def export(
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    with_content: Annotated[bool, typer.Option(help="Include stored prompts and responses (store_content=True).")] = False,
+    database_url: _common.DatabaseOption = None,
+) -> None:
+    """Write one line per record (field names as in the record; timestamps ISO 8601 UTC)."""
+    if format not in ("jsonl", "csv"):
+        _common.fail(f"--format {format!r} is not supported: use jsonl or csv")
+    start = parse_since(since, datetime.now(timezone.utc)) if since else None
+    engine = _common.read_engine(database_url)
+    fields = RECORD_FIELDS if with_content else EXPORT_FIELDS
+    try:
+        target = output.open("w", newline="", encoding="utf-8") if output else nullcontext(sys.stdout)
+    except OSError as exc:
+        _common.fail(f"cannot write {output}: {exc.strerror}")
+    with target as stream:
+        written = write(iter_records(engine, since=start), stream, format, fields)
+    if output:
+        typer.echo(f"wrote {written:,} records to {output}", err=True)
+
+
+def write(records: Any, stream: TextIO, format: str, fields: tuple[str, ...] = EXPORT_FIELDS) -> int:
+    """Write records to a text stream; return how many."""
+    written = 0
+    if format == "csv":
+        writer = csv.DictWriter(stream, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for record in records:
+            row = record.export_dict()
+            row["tags"] = json.dumps(row["tags"], sort_keys=True)
+            writer.writerow(row)
+            written += 1
+    else:
+        for record in records:
+            row = record.export_dict()
+            stream.write(json.dumps({name: row[name] for name in fields}) + "\n")
+            written += 1
+    return written

@@ -1,0 +1,66 @@
+"""`costtrack stats`: spend, calls, tokens, latency percentiles, error and cache-hit rates."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..periods import month_range, parse_since
+from ..reports.stats import Stats, compute_stats
+from . import _common
+from ..format import count, ms, pct, usd
+
+app = typer.Typer()
+
+
+@app.command("stats")
+def stats(
+    since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,
+    month: Annotated[Optional[str], typer.Option(help="One calendar month (UTC), e.g. 2026-11.")] = None,
+    by: Annotated[str, typer.Option(help="Group by model, endpoint or provider.")] = "model",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    database_url: _common.DatabaseOption = None,
+) -> None:
+    """Show spend, calls, tokens, latency p50/p95/p99, error and cache-hit rates, and unpriced models."""
+    if since and month:
+        _common.fail("give --since or --month, not both")
+    if by not in ("model", "endpoint", "provider"):
+        _common.fail(f"--by {by!r} is not a grouping: use model, endpoint or provider")
+    now = datetime.now(timezone.utc)
+    start, end = month_range(month) if month else (parse_since(since, now) if since else None, None)
+    engine = _common.read_engine(database_url)
+    result = compute_stats(engine, since=start, until=end, by=by)  # type: ignore[arg-type]
+    if result.total.calls == 0:
+        _common.fail("no records in that period: wrap a client with costtrack.wrap(...) or run `costtrack demo` first")
+    if as_json:
+        _common.print_json(result.as_dict())
+    else:
+        render(result, Console())
+
+
+def render(result: Stats, console: Console) -> None:
+    """Print the stats as a table for people."""
+    table = Table(title=f"costtrack stats by {result.by}", title_justify="left")
+    for header in (result.by, "calls", "spend", "share", "tokens in", "cached", "tokens out", "p50", "p95", "p99",
+                   "errors", "cache hits", "saved"):  # fmt: skip
+        table.add_column(header, justify="left" if header == result.by else "right")
+    total = result.total
+    for group in [*result.groups, total]:
+        share = group.spend_usd / total.spend_usd if total.spend_usd else 0.0
+        table.add_row(
+            "TOTAL" if group is total else group.key, count(group.calls), usd(group.spend_usd), pct(share),
+            count(group.tokens_input), count(group.tokens_cached_input), count(group.tokens_output),
+            ms(group.latency_p50_ms), ms(group.latency_p95_ms), ms(group.latency_p99_ms),
+            pct(group.error_rate), pct(group.cache_hit_rate), usd(group.saved_usd),
+            end_section=group is result.groups[-1] if result.groups else False,
+        )  # fmt: skip
+    console.print(table)
+    if result.unpriced_models:
+        console.print(
+            f"[yellow]Unpriced models[/] (cost unknown, not $0): {', '.join(result.unpriced_models)}. "
+            "Add them to a prices file (COSTTRACK_PRICES_FILE), then run `costtrack reprice`."
+        )

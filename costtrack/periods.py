@@ -1,0 +1,59 @@
+"""Time periods from the command line: `7d`, `24h`, `2026-11`, ISO dates, and the month they fall in."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import ConfigError
+
+__all__ = ["parse_since", "parse_instant", "month_range", "parse_range"]
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO date or datetime; naive values are UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a date: use an ISO date or datetime such as 2026-11-01 or 2026-11-01T12:00") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`7d`, `24h`, `30m`, `2w` before `now`, or an ISO date/datetime."""
+    match = _RELATIVE.match(text)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        return parse_instant(text)
+    except ConfigError:
+        raise ConfigError(f"--since {text!r} is not understood: use a duration like 7d, 24h, 30m, or an ISO date like 2026-11-01") from None
+
+
+def month_range(text: str) -> tuple[datetime, datetime]:
+    """`2026-11` → [2026-11-01, 2026-12-01) in UTC."""
+    match = re.fullmatch(r"\s*(\d{4})-(\d{1,2})\s*", text)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise ConfigError(f"--month {text!r} is not a month: use YYYY-MM, e.g. 2026-11")
+    year, month = int(match.group(1)), int(match.group(2))
+    start = datetime(year, month, 1, tzinfo=timezone.utc)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, end
+
+
+def parse_range(text: str) -> tuple[datetime, datetime]:
+    """`A..B` with ISO dates or datetimes; a bare date B means the whole of that day."""
+    if ".." not in text:
+        raise ConfigError(f"{text!r} is not a period: use START..END, e.g. 2026-11-01..2026-11-07")
+    left, right = text.split("..", 1)
+    start = parse_instant(left)
+    end = parse_instant(right)
+    if len(right.strip()) == 10:  # a date: include that whole day
+        end += timedelta(days=1)
+    if end <= start:
+        raise ConfigError(f"period {text!r} ends before it starts")
+    return start, end
+

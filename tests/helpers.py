@@ -1,0 +1,65 @@
+"""Test helpers: SDK clients over a fixture-serving MockTransport, and reading back stored records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+Handler = Callable[[httpx2.Request], httpx2.Response]
+
+
+def fixture(name: str) -> bytes:
+    """The bytes of a recorded-looking body under tests/fixtures/."""
+    return (FIXTURES / name).read_bytes()
+
+
+def serve(name: str, status: int = 200) -> httpx2.Response:
+    """A response with a fixture body; .sse files are served as event streams."""
+    content_type = "text/event-stream" if name.endswith(".sse") else "application/json"
+    return httpx2.Response(status, headers={"content-type": content_type}, content=fixture(name))
+
+
+class Recorder:
+    """A MockTransport handler that serves fixed responses and keeps every request it saw."""
+
+    def __init__(self, *responses: httpx2.Response | Callable[[httpx2.Request], httpx2.Response] | Exception) -> None:
+        self.responses = list(responses)
+        self.requests: list[httpx2.Request] = []
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append(request)
+        self.bodies.append(json.loads(request.content) if request.content else {})
+        item = self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+        if isinstance(item, Exception):
+            raise item
+        if callable(item):
+            return item(request)
+        # A fresh copy each time so the same response can be served repeatedly.
+        return httpx2.Response(item.status_code, headers=item.headers, content=item.content)
+
+
+def openai_client(handler: Handler, *, is_async: bool = False, max_retries: int = 0, **kw: Any) -> Any:
+    """A real openai client whose HTTP transport is `handler`."""
+    import openai
+
+    transport = httpx2.MockTransport(handler)
+    if is_async:
+        return openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=transport), max_retries=max_retries, **kw)
+    return openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=transport), max_retries=max_retries, **kw)
+
+
+def anthropic_client(handler: Handler, *, is_async: bool = False, max_retries: int = 0, **kw: Any) -> Any:
+    """A real anthropic client whose HTTP transport is `handler`."""
+    import anthropic
+
+    transport = httpx2.MockTransport(handler)
+    if is_async:
+        return anthropic.AsyncAnthropic(api_key="sk-ant-test", http_client=httpx2.AsyncClient(transport=transport), max_retries=max_retries, **kw)
+    return anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=transport), max_retries=max_retries, **kw)

@@ -1,0 +1,175 @@
+"""Usage read from real SDK calls over recorded-looking bodies: each provider's token semantics and pitfalls."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import httpx2
+import pytest
+
+from helpers import Recorder, anthropic_client, fixture, openai_client, serve
+
+MTOK = Decimal(1_000_000)
+
+
+def usd(*terms: tuple[int, str]) -> float:
+    """Hand-computed cost: sum of tokens × USD-per-1M-token list price."""
+    return float(sum(Decimal(tokens) * Decimal(price) for tokens, price in terms) / MTOK)
+
+
+def test_openai_chat_cached_tokens_are_inside_prompt_tokens(tracker, records):
+    """Pitfall 4: cached tokens are part of prompt_tokens, priced at the cached rate, never counted twice."""
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))), endpoint="/api/qa")
+    result = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital?"}])
+    assert result.choices[0].message.content == "Paris is the capital of France."
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == (2048, 1536, 120)
+    assert rec.model == "gpt-4o-mini-2024-07-18" and rec.model_requested == "gpt-4o-mini"
+    assert rec.provider == "openai" and rec.operation == "chat.completions" and rec.endpoint == "/api/qa"
+    # gpt-4o-mini: $0.15 input, $0.075 cached input, $0.60 output per 1M tokens.
+    assert rec.cost_usd == pytest.approx(usd((512, "0.15"), (1536, "0.075"), (120, "0.60")), rel=1e-12)
+    assert rec.status == "ok" and rec.attempt == 1 and rec.cache_hit is False
+    assert "gpt-4o-mini" in (rec.price_source or "")
+
+
+def test_openai_reasoning_tokens_are_inside_completion_tokens(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat_reasoning.json"))))
+    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}])
+    [rec] = records()
+    assert (rec.tokens_output, rec.tokens_reasoning) == (1500, 1200)
+    assert rec.endpoint == "chat.completions"  # default endpoint: the operation
+
+
+def test_openai_stream_gets_usage_and_hides_the_usage_chunk(tracker, records):
+    """Pitfalls 1 and 2: usage is requested for streams, and the extra chunk never reaches the caller."""
+    server = Recorder(serve("openai_chat_stream.sse"))
+    client = tracker.wrap(openai_client(server))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+    texts = [chunk.choices[0].delta.content for chunk in stream]  # would raise IndexError on the usage chunk
+    assert texts == ["", "Hello", " there", None]
+    assert server.bodies[0]["stream_options"] == {"include_usage": True}
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == (2048, 1024, 2)
+    assert rec.cost_usd == pytest.approx(usd((1024, "0.15"), (1024, "0.075"), (2, "0.60")), rel=1e-12)
+    assert rec.ttft_ms is not None and rec.latency_ms is not None and 0 <= rec.ttft_ms <= rec.latency_ms
+    assert rec.status == "ok"
+
+
+def test_openai_stream_keeps_usage_chunk_when_the_caller_asked_for_it(tracker, records):
+    server = Recorder(serve("openai_chat_stream.sse"))
+    client = tracker.wrap(openai_client(server))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 2048
+    assert server.bodies[0]["stream_options"] == {"include_usage": True}
+    assert records()[0].tokens_input == 2048
+
+
+def test_openai_stream_identical_to_bare_sdk(tracker, records):
+    bare = openai_client(Recorder(serve("openai_chat_stream.sse")))
+    wrapped = tracker.wrap(openai_client(Recorder(serve("openai_chat_stream.sse"))))
+    args = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+    seen_bare = [c.model_dump() for c in bare.chat.completions.create(**args) if c.choices]
+    seen_wrapped = [c.model_dump() for c in wrapped.chat.completions.create(**args)]
+    assert seen_wrapped == seen_bare
+
+
+def test_openai_embeddings(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_embeddings.json"))))
+    client.embeddings.create(model="text-embedding-3-small", input="hello", encoding_format="float")
+    [rec] = records()
+    assert (rec.operation, rec.tokens_input, rec.tokens_output) == ("embeddings", 812, 0)
+    assert rec.cost_usd == pytest.approx(usd((812, "0.02")), rel=1e-12)
+
+
+def test_openai_responses(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_responses.json"))))
+    response = client.responses.create(model="gpt-4o", input="hi")
+    assert response.output_text == "Hi"
+    [rec] = records()
+    assert (rec.operation, rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == ("responses", 3000, 2048, 400)
+    assert rec.cost_usd == pytest.approx(usd((952, "2.50"), (2048, "1.25"), (400, "10")), rel=1e-12)
+
+
+def test_anthropic_input_is_the_sum_of_three_counts(tracker, records):
+    """Pitfall 3: cache reads and writes are input, each priced at its own rate, 1-hour writes at 2x."""
+    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_message.json"))))
+    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}])
+    assert message.content[0].text == "Hi"
+    [rec] = records()
+    assert rec.provider == "anthropic" and rec.operation == "messages"
+    assert (rec.tokens_input, rec.tokens_cached_input, rec.tokens_cache_write, rec.tokens_output) == (12030, 10000, 2000, 57)
+    assert rec.tokens_cache_write_1h == 1500
+    # claude-sonnet-4-5: $3 input, $0.30 cache read, $3.75 5-minute write, $6 1-hour write, $15 output.
+    expected = usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15"))
+    assert rec.cost_usd == pytest.approx(expected, rel=1e-12)
+
+
+def test_anthropic_stream_output_is_cumulative_not_added(tracker, records):
+    """Pitfall 3: message_delta's output_tokens replaces message_start's, never adds to it."""
+    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse"))))
+    stream = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    kinds = [event.type for event in stream]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output, rec.tokens_cache_write) == (12030, 57, 2000)
+    expected = usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15"))
+    assert rec.cost_usd == pytest.approx(expected, rel=1e-12)
+    assert rec.ttft_ms is not None
+
+
+def test_anthropic_stream_helper(tracker, records):
+    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse"))))
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as stream:
+        text = stream.get_final_text()
+    assert text == "Hello world"
+    assert records()[0].tokens_output == 57
+
+
+async def test_async_clients_record_the_same(tracker, records):
+    oa = tracker.wrap(openai_client(Recorder(serve("openai_chat_stream.sse")), is_async=True))
+    an = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse")), is_async=True))
+    stream = await oa.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert [c.choices[0].delta.content async for c in stream] == ["", "Hello", " there", None]
+    async with an.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as s:
+        await s.get_final_message()
+    recs = sorted(records(), key=lambda r: r.provider)
+    assert [(r.provider, r.tokens_input, r.tokens_output) for r in recs] == [("anthropic", 12030, 57), ("openai", 2048, 2)]
+
+
+def test_missing_usage_is_unpriced_not_zero(tracker, records):
+    body = json.loads(fixture("openai_chat.json"))
+    del body["usage"]
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    result = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert result.usage is None
+    [rec] = records()
+    assert rec.status == "ok" and rec.cost_usd is None and rec.tokens_input == 0
+
+
+def test_malformed_usage_values_are_ignored(tracker, records):
+    body = json.loads(fixture("openai_chat.json"))
+    body["usage"] = {"prompt_tokens": "many", "completion_tokens": -3, "prompt_tokens_details": [1]}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    bare = openai_client(Recorder(httpx2.Response(200, json=body)))
+    args = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert client.chat.completions.create(**args).model_dump() == bare.chat.completions.create(**args).model_dump()
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output) == (0, 0)
+
+
+def test_unknown_model_is_recorded_with_tokens_and_null_cost(tracker, records):
+    """Pitfall 5: a model the catalog doesn't know is unpriced (null), never $0."""
+    body = json.loads(fixture("openai_chat.json"))
+    body["model"] = "my-finetune-xyz"
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    client.chat.completions.create(model="my-finetune-xyz", messages=[{"role": "user", "content": "x"}])
+    [rec] = records()
+    assert rec.tokens_input == 2048 and rec.cost_usd is None and rec.price_source is None

@@ -1,0 +1,138 @@
+"""The wrapped call returns or raises exactly what the bare SDK would, and every attempt is recorded."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+from helpers import Recorder, anthropic_client, fixture, openai_client, serve
+
+CHAT = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def rate_limited() -> httpx2.Response:
+    body = {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+    return httpx2.Response(429, json=body, headers={"retry-after-ms": "1"})
+
+
+def outcome(fn):
+    """What the app sees: the return value's dump, or the exception's type and message."""
+    try:
+        result = fn()
+    except Exception as exc:  # noqa: BLE001 - comparing what the app would see
+        return ("raised", type(exc), str(exc))
+    return ("returned", type(result), result.model_dump() if hasattr(result, "model_dump") else result)
+
+
+@pytest.mark.parametrize(
+    "response, status, error_type",
+    [
+        pytest.param(rate_limited, "error", "requests", id="429"),
+        pytest.param(lambda: httpx2.Response(500, json={"error": {"message": "boom", "type": "server_error"}}), "error", "server_error", id="500"),
+        pytest.param(lambda: httpx2.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"}), "error", "malformed_response", id="non-json"),
+        pytest.param(lambda: httpx2.Response(200, content=b"{not json", headers={"content-type": "application/json"}), "error", "malformed_response", id="broken-json"),
+        pytest.param(lambda: serve("openai_chat.json"), "ok", None, id="ok"),
+    ],
+)  # fmt: skip
+def test_same_outcome_as_bare_sdk(tracker, records, response, status, error_type):
+    bare = openai_client(Recorder(response()))
+    wrapped = tracker.wrap(openai_client(Recorder(response())))
+    assert outcome(lambda: wrapped.chat.completions.create(**CHAT)) == outcome(lambda: bare.chat.completions.create(**CHAT))
+    [rec] = records()
+    assert (rec.status, rec.error_type) == (status, error_type)
+
+
+@pytest.mark.parametrize("exc", [httpx2.ConnectTimeout("slow"), httpx2.ConnectError("refused")], ids=["timeout", "connect"])
+def test_transport_errors_raise_the_sdk_exception_and_are_recorded(tracker, records, exc):
+    bare = openai_client(Recorder(exc))
+    wrapped = tracker.wrap(openai_client(Recorder(exc)))
+    seen = outcome(lambda: wrapped.chat.completions.create(**CHAT))
+    assert seen[:2] == outcome(lambda: bare.chat.completions.create(**CHAT))[:2]
+    assert seen[1] in (openai.APITimeoutError, openai.APIConnectionError)
+    [rec] = records()
+    assert rec.status == "error" and rec.error_type == ("timeout" if "Timeout" in type(exc).__name__ else "connection_error")
+    assert rec.cost_usd == 0.0 and rec.latency_ms is not None
+
+
+def test_every_sdk_retry_is_its_own_record(tracker, records):
+    server = Recorder(rate_limited(), rate_limited(), serve("openai_chat.json"))
+    client = tracker.wrap(openai_client(server, max_retries=2))
+    client.chat.completions.create(**CHAT)
+    recs = sorted(records(), key=lambda r: r.attempt)
+    assert [(r.attempt, r.status, r.error_type) for r in recs] == [
+        (1, "error", "requests"), (2, "error", "requests"), (3, "ok", None),
+    ]  # fmt: skip
+    assert [r.cost_usd for r in recs][:2] == [0.0, 0.0] and recs[2].cost_usd > 0
+    assert len({r.request_hash for r in recs}) == 1
+
+
+def _cut_stream(request: httpx2.Request) -> httpx2.Response:
+    events = fixture("openai_chat_stream.sse").split(b"\n\n")
+
+    def body():
+        yield events[0] + b"\n\n"
+        yield events[1] + b"\n\n"
+        raise httpx2.ReadError("connection reset")
+
+    return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+
+def test_stream_cut_midway_raises_like_bare_and_is_recorded(tracker, records):
+    def consume(client):
+        return [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+
+    bare_seen = outcome(lambda: consume(openai_client(Recorder(_cut_stream))))
+    wrapped_seen = outcome(lambda: consume(tracker.wrap(openai_client(Recorder(_cut_stream)))))
+    assert wrapped_seen[:2] == bare_seen[:2] and wrapped_seen[0] == "raised"
+    [rec] = records()
+    assert rec.status == "error" and rec.error_type == "connection_error"
+    assert rec.model == "gpt-4o-mini-2024-07-18" and rec.ttft_ms is not None
+
+
+def test_abandoned_stream_is_recorded_as_incomplete(tracker, records):
+    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse"))))
+    stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}], stream=True)
+    first = next(iter(stream))
+    assert first.type == "message_start"
+    stream.close()
+    [rec] = records()
+    assert rec.status == "incomplete" and rec.tokens_input == 12030 and rec.model == "claude-sonnet-4-5-20250929"
+
+
+def test_anthropic_overloaded_is_the_sdk_error(tracker, records):
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    client = tracker.wrap(anthropic_client(Recorder(httpx2.Response(529, json=body))))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 529
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "overloaded_error")
+
+
+def test_requests_that_are_not_instrumented_pass_through(tracker, records):
+    models = {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"}]}
+    server = Recorder(httpx2.Response(200, json=models))
+    client = tracker.wrap(openai_client(server))
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    assert records() == []
+
+
+def test_api_keys_are_never_stored(tracker, records, database_url):
+    tracker.store_content = True
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    client.chat.completions.create(**CHAT)
+    [rec] = records()
+    assert rec.request_body is not None and json.loads(rec.request_body)["messages"] == CHAT["messages"]
+    dumped = json.dumps(rec.export_dict())
+    assert "sk-test" not in dumped and "authorization" not in dumped.lower()
+
+
+def test_content_is_not_stored_by_default(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    client.chat.completions.create(**CHAT)
+    [rec] = records()
+    assert rec.request_body is None and rec.response_body is None
