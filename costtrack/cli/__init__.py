@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import db, prices
+from . import db, demo, export, prices, reprice, stats
 
 __all__ = ["app", "main"]
 
@@ -19,6 +19,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+app.command("demo")(demo.demo)
+app.command("stats")(stats.stats)
+app.command("export")(export.export)
+app.command("reprice")(reprice.reprice)
 app.add_typer(prices.app, name="prices")
 app.add_typer(db.app, name="db")
 

@@ -17,13 +17,11 @@ from ..records import RECORD_FIELDS
 from ..store.sql import iter_records
 from . import _common
 
-app = typer.Typer()
 
 #: Exported columns: the record's fields; content only when it was stored.
 EXPORT_FIELDS = tuple(name for name in RECORD_FIELDS if name not in ("request_body", "response_body"))
 
 
-@app.command("export")
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
     since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,

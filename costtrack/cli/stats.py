@@ -14,10 +14,6 @@ from ..reports.stats import Stats, compute_stats
 from . import _common
 from ..format import count, ms, pct, usd
 
-app = typer.Typer()
-
-
-@app.command("stats")
 def stats(
     since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,
     month: Annotated[Optional[str], typer.Option(help="One calendar month (UTC), e.g. 2026-11.")] = None,

@@ -1,0 +1,41 @@
+"""`costtrack demo`: a month of a capstone app's traffic through real wrapped SDK clients, offline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .. import demo as workload
+from ..reports.stats import compute_stats
+from ..tracker import Tracker
+from . import _common
+from .stats import render
+
+def demo(
+    calls: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many calls to simulate.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+    error_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of calls the simulated providers fail.")] = 0.02,
+    database_url: _common.DatabaseOption = None,
+) -> None:
+    """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network) and show what it cost."""
+    console = Console(stderr=True)
+    url = _common.resolve_database_url(database_url)
+    tracker = Tracker(url)
+    with Progress(
+        TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("calls", total=calls)
+        outcome = workload.run(tracker, calls, seed=seed, error_rate=error_rate, progress=lambda n: progress.advance(task, n))
+    stored = tracker.flush()
+    tracker.close()
+    console.print(
+        f"{calls:,} calls made ({outcome['ok']:,} answered, {outcome['failed']:,} failed as the app saw them); "
+        f"records {'stored' if stored else 'kept in the outbox'} in {_common.display_url(url)}"
+    )
+    engine = _common.read_engine(url)
+    render(compute_stats(engine, by="endpoint"), Console())
+    console.print("Next: `costtrack stats --by model`, `costtrack export --format csv -o calls.csv`")

@@ -1,0 +1,216 @@
+"""`costtrack prices`: the rates used for a model, and the cost of one call."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..pricing import PriceBook, Rates, cost_breakdown
+from ..usage import Usage
+from . import _common
+
+app = typer.Typer(help="Model prices: show the rates used for a model, or price one call.", no_args_is_help=True)
+
+ProviderOption = Annotated[
+    Optional[str],
+    typer.Option("--provider", "-p", help="openai, anthropic, azure, ollama, vllm, llamacpp, openai-compatible, ..."),
+]
+AtOption = Annotated[
+    Optional[str], typer.Option("--at", help="Price in force at this date or time (UTC), e.g. 2025-06-01. Default: now.")
+]
+PricesFileOption = Annotated[
+    Optional[Path],
+    typer.Option("--prices-file", help="TOML price overrides (default: $COSTTRACK_PRICES_FILE).", dir_okay=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+_BUCKETS = (
+    ("input", "input (uncached)"),
+    ("cached_input", "cached input (cache read)"),
+    ("cache_write", "cache write, 5 minutes"),
+    ("cache_write_1h", "cache write, 1 hour"),
+    ("output", "output (reasoning included)"),
+)
+
+
+def _parse_at(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        _common.fail(f"--at {value!r} is not a date: use an ISO date or time such as 2025-06-01 or 2025-06-01T12:00Z")
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> Rates:
+    rates = book.rates(provider, model, at)
+    if rates is None:
+        scope = f" for provider {provider!r}" if provider else ""
+        _common.fail(
+            f"no price for model {model!r}{scope}: check the name (try --provider), "
+            f"or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
+        )
+    return rates
+
+
+def _num(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _plain(value: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros: 0.000150, 1.200006."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _rates_json(rates: Rates) -> dict[str, Any]:
+    return {
+        "input": _num(rates.input),
+        "cached_input": _num(rates.cached_input),
+        "cache_write": _num(rates.cache_write),
+        "cache_write_1h": _num(rates.cache_write_1h),
+        "output": _num(rates.output),
+    }
+
+
+@app.command("show")
+def show(
+    model: Annotated[str, typer.Argument(help="Model name as sent to or returned by the provider.")],
+    provider: ProviderOption = None,
+    at: AtOption = None,
+    prices_file: PricesFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the rates (USD per 1M tokens) used for MODEL, its long-context tiers, and their source."""
+    when = _parse_at(at)
+    rates = _lookup(PriceBook(prices_file), provider, model, when)
+    if as_json:
+        data: dict[str, Any] = {
+            "model": model,
+            "provider": provider,
+            "at": when.isoformat(),
+            "source": rates.source,
+            "valid_from": rates.valid_from.isoformat() if rates.valid_from else None,
+            "unit": "USD per 1M tokens",
+        }
+        if rates.per_hour is not None:
+            data["per_hour"] = float(rates.per_hour)
+        else:
+            data["rates"] = _rates_json(rates)
+            data["effective_rates"] = {k: float(v) for k, v in rates.effective().items()}
+            data["tiers"] = [
+                {"above_input_tokens": tier.threshold, "rates": _rates_json(tier.rates)} for tier in rates.tiers
+            ]
+        _common.print_json(data)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if rates.per_hour is not None:
+        console.print(f"{model}: self-hosted, ${_plain(rates.per_hour)} per hour (no per-token price)")
+        console.print(f"source: {rates.source}", highlight=False)
+        return
+    table = Table(title=f"{model}: USD per 1M tokens at {when:%Y-%m-%d}", title_justify="left")
+    table.add_column("bucket")
+    table.add_column("rate", justify="right")
+    for tier in rates.tiers:
+        table.add_column(f"input > {tier.threshold:,}", justify="right")
+    own = _rates_json(rates)
+    for key, label in _BUCKETS:
+        cells = [_cell(rates, key, own[key] is None)]
+        cells += [_cell(tier.rates, key, getattr(tier.rates, key) is None) for tier in rates.tiers]
+        table.add_row(label, *cells)
+    console.print(table)
+    if rates.valid_from:
+        console.print(f"in force since {rates.valid_from.isoformat()}", highlight=False)
+    console.print(f"source: {rates.source}", highlight=False)
+
+
+def _cell(rates: Rates, key: str, is_fallback: bool) -> str:
+    value = _plain(rates.effective()[key])
+    if not is_fallback:
+        return value
+    return f"{value} (2x input)" if key == "cache_write_1h" else f"{value} (= input)"
+
+
+@app.command("cost")
+def cost(
+    model: Annotated[str, typer.Argument(help="Model name as sent to or returned by the provider.")],
+    input_tokens: Annotated[
+        int, typer.Option("--input-tokens", min=0, help="All input tokens, cached and cache-write tokens included.")
+    ],
+    output_tokens: Annotated[int, typer.Option("--output-tokens", min=0, help="All output tokens, reasoning included.")],
+    cached_tokens: Annotated[int, typer.Option("--cached-tokens", min=0, help="Input tokens read from cache.")] = 0,
+    cache_write_tokens: Annotated[
+        Optional[int], typer.Option("--cache-write-tokens", min=0, help="Input tokens written to cache (5m and 1h).")
+    ] = None,
+    cache_write_1h_tokens: Annotated[
+        int, typer.Option("--cache-write-1h-tokens", min=0, help="The part of the cache writes with a 1-hour TTL.")
+    ] = 0,
+    reasoning_tokens: Annotated[
+        int, typer.Option("--reasoning-tokens", min=0, help="The part of the output spent on reasoning.")
+    ] = 0,
+    batch: Annotated[bool, typer.Option("--batch", help="Batch API: 50% of the standard rates.")] = False,
+    provider: ProviderOption = None,
+    at: AtOption = None,
+    prices_file: PricesFileOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Price one call of MODEL with the record's token semantics."""
+    writes = cache_write_1h_tokens if cache_write_tokens is None else cache_write_tokens
+    if cache_write_1h_tokens > writes:
+        _common.fail(
+            f"--cache-write-1h-tokens {cache_write_1h_tokens} is more than --cache-write-tokens {writes}: "
+            "1-hour writes are part of the cache writes"
+        )
+    if cached_tokens + writes > input_tokens:
+        _common.fail(
+            f"--cached-tokens {cached_tokens} + cache writes {writes} is more than --input-tokens {input_tokens}: "
+            "input tokens include cached and cache-write tokens"
+        )
+    if reasoning_tokens > output_tokens:
+        _common.fail(
+            f"--reasoning-tokens {reasoning_tokens} is more than --output-tokens {output_tokens}: "
+            "output tokens include reasoning tokens"
+        )
+    when = _parse_at(at)
+    book = PriceBook(prices_file)
+    rates = _lookup(book, provider, model, when)
+    if rates.per_hour is not None:
+        _common.fail(
+            f"{model} is priced per hour (${_plain(rates.per_hour)}/h, {rates.source}), not per token: "
+            "a single call has no price"
+        )
+    usage = Usage(
+        input=input_tokens, output=output_tokens, cached_input=cached_tokens, cache_write=writes,
+        cache_write_1h=cache_write_1h_tokens, reasoning=reasoning_tokens,
+    )  # fmt: skip
+    total = book.cost_of(rates, usage, batch=batch)
+    if as_json:
+        _common.print_json({
+            "cost_usd": float(total),
+            "cost_usd_exact": _plain(total),
+            "price_source": rates.source,
+            "model": model,
+            "provider": provider,
+            "at": when.isoformat(),
+            "batch": batch,
+            "usage": {
+                "input": usage.input, "cached_input": usage.cached_input, "cache_write": usage.cache_write,
+                "cache_write_1h": usage.cache_write_1h, "output": usage.output, "reasoning": usage.reasoning,
+            },
+            "breakdown_usd": {k: float(v) for k, v in cost_breakdown(rates, usage, batch=batch).items()},
+        })  # fmt: skip
+        return
+    typer.echo(f"${_plain(total)}{'  (batch: 50%)' if batch else ''}")
+    typer.echo(f"source: {rates.source}")

@@ -1,0 +1,89 @@
+"""Tracker: nothing lost under threads and asyncio, flush, configure, and the process default."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+
+import pytest
+
+import costtrack
+from costtrack.simulator import Simulator
+from helpers import Recorder, openai_client, serve
+
+CHAT = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+# openai_chat.json: 2048 input (1536 cached), 120 output on gpt-4o-mini.
+ONE_CALL = (Decimal(512) * Decimal("0.15") + Decimal(1536) * Decimal("0.075") + Decimal(120) * Decimal("0.60")) / 10**6
+
+
+def test_threads_lose_nothing(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+
+    def worker() -> None:
+        for _ in range(500):
+            client.chat.completions.create(**CHAT)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    recs = records()
+    assert len(recs) == 4000 and len({r.id for r in recs}) == 4000
+    assert sum(r.tokens_input for r in recs) == 4000 * 2048
+    assert sum(Decimal(repr(r.cost_usd)) for r in recs) == 4000 * ONE_CALL
+
+
+async def test_asyncio_loses_nothing(tracker, records):
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json")), is_async=True))
+    await asyncio.gather(*(client.chat.completions.create(**CHAT) for _ in range(500)))
+    assert await tracker.aflush()
+    recs = records()
+    assert len(recs) == 500
+    assert sum(Decimal(repr(r.cost_usd)) for r in recs) == 500 * ONE_CALL
+
+
+def test_simulated_traffic_totals_match_the_sdk_objects(tracker, records):
+    sim = Simulator(seed=3)
+    client = tracker.wrap(openai_client(sim))
+    seen = [client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"q{i} " * (i + 1)}])
+            for i in range(50)]  # fmt: skip
+    recs = records()
+    assert sum(r.tokens_input for r in recs) == sum(c.usage.prompt_tokens for c in seen)
+    assert sum(r.tokens_output for r in recs) == sum(c.usage.completion_tokens for c in seen)
+
+
+def test_configure_sets_the_process_default(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/default.db"
+    tracker = costtrack.configure(database_url=url)
+    try:
+        client = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))), endpoint="/api/x")
+        client.chat.completions.create(**CHAT)
+        assert costtrack.flush()
+        assert costtrack.default_tracker() is tracker
+        assert [r.endpoint for r in tracker.records()] == ["/api/x"]
+    finally:
+        tracker.close()
+
+
+def test_records_queued_at_exit_are_written(tmp_path):
+    url = f"sqlite:///{tmp_path}/exit.db"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        import costtrack
+        from helpers import Recorder, openai_client, serve
+        costtrack.configure(database_url={url!r})
+        client = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+        for _ in range(300):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        # no flush(): the interpreter exits with records still queued
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(costtrack.Tracker(url).records()) == 300
