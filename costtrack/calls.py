@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +19,7 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
     from .tracker import Tracker
 
-__all__ = ["Call", "request_hash", "VOLATILE_KEYS"]
+__all__ = ["Call", "Hold", "hold_calls", "request_hash", "VOLATILE_KEYS"]
 
 # Request keys that do not change the answer: left out of the request hash.
 VOLATILE_KEYS = frozenset({"stream", "stream_options", "user", "metadata", "store", "service_tier", "safety_identifier"})
@@ -31,6 +34,43 @@ def request_hash(provider: str, operation: str, body: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+class Hold:
+    """Finished Calls kept back so a layer above the SDK (fallback, routing) can annotate them first.
+
+    While a Hold is active, Calls started inside `hold_calls()` are appended to
+    `calls` when they finish instead of being recorded; `release()` records them.
+    A Call that finishes after the release (a stream read later) is recorded at once.
+    """
+
+    __slots__ = ("calls", "active")
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.active = True
+
+    def release(self) -> None:
+        """Record every held Call and stop holding."""
+        self.active = False
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call.tracker.submit(call)
+
+
+_hold: contextvars.ContextVar[Hold | None] = contextvars.ContextVar("costtrack_hold", default=None)
+
+
+@contextmanager
+def hold_calls() -> Iterator[Hold]:
+    """Hold the Calls started inside the block; they are recorded on `release()` or at the block's end."""
+    hold = Hold()
+    token = _hold.set(hold)
+    try:
+        yield hold
+    finally:
+        _hold.reset(token)
+        hold.release()
+
+
 class Call:
     """What is known about one attempt; `record()` turns it into a CallRecord.
 
@@ -42,7 +82,7 @@ class Call:
         "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "body", "request_bytes",
         "attempt", "timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
-        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk",
+        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "hold", "compare_model",
     )  # fmt: skip
 
     def __init__(
@@ -85,6 +125,9 @@ class Call:
         self.extra_tags: dict[str, Any] | None = None
         self.batch = False
         self.hide_usage_chunk = False
+        self.hold = _hold.get()
+        # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
+        self.compare_model: tuple[str, str] | None = None
 
     def finish(self, outcome: str | None = None) -> None:
         """Mark the attempt ended ("incomplete", an error type, or None for normal) and submit it, once."""
@@ -96,7 +139,11 @@ class Call:
             self.status = "incomplete"
         elif outcome is not None:
             self.status, self.error_type = "error", outcome
-        self.tracker.submit(self)
+        hold = self.hold
+        if hold is not None and hold.active:
+            hold.calls.append(self)
+        else:
+            self.tracker.submit(self)
 
     @property
     def model_requested(self) -> str | None:
@@ -131,16 +178,26 @@ class Call:
         if (self.status_code or 200) >= 400:
             self.status = "error"
             self.error_type = self.error_type or f"http_{self.status_code}"
-        cost: float | None = None
+        price: float | None = None
         source: str | None = None
+        priced_model = model or self.model_requested
+        billed = usage is not None and (usage.input > 0 or usage.output > 0)
+        if billed and pricebook is not None and priced_model:
+            assert usage is not None
+            price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch)
+        saved = self.cost_saved_usd
         if self.cache_hit:
-            cost = 0.0
-        elif usage is not None and (usage.input or usage.output):
-            priced_model = model or self.model_requested
-            if pricebook is not None and priced_model:
-                cost, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch)
-        elif self.status == "error":
-            cost = 0.0  # a refused or failed request carries no usage and is not billed
+            cost, saved = 0.0, price  # nothing billed; saved what the original call cost
+        elif billed:
+            cost = price
+            if self.compare_model is not None and price is not None and pricebook is not None and usage is not None:
+                provider, compare = self.compare_model
+                reference, _ = pricebook.cost(provider, compare, usage, self.timestamp, batch=self.batch)
+                if reference is not None:
+                    saved = reference - price
+        else:
+            # A refused or failed request carries no usage and is not billed; an ok one without usage is unknown.
+            cost = 0.0 if self.status == "error" else None
         if usage is None:
             usage = Usage()
         latency = None if self.ended is None else (self.ended - self.started) * 1000.0
@@ -165,7 +222,7 @@ class Call:
             latency_ms=latency,
             ttft_ms=ttft,
             cache_hit=self.cache_hit,
-            cost_saved_usd=self.cost_saved_usd,
+            cost_saved_usd=saved,
             status=self.status,
             error_type=self.error_type,
             request_hash=request_hash(self.provider, self.operation, self.body),
