@@ -18,6 +18,8 @@ from .pricing import PriceBook
 from .records import CallRecord
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from .store.writer import Writer
 
 __all__ = ["Tracker", "configure", "default_tracker", "flush"]
@@ -68,7 +70,7 @@ class Tracker:
             "max_buffer": max_buffer,
         }
         self._lock = threading.Lock()
-        self._closed = False
+        self._engine: Engine | None = None
         _live_trackers.add(self)
 
     @property
@@ -106,6 +108,17 @@ class Tracker:
             self.writer.submit(record)
         except Exception:
             log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
+
+    def records(self, since: datetime | None = None, until: datetime | None = None) -> list[CallRecord]:
+        """Every stored record of [since, until), oldest first, after a flush (for checks and notebooks)."""
+        from .store.database import ensure_schema, make_engine, resolve_url
+        from .store.sql import iter_records
+
+        self.flush()
+        if self._engine is None:
+            self._engine = make_engine(resolve_url(self.database_url))
+            ensure_schema(self._engine)
+        return list(iter_records(self._engine, since=since, until=until))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Return once every record so far is stored (True), or kept in the outbox (False)."""

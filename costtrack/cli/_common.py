@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-__all__ = ["fail", "print_json"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["fail", "print_json", "DatabaseOption", "resolve_database_url", "display_url", "read_engine"]
 
 
 def fail(message: str) -> NoReturn:
@@ -20,3 +23,32 @@ def fail(message: str) -> NoReturn:
 def print_json(data: Any) -> None:
     """Print machine-readable output."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+DatabaseOption = Annotated[
+    Optional[str],
+    typer.Option("--database-url", help="Database URL; default $COSTTRACK_DATABASE_URL, .env, or sqlite:///costtrack.db."),
+]
+
+
+def resolve_database_url(url: str | None) -> str:
+    """The database URL a command uses: the flag, else the environment, .env, or the default file."""
+    from ..store.database import resolve_url
+
+    return resolve_url(url)
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print (password masked)."""
+    from ..store.database import safe_url
+
+    return safe_url(url)
+
+
+def read_engine(url: str | None) -> "Engine":
+    """An engine on the records database, its schema up to date; bad URLs end in a one-line error."""
+    from ..store.database import ensure_schema, make_engine
+
+    engine = make_engine(resolve_database_url(url))
+    ensure_schema(engine)
+    return engine

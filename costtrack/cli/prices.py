@@ -17,10 +17,11 @@ app = typer.Typer(help="Model prices: show the rates used for a model, or price 
 
 ProviderOption = Annotated[
     Optional[str],
-    typer.Option("--provider", "-p", help="openai, anthropic, azure, ollama, vllm, llamacpp, openai-compatible, ..."),
+    typer.Option("--provider", "-p", help="openai, anthropic, azure, ollama, vllm, llamacpp, openai-compatible..."),
 ]
 AtOption = Annotated[
-    Optional[str], typer.Option("--at", help="Price in force at this date or time (UTC), e.g. 2025-06-01. Default: now.")
+    Optional[str],
+    typer.Option("--at", help="Prices in force at this date or time (UTC), e.g. 2025-06-01. Default: now."),
 ]
 PricesFileOption = Annotated[
     Optional[Path],
@@ -149,7 +150,9 @@ def cost(
     input_tokens: Annotated[
         int, typer.Option("--input-tokens", min=0, help="All input tokens, cached and cache-write tokens included.")
     ],
-    output_tokens: Annotated[int, typer.Option("--output-tokens", min=0, help="All output tokens, reasoning included.")],
+    output_tokens: Annotated[
+        int, typer.Option("--output-tokens", min=0, help="All output tokens, reasoning included.")
+    ],
     cached_tokens: Annotated[int, typer.Option("--cached-tokens", min=0, help="Input tokens read from cache.")] = 0,
     cache_write_tokens: Annotated[
         Optional[int], typer.Option("--cache-write-tokens", min=0, help="Input tokens written to cache (5m and 1h).")

@@ -1,0 +1,721 @@
+"""Prices: the rates in force for a model at a call's timestamp, and the exact cost of its usage.
+
+The catalog is genai-prices' bundled data, read through a private snapshot
+(never the network, never the process-global snapshot another library may
+auto-update), plus an optional TOML overrides file that wins over it:
+
+    [models."my-model"]
+    provider = "openai"      # optional; when absent the entry matches any provider
+    input = 0.5              # USD per 1M tokens
+    output = 1.5
+    cached_input = 0.05      # optional (default: the input rate)
+    cache_write = 0.6        # optional, 5-minute writes (default: the input rate)
+    cache_write_1h = 1.0     # optional, 1-hour writes (default: 2x the input rate)
+
+    [models."llama3.1:8b"]   # self-hosted, priced per hour: calls are recorded
+    per_hour = 0.8           # unpriced, the rate feeds the API-vs-self-hosted calculator
+
+Model names are matched exactly first (the catalog's own aliases, e.g.
+`gpt-4o-2024-05-13` is its own $5/$15 entry), then normalised: a `provider/`
+prefix, a `[1m]` suffix, Vertex `@date` and Bedrock `anthropic.…-v1:0` forms;
+last, a dated snapshot the catalog does not know falls back to its undated
+model, and the price source says so. Self-hosted providers (ollama, vllm,
+llamacpp, openai-compatible) look up the overrides file, then the catalog only
+under a model's exact id or alias: `llama3.1:8b` or `deepseek-r1:8b` on a local
+server is unpriced (NULL, one warning), never $0 and never an API's price.
+
+Costs are computed in Decimal, each token bucket at its own rate, and converted
+to float once. `PriceBook.cost()` is on the hot path of every call: model
+resolution is cached per (provider, model) and the Rates of every price period
+are built once, so a repeated model costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .errors import PricesFileError
+from .logs import log, log_once
+from .usage import Usage
+
+if TYPE_CHECKING:  # genai-prices takes ~0.2 s to import: loaded on the first catalog lookup
+    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices.types import ModelInfo, ModelPrice, Provider
+
+__all__ = [
+    "ENV_PRICES_FILE",
+    "SELF_HOSTED_PROVIDERS",
+    "Price",
+    "PriceBook",
+    "Rates",
+    "Tier",
+    "cost_breakdown",
+    "default_pricebook",
+]
+
+ENV_PRICES_FILE = "COSTTRACK_PRICES_FILE"
+SELF_HOSTED_PROVIDERS = frozenset({"ollama", "vllm", "llamacpp", "openai-compatible"})
+
+_MTOK = Decimal(1_000_000)
+_HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic)
+_TWO = Decimal(2)
+_ZERO = Decimal(0)
+_UTC = timezone.utc
+
+
+# --------------------------------------------------------------------------- rates
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per 1M tokens for each token bucket; None = the price sheet has no rate for it.
+
+    A bucket without its own rate is billed at: cached input → the input rate;
+    5-minute cache writes → the input rate; 1-hour cache writes → 2x the input
+    rate (Anthropic's 1-hour multiplier; never the 5-minute rate). `per_hour`
+    marks a self-hosted model priced per hour (overrides file only): such a
+    model has no per-token price. `tiers` are long-context tiers, ascending:
+    when a call's total input (cache reads and writes included) is strictly
+    above a tier's threshold, that tier's rates apply to every bucket.
+    """
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
+    per_hour: Decimal | None = None
+    tiers: tuple[Tier, ...] = ()
+    source: str = ""
+    valid_from: date | None = None  # start of this price period, when the catalog dates it
+
+    def for_input(self, input_tokens: int) -> Rates:
+        """The rates that apply to a call with `input_tokens` total input tokens (its tier, if any)."""
+        for tier in reversed(self.tiers):
+            if input_tokens > tier.threshold:
+                return tier.rates
+        return self
+
+    def effective(self) -> dict[str, Decimal]:
+        """The rate each bucket is billed at, fallbacks applied (USD per 1M tokens)."""
+        return {
+            "input": self.input,
+            "cached_input": self.input if self.cached_input is None else self.cached_input,
+            "cache_write": self.input if self.cache_write is None else self.cache_write,
+            "cache_write_1h": self.input * _TWO if self.cache_write_1h is None else self.cache_write_1h,
+            "output": self.output,
+        }
+
+
+class Tier(NamedTuple):
+    """A long-context tier: `rates` apply when total input tokens are strictly above `threshold`."""
+
+    threshold: int
+    rates: Rates
+
+
+class Price(NamedTuple):
+    """A call's cost in USD (None = unpriced) and where the rates came from."""
+
+    cost_usd: float | None
+    price_source: str | None
+
+
+def _bucket_terms(rates: Rates, usage: Usage) -> tuple[tuple[str, int, Decimal], ...]:
+    """(bucket, tokens, USD per 1M) for each token bucket of `usage`, at the tier its input reaches."""
+    r = rates.for_input(usage.input) if rates.tiers else rates
+    return (
+        ("input", usage.uncached_input, r.input),
+        ("cached_input", usage.cached_input, r.input if r.cached_input is None else r.cached_input),
+        ("cache_write", usage.cache_write_5m, r.input if r.cache_write is None else r.cache_write),
+        ("cache_write_1h", usage.cache_write_1h, r.input * _TWO if r.cache_write_1h is None else r.cache_write_1h),
+        ("output", usage.output, r.output),
+    )
+
+
+def cost_breakdown(rates: Rates, usage: Usage, *, batch: bool = False) -> dict[str, Decimal]:
+    """The exact USD cost of each token bucket (they sum to `PriceBook.cost_of`)."""
+    _check_per_token(rates)
+    factor = _HALF if batch else None
+    out: dict[str, Decimal] = {}
+    for bucket, tokens, rate in _bucket_terms(rates, usage):
+        value = tokens * rate / _MTOK
+        out[bucket] = value * factor if factor is not None else value
+    return out
+
+
+def _check_per_token(rates: Rates) -> None:
+    if rates.per_hour is not None:
+        raise ValueError(f"{rates.source or 'these rates'} are per hour (${rates.per_hour}/h), not per token")
+
+
+def _cost_of(rates: Rates, usage: Usage, batch: bool) -> Decimal:
+    # The hot path: written out rather than via _bucket_terms, and skipping empty buckets.
+    total_input = usage.input
+    if rates.tiers:
+        rates = rates.for_input(total_input)
+    rate_in = rates.input
+    cached = usage.cached_input
+    writes = usage.cache_write
+    writes_1h = usage.cache_write_1h
+    uncached = total_input - cached - writes
+    acc = uncached * rate_in if uncached > 0 else _ZERO
+    if cached:
+        rate = rates.cached_input
+        acc += cached * (rate_in if rate is None else rate)
+    if writes:
+        writes_5m = writes - writes_1h
+        if writes_5m > 0:
+            rate = rates.cache_write
+            acc += writes_5m * (rate_in if rate is None else rate)
+        if writes_1h > 0:
+            rate = rates.cache_write_1h
+            acc += writes_1h * (rate_in * _TWO if rate is None else rate)
+    if usage.output:
+        acc += usage.output * rates.output
+    acc /= _MTOK
+    return acc * _HALF if batch else acc
+
+
+# --------------------------------------------------------------------------- overrides file
+
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "per_hour")
+_ENTRY_KEYS = frozenset({"provider", "model", *_PRICE_KEYS})
+
+
+class _Override(NamedTuple):
+    name: str  # the name it matches (lower case)
+    provider: str | None
+    rates: Rates
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError as exc:
+            raise PricesFileError(
+                f"prices file {path}: reading TOML on Python 3.10 needs the 'tomli' package: pip install tomli"
+            ) from exc
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise PricesFileError(
+            f"prices file {path} does not exist: create it, or point --prices-file / ${ENV_PRICES_FILE} at a TOML file"
+        ) from None
+    except IsADirectoryError:
+        raise PricesFileError(f"prices file {path} is a directory: give the path of a TOML file") from None
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise PricesFileError(f"prices file {path} cannot be read ({reason}): check its permissions") from None
+    except UnicodeDecodeError:
+        raise PricesFileError(f"prices file {path} is not UTF-8 text: save it as UTF-8 TOML") from None
+    except tomllib.TOMLDecodeError as exc:
+        detail = " ".join(str(exc).split())
+        raise PricesFileError(f"prices file {path} is not valid TOML ({detail}): fix the syntax") from None
+
+
+def _parse_overrides(path: Path) -> tuple[dict[str, list[_Override]], str]:
+    data = _load_toml(path)
+    where = f"prices file {path}"
+    for key in data:
+        if key != "models":
+            raise PricesFileError(
+                f'{where}: unknown top-level key {key!r}: put each model in a [models."NAME"] table'
+            )
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise PricesFileError(f'{where}: "models" must be a table: write [models."NAME"] sections')
+    index: dict[str, list[_Override]] = {}
+    for table_name, entry in models.items():
+        here = f'{where}: [models."{table_name}"]'
+        if not isinstance(entry, dict):
+            raise PricesFileError(f"{here} must be a table of prices (input = ..., output = ...)")
+        unknown = sorted(set(entry) - _ENTRY_KEYS)
+        if unknown:
+            allowed = ", ".join(sorted(_ENTRY_KEYS))
+            raise PricesFileError(f"{here} has unknown key {unknown[0]!r}: allowed keys are {allowed}")
+        provider = entry.get("provider")
+        if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+            raise PricesFileError(f'{here}: provider must be a provider name such as "openai"')
+        name = entry.get("model", table_name)
+        if not isinstance(name, str) or not name.strip():
+            raise PricesFileError(f"{here}: model must be the model name to match, as a string")
+        prices: dict[str, Decimal] = {}
+        for key in _PRICE_KEYS:
+            if key in entry:
+                prices[key] = _price_value(entry[key], f"{here} {key}")
+        if "per_hour" in prices:
+            extra = sorted(set(prices) - {"per_hour"})
+            if extra:
+                raise PricesFileError(
+                    f"{here} has both per_hour and {extra[0]}: a model is priced either per hour or per token"
+                )
+        elif "input" not in prices or "output" not in prices:
+            missing = "input" if "input" not in prices else "output"
+            raise PricesFileError(
+                f"{here} has no {missing} price: give input and output (USD per 1M tokens), or per_hour"
+            )
+        source = f"overrides:{path}:{table_name}"
+        rates = Rates(
+            input=prices.get("input", _ZERO),
+            output=prices.get("output", _ZERO),
+            cached_input=prices.get("cached_input"),
+            cache_write=prices.get("cache_write"),
+            cache_write_1h=prices.get("cache_write_1h"),
+            per_hour=prices.get("per_hour"),
+            source=source,
+        )
+        key = name.strip().lower()
+        prov = provider.strip().lower() if provider else None
+        entries = index.setdefault(key, [])
+        if any(o.provider == prov for o in entries):
+            scope = f"provider {prov!r}" if prov else "any provider"
+            raise PricesFileError(f"{here}: model {name!r} is priced twice for {scope}: keep one entry")
+        entries.append(_Override(key, prov, rates))
+    return index, str(path)
+
+
+def _price_value(value: object, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PricesFileError(f"{what} must be a number of USD (e.g. 0.5), got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PricesFileError(f"{what} must be a finite number of USD, got {value!r}")
+    if value < 0:
+        raise PricesFileError(f"{what} must not be negative, got {value!r}")
+    return Decimal(str(value))  # str(): 0.15 stays exactly 0.15
+
+
+# --------------------------------------------------------------------------- catalog (genai-prices)
+
+_catalog_lock = threading.Lock()
+_catalog: _Catalog | None = None
+
+
+class _Catalog:
+    """genai-prices' bundled data behind a private snapshot, with lookups cached."""
+
+    def __init__(self) -> None:
+        import genai_prices
+        from genai_prices import data, types
+        from genai_prices.data_snapshot import DataSnapshot, find_provider_by_id
+
+        self.version: str = genai_prices.__version__
+        self.types = types
+        # Private: UpdatePrices() (started by another library) swaps only the global snapshot.
+        self.snapshot: DataSnapshot = DataSnapshot(providers=list(data.providers), from_auto_update=False)
+        self._find_provider_by_id = find_provider_by_id
+        self._owners: dict[int, Provider] = {}
+        for provider in self.snapshot.providers:
+            for model in provider.models:
+                self._owners.setdefault(id(model), provider)
+        self._providers: dict[str, Provider | None] = {}
+        self._exact: dict[str, ModelInfo] | None = None
+
+    def provider(self, provider_id: str) -> Provider | None:
+        try:
+            return self._providers[provider_id]
+        except KeyError:
+            found = self._find_provider_by_id(self.snapshot.providers, provider_id)
+            self._providers[provider_id] = found
+            return found
+
+    def owner(self, model: ModelInfo) -> Provider | None:
+        return self._owners.get(id(model))
+
+    def find(self, name: str, provider_id: str, *, strict: bool) -> ModelInfo | None:
+        """The catalog model for `name`: under `provider_id` when given, else by the name alone.
+
+        `strict`: accept only a model whose id or an exact alias is `name`
+        (no prefix/contains rules), for lookups not anchored to a provider.
+        """
+        lname = name.lower()
+        if provider_id:
+            provider = self.provider(provider_id)
+            if provider is not None:
+                model = provider.find_model(lname, all_providers=self.snapshot.providers)
+                if model is not None:
+                    return model
+            strict = True  # another provider's catalog: only under the model's exact name
+        try:
+            _, model = self.snapshot.find_provider_model(lname, None, None, None)
+        except LookupError:
+            model = None
+        if model is not None and strict and not _is_exact_alias(model, lname):
+            model = None
+        if model is None and not provider_id and not strict:
+            # No provider at all (e.g. the CLI): any provider's model listed under exactly this name.
+            model = self._exact_index().get(lname)
+        return model
+
+    def _exact_index(self) -> dict[str, ModelInfo]:
+        index = self._exact
+        if index is None:
+            index = {}
+            first = ("openai", "anthropic")
+            ordered = sorted(self.snapshot.providers, key=lambda p: first.index(p.id) if p.id in first else len(first))
+            for provider in ordered:
+                for model in provider.models:
+                    for alias in _exact_aliases(model):
+                        index.setdefault(alias, model)
+            self._exact = index
+        return index
+
+
+class _EmptyCatalog(_Catalog):
+    """No catalog: every lookup misses (unpriced unless the prices file has the model)."""
+
+    def __init__(self) -> None:
+        self.version = "none"
+        self._owners = {}
+        self._providers = {}
+        self._exact = {}
+
+    def provider(self, provider_id: str) -> Provider | None:
+        return None
+
+    def find(self, name: str, provider_id: str, *, strict: bool) -> ModelInfo | None:
+        return None
+
+
+def _get_catalog() -> _Catalog:
+    global _catalog
+    catalog = _catalog
+    if catalog is None:
+        with _catalog_lock:
+            if _catalog is None:
+                try:
+                    _catalog = _Catalog()
+                except ImportError:
+                    # genai-prices needs Python 3.11+; on 3.10 only the prices file prices calls.
+                    log.warning("costtrack: the price catalog (genai-prices) is not installed; "
+                                "only models in the prices file (COSTTRACK_PRICES_FILE) are priced")
+                    _catalog = _EmptyCatalog()
+            catalog = _catalog
+    return catalog
+
+
+def _exact_aliases(model: ModelInfo) -> list[str]:
+    """The model's id and the names its match rule lists verbatim (no prefix/contains rules)."""
+    names = [model.id.lower()]
+    stack: list[Any] = [model.match]
+    while stack:
+        clause = stack.pop()
+        if hasattr(clause, "equals"):
+            names.append(clause.equals.lower())
+        elif hasattr(clause, "or_"):
+            stack.extend(clause.or_)
+    return names
+
+
+def _is_exact_alias(model: ModelInfo, lname: str) -> bool:
+    return lname in _exact_aliases(model)
+
+
+def _decimal_at(value: Any, total_input: int) -> Decimal | None:
+    """A genai-prices price value (Decimal or TieredPrices) for a call with `total_input` tokens."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    price = value.base  # TieredPrices: the highest tier whose start the total input strictly exceeds
+    for tier in reversed(value.tiers):
+        if total_input > tier.start:
+            price = tier.price
+            break
+    return price
+
+
+_TOKEN_PRICE_KEYS = {
+    "input": ("input_mtok", "input_text_mtok"),
+    "output": ("output_mtok", "output_text_mtok"),
+    "cached_input": ("cache_read_mtok", "cache_text_read_mtok"),
+    "cache_write": ("cache_write_5m_mtok", "cache_write_mtok", "cache_text_write_5m_mtok", "cache_text_write_mtok"),
+    "cache_write_1h": ("cache_write_1h_mtok", "cache_text_write_1h_mtok"),
+}
+
+
+class _NotTokenPriced(Exception):
+    """The catalog prices this model in other units (audio hours, characters): not per token."""
+
+
+def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: date | None) -> Rates:
+    values = {k: v for k, v in model_price.__dict__.items() if not k.startswith("_") and v is not None}
+    raw: dict[str, Any] = {}
+    for bucket, keys in _TOKEN_PRICE_KEYS.items():
+        raw[bucket] = next((values[k] for k in keys if k in values), None)
+    if not values:  # listed with no price at all (moderation, ":free" models): free of charge
+        return Rates(input=_ZERO, output=_ZERO, source=f"{source} (free)", valid_from=valid_from)
+    if raw["input"] is None and raw["output"] is None:
+        raise _NotTokenPriced(", ".join(sorted(values)))
+
+    def at_level(total_input: int) -> Rates:
+        dec = {bucket: _decimal_at(v, total_input) for bucket, v in raw.items()}
+        return Rates(
+            input=dec["input"] if dec["input"] is not None else _ZERO,
+            output=dec["output"] if dec["output"] is not None else _ZERO,
+            cached_input=dec["cached_input"],
+            cache_write=dec["cache_write"],
+            cache_write_1h=dec["cache_write_1h"],
+            source=source,
+            valid_from=valid_from,
+        )
+
+    tiered = [v for v in raw.values() if v is not None and not isinstance(v, Decimal)]
+    thresholds = sorted({tier.start for v in tiered for tier in v.tiers})
+    base = at_level(0)
+    if not thresholds:
+        return base
+    tiers = tuple(Tier(t, at_level(t + 1)) for t in thresholds)
+    return Rates(
+        input=base.input, output=base.output, cached_input=base.cached_input, cache_write=base.cache_write,
+        cache_write_1h=base.cache_write_1h, tiers=tiers, source=source, valid_from=valid_from,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- resolved entries
+
+
+class _Entry:
+    """A resolved (provider, model): its Rates for any timestamp, built once per price period."""
+
+    __slots__ = ("fixed", "periods", "model", "source", "_by_price")
+
+    def __init__(self, fixed: Rates | None = None, periods: tuple[tuple[date | None, Rates], ...] | None = None,
+                 model: ModelInfo | None = None, source: str = "") -> None:  # fmt: skip
+        self.fixed = fixed
+        self.periods = periods  # catalog order; None start = no constraint (always in force)
+        self.model = model  # other constraints (time of day): genai-prices picks, cached per price object
+        self.source = source
+        self._by_price: dict[int, Rates] = {}
+
+    def rates_at(self, at: datetime) -> Rates:
+        fixed = self.fixed
+        if fixed is not None:
+            return fixed
+        periods = self.periods
+        if periods is not None:
+            tz = at.tzinfo
+            day = at.date() if tz is None or tz is _UTC else at.astimezone(_UTC).date()
+            # genai-prices: the last price whose constraint holds wins; none holding → the first.
+            for start, rates in reversed(periods):
+                if start is None or day >= start:
+                    return rates
+            return periods[0][1]
+        assert self.model is not None
+        model_price = self.model.get_prices(at if at.tzinfo is not None else at.replace(tzinfo=_UTC))
+        rates = self._by_price.get(id(model_price))
+        if rates is None:
+            rates = _rates_from_model_price(model_price, self.source, None)
+            self._by_price[id(model_price)] = rates
+        return rates
+
+
+class _Unknown(NamedTuple):
+    reason: str
+
+
+_DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|20\d{6})$")
+_BRACKET_SUFFIX = re.compile(r"\[[^\]]*\]$")
+_BEDROCK = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.(.+?)(?:-v\d+(?::\d+)?)?$")
+
+
+def _candidates(model: str) -> list[tuple[str, str, bool]]:
+    """(name, provider hint from a prefix, is a fallback to another model id), best first."""
+    out: list[tuple[str, str, bool]] = []
+    seen: set[str] = set()
+
+    def add(name: str, hint: str = "", fallback: bool = False) -> None:
+        name = name.strip()
+        if name and name.lower() not in seen:
+            seen.add(name.lower())
+            out.append((name, hint, fallback))
+
+    add(model)
+    name, hint = model.strip(), ""
+    name = _BRACKET_SUFFIX.sub("", name)  # claude-sonnet-4-5[1m]
+    add(name)
+    if "/" in name:  # openai/gpt-4o, openrouter/anthropic/claude-…
+        head, _, name = name.rpartition("/")
+        hint = head.split("/")[-1].lower()
+        add(name, hint)
+    if m := _BEDROCK.match(name.lower()):  # (us.)anthropic.claude-haiku-4-5-20251001-v1:0
+        name, hint = m.group(1), hint or "anthropic"
+        add(name, hint)
+    if "@" in name:  # Vertex: claude-haiku-4-5@20251001
+        base, _, version = name.partition("@")
+        add(f"{base}-{version}", hint)
+        add(base, hint)
+        name = base
+    base = _DATE_SUFFIX.sub("", name)  # an unknown dated snapshot: its undated model
+    if base != name:
+        add(base, hint, True)
+    return out
+
+
+# --------------------------------------------------------------------------- the price book
+
+
+class PriceBook:
+    """The catalog plus an overrides file; prices calls at the rates in force at their timestamp."""
+
+    def __init__(self, prices_file: str | os.PathLike[str] | None = None, *, use_env: bool = True) -> None:
+        if prices_file is None and use_env:
+            prices_file = os.environ.get(ENV_PRICES_FILE) or None
+        self.prices_file: str | None = None
+        self._overrides: dict[str, list[_Override]] = {}
+        if prices_file is not None:
+            path = Path(os.path.abspath(os.path.expanduser(os.fspath(prices_file))))
+            self._overrides, self.prices_file = _parse_overrides(path)
+        self._entries: dict[tuple[str | None, str], _Entry | _Unknown] = {}
+        self._warned: set[tuple[str | None, str | None]] = set()
+        self._lock = threading.Lock()
+
+    # -- public API
+
+    def rates(self, provider: str | None, model: str, at: datetime) -> Rates | None:
+        """The rates for `model` at `at` (a per-hour model has `per_hour` set), or None if unknown."""
+        entry = self._entries.get((provider, model))
+        if entry is None:
+            entry = self._resolve(provider, model)
+        if isinstance(entry, _Unknown):
+            return None
+        return entry.rates_at(at)
+
+    def cost(self, provider: str | None, model: str | None, usage: Usage, at: datetime, *,
+             batch: bool = False) -> Price:  # fmt: skip
+        """The USD cost of one call, or Price(None, …) when it cannot be priced per token."""
+        if not model:
+            self._warn_unpriced(provider, model, "the call has no model name")
+            return Price(None, None)
+        entry = self._entries.get((provider, model))
+        if entry is None:
+            entry = self._resolve(provider, model)
+        if isinstance(entry, _Unknown):
+            self._warn_unpriced(provider, model, entry.reason)
+            return Price(None, None)
+        rates = entry.rates_at(at)
+        if rates.per_hour is not None:
+            return Price(None, rates.source)
+        return Price(float(_cost_of(rates, usage, batch)), rates.source)
+
+    def cost_of(self, rates: Rates, usage: Usage, *, batch: bool = False) -> Decimal:
+        """The exact USD cost of `usage` at `rates` (batch: 50% of every bucket)."""
+        _check_per_token(rates)
+        return _cost_of(rates, usage, batch)
+
+    def clear_cache(self) -> None:
+        """Forget resolved models (they are resolved again on their next lookup)."""
+        self._entries.clear()
+
+    # -- resolution
+
+    def _warn_unpriced(self, provider: str | None, model: str | None, reason: str) -> None:
+        key = (provider, model)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        where = f"set its prices in a prices file (${ENV_PRICES_FILE} or costtrack.configure(prices_file=...))"
+        log_once(
+            f"pricing.unpriced:{provider}:{model}",
+            "costtrack: no price for model %r (provider %r): %s; its calls are recorded unpriced (cost NULL) - %s",
+            model, provider, reason, where,
+        )  # fmt: skip
+
+    def _override(self, name: str, provider: str) -> _Override | None:
+        entries = self._overrides.get(name.lower())
+        if not entries:
+            return None
+        generic = None
+        for entry in entries:
+            if entry.provider is None:
+                generic = entry
+            elif entry.provider == provider:
+                return entry
+        return generic
+
+    def _resolve(self, provider: str | None, model: str) -> _Entry | _Unknown:
+        key = (provider, model)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._resolve_uncached(provider, model)
+                self._entries[key] = entry
+        return entry
+
+    def _resolve_uncached(self, provider: str | None, model: str) -> _Entry | _Unknown:
+        prov = (provider or "").strip().lower()
+        self_hosted = prov in SELF_HOSTED_PROVIDERS
+        catalog: _Catalog | None = None
+        for name, hint, fallback in _candidates(model):
+            override = self._override(name, prov)
+            if override is not None:
+                return _Entry(fixed=override.rates)
+            if catalog is None:
+                catalog = _get_catalog()
+            if self_hosted:
+                found = catalog.find(name, "", strict=True)
+            else:
+                found = catalog.find(name, prov or hint, strict=False)
+            if found is None:
+                continue
+            override = self._override(found.id, prov)  # an override under the catalog's id covers its aliases
+            if override is not None:
+                return _Entry(fixed=override.rates)
+            return self._catalog_entry(catalog, found, model if fallback else None)
+        if self_hosted:
+            return _Unknown(f"not in the prices file and not a catalog model (self-hosted provider {prov!r})")
+        return _Unknown("not in the genai-prices catalog or the prices file")
+
+    def _catalog_entry(self, catalog: _Catalog, model: ModelInfo, fallback_from: str | None) -> _Entry | _Unknown:
+        owner = catalog.owner(model)
+        source = f"genai-prices {catalog.version}:{owner.id if owner else '?'}/{model.id}"
+        if fallback_from is not None:
+            source += f" (fallback from {fallback_from})"
+        types = catalog.types
+        try:
+            if isinstance(model.prices, types.ModelPrice):
+                return _Entry(fixed=_rates_from_model_price(model.prices, source, None))
+            conditional = model.prices
+            if all(c.constraint is None or isinstance(c.constraint, types.StartDateConstraint) for c in conditional):
+                periods = tuple(
+                    (
+                        c.constraint.start_date if c.constraint is not None else None,
+                        _rates_from_model_price(
+                            c.prices, source, c.constraint.start_date if c.constraint is not None else None
+                        ),
+                    )
+                    for c in conditional
+                )
+                return _Entry(periods=periods, source=source)
+            for c in conditional:  # time-of-day prices: validate now, pick per call
+                _rates_from_model_price(c.prices, source, None)
+            return _Entry(model=model, source=source)
+        except _NotTokenPriced as exc:
+            return _Unknown(f"{source} prices it in units other than tokens ({exc.args[0]})")
+
+
+_default: PriceBook | None = None
+_default_lock = threading.Lock()
+
+
+def default_pricebook() -> PriceBook:
+    """The process-wide PriceBook (prices file from ${COSTTRACK_PRICES_FILE}), built on first use."""
+    global _default
+    book = _default
+    if book is None:
+        with _default_lock:
+            if _default is None:
+                _default = PriceBook()
+            book = _default
+    return book

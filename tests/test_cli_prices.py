@@ -1,0 +1,188 @@
+"""`costtrack prices show|cost`: JSON output, exit codes, one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from costtrack.cli import run
+from costtrack.pricing import ENV_PRICES_FILE
+
+MTOK = Decimal(10**6)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_prices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_PRICES_FILE, raising=False)
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    code = run(list(argv))
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return json.loads(out.out)
+
+
+def run_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = run(list(argv))
+    out = capsys.readouterr()
+    assert code == 2
+    assert out.out == ""
+    err = out.err.strip()
+    assert err.startswith("costtrack: error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------ show
+
+
+def test_show_json_rates_and_source(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "prices", "show", "gpt-4o-mini", "--provider", "openai", "--at", "2025-09-01", "--json")
+    assert data["rates"] == {"input": 0.15, "cached_input": 0.075, "cache_write": None, "cache_write_1h": None, "output": 0.6}
+    assert data["effective_rates"]["cache_write"] == 0.15  # unpriced bucket: billed at the input rate
+    assert data["source"].endswith(":openai/gpt-4o-mini") and data["tiers"] == []
+    assert data["at"].startswith("2025-09-01")
+
+
+def test_show_json_tiers(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "prices", "show", "claude-sonnet-4-5", "-p", "anthropic", "--json")
+    assert data["rates"] == {"input": 3.0, "cached_input": 0.3, "cache_write": 3.75, "cache_write_1h": 6.0, "output": 15.0}
+    assert data["tiers"] == [
+        {"above_input_tokens": 200000,
+         "rates": {"input": 6.0, "cached_input": 0.6, "cache_write": 7.5, "cache_write_1h": 12.0, "output": 22.5}},
+    ]  # fmt: skip
+
+
+def test_show_price_history(capsys: pytest.CaptureFixture[str]) -> None:
+    before = run_json(capsys, "prices", "show", "o3", "--at", "2025-06-09", "--json")
+    after = run_json(capsys, "prices", "show", "o3", "--at", "2025-06-10T00:00:00Z", "--json")
+    assert (before["rates"]["input"], before["rates"]["output"]) == (10.0, 40.0)
+    assert (after["rates"]["input"], after["rates"]["output"]) == (2.0, 8.0)
+    assert after["valid_from"] == "2025-06-10"
+
+
+def test_show_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["prices", "show", "claude-sonnet-4-5", "--provider", "anthropic"]) == 0
+    out = capsys.readouterr().out
+    assert "3.75" in out and "22.5" in out and "200,000" in out
+    assert "genai-prices" in out and "anthropic/claude-sonnet-4-5" in out
+
+
+def test_show_unknown_model_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_error(capsys, "prices", "show", "no-such-model-x", "--provider", "openai")
+    assert "no-such-model-x" in err
+
+
+def test_show_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "--at" in run_error(capsys, "prices", "show", "gpt-4o", "--at", "last tuesday")
+
+
+def test_show_per_hour_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text('[models."llama3.1:8b"]\nper_hour = 0.8\n')
+    data = run_json(capsys, "prices", "show", "llama3.1:8b", "-p", "ollama", "--prices-file", str(prices), "--json")
+    assert data["per_hour"] == 0.8 and data["source"].startswith("overrides:")
+
+
+# ------------------------------------------------------------------ cost
+
+
+def test_cost_json_gpt_4o_mini_cached(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "prices", "cost", "gpt-4o-mini", "--input-tokens", "2048", "--cached-tokens", "1536",
+                    "--output-tokens", "120", "--at", "2025-09-01", "--json")  # fmt: skip
+    expected = (Decimal(512) * Decimal("0.15") + Decimal(1536) * Decimal("0.075") + Decimal(120) * Decimal("0.60")) / MTOK
+    assert data["cost_usd"] == float(expected)
+    assert Decimal(data["cost_usd_exact"]) == expected
+    assert data["price_source"].endswith(":openai/gpt-4o-mini")
+
+
+def test_cost_anthropic_cache_writes_and_batch(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["prices", "cost", "claude-haiku-4-5", "-p", "anthropic", "--input-tokens", "10000", "--cached-tokens",
+            "2000", "--cache-write-tokens", "3000", "--cache-write-1h-tokens", "1000", "--output-tokens", "500",
+            "--reasoning-tokens", "100", "--at", "2025-09-01", "--json"]  # fmt: skip
+    # haiku 4.5: $1 input, $0.10 read, $1.25 5m write, $2 1h write, $5 output (reasoning inside the 500).
+    expected = (Decimal(5000) * 1 + Decimal(2000) * Decimal("0.10") + Decimal(2000) * Decimal("1.25")
+                + Decimal(1000) * 2 + Decimal(500) * 5) / MTOK  # fmt: skip
+    assert run_json(capsys, *argv)["cost_usd"] == float(expected)
+    batch = run_json(capsys, *argv, "--batch")
+    assert batch["cost_usd"] == float(expected / 2) and batch["batch"] is True
+
+
+def test_cost_o3_history_and_tier(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["prices", "cost", "o3", "--input-tokens", "1000", "--output-tokens", "1000", "--json"]
+    assert run_json(capsys, *base, "--at", "2025-06-01")["cost_usd"] == float((1000 * Decimal(10) + 1000 * Decimal(40)) / MTOK)
+    assert run_json(capsys, *base, "--at", "2025-06-10")["cost_usd"] == float((1000 * Decimal(2) + 1000 * Decimal(8)) / MTOK)
+    tier = ["prices", "cost", "claude-sonnet-4-5", "--output-tokens", "0", "--json"]
+    assert run_json(capsys, *tier, "--input-tokens", "200000")["cost_usd"] == 0.6
+    assert run_json(capsys, *tier, "--input-tokens", "200001")["cost_usd"] == 1.200006
+
+
+def test_cost_plain_output(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["prices", "cost", "text-embedding-3-small", "--input-tokens", "1000000", "--output-tokens", "0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "$0.02" and "openai/text-embedding-3-small" in out
+
+
+def test_cost_with_prices_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."my-model"]\ninput = 0.5\noutput = 1.5\n')
+    data = run_json(capsys, "prices", "cost", "my-model", "--input-tokens", "1000", "--output-tokens", "1000",
+                    "--prices-file", str(prices), "--json")  # fmt: skip
+    assert data["cost_usd"] == float((1000 * Decimal("0.5") + 1000 * Decimal("1.5")) / MTOK)
+    assert data["price_source"] == f"overrides:{prices.resolve()}:my-model"
+
+
+def test_cost_with_env_prices_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."env-model"]\ninput = 1\noutput = 1\n')
+    monkeypatch.setenv(ENV_PRICES_FILE, str(prices))
+    data = run_json(capsys, "prices", "cost", "env-model", "--input-tokens", "1000000", "--output-tokens", "0", "--json")
+    assert data["cost_usd"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--input-tokens", "100", "--cached-tokens", "80", "--cache-write-tokens", "30", "--output-tokens", "1"], "--input-tokens"),
+        (["--input-tokens", "100", "--output-tokens", "10", "--reasoning-tokens", "11"], "--reasoning-tokens"),
+        (["--input-tokens", "100", "--cache-write-tokens", "10", "--cache-write-1h-tokens", "20", "--output-tokens", "1"], "1-hour"),
+        (["--input-tokens", "-5", "--output-tokens", "1"], "--input-tokens"),
+        (["--input-tokens", "abc", "--output-tokens", "1"], "--input-tokens"),
+        (["--output-tokens", "1"], "--input-tokens"),
+    ],
+)
+def test_cost_inconsistent_counts_are_one_line_errors(capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str) -> None:
+    assert fragment in run_error(capsys, "prices", "cost", "gpt-4o", *extra)
+
+
+def test_cost_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_error(capsys, "prices", "cost", "llama3.1:8b", "-p", "ollama", "--input-tokens", "1", "--output-tokens", "1")
+    assert "llama3.1:8b" in err
+
+
+def test_cost_per_hour_model_has_no_call_price(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text('[models."llama3.1:8b"]\nper_hour = 0.8\n')
+    err = run_error(capsys, "prices", "cost", "llama3.1:8b", "-p", "ollama", "--input-tokens", "1",
+                    "--output-tokens", "1", "--prices-file", str(prices))  # fmt: skip
+    assert "per hour" in err
+
+
+@pytest.mark.parametrize(
+    "text", ['[models."m"]\ninput = -1\noutput = 1\n', "not toml [", '[models."m"]\nprice = 1\n'],
+)
+def test_malformed_prices_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    prices = tmp_path / "bad.toml"
+    prices.write_text(text)
+    err = run_error(capsys, "prices", "cost", "gpt-4o", "--input-tokens", "1", "--output-tokens", "1",
+                    "--prices-file", str(prices))  # fmt: skip
+    assert str(prices.resolve()) in err
+
+
+def test_missing_prices_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.toml"
+    err = run_error(capsys, "prices", "show", "gpt-4o", "--prices-file", str(missing))
+    assert "missing.toml" in err
