@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import db, demo, export, prices, reprice, stats
+from . import calc, db, demo, export, prices, reprice, stats
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app.command("demo")(demo.demo)
 app.command("stats")(stats.stats)
 app.command("export")(export.export)
 app.command("reprice")(reprice.reprice)
+app.command("calc")(calc.calc)
 app.add_typer(prices.app, name="prices")
 app.add_typer(db.app, name="db")
 
