@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .context import context
+from .call_context import context
 from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileError
 from .records import CallRecord
 from .tracker import Tracker, configure, default_tracker, flush

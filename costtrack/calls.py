@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .context import CallContext
+from .call_context import CallContext
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status
 from .usage import Usage

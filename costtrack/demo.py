@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .context import context
+from .call_context import context
 from .simulator import Simulator, anthropic_client, openai_client
 from .tracker import Tracker
 

@@ -93,8 +93,16 @@ def test_stream_cut_midway_raises_like_bare_and_is_recorded(tracker, records):
     assert rec.model == "gpt-4o-mini-2024-07-18" and rec.ttft_ms is not None
 
 
+def _event_by_event(name: str):
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        events = [event + b"\n\n" for event in fixture(name).split(b"\n\n") if event]
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(events))
+
+    return respond
+
+
 def test_abandoned_stream_is_recorded_as_incomplete(tracker, records):
-    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse"))))
+    client = tracker.wrap(anthropic_client(Recorder(_event_by_event("anthropic_stream.sse"))))
     stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}], stream=True)
     first = next(iter(stream))
     assert first.type == "message_start"
