@@ -136,10 +136,25 @@ def run(
     error_rate: float = 0.02,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """Run the workload into `tracker`; return how many calls succeeded and failed (as the app saw them)."""
-    simulator = Simulator(seed=seed, error_rate=error_rate)
-    clock = _SteppedClock()
+    """Run the workload into `tracker`; return how many calls succeeded and failed (as the app saw them).
+
+    Time is simulated: each call happens at its moment of the month, and the
+    simulated providers' latencies advance a clock instead of sleeping, so a
+    month of traffic with realistic latencies runs in seconds.
+    """
+    clock = _SimulatedTime()
+    latency_rng = random.Random(seed + 1)
+
+    def latency(request: Any) -> float:
+        # Seconds before the first byte: slower for bigger models, with a long tail.
+        base = 0.9 if b"gpt-4o-mini" in request.content or b"haiku" in request.content else 1.4
+        if request.url.path.endswith("/embeddings"):
+            base = 0.15
+        return base * latency_rng.lognormvariate(0, 0.35)
+
+    simulator = Simulator(seed=seed, error_rate=error_rate, latency=latency, sleep=clock.sleep, chunk_delay=0.03)
     tracker.now = clock.now
+    tracker.clock = clock.monotonic
     clients = {
         "openai": tracker.wrap(openai_client(simulator, max_retries=1)),
         "anthropic": tracker.wrap(anthropic_client(simulator, max_retries=1)),
@@ -159,11 +174,18 @@ def run(
     return outcome
 
 
-class _SteppedClock:
-    """Wall clock of the simulated month: each call happens at its step's time."""
+class _SimulatedTime:
+    """The demo's clocks: wall time jumps to each call's moment; waiting advances time instead of sleeping."""
 
     def __init__(self) -> None:
         self.at = datetime.now(timezone.utc)
+        self.elapsed = 0.0
 
     def now(self) -> datetime:
-        return self.at
+        return self.at + timedelta(seconds=self.elapsed)
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def sleep(self, seconds: float) -> None:
+        self.elapsed += seconds

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 import typer
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy import Engine
 
-__all__ = ["fail", "print_json", "DatabaseOption", "resolve_database_url", "display_url", "read_engine"]
+__all__ = ["fail", "print_json", "DatabaseOption", "resolve_database_url", "display_url", "read_engine", "console"]
 
 
 def fail(message: str) -> NoReturn:
@@ -52,3 +53,11 @@ def read_engine(url: str | None) -> "Engine":
     engine = make_engine(resolve_database_url(url))
     ensure_schema(engine)
     return engine
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console; when output is not a terminal, wide enough that tables are not cut."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)

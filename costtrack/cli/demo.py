@@ -21,7 +21,7 @@ def demo(
     database_url: _common.DatabaseOption = None,
 ) -> None:
     """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network) and show what it cost."""
-    console = Console(stderr=True)
+    console = _common.console(stderr=True)
     url = _common.resolve_database_url(database_url)
     tracker = Tracker(url)
     with Progress(
@@ -37,5 +37,5 @@ def demo(
         f"records {'stored' if stored else 'kept in the outbox'} in {_common.display_url(url)}"
     )
     engine = _common.read_engine(url)
-    render(compute_stats(engine, by="endpoint"), Console())
+    render(compute_stats(engine, by="endpoint"), _common.console())
     console.print("Next: `costtrack stats --by model`, `costtrack export --format csv -o calls.csv`")

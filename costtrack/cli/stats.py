@@ -12,7 +12,7 @@ from rich.table import Table
 from ..periods import month_range, parse_since
 from ..reports.stats import Stats, compute_stats
 from . import _common
-from ..format import count, ms, pct, usd
+from ..format import count, pct, usd
 
 def stats(
     since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,
@@ -35,26 +35,27 @@ def stats(
     if as_json:
         _common.print_json(result.as_dict())
     else:
-        render(result, Console())
+        render(result, _common.console())
 
 
 def render(result: Stats, console: Console) -> None:
     """Print the stats as a table for people."""
-    table = Table(title=f"costtrack stats by {result.by}", title_justify="left")
-    for header in (result.by, "calls", "spend", "share", "tokens in", "cached", "tokens out", "p50", "p95", "p99",
-                   "errors", "cache hits", "saved"):  # fmt: skip
-        table.add_column(header, justify="left" if header == result.by else "right")
+    table = Table(title=f"costtrack stats by {result.by}", title_justify="left", pad_edge=False)
+    table.add_column(result.by, no_wrap=True, overflow="ellipsis", max_width=28)
+    for header in ("calls", "spend", "share", "tok in", "tok out", "p50 ms", "p95 ms", "p99 ms", "errors", "hits"):
+        table.add_column(header, justify="right", no_wrap=True)
     total = result.total
     for group in [*result.groups, total]:
         share = group.spend_usd / total.spend_usd if total.spend_usd else 0.0
         table.add_row(
             "TOTAL" if group is total else group.key, count(group.calls), usd(group.spend_usd), pct(share),
-            count(group.tokens_input), count(group.tokens_cached_input), count(group.tokens_output),
-            ms(group.latency_p50_ms), ms(group.latency_p95_ms), ms(group.latency_p99_ms),
-            pct(group.error_rate), pct(group.cache_hit_rate), usd(group.saved_usd),
+            count(group.tokens_input), count(group.tokens_output), count(group.latency_p50_ms),
+            count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate), pct(group.cache_hit_rate),
             end_section=group is result.groups[-1] if result.groups else False,
         )  # fmt: skip
     console.print(table)
+    if total.cache_hits:
+        console.print(f"Response cache: {total.cache_hits:,} hits saved {usd(total.saved_usd)}.")
     if result.unpriced_models:
         console.print(
             f"[yellow]Unpriced models[/] (cost unknown, not $0): {', '.join(result.unpriced_models)}. "

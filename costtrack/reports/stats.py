@@ -46,8 +46,11 @@ class GroupStats:
         return self.cache_hits / self.calls if self.calls else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """Figures as a JSON-ready dict, rates included."""
-        return {**asdict(self), "error_rate": self.error_rate, "cache_hit_rate": self.cache_hit_rate}
+        """Figures as a JSON-ready dict, rates included (dollars rounded to 1e-10, below any price step)."""
+        data = asdict(self)
+        for key in ("spend_usd", "saved_usd"):
+            data[key] = round(data[key], 10)
+        return {**data, "error_rate": self.error_rate, "cache_hit_rate": self.cache_hit_rate}
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ def compute_stats(engine: Engine, *, since: datetime | None = None, until: datet
     """Aggregate the records of [since, until), in total and per group."""
     where = period_filter(since, until)
     [total] = _group_rows(engine, None, where)
-    group_column = {"model": func.coalesce(records.c.model, "(unknown)"), "endpoint": records.c.endpoint,
+    group_column = {"model": func.coalesce(records.c.model_requested, records.c.model, "(unknown)"),
+                    "endpoint": records.c.endpoint,
                     "provider": records.c.provider}.get(by)  # fmt: skip
     groups = _group_rows(engine, group_column, where) if group_column is not None else []
     with engine.connect() as conn:

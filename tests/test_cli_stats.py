@@ -1,0 +1,106 @@
+"""`costtrack stats`, `export`, `reprice` and `demo` on real databases, through the CLI entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from costtrack.cli import run
+
+
+
+@pytest.fixture
+def seeded(tracker, make_record):
+    recs = [
+        make_record(endpoint="/api/a", model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", cost_usd=0.001,
+                    latency_ms=100.0, timestamp=datetime(2026, 11, 2, tzinfo=timezone.utc), tags={"run": "x"}),
+        make_record(endpoint="/api/b", model="gpt-4o-2024-08-06", model_requested="gpt-4o", cost_usd=0.01,
+                    latency_ms=300.0, timestamp=datetime(2026, 10, 30, tzinfo=timezone.utc)),
+    ]  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    tracker.flush()
+    return recs
+
+
+def test_stats_json(seeded, database_url, capsys):
+    assert run(["stats", "--json", "--by", "endpoint", "--database-url", database_url]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["calls"] == 2 and data["total"]["spend_usd"] == pytest.approx(0.011)
+    assert {g["key"]: g["calls"] for g in data["groups"]} == {"/api/a": 1, "/api/b": 1}
+
+
+def test_stats_month(seeded, database_url, capsys):
+    assert run(["stats", "--json", "--month", "2026-11", "--database-url", database_url]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["calls"] == 1
+
+
+def test_stats_table(seeded, database_url, capsys):
+    assert run(["stats", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "gpt-4o-mini" in out and "TOTAL" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["stats", "--by", "colour"], "--by 'colour'"),
+        (["stats", "--since", "yesterday"], "--since 'yesterday'"),
+        (["stats", "--month", "2026-13"], "--month '2026-13'"),
+        (["stats", "--bogus"], "No such option"),
+        (["stats", "--database-url", "nosuchdb://x"], "nosuchdb"),
+        (["export", "--format", "xml"], "--format 'xml'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    if "--database-url" not in argv:
+        argv = [*argv, "--database-url", f"sqlite:///{tmp_path}/x.db"]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("costtrack: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_empty_database_says_what_to_do(tmp_path, capsys):
+    assert run(["stats", "--database-url", f"sqlite:///{tmp_path}/empty.db"]) == 2
+    err = capsys.readouterr().err
+    assert "no records" in err and "costtrack demo" in err
+
+
+def test_export_jsonl_and_csv(seeded, database_url, capsys, tmp_path):
+    assert run(["export", "--format", "jsonl", "--database-url", database_url]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["endpoint"] for line in lines] == ["/api/b", "/api/a"]  # oldest first
+    assert lines[1]["timestamp"] == "2026-11-02T00:00:00+00:00" and lines[1]["tags"] == {"run": "x"}
+    assert "request_body" not in lines[0] and {"id", "cost_usd", "price_source", "tokens_reasoning"} <= set(lines[0])
+    out = tmp_path / "calls.csv"
+    assert run(["export", "--format", "csv", "-o", str(out), "--since", "2026-11-01", "--database-url", database_url]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 1 and rows[0]["model"] == "gpt-4o-mini-2024-07-18" and json.loads(rows[0]["tags"]) == {"run": "x"}
+
+
+def test_reprice_after_adding_an_override(tracker, make_record, database_url, tmp_path, capsys):
+    tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None,
+                            price_source=None, tokens_input=1_000_000, tokens_output=500_000))  # fmt: skip
+    tracker.flush()
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."my-model"]\ninput = 0.5\noutput = 1.5\n')
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "1 changed" in capsys.readouterr().out
+    [rec] = tracker.records()
+    assert rec.cost_usd == pytest.approx(0.5 + 0.75) and "my-model" in rec.price_source
+
+
+def test_demo_runs_offline_and_records(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/demo.db"
+    assert run(["demo", "--calls", "300", "--database-url", url]) == 0
+    captured = capsys.readouterr()
+    assert "/api/classify" in captured.out and "TOTAL" in captured.out
+    assert run(["stats", "--json", "--by", "endpoint", "--database-url", url]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["calls"] >= 300 and data["total"]["spend_usd"] > 0
+    assert data["unpriced_models"] == []

@@ -1,0 +1,63 @@
+"""Stats aggregated in SQL match figures computed independently from the same records."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from costtrack.reports.stats import compute_stats
+from costtrack.store.database import make_engine
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
+
+
+@pytest.fixture
+def seeded(tracker, make_record):
+    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    recs = []
+    for i in range(200):
+        recs.append(make_record(
+            timestamp=base + timedelta(hours=i), endpoint="/api/a" if i % 3 else "/api/b",
+            model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini" if i % 2 else "gpt-4o",
+            cost_usd=(i % 7) * 0.001, latency_ms=float((i * 37) % 101 + 1), tokens_input=100 + i, tokens_output=10,
+            status="error" if i % 25 == 0 else "ok", cache_hit=i % 10 == 0, cost_saved_usd=0.002 if i % 10 == 0 else None,
+        ))  # fmt: skip
+    recs.append(make_record(timestamp=base, model="mystery-model", model_requested="mystery-model", cost_usd=None,
+                            price_source=None, tokens_input=50, latency_ms=None))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    return recs
+
+
+def test_totals_and_percentiles_match(tracker, seeded, database_url):
+    stats = compute_stats(make_engine(database_url), by="endpoint")
+    assert stats.total.calls == len(seeded)
+    assert stats.total.spend_usd == pytest.approx(sum(r.cost_usd or 0 for r in seeded), abs=1e-12)
+    assert stats.total.tokens_input == sum(r.tokens_input for r in seeded)
+    assert stats.total.errors == sum(r.status == "error" for r in seeded)
+    assert stats.total.cache_hits == sum(r.cache_hit for r in seeded)
+    assert stats.total.saved_usd == pytest.approx(sum(r.cost_saved_usd or 0 for r in seeded if r.cache_hit))
+    live = [r.latency_ms for r in seeded if r.latency_ms is not None and not r.cache_hit]
+    for p in (50, 95, 99):
+        assert getattr(stats.total, f"latency_p{p}_ms") == nearest_rank(live, p)
+    group_b = next(g for g in stats.groups if g.key == "/api/b")
+    b_live = [r.latency_ms for r in seeded if r.endpoint == "/api/b" and r.latency_ms is not None and not r.cache_hit]
+    assert group_b.latency_p95_ms == nearest_rank(b_live, 95)
+    assert stats.unpriced_models == ["mystery-model"]
+    assert stats.total.unpriced_calls == 1
+
+
+def test_period_filter_and_empty(tracker, seeded, database_url):
+    engine = make_engine(database_url)
+    since = datetime(2026, 11, 5, tzinfo=timezone.utc)
+    stats = compute_stats(engine, since=since, by="model")
+    assert stats.total.calls == sum(r.timestamp >= since for r in seeded)
+    assert {g.key for g in stats.groups} == {"gpt-4o-mini", "gpt-4o"}
+    empty = compute_stats(engine, since=datetime(2030, 1, 1, tzinfo=timezone.utc))
+    assert empty.total.calls == 0 and empty.total.latency_p50_ms is None
