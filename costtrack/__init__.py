@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 from .call_context import context
+from .fallback import CheapFirst
+from .routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
 from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileError
 from .records import CallRecord
 from .tracker import Tracker, configure, default_tracker, flush
@@ -14,7 +16,16 @@ from .usage import Usage
 from .wrap import wrap
 
 __all__ = [
+    "ABTest",
     "CallRecord",
+    "CheapFirst",
+    "Decision",
+    "DevProd",
+    "Privacy",
+    "RouteRequest",
+    "Router",
+    "Tiered",
+    "route",
     "ConfigError",
     "CosttrackError",
     "DatabaseURLError",

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -86,12 +86,11 @@ class Tracker:
                 writer = self._writer
         return writer
 
-    def wrap(self, client: C, *, endpoint: str | None = None, tags: Mapping[str, Any] | None = None,
-             provider: str | None = None) -> C:  # fmt: skip
-        """`costtrack.wrap(client, ...)` recording into this tracker."""
+    def wrap(self, client: C, **options: Any) -> C:
+        """`costtrack.wrap(client, ...)` recording into this tracker (same options)."""
         from .wrap import wrap
 
-        return wrap(client, endpoint=endpoint, tags=tags, provider=provider, tracker=self)
+        return wrap(client, tracker=self, **options)
 
     def submit(self, call: Call) -> None:
         """Record a finished call; never raises into the app."""

@@ -1,0 +1,579 @@
+"""Cheap-first fallback: try the cheapest model of a chain first, escalate on failure or rejection.
+
+    client = costtrack.wrap(OpenAI(), fallback=costtrack.CheapFirst(["gpt-4o-mini", "gpt-4o"], accept=is_good))
+    client.chat.completions.create(model="gpt-4o", messages=...)   # gpt-4o-mini first, gpt-4o if needed
+
+Installed on the copy `wrap()` returns, at the resource level: the instance attributes
+`create` (and `parse`) of `client.chat.completions`, `client.responses` and
+`client.messages` are replaced by wrappers that call the original bound methods with
+`model=` swapped. The classes are untouched, so return types and IDE completion stay
+the SDK's own; nothing global is patched.
+
+Every attempt is a record (the transport records it); the attempts of one call are
+held (`calls.hold_calls`) and annotated before they are recorded: `attempt` numbered
+1, 2, ... across the chain, tags `fallback_chain`, `fallback_requested`, and
+`fallback_reason` on the attempts that escalated; the answer returned to the app
+prices what it saved against the requested model (`cost_saved_usd`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from .calls import Call, Hold, hold_calls
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .tracker import Tracker
+
+__all__ = ["CheapFirst", "is_retryable", "failure_reason", "install"]
+
+# Resources whose calls carry a `model=` and are recorded, by API family: (attribute path, methods).
+RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
+    "openai": ((("chat", "completions"), ("create", "parse")), (("responses",), ("create", "parse"))),
+    "anthropic": ((("messages",), ("create", "parse")),),
+}
+
+# Headers the SDKs' `with_raw_response` / `with_streaming_response` add: the result is a raw response.
+_RAW_HEADERS = ("x-stainless-raw-response",)
+
+# Error types (in an error body) that are worth another model: overloaded, rate limited, a server error.
+_RETRYABLE_KINDS = {
+    "rate_limit_error": "rate_limit_exceeded",
+    "rate_limit_exceeded": "rate_limit_exceeded",
+    "overloaded_error": "overloaded_error",
+    "api_error": "server_error",
+    "server_error": "server_error",
+    "timeout_error": "timeout",
+}
+
+Entry = Any  # a model name, or a (client, model name) pair
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _mro_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _error_kind(exc: BaseException) -> str | None:
+    """The error type in an SDK exception's body (`{"error": {"type": ...}}`), if any."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping):
+            for key in ("type", "code"):
+                value = error.get(key)
+                if isinstance(value, str) and value in _RETRYABLE_KINDS:
+                    return value
+            value = error.get("type")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short name for why an attempt failed, in the records' error_type vocabulary.
+
+    `rate_limit_exceeded`, `overloaded_error`, `server_error`, `timeout`,
+    `connection_error`, else the exception's class name.
+    """
+    names = _mro_names(exc)
+    if "APITimeoutError" in names or isinstance(exc, httpx2.TimeoutException):
+        return "timeout"
+    if "APIConnectionError" in names or isinstance(exc, httpx2.TransportError):
+        return "connection_error"
+    status = getattr(exc, "status_code", None)
+    kind = _error_kind(exc)
+    if status == 429:
+        return "rate_limit_exceeded"
+    if status == 529:
+        return "overloaded_error"
+    if kind in _RETRYABLE_KINDS:
+        return _RETRYABLE_KINDS[kind]
+    if status == 408:
+        return "timeout"
+    if isinstance(status, int) and status >= 500:
+        return "server_error"
+    return type(exc).__name__
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another model may succeed where this attempt failed.
+
+    Rate limits (429), overload (529), server errors (5xx), request timeouts (408),
+    conflicts (409), timeouts and connection errors, and the same errors reported
+    inside a stream (an `error` event). Not: bad requests, authentication, unknown
+    models, content refusals; those would fail the same way on the next model.
+    """
+    names = _mro_names(exc)
+    if "APIConnectionError" in names or isinstance(exc, httpx2.TransportError):
+        return True
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and (status in (408, 409, 429) or status >= 500):
+        return True
+    return _error_kind(exc) in _RETRYABLE_KINDS
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+def _sdk_family(client: object) -> str | None:
+    root = type(client).__module__.split(".", 1)[0]
+    return root if root in ("openai", "anthropic") else None
+
+
+def check_entry(entry: Any, where: str) -> tuple[Any | None, str]:
+    """(client or None, model) for a chain/route entry; ConfigError for anything else."""
+    if isinstance(entry, str):
+        if not entry.strip():
+            raise ConfigError(f"{where}: a model name is empty")
+        return None, entry
+    if isinstance(entry, tuple) and len(entry) == 2:
+        client, model = entry
+        if _sdk_family(client) is None:
+            raise ConfigError(
+                f"{where}: in ({type(client).__qualname__}, {model!r}) the first item must be an "
+                f"openai or anthropic SDK client"
+            )
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"{where}: in (client, model) the model must be a non-empty string, not {model!r}")
+        return client, model
+    raise ConfigError(
+        f"{where}: {entry!r} is not a model: use a model name (str) or a (client, model name) pair"
+    )
+
+
+def label_of(client: Any | None, model: str, provider: str | None = None) -> str:
+    """How an entry is named in tags: the model, prefixed by its provider when it is another client's."""
+    return model if client is None else f"{provider or _sdk_family(client)}:{model}"
+
+
+class CheapFirst:
+    """Try the chain's models cheapest first; escalate on a retryable failure or a rejected answer.
+
+    Args:
+        chain: model names, cheapest first; an entry may be a `(client, model)` pair
+            to use another OpenAI-compatible client (a local Ollama server first, the
+            API after). Such clients are wrapped with the same tracker unless they are
+            wrapped already.
+        accept: `accept(response) -> bool`, called on each non-streamed answer; False
+            escalates to the next model. When the last model's answer is rejected too,
+            it is returned (it was billed, and it is the best answer there is).
+        retry_on: `retry_on(exc) -> bool`, which failures escalate (default
+            `is_retryable`: 429, 529, 5xx, timeouts, connection errors). Any other
+            error is raised at once.
+        backoff: seconds to wait before each escalation, or `backoff(step) -> seconds`
+            (step 1 is the second model); default none.
+        sleep, async_sleep: how to wait (injected in tests; default `time.sleep`, `asyncio.sleep`).
+
+    Applies to calls whose requested model is in the chain; they start at the chain's
+    first model. Other calls go through untouched. The SDK's own retries stay as the
+    client is configured (`max_retries`): each model is retried by the SDK first, and
+    every attempt is its own record. Use `client.with_options(max_retries=0)` to
+    escalate on the first failure.
+
+    Streams (`stream=True`) escalate on a failure before their first event; the
+    stream is returned once that event arrived, and a later failure is the app's.
+    `accept` is not called on streams.
+    """
+
+    def __init__(
+        self,
+        chain: Sequence[Entry],
+        *,
+        accept: Callable[[Any], bool] | None = None,
+        retry_on: Callable[[BaseException], bool] | None = None,
+        backoff: float | Callable[[int], float] = 0.0,
+        sleep: Callable[[float], None] | None = None,
+        async_sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        if isinstance(chain, (str, bytes)) or not isinstance(chain, Sequence):
+            raise ConfigError(f"CheapFirst: the chain must be a list of models, not {type(chain).__name__}")
+        if not chain:
+            raise ConfigError("CheapFirst: the chain is empty; list at least one model, cheapest first")
+        entries = [check_entry(entry, "CheapFirst") for entry in chain]
+        seen: set[tuple[int, str]] = set()
+        for client, model in entries:
+            key = (id(client), model)
+            if key in seen:
+                raise ConfigError(f"CheapFirst: {model!r} is listed twice in the chain")
+            seen.add(key)
+        if accept is not None and not callable(accept):
+            raise ConfigError("CheapFirst: accept must be a callable, accept(response) -> bool")
+        if retry_on is not None and not callable(retry_on):
+            raise ConfigError("CheapFirst: retry_on must be a callable, retry_on(exception) -> bool")
+        if not callable(backoff):
+            if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
+                raise ConfigError(f"CheapFirst: backoff must be seconds >= 0 or a callable, not {backoff!r}")
+        self.chain: tuple[tuple[Any | None, str], ...] = tuple(entries)
+        self.accept = accept
+        self.retry_on = retry_on or is_retryable
+        self.backoff = backoff
+        self.sleep = sleep or time.sleep
+        self.async_sleep = async_sleep or asyncio.sleep
+
+    def __repr__(self) -> str:
+        return f"CheapFirst([{', '.join(label_of(c, m) for c, m in self.chain)}])"
+
+    def applies_to(self, model: Any) -> bool:
+        """Whether a call asking for `model` goes through the chain."""
+        return isinstance(model, str) and any(model == m for _, m in self.chain)
+
+    def delay(self, step: int) -> float:
+        """Seconds to wait before trying the chain's step `step` (0 is the first model)."""
+        if step == 0:
+            return 0.0
+        value = self.backoff(step) if callable(self.backoff) else self.backoff
+        return max(0.0, float(value))
+
+    def clients(self) -> list[Any]:
+        """The other clients the chain uses (to wrap and check at install time)."""
+        return [client for client, _ in self.chain if client is not None]
+
+
+# --------------------------------------------------------------------------- installing
+
+
+def resolve_path(obj: Any, path: Sequence[str]) -> Any:
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
+
+
+def is_async_client(client: Any) -> bool:
+    return isinstance(getattr(client, "_client", None), httpx2.AsyncClient)
+
+
+def is_wrapped(client: Any) -> bool:
+    """Whether a client's HTTP transport is already costtrack's."""
+    from .transport import AsyncCostTransport, CostTransport
+
+    transport = getattr(getattr(client, "_client", None), "_transport", None)
+    return isinstance(transport, (CostTransport, AsyncCostTransport))
+
+
+def provider_of(client: Any) -> str:
+    """The provider recorded for a (wrapped) client's calls."""
+    transport = getattr(getattr(client, "_client", None), "_transport", None)
+    instrument = getattr(transport, "_instrument", None)
+    provider = getattr(instrument, "provider", None)
+    if isinstance(provider, str):
+        return provider
+    from .wrap import detect_provider
+
+    return detect_provider(_sdk_family(client) or "openai", getattr(client, "base_url", ""))
+
+
+class Clients:
+    """The other clients a policy sends calls to, wrapped with the primary's tracker, checked once."""
+
+    def __init__(self, primary: Any, api: str, tracker: Tracker | None, owner: str) -> None:
+        self.primary = primary
+        self.api = api
+        self.tracker = tracker
+        self.owner = owner
+        self.is_async = is_async_client(primary)
+        self._wrapped: dict[int, Any] = {}
+
+    def get(self, client: Any | None) -> Any:
+        if client is None:
+            return self.primary
+        key = id(client)
+        found = self._wrapped.get(key)
+        if found is not None:
+            return found
+        family = _sdk_family(client)
+        if family != self.api:
+            raise ConfigError(
+                f"{self.owner}: a {type(client).__qualname__} cannot stand in for a {self.api} client "
+                f"({type(self.primary).__qualname__}); use clients of the same SDK"
+            )
+        if is_async_client(client) != self.is_async:
+            want = "async" if self.is_async else "sync"
+            raise ConfigError(
+                f"{self.owner}: {type(client).__qualname__} is not {want} like the wrapped "
+                f"{type(self.primary).__qualname__}; use {'AsyncOpenAI/AsyncAnthropic' if self.is_async else 'OpenAI/Anthropic'}"
+            )
+        if not is_wrapped(client):
+            from .wrap import wrap
+
+            client = wrap(client, tracker=self.tracker)
+        self._wrapped[key] = client
+        return client
+
+
+@dataclass(frozen=True)
+class Step:
+    """One model of a resolved chain: the method to call and how it is named."""
+
+    model: str
+    label: str
+    method: Callable[..., Any]
+
+
+def _is_raw(kwargs: Mapping[str, Any]) -> bool:
+    headers = kwargs.get("extra_headers")
+    if not isinstance(headers, Mapping):
+        return False
+    return any(str(key).lower() in _RAW_HEADERS for key in headers)
+
+
+class _Late(list):  # type: ignore[type-arg]
+    """Stands in for a released Hold's `calls`: a call that ends later (the returned stream) is
+    annotated as it ends, then recorded."""
+
+    def __init__(self, annotate: Callable[[Call], None]) -> None:
+        super().__init__()
+        self._annotate = annotate
+
+    def append(self, call: Call) -> None:  # type: ignore[override]
+        try:
+            self._annotate(call)
+        finally:
+            call.tracker.submit(call)
+
+
+class _Run:
+    """The bookkeeping of one call through the chain: which held calls belong to which step."""
+
+    def __init__(self, steps: Sequence[Step], requested: str, compare: tuple[str, str]) -> None:
+        self.tags = {
+            "fallback_chain": ">".join(step.label for step in steps),
+            "fallback_requested": requested,
+        }
+        self.compare = compare
+        self.spans: list[tuple[int, int, str | None]] = []  # held calls [start, end) of each step; its reason
+        self.start = 0
+        self.answer_from: int | None = None  # held calls from here on belong to the answer's step
+        self.exhausted = False
+        self.numbered = 0
+
+    def begin(self, hold: Hold) -> None:
+        self.start = len(hold.calls)
+
+    def escalated(self, hold: Hold, reason: str) -> None:
+        self.spans.append((self.start, len(hold.calls), reason))
+
+    def answered(self, hold: Hold) -> None:
+        self.answer_from = self.start
+
+    def annotate(self, hold: Hold) -> None:
+        """Number and tag the held calls (they are recorded right after)."""
+        calls = hold.calls
+        reasons: dict[int, str] = {}
+        for start, end, reason in self.spans:
+            if reason is not None and end > start:
+                reasons[end - 1] = reason  # the attempt that escalated is its step's last one
+        order = sorted(range(len(calls)), key=lambda i: calls[i].started)
+        for number, index in enumerate(order, start=1):
+            call = calls[index]
+            tags = dict(self.tags)
+            if index in reasons:
+                tags["fallback_reason"] = reasons[index]
+            if self.exhausted and index == len(calls) - 1:
+                tags["fallback_exhausted"] = True
+            if self.answer_from is not None and index >= self.answer_from:
+                call.compare_model = self.compare  # only a billed answer prices what it saved
+            self._tag(call, tags, number)
+        self.numbered = len(calls)
+
+    def late(self, call: Call) -> None:
+        """The returned stream's call, ended after the others were recorded."""
+        self.numbered += 1
+        call.compare_model = self.compare
+        self._tag(call, dict(self.tags), self.numbered)
+
+    @staticmethod
+    def _tag(call: Call, tags: dict[str, Any], number: int) -> None:
+        call.attempt = number
+        call.extra_tags = {**(call.extra_tags or {}), **tags}
+
+
+def _peek(stream: Any) -> Any:
+    """Wait for a stream's first event and put it back: failures before it raise here."""
+    iterator = getattr(stream, "_iterator", None)
+    if iterator is None:
+        return stream
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return stream
+
+    def again() -> Iterator[Any]:
+        yield first
+        yield from iterator
+
+    stream._iterator = again()
+    return stream
+
+
+async def _apeek(stream: Any) -> Any:
+    iterator = getattr(stream, "_iterator", None)
+    if iterator is None:
+        return stream
+    try:
+        first = await iterator.__anext__()
+    except StopAsyncIteration:
+        return stream
+
+    async def again() -> AsyncIterator[Any]:
+        yield first
+        async for item in iterator:
+            yield item
+
+    stream._iterator = again()
+    return stream
+
+
+def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def create(**kwargs: Any) -> Any:
+        requested = kwargs.get("model")
+        if not policy.applies_to(requested):
+            return original(**kwargs)
+        raw = _is_raw(kwargs)
+        streamed = kwargs.get("stream") is True and not raw
+        judge = None if streamed or raw else policy.accept
+        run = _Run(steps, requested, (provider, requested))
+        error: BaseException | None = None
+        result: Any = None
+        with hold_calls() as hold:
+            try:
+                for index, step in enumerate(steps):
+                    wait = policy.delay(index)
+                    if wait:
+                        policy.sleep(wait)
+                    run.begin(hold)
+                    try:
+                        result = step.method(**{**kwargs, "model": step.model})
+                        if streamed:
+                            result = _peek(result)
+                    except Exception as exc:
+                        if not policy.retry_on(exc):
+                            raise
+                        run.escalated(hold, failure_reason(exc))
+                        error = exc
+                        continue
+                    error = None
+                    if judge is not None and not judge(result):
+                        run.escalated(hold, "rejected")
+                        continue
+                    run.answered(hold)
+                    break
+                else:
+                    run.exhausted = True
+                    if error is None:
+                        run.answered(hold)  # every answer was rejected: the last one is returned
+            finally:
+                run.annotate(hold)
+        hold.calls = _Late(run.late)  # the returned stream's call, when it ends
+        hold.active = True
+        if error is not None:
+            raise error
+        return result
+
+    return create
+
+
+def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str) -> Callable[..., Any]:
+    @functools.wraps(original)
+    async def create(**kwargs: Any) -> Any:
+        requested = kwargs.get("model")
+        if not policy.applies_to(requested):
+            return await original(**kwargs)
+        raw = _is_raw(kwargs)
+        streamed = kwargs.get("stream") is True and not raw
+        judge = None if streamed or raw else policy.accept
+        run = _Run(steps, requested, (provider, requested))
+        error: BaseException | None = None
+        result: Any = None
+        with hold_calls() as hold:
+            try:
+                for index, step in enumerate(steps):
+                    wait = policy.delay(index)
+                    if wait:
+                        await policy.async_sleep(wait)
+                    run.begin(hold)
+                    try:
+                        result = await step.method(**{**kwargs, "model": step.model})
+                        if streamed:
+                            result = await _apeek(result)
+                    except Exception as exc:
+                        if not policy.retry_on(exc):
+                            raise
+                        run.escalated(hold, failure_reason(exc))
+                        error = exc
+                        continue
+                    error = None
+                    if judge is not None and not judge(result):
+                        run.escalated(hold, "rejected")
+                        continue
+                    run.answered(hold)
+                    break
+                else:
+                    run.exhausted = True
+                    if error is None:
+                        run.answered(hold)  # every answer was rejected: the last one is returned
+            finally:
+                run.annotate(hold)
+        hold.calls = _Late(run.late)  # the returned stream's call, when it ends
+        hold.active = True
+        if error is not None:
+            raise error
+        return result
+
+    return create
+
+
+def patch_resources(
+    client: Any,
+    api: str,
+    make: Callable[[Sequence[str], str, Callable[..., Any]], Callable[..., Any] | None],
+    table: Mapping[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = RESOURCES,
+) -> None:
+    """Replace the instance attributes of the client's model-taking methods by `make(path, name, current)`."""
+    for path, names in table.get(api, ()):
+        try:
+            resource = resolve_path(client, path)
+        except AttributeError:  # an SDK version without this resource
+            continue
+        for name in names:
+            current = getattr(resource, name, None)
+            if current is None:
+                continue
+            replacement = make(path, name, current)
+            if replacement is not None:
+                setattr(resource, name, replacement)
+
+
+def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker: Tracker | None) -> None:
+    """Install a CheapFirst policy on a wrapped client (its resources, this instance only)."""
+    if not isinstance(policy, CheapFirst):
+        raise ConfigError(f"wrap(fallback=...): expected a costtrack.CheapFirst, not {type(policy).__qualname__}")
+    clients = Clients(client, api, tracker, "CheapFirst")
+    others = {id(c): clients.get(c) for c in policy.clients()}  # wrapped and checked now, not at the first call
+    is_async = clients.is_async
+
+    def make(path: Sequence[str], name: str, current: Callable[..., Any]) -> Callable[..., Any]:
+        steps = []
+        for other, model in policy.chain:
+            if other is None:
+                method = current
+                label = model
+            else:
+                target = others[id(other)]
+                method = getattr(resolve_path(target, path), name)
+                label = label_of(other, model, provider_of(target))
+            steps.append(Step(model, label, method))
+        factory = _async_wrapper if is_async else _sync_wrapper
+        return factory(current, policy, steps, provider)
+
+    patch_resources(client, api, make)
