@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .call_context import CallContext
+from .logs import log_once
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status
 from .usage import Usage
@@ -39,14 +40,16 @@ class Hold:
 
     While a Hold is active, Calls started inside `hold_calls()` are appended to
     `calls` when they finish instead of being recorded; `release()` records them.
-    A Call that finishes after the release (a stream read later) is recorded at once.
+    A Call that finishes after the release (a stream read later) is passed to
+    `late` (when set) and then recorded.
     """
 
-    __slots__ = ("calls", "active")
+    __slots__ = ("calls", "active", "late")
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.active = True
+        self.late: Callable[[Call], None] | None = None
 
     def release(self) -> None:
         """Record every held Call and stop holding."""
@@ -140,10 +143,16 @@ class Call:
         elif outcome is not None:
             self.status, self.error_type = "error", outcome
         hold = self.hold
-        if hold is not None and hold.active:
-            hold.calls.append(self)
-        else:
-            self.tracker.submit(self)
+        if hold is not None:
+            if hold.active:
+                hold.calls.append(self)
+                return
+            if hold.late is not None:
+                try:
+                    hold.late(self)
+                except Exception:
+                    log_once("hold.late", "costtrack: could not annotate a call that ended late", exc_info=True)
+        self.tracker.submit(self)
 
     @property
     def model_requested(self) -> str | None:

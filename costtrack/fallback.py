@@ -326,21 +326,6 @@ def _is_raw(kwargs: Mapping[str, Any]) -> bool:
     return any(str(key).lower() in _RAW_HEADERS for key in headers)
 
 
-class _Late(list):  # type: ignore[type-arg]
-    """Stands in for a released Hold's `calls`: a call that ends later (the returned stream) is
-    annotated as it ends, then recorded."""
-
-    def __init__(self, annotate: Callable[[Call], None]) -> None:
-        super().__init__()
-        self._annotate = annotate
-
-    def append(self, call: Call) -> None:  # type: ignore[override]
-        try:
-            self._annotate(call)
-        finally:
-            call.tracker.submit(call)
-
-
 class _Run:
     """The bookkeeping of one call through the chain: which held calls belong to which step."""
 
@@ -474,8 +459,7 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
                         run.answered(hold)  # every answer was rejected: the last one is returned
             finally:
                 run.annotate(hold)
-        hold.calls = _Late(run.late)  # the returned stream's call, when it ends
-        hold.active = True
+        hold.late = run.late  # the returned stream's call is annotated when it ends
         if error is not None:
             raise error
         return result
@@ -524,8 +508,7 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
                         run.answered(hold)  # every answer was rejected: the last one is returned
             finally:
                 run.annotate(hold)
-        hold.calls = _Late(run.late)  # the returned stream's call, when it ends
-        hold.active = True
+        hold.late = run.late  # the returned stream's call is annotated when it ends
         if error is not None:
             raise error
         return result
