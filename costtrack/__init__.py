@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .call_context import context
+from .cache import MemoryCache, RedisCache
 from .fallback import CheapFirst
 from .routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
 from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileError
@@ -20,6 +21,8 @@ __all__ = [
     "CallRecord",
     "CheapFirst",
     "Decision",
+    "MemoryCache",
+    "RedisCache",
     "DevProd",
     "Privacy",
     "RouteRequest",

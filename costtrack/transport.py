@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
 from .calls import Call
-from .context import CallContext, current
+from .call_context import CallContext, current
 from .logs import log_once
 from .providers import operation_for_path, parser_for
 from .sse import EventSplitter, event_fields
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CostTransport", "AsyncCostTransport", "Instrument"]
 
+_KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 
@@ -31,6 +33,19 @@ def error_type(exc: BaseException) -> str:
     if isinstance(exc, _CONNECTION):
         return "connection_error"
     return type(exc).__name__
+
+
+def take_cache_directive(request: httpx2.Request) -> str | None:
+    """Remove the per-request cache header (the provider never sees it) and return its value, lowercased."""
+    headers = request.headers
+    if CACHE_HEADER not in headers:
+        return None
+    value = headers.pop(CACHE_HEADER, "").strip().lower()
+    if value not in ("bypass", "off"):
+        log_once(f"cache.directive:{value}", "costtrack: unknown %s header value %r (use 'bypass' or 'off'); ignored",
+                 CACHE_HEADER, value)  # fmt: skip
+        return None
+    return value
 
 
 def _decoder(content_encoding: str) -> Callable[[bytes], bytes] | None:
@@ -61,8 +76,10 @@ class Instrument:
         api: str,
         endpoint: str | None = None,
         tags: Mapping[str, Any] | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self._tracker = tracker
+        self.cache = cache
         self.provider = provider
         self.api = api
         self.endpoint = endpoint
@@ -79,18 +96,23 @@ class Instrument:
 
     def start(self, request: httpx2.Request) -> tuple[Call | None, httpx2.Request]:
         """A Call for an instrumented request (None otherwise), and the request to send."""
+        call = self.begin(request)
+        return (None, request) if call is None else (call, self.outgoing(call, request))
+
+    def begin(self, request: httpx2.Request) -> Call | None:
+        """A Call for an instrumented request (None otherwise), from the app's own request."""
         if request.method != "POST":
-            return None, request
+            return None
         operation = operation_for_path(request.url.path)
         if operation is None:
-            return None, request
+            return None
         try:
             content = request.content
             body = json.loads(content) if content else {}
         except Exception:  # multipart, an unread stream, not JSON: not ours to record
-            return None, request
+            return None
         if not isinstance(body, dict):
-            return None, request
+            return None
         context = current()
         if self.tags:
             context = CallContext(
@@ -113,12 +135,50 @@ class Instrument:
             started=tracker.clock(),
         )
         if operation == "chat.completions" and body.get("stream") is True:
-            request = _with_stream_usage(request, body, call)
-        return call, request
+            # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
+            # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
+            options = body.get("stream_options")
+            call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
+        return call
 
-    def response(self, call: Call, response: httpx2.Response, *, is_async: bool) -> httpx2.Response:
-        """The response handed to the SDK: same status, headers and bytes, read as they pass."""
+    @staticmethod
+    def outgoing(call: Call, request: httpx2.Request) -> httpx2.Request:
+        """The request to send for `call`: the app's, asking for stream usage when costtrack hides it."""
+        return _with_stream_usage(request, call.body) if call.hide_usage_chunk else request
+
+    def cache_plan(self, call: Call, request: httpx2.Request, directive: str | None) -> tuple[str, bool] | None:
+        """(key, whether to look it up) when the response cache applies to this request, else None.
+
+        A bypassed request (context `bypass_cache=True`, or the header value "bypass")
+        skips the lookup but its fresh answer still refreshes the entry; "off" neither reads nor writes.
+        """
+        cache = self.cache
+        if cache is None or directive == "off" or not cache.is_cacheable(call.body):
+            return None
+        url = request.url
+        target = f"{url.host}:{url.port or ''}{url.path}"
+        picked = {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw if k.lower() in _KEY_HEADERS}
+        key = cache.key(call.provider, call.operation, call.body, target=target, headers=picked)
+        return key, directive != "bypass" and not call.context.bypass_cache
+
+    def replay(self, call: Call, entry: CachedResponse, *, is_async: bool) -> httpx2.Response:
+        """A stored response handed to the SDK through the same reading path as a live one."""
+        call.cache_hit = True
+        response = httpx2.Response(entry.status, headers=[*entry.headers, (CACHE_HEADER, "hit")], content=entry.body)
+        return self.response(call, response, is_async=is_async)
+
+    def response(
+        self, call: Call, response: httpx2.Response, *, is_async: bool, fill: str | None = None
+    ) -> httpx2.Response:
+        """The response handed to the SDK: same status, headers and bytes, read as they pass.
+
+        With `fill` (a cache key), a complete 2xx body is stored in the cache once read.
+        """
         call.status_code = response.status_code
+        store = None
+        if fill is not None and self.cache is not None and 200 <= response.status_code < 300:
+            kept = tuple((k, v) for k, v in response.headers.multi_items() if k.lower() in STORED_HEADERS)
+            store = (self.cache, fill, kept)
         headers = response.headers
         if headers.get("content-type", "").startswith("text/event-stream"):
             call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
@@ -134,7 +194,7 @@ class Instrument:
         return httpx2.Response(
             response.status_code,
             headers=headers,
-            stream=stream_cls(call, response.stream, decode),
+            stream=stream_cls(call, response.stream, decode, store),
             extensions=response.extensions,
         )
 
@@ -144,13 +204,9 @@ class Instrument:
         call.finish(error_type(exc))
 
 
-def _with_stream_usage(request: httpx2.Request, body: dict[str, Any], call: Call) -> httpx2.Request:
-    # Without stream_options.include_usage an OpenAI chat stream carries no usage at all.
+def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
     options = body.get("stream_options")
-    if isinstance(options, dict) and "include_usage" in options:
-        return request
     new_body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-    call.hide_usage_chunk = True
     headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
     return httpx2.Request(
         request.method,
@@ -164,19 +220,30 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any], call: Call
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_stream", "_decode", "_splitter", "_complete")
+    __slots__ = ("_call", "_stream", "_decode", "_splitter", "_complete", "_store", "_saved")
 
-    def __init__(self, call: Call, stream: Any, decode: Callable[[bytes], bytes] | None) -> None:
+    def __init__(
+        self,
+        call: Call,
+        stream: Any,
+        decode: Callable[[bytes], bytes] | None,
+        store: tuple[Cache, str, tuple[tuple[str, str], ...]] | None = None,
+    ) -> None:
         self._call = call
         self._stream = stream
         self._decode = decode
         self._splitter = EventSplitter() if call.reader is not None else None
         self._complete = False
+        self._store = store
+        # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
+        self._saved: list[bytes] | None = [] if store is not None and self._splitter is not None else None
 
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
         call = self._call
         data = chunk if self._decode is None else self._decode(chunk)
+        if self._saved is not None:
+            self._saved.append(data)
         splitter = self._splitter
         if splitter is None:
             call.chunks.append(data)
@@ -208,9 +275,51 @@ class _Reader:
                 log_once("stream.read", "costtrack: could not read a stream event; it is passed on as is", exc_info=True)
         return rest if self._call.hide_usage_chunk else b""
 
+    def _entry(self) -> tuple[Cache, str, CachedResponse] | None:
+        """What to store in the cache, once: only a complete body, or a stream read to its end without error."""
+        store, self._store = self._store, None
+        if store is None:
+            return None
+        call = self._call
+        reader = call.reader
+        try:
+            if reader is not None:
+                if not reader.done or reader.failed or reader.usage is None or self._saved is None:
+                    return None
+                body = b"".join(self._saved)
+            else:
+                if not self._complete:
+                    return None
+                body = b"".join(call.chunks)
+                if not isinstance(json.loads(body), dict):
+                    return None
+        except ValueError:
+            return None  # not JSON: the SDK will fail on it too
+        cache, key, headers = store
+        return cache, key, CachedResponse(call.status_code or 200, headers, body)
+
+    def _fill(self) -> None:
+        try:
+            entry = self._entry()
+            if entry is not None:
+                cache, key, response = entry
+                cache.set(key, response)
+        except Exception:
+            log_once("cache.fill", "costtrack: could not store a response in the cache", exc_info=True)
+
+    async def _afill(self) -> None:
+        try:
+            entry = self._entry()
+            if entry is not None:
+                cache, key, response = entry
+                await cache.aset(key, response)
+        except Exception:
+            log_once("cache.fill", "costtrack: could not store a response in the cache", exc_info=True)
+
     def _finish(self, error: BaseException | None = None) -> None:
         call = self._call
         if error is not None:
+            self._store = None
             call.finish(error_type(error))
         elif not self._complete and call.reader is None:
             call.finish("incomplete")  # a stream's own end event decides, in Call.record
@@ -236,6 +345,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
                     yield out
             rest = self._rest()
             self._complete = True
+            self._fill()
             if rest:
                 yield rest
         except GeneratorExit:
@@ -249,6 +359,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
             self._stream.close()
         finally:
             self._finish()
+            self._fill()  # a stream the SDK stopped reading after its end event
 
 
 class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
@@ -262,6 +373,7 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
                     yield out
             rest = self._rest()
             self._complete = True
+            await self._afill()
             if rest:
                 yield rest
         except GeneratorExit:
@@ -275,6 +387,7 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
             await self._stream.aclose()
         finally:
             self._finish()
+            await self._afill()  # a stream the SDK stopped reading after its end event
 
 
 class CostTransport(httpx2.BaseTransport):
@@ -287,19 +400,36 @@ class CostTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
         instrument = self._instrument
+        directive = take_cache_directive(request)
         try:
-            call, request = instrument.start(request)
+            call = instrument.begin(request)
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None
         if call is None:
             return self._inner.handle_request(request)
+        key = None
+        if instrument.cache is not None:
+            try:
+                plan = instrument.cache_plan(call, request, directive)
+                if plan is not None:
+                    key, lookup = plan
+                    entry = instrument.cache.get(key) if lookup else None
+                    if entry is not None:
+                        return instrument.replay(call, entry, is_async=False)
+            except Exception:
+                log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
+        try:
+            request = instrument.outgoing(call, request)
+        except Exception:
+            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
+            call.hide_usage_chunk = False
         try:
             response = self._inner.handle_request(request)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise
-        return instrument.response(call, response, is_async=False)
+        return instrument.response(call, response, is_async=False, fill=key)
 
     def close(self) -> None:
         """The SDK's own transport belongs to the client that was wrapped: left open."""
@@ -315,19 +445,36 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
         instrument = self._instrument
+        directive = take_cache_directive(request)
         try:
-            call, request = instrument.start(request)
+            call = instrument.begin(request)
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None
         if call is None:
             return await self._inner.handle_async_request(request)
+        key = None
+        if instrument.cache is not None:
+            try:
+                plan = instrument.cache_plan(call, request, directive)
+                if plan is not None:
+                    key, lookup = plan
+                    entry = await instrument.cache.aget(key) if lookup else None
+                    if entry is not None:
+                        return instrument.replay(call, entry, is_async=True)
+            except Exception:
+                log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
+        try:
+            request = instrument.outgoing(call, request)
+        except Exception:
+            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
+            call.hide_usage_chunk = False
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise
-        return instrument.response(call, response, is_async=True)
+        return instrument.response(call, response, is_async=True, fill=key)
 
     async def aclose(self) -> None:
         """The SDK's own transport belongs to the client that was wrapped: left open."""

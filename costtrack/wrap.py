@@ -11,6 +11,8 @@ import httpx2
 from .transport import AsyncCostTransport, CostTransport, Instrument
 
 if TYPE_CHECKING:
+    from .cache import Cache
+    from .fallback import CheapFirst
     from .tracker import Tracker
 
 __all__ = ["wrap", "detect_provider"]
@@ -73,13 +75,19 @@ def wrap(
     tags: Mapping[str, Any] | None = None,
     provider: str | None = None,
     tracker: Tracker | None = None,
+    cache: Cache | None = None,
+    fallback: CheapFirst | None = None,
+    router: Any = None,
 ) -> C:
     """Return a copy of `client` (same class, same API) whose calls are recorded.
 
     `endpoint` names the app feature the calls serve (default: the operation,
     e.g. "chat.completions"); `tags` are added to every record; `provider`
     overrides the provider detected from the base URL ("ollama", "vllm", ...);
-    `tracker` records into an explicit Tracker instead of the process default.
+    `tracker` records into an explicit Tracker instead of the process default;
+    `cache` (a MemoryCache or RedisCache) answers repeated requests from stored responses.
+    `fallback` (a costtrack.CheapFirst) tries a chain of models cheapest first; `router`
+    (a policy or costtrack.route(...)) picks each call's model; both are installed on the copy only.
     The original client is left untouched.
 
         client = costtrack.wrap(OpenAI(), endpoint="/api/summarize")
@@ -92,6 +100,7 @@ def wrap(
         api=api,
         endpoint=endpoint,
         tags=tags,
+        cache=cache,
     )
     if not isinstance(sdk_http, (httpx2.Client, httpx2.AsyncClient)):
         raise TypeError(
@@ -99,4 +108,14 @@ def wrap(
             f"{type(client).__qualname__} has {type(sdk_http).__qualname__}: upgrade the SDK"
         )
     http_client = instrumented_copy(sdk_http, instrument)
-    return client.with_options(http_client=http_client)  # type: ignore[attr-defined, no-any-return]
+    wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
+    return _install_policies(wrapped, api, instrument.provider, tracker, fallback, router)
+
+
+def _install_policies(client: C, api: str, provider: str, tracker: Tracker | None, fallback: Any, router: Any) -> C:
+    """Fallback and routing, on the wrapped copy's resources (see costtrack/fallback.py, routing.py)."""
+    if fallback is None and router is None:
+        return client
+    from .routing import install_policies
+
+    return install_policies(client, api=api, provider=provider, tracker=tracker, fallback=fallback, router=router)  # type: ignore[no-any-return]

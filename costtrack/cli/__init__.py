@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import calc, db, demo, export, prices, reprice, stats
+from . import cache, calc, db, demo, export, prices, reprice, stats
 
 __all__ = ["app", "main"]
 
@@ -26,6 +26,7 @@ app.command("reprice")(reprice.reprice)
 app.command("calc")(calc.calc)
 app.add_typer(prices.app, name="prices")
 app.add_typer(db.app, name="db")
+app.add_typer(cache.app, name="cache")
 
 
 def main(argv: list[str] | None = None) -> None:

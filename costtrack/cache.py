@@ -1,0 +1,606 @@
+"""Response cache: answer a repeated request from a stored copy of the provider's response.
+
+    client = costtrack.wrap(OpenAI(), cache=costtrack.MemoryCache(ttl=3600, maxsize=10_000))
+    client = costtrack.wrap(OpenAI(), cache=costtrack.RedisCache(url="redis://localhost:6379/0", ttl=3600,
+                                                                 namespace="myapp-v2"))
+
+The cache sits in costtrack's transport, inside the SDK's HTTP client. A key is
+a blake2b hash of the provider, the operation, the target (host and path), the
+few request headers that change the answer (``anthropic-beta``...), whether the
+request streams, and the app's request body canonicalised (keys sorted, ``1.0`` ==
+``1``), without the fields that do not change the answer (``VOLATILE_KEYS``:
+``user``, ``metadata``, ``stream_options``...). Auth headers and API keys are
+never part of a key or a value. What is stored is the response as received
+(status, content type, request id, body bytes, decompressed): a hit is read back
+through the same path as a live response, so the SDK builds the same objects, a
+stream replays as a stream, and the record says ``cache_hit=True``, ``cost_usd=0``
+and ``cost_saved_usd`` = what the original call cost.
+
+Only complete 2xx responses are stored: errors, and streams cut, failed or
+abandoned before their end, never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import CosttrackError
+from .logs import log, log_once
+
+__all__ = [
+    "Cache",
+    "MemoryCache",
+    "RedisCache",
+    "CachedResponse",
+    "CacheError",
+    "cache_key",
+    "default_cacheable",
+    "CACHE_HEADER",
+    "VOLATILE_KEYS",
+    "KEY_HEADERS",
+    "STORED_HEADERS",
+    "DEFAULT_REDIS_URL",
+    "redact_url",
+]
+
+#: Per-request header read (and removed before the request goes out): "bypass" or "off".
+CACHE_HEADER = "x-costtrack-cache"
+
+#: Top-level request fields that do not change the answer: left out of the key.
+VOLATILE_KEYS = frozenset(
+    {
+        "stream", "stream_options", "user", "metadata", "store", "service_tier", "safety_identifier",
+        "prompt_cache_key", "prompt_cache_retention",
+    }
+)  # fmt: skip
+
+#: Request headers that change the answer, so they are part of the key.
+KEY_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
+
+#: Response headers kept with a stored response (the body is stored decompressed).
+STORED_HEADERS = frozenset({"content-type", "x-request-id", "request-id", "openai-model", "openai-version"})
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+class CacheError(CosttrackError):
+    """A cache administration operation (clear) failed, or a cache setting is invalid."""
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def _encode(value: Any, out: list[bytes]) -> None:
+    """Append an unambiguous, order-independent encoding of a JSON value (dict keys sorted).
+
+    Strings are length-prefixed UTF-8 (no escaping to do), numbers are tagged so
+    "1", 1 and true differ, and an integral float is the int it equals (1.0 == 1).
+    """
+    append = out.append
+    kind = type(value)
+    if kind is str:
+        data = value.encode("utf-8", "surrogatepass")
+        append(b"s%d:" % len(data))
+        append(data)
+    elif kind is dict:
+        append(b"d%d:" % len(value))
+        for key in sorted(value):
+            item = value[key]
+            data = key.encode("utf-8", "surrogatepass") if type(key) is str else str(key).encode()
+            append(b"k%d:" % len(data))
+            append(data)
+            item_kind = type(item)
+            if item_kind is str:  # the common case, inline
+                data = item.encode("utf-8", "surrogatepass")
+                append(b"s%d:" % len(data))
+                append(data)
+            else:
+                _encode(item, out)
+    elif kind is list or kind is tuple:
+        append(b"l%d:" % len(value))
+        for item in value:
+            _encode(item, out)
+    elif value is None:
+        append(b"n")
+    elif value is True:
+        append(b"T")
+    elif value is False:
+        append(b"F")
+    elif kind is int:
+        append(b"i%d;" % value)
+    elif kind is float:
+        if value.is_integer() and -(2**53) < value < 2**53:
+            append(b"i%d;" % int(value))  # temperature=1 and temperature=1.0 ask the same
+        else:
+            append(b"f%b;" % repr(value).encode())
+    else:
+        _encode(str(value), out)
+
+
+def cache_key(
+    provider: str,
+    operation: str,
+    body: Mapping[str, Any],
+    *,
+    target: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """The hex digest identifying a request's answer (without namespace).
+
+    `body` is the app's request as parsed JSON; `target` the host and path it is
+    sent to; `headers` the answer-changing headers (see KEY_HEADERS). The hash
+    walks the parsed body rather than re-serialising it: dict keys are sorted and
+    strings are fed as their UTF-8 bytes, so a 20 KB prompt costs one blake2b pass.
+    """
+    streamed = body.get("stream") is True
+    out: list[bytes] = [
+        f"costtrack-cache-v1\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00".encode()
+    ]
+    if headers:
+        for name in KEY_HEADERS:
+            value = headers.get(name)
+            if value:
+                out.append(f"{name}={value}\x00".encode())
+    payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
+    _encode(payload, out)
+    return hashlib.blake2b(b"".join(out), digest_size=16).hexdigest()
+
+
+def default_cacheable(body: Mapping[str, Any]) -> bool:
+    """Requests whose answer depends on server-side state that changes are never cached.
+
+    Responses API `background` requests (the answer is a queued job) and
+    `conversation` requests (the conversation grows with every call) are left out.
+    """
+    return not body.get("background") and body.get("conversation") is None
+
+
+# --------------------------------------------------------------------------- values
+
+_MAGIC = b"CTC1\n"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """A stored response: status, the headers worth keeping, and the (decompressed) body bytes."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    expires: float | None = None  # by the cache's timer; None = no expiry of its own
+
+    def to_bytes(self) -> bytes:
+        """Serialised for a shared store: a magic line, a JSON line of metadata, then the body."""
+        meta = {"status": self.status, "headers": [list(h) for h in self.headers], "expires": self.expires}
+        return _MAGIC + json.dumps(meta, separators=(",", ":")).encode() + b"\n" + self.body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CachedResponse | None:
+        """The response in `data`, or None if it is not one (another version, corrupted)."""
+        if not data.startswith(_MAGIC):
+            return None
+        end = data.find(b"\n", len(_MAGIC))
+        if end < 0:
+            return None
+        try:
+            meta = json.loads(data[len(_MAGIC) : end])
+            headers = tuple((str(k), str(v)) for k, v in meta["headers"])
+            expires = meta.get("expires")
+            return cls(int(meta["status"]), headers, data[end + 1 :], None if expires is None else float(expires))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+# --------------------------------------------------------------------------- base
+
+
+class Cache:
+    """What the transport needs from a cache; MemoryCache and RedisCache implement it.
+
+    Args:
+        ttl: seconds an entry is served (None: until evicted or cleared).
+        namespace: part of every key; bump it (``"myapp-v3"``) to start afresh
+            after a prompt change, and `clear(namespace)` drops one namespace.
+        cacheable: a policy deciding from the app's request body whether a
+            request is cached at all, e.g. ``lambda body: body.get("temperature", 1) == 0``.
+            Default: everything but stateful Responses requests (`default_cacheable`).
+        timer: the clock entries expire by (inject a fake one in tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float | None = 3600,
+        namespace: str = "default",
+        cacheable: Callable[[dict[str, Any]], bool] | None = None,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl is not None and not ttl > 0:
+            raise CacheError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        self.ttl = ttl
+        self.namespace = check_namespace(namespace)
+        self.cacheable = cacheable
+        self.timer = timer
+        self._counts = {"hits": 0, "misses": 0, "sets": 0, "errors": 0}
+        self._count_lock = threading.Lock()
+
+    # The transport's side.
+
+    def is_cacheable(self, body: dict[str, Any]) -> bool:
+        """Whether this request may be read from and written to the cache; never raises."""
+        if not default_cacheable(body):
+            return False
+        policy = self.cacheable
+        if policy is None:
+            return True
+        try:
+            return bool(policy(body))
+        except Exception:
+            log_once("cache.policy", "costtrack: the cache's cacheable() policy raised; the request is not cached",
+                     exc_info=True)  # fmt: skip
+            return False
+
+    def key(self, provider: str, operation: str, body: Mapping[str, Any], *, target: str = "",
+            headers: Mapping[str, str] | None = None) -> str:  # fmt: skip
+        """The storage key of a request: the namespace and its `cache_key`."""
+        return f"{self.namespace}:{cache_key(provider, operation, body, target=target, headers=headers)}"
+
+    def get(self, key: str) -> CachedResponse | None:
+        """The stored response for `key`, or None; never raises."""
+        raise NotImplementedError
+
+    def set(self, key: str, response: CachedResponse) -> None:
+        """Store a response for `ttl` seconds; never raises."""
+        raise NotImplementedError
+
+    async def aget(self, key: str) -> CachedResponse | None:
+        """`get` for async clients."""
+        return self.get(key)
+
+    async def aset(self, key: str, response: CachedResponse) -> None:
+        """`set` for async clients."""
+        self.set(key, response)
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Delete the entries of one namespace (every namespace if None); return how many."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """Counters since creation: hits, misses, sets, errors."""
+        with self._count_lock:
+            return dict(self._counts)
+
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            self._counts[name] += 1
+
+    def _expires(self) -> float | None:
+        return None if self.ttl is None else self.timer() + self.ttl
+
+
+def check_namespace(namespace: str) -> str:
+    """A namespace is 1-200 letters, digits, '.', '_' or '-' (no ':' or glob characters)."""
+    if not isinstance(namespace, str) or not _NAMESPACE.match(namespace):
+        raise CacheError(
+            f"invalid cache namespace {namespace!r}: use 1-200 letters, digits, '.', '_' or '-' (e.g. 'myapp-v2')"
+        )
+    return namespace
+
+
+# --------------------------------------------------------------------------- memory
+
+
+class MemoryCache(Cache):
+    """An in-process cache: at most `maxsize` responses, each for `ttl` seconds (least recently used evicted).
+
+    Thread-safe; shared by every client wrapped with it, in this process only.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float | None = 3600,
+        maxsize: int = 10_000,
+        namespace: str = "default",
+        cacheable: Callable[[dict[str, Any]], bool] | None = None,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(ttl=ttl, namespace=namespace, cacheable=cacheable, timer=timer)
+        if not isinstance(maxsize, int) or maxsize < 1:
+            raise CacheError(f"maxsize must be a positive number of entries, got {maxsize!r}")
+        import cachetools
+
+        self.maxsize = maxsize
+        self._data: Any = (
+            cachetools.LRUCache(maxsize) if ttl is None else cachetools.TTLCache(maxsize, ttl, timer=timer)
+        )
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> CachedResponse | None:
+        with self._lock:
+            found = self._data.get(key)
+            self._counts["hits" if found is not None else "misses"] += 1
+        return found
+
+    def set(self, key: str, response: CachedResponse) -> None:
+        with self._lock:
+            self._data[key] = response
+            self._counts["sets"] += 1
+
+    def clear(self, namespace: str | None = None) -> int:
+        with self._lock:
+            if namespace is None:
+                count = len(self._data)
+                self._data.clear()
+                return count
+            prefix = check_namespace(namespace) + ":"
+            doomed = [k for k in list(self._data.keys()) if k.startswith(prefix)]
+            for k in doomed:
+                self._data.pop(k, None)
+            return len(doomed)
+
+    def __len__(self) -> int:
+        with self._lock:
+            expire = getattr(self._data, "expire", None)
+            if expire is not None:
+                expire()
+            return len(self._data)
+
+    def stats(self) -> dict[str, int]:
+        counts = super().stats()
+        counts["size"] = len(self)
+        return counts
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def redact_url(url: str) -> str:
+    """A Redis URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparseable redis url>"
+
+
+class _Breaker:
+    """After a failure, skip the service for `cooldown` seconds, then try it again."""
+
+    __slots__ = ("cooldown", "timer", "open_until")
+
+    def __init__(self, cooldown: float, timer: Callable[[], float]) -> None:
+        self.cooldown = cooldown
+        self.timer = timer
+        self.open_until: float | None = None
+
+    def allow(self) -> bool:
+        until = self.open_until
+        return until is None or self.timer() >= until
+
+    def failure(self) -> None:
+        self.open_until = self.timer() + self.cooldown
+
+    def success(self) -> None:
+        self.open_until = None
+
+
+class RedisCache(Cache):
+    """A cache in Redis, shared by every process and machine using the same URL and namespace.
+
+    Entries expire natively (SET PX) and are also checked against `timer`
+    (wall-clock seconds by default) so an injected clock expires them in tests.
+    Redis down or slow never fails a call: each operation has short socket
+    timeouts (`timeout`, 50 ms by default); a failure logs one warning and
+    sends calls straight to the provider for `retry_after` seconds before Redis is tried again.
+
+    Args:
+        url: ``redis://[user:password@]host:port/db`` (default: $COSTTRACK_REDIS_URL,
+            else redis://127.0.0.1:6379/0).
+        prefix: the first part of every Redis key (``costtrack:cache:<namespace>:<hash>``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        ttl: float | None = 3600,
+        namespace: str = "default",
+        cacheable: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float = 0.05,
+        retry_after: float = 10.0,
+        prefix: str = "costtrack:cache",
+        timer: Callable[[], float] = time.time,
+        **redis_options: Any,
+    ) -> None:
+        super().__init__(ttl=ttl, namespace=namespace, cacheable=cacheable, timer=timer)
+        import os
+
+        self.url = url or os.environ.get("COSTTRACK_REDIS_URL") or DEFAULT_REDIS_URL
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise CacheError(f"not a Redis URL: {redact_url(self.url)!r}: use redis://host:6379/0 (or rediss://, unix://)")
+        self.timeout = timeout
+        self.prefix = prefix
+        self._options = redis_options
+        self._breaker = _Breaker(retry_after, timer)
+        self._sync: Any = None
+        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._lock = threading.Lock()
+
+    # Clients, created on first use.
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry_on_timeout": False,
+            **self._options,
+        }
+
+    @property
+    def client(self) -> Any:
+        """The `redis.Redis` client (sync), created on first use."""
+        client = self._sync
+        if client is None:
+            with self._lock:
+                if self._sync is None:
+                    import redis
+                    from redis.backoff import NoBackoff
+                    from redis.retry import Retry
+
+                    options = {"retry": Retry(NoBackoff(), 0), **self._client_options()}
+                    self._sync = redis.Redis.from_url(self.url, **options)
+                client = self._sync
+        return client
+
+    def _async_client(self) -> Any:
+        """A `redis.asyncio.Redis` for the running event loop (its connections belong to that loop)."""
+        loop = asyncio.get_running_loop()
+        current = self._async
+        if current is not None and current[0] is loop:
+            return current[1]
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        options = {"retry": Retry(NoBackoff(), 0), **self._client_options()}
+        client = redis.asyncio.Redis.from_url(self.url, **options)
+        self._async = (loop, client)
+        return client
+
+    def _redis_key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    # Failures: one warning, then straight to the provider until retry_after has passed.
+
+    def _failed(self, exc: BaseException) -> None:
+        self._breaker.failure()
+        self._count("errors")
+        log_once(
+            f"cache.redis:{self.url}",
+            "costtrack: the Redis cache at %s is unreachable (%s: %s); calls go to the provider, "
+            "Redis is tried again every %ss",
+            redact_url(self.url), type(exc).__name__, exc, self._breaker.cooldown,
+        )  # fmt: skip
+
+    def _ok(self) -> None:
+        if self._breaker.open_until is not None:
+            self._breaker.success()
+            log.info("costtrack: the Redis cache at %s is reachable again", redact_url(self.url))
+
+    def _decode(self, key: str, data: bytes | None) -> CachedResponse | None:
+        found = None if data is None else CachedResponse.from_bytes(data)
+        if found is not None and found.expires is not None and self.timer() >= found.expires:
+            found = None
+        self._count("hits" if found is not None else "misses")
+        return found
+
+    def _encode_value(self, response: CachedResponse) -> tuple[bytes, int | None]:
+        stored = CachedResponse(response.status, response.headers, response.body, self._expires())
+        px = None if self.ttl is None else max(1, int(self.ttl * 1000))
+        return stored.to_bytes(), px
+
+    def get(self, key: str) -> CachedResponse | None:
+        if not self._breaker.allow():
+            return None
+        try:
+            data = self.client.get(self._redis_key(key))
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self._ok()
+        return self._decode(key, data)
+
+    def set(self, key: str, response: CachedResponse) -> None:
+        if not self._breaker.allow():
+            return
+        try:
+            value, px = self._encode_value(response)
+            self.client.set(self._redis_key(key), value, px=px)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._ok()
+        self._count("sets")
+
+    async def aget(self, key: str) -> CachedResponse | None:
+        if not self._breaker.allow():
+            return None
+        try:
+            data = await self._async_client().get(self._redis_key(key))
+        except Exception as exc:
+            self._failed(exc)
+            return None
+        self._ok()
+        return self._decode(key, data)
+
+    async def aset(self, key: str, response: CachedResponse) -> None:
+        if not self._breaker.allow():
+            return
+        try:
+            value, px = self._encode_value(response)
+            await self._async_client().set(self._redis_key(key), value, px=px)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._ok()
+        self._count("sets")
+
+    def clear(self, namespace: str | None = None) -> int:
+        """Delete one namespace's entries (every costtrack entry under `prefix` if None).
+
+        Raises CacheError when Redis cannot be reached (unlike get/set, which never raise).
+        """
+        pattern = f"{self.prefix}:*" if namespace is None else f"{self.prefix}:{check_namespace(namespace)}:*"
+        deleted = 0
+        try:
+            import redis
+
+            # An administrative scan may take longer than a lookup: a client with a longer read timeout.
+            client = redis.Redis.from_url(self.url, **{**self._client_options(), "socket_timeout": max(self.timeout, 5.0),
+                                                       "socket_connect_timeout": max(self.timeout, 2.0)})  # fmt: skip
+            try:
+                batch: list[bytes] = []
+                for name in client.scan_iter(match=pattern, count=1000):
+                    batch.append(name)
+                    if len(batch) >= 500:
+                        deleted += client.unlink(*batch)
+                        batch.clear()
+                if batch:
+                    deleted += client.unlink(*batch)
+            finally:
+                client.close()
+        except CacheError:
+            raise
+        except Exception as exc:
+            raise CacheError(f"could not clear the Redis cache at {redact_url(self.url)}: {type(exc).__name__}: {exc}") from exc
+        return deleted
+
+    def close(self) -> None:
+        """Close the sync client's connections (the cache reconnects if used again)."""
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async client of the running loop, and the sync one."""
+        current, self._async = self._async, None
+        if current is not None and current[0] is asyncio.get_running_loop():
+            await current[1].aclose()
+        self.close()
