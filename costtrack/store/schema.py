@@ -1,0 +1,111 @@
+"""The `records` table: one row per CallRecord, its columns exactly the record's fields.
+
+SQLAlchemy Core only. Timestamps are stored in UTC: `timestamptz` on Postgres,
+and on SQLite the text form ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC, fixed width, so it
+sorts and compares correctly as text). Values read back are timezone-aware (UTC).
+
+The Alembic migrations in ``costtrack.migrations`` create this table; a change here
+needs a new migration (tests compare the two).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["metadata", "records", "UTCDateTime", "INSERT_COLUMNS"]
+
+#: Constraint and index names are fixed so migrations can refer to them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored in UTC; naive values are taken to be UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        else:
+            value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            # SQLite has no time zone type: store the UTC wall time.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+_Tags = JSON().with_variant(JSONB(), "postgresql")
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("model", Text),
+    Column("model_requested", Text),
+    Column("operation", Text, nullable=False),
+    Column("endpoint", Text, nullable=False),
+    Column("tokens_input", BigInteger, nullable=False, default=0),
+    Column("tokens_output", BigInteger, nullable=False, default=0),
+    Column("tokens_cached_input", BigInteger, nullable=False, default=0),
+    Column("tokens_cache_write", BigInteger, nullable=False, default=0),
+    Column("tokens_reasoning", BigInteger, nullable=False, default=0),
+    Column("cost_usd", Double),
+    Column("latency_ms", Double),
+    Column("ttft_ms", Double),
+    Column("cache_hit", Boolean(create_constraint=False), nullable=False, default=False),
+    Column("cost_saved_usd", Double),
+    Column("status", String(16), nullable=False, default="ok"),
+    Column("error_type", Text),
+    Column("request_hash", Text),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("user", Text),
+    Column("tags", _Tags, nullable=False),
+    Column("price_source", Text),
+    Column("tokens_cache_write_1h", BigInteger, nullable=False, default=0),
+    Column("request_body", Text),
+    Column("response_body", Text),
+    # (timestamp, id) rather than timestamp alone: the read helpers page through
+    # the table in (timestamp, id) order, and this index serves that and every
+    # timestamp-range query.
+    Index(None, "timestamp", "id"),
+    Index(None, "endpoint", "timestamp"),
+    Index(None, "model", "timestamp"),
+)
+
+#: Column names in table order (the order of CallRecord's fields).
+INSERT_COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)

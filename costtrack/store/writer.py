@@ -1,0 +1,824 @@
+"""The background writer: batches records into the database, never troubling the app.
+
+``Writer.submit(record)`` appends to an in-memory buffer and returns (microseconds,
+never raises). A daemon thread writes the buffer in batches of ``batch_size`` (as
+soon as a batch is full, or ``flush_interval`` seconds after the oldest unwritten
+record arrived), each batch one idempotent transaction.
+
+When the database cannot be written (refused connection, read-only or missing
+directory, disk error, lock held too long...), the app is unaffected:
+
+- records stay in memory, and the writer retries with capped exponential backoff
+  (``backoff_initial`` doubling up to ``backoff_max`` seconds, on the injectable clock);
+- past ``max_buffer`` records in memory, and whenever ``flush()``/``close()`` asks,
+  they are spilled to the *outbox*: JSON Lines files, fsync'd, one per process, in
+  ``outbox_dir`` (default ``$COSTTRACK_OUTBOX_DIR``, else
+  ``$XDG_CACHE_HOME/costtrack/outbox``, else ``~/.cache/costtrack/outbox``: a place that
+  stays writable when the database's own directory is not);
+- once the database is back, the outbox is replayed into it. Files left by processes
+  that died are replayed too, by whichever writer for the same database finds them
+  first: a file is claimed by taking its ``flock`` and renaming it, and the owner of
+  a live file holds that lock for its whole life, so no two processes ever replay
+  the same file (ids make replays idempotent anyway).
+
+A record is never dropped silently: if even the outbox cannot be written, the writer
+keeps what it can in memory and logs an error with the count of what it loses. Any
+internal error is logged once (logger ``costtrack``), never raised into the app.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError
+
+from ..records import CallRecord
+from .database import database_key, ensure_schema, forget_schema, make_engine, resolve_url, safe_url
+from .sql import insert_records
+
+__all__ = ["Writer", "Outbox", "default_outbox_dir"]
+
+log = logging.getLogger("costtrack")
+
+#: Seconds close() waits at interpreter exit before spilling what is left to the outbox.
+ATEXIT_CLOSE_TIMEOUT = 30.0
+#: Seconds between looks for outbox files left by dead processes (while healthy).
+ORPHAN_SCAN_INTERVAL = 60.0
+
+# Errors caused by the records themselves, not by the database being unreachable:
+# retrying the batch cannot help, so records are tried one by one.
+_RECORD_ERRORS = (DataError, IntegrityError, ValueError, TypeError, OverflowError)
+
+
+def default_outbox_dir() -> Path:
+    """$COSTTRACK_OUTBOX_DIR, else $XDG_CACHE_HOME/costtrack/outbox, else ~/.cache/costtrack/outbox."""
+    env = os.environ.get("COSTTRACK_OUTBOX_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "costtrack" / "outbox"
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    msg = str(orig if orig is not None else exc).strip()
+    line = msg.splitlines()[0] if msg else ""
+    return f"{type(orig if orig is not None else exc).__name__}: {line}" if line else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+class Outbox:
+    """Durable spill files for one database in one directory.
+
+    File names: ``<dbkey>-<pid>-<random>.jsonl``, one JSON-encoded CallRecord per line.
+    The process writing a file holds an exclusive ``flock`` on it while it lives; a
+    file whose lock can be taken belongs to a dead process (or to nobody) and may be
+    claimed: lock it, then rename it (the old name disappearing is the claim).
+    Records that the database rejects for good go to ``rejected-<dbkey>-....jsonl``,
+    which is never replayed automatically.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], key: str) -> None:
+        self.directory = Path(directory)
+        self.key = key
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._path: Path | None = None
+        #: Records in this process's current file.
+        self.count = 0
+
+    # -- writing
+    def _new_file(self, kind: str = "") -> tuple[int, Path]:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        name = f"{kind}{self.key}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        final = self.directory / name
+        tmp = final.with_name(name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            # Lock before the file can be seen under a name others look for.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(tmp, final)
+            self._fsync_dir()
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return fd, final
+
+    def _fsync_dir(self) -> None:
+        try:
+            dfd = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def append(self, records: Sequence[CallRecord]) -> None:
+        """Write `records` durably (fsync'd) to this process's file. Raises OSError."""
+        if not records:
+            return
+        data = b"".join(r.model_dump_json().encode() + b"\n" for r in records)
+        with self._lock:
+            if self._fd is None:
+                self._fd, self._path = self._new_file()
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+            self.count += len(records)
+
+    def reject(self, records: Sequence[CallRecord]) -> Path:
+        """Keep records the database refused for good in a file that is never replayed."""
+        fd, path = self._new_file(kind="rejected-")
+        try:
+            os.write(fd, b"".join(r.model_dump_json().encode() + b"\n" for r in records))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
+
+    def take_own(self) -> tuple[int, Path] | None:
+        """Detach this process's file (still locked) so new spills start a new one."""
+        with self._lock:
+            if self._fd is None:
+                return None
+            taken = (self._fd, self._path)
+            self._fd, self._path, self.count = None, None, 0
+        return taken  # type: ignore[return-value]
+
+    # -- claiming files of dead processes
+    def claim_orphans(self) -> Iterator[tuple[int, Path]]:
+        """Claim, one at a time, the files for this database no live process holds."""
+        try:
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return
+        own = self._path.name if self._path is not None else None
+        prefix = f"{self.key}-"
+        for name in names:
+            if not name.startswith(prefix) or not name.endswith(".jsonl") or name == own:
+                continue
+            path = self.directory / name
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                claimed = path.with_name(f"{self.key}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl")
+                os.rename(path, claimed)  # gone already: another process claimed it
+            except OSError:
+                os.close(fd)
+                continue
+            yield fd, claimed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+                self._path = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's file without touching its lock."""
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd, self._path, self.count = None, None, 0
+
+
+def iter_outbox(fd: int, chunk: int = 5000) -> Iterator[tuple[list[CallRecord], int]]:
+    """The records of a claimed outbox file in chunks, each with how many lines were unreadable."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(fd), "rb") as f:
+        good: list[CallRecord] = []
+        bad = 0
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                good.append(CallRecord.model_validate_json(line))
+            except Exception:
+                bad += 1
+            if len(good) >= chunk:
+                yield good, bad
+                good, bad = [], 0
+        if good or bad:
+            yield good, bad
+
+
+# --------------------------------------------------------------------------- writer
+
+_LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    for writer in list(_LIVE):
+        try:
+            writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
+        except Exception:  # pragma: no cover - never let exit fail
+            log.exception("costtrack: closing the writer at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_LIVE):
+        writer._reset_after_fork()
+
+
+atexit.register(_close_all_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Writer:
+    """Writes submitted records to the database from a background thread.
+
+    `target` is a database URL (resolved with ``resolve_url``; None means the default
+    resolution), an Engine (used as is, never disposed by the writer), or a callable
+    returning an Engine (called in the writer thread, again after a connection
+    failure). A bad URL raises DatabaseURLError here, at construction; nothing after
+    construction raises.
+
+    `clock` (seconds, monotonic) drives batching age and retry backoff; `sleep(seconds)`
+    is how the thread waits between polls (default: an event wait that submit, flush
+    and close cut short). Tests inject a fake clock and never wait in real time.
+    """
+
+    def __init__(
+        self,
+        target: str | Engine | Callable[[], Engine] | None = None,
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 0.2,
+        max_buffer: int = 100_000,
+        outbox_dir: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        if batch_size < 1 or max_buffer < 1:
+            raise ValueError("batch_size and max_buffer must be at least 1")
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_buffer = max_buffer
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._clock = clock
+        self._sleep = sleep
+        self.outbox_dir = Path(outbox_dir) if outbox_dir is not None else default_outbox_dir()
+
+        self._engine: Engine | None = None
+        self._owns_engine = True
+        self._factory: Callable[[], Engine]
+        key: str | None = None
+        if isinstance(target, Engine):
+            self._engine = target
+            self._owns_engine = False
+            self._factory = lambda: target
+            key = database_key(target.url)
+        elif target is None or isinstance(target, str):
+            url = resolve_url(target)  # raises DatabaseURLError: a configuration error
+            self._engine = make_engine(url)  # does not connect
+            self._factory = lambda: make_engine(url)
+            key = database_key(self._engine.url)
+        elif callable(target):
+            self._factory = target
+        else:
+            raise TypeError("Writer target must be a URL, an Engine or a callable returning an Engine")
+        self._outbox = Outbox(self.outbox_dir, key or "unknown")
+        self._key_known = key is not None
+        self._db_name = safe_url(self._engine.url) if self._engine is not None else "the database"
+
+        self._init_runtime_state()
+        _LIVE.add(self)
+
+    def _init_runtime_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._buffer: collections.deque[CallRecord] = collections.deque()
+        self._inflight: list[CallRecord] = []
+        self._first_pending_at: float | None = None
+        self._submitted = 0  # records submitted
+        self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
+        self._flush_gen = 0  # flush requests made
+        self._flush_done = 0  # flush requests served
+        self._closing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # Worker-only state.
+        self._failing = False
+        self._backoff = 0.0
+        self._next_retry = 0.0
+        self._next_orphan_scan = 0.0
+        self._held: list[tuple[int, Path, int]] = []  # claimed outbox files not yet replayed
+        self._logged: set[str] = set()
+        self.stats: dict[str, int] = collections.Counter()  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, record: CallRecord) -> None:
+        """Queue `record` for writing. Returns at once; never raises."""
+        try:
+            if not isinstance(record, CallRecord):
+                self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
+                return
+            with self._lock:
+                if self._closed:
+                    closed = True
+                else:
+                    closed = False
+                    buffer = self._buffer
+                    buffer.append(record)
+                    self._submitted += 1
+                    n = len(buffer)
+                    if n == 1:
+                        self._first_pending_at = self._clock()
+            if closed:
+                self._submit_after_close(record)
+                return
+            if self._thread is None:
+                self._start()
+            if n == 1 or n == self.batch_size or n > self.max_buffer:
+                self._wake.set()
+        except Exception as exc:  # pragma: no cover - defensive
+            self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record submitted so far is in the database or durably in the outbox.
+
+        Returns True if all of them are in the database (and nothing this writer spilled
+        is still waiting in the outbox); False if some are only in the outbox, if some
+        could not be stored anywhere, or if `timeout` (seconds) ran out first.
+        """
+        try:
+            if self._pid != os.getpid():
+                self._reset_after_fork()
+            with self._lock:
+                if self._closed:
+                    return self._all_stored()
+            return self._flush(timeout, closing=False)[1]
+        except Exception as exc:  # pragma: no cover - defensive
+            self._log_once("flush", logging.ERROR, "costtrack: flush failed: %s", _first_line(exc))
+            return False
+
+    def _flush(self, timeout: float | None, closing: bool) -> tuple[bool, bool]:
+        """Ask the thread for a pass and wait for it: (pass completed, all stored)."""
+        with self._lock:
+            if closing:
+                self._closing = True
+            target = self._submitted
+            self._flush_gen += 1
+            gen = self._flush_gen
+        if self._thread is None:
+            if closing and target == 0:
+                return True, True
+            self._start()
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._flush_done < gen:
+                if not self._thread_alive():
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False, False
+                self._cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+            completed = self._flush_done >= gen
+            ok = self._settled >= target and self.stats["lost"] == 0
+        return completed, ok and not self._outbox_pending()
+
+    def _all_stored(self) -> bool:
+        return self._settled >= self._submitted and self.stats["lost"] == 0 and not self._outbox_pending()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the thread, release the engine. Idempotent; never raises.
+
+        Waits up to `timeout` seconds (None: as long as it takes) for the final write;
+        whatever is still unwritten then is spilled to the outbox from this thread.
+        Returns True if every record submitted was stored in the database.
+        """
+        try:
+            with self._lock:
+                if self._closed:
+                    return self._all_stored()
+            ok = True
+            completed = True
+            if self._pid == os.getpid():
+                completed, ok = self._flush(timeout, closing=True)
+                self._wake.set()
+                if self._thread is not None and completed:
+                    self._thread.join(timeout=5.0)
+            with self._lock:
+                self._closing = True
+                self._closed = True
+                leftover = list(self._inflight) + list(self._buffer)
+                self._buffer.clear()
+            if leftover:
+                # The thread is stuck (or gone): keep what it holds in the outbox. Ids
+                # make it harmless if the stuck write completes after all.
+                self._spill(leftover, final=True)
+                ok = False
+                with self._lock:
+                    self._settled = self._submitted
+            self._outbox.close()
+            if self._thread is None or not self._thread.is_alive():
+                for fd, _path, _n in self._held:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                self._held = []
+                if self._owns_engine and self._engine is not None:
+                    self._engine.dispose()
+            _LIVE.discard(self)
+            return ok
+        except Exception as exc:  # pragma: no cover - defensive
+            self._log_once("close", logging.ERROR, "costtrack: closing the writer failed: %s", _first_line(exc))
+            return False
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pending(self) -> int:
+        """Records submitted but not yet stored or spilled."""
+        with self._lock:
+            return self._submitted - self._settled
+
+    # ------------------------------------------------------------------ thread
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(target=self._run, name="costtrack-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                self._work()
+            except Exception as exc:  # never let the thread die
+                self._log_once("worker", logging.ERROR, "costtrack: internal error in the writer thread: %s", _first_line(exc), exc_info=True)
+                self._mark_flushes_done()
+            with self._lock:
+                if self._closing and self._flush_done >= self._flush_gen:
+                    return
+            delay = self._next_delay()
+            if delay is None:
+                self._wake.wait()
+            elif delay > 0:
+                if self._sleep is None:
+                    self._wake.wait(delay)
+                else:
+                    self._sleep(delay)
+
+    def _next_delay(self) -> float | None:
+        now = self._clock()
+        with self._lock:
+            n = len(self._buffer)
+            first = self._first_pending_at
+            if self._flush_gen > self._flush_done or (self._closing and n):
+                return 0
+        if self._failing:
+            if n or self._outbox_pending():
+                return max(self._next_retry - now, 0.0)
+            return None
+        if n:
+            if n >= self.batch_size:
+                return 0
+            return max((first or now) + self.flush_interval - now, 0.0)
+        if self._outbox_pending():
+            return 0
+        return None
+
+    def _work(self) -> None:
+        now = self._clock()
+        with self._lock:
+            gen = self._flush_gen
+            forced = gen > self._flush_done or self._closing
+            n = len(self._buffer)
+            first = self._first_pending_at
+        if self._failing and now < self._next_retry:
+            # Backing off: no attempt now. Move records to the outbox if asked to.
+            if forced or n > self.max_buffer:
+                self._spill_buffer()
+            self._mark_flushes_done(gen)
+            return
+        due = forced or self._failing or n >= self.batch_size or (
+            n > 0 and first is not None and now - first >= self.flush_interval
+        )
+        if n and due and not self._drain():
+            if forced or self._buffer_len() > self.max_buffer:
+                self._spill_buffer()
+            self._mark_flushes_done(gen)
+            return
+        # The database took the buffer (or is due a retry): empty the outbox into it.
+        scan = now >= self._next_orphan_scan
+        if self._outbox_pending() or scan:
+            self._replay_outboxes(scan=scan)
+            if self._failing and (forced or self._buffer_len() > self.max_buffer):
+                self._spill_buffer()
+        self._mark_flushes_done(gen)
+
+    def _buffer_len(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def _mark_flushes_done(self, gen: int | None = None) -> None:
+        with self._cond:
+            if gen is None:
+                gen = self._flush_gen
+            if gen > self._flush_done:
+                self._flush_done = gen
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ database
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            engine = self._factory()
+            if not isinstance(engine, Engine):
+                raise TypeError(f"the engine factory returned {type(engine).__name__}, not an Engine")
+            self._engine = engine
+            self._db_name = safe_url(engine.url)
+            if not self._key_known:
+                self._outbox.key = database_key(engine.url)
+                self._key_known = True
+        return self._engine
+
+    def _drain(self) -> bool:
+        """Write the whole buffer in batches. False (records kept) if the database failed."""
+        while True:
+            with self._lock:
+                if not self._buffer:
+                    self._first_pending_at = None
+                    return True
+                take = min(len(self._buffer), self.batch_size)
+                batch = [self._buffer.popleft() for _ in range(take)]
+                self._inflight = batch
+                self._first_pending_at = self._clock() if self._buffer else None
+            ok = self._store(batch)
+            with self._cond:
+                self._inflight = []
+                if ok:
+                    self._settled += len(batch)
+                    self._cond.notify_all()
+                else:
+                    self._buffer.extendleft(reversed(batch))
+                    if self._first_pending_at is None:
+                        self._first_pending_at = self._clock()
+            if not ok:
+                return False
+
+    def _store(self, batch: Sequence[CallRecord]) -> bool:
+        """Insert `batch`; True once it is stored (or set aside as rejected)."""
+        self.stats["attempts"] += 1
+        try:
+            engine = self._get_engine()
+            ensure_schema(engine)
+            try:
+                inserted = insert_records(engine, batch)
+            except _RECORD_ERRORS:
+                inserted = self._store_one_by_one(engine, batch)
+        except Exception as exc:
+            self._db_failed(exc)
+            return False
+        self.stats["stored"] += len(batch)
+        self.stats["inserted"] += inserted
+        self.stats["batches"] += 1
+        self._db_ok()
+        return True
+
+    def _store_one_by_one(self, engine: Engine, batch: Sequence[CallRecord]) -> int:
+        inserted = 0
+        rejected: list[CallRecord] = []
+        reason = ""
+        for record in batch:
+            try:
+                inserted += insert_records(engine, [record])
+                continue
+            except _RECORD_ERRORS as exc:
+                reason = _first_line(exc)
+            try:
+                inserted += insert_records(engine, [_sanitised(record)])
+            except _RECORD_ERRORS as exc:
+                reason = _first_line(exc)
+                rejected.append(record)
+        if rejected:
+            self.stats["rejected"] += len(rejected)
+            try:
+                path = self._outbox.reject(rejected)
+                where = f"kept in {path}"
+            except OSError as exc:
+                where = f"and could not be kept ({_first_line(exc)})"
+                self.stats["lost"] += len(rejected)
+            log.error("costtrack: the database refused %d record(s) (%s); %s", len(rejected), reason, where)
+        return inserted
+
+    def _db_failed(self, exc: BaseException) -> None:
+        self.stats["failures"] += 1
+        self._backoff = self.backoff_initial if not self._failing else min(self._backoff * 2, self.backoff_max)
+        self._failing = True
+        self._next_retry = self._clock() + self._backoff
+        if self._engine is not None:
+            forget_schema(self._engine)
+            if self._owns_engine:
+                # A fresh engine (and pool) for the next attempt.
+                with contextlib.suppress(Exception):
+                    self._engine.dispose()
+                self._engine = None
+        self._log_once(
+            "db-down",
+            logging.WARNING,
+            "costtrack: cannot write to %s (%s); records are kept in memory and in the outbox "
+            "at %s, and will be written when it is back",
+            self._db_name,
+            _first_line(exc),
+            self.outbox_dir,
+        )
+
+    def _db_ok(self) -> None:
+        if self._failing:
+            self._failing = False
+            self._backoff = 0.0
+            self._next_orphan_scan = 0.0
+            if "db-down" in self._logged:
+                self._logged.discard("db-down")
+                log.warning("costtrack: %s is writable again", self._db_name)
+
+    # ------------------------------------------------------------------ outbox
+
+    def _outbox_pending(self) -> bool:
+        return self._outbox.count > 0 or bool(self._held)
+
+    def _spill_buffer(self) -> None:
+        with self._lock:
+            records = list(self._buffer)
+            self._buffer.clear()
+            self._first_pending_at = None
+        if records:
+            self._spill(records)
+
+    def _spill(self, records: list[CallRecord], final: bool = False) -> None:
+        """Move records (taken from the head of the buffer) to the outbox, durably."""
+        try:
+            self._outbox.append(records)
+        except Exception as exc:
+            self._outbox_failed(records, exc, final)
+            return
+        self.stats["spilled"] += len(records)
+        with self._cond:
+            self._settled += len(records)
+            self._cond.notify_all()
+
+    def _outbox_failed(self, records: list[CallRecord], exc: BaseException, final: bool) -> None:
+        if final:
+            self.stats["lost"] += len(records)
+            log.error(
+                "costtrack: %d record(s) could be written neither to %s nor to the outbox at %s (%s); they are lost",
+                len(records), self._db_name, self.outbox_dir, _first_line(exc),
+            )
+            return
+        # Keep them in memory, up to max_buffer; beyond that, drop the oldest, loudly.
+        with self._cond:
+            self._buffer.extendleft(reversed(records))
+            excess = len(self._buffer) - self.max_buffer
+            dropped = 0
+            while excess > 0 and self._buffer:
+                self._buffer.popleft()
+                excess -= 1
+                dropped += 1
+            if dropped:
+                self._settled += dropped
+                self.stats["lost"] += dropped
+            if self._buffer and self._first_pending_at is None:
+                self._first_pending_at = self._clock()
+            self._cond.notify_all()
+        self._log_once(
+            "outbox-down",
+            logging.ERROR,
+            "costtrack: cannot write the outbox at %s (%s) while %s is unavailable; %d record(s) kept in memory",
+            self.outbox_dir, _first_line(exc), self._db_name, len(records) - dropped,
+        )
+        if dropped:
+            log.error("costtrack: dropped %d record(s): memory buffer full (max_buffer=%d) and no outbox", dropped, self.max_buffer)
+
+    def _replay_outboxes(self, scan: bool) -> None:
+        """With the database up: write this process's outbox, then files of dead processes."""
+        own = self._outbox.take_own()
+        if own is not None:
+            fd, path = own
+            self._held.append((fd, path, 0))
+        if scan and self._key_known:
+            self._next_orphan_scan = self._clock() + ORPHAN_SCAN_INTERVAL
+            try:
+                for fd, path in self._outbox.claim_orphans():
+                    self._held.append((fd, path, 1))
+            except Exception as exc:
+                self._log_once("orphans", logging.ERROR, "costtrack: cannot read the outbox at %s: %s", self.outbox_dir, _first_line(exc))
+        chunk = max(self.batch_size, 5000)
+        while self._held:
+            fd, path, orphan = self._held[0]
+            total = bad = 0
+            try:
+                for records, unreadable in iter_outbox(fd, chunk):
+                    bad += unreadable
+                    if records and not self._store(records):
+                        return  # keep the file (and its lock) for the next attempt
+                    total += len(records)
+            except OSError as exc:
+                # Unreadable file: let go of it (it stays on disk for a later scan).
+                self._log_once("outbox-read", logging.ERROR, "costtrack: cannot read outbox file %s: %s", path, _first_line(exc))
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._held.pop(0)
+                continue
+            if bad:
+                log.error("costtrack: %d unreadable line(s) in outbox file %s were skipped (a process died mid-write?)", bad, path)
+            self.stats["replayed"] += total
+            if orphan and total:
+                log.info("costtrack: wrote %d record(s) left in the outbox by another process (%s)", total, path.name)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            self._held.pop(0)
+            with self._cond:
+                self._cond.notify_all()
+
+    def _submit_after_close(self, record: CallRecord) -> None:
+        self._log_once("after-close", logging.WARNING, "costtrack: a record was submitted after the writer was closed; it goes to the outbox at %s", self.outbox_dir)
+        try:
+            self._outbox.append([record])
+        except Exception as exc:
+            self.stats["lost"] += 1
+            log.error("costtrack: 1 record submitted after close could not be written to the outbox (%s); it is lost", _first_line(exc))
+
+    # ------------------------------------------------------------------ misc
+
+    def _log_once(self, key: str, level: int, msg: str, *args: Any, exc_info: bool = False) -> None:
+        if key in self._logged:
+            log.debug(msg, *args)
+            return
+        self._logged.add(key)
+        log.log(level, msg, *args, exc_info=exc_info)
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the parent owns what was buffered; start afresh, lazily."""
+        if self._pid == os.getpid():
+            return
+        self._init_runtime_state()
+        self._outbox.forget_after_fork()
+        if self._engine is not None:
+            if self._owns_engine:
+                self._engine.dispose(close=False)
+        _LIVE.add(self)
+
+
+def _sanitised(record: CallRecord) -> CallRecord:
+    """A copy Postgres/SQLite can store: no NUL characters, no lone surrogates."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            return value.encode("utf-8", "replace").decode("utf-8")
+        if isinstance(value, dict):
+            return {fix(k): fix(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    data = {k: fix(v) for k, v in record.__dict__.items()}
+    return CallRecord.model_construct(**data)
+
+
