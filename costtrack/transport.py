@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -23,11 +24,14 @@ __all__ = ["CostTransport", "AsyncCostTransport", "Instrument"]
 
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
+_CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 
 
 def error_type(exc: BaseException) -> str:
-    """The record's error_type for an exception raised while sending or reading."""
+    """The record's outcome for an exception raised while sending or reading: an error type, or "incomplete"."""
+    if isinstance(exc, _CANCELLED):
+        return "incomplete"  # the app stopped waiting (task cancelled, Ctrl-C): not the provider's failure
     if isinstance(exc, _TIMEOUTS):
         return "timeout"
     if isinstance(exc, _CONNECTION):

@@ -144,3 +144,22 @@ def test_content_is_not_stored_by_default(tracker, records):
     client.chat.completions.create(**CHAT)
     [rec] = records()
     assert rec.request_body is None and rec.response_body is None
+
+
+async def test_cancelled_call_is_incomplete_not_an_error(tracker, records):
+    import asyncio
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("never answered")
+
+    client = tracker.wrap(
+        openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(slow)), max_retries=0)
+    )
+    task = asyncio.ensure_future(client.chat.completions.create(**CHAT))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [rec] = records()
+    assert rec.status == "incomplete" and rec.error_type is None

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import cache, calc, db, demo, export, prices, reprice, stats
+from . import bench, cache, calc, db, demo, export, prices, reprice, stats
 
 __all__ = ["app", "main"]
 
@@ -24,6 +24,7 @@ app.command("stats")(stats.stats)
 app.command("export")(export.export)
 app.command("reprice")(reprice.reprice)
 app.command("calc")(calc.calc)
+app.command("bench")(bench.bench)
 app.add_typer(prices.app, name="prices")
 app.add_typer(db.app, name="db")
 app.add_typer(cache.app, name="cache")
