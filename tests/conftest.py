@@ -292,6 +292,10 @@ class TcpProxy:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not on Linux)
+            except OSError:
+                pass
             server.close()
         with self._lock:
             conns, self._conns = self._conns, []

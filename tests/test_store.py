@@ -122,14 +122,34 @@ def test_a_failed_insert_stores_nothing(engine, make_record) -> None:
     assert count_records(engine) == 0
 
 
-def test_sqlite_stores_utc_text_that_sorts(backend, engine, make_record) -> None:
-    if backend != "sqlite":
-        pytest.skip("SQLite storage format")
-    rec = make_record(timestamp=datetime(2025, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))))
-    insert_records(engine, [rec])
-    with engine.connect() as conn:
-        raw = conn.exec_driver_sql("SELECT timestamp, typeof(timestamp), tags FROM records").one()
-    assert raw == ("2025-06-01 17:00:00.000000", "text", '{}')
+def test_sqlite_stores_utc_text_that_sorts(sqlite_url, make_record) -> None:
+    from costtrack.store.database import ensure_schema, make_engine
+
+    engine = make_engine(sqlite_url)
+    try:
+        ensure_schema(engine)
+        rec = make_record(timestamp=datetime(2025, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))))
+        insert_records(engine, [rec])
+        with engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT timestamp, typeof(timestamp), tags FROM records").one()
+    finally:
+        engine.dispose()
+    assert raw == ("2025-06-01 17:00:00.000000", "text", "{}")
+
+
+def test_postgres_stores_timestamptz(postgres_url, make_record) -> None:
+    from costtrack.store.database import make_engine
+
+    engine = make_engine(postgres_url)
+    try:
+        rec = make_record(timestamp=datetime(2025, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))))
+        insert_records(engine, [rec])
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET TIME ZONE 'UTC'")
+            raw = conn.exec_driver_sql("SELECT timestamp::text, pg_typeof(tags)::text FROM records").one()
+    finally:
+        engine.dispose()
+    assert raw == ("2025-06-01 17:00:00+00", "jsonb")
 
 
 def test_rows_written_by_sqlalchemy_core_read_the_same(engine, make_record) -> None:

@@ -108,7 +108,8 @@ class Outbox:
         name = f"{kind}{self.key}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
         final = self.directory / name
         tmp = final.with_name(name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Read-write: the owner replays its own file once the database is back.
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             # Lock before the file can be seen under a name others look for.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -150,7 +151,11 @@ class Outbox:
 
     def reject(self, records: Sequence[CallRecord]) -> Path:
         """Keep records the database refused for good in a file that is never replayed."""
-        fd, path = self._new_file(kind="rejected-")
+        return self.write_closed(records, kind="rejected-")
+
+    def write_closed(self, records: Sequence[CallRecord], kind: str = "") -> Path:
+        """Write records to a new file and let go of it at once (any writer may replay it)."""
+        fd, path = self._new_file(kind=kind)
         try:
             os.write(fd, b"".join(r.model_dump_json().encode() + b"\n" for r in records))
             os.fsync(fd)
@@ -172,8 +177,8 @@ class Outbox:
         """Claim, one at a time, the files for this database no live process holds."""
         try:
             names = sorted(os.listdir(self.directory))
-        except FileNotFoundError:
-            return
+        except OSError:
+            return  # no outbox yet (or none possible: spilling reports that)
         own = self._path.name if self._path is not None else None
         prefix = f"{self.key}-"
         for name in names:
@@ -263,7 +268,16 @@ class Writer:
 
     `clock` (seconds, monotonic) drives batching age and retry backoff; `sleep(seconds)`
     is how the thread waits between polls (default: an event wait that submit, flush
-    and close cut short). Tests inject a fake clock and never wait in real time.
+    and close cut short; an injected one is not cut short). Tests inject a fake clock
+    and never wait in real time: flush() does not depend on the clock.
+
+    `max_buffer` is enforced by the writer thread, so while the thread is blocked in
+    one database call (at most the SQLite busy timeout or the Postgres connect
+    timeout) the buffer can briefly exceed it; submit() itself never does I/O.
+
+    `stats` counts what happened: attempts, batches, stored (records written,
+    replays included), inserted (new rows), failures, spilled, replayed, rejected,
+    lost. `pending` is the number of records submitted but not yet settled.
     """
 
     def __init__(
@@ -336,6 +350,7 @@ class Writer:
         self._next_retry = 0.0
         self._next_orphan_scan = 0.0
         self._held: list[tuple[int, Path, int]] = []  # claimed outbox files not yet replayed
+        self._own_unreadable = False  # one of our own outbox files could not be read back
         self._logged: set[str] = set()
         self.stats: dict[str, int] = collections.Counter()  # type: ignore[assignment]
 
@@ -511,14 +526,14 @@ class Writer:
             if self._flush_gen > self._flush_done or (self._closing and n):
                 return 0
         if self._failing:
-            if n or self._outbox_pending():
+            if n or self._replay_pending():
                 return max(self._next_retry - now, 0.0)
             return None
         if n:
             if n >= self.batch_size:
                 return 0
             return max((first or now) + self.flush_interval - now, 0.0)
-        if self._outbox_pending():
+        if self._replay_pending():
             return 0
         return None
 
@@ -545,7 +560,7 @@ class Writer:
             return
         # The database took the buffer (or is due a retry): empty the outbox into it.
         scan = now >= self._next_orphan_scan
-        if self._outbox_pending() or scan:
+        if self._replay_pending() or scan:
             self._replay_outboxes(scan=scan)
             if self._failing and (forced or self._buffer_len() > self.max_buffer):
                 self._spill_buffer()
@@ -679,8 +694,13 @@ class Writer:
 
     # ------------------------------------------------------------------ outbox
 
-    def _outbox_pending(self) -> bool:
+    def _replay_pending(self) -> bool:
+        """Outbox files this writer should write to the database."""
         return self._outbox.count > 0 or bool(self._held)
+
+    def _outbox_pending(self) -> bool:
+        """Some of this writer's records are (or may be) only in the outbox."""
+        return self._replay_pending() or self._own_unreadable
 
     def _spill_buffer(self) -> None:
         with self._lock:
@@ -763,6 +783,8 @@ class Writer:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 self._held.pop(0)
+                if not orphan:
+                    self._own_unreadable = True
                 continue
             if bad:
                 log.error("costtrack: %d unreadable line(s) in outbox file %s were skipped (a process died mid-write?)", bad, path)
@@ -780,7 +802,7 @@ class Writer:
     def _submit_after_close(self, record: CallRecord) -> None:
         self._log_once("after-close", logging.WARNING, "costtrack: a record was submitted after the writer was closed; it goes to the outbox at %s", self.outbox_dir)
         try:
-            self._outbox.append([record])
+            self._outbox.write_closed([record])
         except Exception as exc:
             self.stats["lost"] += 1
             log.error("costtrack: 1 record submitted after close could not be written to the outbox (%s); it is lost", _first_line(exc))
@@ -798,6 +820,9 @@ class Writer:
         """In a forked child: the parent owns what was buffered; start afresh, lazily."""
         if self._pid == os.getpid():
             return
+        for fd, _path, _orphan in self._held:  # the parent's claims stay the parent's
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self._init_runtime_state()
         self._outbox.forget_after_fork()
         if self._engine is not None:

@@ -1,0 +1,538 @@
+"""The background writer on real SQLite and Postgres databases: batching, concurrency,
+outages (the outbox), replays, and exit. Time is a fake clock; nothing sleeps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from costtrack.errors import DatabaseURLError
+from costtrack.records import CallRecord
+from costtrack.store.database import database_key, make_engine
+from costtrack.store.sql import count_records, iter_records
+from costtrack.store.writer import Outbox, Writer, default_outbox_dir
+
+
+def stored(url: str) -> list[CallRecord]:
+    engine = make_engine(url)
+    try:
+        from costtrack.store.database import ensure_schema
+
+        ensure_schema(engine)
+        return list(iter_records(engine))
+    finally:
+        engine.dispose()
+
+
+def outbox_lines(directory: Path, prefix: str = "") -> int:
+    if not directory.exists():
+        return 0
+    return sum(
+        len(p.read_text().splitlines())
+        for p in directory.glob(f"{prefix}*.jsonl")
+        if not p.name.startswith("rejected-") or prefix.startswith("rejected-")
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Wait for the writer thread to get some work done (not for time to pass)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def writers():
+    made: list[Writer] = []
+
+    def make(*args, **kwargs) -> Writer:  # noqa: ANN002, ANN003
+        w = Writer(*args, **kwargs)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.close(timeout=30)
+
+
+# --------------------------------------------------------------------------- healthy database
+
+
+def test_batches_and_flush_returns_once_stored(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    w = writers(database_url, batch_size=1000, flush_interval=3600, outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(2500)]
+    for r in recs:
+        w.submit(r)
+    assert w.flush() is True
+    # Right after flush() returns, another connection sees every record.
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+    assert w.stats["batches"] == 3 and w.stats["stored"] == 2500
+    assert w.pending == 0
+    assert outbox_lines(outbox_dir) == 0
+
+
+def test_full_batches_are_written_without_a_flush(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    w = writers(database_url, batch_size=100, flush_interval=3600, outbox_dir=outbox_dir, clock=fake_clock)
+    for _ in range(250):
+        w.submit(make_record())
+    wait_for(lambda: w.stats["stored"] >= 200)  # no flush(), and the clock stands still
+    assert w.pending == 250 - w.stats["stored"]
+
+
+def test_partial_batch_is_written_after_flush_interval(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    w = writers(database_url, batch_size=1000, flush_interval=5.0, outbox_dir=outbox_dir, clock=fake_clock)
+    for _ in range(10):
+        w.submit(make_record())
+    fake_clock.advance(4.9)
+    w._wake.set()
+    assert w.stats["stored"] == 0
+    fake_clock.advance(0.2)
+    w._wake.set()
+    wait_for(lambda: w.stats["stored"] == 10)
+
+
+def test_eight_threads_lose_nothing(database_url, writers, make_record, outbox_dir) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir)
+    recs = [make_record(cost_usd=(i % 97) * 0.0001 + 1e-7) for i in range(4000)]
+
+    def worker(chunk: list[CallRecord]) -> None:
+        for r in chunk:
+            w.submit(r)
+
+    threads = [threading.Thread(target=worker, args=(recs[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert w.flush() is True
+    got = stored(database_url)
+    assert len(got) == 4000 and len({r.id for r in got}) == 4000
+    assert sum(Decimal(repr(r.cost_usd)) for r in got) == sum(Decimal(repr(r.cost_usd)) for r in recs)
+    engine = make_engine(database_url)
+    try:
+        from sqlalchemy import func, select
+
+        from costtrack.store.schema import records
+
+        with engine.connect() as conn:
+            n, tokens = conn.execute(select(func.count(), func.sum(records.c.tokens_input))).one()
+    finally:
+        engine.dispose()
+    assert (n, tokens) == (4000, sum(r.tokens_input for r in recs))
+
+
+def _process_writes(url: str, n: int, tag: str, outbox: str, barrier) -> None:  # noqa: ANN001 - child
+    from costtrack.records import CallRecord
+    from costtrack.store.writer import Writer
+
+    w = Writer(url, batch_size=100, outbox_dir=outbox)
+    barrier.wait(timeout=120)
+    for i in range(n):
+        w.submit(CallRecord(provider="p", operation="chat", endpoint=f"/{tag}", tokens_input=i, cost_usd=0.25))
+    deadline = time.monotonic() + 120
+    while not w.flush() and time.monotonic() < deadline:  # the outbox counts too, see below
+        time.sleep(0.05)
+    w.close()
+
+
+def test_four_processes_lose_nothing(database_url, outbox_dir) -> None:
+    """Four processes, each with its own Writer, write one database (a new file, for SQLite)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [
+        ctx.Process(target=_process_writes, args=(database_url, 1000, f"p{i}", str(outbox_dir), barrier))
+        for i in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0] * 4
+    got = stored(database_url)
+    assert len(got) == 4000 and len({r.id for r in got}) == 4000
+    assert sorted({r.endpoint for r in got}) == ["/p0", "/p1", "/p2", "/p3"]
+    assert sum(r.cost_usd for r in got) == 1000.0
+    assert outbox_lines(outbox_dir) == 0
+
+
+def test_submit_is_cheap(database_url, writers, make_record, outbox_dir) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir)
+    recs = [make_record() for _ in range(20_000)]
+    start = time.perf_counter()
+    for r in recs:
+        w.submit(r)
+    per_call = (time.perf_counter() - start) / len(recs)
+    assert per_call < 200e-6  # typically ~1 µs; generous for slow CI machines
+    assert w.flush()
+
+
+def test_bad_url_fails_at_construction() -> None:
+    with pytest.raises(DatabaseURLError):
+        Writer("mysql://x@y/z")
+
+
+def test_engine_and_factory_targets(database_url, writers, make_record, outbox_dir) -> None:
+    engine = make_engine(database_url)
+    try:
+        w1 = writers(engine, outbox_dir=outbox_dir)
+        w1.submit(make_record())
+        assert w1.flush()
+        w1.close()
+        assert count_records(engine) == 1  # a given engine is left usable
+        w2 = writers(lambda: make_engine(database_url), outbox_dir=outbox_dir)
+        w2.submit(make_record())
+        assert w2.flush()
+        assert count_records(engine) == 2
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- outages
+
+
+def test_database_down_then_back(blocked_database, writers, make_record, outbox_dir, fake_clock, caplog) -> None:
+    """Unreachable database: the app is unaffected, records go to the outbox, then all land once."""
+    w = writers(blocked_database.url, outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(300)]
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        for r in recs[:200]:
+            w.submit(r)  # never raises
+        assert w.flush() is False
+        for r in recs[200:]:
+            w.submit(r)
+        assert w.flush() is False  # backing off: straight to the outbox, no new attempt
+    assert outbox_lines(outbox_dir) == 300
+    assert w.stats["attempts"] == 1
+    warnings = [r for r in caplog.records if r.name == "costtrack" and r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "cannot write to" in warnings[0].getMessage()
+
+    blocked_database.unblock()
+    fake_clock.advance(0.5)
+    assert w.flush() is True
+    got = stored(blocked_database.url)
+    assert sorted(r.id for r in got) == sorted(r.id for r in recs)
+    assert outbox_lines(outbox_dir) == 0
+
+
+def test_backoff_is_exponential_and_capped(blocked_database, writers, make_record, outbox_dir, fake_clock) -> None:
+    w = writers(blocked_database.url, outbox_dir=outbox_dir, clock=fake_clock, backoff_initial=0.5, backoff_max=4.0)
+    w.submit(make_record())
+    delays = []
+    for _ in range(6):
+        assert w.flush() is False
+        attempts = w.stats["attempts"]
+        delays.append(w._backoff)
+        fake_clock.advance(w._backoff - 0.01)
+        assert w.flush() is False
+        assert w.stats["attempts"] == attempts  # not yet
+        fake_clock.advance(0.01)
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    blocked_database.unblock()
+    assert w.flush() is True
+    assert len(stored(blocked_database.url)) == 1
+
+
+def test_max_buffer_overflow_spills_to_the_outbox(blocked_database, writers, make_record, outbox_dir, fake_clock) -> None:
+    w = writers(blocked_database.url, outbox_dir=outbox_dir, clock=fake_clock, max_buffer=100, batch_size=50)
+    recs = [make_record() for _ in range(1000)]
+    for r in recs:
+        w.submit(r)
+    wait_for(lambda: w.stats["spilled"] >= 900)  # without any flush()
+    assert w.pending <= 100 + 50
+    assert outbox_lines(outbox_dir) + w.pending == 1000
+    blocked_database.unblock()
+    fake_clock.advance(60)
+    assert w.flush() is True
+    got = stored(blocked_database.url)
+    assert len(got) == 1000 and {r.id for r in got} == {r.id for r in recs}
+
+
+def test_postgres_restart_mid_run(postgres_url, tcp_proxy, writers, make_record, outbox_dir, fake_clock) -> None:
+    """Connections cut while the writer holds them: nothing lost, nothing doubled."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(postgres_url)
+    proxy = tcp_proxy(u.host, u.port or 5432).start()
+    url = u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    w = writers(url, outbox_dir=outbox_dir, clock=fake_clock)
+    first = [make_record() for _ in range(100)]
+    for r in first:
+        w.submit(r)
+    assert w.flush() is True
+    proxy.stop()
+    second = [make_record() for _ in range(100)]
+    for r in second:
+        w.submit(r)
+    assert w.flush() is False
+    proxy.start()
+    fake_clock.advance(1)
+    assert w.flush() is True
+    assert sorted(r.id for r in stored(postgres_url)) == sorted(r.id for r in first + second)
+
+
+def test_outbox_unwritable_too(blocked_database, writers, make_record, tmp_path, fake_clock, caplog) -> None:
+    """Neither database nor outbox: records wait in memory, errors say how many; nothing is lost."""
+    (tmp_path / "not-a-dir").write_text("x")
+    bad_outbox = tmp_path / "not-a-dir" / "outbox"
+    w = writers(blocked_database.url, outbox_dir=bad_outbox, clock=fake_clock)
+    recs = [make_record() for _ in range(20)]
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        for r in recs:
+            w.submit(r)
+        assert w.flush() is False
+        assert w.flush() is False
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "20 record(s) kept in memory" in errors[0]
+    assert w.pending == 20
+    blocked_database.unblock()
+    fake_clock.advance(1)
+    assert w.flush() is True
+    assert len(stored(blocked_database.url)) == 20
+
+
+def test_records_lost_at_close_are_counted(blocked_database, make_record, tmp_path, fake_clock, caplog) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    w = Writer(blocked_database.url, outbox_dir=tmp_path / "not-a-dir" / "o", clock=fake_clock)
+    for _ in range(7):
+        w.submit(make_record())
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        assert w.close(timeout=30) is False
+    assert "7 record(s) could be written neither" in caplog.text
+
+
+def _spill_and_die(url: str, outbox: str, n: int) -> None:
+    from costtrack.records import CallRecord
+    from costtrack.store.writer import Writer
+
+    w = Writer(url, outbox_dir=outbox)
+    for i in range(n):
+        w.submit(CallRecord(provider="p", operation="chat", endpoint="/dead", tokens_input=i))
+    assert w.flush() is False  # database down: all in the outbox, fsync'd
+    os._exit(0)  # die without closing anything
+
+
+def test_outbox_of_a_dead_process_is_replayed(blocked_database, writers, make_record, outbox_dir) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=_spill_and_die, args=(blocked_database.url, str(outbox_dir), 50))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 0
+    assert outbox_lines(outbox_dir) == 50
+    blocked_database.unblock()
+    w = writers(blocked_database.url, outbox_dir=outbox_dir)
+    mine = make_record()
+    w.submit(mine)
+    assert w.flush() is True
+    got = stored(blocked_database.url)
+    assert len(got) == 51 and sum(r.endpoint == "/dead" for r in got) == 50
+    assert outbox_lines(outbox_dir) == 0
+    assert w.stats["replayed"] == 50
+
+
+def test_replaying_twice_stores_once(database_url, writers, make_record, outbox_dir) -> None:
+    """A process that died after writing its outbox to the database but before deleting it."""
+    engine = make_engine(database_url)
+    recs = [make_record() for _ in range(30)]
+    try:
+        box = Outbox(outbox_dir, database_key(engine.url))
+        box.append(recs)
+        box.close()  # as if its process died: the lock goes with it
+        w = writers(database_url, outbox_dir=outbox_dir)
+        w.submit(recs[0])  # already "stored" by the dead process too
+        assert w.flush() is True
+        box = Outbox(outbox_dir, database_key(engine.url))
+        box.append(recs)
+        box.close()
+        w2 = writers(database_url, outbox_dir=outbox_dir)
+        assert w2.flush() is True
+        assert count_records(engine) == 30
+    finally:
+        engine.dispose()
+
+
+def test_a_live_process_file_is_never_claimed(tmp_path, make_record) -> None:
+    live = Outbox(tmp_path, "k")
+    live.append([make_record()])
+    other = Outbox(tmp_path, "k")
+    assert list(other.claim_orphans()) == []  # its owner holds the lock
+    live.close()
+    claims_a = list(Outbox(tmp_path, "k").claim_orphans())
+    claims_b = list(Outbox(tmp_path, "k").claim_orphans())  # the first claimer still holds it
+    assert len(claims_a) == 1 and claims_b == []
+    assert list(Outbox(tmp_path, "other-db").claim_orphans()) == []
+    for fd, _ in claims_a:
+        os.close(fd)
+
+
+def test_concurrent_claims_take_each_file_once(tmp_path, make_record) -> None:
+    for _ in range(20):
+        box = Outbox(tmp_path, "k")
+        box.append([make_record()])
+        box.close()
+    claimed: list[list] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def claimer(i: int) -> None:
+        barrier.wait()
+        claimed[i] = list(Outbox(tmp_path, "k").claim_orphans())
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    paths = [p for c in claimed for _, p in c]
+    assert len(paths) == 20 and len(set(paths)) == 20
+    for c in claimed:
+        for fd, _ in c:
+            os.close(fd)
+
+
+def test_records_the_database_refuses_are_kept_aside(database_url, writers, make_record, outbox_dir, caplog) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir)
+    good = [make_record() for _ in range(9)]
+    poison = make_record(tokens_input=2**70)  # fits no integer column
+    nul = make_record(response_body="before\x00after")  # Postgres text cannot hold NUL
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        for r in good[:5] + [poison, nul] + good[5:]:
+            w.submit(r)
+        assert w.flush() is True
+    got = {r.id: r for r in stored(database_url)}
+    assert set(got) == {r.id for r in good + [nul]}
+    assert got[nul.id].response_body in ("before\x00after", "before\ufffdafter")
+    rejected = list(outbox_dir.glob("rejected-*.jsonl"))
+    assert len(rejected) == 1
+    assert json.loads(rejected[0].read_text())["id"] == poison.id
+    assert "refused 1 record(s)" in caplog.text
+
+
+def test_submit_after_close_goes_to_the_outbox(database_url, make_record, outbox_dir, writers) -> None:
+    w = Writer(database_url, outbox_dir=outbox_dir)
+    w.submit(make_record())
+    assert w.close() is True
+    late = make_record()
+    w.submit(late)  # e.g. from another atexit hook: not lost
+    assert outbox_lines(outbox_dir) == 1
+    w2 = writers(database_url, outbox_dir=outbox_dir)
+    assert w2.flush() is True
+    assert late.id in {r.id for r in stored(database_url)}
+
+
+def test_submit_never_raises(writers, outbox_dir, caplog) -> None:
+    w = writers("sqlite://", outbox_dir=outbox_dir)
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        w.submit("not a record")  # type: ignore[arg-type]
+        w.submit(None)  # type: ignore[arg-type]
+    assert caplog.text.count("not a CallRecord") == 1  # logged once
+
+
+def test_default_outbox_dir(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COSTTRACK_OUTBOX_DIR", str(tmp_path / "x"))
+    assert default_outbox_dir() == tmp_path / "x"
+    monkeypatch.delenv("COSTTRACK_OUTBOX_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_outbox_dir() == tmp_path / "cache" / "costtrack" / "outbox"
+
+
+# --------------------------------------------------------------------------- exit and fork
+
+
+def test_interpreter_exit_flushes(database_url, outbox_dir) -> None:
+    script = textwrap.dedent(
+        f"""
+        from costtrack.records import CallRecord
+        from costtrack.store.writer import Writer
+        w = Writer({database_url!r}, outbox_dir={str(outbox_dir)!r}, flush_interval=3600)
+        for i in range(300):
+            w.submit(CallRecord(provider="p", operation="chat", endpoint="/exit", tokens_input=i))
+        # no flush(), no close(): the interpreter exits with records queued
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    got = stored(database_url)
+    assert len(got) == 300 and sum(r.tokens_input for r in got) == sum(range(300))
+    assert outbox_lines(outbox_dir) == 0
+
+
+def _forked_child_writes(w: Writer, n: int) -> None:
+    for i in range(n):
+        w.submit(CallRecord(provider="p", operation="chat", endpoint="/child", tokens_input=i))
+    os._exit(0 if w.flush() else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_own_records(database_url, writers, make_record, outbox_dir) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir, flush_interval=3600)
+    parents = [make_record() for _ in range(5)]
+    for r in parents:
+        w.submit(r)  # still buffered in the parent when it forks
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=_forked_child_writes, args=(w, 20))
+    p.start()
+    p.join(timeout=120)
+    assert p.exitcode == 0
+    assert w.flush() is True
+    got = stored(database_url)
+    assert len(got) == 25 and sum(r.endpoint == "/child" for r in got) == 20
+
+
+# --------------------------------------------------------------------------- SQLite specifics
+
+
+def test_read_only_sqlite_file(sqlite_url, tmp_path, writers, make_record, outbox_dir, fake_clock) -> None:
+    """A read-only database (here: opened with mode=ro) is an outage like any other; the same
+    file opened read-write later replays the outbox, whatever the URL's spelling."""
+    from costtrack.store.database import upgrade
+
+    upgrade(sqlite_url)
+    path = tmp_path / "costtrack.db"
+    assert database_key(f"sqlite:///file:{path}?mode=ro&uri=true") == database_key(sqlite_url)
+    ro = writers(f"sqlite:///file:{path}?mode=ro&uri=true", outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(10)]
+    for r in recs:
+        ro.submit(r)
+    assert ro.flush() is False
+    ro.close()
+    assert outbox_lines(outbox_dir) == 10
+    rw = writers(sqlite_url, outbox_dir=outbox_dir)
+    assert rw.flush() is True
+    assert {r.id for r in stored(sqlite_url)} == {r.id for r in recs}
+
+
+def test_sqlite_table_locked_by_another_process(sqlite_url, writers, make_record, outbox_dir, fake_clock, monkeypatch) -> None:
+    """Another connection holds the write lock past the busy timeout: wait, spill, retry."""
+    import sqlite3
+
+    from costtrack.store import database
+    from costtrack.store.database import upgrade
+
+    upgrade(sqlite_url)
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 0.05)  # instead of 30 s
+    w = writers(sqlite_url, outbox_dir=outbox_dir, clock=fake_clock)
+    other = sqlite3.connect(sqlite_url[len("sqlite:///") :], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        recs = [make_record() for _ in range(10)]
+        for r in recs:
+            w.submit(r)
+        assert w.flush() is False
+        assert outbox_lines(outbox_dir) == 10
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    fake_clock.advance(1)
+    assert w.flush() is True
+    assert len(stored(sqlite_url)) == 10
