@@ -82,7 +82,7 @@ class Call:
     """
 
     __slots__ = (
-        "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "body", "request_bytes",
+        "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "_body", "request_bytes",
         "attempt", "timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
         "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "hold", "compare_model",
@@ -97,8 +97,8 @@ class Call:
         operation: str,
         context: CallContext,
         endpoint: str | None,
-        body: dict[str, Any],
         request_bytes: bytes,
+        body: dict[str, Any] | None = None,
         attempt: int,
         timestamp: datetime,
         started: float,
@@ -110,7 +110,7 @@ class Call:
         self.operation = operation
         self.context = context
         self.endpoint = endpoint
-        self.body = body
+        self._body = body
         self.request_bytes = request_bytes
         self.attempt = attempt
         self.timestamp = timestamp
@@ -153,6 +153,22 @@ class Call:
                 except Exception:
                     log_once("hold.late", "costtrack: could not annotate a call that ended late", exc_info=True)
         self.tracker.submit(self)
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The app's request body, parsed on first use (off the app's thread unless a cache or a stream needs it)."""
+        body = self._body
+        if body is None:
+            try:
+                parsed = json.loads(self.request_bytes) if self.request_bytes else {}
+            except ValueError:
+                parsed = {}
+            body = self._body = parsed if isinstance(parsed, dict) else {}
+        return body
+
+    def to_record(self) -> CallRecord:
+        """The record, priced with the tracker's price book (called in the writer thread)."""
+        return self.record(self.tracker.pricebook)
 
     @property
     def model_requested(self) -> str | None:

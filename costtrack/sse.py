@@ -41,6 +41,8 @@ class EventSplitter:
 
 def event_fields(block: bytes) -> tuple[str | None, bytes]:
     """Return (event name, data) of a raw event block; multi-line data joined with newlines."""
+    if block.startswith(b"data: ") and block.count(b"\n") == 2 and block.endswith(b"\n\n"):
+        return None, block[6:-2]  # the common case: one data line
     name: str | None = None
     data: list[bytes] = []
     for line in block.splitlines():

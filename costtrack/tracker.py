@@ -93,13 +93,15 @@ class Tracker:
         return wrap(client, tracker=self, **options)
 
     def submit(self, call: Call) -> None:
-        """Record a finished call; never raises into the app."""
+        """Record a finished call; never raises into the app.
+
+        Parsing the body, pricing and building the record happen in the writer's
+        thread (`Call.to_record`), so the app's call only pays for queueing it.
+        """
         try:
-            record = call.record(self.pricebook)
+            self.writer.submit(call)
         except Exception:
-            log_once("tracker.record", "costtrack: could not build a record for a call", exc_info=True)
-            return
-        self.add(record)
+            log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
 
     def add(self, record: CallRecord) -> None:
         """Store a record built elsewhere (batch results, imports); never raises."""

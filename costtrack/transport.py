@@ -112,10 +112,9 @@ class Instrument:
             return None
         try:
             content = request.content
-            body = json.loads(content) if content else {}
-        except Exception:  # multipart, an unread stream, not JSON: not ours to record
+        except Exception:  # a streamed upload: not one of the JSON requests recorded here
             return None
-        if not isinstance(body, dict):
+        if not content.startswith(b"{"):
             return None
         context = current()
         if self.tags:
@@ -132,13 +131,14 @@ class Instrument:
             operation=operation,
             context=context,
             endpoint=self.endpoint,
-            body=body,
             request_bytes=content,
             attempt=int(retries) + 1 if retries.isdigit() else 1,
             timestamp=tracker.now(),
             started=tracker.clock(),
         )
-        if operation == "chat.completions" and body.get("stream") is True:
+        # The SDKs serialise compactly, so a byte test spares parsing the body of every plain call.
+        if operation == "chat.completions" and b'"stream":true' in content and call.body.get("stream") is True:
+            body = call.body
             # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
             # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
             options = body.get("stream_options")
@@ -189,18 +189,19 @@ class Instrument:
         else:
             call.hide_usage_chunk = False
         decode = _decoder(headers.get("content-encoding", ""))
+        stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
+        recorded = stream_cls(call, response.stream, decode, store)
         if decode is not None and call.hide_usage_chunk:
             # Dropping an event means re-writing the body: hand it on decoded, and say so.
             headers = httpx2.Headers(
                 [(k, v) for k, v in headers.multi_items() if k.lower() not in ("content-encoding", "content-length")]
             )
-        stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
-        return httpx2.Response(
-            response.status_code,
-            headers=headers,
-            stream=stream_cls(call, response.stream, decode, store),
-            extensions=response.extensions,
-        )
+        elif not isinstance(response.stream, httpx2.ByteStream):
+            # A network response: keep the transport's own object, its body now read as it passes.
+            response.stream = recorded
+            return response
+        # A response built from bytes (a cache hit, a mock) was read on creation: pass on a fresh one.
+        return httpx2.Response(response.status_code, headers=headers, stream=recorded, extensions=response.extensions)
 
     @staticmethod
     def fail(call: Call, exc: BaseException) -> None:
@@ -209,16 +210,16 @@ class Instrument:
 
 
 def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
-    options = body.get("stream_options")
-    new_body = {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+    content = request.content
+    if b'"stream_options"' not in content and content.endswith(b"}"):
+        # Splice the option into the app's own bytes: nothing else about the request changes.
+        content = content[:-1] + b',"stream_options":{"include_usage":true}}'
+    else:
+        options = body.get("stream_options")
+        options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        content = json.dumps({**body, "stream_options": options}, ensure_ascii=False, separators=(",", ":")).encode()
     headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-    return httpx2.Request(
-        request.method,
-        request.url,
-        headers=headers,
-        content=json.dumps(new_body, ensure_ascii=False, separators=(",", ":")).encode(),
-        extensions=request.extensions,
-    )
+    return httpx2.Request(request.method, request.url, headers=headers, content=content, extensions=request.extensions)
 
 
 class _Reader:

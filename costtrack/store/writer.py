@@ -40,7 +40,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
@@ -49,7 +49,15 @@ from ..records import CallRecord
 from .database import database_key, ensure_schema, forget_schema, make_engine, resolve_url, safe_url
 from .sql import insert_records
 
-__all__ = ["Writer", "Outbox", "default_outbox_dir"]
+__all__ = ["Writer", "Outbox", "Pending", "default_outbox_dir"]
+
+
+class Pending(Protocol):
+    """Something that becomes a record in the writer thread (e.g. a finished call, parsed and priced there)."""
+
+    def to_record(self) -> CallRecord:
+        """Build the record; may raise (logged once, and the item is not stored)."""
+        ...
 
 log = logging.getLogger("costtrack")
 
@@ -356,10 +364,10 @@ class Writer:
 
     # ------------------------------------------------------------------ public API
 
-    def submit(self, record: CallRecord) -> None:
-        """Queue `record` for writing. Returns at once; never raises."""
+    def submit(self, record: CallRecord | Pending) -> None:
+        """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            if not isinstance(record, CallRecord):
+            if not isinstance(record, CallRecord) and not hasattr(record, "to_record"):
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
@@ -603,6 +611,9 @@ class Writer:
                 batch = [self._buffer.popleft() for _ in range(take)]
                 self._inflight = batch
                 self._first_pending_at = self._clock() if self._buffer else None
+            batch = self._prepare(batch)
+            with self._lock:
+                self._inflight = batch
             ok = self._store(batch)
             with self._cond:
                 self._inflight = []
@@ -615,6 +626,27 @@ class Writer:
                         self._first_pending_at = self._clock()
             if not ok:
                 return False
+
+    def _prepare(self, items: list[Any]) -> list[CallRecord]:
+        """Records for the submitted items: a Pending item (a finished call) is parsed and priced here,
+        in the writer thread, so that work stays off the app's call. One that fails is logged and settled."""
+        records: list[CallRecord] = []
+        failed = 0
+        for item in items:
+            if isinstance(item, CallRecord):
+                records.append(item)
+                continue
+            try:
+                records.append(item.to_record())
+            except Exception as exc:
+                failed += 1
+                self._log_once("prepare", logging.ERROR, "costtrack: could not build a record for a call: %s", _first_line(exc))
+        if failed:
+            self.stats["unrecordable"] += failed
+            with self._cond:
+                self._settled += failed
+                self._cond.notify_all()
+        return records
 
     def _store(self, batch: Sequence[CallRecord]) -> bool:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
@@ -710,8 +742,9 @@ class Writer:
         if records:
             self._spill(records)
 
-    def _spill(self, records: list[CallRecord], final: bool = False) -> None:
+    def _spill(self, records: list[Any], final: bool = False) -> None:
         """Move records (taken from the head of the buffer) to the outbox, durably."""
+        records = self._prepare(records)
         try:
             self._outbox.append(records)
         except Exception as exc:
