@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .hashing import VOLATILE_KEYS, encode_json
 from .errors import CosttrackError
 from .logs import log, log_once
 
@@ -56,12 +57,6 @@ __all__ = [
 CACHE_HEADER = "x-costtrack-cache"
 
 #: Top-level request fields that do not change the answer: left out of the key.
-VOLATILE_KEYS = frozenset(
-    {
-        "stream", "stream_options", "user", "metadata", "store", "service_tier", "safety_identifier",
-        "prompt_cache_key", "prompt_cache_retention",
-    }
-)  # fmt: skip
 
 #: Request headers that change the answer, so they are part of the key.
 KEY_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
@@ -79,53 +74,6 @@ class CacheError(CosttrackError):
 
 
 # --------------------------------------------------------------------------- keys
-
-
-def _encode(value: Any, out: list[bytes]) -> None:
-    """Append an unambiguous, order-independent encoding of a JSON value (dict keys sorted).
-
-    Strings are length-prefixed UTF-8 (no escaping to do), numbers are tagged so
-    "1", 1 and true differ, and an integral float is the int it equals (1.0 == 1).
-    """
-    append = out.append
-    kind = type(value)
-    if kind is str:
-        data = value.encode("utf-8", "surrogatepass")
-        append(b"s%d:" % len(data))
-        append(data)
-    elif kind is dict:
-        append(b"d%d:" % len(value))
-        for key in sorted(value):
-            item = value[key]
-            data = key.encode("utf-8", "surrogatepass") if type(key) is str else str(key).encode()
-            append(b"k%d:" % len(data))
-            append(data)
-            item_kind = type(item)
-            if item_kind is str:  # the common case, inline
-                data = item.encode("utf-8", "surrogatepass")
-                append(b"s%d:" % len(data))
-                append(data)
-            else:
-                _encode(item, out)
-    elif kind is list or kind is tuple:
-        append(b"l%d:" % len(value))
-        for item in value:
-            _encode(item, out)
-    elif value is None:
-        append(b"n")
-    elif value is True:
-        append(b"T")
-    elif value is False:
-        append(b"F")
-    elif kind is int:
-        append(b"i%d;" % value)
-    elif kind is float:
-        if value.is_integer() and -(2**53) < value < 2**53:
-            append(b"i%d;" % int(value))  # temperature=1 and temperature=1.0 ask the same
-        else:
-            append(b"f%b;" % repr(value).encode())
-    else:
-        _encode(str(value), out)
 
 
 def cache_key(
@@ -153,7 +101,7 @@ def cache_key(
             if value:
                 out.append(f"{name}={value}\x00".encode())
     payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
-    _encode(payload, out)
+    encode_json(payload, out)
     return hashlib.blake2b(b"".join(out), digest_size=16).hexdigest()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .call_context import CallContext
+from .hashing import request_hash
 from .logs import log_once
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status
@@ -20,20 +20,7 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
     from .tracker import Tracker
 
-__all__ = ["Call", "Hold", "hold_calls", "request_hash", "VOLATILE_KEYS"]
-
-# Request keys that do not change the answer: left out of the request hash.
-VOLATILE_KEYS = frozenset({"stream", "stream_options", "user", "metadata", "store", "service_tier", "safety_identifier"})
-
-
-def request_hash(provider: str, operation: str, body: dict[str, Any]) -> str:
-    """A stable hash of what the answer depends on: provider, operation and the canonical request."""
-    payload = {key: value for key, value in body.items() if key not in VOLATILE_KEYS}
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    digest = hashlib.blake2b(f"{provider}\x00{operation}\x00".encode(), digest_size=16)
-    digest.update(canonical.encode())
-    return digest.hexdigest()
-
+__all__ = ["Call", "Hold", "hold_calls"]
 
 class Hold:
     """Finished Calls kept back so a layer above the SDK (fallback, routing) can annotate them first.
