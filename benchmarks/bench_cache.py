@@ -34,46 +34,13 @@ import httpx2
 import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import costtrack  # noqa: E402
 from costtrack.cache import MemoryCache, RedisCache, cache_key  # noqa: E402
 
-CHAT_BODY = json.dumps(
-    {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1763900000, "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "A short answer."}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 812, "completion_tokens": 40, "total_tokens": 852,
-                  "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
-    }  # fmt: skip
-).encode()
-
-
-def _stream_body() -> bytes:
-    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
-    events = [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]} for i in range(20)]
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    events.append({**base, "choices": [], "usage": {"prompt_tokens": 812, "completion_tokens": 20, "total_tokens": 832}})
-    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
-
-
-STREAM_BODY = _stream_body()
-
-
-def handler(request: httpx2.Request) -> httpx2.Response:
-    if b'"stream":true' in request.content:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=STREAM_BODY)
-    return httpx2.Response(200, headers={"content-type": "application/json"}, content=CHAT_BODY)
-
-
-MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Summarise: " + "lorem ipsum " * 200}]
-
-
-def one_call(client: openai.OpenAI, stream: bool) -> None:
-    if stream:
-        for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
-            pass
-    else:
-        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+# The same mock API and request as bench_wrap.py, so the figures compare.
+from bench_wrap import CHAT_BODY, MESSAGES, STREAM_BODY, handler, one_call  # noqa: E402
 
 
 def per_call(fn: Callable[[], None], calls: int) -> list[float]:

@@ -61,8 +61,7 @@ def encode_json(value: Any, out: list[bytes]) -> None:
         else:
             append(b"f%b;" % repr(value).encode())
     else:
-        _encode(str(value), out)
-
+        encode_json(str(value), out)
 
 
 def request_hash(provider: str, operation: str, body: Mapping[str, Any]) -> str:

@@ -360,7 +360,7 @@ def test_router_accepts_a_list_of_policies(tracker, records):
 
 
 def test_messages_stream_helper_is_routed_and_tagged(tracker, records):
-    local, api = Simulator(), Simulator()
+    api = Simulator()
     router = DevProd(dev="claude-haiku-4-5", env="dev")
     client = costtrack.wrap(anthropic_client(api), tracker=tracker, router=router)
     manager = client.messages.stream(model="claude-opus-4-5", max_tokens=20, messages=ask("hi"))

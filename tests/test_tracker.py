@@ -9,7 +9,6 @@ import textwrap
 import threading
 from decimal import Decimal
 
-import pytest
 
 import costtrack
 from costtrack.simulator import Simulator
