@@ -536,3 +536,34 @@ def test_sqlite_table_locked_by_another_process(sqlite_url, writers, make_record
     fake_clock.advance(1)
     assert w.flush() is True
     assert len(stored(sqlite_url)) == 10
+
+
+# --------------------------------------------------------------------------- pending items
+
+
+class _Pending:
+    """A finished call as the tracker submits it: becomes a record in the writer thread."""
+
+    def __init__(self, record: CallRecord | None) -> None:
+        self.record = record
+        self.built_in: str | None = None
+
+    def to_record(self) -> CallRecord:
+        self.built_in = threading.current_thread().name
+        if self.record is None:
+            raise ValueError("unreadable body")
+        return self.record
+
+
+def test_pending_items_are_built_in_the_writer_thread(database_url, writers, make_record, outbox_dir, caplog) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir)
+    good = [_Pending(make_record()) for _ in range(10)]
+    bad = _Pending(None)
+    for item in [*good[:5], bad, *good[5:]]:
+        w.submit(item)
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        assert w.flush(timeout=30) is True  # the unbuildable one is settled, not waited for
+    assert {r.id for r in stored(database_url)} == {p.record.id for p in good}
+    assert {p.built_in for p in good} == {bad.built_in} and bad.built_in != threading.current_thread().name
+    assert w.stats["unrecordable"] == 1
+    assert sum("could not build a record" in m for m in caplog.messages) == 1
