@@ -39,27 +39,29 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--stream-share", type=float, default=0.2, help="share of streamed calls")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--bare", action="store_true", help="measure the unwrapped SDK client, as a baseline")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp()
     tracker = costtrack.Tracker(args.database_url or f"sqlite:///{tmp}/memory.db")
-    client = tracker.wrap(
-        openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)), max_retries=0)
-    )
+    client = openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)), max_retries=0)
+    if not args.bare:
+        client = tracker.wrap(client)
     every_stream = max(int(1 / args.stream_share), 1) if args.stream_share > 0 else 0
     for i in range(2000):
         one_call(client, bool(every_stream) and i % every_stream == 0)
     tracker.flush()
     start_rss = rss_mb()
     started = time.perf_counter()
-    print(f"after warm-up: RSS {start_rss:.1f} MB")
+    print(f"after warm-up: RSS {start_rss:.1f} MB", flush=True)
     step = max(args.calls // 10, 1)
     for i in range(1, args.calls + 1):
         one_call(client, bool(every_stream) and i % every_stream == 0)
         if i % step == 0:
-            print(f"{i:>9,} calls: RSS {rss_mb():.1f} MB (+{rss_mb() - start_rss:.1f}), {i / (time.perf_counter() - started):,.0f} calls/s")
+            print(f"{i:>9,} calls: RSS {rss_mb():.1f} MB (+{rss_mb() - start_rss:.1f}), {i / (time.perf_counter() - started):,.0f} calls/s", flush=True)
     tracker.flush()
     growth = rss_mb() - start_rss
-    print(f"RSS growth over {args.calls:,} wrapped calls: {growth:.1f} MB (target < 50 MB)")
+    kind = "bare SDK" if args.bare else "wrapped"
+    print(f"RSS growth over {args.calls:,} {kind} calls: {growth:.1f} MB (target for wrapped: < 50 MB)")
     tracker.close()
 
 

@@ -7,6 +7,17 @@
 from __future__ import annotations
 
 from .call_context import context
+from .batching import (
+    BatchFailedError,
+    BatchItemError,
+    BatchJobError,
+    BatchResults,
+    BatchTimeoutError,
+    EmbeddingBatcher,
+    arun_batch,
+    gather_limited,
+    run_batch,
+)
 from .cache import MemoryCache, RedisCache
 from .fallback import CheapFirst
 from .routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
@@ -18,9 +29,15 @@ from .wrap import wrap
 
 __all__ = [
     "ABTest",
+    "BatchFailedError",
+    "BatchItemError",
+    "BatchJobError",
+    "BatchResults",
+    "BatchTimeoutError",
     "CallRecord",
     "CheapFirst",
     "Decision",
+    "EmbeddingBatcher",
     "MemoryCache",
     "RedisCache",
     "DevProd",
@@ -29,16 +46,19 @@ __all__ = [
     "Router",
     "Tiered",
     "route",
+    "run_batch",
     "ConfigError",
     "CosttrackError",
     "DatabaseURLError",
     "PricesFileError",
     "Tracker",
     "Usage",
+    "arun_batch",
     "configure",
     "context",
     "default_tracker",
     "flush",
+    "gather_limited",
     "wrap",
 ]
 

@@ -16,6 +16,9 @@ Endpoints are matched on the end of the URL path, so any ``base_url`` works:
   ``response_format`` json_schema / json_object, function tools, ``n``),
   ``POST …/responses`` (plain and typed-event streams), ``POST …/embeddings``
   (float or base64), ``GET …/models``.
+- OpenAI Batch API: ``POST …/files`` (multipart upload), ``GET …/files/{id}`` and
+  ``GET …/files/{id}/content``, ``POST …/batches``, ``GET …/batches/{id}`` and
+  ``POST …/batches/{id}/cancel`` (see "Batch API" below).
 - Anthropic ``POST …/v1/messages`` (plain and event streams, ``cache_control``,
   tools, ``output_config.format``), ``POST …/v1/messages/count_tokens``, ``GET …/v1/models``
   (a ``/models`` request carrying an ``anthropic-version`` header).
@@ -48,6 +51,22 @@ Realism a cost tracker must cope with:
 
 Failures can be scripted per request (:meth:`Simulator.script`) or drawn at
 random (``error_rate``). Cache entries never expire.
+
+Batch API: a batch moves one step per ``GET …/batches/{id}``, deterministically:
+``validating`` (the create answer) → ``in_progress`` (``batch_polls`` polls, the
+request counts growing) → ``finalizing`` → ``completed``; an input file with a bad
+line (not JSON, no or a duplicate ``custom_id``, a ``url`` other than the batch's
+endpoint) makes it ``failed`` at the first poll, with ``errors``. Each line is answered
+by the same code as a live call (so the same body gets the same text and counts) when
+the batch reaches it; a line can fail with a 400 (a body a live call would refuse),
+at random (``error_rate``, as a 500), or as scripted by
+:meth:`Simulator.fail_batch_lines`. Answers go to the output file, failures to the error
+file (both JSONL: ``custom_id``, ``response: {status_code, request_id, body}``, ``error``;
+lines in a shuffled order, since the real API does not keep the input order either).
+Uploaded and written files are kept in ``sim.files``, batches in ``sim.batches``.
+``POST …/batches/{id}/cancel`` makes it ``cancelling``, and ``cancelled`` at the next
+poll with the lines answered so far in its output file. The Batch and Files endpoints
+never fail at random (scripted outcomes apply to them like to any request).
 """
 
 from __future__ import annotations
@@ -59,6 +78,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import sys
 import threading
 from collections import deque
@@ -391,6 +411,191 @@ def _parse_outcome(value: Any) -> _Outcome:
     )
 
 
+# --------------------------------------------------------------------------- Batch API state
+
+_BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("POST", re.compile(r"/files$"), "files_create"),
+    ("GET", re.compile(r"/files/[^/]+/content$"), "files_content"),
+    ("GET", re.compile(r"/files/[^/]+$"), "files_retrieve"),
+    ("POST", re.compile(r"(?<!/messages)/batches$"), "batches_create"),
+    ("POST", re.compile(r"(?<!/messages)/batches/[^/]+/cancel$"), "batches_cancel"),
+    ("GET", re.compile(r"(?<!/messages)/batches/[^/]+$"), "batches_retrieve"),
+)
+_BATCH_ENDPOINTS = frozenset(endpoint for _, _, endpoint in _BATCH_ROUTES)
+#: The endpoints a simulated batch can run (the ones costtrack records).
+_BATCH_LINE_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
+_FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+
+
+@dataclass
+class _SimFile:
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int
+
+    def object(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.content),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
+
+
+@dataclass
+class _SimBatch:
+    id: str
+    endpoint: str
+    input_file_id: str
+    completion_window: str
+    created_at: int
+    metadata: dict[str, Any] | None
+    model: str | None
+    lines: list[dict[str, Any]]
+    problems: list[dict[str, Any]]
+    status: str = "validating"
+    step: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+
+    def object(self) -> dict[str, Any]:
+        failed = sum(1 for r in self.results if r["response"]["status_code"] >= 400)
+        usage = {"input_tokens": 0, "cached_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0}
+        for r in self.results:
+            u = r["response"]["body"].get("usage") if r["response"]["status_code"] < 400 else None
+            if not isinstance(u, dict):
+                continue
+            in_details = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
+            out_details = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
+            usage["input_tokens"] += int(u.get("prompt_tokens", u.get("input_tokens", 0)) or 0)
+            usage["output_tokens"] += int(u.get("completion_tokens", u.get("output_tokens", 0)) or 0)
+            usage["cached_tokens"] += int(in_details.get("cached_tokens", 0) or 0)
+            usage["reasoning_tokens"] += int(out_details.get("reasoning_tokens", 0) or 0)
+        counted = self.status != "validating" and self.status != "failed"
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "errors": {"object": "list", "data": self.problems} if self.problems else None,
+            "input_file_id": self.input_file_id,
+            "completion_window": self.completion_window,
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "created_at": self.created_at,
+            "in_progress_at": self.in_progress_at,
+            "expires_at": self.created_at + 86_400,
+            "finalizing_at": self.finalizing_at,
+            "completed_at": self.completed_at,
+            "failed_at": self.failed_at,
+            "expired_at": None,
+            "cancelling_at": self.cancelling_at,
+            "cancelled_at": self.cancelled_at,
+            "request_counts": {
+                "total": len(self.lines) if counted else 0,
+                "completed": len(self.results) - failed,
+                "failed": failed,
+            },
+            "usage": {
+                "input_tokens": usage["input_tokens"],
+                "input_tokens_details": {"cached_tokens": usage["cached_tokens"]},
+                "output_tokens": usage["output_tokens"],
+                "output_tokens_details": {"reasoning_tokens": usage["reasoning_tokens"]},
+                "total_tokens": usage["input_tokens"] + usage["output_tokens"],
+            },
+            "metadata": self.metadata,
+        }
+
+
+def _multipart(content_type: str, content: bytes) -> tuple[dict[str, str], dict[str, tuple[str | None, bytes]]] | None:
+    """(form fields, files as (filename, bytes)) of a multipart/form-data body, or None if it is not one."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/form-data") or match is None:
+        return None
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str | None, bytes]] = {}
+    for part in content.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        if part.startswith(b"\r\n"):
+            part = part[2:]
+        head, sep, data = part.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        disposition = ""
+        for header in head.decode("latin-1").split("\r\n"):
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "content-disposition":
+                disposition = value
+        params = dict(re.findall(r';\s*([\w*]+)="([^"]*)"', disposition))
+        if "name" not in params:
+            return None
+        if "filename" in params:
+            files[params["name"]] = (params["filename"], data)
+        else:
+            fields[params["name"]] = data.decode("utf-8", "replace")
+    return fields, files
+
+
+def _batch_lines(content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The requests of a batch input file, and the problems that fail its validation (with 1-based line numbers)."""
+    lines: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def problem(code: str, number: int, message: str, param: str | None = None) -> None:
+        problems.append({"code": code, "line": number, "message": message, "param": param})
+
+    for number, raw in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            problem("invalid_json_line", number, "This line is not parseable as valid JSON.")
+            continue
+        if not isinstance(line, dict):
+            problem("invalid_json_line", number, "This line is not a JSON object.")
+            continue
+        custom_id = line.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            problem("missing_required_parameter", number, "Missing required parameter: 'custom_id'.", "custom_id")
+            continue
+        if custom_id in seen:
+            problem("duplicate_custom_id", number, f"The custom_id for this request is a duplicate of another request: {custom_id}.", "custom_id")
+            continue
+        seen.add(custom_id)
+        if str(line.get("method", "")).upper() != "POST":
+            problem("invalid_method", number, "The method of every request must be POST.", "method")
+            continue
+        if line.get("url") != endpoint:
+            problem("mismatched_endpoint", number, f"The url of this request ({line.get('url')!r}) does not match the batch's endpoint {endpoint!r}.", "url")
+            continue
+        if not isinstance(line.get("body"), dict):
+            problem("missing_required_parameter", number, "Missing required parameter: 'body'.", "body")
+            continue
+        lines.append(line)
+    return lines, problems
+
+
 # --------------------------------------------------------------------------- byte streams
 
 
@@ -478,7 +683,8 @@ class Simulator:
         seed: varies the generated texts, lengths and random errors.
         error_rate: that fraction of requests (drawn from ``seed`` and a request
             counter, so reproducible) fails with 500 or 429 (OpenAI), or 500, 429
-            or 529 (Anthropic). Model listings never fail at random.
+            or 529 (Anthropic). Model listings and the Batch/Files endpoints never fail
+            at random; batch lines do (a 500 in the error file).
         prompt_cache: when False, nothing is ever cached: no OpenAI cached
             tokens, and Anthropic ``cache_control`` is ignored.
         latency: seconds to wait before answering each request.
@@ -489,6 +695,7 @@ class Simulator:
             rounded up to whole seconds, as the providers send).
         clock: returns the ``created`` timestamps; by default a synthetic clock
             starting 2026-01-01 and ticking one second a request.
+        batch_polls: how many polls a batch stays ``in_progress`` (at least 1).
     """
 
     def __init__(
@@ -503,9 +710,12 @@ class Simulator:
         chunk_delay: float = 0.0,
         retry_after: float = 0.02,
         clock: Callable[[], float] | None = None,
+        batch_polls: int = 1,
     ) -> None:
         if not 0.0 <= error_rate <= 1.0:
             raise ValueError("error_rate must be between 0 and 1")
+        if batch_polls < 1:
+            raise ValueError("batch_polls must be at least 1")
         self.seed = seed
         self.error_rate = error_rate
         self.prompt_cache = prompt_cache
@@ -521,6 +731,10 @@ class Simulator:
         self._counter = 0
         self._openai_seen: set[bytes] = set()
         self._anthropic_seen: set[bytes] = set()
+        self.batch_polls = batch_polls
+        self.files: dict[str, _SimFile] = {}
+        self.batches: dict[str, _SimBatch] = {}
+        self._batch_line_failures: dict[str, int] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -541,6 +755,14 @@ class Simulator:
         parsed = [_parse_outcome(o) for o in outcomes]
         with self._lock:
             self._script.extend(parsed)
+
+    def fail_batch_lines(self, *custom_ids: str, status: int = 500) -> None:
+        """Make the batch lines with these ``custom_id``s fail with ``status`` (in the error file), once each."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"a batch line failure must be an error status (4xx/5xx), got {status}")
+        with self._lock:
+            for custom_id in custom_ids:
+                self._batch_line_failures[custom_id] = status
 
     @property
     def pending(self) -> int:
@@ -640,6 +862,10 @@ class Simulator:
         provider = "anthropic" if anthropic_like or path.endswith("/v1/messages") else "openai"
         if method == "GET" and path.endswith("/models"):
             return provider, "models"
+        if provider == "openai":
+            for verb, pattern, endpoint in _BATCH_ROUTES:
+                if method == verb and pattern.search(path):
+                    return provider, endpoint
         return provider, "unknown"
 
     def _handle(self, request: httpx2.Request) -> httpx2.Response:
@@ -659,7 +885,7 @@ class Simulator:
                 return self._error(provider, 404, request, n, message=f"Unknown endpoint: {request.method} {request.url.path}")
 
             body: dict[str, Any] = {}
-            if request.method.upper() == "POST":
+            if request.method.upper() == "POST" and endpoint != "files_create":
                 try:
                     body = json.loads(request.content or b"{}")
                 except ValueError:
@@ -672,7 +898,7 @@ class Simulator:
                 return self._error(provider, 400, request, n, message=str(err))
 
     def _random_outcome(self, n: int, provider: str, endpoint: str) -> _Outcome:
-        if self.error_rate <= 0 or endpoint == "models":
+        if self.error_rate <= 0 or endpoint == "models" or endpoint in _BATCH_ENDPOINTS:
             return _Outcome("ok")
         rng = random.Random(f"{self.seed}:error:{n}")
         if rng.random() >= self.error_rate:
@@ -705,7 +931,10 @@ class Simulator:
             headers.update(extra)
         return headers
 
-    def _error(self, provider: str, status: int, request: httpx2.Request, n: int, *, message: str | None = None) -> httpx2.Response:
+    def _error(
+        self, provider: str, status: int, request: httpx2.Request, n: int, *, message: str | None = None,
+        error_code: str | None = None, param: str | None = None,
+    ) -> httpx2.Response:
         model = ""
         try:
             model = str(json.loads(request.content or b"{}").get("model", ""))
@@ -751,7 +980,9 @@ class Simulator:
                 502: ("server_error", None, "Bad gateway."),
                 503: ("server_error", None, "The server is overloaded or not ready yet."),
             }.get(status, ("server_error" if status >= 500 else "invalid_request_error", None, f"Simulated error {status}"))
-            body = {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+            if error_code is not None:
+                code = error_code or None  # "" for none: e.g. a missing file or batch is not a missing model
+            body = {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
             if status == 429:
                 extra["x-ratelimit-limit-requests"] = "500"
                 extra["x-ratelimit-remaining-requests"] = "0"
@@ -774,6 +1005,8 @@ class Simulator:
 
         if endpoint == "models":
             return self._json(provider, n, self._models_body(provider), outcome)
+        if endpoint in _BATCH_ENDPOINTS:
+            return self._batch_api(endpoint, body, request, n, outcome)
         if endpoint == "embeddings":
             return self._json(provider, n, self._embedding_body(body, usage=usage), outcome)
         if endpoint == "count_tokens":
@@ -1359,6 +1592,169 @@ class Simulator:
             return {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
         names = sorted({*(k for k in MODEL_SNAPSHOTS if not k.startswith("claude")), *(v for k, v in MODEL_SNAPSHOTS.items() if not k.startswith("claude")), *_EMBEDDING_MODELS})
         return {"object": "list", "data": [{"id": name, "object": "model", "created": 1_700_000_000, "owned_by": "system"} for name in names]}
+
+    # ------------------------------------------------------------------ OpenAI Batch API
+
+    def _batch_api(
+        self, endpoint: str, body: dict[str, Any], request: httpx2.Request, n: int, outcome: _Outcome
+    ) -> httpx2.Response:
+        path = request.url.path.rstrip("/")
+        if endpoint == "files_create":
+            return self._file_create(request, n, outcome)
+        if endpoint == "batches_create":
+            return self._batch_create(body, request, n, outcome)
+        if endpoint in ("files_retrieve", "files_content"):
+            file_id = path.rsplit("/files/", 1)[1].split("/")[0]
+            sim_file = self.files.get(file_id)
+            if sim_file is None:
+                return self._error("openai", 404, request, n, message=f"No such File object: {file_id}", error_code="", param="id")
+            if endpoint == "files_retrieve":
+                return self._json("openai", n, sim_file.object(), outcome)
+            headers = self._headers("openai", n, extra={"content-type": "application/octet-stream"})
+            headers["content-length"] = str(len(sim_file.content))
+            return httpx2.Response(200, content=sim_file.content, headers=headers)
+        batch_id = path.rsplit("/batches/", 1)[1].split("/")[0]
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return self._error("openai", 404, request, n, message=f"No batch found with id '{batch_id}'.", error_code="")
+        if endpoint == "batches_cancel":
+            if batch.status in ("validating", "in_progress", "finalizing"):
+                batch.status = "cancelling"
+                batch.cancelling_at = self._now(n)
+            elif batch.status not in ("cancelling", "cancelled"):
+                return self._error("openai", 409, request, n, message=f"Cannot cancel a batch with status '{batch.status}'.", error_code="")
+            return self._json("openai", n, batch.object(), outcome)
+        self._batch_step(batch, n)
+        return self._json("openai", n, batch.object(), outcome)
+
+    def _file_create(self, request: httpx2.Request, n: int, outcome: _Outcome) -> httpx2.Response:
+        parsed = _multipart(request.headers.get("content-type", ""), request.content)
+        if parsed is None:
+            return self._error("openai", 400, request, n, message="Could not parse the multipart form.")
+        fields, files = parsed
+        if "file" not in files:
+            return self._error("openai", 400, request, n, message="'file' is a required property", param="file")
+        purpose = fields.get("purpose")
+        if purpose not in _FILE_PURPOSES:
+            return self._error("openai", 400, request, n, message=f"'{purpose}' is not one of {list(_FILE_PURPOSES)} - 'purpose'", param="purpose")
+        filename, content = files["file"]
+        file_id = self._file_id("upload", n)
+        self.files[file_id] = _SimFile(id=file_id, filename=filename or "upload", purpose=purpose, content=content, created_at=self._now(n))
+        return self._json("openai", n, self.files[file_id].object(), outcome)
+
+    def _file_id(self, kind: str, n: int) -> str:
+        return "file-" + hashlib.sha256(f"{self.seed}:file:{kind}:{n}".encode()).hexdigest()[:22]
+
+    def _batch_create(self, body: dict[str, Any], request: httpx2.Request, n: int, outcome: _Outcome) -> httpx2.Response:
+        window = body.get("completion_window")
+        if window != "24h":
+            return self._error("openai", 400, request, n, message=f"Invalid completion_window: {window!r}. Supported values are: '24h'.", param="completion_window")
+        endpoint = body.get("endpoint")
+        if endpoint not in _BATCH_LINE_ENDPOINTS:
+            return self._error(
+                "openai", 400, request, n, param="endpoint",
+                message=f"Invalid endpoint: {endpoint!r}. This simulator runs batches for {', '.join(_BATCH_LINE_ENDPOINTS)}.",
+            )  # fmt: skip
+        file_id = body.get("input_file_id")
+        sim_file = self.files.get(str(file_id))
+        if sim_file is None:
+            return self._error("openai", 404, request, n, message=f"No such File object: {file_id}", error_code="", param="input_file_id")
+        if sim_file.purpose != "batch":
+            return self._error("openai", 400, request, n, message=f"File {file_id} has purpose '{sim_file.purpose}'; a batch needs purpose 'batch'.", param="input_file_id")
+        lines, problems = _batch_lines(sim_file.content, endpoint)
+        created = self._now(n)
+        models = [line["body"].get("model") for line in lines if isinstance(line["body"].get("model"), str)]
+        batch = _SimBatch(
+            id=self._id("batch_", n),
+            endpoint=endpoint,
+            input_file_id=sim_file.id,
+            completion_window=window,
+            created_at=created,
+            metadata=body.get("metadata") if isinstance(body.get("metadata"), dict) else None,
+            model=models[0] if models else None,
+            lines=lines,
+            problems=problems,
+        )
+        self.batches[batch.id] = batch
+        return self._json("openai", n, batch.object(), outcome)
+
+    def _batch_step(self, batch: _SimBatch, n: int) -> None:
+        """One poll: the batch moves one step (see the module docstring)."""
+        now = self._now(n)
+        total = len(batch.lines)
+        if batch.status == "validating":
+            if batch.problems or not batch.lines:
+                batch.status, batch.failed_at = "failed", now
+                batch.problems = batch.problems or [{"code": "empty_file", "line": None, "message": "The input file is empty.", "param": None}]
+                return
+            batch.status, batch.in_progress_at, batch.step = "in_progress", now, 1
+            self._batch_process(batch, 0)
+        elif batch.status == "in_progress":
+            batch.step += 1
+            if batch.step <= self.batch_polls:
+                self._batch_process(batch, total * (batch.step - 1) // self.batch_polls)
+            else:
+                self._batch_process(batch, total)
+                batch.status, batch.finalizing_at = "finalizing", now
+        elif batch.status == "finalizing":
+            self._batch_files(batch, n)
+            batch.status, batch.completed_at = "completed", now
+        elif batch.status == "cancelling":
+            self._batch_files(batch, n)
+            batch.status, batch.cancelled_at = "cancelled", now
+
+    def _batch_process(self, batch: _SimBatch, upto: int) -> None:
+        """Answer the batch's lines up to `upto` (exclusive), each like a live call."""
+        while len(batch.results) < upto:
+            line = batch.lines[len(batch.results)]
+            n = self._next()
+            status, body = self._batch_line_answer(batch.endpoint, line, n)
+            batch.results.append(
+                {
+                    "id": self._id("batch_req_", n, 32),
+                    "custom_id": line["custom_id"],
+                    "response": {"status_code": status, "request_id": self._id("req_", n, 32), "body": body},
+                    "error": None,
+                }
+            )
+
+    def _batch_line_answer(self, endpoint: str, line: dict[str, Any], n: int) -> tuple[int, dict[str, Any]]:
+        body = line["body"]
+        request = httpx2.Request("POST", "https://api.openai.com" + endpoint, json=body)
+        status = self._batch_line_failures.pop(line["custom_id"], None)
+        if status is None and self.error_rate > 0:
+            rng = random.Random(f"{self.seed}:batch-error:{n}")
+            if rng.random() < self.error_rate:
+                status = 500
+        if status is not None:
+            return status, self._error("openai", status, request, n).json()
+        try:
+            if endpoint == "/v1/chat/completions":
+                return 200, self._chat_body(body, n, self._chat_plan(body), usage=True)
+            if endpoint == "/v1/responses":
+                return 200, self._responses_body(body, n, self._responses_plan(body), usage=True)
+            return 200, self._embedding_body(body, usage=True)
+        except _BadRequest as err:
+            return 400, self._error("openai", 400, request, n, message=str(err)).json()
+
+    def _batch_files(self, batch: _SimBatch, n: int) -> None:
+        """Write the output and error files (each in an order of its own, as the real API may)."""
+        answered = [r for r in batch.results if r["response"]["status_code"] < 400]
+        failed = [r for r in batch.results if r["response"]["status_code"] >= 400]
+        for kind, results in (("output", answered), ("error", failed)):
+            if not results:
+                continue
+            results = list(results)
+            random.Random(f"{self.seed}:{batch.id}:{kind}").shuffle(results)
+            content = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in results).encode()
+            file_id = self._file_id(f"{batch.id}:{kind}", n)
+            self.files[file_id] = _SimFile(
+                id=file_id, filename=f"{batch.id}_{kind}.jsonl", purpose="batch_output", content=content, created_at=self._now(n)
+            )
+            if kind == "output":
+                batch.output_file_id = file_id
+            else:
+                batch.error_file_id = file_id
 
     # ------------------------------------------------------------------ Anthropic
 
