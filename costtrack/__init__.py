@@ -18,6 +18,7 @@ from .batching import (
     gather_limited,
     run_batch,
 )
+from .budgets import Budget, BudgetExceeded
 from .cache import MemoryCache, RedisCache
 from .fallback import CheapFirst
 from .routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
@@ -34,6 +35,8 @@ __all__ = [
     "BatchJobError",
     "BatchResults",
     "BatchTimeoutError",
+    "Budget",
+    "BudgetExceeded",
     "CallRecord",
     "CheapFirst",
     "Decision",

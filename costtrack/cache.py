@@ -23,7 +23,6 @@ abandoned before their end, never are.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import threading
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .hashing import VOLATILE_KEYS, encode_json
+from .hashing import VOLATILE_KEYS, digest, encode_json
 from .errors import CosttrackError
 from .logs import log, log_once
 
@@ -102,7 +101,7 @@ def cache_key(
                 out.append(f"{name}={value}\x00".encode())
     payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
     encode_json(payload, out)
-    return hashlib.blake2b(b"".join(out), digest_size=16).hexdigest()
+    return digest(out)
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:

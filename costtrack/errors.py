@@ -1,4 +1,4 @@
-"""Errors costtrack raises to its callers (never from inside a wrapped call)."""
+"""Errors costtrack raises to its callers; inside a wrapped call only `BudgetExceeded` (a hard limit), by design."""
 
 from __future__ import annotations
 

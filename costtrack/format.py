@@ -1,8 +1,14 @@
-"""Number formatting for people, in one place: dollars, counts, percentages, milliseconds."""
+"""Number formatting for people, in one place: dollars, counts, percentages, milliseconds.
+
+The report templates use these same functions as Jinja filters (reports/render.py).
+"""
 
 from __future__ import annotations
 
-__all__ = ["usd", "count", "pct", "ms"]
+__all__ = [
+    "usd", "count", "pct", "ms", "change", "days", "duration", "number", "rate", "score", "pvalue", "when", "delta",
+    "FORMATS", "fmt",
+]
 
 
 def usd(value: float | None) -> str:
@@ -31,3 +37,86 @@ def pct(value: float | None) -> str:
 def ms(value: float | None) -> str:
     """Milliseconds."""
     return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def change(value: float | None) -> str:
+    """A relative change (0.25 → +25.0%, -0.5 → -50.0%); '-' when it cannot be computed."""
+    if value is None:
+        return "-"
+    text = f"{value * 100:+,.1f}%"
+    return "0.0%" if text in ("+0.0%", "-0.0%") else text
+
+
+def days(value: float | None) -> str:
+    """A number of days (29.9 days, 1 day)."""
+    if value is None:
+        return "-"
+    text = f"{value:,.1f}".removesuffix(".0")
+    return f"{text} day" if text == "1" else f"{text} days"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the largest whole unit: 30s, 5m, 1h, 1.5h, 7d."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.4g}{unit}"
+    return f"{seconds:.4g}s"
+
+
+def number(value: float | None, digits: int = 2) -> str:
+    """A plain number with `digits` decimals and thousands separators."""
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def rate(value: float | None) -> str:
+    """A price in USD per 1M tokens ($2.50, $0.075)."""
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 0.1 or value == 0 else f"${value:.4g}"
+
+
+def score(value: float | None) -> str:
+    """A quality score (0.912)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def pvalue(value: float | None) -> str:
+    """A p-value (0.0342, < 0.0001)."""
+    if value is None:
+        return "-"
+    return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
+
+
+def when(value: object) -> str:
+    """A moment in UTC to the minute (2026-11-30 14:05 UTC); a date as is."""
+    from datetime import datetime, timezone
+
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+        return f"{value:%Y-%m-%d %H:%M} UTC"
+    return str(value)
+
+
+#: Formatter by name, for tables whose columns say how their cells are formatted.
+FORMATS = {"usd": usd, "count": count, "pct": pct, "ms": ms, "change": change, "days": days, "duration": duration,
+           "number": number, "rate": rate, "score": score, "pvalue": pvalue, "when": when}  # fmt: skip
+
+
+def delta(value: float | None, kind: str) -> str:
+    """A signed difference formatted as `kind`: -$0.0011, +12 ms, -0.013."""
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else "+" if value > 0 else ""
+    return sign + FORMATS[kind](abs(value))  # type: ignore[operator]
+
+
+def fmt(value: object, kind: str | None) -> str:
+    """`value` formatted as `kind` (a key of FORMATS); text as is."""
+    if kind is None or kind == "text":
+        return "-" if value is None else str(value)
+    return FORMATS[kind](value)  # type: ignore[arg-type,operator]

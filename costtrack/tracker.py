@@ -8,10 +8,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .budgets import Budget, BudgetMonitor, make_monitor
 from .calls import Call
 from .logs import log_once
 from .pricing import PriceBook
@@ -42,6 +43,10 @@ class Tracker:
         client = tracker.wrap(OpenAI())
         ...
         tracker.flush()
+
+    `budget` / `budgets` (costtrack.Budget) set spend limits and alerts; with neither,
+    ``$COSTTRACK_MONTHLY_BUDGET_USD`` sets one (alerts only), and ``budgets=[]`` sets none.
+    `budget_options` tune the monitor (see costtrack.budgets.BudgetMonitor).
     """
 
     def __init__(
@@ -57,6 +62,9 @@ class Tracker:
         writer: Writer | None = None,
         clock: Callable[[], float] = time.perf_counter,
         now: Callable[[], datetime] = _utcnow,
+        budget: Budget | None = None,
+        budgets: Iterable[Budget] | None = None,
+        budget_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.database_url = database_url
         self.store_content = store_content
@@ -71,6 +79,12 @@ class Tracker:
         }
         self._lock = threading.Lock()
         self._engine: Engine | None = None
+        #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
+        self.budget_monitor: BudgetMonitor | None = make_monitor(self, budget, budgets, budget_options)
+        if self.budget_monitor is not None:
+            self._writer_options["on_records"] = self.budget_monitor.record_stored
+            if writer is not None:
+                writer.on_records = self.budget_monitor.record_stored
         _live_trackers.add(self)
 
     @property
@@ -99,27 +113,39 @@ class Tracker:
         thread (`Call.to_record`), so the app's call only pays for queueing it.
         """
         try:
-            self.writer.submit(call)
+            monitor = self.budget_monitor
+            self.writer.submit(call if monitor is None else monitor.settling(call))
         except Exception:
             log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
 
     def add(self, record: CallRecord) -> None:
         """Store a record built elsewhere (batch results, imports); never raises."""
         try:
+            if self.budget_monitor is not None:
+                self.budget_monitor.record_built(record)
             self.writer.submit(record)
         except Exception:
             log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
 
     def records(self, since: datetime | None = None, until: datetime | None = None) -> list[CallRecord]:
         """Every stored record of [since, until), oldest first, after a flush (for checks and notebooks)."""
-        from .store.database import ensure_schema, make_engine, resolve_url
         from .store.sql import iter_records
 
         self.flush()
-        if self._engine is None:
-            self._engine = make_engine(resolve_url(self.database_url))
-            ensure_schema(self._engine)
-        return list(iter_records(self._engine, since=since, until=until))
+        return list(iter_records(self._read_engine(), since=since, until=until))
+
+    def _read_engine(self) -> Engine:
+        """An engine for reads (records(), budgets), its schema checked; made on first use."""
+        from .store.database import ensure_schema, make_engine, resolve_url
+
+        engine = self._engine
+        if engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = make_engine(resolve_url(self.database_url))
+                engine = self._engine
+        ensure_schema(engine)  # cheap once it has succeeded
+        return engine
 
     def flush(self, timeout: float | None = None) -> bool:
         """Return once every record so far is stored (True), or kept in the outbox (False)."""
@@ -132,11 +158,13 @@ class Tracker:
         return await asyncio.to_thread(self.flush, timeout)
 
     def close(self) -> None:
-        """Flush and stop the writer; later records start a new one."""
+        """Flush and stop the writer (and send pending budget alerts); later records start a new one."""
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        if self.budget_monitor is not None:
+            self.budget_monitor.close()
 
 
 _live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
@@ -162,14 +190,18 @@ def configure(
     prices_file: str | os.PathLike[str] | None = None,
     store_content: bool = False,
     outbox_dir: str | os.PathLike[str] | None = None,
+    budget: Budget | None = None,
+    budgets: Iterable[Budget] | None = None,
     **options: Any,
 ) -> Tracker:
     """Set the process default tracker; wrapped clients without an explicit tracker use it from now on.
 
         costtrack.configure(database_url="postgresql+psycopg://app@db/costs")
+        costtrack.configure(budget=costtrack.Budget(monthly_usd=50, on_alert=notify))
     """
     global _default
-    new = Tracker(database_url, prices_file=prices_file, store_content=store_content, outbox_dir=outbox_dir, **options)
+    new = Tracker(database_url, prices_file=prices_file, store_content=store_content, outbox_dir=outbox_dir,
+                  budget=budget, budgets=budgets, **options)  # fmt: skip
     with _default_lock:
         old, _default = _default, new
     if old is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
 from .calls import Call
 from .call_context import CallContext, current
@@ -104,7 +105,11 @@ class Instrument:
         return (None, request) if call is None else (call, self.outgoing(call, request))
 
     def begin(self, request: httpx2.Request) -> Call | None:
-        """A Call for an instrumented request (None otherwise), from the app's own request."""
+        """A Call for an instrumented request (None otherwise), from the app's own request.
+
+        Raises costtrack.BudgetExceeded, before anything is sent, when the call would pass
+        a budget with hard_limit=True (its estimate is reserved otherwise).
+        """
         if request.method != "POST":
             return None
         operation = operation_for_path(request.url.path)
@@ -143,6 +148,9 @@ class Instrument:
             # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
             options = body.get("stream_options")
             call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
+        monitor = tracker.budget_monitor
+        if monitor is not None and monitor.hard:
+            monitor.before_send(call)  # the one error costtrack raises into the app on purpose
         return call
 
     @staticmethod
@@ -408,6 +416,8 @@ class CostTransport(httpx2.BaseTransport):
         directive = take_cache_directive(request)
         try:
             call = instrument.begin(request)
+        except BudgetExceeded:
+            raise  # a hard budget limit: the request is not sent
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None
@@ -453,6 +463,8 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
         directive = take_cache_directive(request)
         try:
             call = instrument.begin(request)
+        except BudgetExceeded:
+            raise  # a hard budget limit: the request is not sent
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call = None

@@ -153,7 +153,7 @@ def test_new_sqlite_file_is_migrated_on_first_use(sqlite_url, tmp_path) -> None:
     engine = make_engine(sqlite_url)
     assert current_revision(engine) is None
     ensure_schema(engine)
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     ensure_schema(engine)  # cheap and harmless the second time
     engine.dispose()
     assert (tmp_path / "costtrack.db").exists()

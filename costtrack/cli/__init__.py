@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import bench, cache, calc, db, demo, export, prices, reprice, stats
+from . import alerts, bench, cache, calc, db, demo, export, prices, report, reprice, simulate, stats
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,9 @@ app.command("bench")(bench.bench)
 app.add_typer(prices.app, name="prices")
 app.add_typer(db.app, name="db")
 app.add_typer(cache.app, name="cache")
+app.add_typer(report.app, name="report")
+app.add_typer(alerts.app, name="alerts")
+app.command("simulate")(simulate.simulate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -360,20 +360,31 @@ _warned: set[str] = set()
 _lock = threading.Lock()
 
 
+# Alembic keeps per-run state in module globals: two migrations in one process at once
+# (trackers on different databases) must take turns. The database lock covers other processes.
+_ALEMBIC_LOCK = threading.Lock()
+
+
+def _alembic_upgrade(conn: Connection, revision: str) -> None:
+    from alembic import command
+
+    with _ALEMBIC_LOCK:
+        command.upgrade(alembic_config(connection=conn), revision)
+
+
 def upgrade(target: Engine | str | None = None, revision: str = "head") -> str | None:
     """Migrate the database to `revision` (default: the newest). Returns the revision reached.
 
     Safe to run from several processes at once. `target` is an Engine, a URL, or None
     for the resolved URL. Raises DatabaseURLError when the database cannot be reached.
     """
-    from alembic import command
 
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
         try:
             with engine.connect() as conn:
                 with migration_transaction(conn):
-                    command.upgrade(alembic_config(connection=conn), revision)
+                    _alembic_upgrade(conn, revision)
         except DBAPIError:
             # Another process may have won a race we could not serialise (e.g. the
             # table was created outside Alembic): accept a schema that is now current.
@@ -440,12 +451,11 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _upgrade_in_place(engine: Engine) -> None:
-    from alembic import command
 
     try:
         with engine.connect() as conn:
             with migration_transaction(conn):
-                command.upgrade(alembic_config(connection=conn), "head")
+                _alembic_upgrade(conn, "head")
     except DBAPIError:
         with engine.connect() as conn:
             has_records, version = _state(conn)

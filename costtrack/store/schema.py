@@ -1,4 +1,5 @@
-"""The `records` table: one row per CallRecord, its columns exactly the record's fields.
+"""The `records` table: one row per CallRecord, its columns exactly the record's fields
+(and `budget_alerts`: which budget alerts have fired, see costtrack/budgets.py).
 
 SQLAlchemy Core only. Timestamps are stored in UTC: `timestamptz` on Postgres,
 and on SQLite the text form ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC, fixed width, so it
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["metadata", "records", "UTCDateTime", "INSERT_COLUMNS"]
+__all__ = ["metadata", "records", "budget_alerts", "UTCDateTime", "INSERT_COLUMNS"]
 
 #: Constraint and index names are fixed so migrations can refer to them.
 metadata = MetaData(
@@ -109,3 +110,19 @@ records = Table(
 
 #: Column names in table order (the order of CallRecord's fields).
 INSERT_COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)
+
+#: Budget alerts already sent: one row per (budget, period, threshold). The primary key
+#: makes "fire once" hold across processes and restarts: the process whose INSERT
+#: succeeds sends the alert, the others see a conflict and stay quiet (costtrack/budgets.py).
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("budget_key", String(255), primary_key=True),
+    Column("period_start", UTCDateTime(), primary_key=True),
+    # The threshold fraction as text ("0.5", "1"), or "projected" for the projection alert.
+    Column("threshold", String(32), primary_key=True),
+    Column("fired_at", UTCDateTime(), nullable=False),
+    Column("spend_usd", Double),
+    Column("budget_usd", Double),
+    Column("fired_by", Text),  # host:pid of the process that sent it
+)

@@ -9,6 +9,8 @@ SQLite and Postgres), so replaying an outbox never duplicates a record.
 
 from __future__ import annotations
 
+import functools
+
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
@@ -78,6 +80,18 @@ _SQL = {
 }
 
 
+# SQLite gets many rows per INSERT statement: its driver releases the GIL for every
+# statement it steps, and with a busy app thread each re-acquisition waits a whole
+# switch interval (5 ms), so row-by-row executemany stalls for seconds per batch.
+_SQLITE_ROWS_PER_STATEMENT = min(500, 32766 // len(INSERT_COLUMNS))
+_SQLITE_ROW = f"({', '.join('?' for _ in INSERT_COLUMNS)})"
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_multi_insert(rows: int) -> str:
+    return f"INSERT INTO records ({_QCOLS}) VALUES {', '.join([_SQLITE_ROW] * rows)} ON CONFLICT (id) DO NOTHING"
+
+
 def record_to_row(record: CallRecord, dialect: str = "sqlite") -> tuple[Any, ...]:
     """The row tuple `insert_records` sends for `record` (columns in INSERT_COLUMNS order)."""
     return _ROW[dialect](record.__dict__)
@@ -100,8 +114,15 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
             # could fail to upgrade without waiting on the busy timeout.
             conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
-            result = conn.exec_driver_sql(_SQL[dialect], rows)
-            return max(result.rowcount, 0)
+            if dialect != "sqlite":
+                return max(conn.exec_driver_sql(_SQL[dialect], rows).rowcount, 0)
+            inserted = 0
+            step = _SQLITE_ROWS_PER_STATEMENT
+            for start in range(0, len(rows), step):
+                chunk = rows[start : start + step]
+                params = tuple(value for row in chunk for value in row)
+                inserted += max(conn.exec_driver_sql(_sqlite_multi_insert(len(chunk)), params).rowcount, 0)
+            return inserted
 
 
 # --------------------------------------------------------------------------- reads

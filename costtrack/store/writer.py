@@ -286,6 +286,9 @@ class Writer:
     `stats` counts what happened: attempts, batches, stored (records written,
     replays included), inserted (new rows), failures, spilled, replayed, rejected,
     lost. `pending` is the number of records submitted but not yet settled.
+
+    `on_records(batch)`, when set, is called in the writer thread with each batch of
+    records just stored (outbox replays included); what it raises is logged once.
     """
 
     def __init__(
@@ -300,6 +303,7 @@ class Writer:
         sleep: Callable[[float], Any] | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        on_records: Callable[[list[CallRecord]], None] | None = None,
     ) -> None:
         if batch_size < 1 or max_buffer < 1:
             raise ValueError("batch_size and max_buffer must be at least 1")
@@ -308,6 +312,9 @@ class Writer:
         self.max_buffer = max_buffer
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        #: Called in the writer thread with each batch just stored (or set aside as rejected),
+        #: replays included; used by budgets to know what the database now holds. Errors are logged.
+        self.on_records = on_records
         self._clock = clock
         self._sleep = sleep
         self.outbox_dir = Path(outbox_dir) if outbox_dir is not None else default_outbox_dir()
@@ -665,6 +672,12 @@ class Writer:
         self.stats["inserted"] += inserted
         self.stats["batches"] += 1
         self._db_ok()
+        hook = self.on_records
+        if hook is not None:
+            try:
+                hook(list(batch))
+            except Exception as exc:
+                self._log_once("on_records", logging.ERROR, "costtrack: the on_records hook failed: %s", _first_line(exc), exc_info=True)
         return True
 
     def _store_one_by_one(self, engine: Engine, batch: Sequence[CallRecord]) -> int:

@@ -1,0 +1,326 @@
+"""Budget alerts: what an alert says, and where it goes (a callable, Python logging, a webhook).
+
+An :class:`Alert` is built by the budget monitor (``costtrack/budgets.py``) when a
+budget passes one of its thresholds, or when its projected period-end spend passes
+the budget. Sinks receive it in costtrack's alert thread, never on the app's thread:
+
+- any callable ``sink(alert)``;
+- :class:`LoggingSink`: a log record on the ``costtrack.alerts`` logger (WARNING);
+- :class:`WebhookSink`: a JSON POST whose ``text`` field makes it a valid Slack
+  incoming-webhook message; the other fields carry the alert's data.
+
+A sink that raises (or a webhook answering an error status) is tried again
+``retries`` times, waiting ``backoff``, then twice that, ... between attempts
+(the ``sleep`` function is injectable), then logged as an error. A sink can never
+break the app's call: it does not run there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .logs import log
+
+__all__ = [
+    "ENV_ALERT_WEBHOOK",
+    "Alert",
+    "AlertDispatcher",
+    "LoggingSink",
+    "Sink",
+    "WebhookError",
+    "WebhookSink",
+    "as_sink",
+    "env_sinks",
+]
+
+ENV_ALERT_WEBHOOK = "COSTTRACK_ALERT_WEBHOOK"
+
+#: A sink: anything called with the Alert (its return value is ignored).
+Sink = Callable[["Alert"], Any]
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:,.4f}"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One budget alert.
+
+    `kind` is ``"threshold"`` (the budget's `threshold` fraction was reached) or
+    ``"projected"`` (spend projected to the period's end passes the budget). For a
+    daily or weekly budget, ``month_to_date_usd`` and ``projected_month_end_usd`` are
+    the period's (day or week to date, projected to its end).
+    """
+
+    budget: str  # the budget's key: its name, or "period:amount[:scope]"
+    budget_usd: float
+    period: str  # "month", "week" or "day" (UTC)
+    period_start: datetime
+    period_end: datetime
+    scope: dict[str, str]
+    kind: str  # "threshold" or "projected"
+    threshold: float | None  # the fraction reached (0.8), None for a projection alert
+    month_to_date_usd: float
+    projected_month_end_usd: float
+    percent_used: float  # 0-100 (above 100 once the budget is passed)
+    top_endpoints: list[tuple[str, float]] = field(default_factory=list)
+    top_models: list[tuple[str, float]] = field(default_factory=list)
+    hard_limit: bool = False
+    at: datetime | None = None  # when it fired (UTC)
+
+    def describe_budget(self) -> str:
+        scope = ", ".join(f"{k}={v}" for k, v in self.scope.items())
+        return f"{_usd(self.budget_usd)}/{self.period}" + (f" ({scope})" if scope else "")
+
+    def text(self) -> str:
+        """One human-readable message (Slack's ``text``)."""
+        what = (
+            f"passed {self.threshold * 100:g}% of its budget"
+            if self.kind == "threshold" and self.threshold is not None
+            else "is projected to pass its budget"
+        )
+        label = self.period_start.strftime("%Y-%m" if self.period == "month" else "%Y-%m-%d")
+        lines = [
+            (
+                f"costtrack budget {self.budget!r} ({self.describe_budget()}) {what}: "
+                f"{_usd(self.month_to_date_usd)} spent in the {self.period} of {label} UTC "
+                f"({self.percent_used:.1f}%), projected {_usd(self.projected_month_end_usd)} by the {self.period}'s end."
+            )
+        ]
+        if self.top_endpoints:
+            lines.append("Top endpoints: " + ", ".join(f"{name} {_usd(usd)}" for name, usd in self.top_endpoints))
+        if self.top_models:
+            lines.append("Top models: " + ", ".join(f"{name} {_usd(usd)}" for name, usd in self.top_models))
+        if self.hard_limit:
+            lines.append("Hard limit: calls that would pass the budget are refused (costtrack.BudgetExceeded).")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, with the message in ``text`` (what the webhook posts)."""
+        return {
+            "text": self.text(),
+            "budget": self.budget,
+            "budget_usd": self.budget_usd,
+            "period": self.period,
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "scope": dict(self.scope),
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "month_to_date_usd": round(self.month_to_date_usd, 10),
+            "projected_month_end_usd": round(self.projected_month_end_usd, 10),
+            "percent_used": round(self.percent_used, 4),
+            "top_endpoints": [{"endpoint": name, "usd": round(usd, 10)} for name, usd in self.top_endpoints],
+            "top_models": [{"model": name, "usd": round(usd, 10)} for name, usd in self.top_models],
+            "hard_limit": self.hard_limit,
+            "at": self.at.isoformat() if self.at is not None else None,
+        }
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class LoggingSink:
+    """Logs each alert's text on `logger` (default ``costtrack.alerts``) at `level` (default WARNING)."""
+
+    def __init__(self, logger: str | logging.Logger = "costtrack.alerts", level: int = logging.WARNING) -> None:
+        self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
+        self.level = level
+
+    def __call__(self, alert: Alert) -> None:
+        self.logger.log(self.level, "%s", alert.text(), extra={"costtrack_alert": alert.as_dict()})
+
+    def __repr__(self) -> str:
+        return f"LoggingSink({self.logger.name!r})"
+
+
+class WebhookError(Exception):
+    """A webhook answered with an error status."""
+
+
+def _safe_url(url: str) -> str:
+    # Webhook URLs are secrets (Slack's carry the token in the path): show the host only.
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/..."
+
+
+class WebhookSink:
+    """POSTs ``alert.as_dict()`` as JSON to `url` (a Slack incoming webhook works as is).
+
+    A 2xx answer is success; anything else, or a network error, raises (and the
+    dispatcher tries again). The URL is never logged in full.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ConfigError(f"alert webhook {url!r} is not an http(s) URL: give e.g. https://hooks.slack.com/services/...")
+        self.url = url
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+
+    def __call__(self, alert: Alert) -> None:
+        import httpx2
+
+        response = httpx2.post(self.url, json=alert.as_dict(), timeout=self.timeout, headers=self.headers)
+        if not 200 <= response.status_code < 300:
+            raise WebhookError(f"webhook {_safe_url(self.url)} answered HTTP {response.status_code}")
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({_safe_url(self.url)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WebhookSink) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+
+def as_sink(value: Any) -> Sink:
+    """A sink from what a user may pass: a callable, an http(s) URL, "log"/"logging", or a Logger."""
+    if isinstance(value, str):
+        if value in ("log", "logging"):
+            return LoggingSink()
+        return WebhookSink(value)
+    if isinstance(value, logging.Logger):
+        return LoggingSink(value)
+    if callable(value):
+        return value
+    raise ConfigError(
+        f"{value!r} is not an alert sink: give a callable taking the Alert, a webhook URL, or 'logging'"
+    )
+
+
+def env_sinks() -> list[Sink]:
+    """The webhook named by $COSTTRACK_ALERT_WEBHOOK, if set (a bad value is logged and ignored)."""
+    url = (os.environ.get(ENV_ALERT_WEBHOOK) or "").strip()
+    if not url:
+        return []
+    try:
+        return [WebhookSink(url)]
+    except ConfigError as exc:
+        log.error("costtrack: $%s ignored: %s", ENV_ALERT_WEBHOOK, exc)
+        return []
+
+
+def _sink_name(sink: Sink) -> str:
+    if isinstance(sink, (LoggingSink, WebhookSink)):
+        return repr(sink)
+    return getattr(sink, "__qualname__", None) or type(sink).__name__
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class AlertDispatcher:
+    """Runs alert jobs in one background thread, in order; delivers alerts to sinks with retries.
+
+    `retries`: extra attempts per sink after a failure; `backoff`: seconds before the
+    first retry, doubling after each; `sleep`: how to wait (inject a fake in tests).
+    """
+
+    def __init__(self, *, retries: int = 3, backoff: float = 1.0, sleep: Callable[[float], Any] = time.sleep) -> None:
+        if retries < 0 or backoff < 0:
+            raise ConfigError("alert retries and backoff must not be negative")
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Condition(self._lock)
+        self._unfinished = 0
+        #: Alerts delivered to every sink / sink attempts that failed for good.
+        self.delivered = 0
+        self.failed = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue `job` for the alert thread (started on first use). Never raises."""
+        with self._lock:
+            self._unfinished += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="costtrack-alerts", daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                with self._idle:
+                    self._idle.notify_all()
+                return
+            try:
+                job()
+            except Exception:
+                log.error("costtrack: internal error while handling a budget alert", exc_info=True)
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    self._idle.notify_all()
+
+    def deliver(self, alert: Alert, sinks: Iterable[Sink]) -> bool:
+        """Send `alert` to each sink (called in the alert thread); True if every sink took it."""
+        ok = True
+        for sink in sinks:
+            attempts = self.retries + 1
+            delay = self.backoff
+            for attempt in range(1, attempts + 1):
+                try:
+                    sink(alert)
+                    break
+                except Exception as exc:
+                    if attempt < attempts:
+                        log.warning(
+                            "costtrack: alert sink %s failed (attempt %d of %d: %s); trying again in %gs",
+                            _sink_name(sink), attempt, attempts, exc, delay,
+                        )  # fmt: skip
+                        try:
+                            self.sleep(delay)
+                        except Exception:
+                            log.debug("costtrack: the alert retry sleep failed", exc_info=True)
+                        delay *= 2
+                    else:
+                        ok = False
+                        self.failed += 1
+                        log.error(
+                            "costtrack: alert sink %s failed %d times, giving up on this alert (%s): %s",
+                            _sink_name(sink), attempts, exc, alert.text().splitlines()[0],
+                        )  # fmt: skip
+        if ok:
+            self.delivered += 1
+        return ok
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job queued so far has run (True), or `timeout` seconds passed (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self._unfinished > 0:
+                if self._thread is None or not self._thread.is_alive():
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(0.5 if remaining is None else min(remaining, 0.5))
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Run what is queued (up to `timeout` seconds), then stop the thread; it restarts on the next submit."""
+        done = self.flush(timeout)
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            if done:
+                thread.join(timeout=1.0)
+        return done

@@ -1,0 +1,1334 @@
+"""Budgets: spend limits per calendar month (or day, week), threshold alerts, and an optional hard limit.
+
+    costtrack.configure(budget=costtrack.Budget(monthly_usd=50, thresholds=(0.5, 0.8, 1.0), on_alert=notify))
+    costtrack.configure(budgets=[costtrack.Budget(monthly_usd=10, endpoint="/api/chat"),
+                                 costtrack.Budget(monthly_usd=5, user="u42", hard_limit=True)])
+
+How spend is known without a query per call. Each Tracker with budgets has a
+:class:`BudgetMonitor` that keeps, per budget and period, in memory:
+
+- ``db``: the scope's spend in the database at the last refresh (every process's
+  records), re-read by a background thread every ``refresh_interval`` seconds;
+- ``pending``: this process's records already priced but not yet stored (they are
+  built in the writer thread, see :class:`_Settling`);
+- ``after``: this process's records stored since the last refresh;
+- ``reserved``: estimates of this process's hard-limited calls in flight.
+
+Month-to-date = db + pending + after. The writer's ``on_records`` hook moves a
+record from pending to after once its batch is committed; a refresh re-reads the
+database and drops what it now includes. A refresh that overlaps a commit of this
+process is retried, so a record is counted twice only in a rare race, for at most
+one refresh interval, and never missed.
+
+Alerts: when a threshold is reached in memory, the alert thread re-checks the
+spend against the database (after flushing this process's records), then INSERTs
+(budget key, period start, threshold) into ``budget_alerts``, whose primary key
+makes it succeed in exactly one process, ever; that process sends the alert. So
+each threshold fires once per budget per period, across processes and restarts.
+
+Hard limit: before a call in the scope of a ``hard_limit=True`` budget is sent,
+its cost is estimated (:func:`estimate_tokens`), and month-to-date + the estimates
+of calls in flight + this estimate must stay within the budget, or
+:class:`BudgetExceeded` is raised and nothing is sent. The check and the
+reservation of the estimate happen under one lock, so concurrent calls of one
+process cannot slip past together; each reservation is replaced by the recorded
+cost once the call's record is built. Across processes, what other processes
+spent reaches this one at the next refresh (sooner near the limit: within 90% of
+the budget every such call wakes the refresher, at most every
+``near_limit_refresh`` seconds), and their calls in flight are not seen at all: a
+fleet can pass a hard limit by what it spends in about one refresh interval. The
+first hard-limited call of a process waits for one read of the database, so a
+restart does not start from zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .alerts import Alert, AlertDispatcher, LoggingSink, Sink, as_sink, env_sinks
+from .errors import ConfigError, CosttrackError
+from .logs import log, log_once
+from .usage import Usage
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from .calls import Call
+    from .pricing import PriceBook
+    from .records import CallRecord
+    from .tracker import Tracker
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_MAX_OUTPUT_TOKENS",
+    "DEFAULT_THRESHOLDS",
+    "ENV_MONTHLY_BUDGET",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetMonitor",
+    "BudgetStatus",
+    "Estimate",
+    "Totals",
+    "budgets_from_env",
+    "check_budget",
+    "estimate_cost",
+    "estimate_tokens",
+    "make_monitor",
+    "parse_usd",
+    "period_bounds",
+    "project",
+    "query_top",
+    "query_totals",
+]
+
+UTC = timezone.utc
+ENV_MONTHLY_BUDGET = "COSTTRACK_MONTHLY_BUDGET_USD"
+PERIODS = ("month", "week", "day")
+DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+
+#: The estimator: characters of prompt text per token (English text with the OpenAI and
+#: Anthropic tokenizers averages about 4; code and most other languages have fewer, so
+#: their estimate is low), tokens added per message, tokens added per request (the reply's
+#: priming), tokens per image (OpenAI's low-detail figure; detailed images cost more).
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+REPLY_OVERHEAD_TOKENS = 3
+IMAGE_TOKENS = 85
+#: Output tokens assumed for a request that sets no max_tokens / max_completion_tokens / max_output_tokens.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+#: Projection of the period's end from the recent rate: (window the rate is measured over,
+#: smallest time span it is divided by, so a first burst is not extrapolated from minutes).
+_PROJECTION = {
+    "month": (timedelta(days=7), timedelta(days=1)),
+    "week": (timedelta(days=2), timedelta(hours=6)),
+    "day": (timedelta(hours=6), timedelta(hours=1)),
+}
+_REFRESH_ATTEMPTS = 4
+_EPS = 1e-9
+_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
+_PROJECTED = "projected"
+
+
+# --------------------------------------------------------------------------- periods and amounts
+
+
+def period_bounds(period: str, at: datetime) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the calendar month, ISO week (Monday) or day that contains `at`."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    day = datetime(at.year, at.month, at.day, tzinfo=UTC)
+    if period == "month":
+        return day.replace(day=1), datetime(at.year + at.month // 12, at.month % 12 + 1, 1, tzinfo=UTC)
+    if period == "week":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    if period == "day":
+        return day, day + timedelta(days=1)
+    raise ConfigError(f"budget period {period!r} is not one of month, week, day")
+
+
+def parse_usd(text: str, what: str = "budget") -> float:
+    """A positive USD amount from text such as "50", "$1,000.50"; ConfigError otherwise."""
+    cleaned = str(text).strip().lstrip("$").replace(",", "").replace("_", "").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not an amount in USD: use a number such as 50 or 1000.50") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} {text!r} must be a positive amount in USD, such as 50")
+    return value
+
+
+def _amount(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"Budget {name}={value!r} is not a number: give USD, e.g. {name}=50")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"Budget {name}={value!r} must be a positive amount in USD")
+    return value
+
+
+def _tag_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _label(threshold: float) -> str:
+    return f"{threshold:g}"
+
+
+def _one_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return f"{type(orig if orig is not None else exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- Budget
+
+
+class Budget:
+    """A spend limit for one period (a calendar month, ISO week or day, in UTC), optionally scoped.
+
+    Args:
+        monthly_usd: the amount per `period` (USD); or give `weekly_usd` / `daily_usd`.
+        period: "month" (default), "week" or "day"; implied by `weekly_usd` / `daily_usd`.
+        thresholds: fractions of the amount that raise an alert, once each per period
+            (default 0.5, 0.8, 1.0; values above 1 are allowed, e.g. 1.2).
+        endpoint, model, user, tag: the scope; only matching records count. `model`
+            matches the model asked for or answered, exactly; `tag` is "key=value", a
+            (key, value) pair or a one-item dict, compared as text.
+        on_alert / sinks: where alerts go: callables taking an :class:`~costtrack.alerts.Alert`,
+            webhook URLs, "logging". Default: logging. ``$COSTTRACK_ALERT_WEBHOOK`` is added to every budget.
+        hard_limit: refuse (raise :class:`BudgetExceeded`) a call that would pass the amount.
+        projection: alert once when the period's end, projected from the recent rate, passes the amount.
+        name: the budget's key in the alert state (default: period, amount and scope). Rename it and
+            its alerts fire again.
+    """
+
+    __slots__ = (
+        "_key",
+        "amount_usd",
+        "endpoint",
+        "hard_limit",
+        "model",
+        "name",
+        "period",
+        "projection",
+        "sinks",
+        "tag",
+        "thresholds",
+        "user",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        monthly_usd: float | None = None,
+        *,
+        period: str | None = None,
+        weekly_usd: float | None = None,
+        daily_usd: float | None = None,
+        thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+        endpoint: str | None = None,
+        model: str | None = None,
+        user: str | None = None,
+        tag: str | tuple[str, Any] | Mapping[str, Any] | None = None,
+        on_alert: Sink | str | None = None,
+        sinks: Iterable[Sink | str] = (),
+        hard_limit: bool = False,
+        projection: bool = True,
+        name: str | None = None,
+    ) -> None:
+        given = [(n, v) for n, v in (("monthly_usd", monthly_usd), ("weekly_usd", weekly_usd), ("daily_usd", daily_usd)) if v is not None]
+        if len(given) != 1:
+            raise ConfigError("a Budget needs exactly one amount: monthly_usd=..., weekly_usd=... or daily_usd=...")
+        which, value = given[0]
+        implied = {"monthly_usd": None, "weekly_usd": "week", "daily_usd": "day"}[which]
+        if period is not None and period not in PERIODS:
+            raise ConfigError(f"Budget period={period!r} is not one of 'month', 'week', 'day'")
+        if implied is not None and period is not None and period != implied:
+            raise ConfigError(f"Budget {which}= is a {implied}ly amount but period={period!r}: drop one")
+        self.amount_usd = _amount(value, which)
+        self.period = implied or period or "month"
+        ts: list[float] = []
+        for t in thresholds:
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+                raise ConfigError(f"Budget threshold {t!r} is not a positive fraction of the budget (e.g. 0.8 for 80%)")
+            if t > 10:
+                raise ConfigError(f"Budget threshold {t!r} looks like a percentage: give fractions, e.g. 0.8 for 80%")
+            ts.append(float(t))
+        self.thresholds = tuple(sorted(set(ts)))
+        for field_name, field_value in (("endpoint", endpoint), ("model", model), ("user", user), ("name", name)):
+            if field_value is not None and (not isinstance(field_value, str) or not field_value):
+                raise ConfigError(f"Budget {field_name}={field_value!r} must be a non-empty string")
+        self.endpoint = endpoint
+        self.model = model
+        self.user = user
+        self.tag = _parse_tag(tag)
+        items = ([on_alert] if on_alert is not None else []) + list(sinks)
+        self.sinks: tuple[Sink, ...] = tuple(as_sink(s) for s in items)
+        self.hard_limit = bool(hard_limit)
+        self.projection = bool(projection)
+        self.name = name
+        self._key = self._make_key()
+
+    # -- identity
+
+    @property
+    def scope(self) -> dict[str, str]:
+        """The scope as text, e.g. {"endpoint": "/api/chat"}; empty for every call."""
+        out: dict[str, str] = {}
+        if self.endpoint is not None:
+            out["endpoint"] = self.endpoint
+        if self.model is not None:
+            out["model"] = self.model
+        if self.user is not None:
+            out["user"] = self.user
+        if self.tag is not None:
+            out["tag"] = f"{self.tag[0]}={self.tag[1]}"
+        return out
+
+    @property
+    def key(self) -> str:
+        """The budget's identity in the alert state: `name`, else "period:amount[:scope]"."""
+        return self._key
+
+    def _make_key(self) -> str:
+        if self.name:
+            key = self.name
+        else:
+            scope = ",".join(f"{k}={v}" for k, v in self.scope.items())
+            key = f"{self.period}:{self.amount_usd:g}" + (f":{scope}" if scope else "")
+        if len(key) > 255:
+            key = key[:230] + ":" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        return key
+
+    @property
+    def amount_field(self) -> str:
+        return {"month": "monthly_usd", "week": "weekly_usd", "day": "daily_usd"}[self.period]
+
+    def describe(self) -> str:
+        """E.g. "$50.00/month (endpoint=/api/chat)"."""
+        scope = ", ".join(f"{k}={v}" for k, v in self.scope.items())
+        return f"${self.amount_usd:,.2f}/{self.period}" + (f" ({scope})" if scope else "")
+
+    def __repr__(self) -> str:
+        parts = [f"{self.amount_field}={self.amount_usd:g}"]
+        parts += [f"{k}={v!r}" for k, v in self.scope.items()]
+        if self.hard_limit:
+            parts.append("hard_limit=True")
+        if self.name:
+            parts.append(f"name={self.name!r}")
+        return f"Budget({', '.join(parts)})"
+
+    # -- scope
+
+    def matches_record(self, record: CallRecord) -> bool:
+        """Whether a record counts against this budget (its cost aside)."""
+        if self.endpoint is not None and record.endpoint != self.endpoint:
+            return False
+        if self.user is not None and record.user != self.user:
+            return False
+        if self.model is not None and self.model != record.model and self.model != record.model_requested:
+            return False
+        if self.tag is not None:
+            key, value = self.tag
+            tags = record.tags
+            if key not in tags or _tag_text(tags[key]) != value:
+                return False
+        return True
+
+    def matches_call(self, endpoint: str, user: str | None, tags: Mapping[str, Any], call: Call) -> bool:
+        """Whether a call about to be sent is in scope (the model is the one asked for)."""
+        if self.endpoint is not None and endpoint != self.endpoint:
+            return False
+        if self.user is not None and user != self.user:
+            return False
+        if self.tag is not None:
+            key, value = self.tag
+            if key not in tags or _tag_text(tags[key]) != value:
+                return False
+        return self.model is None or call.model_requested == self.model
+
+    def sql_conditions(self) -> list[Any]:
+        """SQLAlchemy conditions on the records table for this scope."""
+        from sqlalchemy import or_
+
+        from .store.schema import records as t
+
+        conds: list[Any] = []
+        if self.endpoint is not None:
+            conds.append(t.c.endpoint == self.endpoint)
+        if self.user is not None:
+            conds.append(t.c.user == self.user)
+        if self.model is not None:
+            conds.append(or_(t.c.model == self.model, t.c.model_requested == self.model))
+        if self.tag is not None:
+            conds.append(t.c.tags[self.tag[0]].as_string() == self.tag[1])
+        return conds
+
+
+def _parse_tag(tag: Any) -> tuple[str, str] | None:
+    if tag is None:
+        return None
+    if isinstance(tag, str):
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Budget tag={tag!r} is not 'key=value'")
+        return key, value
+    if isinstance(tag, Mapping):
+        if len(tag) != 1:
+            raise ConfigError(f"Budget tag={dict(tag)!r} must have exactly one key (one budget per tag)")
+        ((key, value),) = tag.items()
+        return str(key), _tag_text(value)
+    if isinstance(tag, tuple) and len(tag) == 2:
+        return str(tag[0]), _tag_text(tag[1])
+    raise ConfigError(f"Budget tag={tag!r} must be 'key=value', a (key, value) pair or {{key: value}}")
+
+
+# --------------------------------------------------------------------------- the exception
+
+
+class BudgetExceeded(CosttrackError):
+    """A call was refused before it was sent: it would pass a budget with ``hard_limit=True``.
+
+    The one exception costtrack raises into the app's calls on purpose. Nothing was
+    sent and nothing was billed. Attributes: `budget` (the Budget), `spend_usd`
+    (its period's spend so far), `reserved_usd` (estimates of this process's calls in
+    flight), `estimate_usd` (this call's estimate), `period_start`, `period_end`.
+
+    For Anthropic clients the exception raised is a subclass that is also an
+    ``anthropic.AnthropicError``, so the SDK passes it on as is instead of wrapping it
+    in a retried APIConnectionError; ``except costtrack.BudgetExceeded`` catches both.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        budget: Budget | None = None,
+        spend_usd: float = 0.0,
+        reserved_usd: float = 0.0,
+        estimate_usd: float = 0.0,
+        period_start: datetime | None = None,
+        period_end: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.budget = budget
+        self.spend_usd = spend_usd
+        self.reserved_usd = reserved_usd
+        self.estimate_usd = estimate_usd
+        self.period_start = period_start
+        self.period_end = period_end
+
+
+_sdk_exceptions: dict[str, type[BudgetExceeded]] = {}
+
+
+def _exception_class(api: str) -> type[BudgetExceeded]:
+    """BudgetExceeded, or for the Anthropic SDK a subclass it will not wrap and retry."""
+    if api != "anthropic":
+        return BudgetExceeded
+    cls = _sdk_exceptions.get(api)
+    if cls is None:
+        try:
+            import anthropic
+
+            base: type[Exception] = anthropic.AnthropicError
+        except Exception:  # pragma: no cover - the SDK is there: the client came from it
+            return BudgetExceeded
+        cls = type("BudgetExceeded", (BudgetExceeded, base), {"__module__": __name__, "__doc__": BudgetExceeded.__doc__})
+        _sdk_exceptions[api] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------- estimating a request
+
+
+def _json_len(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def _chars(value: Any) -> int:
+    """Characters of prompt text in a message's content (str, or a list of parts)."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        n = 0
+        for part in value:
+            if isinstance(part, str):
+                n += len(part)
+            elif isinstance(part, dict):
+                text = part.get("text")
+                if isinstance(text, str):
+                    n += len(text)
+                    continue
+                kind = part.get("type")
+                if kind in _IMAGE_TYPES:
+                    n += IMAGE_TOKENS * CHARS_PER_TOKEN
+                elif kind == "tool_result":
+                    n += _chars(part.get("content"))
+                else:
+                    n += _json_len(part)
+            else:
+                n += _json_len(part)
+        return n
+    return _json_len(value)
+
+
+def _tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def _cap(*values: Any) -> int | None:
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+            return v
+    return None
+
+
+def _format_chars(fmt: Any) -> int:
+    return _json_len(fmt) if isinstance(fmt, dict) and fmt.get("type") not in (None, "text") else 0
+
+
+def estimate_tokens(
+    operation: str, body: Mapping[str, Any], *, default_max_output: int = DEFAULT_MAX_OUTPUT_TOKENS
+) -> tuple[int, int]:
+    """(input tokens, output tokens) a request may be billed, estimated from its JSON body alone.
+
+    Input: ``ceil(characters of prompt text / 4)``, plus 4 tokens per message and 3 per
+    request; tool definitions and JSON schemas count by the length of their JSON;
+    an image counts 85 tokens. Output: at most ``max_tokens`` / ``max_completion_tokens``
+    (times ``n`` choices) / ``max_output_tokens``, or `default_max_output` when the
+    request sets none. Embeddings have no output.
+    """
+    if operation == "chat.completions":  # the common case, written out: it runs on the app's thread
+        chars = messages = 0
+        for m in body.get("messages") or ():
+            if type(m) is dict:
+                messages += 1
+                content = m.get("content")
+                chars += len(content) if type(content) is str else _chars(content)
+                if m.get("tool_calls"):
+                    chars += _json_len(m["tool_calls"])
+        extra = 0
+        if body.get("tools"):
+            extra = _json_len(body["tools"])
+        if "response_format" in body:
+            extra += _format_chars(body["response_format"])
+        tokens_in = -(-chars // CHARS_PER_TOKEN) + -(-extra // CHARS_PER_TOKEN) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+        cap = body.get("max_completion_tokens")
+        if type(cap) is not int or cap < 0:
+            cap = body.get("max_tokens")
+            if type(cap) is not int or cap < 0:
+                cap = default_max_output
+        n = body.get("n")
+        return tokens_in, cap * n if type(n) is int and n > 1 else cap
+    if operation == "responses":
+        chars = _chars(body.get("instructions")) if isinstance(body.get("instructions"), str) else 0
+        items = body.get("input")
+        messages = 1 if chars else 0
+        if isinstance(items, str):
+            chars += len(items)
+            messages += 1
+        elif isinstance(items, list):
+            for item in items:
+                messages += 1
+                if isinstance(item, dict) and "role" in item:
+                    chars += _chars(item.get("content"))
+                else:
+                    chars += _json_len(item)
+        extra = _json_len(body["tools"]) if body.get("tools") else 0
+        text = body.get("text")
+        extra += _format_chars(text.get("format")) if isinstance(text, dict) else 0
+        tokens_in = _tokens(chars) + _tokens(extra) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+        cap = _cap(body.get("max_output_tokens"))
+        return tokens_in, default_max_output if cap is None else cap
+    if operation == "embeddings":
+        value = body.get("input")
+        if isinstance(value, str):
+            return _tokens(len(value)), 0
+        total = 0
+        for item in value if isinstance(value, list) else ():
+            if isinstance(item, str):
+                total += _tokens(len(item))
+            elif isinstance(item, int):
+                total += 1  # an array of token ids
+            elif isinstance(item, list):
+                total += len(item)
+        return total, 0
+    if operation == "messages":
+        system = body.get("system")
+        chars = _chars(system) if system else 0
+        messages = 0
+        for m in body.get("messages") or ():
+            if isinstance(m, dict):
+                messages += 1
+                chars += _chars(m.get("content"))
+        extra = _json_len(body["tools"]) if body.get("tools") else 0
+        config = body.get("output_config")
+        extra += _format_chars(config.get("format")) if isinstance(config, dict) else 0
+        tokens_in = _tokens(chars) + _tokens(extra) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+        cap = _cap(body.get("max_tokens"))
+        return tokens_in, default_max_output if cap is None else cap
+    return _tokens(_json_len(dict(body))), default_max_output
+
+
+class Estimate(NamedTuple):
+    """What a request may cost: its estimated tokens, and their price (None: the model has no known price)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+def estimate_cost(
+    pricebook: PriceBook,
+    provider: str,
+    operation: str,
+    body: Mapping[str, Any],
+    at: datetime,
+    *,
+    default_max_output: int = DEFAULT_MAX_OUTPUT_TOKENS,
+) -> Estimate:
+    """The estimated tokens of a request (:func:`estimate_tokens`), priced as uncached input and output
+    at the catalog's rates in force at `at` (prompt-cache discounts and surcharges are not guessed)."""
+    tokens_in, tokens_out = estimate_tokens(operation, body, default_max_output=default_max_output)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return Estimate(tokens_in, tokens_out, None)
+    rates = pricebook.rates(provider, model, at)
+    if rates is None or rates.per_hour is not None:
+        return Estimate(tokens_in, tokens_out, None)
+    return Estimate(tokens_in, tokens_out, float(pricebook.cost_of(rates, Usage(input=tokens_in, output=tokens_out))))
+
+
+# --------------------------------------------------------------------------- database reads
+
+
+class Totals(NamedTuple):
+    """A scope's spend in a period, and in the recent window the projection's rate comes from."""
+
+    spend: float
+    window_spend: float
+    window_first: datetime | None  # the first record in the window
+
+
+def query_totals(engine: Engine, budget: Budget, start: datetime, end: datetime, now: datetime) -> Totals:
+    """Spend of `budget`'s scope in [start, end) and in the projection window before `now` (one query)."""
+    from sqlalchemy import and_, case, func, select
+
+    from .store.schema import records as t
+
+    window, _ = _PROJECTION[budget.period]
+    wstart = now - window
+    ts, cost = t.c.timestamp, t.c.cost_usd
+    stmt = select(
+        func.sum(case((and_(ts >= start, ts < end), cost), else_=0.0)),
+        func.sum(case((ts >= wstart, cost), else_=0.0)),
+        func.min(case((ts >= wstart, ts), else_=None)),
+    ).where(ts >= min(start, wstart), ts < max(end, now), cost.is_not(None), *budget.sql_conditions())
+    with engine.connect() as conn:
+        spend, window_spend, first = conn.execute(stmt).one()
+    if isinstance(first, str):  # SQLite hands an aggregate of a datetime column back as text
+        first = datetime.fromisoformat(first)
+    if first is not None and first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)
+    return Totals(float(spend or 0.0), float(window_spend or 0.0), first)
+
+
+def query_top(engine: Engine, budget: Budget, start: datetime, end: datetime, by: str, limit: int = 5) -> list[tuple[str, float]]:
+    """The `limit` endpoints or models (`by`) of the scope that spent most in [start, end)."""
+    from sqlalchemy import func, select
+
+    from .store.schema import records as t
+
+    column = t.c.endpoint if by == "endpoint" else func.coalesce(t.c.model, t.c.model_requested, "(unknown)")
+    total = func.sum(t.c.cost_usd)
+    stmt = (
+        select(column, total)
+        .where(t.c.timestamp >= start, t.c.timestamp < end, t.c.cost_usd.is_not(None), *budget.sql_conditions())
+        .group_by(column)
+        .order_by(total.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [(str(name), float(usd or 0.0)) for name, usd in conn.execute(stmt).all() if usd]
+
+
+def project(spend: float, window_spend: float, window_first: datetime | None, now: datetime, period: str, end: datetime) -> float:
+    """Spend at the period's end if the recent rate goes on.
+
+    The rate is the spend of the last week (month budgets; 2 days for weekly, 6 hours
+    for daily ones) divided by the time since its first record, at least a day (6 hours,
+    1 hour), so an app's first minutes are not extrapolated to a month.
+    """
+    if now >= end:
+        return spend
+    window, floor = _PROJECTION[period]
+    first = max(window_first or now, now - window)
+    elapsed = max((now - first).total_seconds(), floor.total_seconds())
+    return spend + window_spend / elapsed * (end - now).total_seconds()
+
+
+def check_budget(engine: Engine, budget: Budget, at: datetime) -> dict[str, Any]:
+    """The budget's state from the database alone (for `costtrack alerts check`)."""
+    start, end = period_bounds(budget.period, at)
+    totals = query_totals(engine, budget, start, end, at)
+    projected = project(totals.spend, totals.window_spend, totals.window_first, at, budget.period, end)
+    crossed = [t for t in budget.thresholds if totals.spend + _EPS >= t * budget.amount_usd]
+    return {
+        "budget": budget.amount_usd,
+        "period": budget.period,
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "scope": budget.scope,
+        "month_to_date_usd": round(totals.spend, 10),
+        "projected_month_end_usd": round(projected, 10),
+        "percent_used": round(totals.spend / budget.amount_usd * 100.0, 4),
+        "thresholds": list(budget.thresholds),
+        "thresholds_crossed": crossed,
+        "projected_overspend": projected > budget.amount_usd + _EPS,
+    }
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def budgets_from_env() -> list[Budget]:
+    """The budget set by $COSTTRACK_MONTHLY_BUDGET_USD (alerts only), if any; a bad value is logged and ignored."""
+    raw = (os.environ.get(ENV_MONTHLY_BUDGET) or "").strip()
+    if not raw:
+        return []
+    try:
+        return [Budget(monthly_usd=parse_usd(raw, f"${ENV_MONTHLY_BUDGET}"))]
+    except ConfigError as exc:
+        log.error("costtrack: no budget from the environment: %s", exc)
+        return []
+
+
+def make_monitor(
+    tracker: Tracker,
+    budget: Budget | None = None,
+    budgets: Iterable[Budget] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> BudgetMonitor | None:
+    """The monitor for a Tracker's budgets; with neither `budget` nor `budgets`, the environment's. None: no budget."""
+    items: list[Budget] = []
+    if budget is not None:
+        items.append(budget)
+    if budgets is not None:
+        if isinstance(budgets, Budget):
+            items.append(budgets)
+        else:
+            items.extend(budgets)
+    if budget is None and budgets is None:
+        items = budgets_from_env()
+    for item in items:
+        if not isinstance(item, Budget):
+            raise ConfigError(f"budgets must be costtrack.Budget objects, not {type(item).__name__}")
+    if not items:
+        return None
+    return BudgetMonitor(tracker, items, **dict(options or {}))
+
+
+# --------------------------------------------------------------------------- the monitor
+
+
+#: A call's reservation: (the call, kept so its id() cannot be reused meanwhile; the amount reserved;
+#: [(budget state, period start), ...]). A plain tuple: it is made on the app's thread for every call.
+_Reservation = tuple  # tuple[Call, float, list[tuple[_State, datetime]]]
+
+
+class _State:
+    """One budget's running totals (guarded by the monitor's lock)."""
+
+    __slots__ = (
+        "after",
+        "amount",
+        "budget",
+        "db_first",
+        "db_spend",
+        "db_start",
+        "db_window",
+        "end",
+        "fired",
+        "loaded",
+        "pending",
+        "projected",
+        "refreshed",
+        "reserved",
+        "retry",
+        "sinks",
+        "start",
+    )  # fmt: skip
+
+    def __init__(self, budget: Budget, sinks: tuple[Sink, ...]) -> None:
+        self.budget = budget
+        self.amount = budget.amount_usd
+        self.sinks = sinks
+        self.start: datetime | None = None
+        self.end: datetime | None = None
+        self.db_start: datetime | None = None  # the period db_* describe
+        self.db_spend = 0.0
+        self.db_window = 0.0
+        self.db_first: datetime | None = None
+        self.refreshed: float | None = None  # time.monotonic() of the last successful refresh
+        self.loaded: datetime | None = None  # the period whose fired alerts were read from the database
+        self.pending: dict[datetime, float] = {}
+        self.after: dict[datetime, float] = {}
+        self.reserved: dict[datetime, list[float]] = {}  # period -> [amount, calls]
+        self.fired: set[tuple[datetime, str]] = set()
+        self.retry: set[tuple[datetime, str]] = set()  # alerts to check again at the next successful refresh
+        self.projected: float | None = None
+
+    def _set_period(self, start: datetime, end: datetime) -> None:
+        self.start, self.end = start, end
+        for table in (self.pending, self.after, self.reserved):
+            for key in [k for k in table if k < start - timedelta(days=62)]:
+                del table[key]
+        self.fired = {f for f in self.fired if f[0] >= start - timedelta(days=62)}
+
+    def roll(self, now: datetime) -> datetime:
+        """The current period's start, moved to `now`'s period if needed."""
+        start = self.start
+        if start is None or not (start <= now < self.end):  # type: ignore[operator]
+            self._set_period(*period_bounds(self.budget.period, now))
+        return self.start  # type: ignore[return-value]
+
+    def start_for(self, at: datetime) -> datetime:
+        """The start of the period containing `at` (moving the current period forward only)."""
+        start = self.start
+        if start is not None and start <= at < self.end:  # type: ignore[operator]
+            return start
+        new_start, new_end = period_bounds(self.budget.period, at)
+        if start is None or new_start > start:
+            self._set_period(new_start, new_end)
+        return new_start
+
+    def spend(self, start: datetime) -> float:
+        local = self.pending.get(start, 0.0) + self.after.get(start, 0.0)
+        total = (self.db_spend if self.db_start == start else 0.0) + local
+        return max(0.0, total)
+
+    def reserved_usd(self, start: datetime) -> float:
+        entry = self.reserved.get(start)
+        return entry[0] if entry else 0.0
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget's state as this process sees it (database at the last refresh + its own records)."""
+
+    budget: Budget
+    period_start: datetime
+    period_end: datetime
+    spend_usd: float
+    reserved_usd: float
+    projected_usd: float | None
+    percent_used: float
+    thresholds_crossed: tuple[float, ...]
+    fired: tuple[str, ...]  # alerts known to have fired this period (by any process)
+
+
+class _Settling:
+    """A finished Call on its way to the writer: building its record settles its budget reservation."""
+
+    __slots__ = ("call", "monitor", "reservation")
+
+    def __init__(self, call: Call, monitor: BudgetMonitor, reservation: _Reservation | None) -> None:
+        self.call = call
+        self.monitor = monitor
+        self.reservation = reservation
+
+    def to_record(self) -> CallRecord:
+        try:
+            record = self.call.to_record()
+        except BaseException:
+            self.monitor.record_built(None, self.reservation)
+            raise
+        self.monitor.record_built(record, self.reservation)
+        return record
+
+
+class BudgetMonitor:
+    """The budgets of one Tracker: running totals, reservations, refreshes, alerts (see the module docs).
+
+    Options (``costtrack.configure(budget_options={...})`` or ``Tracker(budget_options=...)``):
+    `refresh_interval` seconds between database refreshes (5); `near_limit_refresh` the
+    shortest gap between refreshes that calls near a hard limit ask for (0.25);
+    `alert_retries` (3), `alert_backoff` (1 s, doubling) and `alert_sleep` for failing
+    sinks; `default_max_output_tokens` for requests without a max (4096).
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        budgets: Sequence[Budget],
+        *,
+        refresh_interval: float = 5.0,
+        near_limit_refresh: float = 0.25,
+        alert_retries: int = 3,
+        alert_backoff: float = 1.0,
+        alert_sleep: Callable[[float], Any] = time.sleep,
+        default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        confirm_flush_timeout: float = 5.0,
+    ) -> None:
+        if refresh_interval <= 0 or near_limit_refresh < 0:
+            raise ConfigError("budget refresh_interval must be positive (seconds)")
+        self.tracker = tracker
+        self.budgets: tuple[Budget, ...] = tuple(budgets)
+        keys = [b.key for b in self.budgets]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise ConfigError(f"two budgets have the same key {duplicates[0]!r}: give them distinct name=...")
+        extra = env_sinks()
+        self._states = [
+            _State(b, tuple(b.sinks or (LoggingSink(),)) + tuple(s for s in extra if s not in b.sinks))
+            for b in self.budgets
+        ]
+        #: The states of hard-limited budgets (checked before each call).
+        self.hard: tuple[_State, ...] = tuple(s for s in self._states if s.budget.hard_limit)
+        self.refresh_interval = refresh_interval
+        self.near_limit_refresh = near_limit_refresh
+        self.default_max_output_tokens = default_max_output_tokens
+        self.confirm_flush_timeout = confirm_flush_timeout
+        self.dispatcher = AlertDispatcher(retries=alert_retries, backoff=alert_backoff, sleep=alert_sleep)
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._initial_lock = threading.Lock()
+        self._reservations: dict[int, _Reservation] = {}
+        self._day_rates: dict[tuple[str, Any], tuple[Any, ...]] = {}  # (provider, model) -> _rates_for_day()
+        self._pending: dict[str, list[tuple[_State, datetime, float]]] = {}
+        self._stored_seq = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._initial_done = False
+        self._table_missing = False
+        self._fired_by = f"{socket.gethostname()}:{os.getpid()}"
+
+    # ------------------------------------------------------------------ the app's thread
+
+    def before_send(self, call: Call) -> None:
+        """Check and reserve a call's estimate against the hard-limited budgets in its scope.
+
+        Raises BudgetExceeded (nothing is sent) when the spend so far + the estimates of
+        calls in flight + this call's estimate would pass one of them.
+        """
+        if self._thread is None:
+            self._start()
+        ctx = call.context
+        endpoint = ctx.endpoint or call.endpoint or call.operation
+        user, tags = ctx.user, ctx.tags
+        matching = [s for s in self.hard if s.budget.matches_call(endpoint, user, tags, call)]
+        if not matching:
+            return
+        if not self._initial_done:
+            self._initial_refresh()  # once: what earlier runs and other processes spent
+        self._reserve(call, matching, self.estimate(call))
+
+    def _reserve(self, call: Call, matching: list[_State], amount: float) -> None:
+        """Reserve `amount` for `call` in every matching budget, atomically, or raise BudgetExceeded."""
+        now = call.timestamp
+        denied: tuple[_State, datetime, float, float] | None = None
+        wake = False
+        with self._lock:
+            for s in matching:
+                start = s.start
+                if start is None or not start <= now < s.end:  # type: ignore[operator]
+                    start = s.roll(now)
+                spend = (s.db_spend if s.db_start == start else 0.0) + s.pending.get(start, 0.0) + s.after.get(start, 0.0)
+                spend = max(spend, 0.0)
+                entry = s.reserved.get(start)
+                reserved = entry[0] if entry else 0.0
+                total = spend + reserved + amount
+                if total > s.amount + _EPS:
+                    denied = (s, start, spend, reserved)
+                    break
+                if total > 0.9 * s.amount:
+                    wake = True
+            else:
+                held = []
+                for s in matching:
+                    start = s.start
+                    entry = s.reserved.get(start)  # type: ignore[arg-type]
+                    if entry is None:
+                        s.reserved[start] = [amount, 1.0]  # type: ignore[index]
+                    else:
+                        entry[0] += amount
+                        entry[1] += 1
+                    held.append((s, start))
+                self._reservations[id(call)] = (call, amount, held)
+        if wake:
+            self._wake.set()  # near a limit: let the refresher read what other processes spent, now
+        if denied is not None:
+            raise self._exceeded(call, amount, *denied)
+
+    def estimate(self, call: Call) -> float:
+        """The call's estimated cost in USD (0 when its model has no known price): :func:`estimate_cost`,
+        computed in floats from rates cached per model and day (the check runs on the app's thread)."""
+        try:
+            body = call.body
+            tokens_in, tokens_out = estimate_tokens(call.operation, body, default_max_output=self.default_max_output_tokens)
+            model = body.get("model")
+            at = call.timestamp
+            key = (call.provider, model)
+            cached = self._day_rates.get(key)
+            if cached is None or not cached[0] <= at < cached[1]:
+                cached = self._day_rates[key] = self._rates_for_day(call.provider, model, at)
+            if cached[2] is not None:
+                return tokens_in * cached[2] + tokens_out * cached[3]
+            rates = cached[4]
+            if rates is None:
+                log_once(f"budgets.unpriced:{model}",
+                         "costtrack: model %r has no known price: its calls cannot be estimated against hard-limited "
+                         "budgets (counted as $0 until recorded)", model)  # fmt: skip
+                return 0.0
+            # Long-context tiers: the exact path.
+            return float(self.tracker.pricebook.cost_of(rates, Usage(input=tokens_in, output=tokens_out)))
+        except Exception:
+            log_once("budgets.estimate", "costtrack: could not estimate a call's cost for its budget; counted as $0", exc_info=True)
+            return 0.0
+
+    def _rates_for_day(self, provider: str, model: Any, at: datetime) -> tuple[Any, ...]:
+        """(day start, day end, USD per input token, per output token, Rates) for the UTC day of `at`;
+        the per-token floats are None when the model is unpriced or has long-context tiers."""
+        day, next_day = period_bounds("day", at)
+        rates = self.tracker.pricebook.rates(provider, model, at) if isinstance(model, str) and model else None
+        if rates is None or rates.per_hour is not None:
+            return (day, next_day, None, None, None)
+        if rates.tiers:
+            return (day, next_day, None, None, rates)
+        return (day, next_day, float(rates.input) / 1e6, float(rates.output) / 1e6, rates)
+
+    def _exceeded(self, call: Call, estimate: float, s: _State, start: datetime, spend: float, reserved: float) -> BudgetExceeded:
+        b = s.budget
+        end = s.end or period_bounds(b.period, start)[1]
+        label = start.strftime("%Y-%m") if b.period == "month" else f"starting {start:%Y-%m-%d}"
+        suggestion = max(math.ceil((spend + reserved + estimate) * 2), 1)
+        message = (
+            f"costtrack: call not sent: it would pass the budget {b.describe()} [{b.key!r}, hard_limit=True]. "
+            f"Spent this {b.period} ({label}, UTC): ${spend:,.4f}; in flight: ${reserved:,.4f}; this call, estimated: "
+            f"${estimate:,.4f}; budget: ${b.amount_usd:,.2f}. To raise it, pass a larger amount, e.g. "
+            f"costtrack.Budget({b.amount_field}={suggestion}, ...) to costtrack.configure(); or set hard_limit=False to "
+            f"be alerted without refusing calls. It resets at {end:%Y-%m-%d %H:%M} UTC."
+        )
+        log_once(f"budgets.blocked:{b.key}:{start.isoformat()}",
+                 "costtrack: budget %r reached its hard limit (%s): calls in its scope are refused until %s UTC",
+                 b.key, b.describe(), f"{end:%Y-%m-%d %H:%M}")  # fmt: skip
+        return _exception_class(call.api)(
+            message, budget=b, spend_usd=spend, reserved_usd=reserved, estimate_usd=estimate,
+            period_start=start, period_end=end,
+        )  # fmt: skip
+
+    def settling(self, call: Call) -> _Settling:
+        """What the tracker queues for a finished call: building its record settles its reservation."""
+        reservation = self._reservations.pop(id(call), None) if self._reservations else None
+        return _Settling(call, self, reservation)
+
+    # ------------------------------------------------------------------ the writer's thread
+
+    def record_built(self, record: CallRecord | None, reservation: _Reservation | None = None) -> None:
+        """A record was priced (not yet stored): count it, release its call's reservation. Never raises."""
+        try:
+            if self._thread is None:
+                self._start()
+            cost = record.cost_usd if record is not None else None
+            matched = [s for s in self._states if s.budget.matches_record(record)] if cost and record is not None else []
+            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            with self._lock:
+                if reservation is not None:
+                    amount = reservation[1]
+                    for s, start in reservation[2]:
+                        entry = s.reserved.get(start)
+                        if entry is not None:
+                            entry[0] -= amount
+                            entry[1] -= 1
+                            if entry[1] <= 0:
+                                del s.reserved[start]
+                if matched:
+                    assert record is not None and cost is not None
+                    entries = []
+                    for s in matched:
+                        start = s.start_for(record.timestamp)
+                        s.pending[start] = s.pending.get(start, 0.0) + cost
+                        entries.append((s, start, cost))
+                        if start == s.start:
+                            self._check(s, jobs)
+                    self._pending[record.id] = entries
+            self._submit(jobs)
+        except Exception:
+            log_once("budgets.record", "costtrack: could not count a record against its budgets", exc_info=True)
+
+    def record_stored(self, records: list[CallRecord]) -> None:
+        """The writer's on_records hook: these records are now in the database. Never raises."""
+        try:
+            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            with self._lock:
+                self._stored_seq += 1
+                for record in records:
+                    entries = self._pending.pop(record.id, None)
+                    if entries is not None:
+                        for s, start, cost in entries:
+                            s.pending[start] = s.pending.get(start, 0.0) - cost
+                            s.after[start] = s.after.get(start, 0.0) + cost
+                        continue
+                    cost = record.cost_usd
+                    if not cost:
+                        continue
+                    # Not counted yet (e.g. replayed from another process's outbox): new spend.
+                    for s in self._states:
+                        if s.budget.matches_record(record):
+                            start = s.start_for(record.timestamp)
+                            s.after[start] = s.after.get(start, 0.0) + cost
+                            if start == s.start:
+                                self._check(s, jobs)
+            self._submit(jobs)
+        except Exception:
+            log_once("budgets.stored", "costtrack: could not count stored records against their budgets", exc_info=True)
+
+    # ------------------------------------------------------------------ refreshing from the database
+
+    def _engine(self) -> Engine:
+        return self.tracker._read_engine()
+
+    def refresh(self) -> bool:
+        """Re-read every budget's spend from the database, then check thresholds and projections.
+
+        Returns False (and keeps the previous figures) when the database cannot be read.
+        """
+        with self._refresh_lock:
+            try:
+                engine = self._engine()
+            except Exception as exc:
+                log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
+                return False
+            now = self.tracker.now()
+            states = self._states
+            for attempt in range(_REFRESH_ATTEMPTS):
+                with self._lock:
+                    seq = self._stored_seq
+                    starts = [s.roll(now) for s in states]
+                    # Stored before this point = committed before the query below: it will include them.
+                    taken = [s.after.pop(start, 0.0) for s, start in zip(states, starts)]
+                try:
+                    results = [query_totals(engine, s.budget, start, s.end, now) for s, start in zip(states, starts)]  # type: ignore[arg-type]
+                except Exception as exc:
+                    with self._lock:
+                        for s, start, amount in zip(states, starts, taken):
+                            s.after[start] = s.after.get(start, 0.0) + amount
+                    log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
+                    return False
+                with self._lock:
+                    # A batch committed while the query ran may or may not be in its result: ask again
+                    # (it is then counted as included). The last attempt keeps it (counted twice, briefly).
+                    if self._stored_seq == seq or attempt == _REFRESH_ATTEMPTS - 1:
+                        mono = time.monotonic()
+                        for s, start, r in zip(states, starts, results):
+                            s.db_start, s.db_spend, s.db_window, s.db_first = start, r.spend, r.window_spend, r.window_first
+                            s.refreshed = mono
+                        break
+            for s, start in zip(states, starts):
+                if s.loaded != start:
+                    self._load_fired(engine, s, start)
+            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            with self._lock:
+                for s in states:
+                    if s.retry:
+                        s.fired -= s.retry
+                        s.retry.clear()
+                    if s.start is not None:
+                        self._check(s, jobs, now=now)
+            self._submit(jobs)
+            return True
+
+    def _initial_refresh(self) -> None:
+        with self._initial_lock:
+            if not self._initial_done:
+                self.refresh()  # a failure is logged: the in-memory totals are used meanwhile
+                self._initial_done = True
+
+    def _load_fired(self, engine: Engine, s: _State, start: datetime) -> None:
+        from sqlalchemy import select
+
+        from .store.schema import budget_alerts as t
+
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.c.threshold).where(t.c.budget_key == s.budget.key, t.c.period_start == start)
+                ).scalars().all()
+        except Exception as exc:
+            self._alerts_table_problem(engine, exc)
+            return
+        with self._lock:
+            s.fired.update((start, label) for label in rows)
+            s.loaded = start
+
+    def _alerts_table_problem(self, engine: Engine, exc: BaseException) -> None:
+        try:
+            from sqlalchemy import inspect
+
+            missing = not inspect(engine).has_table("budget_alerts")
+        except Exception:
+            missing = False
+        if missing:
+            self._table_missing = True
+            log_once("budgets.table", "costtrack: the database has no budget_alerts table: run `costtrack db upgrade`; "
+                     "until then each process sends its own budget alerts (once per process)")  # fmt: skip
+        else:
+            log_once("budgets.alerts-db", "costtrack: cannot read or write budget alert state (%s)", _one_line(exc))
+
+    # ------------------------------------------------------------------ thresholds and alerts
+
+    def _check(self, s: _State, jobs: list[Any], now: datetime | None = None) -> None:
+        """Queue alerts for thresholds (and, with `now`, the projection) newly reached. Holds the lock."""
+        start = s.start
+        spend = s.spend(start)  # type: ignore[arg-type]
+        amount = s.amount
+        fired = s.fired
+        for t in s.budget.thresholds:
+            if spend + _EPS >= t * amount:
+                key = (start, _label(t))
+                if key not in fired:
+                    fired.add(key)  # type: ignore[arg-type]
+                    jobs.append((s, start, s.end, key[1], t))
+        if now is not None and s.budget.projection and s.end is not None:
+            local = s.pending.get(start, 0.0) + s.after.get(start, 0.0)  # type: ignore[arg-type]
+            window = (s.db_window if s.db_start == start else 0.0) + local
+            projected = project(spend, window, s.db_first, now, s.budget.period, s.end)
+            s.projected = projected
+            key = (start, _PROJECTED)
+            if projected > amount + _EPS and spend < amount and key not in fired:
+                fired.add(key)  # type: ignore[arg-type]
+                jobs.append((s, start, s.end, _PROJECTED, None))
+
+    def _submit(self, jobs: list[tuple[_State, datetime, datetime, str, float | None]]) -> None:
+        for s, start, end, label, threshold in jobs:
+            self.dispatcher.submit(lambda s=s, start=start, end=end, label=label, t=threshold: self._fire(s, start, end, label, t))
+
+    def _unfire(self, s: _State, start: datetime, label: str) -> None:
+        """Not sent after all: check it again after the next successful refresh (not at every record,
+        which while the database is down would queue a job per call)."""
+        with self._lock:
+            s.retry.add((start, label))
+
+    def _fire(self, s: _State, start: datetime, end: datetime, label: str, threshold: float | None) -> None:
+        """In the alert thread: confirm against the database, claim the alert, and send it if this process won."""
+        b = s.budget
+        try:
+            self.tracker.flush(timeout=self.confirm_flush_timeout)
+            engine = self._engine()
+            now = self.tracker.now()
+            totals = query_totals(engine, b, start, end, now)
+        except Exception as exc:
+            self._unfire(s, start, label)  # tried again at the next refresh
+            log_once(f"budgets.confirm:{b.key}", "costtrack: cannot check budget %r against the database (%s); "
+                     "its alert will be tried again", b.key, _one_line(exc))  # fmt: skip
+            return
+        with self._lock:
+            local = max(s.pending.get(start, 0.0), 0.0)
+        spend = totals.spend + local
+        projected = project(spend, totals.window_spend + local, totals.window_first, now, b.period, end)
+        if threshold is not None and spend + _EPS < threshold * s.amount:
+            self._unfire(s, start, label)  # counted twice in memory for a moment: not reached yet
+            return
+        if threshold is None and not (projected > s.amount + _EPS and spend < s.amount):
+            self._unfire(s, start, label)
+            return
+        claimed = self._claim(engine, s, start, label, spend, now)
+        if claimed is None:
+            self._unfire(s, start, label)
+            return
+        if not claimed:
+            return  # another process (or an earlier run) sent it
+        try:
+            top_endpoints = query_top(engine, b, start, end, "endpoint")
+            top_models = query_top(engine, b, start, end, "model")
+        except Exception:
+            top_endpoints, top_models = [], []
+        alert = Alert(
+            budget=b.key, budget_usd=s.amount, period=b.period, period_start=start, period_end=end, scope=b.scope,
+            kind="threshold" if threshold is not None else "projected", threshold=threshold,
+            month_to_date_usd=spend, projected_month_end_usd=projected, percent_used=spend / s.amount * 100.0,
+            top_endpoints=top_endpoints, top_models=top_models, hard_limit=b.hard_limit, at=now,
+        )  # fmt: skip
+        self.dispatcher.deliver(alert, s.sinks)
+
+    def _claim(self, engine: Engine, s: _State, start: datetime, label: str, spend: float, now: datetime) -> bool | None:
+        """INSERT the alert's row: True if this process inserted it (and sends the alert), False if it was
+        there already, None if the database failed (tried again later)."""
+        from .store.schema import budget_alerts as t
+
+        if self._table_missing:
+            return True  # no shared state to claim from: this process's own once-only set decides
+        if engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        values = {"budget_key": s.budget.key, "period_start": start, "threshold": label, "fired_at": now,
+                  "spend_usd": spend, "budget_usd": s.amount, "fired_by": self._fired_by}  # fmt: skip
+        keys = ["budget_key", "period_start", "threshold"]
+        stmt = insert(t).values(**values).on_conflict_do_nothing(index_elements=keys).returning(t.c.threshold)
+        try:
+            with engine.begin() as conn:
+                # A row back: this INSERT created it (rowcount is not reliable across drivers).
+                return conn.execute(stmt).first() is not None
+        except Exception as exc:
+            self._alerts_table_problem(engine, exc)
+            return True if self._table_missing else None
+
+    # ------------------------------------------------------------------ introspection and lifecycle
+
+    def status(self, now: datetime | None = None) -> list[BudgetStatus]:
+        """Each budget's current period as this process sees it (no database access)."""
+        now = now or self.tracker.now()
+        out = []
+        with self._lock:
+            for s in self._states:
+                start = s.roll(now)
+                spend = s.spend(start)
+                status = BudgetStatus(
+                    budget=s.budget, period_start=start, period_end=s.end, spend_usd=spend,  # type: ignore[arg-type]
+                    reserved_usd=s.reserved_usd(start), projected_usd=s.projected,
+                    percent_used=spend / s.amount * 100.0,
+                    thresholds_crossed=tuple(t for t in s.budget.thresholds if spend + _EPS >= t * s.amount),
+                    fired=tuple(sorted(label for st, label in s.fired if st == start)),
+                )  # fmt: skip
+                out.append(status)
+        return out
+
+    def check(self, timeout: float | None = 30.0) -> list[BudgetStatus]:
+        """Flush this process's records, refresh from the database, and wait for the alerts that follow."""
+        self.tracker.flush(timeout)
+        self.refresh()
+        self.dispatcher.flush(timeout)
+        return self.status()
+
+    def flush_alerts(self, timeout: float | None = 30.0) -> bool:
+        """Wait until the alerts queued so far are handled (sent, or given up on)."""
+        return self.dispatcher.flush(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            thread = threading.Thread(target=self._run, name="costtrack-budgets", daemon=True)
+            self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        stop, wake = self._stop, self._wake
+        while not stop.is_set():
+            try:
+                self.refresh()
+            except Exception:
+                log_once("budgets.thread", "costtrack: internal error while refreshing budgets", exc_info=True)
+            wake.wait(self.refresh_interval)
+            wake.clear()
+            if stop.wait(self.near_limit_refresh):  # calls near a hard limit wake it, at most this often
+                return
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the refresher and send the alerts queued; both start again on the next use."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+            self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self._wake.clear()
+        self.dispatcher.close(timeout)

@@ -1,0 +1,190 @@
+"""Alert sinks: the Alert payload, a callable, logging, and a webhook received by a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from costtrack.alerts import (
+    Alert,
+    AlertDispatcher,
+    LoggingSink,
+    WebhookError,
+    WebhookSink,
+    as_sink,
+    env_sinks,
+)
+from costtrack.errors import ConfigError
+
+UTC = timezone.utc
+
+
+class WebhookServer:
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies POSTed to it.
+
+    `fail_first` requests are answered 500 first (all of them with `fail_first=-1`).
+    """
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.attempts = 0
+        self.fail_first = fail_first
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                raw = self.rfile.read(length)
+                with outer._lock:
+                    outer.attempts += 1
+                    failing = outer.fail_first < 0 or outer.attempts <= outer.fail_first
+                    if not failing:
+                        outer.bodies.append(json.loads(raw))
+                self.send_response(500 if failing else 200)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hooks/T000/B000/secret-token"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def make_alert(**overrides: Any) -> Alert:
+    fields: dict[str, Any] = {
+        "budget": "month:50",
+        "budget_usd": 50.0,
+        "period": "month",
+        "period_start": datetime(2026, 1, 1, tzinfo=UTC),
+        "period_end": datetime(2026, 2, 1, tzinfo=UTC),
+        "scope": {"endpoint": "/api/chat"},
+        "kind": "threshold",
+        "threshold": 0.8,
+        "month_to_date_usd": 40.5,
+        "projected_month_end_usd": 61.25,
+        "percent_used": 81.0,
+        "top_endpoints": [("/api/chat", 40.5)],
+        "top_models": [("gpt-4o-mini-2024-07-18", 30.0), ("gpt-4o-2024-08-06", 10.5)],
+        "at": datetime(2026, 1, 20, 12, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return Alert(**fields)
+
+
+def test_alert_text_and_json() -> None:
+    alert = make_alert()
+    text = alert.text()
+    assert "passed 80% of its budget" in text
+    assert "$40.50 spent in the month of 2026-01 UTC (81.0%)" in text
+    assert "projected $61.25" in text and "endpoint=/api/chat" in text
+    assert "Top endpoints: /api/chat $40.50" in text
+    assert "Top models: gpt-4o-mini-2024-07-18 $30.00, gpt-4o-2024-08-06 $10.50" in text
+    data = json.loads(json.dumps(alert.as_dict()))
+    assert data["text"] == text  # Slack's field
+    assert data["budget"] == "month:50" and data["budget_usd"] == 50.0 and data["threshold"] == 0.8
+    assert data["month_to_date_usd"] == 40.5 and data["projected_month_end_usd"] == 61.25
+    assert data["scope"] == {"endpoint": "/api/chat"} and data["kind"] == "threshold"
+    assert data["top_endpoints"] == [{"endpoint": "/api/chat", "usd": 40.5}]
+    assert data["top_models"][0] == {"model": "gpt-4o-mini-2024-07-18", "usd": 30.0}
+    projected = make_alert(kind="projected", threshold=None).text()
+    assert "is projected to pass its budget" in projected
+
+
+def test_as_sink_accepts_callables_urls_and_logging() -> None:
+    def fn(alert: Alert) -> None:
+        pass
+
+    assert as_sink(fn) is fn
+    assert isinstance(as_sink("logging"), LoggingSink)
+    assert isinstance(as_sink(logging.getLogger("x")), LoggingSink)
+    hook = as_sink("https://hooks.slack.com/services/T/B/secret")
+    assert isinstance(hook, WebhookSink)
+    assert "secret" not in repr(hook)  # webhook URLs are secrets: never logged whole
+    with pytest.raises(ConfigError, match="not an alert sink"):
+        as_sink(42)
+    with pytest.raises(ConfigError, match="not an http"):
+        as_sink("ftp://example.com/x")
+
+
+def test_env_webhook(monkeypatch) -> None:
+    monkeypatch.delenv("COSTTRACK_ALERT_WEBHOOK", raising=False)
+    assert env_sinks() == []
+    monkeypatch.setenv("COSTTRACK_ALERT_WEBHOOK", "https://hooks.example.com/x")
+    assert env_sinks() == [WebhookSink("https://hooks.example.com/x")]
+    monkeypatch.setenv("COSTTRACK_ALERT_WEBHOOK", "not a url")
+    assert env_sinks() == []  # logged, ignored
+
+
+def test_logging_sink(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="costtrack.alerts"):
+        LoggingSink()(make_alert())
+    (rec,) = [r for r in caplog.records if r.name == "costtrack.alerts"]
+    assert rec.levelno == logging.WARNING and "passed 80%" in rec.getMessage()
+    assert rec.costtrack_alert["budget"] == "month:50"
+
+
+def test_webhook_posts_json_with_text_to_a_real_server() -> None:
+    with WebhookServer() as server:
+        WebhookSink(server.url)(make_alert())
+    (body,) = server.bodies
+    assert body["text"].startswith("costtrack budget 'month:50'")
+    assert body["threshold"] == 0.8 and body["month_to_date_usd"] == 40.5
+
+
+def test_webhook_error_status_raises() -> None:
+    with WebhookServer(fail_first=-1) as server, pytest.raises(WebhookError, match="HTTP 500"):
+        WebhookSink(server.url)(make_alert())
+
+
+def test_failing_webhook_is_retried_then_succeeds() -> None:
+    sleeps: list[float] = []
+    dispatcher = AlertDispatcher(retries=3, backoff=0.5, sleep=sleeps.append)
+    with WebhookServer(fail_first=2) as server:
+        assert dispatcher.deliver(make_alert(), [WebhookSink(server.url)])
+    assert server.attempts == 3 and len(server.bodies) == 1
+    assert sleeps == [0.5, 1.0]  # injected: no real waiting
+
+
+def test_failing_sink_gives_up_logged_and_other_sinks_still_run(caplog) -> None:
+    sleeps: list[float] = []
+    got: list[Alert] = []
+    dispatcher = AlertDispatcher(retries=2, backoff=1.0, sleep=sleeps.append)
+    with WebhookServer(fail_first=-1) as server, caplog.at_level(logging.WARNING, logger="costtrack"):
+        ok = dispatcher.deliver(make_alert(), [WebhookSink(server.url), got.append])
+    assert not ok and dispatcher.failed == 1
+    assert server.attempts == 3 and sleeps == [1.0, 2.0]
+    assert len(got) == 1  # the next sink got it anyway
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "failed 3 times" in errors[0].getMessage()
+    assert "secret-token" not in caplog.text
+
+
+def test_dispatcher_runs_jobs_off_the_callers_thread() -> None:
+    seen: list[str] = []
+    dispatcher = AlertDispatcher()
+    dispatcher.submit(lambda: seen.append(threading.current_thread().name))
+    assert dispatcher.flush(5)
+    assert seen == ["costtrack-alerts"]
+    dispatcher.close()
+    dispatcher.submit(lambda: seen.append("again"))  # restarts after close
+    assert dispatcher.flush(5) and seen[-1] == "again"
+    dispatcher.close()

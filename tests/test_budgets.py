@@ -1,0 +1,647 @@
+"""Budgets: running totals, thresholds fired once (across processes), projection, hard limits, estimates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import statistics
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from test_alerts import WebhookServer
+
+import costtrack
+from costtrack import tracker as tracker_module
+from costtrack.alerts import Alert
+from costtrack.budgets import (
+    Budget,
+    BudgetExceeded,
+    estimate_cost,
+    estimate_tokens,
+    period_bounds,
+    project,
+)
+from costtrack.errors import ConfigError
+from costtrack.pricing import PriceBook
+from costtrack.records import CallRecord
+from costtrack.simulator import (
+    Simulator,
+    anthropic_client,
+    async_anthropic_client,
+    async_openai_client,
+    openai_client,
+)
+from costtrack.store.database import ensure_schema, make_engine
+from costtrack.store.sql import count_records, insert_records
+from costtrack.tracker import Tracker
+
+UTC = timezone.utc
+#: Budget options for tests: refreshes only when a test asks (after the first), sinks retried at once.
+MANUAL = {"refresh_interval": 3600.0, "alert_backoff": 0.0, "alert_sleep": lambda s: None}
+
+
+class Clock:
+    """An injectable `now` for the Tracker (UTC), moved by the test."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def clean_alerts(database_url: str) -> str:
+    """The database with no budget alert state left by an earlier test (the Postgres database is shared)."""
+    engine = make_engine(database_url)
+    try:
+        ensure_schema(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM budget_alerts")
+    finally:
+        engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def trackers(outbox_dir: Any):
+    made: list[Tracker] = []
+
+    def make(url: str, **kw: Any) -> Tracker:
+        kw.setdefault("budget_options", MANUAL)
+        t = Tracker(url, outbox_dir=outbox_dir, **kw)
+        made.append(t)
+        return t
+
+    yield make
+    for t in made:
+        t.close()
+
+
+def record(cost: float, at: datetime, **kw: Any) -> CallRecord:
+    fields: dict[str, Any] = {"provider": "openai", "operation": "chat.completions", "endpoint": "/api/chat",
+                              "model": "gpt-4o-mini-2024-07-18", "model_requested": "gpt-4o-mini"}  # fmt: skip
+    fields.update(kw)
+    return CallRecord(timestamp=at, cost_usd=cost, **fields)
+
+
+def fired(alerts: list[Alert]) -> list[tuple[str, float | None]]:
+    return [(a.period_start.strftime("%Y-%m"), a.threshold) for a in alerts]
+
+
+# --------------------------------------------------------------------------- Budget
+
+
+def test_budget_amounts_periods_and_keys() -> None:
+    b = Budget(monthly_usd=50)
+    assert (b.amount_usd, b.period, b.thresholds, b.key) == (50.0, "month", (0.5, 0.8, 1.0), "month:50")
+    assert Budget(daily_usd=2).period == "day" and Budget(weekly_usd=10).period == "week"
+    assert Budget(5, period="day").key == "day:5"
+    scoped = Budget(monthly_usd=10, endpoint="/api/chat", thresholds=(1.0, 0.5, 0.5))
+    assert scoped.thresholds == (0.5, 1.0) and scoped.key == "month:10:endpoint=/api/chat"
+    assert scoped.describe() == "$10.00/month (endpoint=/api/chat)"
+    assert Budget(monthly_usd=5, user="u42", name="u42-cap").key == "u42-cap"
+    assert Budget(monthly_usd=1, tag="team=search").tag == ("team", "search")
+    assert Budget(monthly_usd=1, tag={"team": "search"}).tag == ("team", "search")
+    assert Budget(monthly_usd=1, tag=("n", 3)).tag == ("n", "3")
+    assert len(Budget(monthly_usd=1, endpoint="x" * 400).key) <= 255
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({}, "exactly one amount"),
+        ({"monthly_usd": 1, "daily_usd": 1}, "exactly one amount"),
+        ({"monthly_usd": -5}, "positive"),
+        ({"monthly_usd": "50"}, "not a number"),
+        ({"monthly_usd": 5, "period": "year"}, "not one of"),
+        ({"daily_usd": 5, "period": "week"}, "drop one"),
+        ({"monthly_usd": 5, "thresholds": (80,)}, "percentage"),
+        ({"monthly_usd": 5, "thresholds": (0,)}, "positive fraction"),
+        ({"monthly_usd": 5, "tag": "nokey"}, "key=value"),
+        ({"monthly_usd": 5, "on_alert": 3}, "not an alert sink"),
+        ({"monthly_usd": 5, "endpoint": ""}, "non-empty"),
+    ],
+)
+def test_bad_budgets_are_config_errors(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        Budget(**kwargs)
+
+
+def test_period_bounds() -> None:
+    assert period_bounds("month", datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == (
+        datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))  # fmt: skip
+    assert period_bounds("week", datetime(2026, 1, 1, 12, tzinfo=UTC)) == (  # a Thursday
+        datetime(2025, 12, 29, tzinfo=UTC), datetime(2026, 1, 5, tzinfo=UTC))  # fmt: skip
+    assert period_bounds("day", datetime(2026, 3, 5, 1, tzinfo=timezone(timedelta(hours=3)))) == (
+        datetime(2026, 3, 4, tzinfo=UTC), datetime(2026, 3, 5, tzinfo=UTC))  # fmt: skip
+
+
+def test_configure_budget_and_budgets(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(tracker_module, "_default", None)
+    a = Budget(monthly_usd=50, thresholds=(0.5, 0.8, 1.0))
+    b, c = Budget(monthly_usd=10, endpoint="/api/chat"), Budget(monthly_usd=5, user="u42")
+    t = costtrack.configure(f"sqlite:///{tmp_path / 'a.db'}", budget=a, budgets=[b, c], outbox_dir=tmp_path)
+    try:
+        assert costtrack.default_tracker() is t
+        assert t.budget_monitor is not None and t.budget_monitor.budgets == (a, b, c)
+        assert t.budget_monitor.hard == ()
+    finally:
+        t.close()
+    with pytest.raises(ConfigError, match="same key"):
+        Tracker(f"sqlite:///{tmp_path / 'b.db'}", budgets=[Budget(monthly_usd=5), Budget(monthly_usd=5)])
+    with pytest.raises(ConfigError, match="Budget objects"):
+        Tracker(f"sqlite:///{tmp_path / 'b.db'}", budgets=[{"monthly_usd": 5}])
+
+
+def test_budget_from_the_environment(monkeypatch, tmp_path, caplog) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", "$1,000")
+    t = Tracker(url)
+    assert t.budget_monitor is not None and t.budget_monitor.budgets[0].amount_usd == 1000.0
+    assert Tracker(url, budgets=[]).budget_monitor is None  # explicitly none
+    monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", "lots")
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        assert Tracker(url).budget_monitor is None  # never breaks the app: logged
+    assert "COSTTRACK_MONTHLY_BUDGET_USD" in caplog.text and "not an amount" in caplog.text
+    monkeypatch.delenv("COSTTRACK_MONTHLY_BUDGET_USD")
+    assert Tracker(url).budget_monitor is None
+
+
+# --------------------------------------------------------------------------- month to date
+
+
+def test_month_to_date_counts_unflushed_records_and_other_processes(clean_alerts, trackers) -> None:
+    url = clean_alerts
+    now = Clock(datetime(2026, 1, 15, 12, tzinfo=UTC))
+    t = trackers(url, now=now, flush_interval=3600, budget=Budget(monthly_usd=100, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    monitor.refresh()
+    t.add(record(2.0, now.at))
+    t.add(record(0.5, now.at - timedelta(days=20)))  # December: not this month
+    (status,) = monitor.status()
+    assert status.spend_usd == pytest.approx(2.0)
+    engine = make_engine(url)
+    try:
+        assert count_records(engine) == 0  # not flushed, yet counted
+        insert_records(engine, [record(3.0, now.at - timedelta(days=1), endpoint="/other")])  # another process
+        assert monitor.refresh()
+        assert monitor.status()[0].spend_usd == pytest.approx(5.0)
+        assert t.flush()
+        assert count_records(engine) == 3
+    finally:
+        engine.dispose()
+    assert monitor.status()[0].spend_usd == pytest.approx(5.0)  # stored: moved, not counted twice
+    assert monitor.refresh()
+    assert monitor.status()[0].spend_usd == pytest.approx(5.0)
+
+
+def test_records_replayed_from_elsewhere_count_when_stored(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 1, 15, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=10, on_alert=lambda a: None))
+    t.budget_monitor.refresh()
+    t.budget_monitor.record_stored([record(1.5, now.at)])  # e.g. another process's outbox, replayed here
+    assert t.budget_monitor.status()[0].spend_usd == pytest.approx(1.5)
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def test_thresholds_fire_once_each_across_a_month_boundary(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 1, 31, 22, 0, tzinfo=UTC))
+    alerts: list[Alert] = []
+    t = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, on_alert=alerts.append, projection=False))
+    monitor = t.budget_monitor
+
+    def spend(usd: float) -> None:
+        t.add(record(usd, now.at))
+        monitor.check()
+
+    spend(3)
+    assert alerts == []
+    spend(3)
+    assert fired(alerts) == [("2026-01", 0.5)]
+    spend(2.5)
+    assert fired(alerts) == [("2026-01", 0.5), ("2026-01", 0.8)]
+    spend(1.0)
+    assert len(alerts) == 2
+    spend(0.5)  # exactly 100%
+    assert fired(alerts)[2] == ("2026-01", 1.0)
+    assert alerts[2].month_to_date_usd == pytest.approx(10.0) and alerts[2].percent_used == pytest.approx(100.0)
+    spend(5)
+    now.at = datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC)
+    spend(1)
+    assert fired(alerts) == [("2026-01", 0.5), ("2026-01", 0.8), ("2026-01", 1.0)]
+    # The month turns: January's spend no longer counts, and each threshold can fire again, once.
+    now.at = datetime(2026, 2, 1, 0, 0, 1, tzinfo=UTC)
+    monitor.check()
+    assert monitor.status()[0].spend_usd == 0.0 and len(alerts) == 3
+    spend(4)
+    spend(1)
+    assert fired(alerts)[3:] == [("2026-02", 0.5)]
+    feb = alerts[3]
+    assert feb.period_start == datetime(2026, 2, 1, tzinfo=UTC) and feb.month_to_date_usd == pytest.approx(5.0)
+    spend(20)
+    assert fired(alerts)[3:] == [("2026-02", 0.5), ("2026-02", 0.8), ("2026-02", 1.0)]
+    monitor.check()
+    assert len(alerts) == 6
+
+
+def test_alert_payload(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 3, 10, tzinfo=UTC))
+    alerts: list[Alert] = []
+    t = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, thresholds=(0.8,), on_alert=alerts.append, projection=False))
+    t.add(record(5.0, now.at, endpoint="/api/chat", model="gpt-4o-2024-08-06", model_requested="gpt-4o"))
+    t.add(record(2.0, now.at, endpoint="/api/search"))
+    t.add(record(1.5, now.at, endpoint="/api/chat"))
+    t.budget_monitor.check()
+    (alert,) = alerts
+    assert alert.budget == "month:10" and alert.budget_usd == 10.0 and alert.scope == {}
+    assert alert.kind == "threshold" and alert.threshold == 0.8
+    assert alert.month_to_date_usd == pytest.approx(8.5) and alert.percent_used == pytest.approx(85.0)
+    # 8.5 spent in 9 days (the rate's window is the last 7 days, all of it today: a 1-day floor) -> 8.5/day
+    assert alert.projected_month_end_usd == pytest.approx(8.5 + 8.5 * 22)
+    assert alert.top_endpoints == [("/api/chat", pytest.approx(6.5)), ("/api/search", pytest.approx(2.0))]
+    assert alert.top_models == [("gpt-4o-2024-08-06", pytest.approx(5.0)), ("gpt-4o-mini-2024-07-18", pytest.approx(3.5))]
+    assert alert.period_start == datetime(2026, 3, 1, tzinfo=UTC) and alert.period_end == datetime(2026, 4, 1, tzinfo=UTC)
+
+
+def test_thresholds_survive_a_restart(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 5, 5, tzinfo=UTC))
+    first: list[Alert] = []
+    t1 = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, on_alert=first.append, projection=False))
+    t1.add(record(6.0, now.at))
+    t1.budget_monitor.check()
+    assert [a.threshold for a in first] == [0.5]
+    t1.close()
+    second: list[Alert] = []
+    t2 = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, on_alert=second.append, projection=False))
+    t2.budget_monitor.check()
+    assert second == []  # already sent by the first run
+    assert t2.budget_monitor.status()[0].fired == ("0.5",)
+    t2.add(record(3.0, now.at))
+    t2.budget_monitor.check()
+    assert [a.threshold for a in second] == [0.8]
+
+
+def test_a_failing_sink_is_retried_and_never_reaches_the_app(trackers, sqlite_url, caplog) -> None:
+    sleeps: list[float] = []
+    threads: list[str] = []
+
+    def broken(alert: Alert) -> None:
+        threads.append(threading.current_thread().name)
+        raise RuntimeError("notifier down")
+
+    sim = Simulator()
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=0.00001, thresholds=(0.5,), on_alert=broken, projection=False),
+                 budget_options={**MANUAL, "alert_retries": 2, "alert_backoff": 0.25, "alert_sleep": sleeps.append})  # fmt: skip
+    client = t.wrap(openai_client(sim))
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi " * 300}])
+        assert reply.choices[0].message.content  # the app's call is unaffected
+        t.budget_monitor.check()
+    assert threads == ["costtrack-alerts"] * 3 and sleeps == [0.25, 0.5]
+    assert "notifier down" in caplog.text and "failed 3 times" in caplog.text
+
+
+def test_database_down_delays_alerts_never_the_app(clean_alerts, blocked_database, trackers) -> None:
+    alerts: list[Alert] = []
+    sim = Simulator()
+    budgets = [Budget(monthly_usd=0.00001, thresholds=(0.5,), on_alert=alerts.append, projection=False),
+               Budget(monthly_usd=1000, hard_limit=True, name="hard")]  # fmt: skip
+    t = trackers(blocked_database.url, budgets=budgets)
+    client = t.wrap(openai_client(sim))
+    for _ in range(3):
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi " * 300}])
+    assert len(sim.requests) == 3  # a hard limit far away lets calls through on what this process knows
+    t.budget_monitor.check(timeout=5)
+    assert alerts == []  # cannot be claimed once-only without the database: it waits
+    assert t.budget_monitor.status()[0].thresholds_crossed == (0.5,)
+    blocked_database.unblock()
+    deadline = time.monotonic() + 60
+    while not alerts and time.monotonic() < deadline:
+        t.budget_monitor.check(timeout=5)
+        time.sleep(0.1)
+    assert [a.threshold for a in alerts] == [0.5]
+    while not t.flush() and time.monotonic() < deadline:  # the outbox is replayed on the writer's schedule
+        time.sleep(0.1)
+    assert alerts[0].month_to_date_usd == pytest.approx(sum(r.cost_usd for r in t.records()))
+
+
+def _spend_in_a_process(url: str, outbox: str, hook: str, name: str, barrier: Any) -> None:  # runs in a child
+    import time as time_
+
+    from costtrack.budgets import Budget as Budget_
+    from costtrack.records import CallRecord as CallRecord_
+    from costtrack.tracker import Tracker as Tracker_
+
+    budget = Budget_(monthly_usd=20, sinks=[hook], projection=False, name=name)
+    t = Tracker_(url, outbox_dir=outbox, budget=budget, flush_interval=0.02,
+                 budget_options={"refresh_interval": 0.05, "near_limit_refresh": 0.0, "alert_backoff": 0.01})  # fmt: skip
+    barrier.wait(timeout=120)
+    for _ in range(12):
+        t.add(CallRecord_(provider="openai", operation="chat.completions", endpoint="/api/chat", cost_usd=1.0))
+        time_.sleep(0.02)
+    t.budget_monitor.check()
+    barrier.wait(timeout=120)
+    t.budget_monitor.check()  # both processes' spend is in the database now
+    t.close()
+
+
+def test_thresholds_fire_once_with_two_processes_writing(clean_alerts, outbox_dir) -> None:
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    with WebhookServer() as server:
+        procs = [ctx.Process(target=_spend_in_a_process, args=(clean_alerts, str(outbox_dir), server.url, name, barrier))
+                 for _ in range(2)]  # fmt: skip
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=240)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got = sorted((b["threshold"], b["budget"]) for b in server.bodies)
+    assert got == [(0.5, name), (0.8, name), (1.0, name)]  # 24 spent by two processes: each fired exactly once
+    engine = make_engine(clean_alerts)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(f"SELECT threshold FROM budget_alerts WHERE budget_key = '{name}'").scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(rows) == ["0.5", "0.8", "1"]
+
+
+# --------------------------------------------------------------------------- scopes and projection
+
+
+def test_scoped_budgets_count_only_their_scope(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 6, 10, tzinfo=UTC))
+    budgets = [
+        Budget(monthly_usd=10, endpoint="/api/chat", on_alert=lambda a: None),
+        Budget(monthly_usd=5, user="u42", on_alert=lambda a: None),
+        Budget(monthly_usd=5, model="gpt-4o", on_alert=lambda a: None),
+        Budget(monthly_usd=5, tag="team=search", on_alert=lambda a: None),
+    ]
+    t = trackers(clean_alerts, now=now, budgets=budgets)
+    t.add(record(1.0, now.at, endpoint="/api/chat", user="u42"))
+    t.add(record(2.0, now.at, endpoint="/api/other", model="gpt-4o-2024-08-06", model_requested="gpt-4o"))
+    t.add(record(4.0, now.at, endpoint="/api/other", tags={"team": "search"}))
+    t.add(record(8.0, now.at, endpoint="/api/other", user="u7", tags={"team": "ads"}))
+    expected = [1.0, 1.0, 2.0, 4.0]
+    assert [s.spend_usd for s in t.budget_monitor.status()] == pytest.approx(expected)  # in memory
+    t.flush()
+    t.budget_monitor.refresh()
+    assert [s.spend_usd for s in t.budget_monitor.status()] == pytest.approx(expected)  # from the database
+
+
+def test_projected_overspend_fires_once(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 1, 10, 12, tzinfo=UTC))
+    engine = make_engine(clean_alerts)
+    try:
+        ensure_schema(engine)
+        # $1 a day for the last 10 days: $10 this month; the last 7 days hold $7 since the first of them,
+        # 6 days and half an hour ago: a rate of 7 / 6.02 $/day for the 21.5 days left.
+        insert_records(engine, [record(1.0, now.at - timedelta(days=d, hours=0.5)) for d in range(10)])
+    finally:
+        engine.dispose()
+    alerts: list[Alert] = []
+    t = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=25, on_alert=alerts.append))
+    t.budget_monitor.check()
+    (alert,) = alerts
+    assert alert.kind == "projected" and alert.threshold is None
+    assert alert.month_to_date_usd == pytest.approx(10.0)
+    assert alert.projected_month_end_usd == pytest.approx(10.0 + 7.0 / (6 + 1 / 48) * 21.5)
+    t.budget_monitor.check()
+    assert len(alerts) == 1
+    assert project(10.0, 7.0, now.at - timedelta(days=30), now.at, "month", datetime(2026, 2, 1, tzinfo=UTC)) == pytest.approx(31.5)
+
+
+def test_alerts_table_missing_falls_back_to_once_per_process(trackers, sqlite_url, caplog) -> None:
+    engine = make_engine(sqlite_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE budget_alerts")
+    engine.dispose()
+    alerts: list[Alert] = []
+    now = Clock(datetime(2026, 1, 10, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=1, thresholds=(0.5,), on_alert=alerts.append, projection=False))
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        t.add(record(0.6, now.at))
+        t.budget_monitor.check()
+        t.add(record(0.6, now.at))
+        t.budget_monitor.check()
+    assert len(alerts) == 1 and "costtrack db upgrade" in caplog.text
+
+
+# --------------------------------------------------------------------------- hard limit
+
+LONG = "Budgets keep surprise invoices away. " * 100  # 3,700 characters: input dominates the cost
+
+
+def chat_body(model: str = "gpt-4o-mini", max_tokens: int = 10) -> dict[str, Any]:
+    return {"model": model, "max_tokens": max_tokens,
+            "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": LONG}]}  # fmt: skip
+
+
+def test_hard_limit_blocks_before_anything_is_sent(clean_alerts, trackers) -> None:
+    now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
+    t = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=1.0, hard_limit=True, on_alert=lambda a: None))
+    engine = make_engine(clean_alerts)
+    try:
+        ensure_schema(engine)
+        insert_records(engine, [record(0.9999, now.at - timedelta(days=2))])  # spent by an earlier run
+    finally:
+        engine.dispose()
+    sim = Simulator()
+    client = t.wrap(openai_client(sim, max_retries=2))
+    with pytest.raises(BudgetExceeded) as info:
+        client.chat.completions.create(**chat_body())
+    assert sim.requests == []  # nothing reached the transport
+    err = info.value
+    message = str(err)
+    assert "$1.00/month" in message and "$0.9999" in message and "monthly_usd=" in message and "raise it" in message.lower()
+    assert err.spend_usd == pytest.approx(0.9999) and err.estimate_usd > 0 and err.budget is t.budget_monitor.budgets[0]
+    assert err.period_start == datetime(2026, 4, 1, tzinfo=UTC)
+    # Anthropic: raised as is (also an AnthropicError, so the SDK neither wraps nor retries it).
+    anthropic = t.wrap(anthropic_client(sim, max_retries=2))
+    with pytest.raises(BudgetExceeded) as info2:
+        anthropic.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": LONG}])
+    import anthropic as anthropic_sdk
+
+    assert isinstance(info2.value, anthropic_sdk.AnthropicError)
+    assert sim.requests == []
+    t.flush()
+    assert len(t.records()) == 1  # refused calls are not records
+
+
+async def test_hard_limit_blocks_async_clients(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=0.0001, hard_limit=True, on_alert=lambda a: None))
+    sim = Simulator()
+    oai = t.wrap(async_openai_client(sim))
+    ant = t.wrap(async_anthropic_client(sim, max_retries=2))
+    with pytest.raises(BudgetExceeded):
+        await oai.chat.completions.create(**chat_body())
+    with pytest.raises(BudgetExceeded):
+        await ant.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": LONG}])
+    assert sim.requests == []
+    await asyncio.to_thread(t.flush)
+
+
+def test_hard_limit_lets_calls_through_and_settles_reservations(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=1.0, hard_limit=True, endpoint="/api/chat", on_alert=lambda a: None))
+    sim = Simulator()
+    client = t.wrap(openai_client(sim), endpoint="/api/chat")
+    other = t.wrap(openai_client(sim), endpoint="/api/other")
+    for _ in range(3):
+        client.chat.completions.create(**chat_body())
+    other.chat.completions.create(**chat_body())  # out of scope
+    assert len(sim.requests) == 4
+    t.flush()
+    (status,) = t.budget_monitor.status()
+    assert status.reserved_usd == 0.0
+    recorded = sum(r.cost_usd for r in t.records() if r.endpoint == "/api/chat")
+    assert status.spend_usd == pytest.approx(recorded)
+
+
+def test_concurrent_calls_cannot_slip_past_together(clean_alerts, trackers) -> None:
+    """20 threads at once against room for 5 estimated calls: exactly 5 are sent (reservations)."""
+    now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
+    book = PriceBook()
+    estimate = estimate_cost(book, "openai", "chat.completions", chat_body(), now.at).cost_usd
+    assert estimate is not None
+    t = trackers(clean_alerts, now=now, pricebook=book,
+                 budget=Budget(monthly_usd=estimate * 5.5, hard_limit=True, on_alert=lambda a: None))  # fmt: skip
+    sim = Simulator(latency=lambda request: 0.4, sleep=time.sleep)  # calls overlap: none settles before all began
+    client = t.wrap(openai_client(sim))
+    barrier = threading.Barrier(20)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        barrier.wait(timeout=30)
+        try:
+            client.chat.completions.create(**chat_body())
+            outcomes.append("sent")
+        except BudgetExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert sorted(outcomes).count("sent") == 5 and outcomes.count("refused") == 15
+    assert len(sim.requests) == 5
+    t.flush()
+    (status,) = t.budget_monitor.status()
+    assert status.reserved_usd == 0.0
+    assert status.spend_usd == pytest.approx(sum(r.cost_usd for r in t.records()))
+    assert status.spend_usd <= estimate * 5.5
+
+
+def test_hard_limit_check_is_cheap(trackers, sqlite_url) -> None:
+    """The per-call budget check is in memory (no query per call): tens of microseconds at most, even on CI."""
+    import json
+
+    from costtrack.call_context import current
+    from costtrack.calls import Call
+
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    body = json.dumps(chat_body(), separators=(",", ":")).encode()
+    timings = []
+    for _ in range(2000):
+        call = Call(tracker=t, provider="openai", api="openai", operation="chat.completions", context=current(),
+                    endpoint=None, request_bytes=body, attempt=1, timestamp=t.now(), started=0.0)  # fmt: skip
+        start = time.perf_counter()
+        monitor.before_send(call)
+        timings.append(time.perf_counter() - start)
+        monitor.record_built(None, monitor.settling(call).reservation)  # released, as a failed call's would be
+    assert monitor.status()[0].reserved_usd == 0.0
+    assert statistics.median(timings) < 100e-6
+
+
+# --------------------------------------------------------------------------- estimates
+
+
+def test_estimate_tokens_counts_text_messages_and_caps() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}], "max_completion_tokens": 50, "max_tokens": 99}
+    assert estimate_tokens("chat.completions", body) == (100 + 4 + 3, 50)
+    assert estimate_tokens("chat.completions", {"messages": [], "n": 2})[1] == 2 * 4096
+    assert estimate_tokens("chat.completions", {"messages": []}, default_max_output=100)[1] == 100
+    parts = {"messages": [{"role": "user", "content": [{"type": "text", "text": "y" * 40}, {"type": "image_url", "image_url": {"url": "u"}}]}]}
+    assert estimate_tokens("chat.completions", parts)[0] == 10 + 85 + 4 + 3
+    assert estimate_tokens("responses", {"input": "z" * 80, "instructions": "w" * 40, "max_output_tokens": 16}) == (30 + 8 + 3, 16)
+    assert estimate_tokens("embeddings", {"input": ["a" * 8, "b" * 4]}) == (3, 0)
+    anthropic = {"system": "s" * 40, "messages": [{"role": "user", "content": "q" * 400}], "max_tokens": 12}
+    assert estimate_tokens("messages", anthropic) == (110 + 4 + 3, 12)
+
+
+TURNS = [{"role": "user", "content": LONG}, {"role": "assistant", "content": "Noted."},
+         {"role": "user", "content": "Summarise the above in one line."}]  # fmt: skip
+ESTIMATE_CASES = [
+    ("openai", "gpt-4o-mini", {"messages": chat_body()["messages"], "max_tokens": 10}),
+    ("openai", "gpt-4o", {"messages": TURNS, "max_tokens": 8}),
+    ("openai-responses", "gpt-4o-mini", {"input": LONG, "instructions": "Answer briefly.", "max_output_tokens": 16}),
+    ("anthropic", "claude-haiku-4-5", {"system": "You are terse.", "messages": [{"role": "user", "content": LONG}], "max_tokens": 10}),
+    ("anthropic", "claude-sonnet-4-5", {"messages": [{"role": "user", "content": LONG * 2}], "max_tokens": 6}),
+]
+
+
+@pytest.mark.parametrize(("api", "model", "request_body"), ESTIMATE_CASES, ids=[f"{c[0]}-{c[1]}" for c in ESTIMATE_CASES])
+def test_estimates_are_within_ten_percent_of_the_recorded_cost(api, model, request_body, trackers, sqlite_url) -> None:
+    """Fixtures: English prompts (the simulator, like the real tokenizers on English, makes ~4 characters a
+    token) with a max_tokens the answer reaches (the simulator's answers are at least 12 tokens), so the
+    output bound is the real output and the comparison measures the input estimate."""
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
+    sim = Simulator(prompt_cache=False)
+    if api == "anthropic":
+        t.wrap(anthropic_client(sim)).messages.create(model=model, **request_body)
+        operation = "messages"
+    elif api == "openai-responses":
+        t.wrap(openai_client(sim)).responses.create(model=model, **request_body)
+        operation = "responses"
+    else:
+        t.wrap(openai_client(sim)).chat.completions.create(model=model, **request_body)
+        operation = "chat.completions"
+    (rec,) = t.records()
+    est = estimate_cost(t.pricebook, rec.provider, operation, {"model": model, **request_body}, rec.timestamp)
+    assert rec.cost_usd and est.cost_usd
+    assert abs(est.cost_usd - rec.cost_usd) / rec.cost_usd < 0.10, (est, rec.tokens_input, rec.tokens_output)
+    assert abs(est.input_tokens - rec.tokens_input) / rec.tokens_input < 0.10
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def unmigrated_url(request, sqlite_url):
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("fresh_postgres_url")
+
+
+def test_a_database_at_0001_gets_the_alerts_table(unmigrated_url) -> None:
+    from sqlalchemy import inspect
+
+    from costtrack.store.database import current_revision, upgrade
+
+    assert upgrade(unmigrated_url, "0001") == "0001"
+    engine = make_engine(unmigrated_url)
+    try:
+        assert not inspect(engine).has_table("budget_alerts")
+        assert upgrade(unmigrated_url) == "0002"
+        assert inspect(engine).has_table("budget_alerts") and current_revision(engine) == "0002"
+        from alembic import command
+
+        from costtrack.store.database import alembic_config
+
+        with engine.begin() as conn:  # and back down
+            command.downgrade(alembic_config(connection=conn), "0001")
+        assert not inspect(engine).has_table("budget_alerts") and current_revision(engine) == "0001"
+    finally:
+        engine.dispose()

@@ -1,0 +1,111 @@
+"""`costtrack alerts check`: exit 0 under every threshold, 1 past one, 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import typer
+
+from costtrack import cli
+from costtrack.cli import alerts
+from costtrack.records import CallRecord
+from costtrack.store.database import ensure_schema, make_engine
+from costtrack.store.sql import insert_records
+
+UTC = timezone.utc
+AT = "2026-01-21T00:00"  # 20 days into January
+
+
+@pytest.fixture(autouse=True)
+def mounted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main CLI with `alerts` mounted, as costtrack/cli/__init__.py does."""
+    if "alerts" not in {group.name for group in cli.app.registered_groups}:
+        root = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+        root.add_typer(alerts.app, name="alerts")
+        monkeypatch.setattr(cli, "app", root)
+    monkeypatch.delenv("COSTTRACK_MONTHLY_BUDGET_USD", raising=False)
+
+
+def seed(url: str, *spends: tuple[float, str, str]) -> None:
+    """Records of (usd, ISO time, endpoint)."""
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine)
+        insert_records(engine, [
+            CallRecord(provider="openai", operation="chat.completions", endpoint=endpoint, model="gpt-4o-mini",
+                       cost_usd=usd, timestamp=datetime.fromisoformat(ts).replace(tzinfo=UTC))
+            for usd, ts, endpoint in spends
+        ])  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = cli.run(["alerts", "check", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_under_every_threshold_exits_0(database_url, capsys) -> None:
+    seed(database_url, (10.0, "2026-01-05T10:00", "/api/chat"), (5.0, "2025-12-31T23:00", "/api/chat"))
+    code, out, err = run(capsys, "--monthly-budget", "100", "--at", AT, "--database-url", database_url)
+    assert (code, err) == (0, "")
+    assert "budget: $100.00/month, 2026-01 UTC" in out
+    assert "month_to_date_usd: $10.0000" in out and "percent_used: 10.0%" in out
+    assert "thresholds crossed: none" in out
+    assert "projected_month_end_usd: $" in out
+
+
+def test_crossed_threshold_exits_1_with_json(database_url, capsys) -> None:
+    seed(database_url, *[(9.0, f"2026-01-{d:02d}T12:00", "/api/chat") for d in range(14, 21)])  # $63 in 7 days
+    code, out, _ = run(capsys, "--monthly-budget", "$100", "--at", AT, "--json", "--database-url", database_url)
+    assert code == 1
+    data = json.loads(out)
+    assert {"budget", "month_to_date_usd", "projected_month_end_usd", "percent_used", "thresholds_crossed"} <= set(data)
+    assert data["budget"] == 100.0 and data["month_to_date_usd"] == pytest.approx(63.0)
+    assert data["percent_used"] == pytest.approx(63.0) and data["thresholds_crossed"] == [0.5]
+    # $63 over the 6.5 days since the window's first record, for the 11 days left.
+    assert data["projected_month_end_usd"] == pytest.approx(63 + 63 / 6.5 * 11)
+    assert data["projected_overspend"] is True
+
+
+def test_budget_from_the_environment_and_scope(sqlite_url, capsys, monkeypatch) -> None:
+    seed(sqlite_url, (6.0, "2026-01-02T00:00", "/api/chat"), (30.0, "2026-01-02T00:00", "/api/other"))
+    monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", "10")
+    code, out, _ = run(capsys, "--endpoint", "/api/chat", "--thresholds", "0.5,0.9", "--at", AT, "--json",
+                       "--database-url", sqlite_url)  # fmt: skip
+    data = json.loads(out)
+    assert code == 1 and data["month_to_date_usd"] == 6.0 and data["thresholds_crossed"] == [0.5]
+    assert data["scope"] == {"endpoint": "/api/chat"} and data["thresholds"] == [0.5, 0.9]
+    # The flag beats the environment.
+    code, out, _ = run(capsys, "--monthly-budget", "1000", "--at", AT, "--database-url", sqlite_url)
+    assert code == 0 and "percent_used: 3.6%" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        ((), None, "no budget: pass --monthly-budget USD or set COSTTRACK_MONTHLY_BUDGET_USD"),
+        ((), "ten dollars", "$COSTTRACK_MONTHLY_BUDGET_USD 'ten dollars' is not an amount in USD"),
+        (("--monthly-budget", "-5"), None, "--monthly-budget '-5' must be a positive amount"),
+        (("--monthly-budget", "5", "--thresholds", "half"), None, "--thresholds 'half' is not a list"),
+        (("--monthly-budget", "5", "--at", "yesterday"), None, "is not a date"),
+        (("--monthly-budget", "5", "--database-url", "mysql://x/y"), None, "unsupported database"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_exit_2(args, env, needle, capsys, monkeypatch, sqlite_url) -> None:
+    if env is not None:
+        monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", env)
+    if "--database-url" not in args:
+        args = (*args, "--database-url", sqlite_url)
+    code, out, err = run(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("costtrack: error: ") and needle in err
+
+
+def test_previous_months_do_not_count(sqlite_url, capsys) -> None:
+    seed(sqlite_url, (500.0, (datetime(2026, 1, 1, tzinfo=UTC) - timedelta(seconds=1)).isoformat()[:19], "/x"))
+    code, out, _ = run(capsys, "--monthly-budget", "10", "--at", AT, "--json", "--database-url", sqlite_url)
+    assert code == 0 and json.loads(out)["month_to_date_usd"] == 0.0

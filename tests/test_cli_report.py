@@ -1,0 +1,135 @@
+"""`costtrack report audit|results|summary` end to end: files, charts, templates, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def cli(argv: list[str]) -> int:
+    """The costtrack CLI with `report` and `simulate` registered (as the lead's cli/__init__.py does)."""
+    from costtrack import cli as main
+    from costtrack.cli import report, simulate
+
+    if not any(c.name == "simulate" for c in main.app.registered_commands):
+        main.app.command("simulate")(simulate.simulate)
+    if not any(g.name == "report" for g in main.app.registered_groups):
+        main.app.add_typer(report.app, name="report")
+    return main.run(argv)
+
+
+@pytest.fixture
+def seeded(tracker, make_record):
+    for i in range(40):
+        tracker.add(make_record(
+            timestamp=T0 + timedelta(minutes=20 * i), endpoint="/api/classify", provider="openai",
+            model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=60, tokens_output=3,
+            cost_usd=(60 * 2.5 + 3 * 10) / 1e6, request_hash=f"h{i // 2}", latency_ms=float(500 + i),
+            tags={"run": "baseline" if i < 20 else "optimized"},
+        ))  # fmt: skip
+        tracker.add(make_record(
+            timestamp=T0 + timedelta(minutes=20 * i, seconds=5), endpoint="/jobs/nightly", provider="anthropic",
+            model="claude-haiku-4-5-20251001", model_requested="claude-haiku-4-5", tokens_input=700, tokens_output=90,
+            cost_usd=(700 * 1.0 + 90 * 5.0) / 1e6, request_hash=f"j{i}", latency_ms=900.0,
+            tags={"run": "baseline" if i < 20 else "optimized"},
+        ))  # fmt: skip
+    tracker.flush()
+
+
+def test_audit_writes_document_and_charts(seeded, database_url, tmp_path, capsys):
+    out = tmp_path / "docs" / "optimization-audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--database-url", database_url]) == 0
+    text = out.read_text()
+    for name in ("spend-by-day", "spend-by-model", "latency"):
+        png = out.parent / f"optimization-audit-{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and f"]({png.name})" in text
+    assert "# Optimization Audit" in text and "Batch API for /jobs/nightly" in text
+    assert "Wrote" in capsys.readouterr().err
+
+
+def test_audit_without_matplotlib(seeded, database_url, tmp_path, monkeypatch):
+    from costtrack.reports import charts
+
+    monkeypatch.setattr(charts, "available", lambda: False)
+    out = tmp_path / "audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--database-url", database_url]) == 0
+    assert charts.MISSING_NOTE in out.read_text()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_audit_to_stdout_and_custom_template(seeded, database_url, tmp_path, capsys):
+    assert cli(["report", "audit", "-o", "-", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    assert "## 4. Cost Calculator" in capsys.readouterr().out
+    template = tmp_path / "mine.md.j2"
+    template.write_text("Spend {{ audit.baseline_usd | usd }} over {{ audit.calls | count }} calls\n")
+    assert cli(["report", "audit", "-o", "-", "--template", str(template), "--since", "2026-10-01",
+                "--database-url", database_url]) == 0  # fmt: skip
+    spend = 40 * (60 * 2.5 + 3 * 10) / 1e6 + 40 * (700 * 1.0 + 90 * 5.0) / 1e6
+    from costtrack.format import usd
+
+    assert capsys.readouterr().out == f"Spend {usd(spend)} over 80 calls\n"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("ok\n{{ audit.no_such_field }}\n", "line 2: UndefinedError"),
+    ("ok\n\n{% for x in %}\n", "line 3: Expected an expression"),
+    ("{{ audit.baseline_usd | no_filter }}", "line 1: No filter named 'no_filter'"),
+])  # fmt: skip
+def test_template_errors(seeded, database_url, tmp_path, capsys, body, message):
+    template = tmp_path / "bad.md.j2"
+    template.write_text(body)
+    out = tmp_path / "out" / "audit.md"
+    code = cli(["report", "audit", "-o", str(out), "--template", str(template), "--since", "2026-10-01",
+                "--database-url", database_url])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"template {template}" in err and message in err and err.count("\n") == 1
+    assert not out.parent.exists()  # neither the document nor its charts
+
+
+def test_results_by_tag_and_ab_and_summary(seeded, database_url, tmp_path, capsys):
+    out = tmp_path / "results.md"
+    assert cli(["report", "results", "--before-tag", "run=baseline", "--after-tag", "run=optimized", "-o", str(out),
+                "--database-url", database_url]) == 0  # fmt: skip
+    text = out.read_text()
+    assert "tag run=baseline" in text and "| Requests | 40 | 40 | 0.0% |" in text
+    assert cli(["report", "summary", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith("## Performance") and "Cost per 1K requests" in summary
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["report", "results"], "give --before and --after"),
+    (["report", "results", "--before", "2026-11-01..2026-11-02"], "--after (or --after-tag) is missing"),
+    (["report", "results", "--before", "2026-11-01..2026-11-03", "--after", "2026-11-02..2026-11-04"], "overlap"),
+    (["report", "results", "--before", "2020-01-01..2020-01-02", "--after", "2026-11-01..2026-11-02"],
+     "no records in --before"),
+    (["report", "results", "--before-tag", "run", "--after-tag", "run=x"], "is not a tag"),
+    (["report", "results", "--before", "yesterday", "--after", "2026-11-01..2026-11-02"], "is not a period"),
+    (["report", "results", "--ab", "--since", "2026-10-01"], "no records tagged ab_arm"),
+    (["report", "audit", "--since", "2020-01-01", "--until", "2020-02-01"], "no records since 2020-01-01"),
+    (["report", "audit", "--since", "soon"], "--since 'soon' is not understood"),
+    (["report", "audit", "--since", "2026-10-01", "--cache-ttl", "0"], "--cache-ttl must be more than 0"),
+    (["report", "audit", "--since", "2026-10-01", "--hardware", "abacus"], "is not a hardware profile"),
+    (["report", "audit", "--since", "2026-10-01", "--template", "/no/such.j2"], "does not exist"),
+])  # fmt: skip
+def test_errors_are_one_line_exit_2(seeded, database_url, capsys, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli([*args, "--database-url", database_url]) == 2
+    assert not (tmp_path / "docs").exists()
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", [["report", "audit"], ["report", "summary"],
+                                     ["report", "results", "--before", "2026-11-01..2026-11-02", "--after",
+                                      "2026-11-03..2026-11-04"]])  # fmt: skip
+def test_empty_database(sqlite_url, capsys, command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli([*command, "--database-url", sqlite_url]) == 2
+    err = capsys.readouterr().err
+    assert "run `costtrack demo`" in err and err.count("\n") == 1
+    assert not Path("docs").exists()

@@ -1,0 +1,261 @@
+"""Before/after results, savings attribution, A/B statistics and the README summary, checked against the records."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from costtrack.errors import ConfigError
+from costtrack.format import change, count, ms, pct, usd
+from costtrack.pricing import PriceBook
+from costtrack.reports import results as res
+from costtrack.reports.render import render
+from costtrack.store.database import make_engine
+
+B0 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # before: 2026-11-01..2026-11-05
+A0 = datetime(2026, 11, 10, tzinfo=timezone.utc)  # after: 2026-11-10..2026-11-14
+MTOK = Decimal(1_000_000)
+
+
+def nearest_rank(values, p):
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
+
+
+def gpt4o_cost(tin, tout):
+    return (tin * 2.5 + tout * 10.0) / 1e6
+
+
+@pytest.fixture
+def periods(tracker, make_record):
+    recs = []
+    for i in range(40):  # before: gpt-4o on every request
+        recs.append(make_record(
+            timestamp=B0 + timedelta(hours=2 * i), endpoint="/api/classify", provider="openai",
+            model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=100 + i, tokens_output=10,
+            cost_usd=gpt4o_cost(100 + i, 10), latency_ms=float(900 + (i * 53) % 400), request_hash=f"b{i % 10}",
+            tags={"quality": 0.8} if i < 10 else {},
+        ))  # fmt: skip
+    recs.append(make_record(timestamp=B0 + timedelta(hours=3), endpoint="/api/classify", model="gpt-4o",
+                            model_requested="gpt-4o", status="error", tokens_input=0, tokens_output=0, cost_usd=0.0,
+                            latency_ms=20.0))  # fmt: skip
+    mini = PriceBook().rates("openai", "gpt-4o-mini-2024-07-18", A0).effective()
+    for i in range(20):  # after: cache hits
+        recs.append(make_record(
+            timestamp=A0 + timedelta(hours=i), endpoint="/api/classify", provider="openai", model="gpt-4o-2024-08-06",
+            model_requested="gpt-4o", tokens_input=100, tokens_output=10, cost_usd=0.0, cache_hit=True,
+            cost_saved_usd=gpt4o_cost(100, 10), latency_ms=2.0 + i, tags={"quality": 0.9} if i < 10 else {},
+        ))  # fmt: skip
+    for i in range(20):  # after: routed to the cheap tier
+        recs.append(make_record(
+            timestamp=A0 + timedelta(hours=i, minutes=20), endpoint="/api/classify", provider="openai",
+            model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", tokens_input=120, tokens_output=12,
+            cost_usd=float((120 * mini["input"] + 12 * mini["output"]) / MTOK), latency_ms=float(600 + 7 * i),
+            tags={"route": "cheap", "quality": "good"},
+        ))  # fmt: skip
+    for i in range(5):  # after: cheap-first fallback, a rejected cheap answer then the accepted one
+        tags = {"fallback_chain": "gpt-4o-mini>gpt-4o", "fallback_requested": "gpt-4o"}
+        recs.append(make_record(timestamp=A0 + timedelta(days=1, hours=i), endpoint="/api/summarize",
+                                model="gpt-4o-mini", model_requested="gpt-4o-mini", cost_usd=0.0002, attempt=1,
+                                latency_ms=300.0, tags={**tags, "fallback_reason": "rejected"}))  # fmt: skip
+        recs.append(make_record(timestamp=A0 + timedelta(days=1, hours=i, seconds=1), endpoint="/api/summarize",
+                                model="gpt-4o-mini", model_requested="gpt-4o-mini", cost_usd=0.0003, attempt=2,
+                                cost_saved_usd=0.001, latency_ms=320.0, tags=tags))  # fmt: skip
+    sonnet = PriceBook().rates("anthropic", "claude-sonnet-4-5-20250929", A0).effective()
+    for i in range(4):  # after: prompt-cache reads on chat
+        recs.append(make_record(
+            timestamp=A0 + timedelta(days=2, hours=i), endpoint="/api/chat", provider="anthropic",
+            model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=2000,
+            tokens_cached_input=1500, tokens_output=50, cost_usd=0.002, latency_ms=1500.0,
+        ))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    return recs, {"mini": mini, "sonnet": sonnet}
+
+
+def side(recs, start, end):
+    return [r for r in recs if start <= r.timestamp < end]
+
+
+def metrics(rs):
+    requests = sum(r.attempt == 1 for r in rs)
+    spend = sum(r.cost_usd or 0 for r in rs)
+    lat = [r.latency_ms for r in rs if r.latency_ms is not None]
+    q = [r.tags["quality"] for r in rs if isinstance(r.tags.get("quality"), (int, float))]
+    return {
+        "requests": requests, "spend": spend, "per1k": spend / requests * 1000, "p50": nearest_rank(lat, 50),
+        "p95": nearest_rank(lat, 95), "p99": nearest_rank(lat, 99), "hit": sum(r.cache_hit for r in rs) / len(rs),
+        "err": sum(r.status == "error" for r in rs) / len(rs),
+        "tpr": sum(r.tokens_input + r.tokens_output for r in rs) / requests, "quality": sum(q) / len(q),
+    }  # fmt: skip
+
+
+def test_metrics_comparison(periods, database_url):
+    recs, _ = periods
+    before = res.Selection("before", B0, B0 + timedelta(days=5))
+    after = res.Selection("after", A0, A0 + timedelta(days=5))
+    result = res.build_results(make_engine(database_url), PriceBook(), before, after)
+    b, a = metrics(side(recs, B0, B0 + timedelta(days=5))), metrics(side(recs, A0, A0 + timedelta(days=5)))
+    rows = {r.name: r for r in result.rows}
+    volume = b["requests"] * 30 / 5  # the before period is 5 days long
+    checks = {
+        "Requests": ("requests", "requests"), "Spend": ("spend", "spend"), "Cost per 1K requests": ("per1k", "per1k"),
+        "Latency p50": ("p50", "p50"), "Latency p95": ("p95", "p95"), "Latency p99": ("p99", "p99"),
+        "Cache hit rate": ("hit", "hit"), "Error rate": ("err", "err"), "Tokens per request": ("tpr", "tpr"),
+        "Quality score": ("quality", "quality"),
+    }  # fmt: skip
+    for name, (kb, ka) in checks.items():
+        assert rows[name].before == pytest.approx(b[kb], abs=1e-12), name
+        assert rows[name].after == pytest.approx(a[ka], abs=1e-12), name
+        assert rows[name].change == pytest.approx((a[ka] - b[kb]) / b[kb]) if b[kb] else rows[name].change is None
+    monthly = rows["Projected monthly cost"]
+    assert monthly.before == pytest.approx(b["spend"] / b["requests"] * volume)
+    assert monthly.after == pytest.approx(a["spend"] / a["requests"] * volume)
+    assert result.enough
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    assert f"| Spend | {usd(b['spend'])} | {usd(a['spend'])} | {change((a['spend'] - b['spend']) / b['spend'])} |" in text
+    assert f"| Latency p95 | {ms(b['p95'])} | {ms(a['p95'])} |" in text
+    assert f"| Cache hit rate | {pct(b['hit'])} | {pct(a['hit'])} | - |" in text  # from 0: no percentage
+    for section in ("## Implementation Details", "## Challenges & Solutions", "## Future Work"):
+        assert f"{section}\n\n<!-- write this section -->" in text
+
+
+def test_attribution(periods, database_url):
+    recs, rates = periods
+    before = res.Selection("before", B0, B0 + timedelta(days=5))
+    after = res.Selection("after", A0, A0 + timedelta(days=5))
+    result = res.build_results(make_engine(database_url), PriceBook(), before, after)
+    saved = {s.name: s for s in result.attribution_after.savings}
+    after_recs = side(recs, A0, A0 + timedelta(days=5))
+    assert saved["Response cache"].saved_usd == pytest.approx(sum(r.cost_saved_usd for r in after_recs if r.cache_hit))
+    sonnet = rates["sonnet"]
+    assert saved["Provider prompt caching"].saved_usd == pytest.approx(
+        float(4 * 1500 * (sonnet["input"] - sonnet["cached_input"]) / MTOK))
+    assert saved["Cheap-first fallback"].saved_usd == pytest.approx(5 * 0.001 - 5 * 0.0002)
+    gpt4o = PriceBook().rates("openai", "gpt-4o-2024-08-06", A0).effective()
+    routed = [r for r in after_recs if r.tags.get("route") == "cheap"]
+    expected = sum(float((r.tokens_input * gpt4o["input"] + r.tokens_output * gpt4o["output"]) / MTOK) - r.cost_usd
+                   for r in routed)  # fmt: skip
+    assert saved["Routing"].saved_usd == pytest.approx(expected, abs=1e-12)
+    assert saved["Routing"].monthly_usd == pytest.approx(expected * 30 / 5)  # the after period is 5 days long
+    assert result.attribution_after.routes[0][:2] == ["cheap", 20]
+    assert result.attribution_before.savings == []
+
+
+def test_tag_selection_and_too_little_data(tracker, make_record, database_url):
+    for i in range(10):
+        tracker.add(make_record(timestamp=B0 + timedelta(minutes=i), tags={"run": "baseline"}, cost_usd=0.002))
+        tracker.add(make_record(timestamp=B0 + timedelta(minutes=i, seconds=30), tags={"run": 2}, cost_usd=0.001))
+    tracker.flush()
+    result = res.build_results(make_engine(database_url), PriceBook(), res.Selection("before", tags=(("run", "baseline"),)),
+                               res.Selection("after", tags=(("run", "2"),)))  # fmt: skip
+    assert result.before.requests == 10 and result.after.requests == 10
+    assert result.before.spend_usd == pytest.approx(0.02) and result.after.spend_usd == pytest.approx(0.01)
+    assert not result.enough and "Too little data" in result.notes[0]
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    assert "| Metric | Before | After |\n" in text and "| Change |" not in text
+    with pytest.raises(res.NoRecords):
+        res.build_results(make_engine(database_url), PriceBook(), res.Selection("before", tags=(("run", "nope"),)),
+                          res.Selection("after", tags=(("run", "2"),)))  # fmt: skip
+
+
+def test_student_t_against_tables():
+    table = {(1, 0.975): 12.706204736174698, (2, 0.975): 4.302652729749464, (10, 0.975): 2.228138851986274,
+             (30, 0.975): 2.0422724563012373, (5, 0.95): 2.0150483733330233, (1000, 0.975): 1.9623390808264078}  # fmt: skip
+    for (df, p), value in table.items():
+        assert res.student_t_ppf(p, df) == pytest.approx(value, rel=1e-9)
+        assert res.student_t_cdf(value, df) == pytest.approx(p, abs=1e-12)
+    assert res.student_t_cdf(0.0, 7) == pytest.approx(0.5)
+    assert res.student_t_ppf(0.025, 10) == pytest.approx(-2.228138851986274, rel=1e-9)
+
+
+def test_welch_matches_hand_computation():
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    ys = [2.0, 4.0, 6.0, 8.0, 9.0, 11.0, 13.0]
+    cx = res.Sample(len(xs), statistics.mean(xs), statistics.variance(xs))
+    cy = res.Sample(len(ys), statistics.mean(ys), statistics.variance(ys))
+    comp = res.welch("m", cx, cy)
+    a, b = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
+    df = (a + b) ** 2 / (a * a / (len(xs) - 1) + b * b / (len(ys) - 1))
+    diff = statistics.mean(ys) - statistics.mean(xs)
+    half = res.student_t_ppf(0.975, df) * math.sqrt(a + b)
+    assert comp.df == pytest.approx(df) and comp.diff == pytest.approx(diff)
+    assert comp.ci == pytest.approx((diff - half, diff + half))
+    assert comp.p_value == pytest.approx(2 * (1 - res.student_t_cdf(diff / math.sqrt(a + b), df)))
+    assert comp.significant is (comp.p_value < 0.05)
+
+
+@pytest.fixture
+def ab_records(tracker, make_record):
+    recs = []
+    for i in range(40):
+        for arm, cost, latency, quality in (("control", 0.010 + (i % 5) * 0.001, 1000 + (i * 31) % 200, 0.80 + (i % 4) * 0.02),
+                                            ("variant", 0.002 + (i % 5) * 0.0002, 1010 + (i * 17) % 200, 0.79 + (i % 4) * 0.02)):  # fmt: skip
+            recs.append(make_record(timestamp=A0 + timedelta(minutes=i), cost_usd=cost, latency_ms=float(latency),
+                                    tags={"ab_test": "mini", "ab_arm": arm, "quality": quality}))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    tracker.flush()
+    return recs
+
+
+def test_ab_test(ab_records, database_url):
+    result = res.ab_test(make_engine(database_url), res.Selection("all").where(make_engine(database_url).dialect.name))
+    assert result.test == "mini" and result.control.arm == "control" and [v.arm for v in result.variants] == ["variant"]
+    comps = {c.metric: c for c in result.comparisons["variant"]}
+    for metric, attr, key in (("Cost per call", "cost_usd", None), ("Latency", "latency_ms", None),
+                              ("Quality score", None, "quality")):  # fmt: skip
+        def values(arm, attr=attr, key=key):
+            rs = [r for r in ab_records if r.tags["ab_arm"] == arm]
+            return [getattr(r, attr) if attr else r.tags[key] for r in rs]
+
+        c, v = values("control"), values("variant")
+        comp = comps[metric]
+        assert comp.control.n == len(c) and comp.control.mean == pytest.approx(statistics.mean(c))
+        assert comp.control.var == pytest.approx(statistics.variance(c))
+        assert comp.variant.var == pytest.approx(statistics.variance(v))
+        expected = res.welch(metric, res.Sample(len(c), statistics.mean(c), statistics.variance(c)),
+                             res.Sample(len(v), statistics.mean(v), statistics.variance(v)))  # fmt: skip
+        assert comp.ci == pytest.approx(expected.ci) and comp.p_value == pytest.approx(expected.p_value, abs=1e-12)
+    assert comps["Cost per call"].significant is True
+    assert comps["Latency"].significant is False
+    control_ci = result.control.cost.ci()
+    c = [r.cost_usd for r in ab_records if r.tags["ab_arm"] == "control"]
+    half = res.student_t_ppf(0.975, len(c) - 1) * statistics.stdev(c) / math.sqrt(len(c))
+    assert control_ci == pytest.approx((statistics.mean(c) - half, statistics.mean(c) + half))
+
+
+def test_ab_errors(tracker, make_record, database_url):
+    tracker.add(make_record(tags={"ab_test": "a", "ab_arm": "control"}))
+    tracker.add(make_record(tags={"ab_test": "b", "ab_arm": "control"}))
+    tracker.flush()
+    engine = make_engine(database_url)
+    where = res.Selection("all").where(engine.dialect.name)
+    with pytest.raises(ConfigError, match="several A/B tests"):
+        res.ab_test(engine, where)
+    with pytest.raises(ConfigError, match="one arm"):
+        res.ab_test(engine, where, "a")
+    with pytest.raises(ConfigError, match="no records of that test"):
+        res.ab_test(engine, where, "zzz")
+
+
+def test_summary(periods, database_url):
+    recs, _ = periods
+    selection = res.Selection("period", since=A0)
+    summary = res.build_summary(make_engine(database_url), PriceBook(), selection)
+    after = [r for r in recs if r.timestamp >= A0]
+    m = metrics(after)
+    assert summary.metrics.cost_per_1k == pytest.approx(m["per1k"])
+    text = render("summary", {"summary": summary, "version": "t", "database": "d", "command": "c"})
+    lat = [r.latency_ms for r in after]
+    assert f"| Cost per 1K requests | {usd(m['per1k'])} |" in text
+    assert f"| Average latency | {ms(sum(lat) / len(lat))} |" in text
+    assert f"| p95 latency | {ms(nearest_rank(lat, 95))} |" in text
+    assert f"| Cache hit rate | {pct(m['hit'])} |" in text
+    assert "**Response cache**" in text and "**Cheap-first fallback**" in text and "**Provider prompt caching**" in text
+    assert f"({count(20)} calls answered from the cache" in text

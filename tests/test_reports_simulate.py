@@ -1,0 +1,221 @@
+"""`costtrack simulate` and its engine: every figure against an independent replay of the seeded records."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from costtrack.errors import ConfigError
+from costtrack.pricing import PriceBook
+from costtrack.reports import simulate as sim
+from costtrack.store.database import make_engine
+
+
+def cli(argv: list[str]) -> int:
+    """The costtrack CLI with `report` and `simulate` registered (as the lead's cli/__init__.py does)."""
+    from costtrack import cli as main
+    from costtrack.cli import report, simulate
+
+    if not any(c.name == "simulate" for c in main.app.registered_commands):
+        main.app.command("simulate")(simulate.simulate)
+    if not any(g.name == "report" for g in main.app.registered_groups):
+        main.app.add_typer(report.app, name="report")
+    return main.run(argv)
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+GPT4O = {"input": Decimal("2.5"), "output": Decimal(10)}
+
+
+def _cost(tin: int, tout: int, rates: dict[str, Decimal] = GPT4O) -> float:
+    return float((tin * rates["input"] + tout * rates["output"]) / Decimal(1_000_000))
+
+
+@pytest.fixture
+def seeded(tracker, make_record):
+    """Classify on gpt-4o every 10 minutes over 3 request hashes, a nightly job, a chat with cached tokens."""
+    recs = []
+    for i in range(30):
+        recs.append(make_record(
+            timestamp=T0 + timedelta(minutes=10 * i), endpoint="/api/classify", provider="openai",
+            model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=50 + i, tokens_output=5,
+            cost_usd=_cost(50 + i, 5), request_hash=f"c{i % 3}", latency_ms=100.0 + i,
+        ))  # fmt: skip
+    # A failed attempt of c0 right after its first call: not an answer (no cache entry), never a hit.
+    recs.append(make_record(timestamp=T0 + timedelta(minutes=1), endpoint="/api/classify", model="gpt-4o",
+                            model_requested="gpt-4o", status="error", error_type="server_error", tokens_input=0,
+                            tokens_output=0, cost_usd=0.0, request_hash="c1", latency_ms=50.0))  # fmt: skip
+    # An actual cache hit of c2: keeps the entry warm, costs nothing, is not counted again.
+    recs.append(make_record(timestamp=T0 + timedelta(minutes=25), endpoint="/api/classify", provider="openai",
+                            model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=52, tokens_output=5,
+                            cost_usd=0.0, cache_hit=True, cost_saved_usd=_cost(52, 5), request_hash="c2",
+                            latency_ms=1.0))  # fmt: skip
+    for i in range(6):
+        recs.append(make_record(
+            timestamp=T0 + timedelta(hours=2 + i), endpoint="/jobs/nightly-digest", provider="anthropic",
+            model="claude-haiku-4-5-20251001", model_requested="claude-haiku-4-5", tokens_input=800, tokens_output=100,
+            cost_usd=(800 * 1.0 + 100 * 5.0) / 1e6, request_hash=f"d{i}",
+        ))  # fmt: skip
+    recs.append(make_record(
+        timestamp=T0 + timedelta(hours=3), endpoint="/api/chat", provider="anthropic",
+        model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=3000,
+        tokens_cached_input=2000, tokens_cache_write=600, tokens_cache_write_1h=200, tokens_output=90,
+        cost_usd=0.004, request_hash="chat1",
+    ))  # fmt: skip
+    recs.append(make_record(timestamp=T0 + timedelta(hours=4), endpoint="/api/classify", model="mystery",
+                            model_requested="mystery", cost_usd=None, price_source=None, request_hash="m1"))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    return recs
+
+
+def replay_hits(recs, ttl):
+    """The would-be hits, by hand: a successful call whose hash was answered successfully at most `ttl` s before."""
+    last_ok: dict[str, datetime] = {}
+    hits = []
+    for r in sorted(recs, key=lambda r: (r.timestamp, r.id)):
+        if r.status != "ok" or r.request_hash is None:
+            continue
+        prev = last_ok.get(r.request_hash)
+        if prev is not None and not r.cache_hit and (r.timestamp - prev).total_seconds() <= ttl:
+            hits.append(r)
+        last_ok[r.request_hash] = r.timestamp
+    return hits
+
+
+@pytest.mark.parametrize("ttl", [1200, 1800, 3600])
+def test_cache_replay_matches_hand_replay(seeded, database_url, ttl):
+    engine = make_engine(database_url)
+    result = sim.run(engine, PriceBook(), since=None, until=None, cache_ttl=ttl)
+    hits = replay_hits(seeded, ttl)
+    if ttl == 1200:
+        assert hits == [] or all(h.endpoint != "/api/classify" for h in hits)  # 30-minute gaps: no hit
+    if ttl == 1800:
+        assert len([h for h in hits if h.endpoint == "/api/classify"]) == 27  # a gap equal to the TTL counts
+    assert result.total.would_hit == len(hits)
+    assert result.total.cache_savings_usd == pytest.approx(sum(h.cost_usd or 0 for h in hits), abs=1e-12)
+    assert result.total.actual_usd == pytest.approx(sum(r.cost_usd or 0 for r in seeded), abs=1e-12)
+    assert result.total.simulated_usd == pytest.approx(result.total.actual_usd - result.total.cache_savings_usd, abs=1e-12)
+    classify = next(e for e in result.endpoints if e.endpoint == "/api/classify")
+    assert classify.would_hit == len([h for h in hits if h.endpoint == "/api/classify"])
+    assert classify.unpriced_calls == 1
+
+
+def test_swap_reprices_every_bucket_at_the_targets_rates(seeded, database_url):
+    engine = make_engine(database_url)
+    book = PriceBook()
+    last = max(r.timestamp for r in seeded)
+    haiku = book.rates(None, "claude-haiku-4-5", last).effective()
+    mini = book.rates(None, "gpt-4o-mini", last).effective()
+    result = sim.run(engine, book, since=None, until=None,
+                     swaps=[sim.Swap("claude-sonnet-4-5", "claude-haiku-4-5"), sim.Swap("gpt-4o", "gpt-4o-mini")])  # fmt: skip
+    chat = next(r for r in seeded if r.endpoint == "/api/chat")
+    expected_chat = float((Decimal(3000 - 2000 - 600) * haiku["input"] + Decimal(2000) * haiku["cached_input"]
+                           + Decimal(400) * haiku["cache_write"] + Decimal(200) * haiku["cache_write_1h"]
+                           + Decimal(90) * haiku["output"]) / Decimal(1_000_000))  # fmt: skip
+    by = {e.endpoint: e for e in result.endpoints}
+    assert by["/api/chat"].simulated_usd == pytest.approx(expected_chat, abs=1e-12)
+    assert by["/api/chat"].swap_savings_usd == pytest.approx(chat.cost_usd - expected_chat, abs=1e-12)
+    # Classify: live calls repriced, the actual cache hit stays at 0, the unpriced call stays unknown.
+    live = [r for r in seeded if r.endpoint == "/api/classify" and r.model_requested == "gpt-4o" and not r.cache_hit]
+    expected = sum(float((Decimal(r.tokens_input) * mini["input"] + Decimal(r.tokens_output) * mini["output"])
+                         / Decimal(1_000_000)) for r in live)  # fmt: skip
+    assert by["/api/classify"].simulated_usd == pytest.approx(expected, abs=1e-12)
+    assert result.rates["gpt-4o-mini"]["input"] == float(mini["input"])
+    assert by["/jobs/nightly-digest"].savings_usd == 0
+
+
+def test_batch_share_of_noninteractive_endpoints(seeded, database_url):
+    engine = make_engine(database_url)
+    result = sim.run(engine, PriceBook(), since=None, until=None, batch_share=0.3)
+    job = sum(r.cost_usd for r in seeded if r.endpoint == "/jobs/nightly-digest")
+    by = {e.endpoint: e for e in result.endpoints}
+    assert by["/jobs/nightly-digest"].batch_savings_usd == pytest.approx(job * 0.3 * 0.5, abs=1e-12)
+    assert result.total.savings_usd == pytest.approx(job * 0.15, abs=1e-12)
+    everything = sim.run(engine, PriceBook(), since=None, until=None, batch_share=1.0, batch_endpoints="all")
+    assert everything.total.simulated_usd == pytest.approx(everything.total.actual_usd / 2, abs=1e-12)
+
+
+def test_levers_combine_in_sequence(seeded, database_url):
+    engine = make_engine(database_url)
+    book = PriceBook()
+    last = max(r.timestamp for r in seeded)
+    mini = book.rates(None, "gpt-4o-mini", last).effective()
+    result = sim.run(engine, book, since=None, until=None, cache_ttl=3600, swaps=[sim.Swap("gpt-4o", "gpt-4o-mini")],
+                     batch_share=1.0, batch_endpoints="/api/classify")  # fmt: skip
+    hits = {r.id for r in replay_hits(seeded, 3600)}
+    rest = [r for r in seeded if r.endpoint == "/api/classify" and r.model_requested == "gpt-4o"
+            and not r.cache_hit and r.id not in hits]  # fmt: skip
+    repriced = sum(float((Decimal(r.tokens_input) * mini["input"] + Decimal(r.tokens_output) * mini["output"])
+                         / Decimal(1_000_000)) for r in rest)  # fmt: skip
+    c = next(e for e in result.endpoints if e.endpoint == "/api/classify")
+    assert c.simulated_usd == pytest.approx(repriced * 0.5, abs=1e-12)
+    assert c.cache_savings_usd + c.swap_savings_usd + c.batch_savings_usd == pytest.approx(c.actual_usd - c.simulated_usd)
+    assert c.batch_savings_usd == pytest.approx(repriced * 0.5, abs=1e-12)
+
+
+def test_noninteractive_by_name_and_tag(tracker, make_record, database_url):
+    for endpoint, tags in (("/jobs/report", {}), ("/api/export", {"interactive": False}), ("/api/chat", {}),
+                           ("/cron/cleanup", {"interactive": True}), ("/api/sync", {"interactive": "false"})):  # fmt: skip
+        tracker.add(make_record(endpoint=endpoint, tags=tags))
+    tracker.flush()
+    engine = make_engine(database_url)
+    found = sim.noninteractive_endpoints(engine, ["/jobs/report", "/api/export", "/api/chat", "/cron/cleanup", "/api/sync"])
+    assert {i.endpoint: i.reason for i in found} == {
+        "/jobs/report": "named like a job", "/api/export": "tagged interactive=false",
+        "/api/sync": "tagged interactive=false",
+    }  # fmt: skip
+
+
+def test_parsers():
+    assert sim.parse_duration("90s") == 90 and sim.parse_duration("1.5h") == 5400 and sim.parse_duration("600") == 600
+    assert sim.parse_swap(" gpt-4o = gpt-4o-mini ") == sim.Swap("gpt-4o", "gpt-4o-mini")
+    for bad in ("soon", "0m", "-1h"):
+        with pytest.raises(ConfigError):
+            sim.parse_duration(bad)
+    for bad in ("gpt-4o", "=x", "a=a", "a=b=c"):
+        with pytest.raises(ConfigError):
+            sim.parse_swap(bad)
+
+
+def test_cli_json_and_endpoint_filter(seeded, database_url, capsys):
+    code = cli(["simulate", "--cache-ttl", "1h", "--swap", "gpt-4o=gpt-4o-mini", "--endpoint", "/api/classify",
+                "--since", "2026-10-01", "--json", "--database-url", database_url])  # fmt: skip
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [e["endpoint"] for e in data["endpoints"]] == ["/api/classify"]
+    classify = [r for r in seeded if r.endpoint == "/api/classify"]
+    assert data["total"]["actual_usd"] == pytest.approx(sum(r.cost_usd or 0 for r in classify), abs=1e-9)
+    assert data["total"]["would_be_cache_hits"] == len([h for h in replay_hits(seeded, 3600) if h.endpoint == "/api/classify"])
+    assert data["scenario"]["swaps"] == [{"from": "gpt-4o", "to": "gpt-4o-mini", "endpoints": None}]
+    assert data["monthly"]["actual_usd"] == pytest.approx(data["total"]["actual_usd"] * 30, rel=1e-9)  # < 1 day: x 30
+
+
+def test_cli_table(seeded, database_url, capsys):
+    assert cli(["simulate", "--batch-share", "1", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "/jobs/nightly-digest" in out and "TOTAL" in out and "Batch API for 100.0%" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give at least one of --cache-ttl"),
+    (["--swap", "gpt-4o"], "is not a swap"),
+    (["--swap", "gpt-4o=no-such-model-x"], "no price for model 'no-such-model-x'"),
+    (["--batch-share", "1.5"], "is a share"),
+    (["--cache-ttl", "soon"], "is not a duration"),
+    (["--batch-endpoints", "all"], "goes with --batch-share"),
+    (["--batch-share", "1", "--batch-endpoints", "/nope"], "no calls on '/nope'"),
+    (["--cache-ttl", "1h", "--endpoint", "/nope"], "no calls on /nope"),
+])  # fmt: skip
+def test_cli_errors(seeded, database_url, capsys, args, message):
+    assert cli(["simulate", *args, "--since", "2026-10-01", "--database-url", database_url]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_empty_database(sqlite_url, capsys):
+    assert cli(["simulate", "--cache-ttl", "1h", "--database-url", sqlite_url]) == 2
+    assert "run `costtrack demo`" in capsys.readouterr().err
