@@ -161,7 +161,7 @@ def run(
     }
     outcome = {"ok": 0, "failed": 0}
     for step in workload(calls, seed=seed):
-        clock.at = step.at
+        clock.start_step(step.at)
         with context(endpoint=step.endpoint, user=step.user, tags={"source": "demo"}):
             try:
                 step.call(clients)
@@ -180,9 +180,15 @@ class _SimulatedTime:
     def __init__(self) -> None:
         self.at = datetime.now(timezone.utc)
         self.elapsed = 0.0
+        self._step_began = 0.0
+
+    def start_step(self, at: datetime) -> None:
+        """The next call starts at `at` (simulated wall time)."""
+        self.at = at
+        self._step_began = self.elapsed
 
     def now(self) -> datetime:
-        return self.at + timedelta(seconds=self.elapsed)
+        return self.at + timedelta(seconds=self.elapsed - self._step_began)
 
     def monotonic(self) -> float:
         return self.elapsed

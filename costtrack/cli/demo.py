@@ -17,9 +17,10 @@ def demo(
     calls: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many calls to simulate.")] = 3000,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
     error_rate: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of calls the simulated providers fail.")] = 0.02,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write docs/optimization-audit.md.")] = True,
     database_url: _common.DatabaseOption = None,
 ) -> None:
-    """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network) and show what it cost."""
+    """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network), show what it cost, audit it."""
     console = _common.console(stderr=True)
     url = _common.resolve_database_url(database_url)
     tracker = Tracker(url)
@@ -37,4 +38,10 @@ def demo(
     )
     engine = _common.read_engine(url)
     render(compute_stats(engine, by="endpoint"), _common.console())
-    console.print("Next: `costtrack stats --by model`, `costtrack export --format csv -o calls.csv`")
+    if report:
+        from .report import audit
+
+        audit(output="docs/optimization-audit.md", since="31d", until=None, cache_ttl="1h", hardware="rtx4090",
+              charts=True, template=None, prices_file=None, database_url=url)  # fmt: skip
+    console.print("Next: `costtrack stats --by model`, `costtrack simulate --swap gpt-4o=gpt-4o-mini`, "
+                  "`costtrack export --format csv -o calls.csv`")
