@@ -95,11 +95,14 @@ def test_reprice_after_adding_an_override(tracker, make_record, database_url, tm
     assert rec.cost_usd == pytest.approx(0.5 + 0.75) and "my-model" in rec.price_source
 
 
-def test_demo_runs_offline_and_records(tmp_path, capsys):
+def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/demo.db"
     assert run(["demo", "--calls", "300", "--database-url", url]) == 0
     captured = capsys.readouterr()
     assert "/api/classify" in captured.out and "TOTAL" in captured.out
+    audit = (tmp_path / "docs" / "optimization-audit.md").read_text()
+    assert "## 1. Current State Analysis" in audit and "/api/classify" in audit
     assert run(["stats", "--json", "--by", "endpoint", "--database-url", url]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["calls"] >= 300 and data["total"]["spend_usd"] > 0
