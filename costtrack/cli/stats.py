@@ -42,7 +42,8 @@ def render(result: Stats, console: Console) -> None:
     """Print the stats as a table for people."""
     table = Table(title=f"costtrack stats by {result.by}", title_justify="left", pad_edge=False)
     table.add_column(result.by, no_wrap=True, overflow="ellipsis", max_width=28)
-    for header in ("calls", "spend", "share", "tok in", "tok out", "p50 ms", "p95 ms", "p99 ms", "errors", "hits"):
+    for header in ("calls", "spend", "share", "tok in", "tok out", "p50 ms", "p95 ms", "p99 ms", "errors", "cache hits",
+                   "saved"):  # fmt: skip
         table.add_column(header, justify="right", no_wrap=True)
     total = result.total
     for group in [*result.groups, total]:
@@ -50,7 +51,8 @@ def render(result: Stats, console: Console) -> None:
         table.add_row(
             "TOTAL" if group is total else group.key, count(group.calls), usd(group.spend_usd), pct(share),
             count(group.tokens_input), count(group.tokens_output), count(group.latency_p50_ms),
-            count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate), pct(group.cache_hit_rate),
+            count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate),
+            f"{count(group.cache_hits)} ({pct(group.cache_hit_rate)})", usd(group.saved_usd),
             end_section=group is result.groups[-1] if result.groups else False,
         )  # fmt: skip
     console.print(table)
