@@ -22,6 +22,8 @@ abandoned before their end, never are.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import asyncio
 import json
 import re
@@ -152,7 +154,7 @@ class CachedResponse:
 # --------------------------------------------------------------------------- base
 
 
-class Cache:
+class Cache(ABC):
     """What the transport needs from a cache; MemoryCache and RedisCache implement it.
 
     Args:
@@ -203,13 +205,15 @@ class Cache:
         """The storage key of a request: the namespace and its `cache_key`."""
         return f"{self.namespace}:{cache_key(provider, operation, body, target=target, headers=headers)}"
 
+    @abstractmethod
     def get(self, key: str) -> CachedResponse | None:
         """The stored response for `key`, or None; never raises."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def set(self, key: str, response: CachedResponse) -> None:
         """Store a response for `ttl` seconds; never raises."""
-        raise NotImplementedError
+        ...
 
     async def aget(self, key: str) -> CachedResponse | None:
         """`get` for async clients."""
@@ -219,9 +223,10 @@ class Cache:
         """`set` for async clients."""
         self.set(key, response)
 
+    @abstractmethod
     def clear(self, namespace: str | None = None) -> int:
         """Delete the entries of one namespace (every namespace if None); return how many."""
-        raise NotImplementedError
+        ...
 
     def stats(self) -> dict[str, int]:
         """Counters since creation: hits, misses, sets, errors."""

@@ -22,6 +22,8 @@ wrapped with the same tracker.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import functools
 import hashlib
 import inspect
@@ -114,11 +116,12 @@ def _check_target(target: Any, where: str) -> Target:
     return model if client is None else (client, model)
 
 
-class Policy:
+class Policy(ABC):
     """Base of the routing policies: `decide(request)`; `a | b` combines them into a Router."""
 
-    def decide(self, request: RouteRequest) -> Decision | None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def decide(self, request: RouteRequest) -> Decision | None:
+        ...
 
     def targets(self) -> list[Target]:
         """Every target this policy may pick (checked and wrapped at install time)."""
