@@ -442,7 +442,7 @@ async def test_embedding_batcher_async(tracker, records):
     batcher = EmbeddingBatcher(tracker.wrap(async_openai_client(sim)), model="text-embedding-3-small",
                                max_batch=4, max_wait=0.001, dimensions=8)
     vectors = await asyncio.gather(*(batcher.aembed(t) for t in TEXTS))
-    assert embedding_inputs(sim) == [4, 4, 2]
+    assert sorted(embedding_inputs(sim), reverse=True) == [4, 4, 2]  # the three requests may arrive in any order
     assert math.ceil(len(TEXTS) / 4) == 3 == batcher.requests
     assert all(len(v) == 8 for v in vectors)
     expected = [openai_client(Simulator()).embeddings.create(model="text-embedding-3-small", input=t, dimensions=8).data[0].embedding
