@@ -153,6 +153,29 @@ class Instrument:
             monitor.before_send(call)  # the one error costtrack raises into the app on purpose
         return call
 
+    def open(self, request: httpx2.Request) -> tuple[Call | None, str | None]:
+        """Both transports' first step: the per-request cache directive, and a Call (None: send unrecorded).
+
+        Only a hard budget limit (BudgetExceeded) escapes; any other failure is logged once.
+        """
+        directive = take_cache_directive(request)
+        try:
+            return self.begin(request), directive
+        except BudgetExceeded:
+            raise  # a hard budget limit: the request is not sent
+        except Exception:
+            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
+            return None, directive
+
+    def sendable(self, call: Call, request: httpx2.Request) -> httpx2.Request:
+        """`outgoing()`, falling back to the app's own request if it fails (then nothing is hidden)."""
+        try:
+            return self.outgoing(call, request)
+        except Exception:
+            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
+            call.hide_usage_chunk = False
+            return request
+
     @staticmethod
     def outgoing(call: Call, request: httpx2.Request) -> httpx2.Request:
         """The request to send for `call`: the app's, asking for stream usage when costtrack hides it."""
@@ -413,14 +436,7 @@ class CostTransport(httpx2.BaseTransport):
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
         instrument = self._instrument
-        directive = take_cache_directive(request)
-        try:
-            call = instrument.begin(request)
-        except BudgetExceeded:
-            raise  # a hard budget limit: the request is not sent
-        except Exception:
-            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            call = None
+        call, directive = instrument.open(request)
         if call is None:
             return self._inner.handle_request(request)
         key = None
@@ -434,11 +450,7 @@ class CostTransport(httpx2.BaseTransport):
                         return instrument.replay(call, entry, is_async=False)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
-        try:
-            request = instrument.outgoing(call, request)
-        except Exception:
-            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            call.hide_usage_chunk = False
+        request = instrument.sendable(call, request)
         try:
             response = self._inner.handle_request(request)
         except BaseException as exc:
@@ -460,14 +472,7 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
         instrument = self._instrument
-        directive = take_cache_directive(request)
-        try:
-            call = instrument.begin(request)
-        except BudgetExceeded:
-            raise  # a hard budget limit: the request is not sent
-        except Exception:
-            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            call = None
+        call, directive = instrument.open(request)
         if call is None:
             return await self._inner.handle_async_request(request)
         key = None
@@ -481,11 +486,7 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
                         return instrument.replay(call, entry, is_async=True)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
-        try:
-            request = instrument.outgoing(call, request)
-        except Exception:
-            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            call.hide_usage_chunk = False
+        request = instrument.sendable(call, request)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException as exc:
