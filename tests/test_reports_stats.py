@@ -61,3 +61,51 @@ def test_period_filter_and_empty(tracker, seeded, database_url):
     assert {g.key for g in stats.groups} == {"gpt-4o-mini", "gpt-4o"}
     empty = compute_stats(engine, since=datetime(2030, 1, 1, tzinfo=timezone.utc))
     assert empty.total.calls == 0 and empty.total.latency_p50_ms is None
+
+
+def test_percentiles_exact_per_group_with_nulls_ties_and_extremes(tracker, make_record, database_url):
+    """The one percentile implementation (stats, audit, results): exact nearest rank per group and over all.
+
+    Groups include NULL (model_requested unset) and a group named like nothing special; values include ties,
+    zeros, values on and next to the bucket edges, tiny and huge ones; a group of one value; NULL values skipped.
+    """
+    import random
+
+    from sqlalchemy import true
+
+    from costtrack.reports.stats import Percentiles
+    from costtrack.store.schema import records
+
+    rng = random.Random(3)
+    edges = [10 ** (i / 32) / 10 for i in range(0, 257, 7)]
+    pools = {
+        "a": [round(rng.lognormvariate(7, 0.6), 3) for _ in range(300)],
+        "b": [100.0] * 40 + [100.0000001, 99.9999999, 0.0, 0.001, 5e7, 1e7] * 5 + edges,
+        None: [float(v) for v in range(1, 202)],
+        "single": [42.5],
+    }
+    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    n = 0
+    for key, values in pools.items():
+        for v in values:
+            tracker.add(make_record(timestamp=base + timedelta(seconds=n), model_requested=key, latency_ms=v,
+                                    tokens_output=int(v) % 97))  # fmt: skip
+            n += 1
+    tracker.add(make_record(timestamp=base, model_requested="a", latency_ms=None))  # NULL: not counted
+    assert tracker.flush()
+    engine = make_engine(database_url)
+    got = Percentiles(true(), records.c.model_requested, percentiles=(1, 50, 95, 99, 100)).compute(engine)
+    everything = [v for values in pools.values() for v in values]
+    assert got.overall == {p: nearest_rank(everything, p) for p in (1, 50, 95, 99, 100)}
+    assert set(got.groups) == set(pools)
+    for key, values in pools.items():
+        assert got.groups[key] == {p: nearest_rank(values, p) for p in (1, 50, 95, 99, 100)}, key
+    # Another column, no groups.
+    outs = Percentiles(true(), value=records.c.tokens_output).compute(engine)
+    assert outs.groups == {}
+    assert outs.overall == {p: nearest_rank([int(v) % 97 for v in everything] + [20], p) for p in (50, 95, 99)}
+    # Nothing selected: no percentiles, and no second query.
+    none = Percentiles(records.c.endpoint == "/nowhere", records.c.endpoint)
+    with engine.connect() as conn:
+        assert none.refine_query(list(conn.execute(none.histogram_query()).all())) is None
+    assert none.result([]).overall == {} and none.result([]).groups == {}

@@ -7,10 +7,10 @@ percentiles; then, only for what qualifies, a prompt-caching window and an
 output-length window. Everything after that is arithmetic on those aggregates;
 nothing loops over records in Python.
 
-Latency percentiles are nearest-rank (as reports/stats.py defines them) and exact, in
-two steps so that no query sorts every call: a histogram of the calls per endpoint
-over fine log-spaced buckets tells in which bucket each percentile falls and at which
-rank within it; then only the calls of those buckets are ranked.
+Latency percentiles are nearest-rank and exact, computed by reports/stats.py's
+`Percentiles` (as `costtrack stats` and `report results` compute theirs): a histogram
+of the calls per endpoint in the first round of queries, then a ranking of the few
+calls around each percentile in the second.
 
 Each detector either finds opportunities, with the evidence and a projected
 saving computed from the records, or says why it found none: nothing is invented.
@@ -19,7 +19,6 @@ Monthly figures are the period's amounts x 30 / the days the records span (at le
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, literal_column, or_, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from ..format import count, duration, pct, rate, usd
@@ -53,6 +52,7 @@ from .simulate import (
     simulate,
     tag_text,
 )
+from .stats import PercentileResult, Percentiles
 
 __all__ = [
     "AuditOptions",
@@ -264,133 +264,12 @@ class Audit:
 # --------------------------------------------------------------------------- queries of the audit
 
 
-#: Latency buckets of the exact percentiles: 32 log-spaced edges per decade, from 0.1 ms to 10^7 ms.
-_EDGES = tuple(10 ** (i / 32) / 10 for i in range(32 * 8 + 1))
 PERCENTILES = (50, 95, 99)
 
 
-def _bucket(value: Any) -> ColumnElement[int]:
-    """The latency bucket of `value`: a binary search written as nested CASEs (b: _EDGES[b-1] <= value < _EDGES[b])."""
-
-    def node(lo: int, hi: int) -> Any:
-        if lo == hi:
-            return literal_column(str(lo))
-        mid = (lo + hi) // 2
-        return case((value < literal_column(repr(_EDGES[mid])), node(lo, mid)), else_=node(mid + 1, hi))
-
-    return node(0, len(_EDGES))
-
-
-def _timed(where: ColumnElement[bool]) -> ColumnElement[bool]:
-    c = records.c
-    return and_(where, c.cache_hit.is_(False), c.latency_ms.is_not(None))
-
-
-def _latency_histogram_query(where: ColumnElement[bool]) -> Any:
-    """Timed calls per endpoint and latency bucket: the first step of the exact percentiles."""
-    c = records.c
-    bucket = _bucket(c.latency_ms).label("bucket")
-    return select(c.endpoint, bucket, func.count().label("n")).where(_timed(where)).group_by(c.endpoint, bucket)
-
-
-Targets = dict[tuple["str | None", int], tuple[int, int]]
-
-
-def _histogram(rows: list[Any]) -> dict[str, dict[int, int]]:
-    """The histogram query's rows → endpoint → {bucket: timed calls}."""
-    hist: dict[str, dict[int, int]] = {}
-    for r in rows:
-        counts = hist.setdefault(r.endpoint, {})
-        counts[int(r.bucket)] = counts.get(int(r.bucket), 0) + int(r.n)
-    return hist
-
-
-def _percentile_targets(hist: dict[str, dict[int, int]]) -> Targets:
-    """(endpoint or None for all, percentile) → (bucket, rank within the bucket) of the nearest-rank percentile.
-
-    Nearest rank as reports/stats.py defines it: the smallest rank r with r >= n x p/100.
-    """
-    overall: dict[int, int] = {}
-    for counts in hist.values():
-        for bucket, n in counts.items():
-            overall[bucket] = overall.get(bucket, 0) + n
-    targets: Targets = {}
-    for key, counts in [*hist.items(), (None, overall)]:
-        n = sum(counts.values())
-        for p in PERCENTILES:
-            rank = max(math.ceil(n * (p / 100.0)), 1)
-            below = 0
-            for bucket, m in sorted(counts.items()):
-                if below + m >= rank:
-                    targets[(key, p)] = (bucket, rank - below)
-                    break
-                below += m
-    return targets
-
-
-def _in_bucket(value: Any, b: int) -> ColumnElement[bool]:
-    """`value` in bucket `b`, as the same comparisons `_bucket` makes."""
-    conds = []
-    if b > 0:
-        conds.append(value >= literal_column(repr(_EDGES[b - 1])))
-    if b < len(_EDGES):
-        conds.append(value < literal_column(repr(_EDGES[b])))
-    return and_(*conds)
-
-
-def _selected(hist: dict[str, dict[int, int]], targets: Targets) -> dict[str, set[int]]:
-    """The buckets whose calls the second step reads, per endpoint: its own targets' and the overall targets'."""
-    overall = {b for (e, _), (b, _) in targets.items() if e is None}
-    return {e: {b for (te, _), (b, _) in targets.items() if te == e} | (overall & set(counts))
-            for e, counts in hist.items()}  # fmt: skip
-
-
-def _latency_refine_query(where: ColumnElement[bool], hist: dict[str, dict[int, int]], targets: Targets) -> Any:
-    """The calls at the targets' ranks, ranked among the calls of the selected buckets only (a small sort).
-
-    The ranks among the selected calls are the ranks within the bucket plus the selected calls
-    of lower buckets, which the histogram gives.
-    """
-    c = records.c
-    selected = _selected(hist, targets)
-    chosen = or_(*(and_(c.endpoint == e, or_(*(_in_bucket(c.latency_ms, b) for b in sorted(bs))))
-                   for e, bs in selected.items() if bs))  # fmt: skip
-    inner = select(
-        c.endpoint, c.latency_ms.label("v"),
-        func.row_number().over(partition_by=c.endpoint, order_by=c.latency_ms).label("rn_endpoint"),
-        func.row_number().over(order_by=c.latency_ms).label("rn_all"),
-    ).where(_timed(where), chosen).subquery()  # fmt: skip
-    r = inner.c
-    wanted = []
-    for (endpoint, _), rank in _selected_ranks(hist, targets, selected).items():
-        wanted.append(r.rn_all == rank if endpoint is None else and_(r.endpoint == endpoint, r.rn_endpoint == rank))
-    return select(r.endpoint, r.v, r.rn_endpoint, r.rn_all).where(or_(*wanted))
-
-
-def _selected_ranks(hist: dict[str, dict[int, int]], targets: Targets,
-                    selected: dict[str, set[int]]) -> dict[tuple[str | None, int], int]:  # fmt: skip
-    """Each target's rank among the selected calls (of its endpoint, or of all)."""
-    ranks: dict[tuple[str | None, int], int] = {}
-    for (endpoint, p), (b, k) in targets.items():
-        if endpoint is None:
-            below = sum(n for e, counts in hist.items() for bb, n in counts.items() if bb in selected[e] and bb < b)
-        else:
-            below = sum(n for bb, n in hist[endpoint].items() if bb in selected[endpoint] and bb < b)
-        ranks[(endpoint, p)] = below + k
-    return ranks
-
-
-def _percentiles(hist: dict[str, dict[int, int]], targets: Targets, rows: list[Any]) -> dict[str | None, dict[int, float]]:
-    """endpoint (None: all) → {percentile: latency} from the refine query's rows."""
-    ranks = _selected_ranks(hist, targets, _selected(hist, targets))
-    by_endpoint = {(r.endpoint, int(r.rn_endpoint)): float(r.v) for r in rows}
-    by_rank = {int(r.rn_all): float(r.v) for r in rows}
-    out: dict[str | None, dict[int, float]] = {}
-    for (endpoint, p), rank in ranks.items():
-        value = by_rank.get(rank) if endpoint is None else by_endpoint.get((endpoint, rank))
-        if value is not None:
-            out.setdefault(endpoint, {})[p] = value
-    return out
+def _latency(where: ColumnElement[bool]) -> Percentiles:
+    """Latency percentiles per endpoint and over all, of the calls that reached a provider (cache hits excluded)."""
+    return Percentiles(and_(where, records.c.cache_hit.is_(False)), records.c.endpoint, percentiles=PERCENTILES)
 
 
 def _side_query(dialect: str, where: ColumnElement[bool]) -> Any:
@@ -517,8 +396,9 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
     step = progress or (lambda _name: None)
 
     queries = replay_queries(dialect, where, options.cache_ttl)
+    latency = _latency(where)
     queries.update({
-        "latency": _latency_histogram_query(where),
+        "latency": latency.histogram_query(),
         "side": _side_query(dialect, where),
     })  # fmt: skip
     results = run_queries(engine, queries, workers=options.workers, on_done=step)
@@ -528,11 +408,10 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
     ctx = _Context(engine=engine, book=book, rep=rep, at=at, where=where, options=options, dialect=dialect)
     prompt_candidates = ctx.prompt_cache_candidates()
     output_candidates = ctx.output_candidates()
-    hist = _histogram(results["latency"])
-    targets = _percentile_targets(hist)
     second: dict[str, Any] = {}
-    if targets:
-        second["latency"] = _latency_refine_query(where, hist, targets)
+    refine = latency.refine_query(results["latency"])
+    if refine is not None:
+        second["latency"] = refine
     if prompt_candidates:
         second["prompt_cache"] = _prompt_cache_query(dialect, where, prompt_candidates, options.prompt_cache_lifetime)
     if output_candidates:
@@ -561,7 +440,7 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
     audit = Audit(
         generated_at=now, since=since, until=until, options=options, replay=rep, baseline_usd=rep.spend_usd,
         baseline_monthly_usd=monthly(rep.spend_usd, rep.days), days=rep.days, span_days=rep.span_days,
-        inventory=ctx.inventory(), latency=ctx.latency(_percentiles(hist, targets, more.get("latency", []))),
+        inventory=ctx.inventory(), latency=ctx.latency(latency.result(more.get("latency", []))),
         errors=ctx.errors_table(error_rows), error_rate=_error_rate(rep), cache_status="", cache_lines=[],
         unpriced=ctx.unpriced_table(), findings=findings, opportunities=opportunities, top=top,
         optimized_usd=optimized, optimized_monthly_usd=monthly(optimized, rep.days), calculator=Table([]),
@@ -665,7 +544,7 @@ class _Context:
                    Column("Share of spend", "pct")]  # fmt: skip
         return Table(columns, [*rows, total])
 
-    def latency(self, percentiles: dict[str | None, dict[int, float]]) -> Table:
+    def latency(self, percentiles: PercentileResult) -> Table:
         stats: dict[str, list[Any]] = {}
         for g in self.rep.groups:
             acc = stats.setdefault(g.endpoint, [0, 0.0, 0, 0])
@@ -676,11 +555,11 @@ class _Context:
         out: list[list[Any]] = []
         for endpoint in sorted(stats):
             n, total, calls, errors = stats[endpoint]
-            p = percentiles.get(endpoint, {})
+            p = percentiles.groups.get(endpoint, {})
             out.append([endpoint, n, total / n if n else None, *(p.get(x) for x in PERCENTILES),
                         errors / calls if calls else None])  # fmt: skip
         n = sum(v[0] for v in stats.values())
-        p = percentiles.get(None, {})
+        p = percentiles.overall
         out.append(["**All endpoints**", n, sum(v[1] for v in stats.values()) / n if n else None,
                     *(p.get(x) for x in PERCENTILES), _error_rate(self.rep)])  # fmt: skip
         columns = [Column("Endpoint"), Column("Timed calls", "count"), Column("Mean", "ms"), Column("p50", "ms"),

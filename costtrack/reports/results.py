@@ -42,7 +42,7 @@ from .simulate import (
     tag_number,
     tag_text,
 )
-from .stats import percentile_columns
+from .stats import Percentiles
 
 __all__ = [
     "MIN_REQUESTS",
@@ -199,9 +199,6 @@ def _metrics_query(where: ColumnElement[bool], dialect: str) -> Any:
     ).where(where)  # fmt: skip
 
 
-def _latency_query(where: ColumnElement[bool]) -> Any:
-    pct = percentile_columns(None, where)
-    return select(pct.c.p50, pct.c.p95, pct.c.p99)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -212,25 +209,35 @@ def _aware(value: Any) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
+def _latency(where: ColumnElement[bool]) -> Percentiles:
+    """The selection's latency percentiles (response-cache hits included: what users waited)."""
+    return Percentiles(where)
+
+
 def measure(engine: Engine, selection: Selection, *, rows: dict[str, list[Any]] | None = None) -> Metrics:
-    """The metrics of one selection (latency percentiles include response-cache hits: what users waited)."""
+    """The metrics of one selection (latency percentiles include response-cache hits: what users waited).
+
+    `rows`: the results of `metric_queries(..., "m")` when the caller ran them (beside its other queries).
+    """
+    latency = _latency(selection.where(engine.dialect.name))
     if rows is None:
         rows = run_queries(engine, metric_queries(engine.dialect.name, selection, "m"))
+    refine = latency.refine_query(rows["m.latency"])
+    p = latency.result(run_queries(engine, {"r": refine})["r"] if refine is not None else []).overall
     m = rows["m.metrics"][0]
-    p = rows["m.latency"][0] if rows["m.latency"] else None
     return Metrics(
         selection=selection, calls=int(m.calls), requests=int(m.requests), spend_usd=float(m.spend),
         errors=int(m.errors), cache_hits=int(m.hits), tokens_input=int(m.tin), tokens_output=int(m.tout),
         quality_n=int(m.quality_n), quality=float(m.quality) if m.quality is not None else None,
         latency_mean_ms=float(m.latency) if m.latency is not None else None,
-        latency_p50_ms=p.p50 if p else None, latency_p95_ms=p.p95 if p else None, latency_p99_ms=p.p99 if p else None,
+        latency_p50_ms=p.get(50), latency_p95_ms=p.get(95), latency_p99_ms=p.get(99),
         first=_aware(m.first), last=_aware(m.last), unpriced_calls=int(m.unpriced),
     )  # fmt: skip
 
 
 def metric_queries(dialect: str, selection: Selection, prefix: str) -> dict[str, Any]:
     where = selection.where(dialect)
-    return {f"{prefix}.metrics": _metrics_query(where, dialect), f"{prefix}.latency": _latency_query(where)}
+    return {f"{prefix}.metrics": _metrics_query(where, dialect), f"{prefix}.latency": _latency(where).histogram_query()}
 
 
 # --------------------------------------------------------------------------- attribution

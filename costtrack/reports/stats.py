@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, func, literal_column, select, true
+from sqlalchemy import Engine, and_, case, func, literal_column, or_, select, true
 from sqlalchemy.sql import ColumnElement
 
 from ..store.schema import records
 
-__all__ = ["GroupStats", "Stats", "compute_stats", "period_filter", "percentile_columns"]
+__all__ = ["GroupStats", "Stats", "compute_stats", "period_filter", "Percentiles", "PercentileResult"]
 
 GroupBy = Literal["model", "endpoint", "provider", "none"]
 PERCENTILES = (50, 95, 99)
@@ -95,38 +96,172 @@ def _unpriced() -> ColumnElement[bool]:
     )
 
 
-def percentile_columns(group: ColumnElement[Any] | None, where: ColumnElement[bool], value: Any = None) -> Any:
-    """A subquery of nearest-rank latency percentiles per group, computed in SQL on any backend.
+#: Latency buckets of the exact percentiles: 32 log-spaced edges per decade, from 0.1 ms to 10^7 ms.
+_EDGES = tuple(10 ** (i / 32) / 10 for i in range(32 * 8 + 1))
+_ALL: Any = object()  # the key of the overall percentiles among the groups' (a group's key is (value,))
+_Key = Any
 
-    The p-th percentile is the smallest value whose rank is at least p% of the
-    group's count (nearest-rank definition), so it is always an observed value.
+
+def _bucket(value: Any) -> ColumnElement[int]:
+    """The bucket of `value`: a binary search written as nested CASEs (b: _EDGES[b-1] <= value < _EDGES[b])."""
+
+    def node(lo: int, hi: int) -> Any:
+        if lo == hi:
+            return literal_column(str(lo))
+        mid = (lo + hi) // 2
+        return case((value < literal_column(repr(_EDGES[mid])), node(lo, mid)), else_=node(mid + 1, hi))
+
+    return node(0, len(_EDGES))
+
+
+def _in_bucket(value: Any, b: int) -> ColumnElement[bool]:
+    """`value` in bucket `b`, by the same comparisons `_bucket` makes."""
+    conds = []
+    if b > 0:
+        conds.append(value >= literal_column(repr(_EDGES[b - 1])))
+    if b < len(_EDGES):
+        conds.append(value < literal_column(repr(_EDGES[b])))
+    return and_(*conds)
+
+
+@dataclass
+class PercentileResult:
+    """Nearest-rank percentiles: {group value: {p: value}} and the overall {p: value} (empty when no values)."""
+
+    groups: dict[Any, dict[int, float]] = field(default_factory=dict)
+    overall: dict[int, float] = field(default_factory=dict)
+
+
+class Percentiles:
+    """Exact nearest-rank percentiles of a column, per group and over all, in SQL on any backend, in two queries.
+
+    The p-th percentile is the smallest value whose rank is at least p% of the count
+    (nearest rank), so it is always an observed value. No query sorts every row:
+
+    1. `histogram_query`: the rows per group over fine log-spaced buckets of the value
+       (a GROUP BY, no sort). It tells in which bucket each percentile falls, and at
+       which rank within it.
+    2. `refine_query(histogram rows)`: only the rows of those buckets are ranked
+       (window functions over a few thousand rows out of millions); `result(its rows)`.
+
+    The steps are separate so that a report can run each step's queries beside its
+    other queries (`run_queries`); `compute` runs both, one after the other.
+    Rows whose value is NULL are not counted.
     """
-    value = records.c.latency_ms if value is None else value
-    key = literal_column("'all'") if group is None else group
-    ranked = (
-        select(
-            key.label("key"),
-            value.label("v"),
-            func.row_number().over(partition_by=group, order_by=value).label("rn"),
-            func.count().over(partition_by=group).label("n"),
-        )
-        .where(where, value.is_not(None))
-        .subquery()
-    )
-    return (
-        select(
-            ranked.c.key,
-            *(func.min(case((ranked.c.rn >= ranked.c.n * (p / 100.0), ranked.c.v))).label(f"p{p}") for p in PERCENTILES),
-        )
-        .group_by(ranked.c.key)
-        .subquery()
-    )
+
+    def __init__(self, where: ColumnElement[bool], group: ColumnElement[Any] | None = None, value: Any = None,
+                 percentiles: tuple[int, ...] = PERCENTILES) -> None:  # fmt: skip
+        self.value = records.c.latency_ms if value is None else value
+        self.where = and_(where, self.value.is_not(None))
+        self.group = group
+        self.percentiles = percentiles
+        self._hist: dict[_Key, dict[int, int]] = {}
+        self._targets: dict[tuple[_Key, int], tuple[int, int]] = {}
+        self._selected: dict[_Key, set[int]] = {}
+
+    def histogram_query(self) -> Any:
+        """Step 1: rows per group and bucket."""
+        bucket = _bucket(self.value).label("bucket")
+        if self.group is None:
+            return select(literal_column("0").label("key"), bucket, func.count().label("n")).where(self.where) \
+                .group_by(bucket)  # fmt: skip
+        key = self.group.label("key")
+        return select(key, bucket, func.count().label("n")).where(self.where).group_by(self.group, bucket)
+
+    def refine_query(self, histogram_rows: list[Any]) -> Any | None:
+        """Step 2: the rows at the percentiles' ranks among the rows of the selected buckets (None: no rows at all)."""
+        hist: dict[_Key, dict[int, int]] = {}
+        for r in histogram_rows:
+            counts = hist.setdefault((r.key,), {})
+            counts[int(r.bucket)] = counts.get(int(r.bucket), 0) + int(r.n)
+        self._hist = hist
+        self._targets = targets = self._find_targets(hist)
+        if not targets:
+            return None
+        overall = {b for (k, _), (b, _) in targets.items() if k == _ALL}
+        self._selected = selected = {
+            k: {b for (tk, _), (b, _) in targets.items() if tk == k} | (overall & set(counts)) for k, counts in hist.items()
+        }  # fmt: skip
+        v = self.value
+
+        def buckets(bs: set[int]) -> ColumnElement[bool]:
+            return or_(*(_in_bucket(v, b) for b in sorted(bs)))
+
+        if self.group is None:
+            chosen = buckets(selected[(0,)])
+        else:
+            chosen = or_(*(and_(self.group.is_(None) if k[0] is None else self.group == k[0], buckets(bs))
+                           for k, bs in selected.items() if bs))  # fmt: skip
+        columns = [v.label("v"), func.row_number().over(order_by=v).label("rn_all")]
+        if self.group is not None:
+            columns += [self.group.label("key"), func.row_number().over(partition_by=self.group, order_by=v).label("rn")]
+        inner = select(*columns).where(self.where, chosen).subquery()
+        r = inner.c
+        wanted = []
+        for (key, _), rank in self._ranks().items():
+            if key == _ALL:
+                wanted.append(r.rn_all == rank)
+            else:
+                wanted.append(and_(r.key.is_(None) if key[0] is None else r.key == key[0], r.rn == rank))
+        return select(*r).where(or_(*wanted))
+
+    def result(self, refine_rows: list[Any]) -> PercentileResult:
+        """The percentiles, from the refine query's rows."""
+        by_rank = {int(row.rn_all): float(row.v) for row in refine_rows}
+        by_key = {(row.key, int(row.rn)): float(row.v) for row in refine_rows} if self.group is not None else {}
+        out = PercentileResult()
+        for (key, p), rank in self._ranks().items():
+            if key == _ALL:
+                if rank in by_rank:
+                    out.overall[p] = by_rank[rank]
+            elif (key[0], rank) in by_key:
+                out.groups.setdefault(key[0], {})[p] = by_key[(key[0], rank)]
+        return out
+
+    def compute(self, engine: Engine) -> PercentileResult:
+        """Both steps, one after the other."""
+        with engine.connect() as conn:
+            refine = self.refine_query(list(conn.execute(self.histogram_query()).all()))
+            return self.result(list(conn.execute(refine).all()) if refine is not None else [])
+
+    def _find_targets(self, hist: dict[_Key, dict[int, int]]) -> dict[tuple[_Key, int], tuple[int, int]]:
+        """(group key or _ALL, p) → (bucket, rank within the bucket) of the nearest-rank percentile."""
+        overall: dict[int, int] = {}
+        for counts in hist.values():
+            for bucket, n in counts.items():
+                overall[bucket] = overall.get(bucket, 0) + n
+        targets: dict[tuple[_Key, int], tuple[int, int]] = {}
+        groups = list(hist.items()) if self.group is not None else []
+        for key, counts in [*groups, (_ALL, overall)]:
+            n = sum(counts.values())
+            for p in self.percentiles:
+                rank = max(math.ceil(n * (p / 100.0)), 1)
+                below = 0
+                for bucket, m in sorted(counts.items()):
+                    if below + m >= rank:
+                        targets[(key, p)] = (bucket, rank - below)
+                        break
+                    below += m
+        return targets
+
+    def _ranks(self) -> dict[tuple[_Key, int], int]:
+        """Each target's rank among the selected rows (of its group, or of all)."""
+        hist, selected = self._hist, self._selected
+        ranks: dict[tuple[_Key, int], int] = {}
+        for (key, p), (b, k) in self._targets.items():
+            if key == _ALL:
+                below = sum(n for g, counts in hist.items() for bb, n in counts.items() if bb in selected[g] and bb < b)
+            else:
+                below = sum(n for bb, n in hist[key].items() if bb in selected[key] and bb < b)
+            ranks[(key, p)] = below + k
+        return ranks
 
 
-def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnElement[bool]) -> list[GroupStats]:
+def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnElement[bool],
+                latency: PercentileResult) -> list[GroupStats]:  # fmt: skip
     c = records.c
     key = literal_column("'all'") if group is None else group
-    totals = (
+    query = (
         select(
             key.label("key"),
             func.count().label("calls"),
@@ -141,36 +276,33 @@ def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnE
         )
         .where(where)
         .group_by(*([] if group is None else [group]))
-        .subquery()
-    )
-    pct = percentile_columns(group, and_(where, c.cache_hit.is_(False)))
-    query = (
-        select(totals, pct.c.p50, pct.c.p95, pct.c.p99)
-        .select_from(totals.outerjoin(pct, totals.c.key == pct.c.key))
-        .order_by(totals.c.spend.desc(), totals.c.calls.desc())
+        .order_by(literal_column("spend").desc(), literal_column("calls").desc())
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    return [
-        GroupStats(
+    out = []
+    for row in rows:
+        p = latency.overall if group is None else latency.groups.get(row.key, {})
+        out.append(GroupStats(
             key=str(row.key), calls=int(row.calls), spend_usd=float(row.spend), tokens_input=int(row.tin),
             tokens_output=int(row.tout), tokens_cached_input=int(row.tcached), errors=int(row.errors),
             cache_hits=int(row.hits), saved_usd=float(row.saved or 0.0), unpriced_calls=int(row.unpriced),
-            latency_p50_ms=row.p50, latency_p95_ms=row.p95, latency_p99_ms=row.p99,
-        )  # fmt: skip
-        for row in rows
-    ]
+            latency_p50_ms=p.get(50), latency_p95_ms=p.get(95), latency_p99_ms=p.get(99),
+        ))  # fmt: skip
+    return out
 
 
 def compute_stats(engine: Engine, *, since: datetime | None = None, until: datetime | None = None,
                   by: GroupBy = "model") -> Stats:  # fmt: skip
     """Aggregate the records of [since, until), in total and per group."""
     where = period_filter(since, until)
-    [total] = _group_rows(engine, None, where)
     group_column = {"model": func.coalesce(records.c.model_requested, records.c.model, "(unknown)"),
                     "endpoint": records.c.endpoint,
                     "provider": records.c.provider}.get(by)  # fmt: skip
-    groups = _group_rows(engine, group_column, where) if group_column is not None else []
+    # Latency percentiles of the calls that reached a provider (response-cache hits excluded), per group and in total.
+    latency = Percentiles(and_(where, records.c.cache_hit.is_(False)), group_column).compute(engine)
+    [total] = _group_rows(engine, None, where, latency)
+    groups = _group_rows(engine, group_column, where, latency) if group_column is not None else []
     with engine.connect() as conn:
         unpriced = conn.execute(
             select(records.c.model).where(where, _unpriced()).group_by(records.c.model).order_by(records.c.model)
