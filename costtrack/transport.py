@@ -219,6 +219,16 @@ class Instrument:
             call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
         else:
             call.hide_usage_chunk = False
+            if store is None and isinstance(response.stream, httpx2.ByteStream):
+                try:
+                    content = response.content
+                except httpx2.ResponseNotRead:
+                    pass
+                else:
+                    # A whole body already in memory (a cache hit, a mock): nothing left to wait for.
+                    call.chunks.append(content)
+                    call.finish()
+                    return response
         decode = _decoder(headers.get("content-encoding", ""))
         stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
         recorded = stream_cls(call, response.stream, decode, store)

@@ -21,6 +21,11 @@ directory, disk error, lock held too long...), the app is unaffected:
   a live file holds that lock for its whole life, so no two processes ever replay
   the same file (ids make replays idempotent anyway).
 
+Memory stays bounded when the writer thread falls behind: past ``max_backlog`` records
+waiting for it, ``submit()`` waits (at most ``backlog_wait`` seconds) until the thread
+has caught up. A caller that never waits on I/O (a loop over a mocked or cached client)
+can otherwise keep the GIL from the writer thread for long stretches while Calls pile up.
+
 A record is never dropped silently: if even the outbox cannot be written, the writer
 keeps what it can in memory and logs an error with the count of what it loses. Any
 internal error is logged once (logger ``costtrack``), never raised into the app.
@@ -304,12 +309,16 @@ class Writer:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_records: Callable[[list[CallRecord]], None] | None = None,
+        max_backlog: int = 5000,
+        backlog_wait: float = 0.5,
     ) -> None:
-        if batch_size < 1 or max_buffer < 1:
-            raise ValueError("batch_size and max_buffer must be at least 1")
+        if batch_size < 1 or max_buffer < 1 or max_backlog < 1:
+            raise ValueError("batch_size, max_buffer and max_backlog must be at least 1")
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
+        self.max_backlog = max_backlog
+        self.backlog_wait = backlog_wait
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         #: Called in the writer thread with each batch just stored (or set aside as rejected),
@@ -395,8 +404,26 @@ class Writer:
                 self._start()
             if n == 1 or n == self.batch_size or n > self.max_buffer:
                 self._wake.set()
+            if n > self.max_backlog and not self._failing and self.backlog_wait > 0:
+                self._wait_for_backlog()
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
+
+    def _wait_for_backlog(self) -> None:
+        """Block the submitting thread (releasing the GIL) until the writer is down to one batch, or backlog_wait passes."""
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        deadline = time.monotonic() + self.backlog_wait
+        self._wake.set()
+        with self._cond:
+            while len(self._buffer) > self.batch_size and not self._failing and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not thread.is_alive():
+                    self.stats["backlog_timeouts"] += 1
+                    return
+                self._cond.wait(remaining)
+            self.stats["backlog_waits"] += 1
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record submitted so far is in the database or durably in the outbox.
