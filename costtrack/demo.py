@@ -31,6 +31,28 @@ STYLE_GUIDE = (
     "You are the support assistant of Acme Cloud. Follow the style guide: be concise, cite the relevant help "
     "article, never promise refunds, escalate legal questions. " * 60
 )
+#: The policies the reply drafter is given with every ticket: sent in full each time, with no cache_control
+#: marker (the team never added one), so the provider bills all of it at the full input rate.
+POLICIES = [
+    "Greet the customer by name and restate the problem in one sentence.",
+    "Refunds: only for charges in the last 30 days; anything older goes to the billing team.",
+    "Outages: link the status page and never give an estimated time of recovery.",
+    "Security reports: thank the reporter and forward the ticket to security@, without details in the reply.",
+    "Plan changes take effect at the next billing cycle; downgrades keep data for 90 days.",
+    "Never ask for passwords, API keys or full card numbers.",
+    "Data exports: CSV from Settings > Data, JSON through the API; both include deleted items for 30 days.",
+    "Close with the help article that matches the ticket's category and an offer to follow up.",
+]  # fmt: skip
+HANDBOOK = "You draft replies for the agents of Acme Cloud's support desk; an agent edits and sends them.\n" + "\n".join(
+    f"Rule {section}.{i + 1}: {rule} (see the support handbook, section {section})"
+    for section in range(1, 9)
+    for i, rule in enumerate(POLICIES)
+)
+CUSTOMERS = ["Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Alan", "Radia"]
+#: Share of UTC hours' traffic for the interactive endpoints: users in Europe and the Americas, quiet at night.
+HOURLY = (1, 1, 1, 1, 1, 2, 3, 5, 7, 8, 8, 8, 7, 8, 8, 8, 7, 6, 5, 4, 3, 2, 2, 1)
+#: Share of the chat streams the user stops (Stop button, closed tab) before the answer ends.
+STOPPED_STREAMS = 0.12
 
 
 @dataclass(frozen=True)
@@ -48,29 +70,88 @@ def _document(topic: str, n: int) -> str:
 
 
 def workload(calls: int = 3000, *, seed: int = 7, days: int = 30, end: datetime | None = None) -> Iterator[Step]:
-    """A month of a capstone app's traffic: repeats, over-sized models, streams, prompt caching, errors."""
+    """A month of a capstone app's traffic: repeats, over-sized models, streams, long prompts, bursts, a nightly job.
+
+    When calls happen matters to the audit (cache TTLs, prompt caches that stay warm a
+    few minutes), so each feature keeps its own rhythm: interactive features follow the
+    hours people work; support agents draft replies in bursts, working through the
+    queue; the nightly digest runs at 02:00 UTC, one call after the other. The calls
+    fall in [end - days, end).
+    """
     rng = random.Random(seed)
-    end = end or datetime.now(timezone.utc)
+    # By default the month ends at the last UTC midnight, so that a seed always gives the same times of day.
+    end = end or datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=days)
     endpoints: list[tuple[str, float, Callable[[], Callable[[dict[str, Any]], Any]]]] = [
         # Ticket triage on gpt-4o: short answers from an expensive model, many repeated tickets.
-        ("/api/classify", 0.34, lambda: _classify(rng)),
+        ("/api/classify", 0.3, lambda: _classify(rng)),
         # Summaries on gpt-4o, some streamed to the UI; popular documents are summarised again and again.
-        ("/api/summarize", 0.22, lambda: _summarize(rng)),
-        # Chat on claude-sonnet-4-5 with a long cached system prompt, streamed.
-        ("/api/chat", 0.2, lambda: _chat(rng)),
+        ("/api/summarize", 0.2, lambda: _summarize(rng)),
+        # Chat on claude-sonnet-4-5 with a long cached system prompt, streamed; some users press Stop.
+        ("/api/chat", 0.18, lambda: _chat(rng)),
+        # Reply drafts on claude-sonnet-4-5: a long policy prompt sent with every ticket, never cached.
+        ("/api/draft-reply", 0.1, lambda: _draft_reply(rng)),
         # Search embeddings.
-        ("/api/search", 0.14, lambda: _embed(rng)),
+        ("/api/search", 0.12, lambda: _embed(rng)),
         # A nightly digest nobody waits for (a Batch API candidate), on claude-haiku-4-5.
         ("/jobs/nightly-digest", 0.06, lambda: _digest(rng)),
         # Structured extraction on gpt-4o-mini via the Responses API.
         ("/api/extract", 0.04, lambda: _extract(rng)),
     ]
-    weights = [weight for _, weight, _ in endpoints]
-    moments = sorted(start + timedelta(seconds=rng.uniform(0, days * 86400)) for _ in range(calls))
-    for at in moments:
-        endpoint, _, make = rng.choices(endpoints, weights)[0]
-        yield Step(at=at, endpoint=endpoint, user=f"user{rng.randint(1, 40)}", call=make())
+    makers = {name: make for name, _, make in endpoints}
+    picked = rng.choices([name for name, _, _ in endpoints], [weight for _, weight, _ in endpoints], k=calls)
+    moments: list[tuple[datetime, str, str]] = []
+    for name in makers:
+        n = picked.count(name)
+        if name == "/api/draft-reply":
+            moments += _bursts(rng, n, start, end, name)
+        elif name == "/jobs/nightly-digest":
+            moments += [(at, name, "cron") for at in _nightly(rng, n, start, end)]
+        else:
+            moments += [(_working_hours(rng, start, end), name, f"user{rng.randint(1, 40)}") for _ in range(n)]
+    moments.sort(key=lambda m: m[0])
+    for at, name, user in moments:
+        yield Step(at=at, endpoint=name, user=user, call=makers[name]())
+
+
+def _working_hours(rng: random.Random, start: datetime, end: datetime) -> datetime:
+    """A moment in [start, end), more likely in the hours people work (HOURLY)."""
+    span = (end - start).total_seconds()
+    top = max(HOURLY)
+    while True:
+        at = start + timedelta(seconds=rng.uniform(0, span))
+        if rng.random() * top < HOURLY[at.hour]:
+            return at
+
+
+def _bursts(rng: random.Random, n: int, start: datetime, end: datetime, endpoint: str) -> list[tuple[datetime, str, str]]:
+    """`n` calls in bursts of 3 to 8, 20 s to 2.5 min apart: an agent working through the ticket queue."""
+    out: list[tuple[datetime, str, str]] = []
+    while len(out) < n:
+        size = min(rng.randint(3, 8), n - len(out))
+        gaps = [rng.uniform(20, 150) for _ in range(size - 1)]
+        first = min(_working_hours(rng, start, end), end - timedelta(seconds=sum(gaps) + 1))
+        agent = f"agent{rng.randint(1, 6)}"
+        at = first
+        for i in range(size):
+            out.append((at, endpoint, agent))
+            if i < size - 1:
+                at += timedelta(seconds=gaps[i])
+    return out
+
+
+def _nightly(rng: random.Random, n: int, start: datetime, end: datetime) -> list[datetime]:
+    """`n` calls of a job that starts at 02:00 UTC every night and makes its calls one after the other."""
+    first = start.replace(hour=2, minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(days=1)
+    nights = [first + timedelta(days=d) for d in range(max((end - first).days + 1, 1)) if first + timedelta(days=d) < end]
+    nights = nights or [start]
+    per_night: dict[datetime, int] = {}
+    for _ in range(n):
+        night = rng.choice(nights)
+        per_night[night] = per_night.get(night, 0) + 1
+    return [night + timedelta(seconds=45 * i + rng.uniform(0, 5)) for night, k in per_night.items() for i in range(k)]
 
 
 def _classify(rng: random.Random) -> Callable[[dict[str, Any]], Any]:
@@ -98,14 +179,32 @@ def _summarize(rng: random.Random) -> Callable[[dict[str, Any]], Any]:
 def _chat(rng: random.Random) -> Callable[[dict[str, Any]], Any]:
     question = f"{rng.choice(TICKETS)} (conversation {rng.randint(1, 500)})"
     system = [{"type": "text", "text": STYLE_GUIDE, "cache_control": {"type": "ephemeral"}}]
+    # Some users stop the answer after a few words (Stop button, closed tab): the app stops reading the stream.
+    stop_after = rng.randint(2, 12) if rng.random() < STOPPED_STREAMS else None
 
     def call(c: dict[str, Any]) -> Any:
         with c["anthropic"].messages.stream(
             model="claude-sonnet-4-5", max_tokens=400, system=system, messages=[{"role": "user", "content": question}]
         ) as stream:
-            return stream.get_final_text()
+            if stop_after is None:
+                return stream.get_final_text()
+            shown = []
+            for text in stream.text_stream:
+                shown.append(text)
+                if len(shown) >= stop_after:
+                    break
+            return "".join(shown)
 
     return call
+
+
+def _draft_reply(rng: random.Random) -> Callable[[dict[str, Any]], Any]:
+    ticket = (f"Ticket #{rng.randint(10_000, 99_999)} from {rng.choice(CUSTOMERS)} "
+              f"({rng.choice(['free', 'team', 'business'])} plan): {rng.choice(TICKETS)}")  # fmt: skip
+    return lambda c: c["anthropic"].messages.create(
+        model="claude-sonnet-4-5", max_tokens=500, system=HANDBOOK,
+        messages=[{"role": "user", "content": f"Draft a reply to this ticket.\n\n{ticket}"}],
+    )  # fmt: skip
 
 
 def _embed(rng: random.Random) -> Callable[[dict[str, Any]], Any]:
