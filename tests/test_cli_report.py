@@ -44,7 +44,7 @@ def test_audit_writes_document_and_charts(seeded, database_url, tmp_path, capsys
     out = tmp_path / "docs" / "optimization-audit.md"
     assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--database-url", database_url]) == 0
     text = out.read_text()
-    for name in ("spend-by-day", "spend-by-model", "latency"):
+    for name in ("spend-by-day", "spend-by-model", "latency", "latency-distribution"):
         png = out.parent / f"optimization-audit-{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and f"]({png.name})" in text
     assert "# Optimization Audit" in text and "Batch API for /jobs/nightly" in text
@@ -78,10 +78,11 @@ def test_audit_to_stdout_and_custom_template(seeded, database_url, tmp_path, cap
     ("ok\n{{ audit.no_such_field }}\n", "line 2: UndefinedError"),
     ("ok\n\n{% for x in %}\n", "line 3: Expected an expression"),
     ("{{ audit.baseline_usd | no_filter }}", "line 1: No filter named 'no_filter'"),
+    (b"Spend \xa3{{ audit.baseline_usd }}\n", "is not UTF-8 text (byte 6): save it as UTF-8"),  # Latin-1
 ])  # fmt: skip
 def test_template_errors(seeded, database_url, tmp_path, capsys, body, message):
     template = tmp_path / "bad.md.j2"
-    template.write_text(body)
+    template.write_bytes(body) if isinstance(body, bytes) else template.write_text(body)
     out = tmp_path / "out" / "audit.md"
     code = cli(["report", "audit", "-o", str(out), "--template", str(template), "--since", "2026-10-01",
                 "--database-url", database_url])  # fmt: skip

@@ -320,3 +320,27 @@ def test_latency_percentiles_are_exact_nearest_rank(tracker, make_record, databa
         if values:
             assert rows[key][1] == len(values)
             assert rows[key][3:6] == [nearest_rank(values, p) for p in (50, 95, 99)], key
+
+
+def test_latency_distribution_data(workload, database_url):
+    """The distribution chart's histogram: every timed call in the bucket whose range holds its latency."""
+    from costtrack.reports.charts import MERGED_BUCKETS, distribution
+    from costtrack.reports.stats import bucket_range
+
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    edges = [10 ** (i / 32) / 10 for i in range(32 * 8 + 1)]  # 32 a decade from 0.1 ms, as documented
+    assert [bucket_range(b) for b in (0, 1, 257)] == [(-math.inf, edges[0]), (edges[0], edges[1]), (edges[-1], math.inf)]
+    expected: dict[str, dict[int, int]] = {}
+    for r in workload:
+        if r.latency_ms is None or r.cache_hit:
+            continue
+        b = next(b for b in range(len(edges) + 1) if bucket_range(b)[0] <= r.latency_ms < bucket_range(b)[1])
+        counts = expected.setdefault(r.endpoint, {})
+        counts[b] = counts.get(b, 0) + 1
+    assert audit.latency_histogram == expected
+    bars, shares = distribution(expected["/api/chat"])
+    assert sum(shares) == pytest.approx(1.0) and bars == sorted(bars) and len(bars) == len(shares) + 1
+    chat = [r.latency_ms for r in workload if r.endpoint == "/api/chat"]
+    for low, high, share in zip(bars, bars[1:], shares):
+        assert share == pytest.approx(sum(low <= v < high for v in chat) / len(chat))
+    assert MERGED_BUCKETS == 4  # 8 bars a decade

@@ -242,6 +242,8 @@ class Audit:
     method: list[str]
     charts: list[Any] = field(default_factory=list)
     charts_note: str | None = None
+    #: Timed calls per endpoint and latency bucket (stats.bucket_range): the latency distribution chart's data.
+    latency_histogram: dict[str, dict[int, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -447,6 +449,7 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
         prices=ctx.prices_table(opportunities), per_request_tokens=ctx.per_request_tokens(), breakeven={},
         method=[],
     )  # fmt: skip
+    audit.latency_histogram = latency.histogram
     audit.cache_status, audit.cache_lines = ctx.cache_status()
     audit.calculator, audit.breakeven = ctx.calculator(optimized)
     audit.method = ctx.method()

@@ -54,6 +54,8 @@ def write_charts(audit: Audit, directory: Path, stem: str) -> tuple[list[Chart],
         ("Spend by day", "spend-by-day", lambda ax: _spend_by_day(ax, audit.replay)),
         ("Spend by model", "spend-by-model", lambda ax: _spend_by_model(ax, audit.replay)),
         ("Latency by endpoint (p50, p95, p99)", "latency", lambda ax: _latency(ax, audit.latency.rows)),
+        ("Latency distribution by endpoint", "latency-distribution",
+         lambda ax: _latency_distribution(ax, audit.latency_histogram)),
     ):
         fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
         try:
@@ -130,4 +132,45 @@ def _latency(ax: Any, rows: list[list[Any]]) -> bool:
     ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:,.0f}")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.grid(axis="x", alpha=0.3)
+    return True
+
+
+#: Fine histogram buckets (32 a decade) merged per bar of the distribution chart: 8 bars a decade.
+MERGED_BUCKETS = 4
+
+
+def distribution(counts: dict[int, int]) -> tuple[list[float], list[float]]:
+    """One endpoint's histogram → (edges, share of its calls per bar), bars of MERGED_BUCKETS fine buckets,
+    contiguous from the lowest to the highest non-empty one (the open-ended first and last buckets drawn one bar wide).
+    """
+    from .stats import bucket_range
+
+    total = sum(counts.values())
+    merged: dict[int, int] = {}
+    for b, n in counts.items():
+        merged[b // MERGED_BUCKETS] = merged.get(b // MERGED_BUCKETS, 0) + n
+    bars = range(min(merged), max(merged) + 1)
+    edges = [bucket_range(bar * MERGED_BUCKETS)[0] for bar in bars] + [bucket_range(bars[-1] * MERGED_BUCKETS + MERGED_BUCKETS - 1)[1]]
+    width = 10 ** (MERGED_BUCKETS / 32)
+    if edges[0] == float("-inf"):
+        edges[0] = edges[1] / width
+    if edges[-1] == float("inf"):
+        edges[-1] = edges[-2] * width
+    return edges, [merged.get(bar, 0) / total for bar in bars]
+
+
+def _latency_distribution(ax: Any, hist: dict[str, dict[int, int]]) -> bool:
+    """Per endpoint (the busiest TOP_MODELS), the share of its timed calls by latency, on a log scale."""
+    busiest = sorted((kv for kv in hist.items() if kv[1]), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:TOP_MODELS]
+    if not busiest:
+        return False
+    for endpoint, counts in busiest:
+        edges, shares = distribution(counts)
+        ax.stairs([100 * v for v in shares], edges, label=f"{endpoint} ({sum(counts.values()):,})", linewidth=1.4)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(lambda value, _pos: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    ax.set_xlabel("latency, ms, log scale (timed calls; response-cache hits excluded)")
+    ax.set_ylabel("% of the endpoint's calls")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.grid(alpha=0.3)
     return True

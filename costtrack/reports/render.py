@@ -95,6 +95,10 @@ def check(document: str, template: str | Path | None = None) -> None:
         raise ConfigError(f"{where}, line {exc.lineno}: {exc.message}") from None
     except TemplateError as exc:
         raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {where} ({exc.strerror or exc})") from None
 
 
 def render(document: str, context: dict[str, Any], template: str | Path | None = None) -> str:
@@ -114,7 +118,7 @@ def _template_line(exc: BaseException, env: Environment, name: str) -> int | Non
     """The template line the error happened on (Jinja rewrites tracebacks to point into templates)."""
     try:
         source_file = env.get_template(name).filename
-    except TemplateError:
+    except Exception:
         return None
     line = None
     tb = exc.__traceback__

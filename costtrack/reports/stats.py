@@ -12,7 +12,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ..store.schema import records
 
-__all__ = ["GroupStats", "Stats", "compute_stats", "period_filter", "Percentiles", "PercentileResult"]
+__all__ = ["GroupStats", "Stats", "compute_stats", "period_filter", "Percentiles", "PercentileResult", "bucket_range"]
 
 GroupBy = Literal["model", "endpoint", "provider", "none"]
 PERCENTILES = (50, 95, 99)
@@ -124,6 +124,13 @@ def _in_bucket(value: Any, b: int) -> ColumnElement[bool]:
     return and_(*conds)
 
 
+def bucket_range(b: int) -> tuple[float, float]:
+    """The values [low, high) of the percentile histogram's bucket `b` (-inf and inf at the two ends)."""
+    low = _EDGES[b - 1] if b > 0 else -math.inf
+    high = _EDGES[b] if b < len(_EDGES) else math.inf
+    return low, high
+
+
 @dataclass
 class PercentileResult:
     """Nearest-rank percentiles: {group value: {p: value}} and the overall {p: value} (empty when no values)."""
@@ -204,6 +211,11 @@ class Percentiles:
             else:
                 wanted.append(and_(r.key.is_(None) if key[0] is None else r.key == key[0], r.rn == rank))
         return select(*r).where(or_(*wanted))
+
+    @property
+    def histogram(self) -> dict[Any, dict[int, int]]:
+        """After `refine_query`: {group value (0 without groups): {bucket: rows}} (see `bucket_range`)."""
+        return {key[0]: dict(counts) for key, counts in self._hist.items()}
 
     def result(self, refine_rows: list[Any]) -> PercentileResult:
         """The percentiles, from the refine query's rows."""
