@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from costtrack.errors import ConfigError
-from costtrack.format import change, count, ms, pct, usd
+from costtrack.format import change, count, days, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports import results as res
 from costtrack.reports.render import render
@@ -259,3 +259,5 @@ def test_summary(periods, database_url):
     assert f"| Cache hit rate | {pct(m['hit'])} |" in text
     assert "**Response cache**" in text and "**Cheap-first fallback**" in text and "**Provider prompt caching**" in text
     assert f"({count(20)} calls answered from the cache" in text
+    span = (max(r.timestamp for r in after) - min(r.timestamp for r in after)).total_seconds() / 86400
+    assert f"over the last {days(max(span, 1.0))}\n" in text  # the records' span, at least a day

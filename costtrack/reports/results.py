@@ -26,7 +26,7 @@ from sqlalchemy import Engine, and_, case, func, select
 from sqlalchemy.sql import ColumnElement
 
 from ..errors import ConfigError
-from ..format import count, duration, usd, when
+from ..format import count, days, duration, usd, when
 from ..pricing import PriceBook
 from ..store.schema import records
 from .calc import DAYS_PER_MONTH
@@ -740,5 +740,5 @@ def build_summary(engine: Engine, book: PriceBook, selection: Selection, now: da
         raise NoRecords(["the period"], [selection])
     at = metrics.last or now or datetime.now(timezone.utc)
     attr = attribution(rows, "m", book, at, metrics.days)
-    span = duration(metrics.days * 86400) if metrics.days < 1 else f"{metrics.days:.0f} days"
+    span = duration(metrics.days * 86400) if metrics.days < 1 else days(metrics.days)
     return Summary(generated_at=now or datetime.now(timezone.utc), metrics=metrics, attribution=attr, period=span)
