@@ -134,3 +134,57 @@ def test_empty_database(sqlite_url, capsys, command, tmp_path, monkeypatch):
     err = capsys.readouterr().err
     assert "run `costtrack demo`" in err and err.count("\n") == 1
     assert not Path("docs").exists()
+
+
+class FakeTimer:
+    """Stands in for threading.Timer: the test decides when the delay has passed."""
+
+    made: list[FakeTimer] = []
+
+    def __init__(self, delay, function):
+        self.delay, self.function, self.started, self.cancelled, self.daemon = delay, function, False, False, False
+        FakeTimer.made.append(self)
+
+    def start(self):
+        self.started = True
+
+    def cancel(self):
+        self.cancelled = True
+
+
+@pytest.mark.parametrize("slow", [False, True])
+def test_progress_bar_only_after_a_second(monkeypatch, slow):
+    import io
+
+    from rich.console import Console
+
+    from costtrack.cli import _common, report
+
+    out = io.StringIO()
+    monkeypatch.setattr(_common, "console", lambda stderr=False: Console(file=out, force_terminal=True, width=100))
+    FakeTimer.made.clear()
+    with report.delayed_progress(3, "auditing", timer=FakeTimer) as step:
+        step("totals")
+        assert out.getvalue() == ""
+        if slow:
+            FakeTimer.made[0].function()  # a second has passed: the bar appears
+        step("latency")
+    [timer] = FakeTimer.made
+    assert timer.delay == 1.0 and timer.started and timer.daemon and timer.cancelled
+    assert ("auditing" in out.getvalue()) is slow
+    assert ("/3" in out.getvalue()) is slow  # the bar counts the steps
+
+
+def test_no_progress_bar_off_a_terminal(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from costtrack.cli import _common, report
+
+    out = io.StringIO()
+    monkeypatch.setattr(_common, "console", lambda stderr=False: Console(file=out, force_terminal=False))
+    FakeTimer.made.clear()
+    with report.delayed_progress(3, "auditing", timer=FakeTimer) as step:
+        step("totals")
+    assert FakeTimer.made == [] and out.getvalue() == ""

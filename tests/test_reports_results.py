@@ -125,6 +125,18 @@ def test_metrics_comparison(periods, database_url):
         assert f"{section}\n\n<!-- write this section -->" in text
 
 
+def test_progress_counts_every_query(periods, database_url):
+    """The progress callback fires once per query, as many times as the bar's total (steps)."""
+    engine = make_engine(database_url)
+    done: list[str] = []
+    res.build_results(engine, PriceBook(), res.Selection("before", B0, B0 + timedelta(days=5)),
+                      res.Selection("after", A0, A0 + timedelta(days=5)), progress=done.append)  # fmt: skip
+    assert len(done) == res.steps(2)
+    done.clear()
+    res.build_summary(engine, PriceBook(), res.Selection("period", since=A0), progress=done.append)
+    assert len(done) == res.steps(1)
+
+
 def test_attribution(periods, database_url):
     recs, rates = periods
     before = res.Selection("before", B0, B0 + timedelta(days=5))

@@ -43,8 +43,12 @@ PricesOption = Annotated[
 
 
 @contextmanager
-def delayed_progress(total: int, what: str, delay: float = 1.0) -> Iterator[Callable[[str], None]]:
-    """A step callback; a rich progress bar on stderr appears if the work takes longer than `delay` seconds."""
+def delayed_progress(total: int, what: str, delay: float = 1.0,
+                     timer: Callable[[float, Callable[[], None]], Any] = threading.Timer) -> Iterator[Callable[[str], None]]:  # fmt: skip
+    """A step callback; a rich progress bar on stderr appears if the work takes longer than `delay` seconds.
+
+    Only on a terminal. `timer(delay, start)` makes the object whose start() arms the delay (threading.Timer).
+    """
     console = _common.console(stderr=True)
     lock = threading.Lock()
     state: dict[str, Any] = {"done": 0, "progress": None, "task": None, "closed": False}
@@ -68,10 +72,10 @@ def delayed_progress(total: int, what: str, delay: float = 1.0) -> Iterator[Call
             progress.start()
             state["progress"] = progress
 
-    timer = threading.Timer(delay, start) if console.is_terminal else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    armed = timer(delay, start) if console.is_terminal else None
+    if armed is not None:
+        armed.daemon = True
+        armed.start()
 
     def step(name: str) -> None:
         with lock:
@@ -83,8 +87,8 @@ def delayed_progress(total: int, what: str, delay: float = 1.0) -> Iterator[Call
     try:
         yield step
     finally:
-        if timer is not None:
-            timer.cancel()
+        if armed is not None:
+            armed.cancel()
         with lock:
             state["closed"] = True
             progress = state["progress"]
@@ -304,7 +308,7 @@ def results(
 ) -> None:
     """Write docs/optimization-results.md: before/after metrics, savings per optimization, A/B test."""
     from ..reports.render import check, render
-    from ..reports.results import NoRecords, Selection, ab_arms, build_results
+    from ..reports.results import NoRecords, Selection, ab_arms, build_results, steps
 
     with errors_to_exit():
         now = datetime.now(timezone.utc)
@@ -332,8 +336,9 @@ def results(
             raise ConfigError("--before and --after overlap: the same records would count on both sides; give "
                               "periods that do not overlap, or different tags")  # fmt: skip
         try:
-            result = build_results(engine, book, sel_before, sel_after, ab=ab, ab_name=ab_test, ab_where=ab_where,
-                                   now=now)  # fmt: skip
+            with delayed_progress(steps(2), "comparing") as step:
+                result = build_results(engine, book, sel_before, sel_after, ab=ab, ab_name=ab_test, ab_where=ab_where,
+                                       now=now, progress=step)  # fmt: skip
         except NoRecords as exc:
             open_records(database_url, None, None)  # an empty database gets its own message
             raise ConfigError(f"{exc}; {_range_hint(engine)}") from None
@@ -385,14 +390,16 @@ def summary(
 ) -> None:
     """Print the README's Performance section: cost per 1K requests, latency, cache hit rate, savings by strategy."""
     from ..reports.render import check, render
-    from ..reports.results import Selection, build_summary
+    from ..reports.results import Selection, build_summary, steps
 
     with errors_to_exit():
         now = datetime.now(timezone.utc)
         check("summary", template)
         start, _ = parse_period(since, None, now)
         engine = open_records(database_url, start, None, f"since {since}")
-        result = build_summary(engine, _pricebook(prices_file), Selection("period", since=start), now=now)
+        with delayed_progress(steps(1), "measuring") as step:
+            result = build_summary(engine, _pricebook(prices_file), Selection("period", since=start), now=now,
+                                   progress=step)  # fmt: skip
         text = render("summary", {"summary": result, **_context(database_url, f"costtrack report summary --since {since}")},
                       template)  # fmt: skip
         _write(text, output, "the summary")

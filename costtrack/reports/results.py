@@ -17,12 +17,13 @@ no scipy).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, case, func, select, true
 from sqlalchemy.sql import ColumnElement
 
 from ..errors import ConfigError
@@ -214,16 +215,26 @@ def _latency(where: ColumnElement[bool]) -> Percentiles:
     return Percentiles(where)
 
 
-def measure(engine: Engine, selection: Selection, *, rows: dict[str, list[Any]] | None = None) -> Metrics:
+Progress = Callable[[str], None]
+
+
+def steps(sides: int) -> int:
+    """How many queries `build_results` (2 sides) or `build_summary` (1) runs: the progress bar's total."""
+    return sides * (3 + len(_attribution_queries("sqlite", true())))
+
+
+def measure(engine: Engine, selection: Selection, *, rows: dict[str, list[Any]] | None = None,
+            progress: Progress | None = None) -> Metrics:  # fmt: skip
     """The metrics of one selection (latency percentiles include response-cache hits: what users waited).
 
     `rows`: the results of `metric_queries(..., "m")` when the caller ran them (beside its other queries).
     """
     latency = _latency(selection.where(engine.dialect.name))
     if rows is None:
-        rows = run_queries(engine, metric_queries(engine.dialect.name, selection, "m"))
+        rows = run_queries(engine, metric_queries(engine.dialect.name, selection, "m"), on_done=progress)
     refine = latency.refine_query(rows["m.latency"])
-    p = latency.result(run_queries(engine, {"r": refine})["r"] if refine is not None else []).overall
+    refined = run_queries(engine, {"latency": refine}, on_done=progress)["latency"] if refine is not None else []
+    p = latency.result(refined).overall
     m = rows["m.metrics"][0]
     return Metrics(
         selection=selection, calls=int(m.calls), requests=int(m.requests), spend_usd=float(m.spend),
@@ -661,7 +672,7 @@ def _rows(before: Metrics, after: Metrics) -> list[Row]:
 
 def build_results(engine: Engine, book: PriceBook, before: Selection, after: Selection, *, ab: bool = False,
                   ab_name: str | None = None, ab_where: Selection | None = None,
-                  now: datetime | None = None) -> Results:  # fmt: skip
+                  now: datetime | None = None, progress: Progress | None = None) -> Results:  # fmt: skip
     """Measure both selections, attribute the savings, and compare the A/B arms (of `ab_where`, else `after`)."""
     dialect = engine.dialect.name
     queries: dict[str, Any] = {}
@@ -670,9 +681,11 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
     for side, sel in (("before", before), ("after", after)):
         for key, query in _attribution_queries(dialect, sel.where(dialect)).items():
             queries[f"{side}.{key}"] = query
-    rows = run_queries(engine, queries)
-    m_before = measure(engine, before, rows={"m.metrics": rows["before.metrics"], "m.latency": rows["before.latency"]})
-    m_after = measure(engine, after, rows={"m.metrics": rows["after.metrics"], "m.latency": rows["after.latency"]})
+    rows = run_queries(engine, queries, on_done=progress)
+    m_before = measure(engine, before, rows={"m.metrics": rows["before.metrics"], "m.latency": rows["before.latency"]},
+                       progress=progress)  # fmt: skip
+    m_after = measure(engine, after, rows={"m.metrics": rows["after.metrics"], "m.latency": rows["after.latency"]},
+                      progress=progress)  # fmt: skip
     empty = [(f, m.selection) for f, m in (("--before", m_before), ("--after", m_after)) if m.calls == 0]
     if empty:
         raise NoRecords([f for f, _ in empty], [s for _, s in empty])
@@ -729,13 +742,14 @@ class Summary:
     period: str
 
 
-def build_summary(engine: Engine, book: PriceBook, selection: Selection, now: datetime | None = None) -> Summary:
+def build_summary(engine: Engine, book: PriceBook, selection: Selection, now: datetime | None = None,
+                  progress: Progress | None = None) -> Summary:  # fmt: skip
     dialect = engine.dialect.name
     queries = metric_queries(dialect, selection, "m")
     for key, query in _attribution_queries(dialect, selection.where(dialect)).items():
         queries[f"m.{key}"] = query
-    rows = run_queries(engine, queries)
-    metrics = measure(engine, selection, rows=rows)
+    rows = run_queries(engine, queries, on_done=progress)
+    metrics = measure(engine, selection, rows=rows, progress=progress)
     if metrics.calls == 0:
         raise NoRecords(["the period"], [selection])
     at = metrics.last or now or datetime.now(timezone.utc)
