@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EventSplitter", "event_fields"]
+__all__ = ["EventSplitter", "event_fields", "is_plain", "next_boundary", "split_events"]
 
 # An event ends at a blank line; servers may use \n, \r\n or \r line endings.
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -24,19 +24,53 @@ class EventSplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add a chunk; return the events it completed (possibly none)."""
+        return split_events(self.feed_block(chunk))
+
+    def feed_block(self, chunk: bytes) -> bytes:
+        """Add a chunk; return the events it completed as one block of bytes (possibly empty)."""
         data = self._buffer + chunk if self._buffer else chunk
-        events: list[bytes] = []
-        start = 0
-        for match in _BOUNDARY.finditer(data):
-            events.append(data[start : match.end()])
-            start = match.end()
-        self._buffer = data[start:]
-        return events
+        if is_plain(data):
+            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+        else:
+            end = 0
+            for match in _BOUNDARY.finditer(data):
+                end = match.end()
+        self._buffer = data[end:]
+        return data[:end]
 
     def rest(self) -> bytes:
         """Bytes received after the last complete event."""
         rest, self._buffer = self._buffer, b""
         return rest
+
+
+def is_plain(data: bytes) -> bool:
+    """Only a blank line (two LFs) ends events here and no two boundaries touch, so plain byte searches split like the regex."""
+    return b"\r" not in data and b"\n\n\n" not in data
+
+
+def next_boundary(block: bytes, pos: int, plain: bool) -> int:
+    """The end of the event starting at `pos` in a block of complete events."""
+    if plain:
+        return block.index(b"\n\n", pos) + 2
+    match = _BOUNDARY.search(block, pos)
+    return len(block) if match is None else match.end()
+
+
+def split_events(block: bytes) -> list[bytes]:
+    """The events of a block of complete events, each with its terminator."""
+    if not block:
+        return []
+    if is_plain(block):
+        parts = block.split(b"\n\n")
+        parts.pop()  # the empty piece after the last terminator
+        return [part + b"\n\n" for part in parts]
+    events: list[bytes] = []
+    start = 0
+    for match in _BOUNDARY.finditer(block):
+        events.append(block[start : match.end()])
+        start = match.end()
+    return events
 
 
 def event_fields(block: bytes) -> tuple[str | None, bytes]:

@@ -15,8 +15,8 @@ from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedRespo
 from .calls import Call
 from .call_context import CallContext, current
 from .logs import log_once
-from .providers import operation_for_path, parser_for
-from .sse import EventSplitter, event_fields
+from .providers import StreamReader, operation_for_path, parser_for
+from .sse import EventSplitter, event_fields, is_plain, next_boundary
 
 if TYPE_CHECKING:
     from .tracker import Tracker
@@ -259,8 +259,12 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
         options = body.get("stream_options")
         options = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         content = json.dumps({**body, "stream_options": options}, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
-    return httpx2.Request(request.method, request.url, headers=headers, content=content, extensions=request.extensions)
+    headers = httpx2.Headers(request.headers)  # a copy of the parsed headers: nothing re-normalised
+    headers["Content-Length"] = str(len(content))
+    spliced = httpx2.Request(request.method, request.url, headers=headers, stream=httpx2.ByteStream(content),
+                             extensions=request.extensions)  # fmt: skip
+    spliced.read()
+    return spliced
 
 
 class _Reader:
@@ -296,8 +300,39 @@ class _Reader:
             return chunk
         reader = call.reader
         assert reader is not None
+        block = splitter.feed_block(data)
+        if not block:
+            return block if call.hide_usage_chunk else chunk
+        try:
+            kept = self._read(call, reader, block)
+        except Exception:
+            log_once("stream.read", "costtrack: could not read stream events; they are passed on as is", exc_info=True)
+            kept = block if call.hide_usage_chunk else None
+        return chunk if kept is None else kept
+
+    @staticmethod
+    def _read(call: Call, reader: StreamReader, block: bytes) -> bytes | None:
+        """Read a block of complete events; return the bytes to hand on when events are hidden, else None."""
         kept: list[bytes] | None = [] if call.hide_usage_chunk else None
-        for event in splitter.feed(data):
+        plain = is_plain(block)
+        pos, end = 0, len(block)
+        while pos < end:
+            if plain and reader.steady:
+                # Mid-stream content has nothing more to tell: jump to the next event that might.
+                found = reader.next_marker(block, pos)
+                if found < 0:
+                    start = end
+                else:  # the start of the event the marker is in
+                    last = block.rfind(b"\n\n", pos, found)
+                    start = pos if last < 0 else last + 2
+                if start > pos:
+                    if kept is not None:
+                        kept.append(block[pos:start])
+                    pos = start
+                    continue
+            stop = next_boundary(block, pos, plain)
+            event = block[pos:stop]
+            pos = stop
             try:
                 content, hide = reader.feed(*event_fields(event))
             except Exception:
@@ -307,7 +342,7 @@ class _Reader:
                 call.first_token = call.tracker.clock()
             if kept is not None and not hide:
                 kept.append(event)
-        return chunk if kept is None else b"".join(kept)
+        return None if kept is None else b"".join(kept)
 
     def _rest(self) -> bytes:
         """Bytes after the last complete event, read and handed on at the end of the body."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import anthropic
 import httpx2
@@ -163,3 +164,66 @@ async def test_cancelled_call_is_incomplete_not_an_error(tracker, records):
         await task
     [rec] = records()
     assert rec.status == "incomplete" and rec.error_type is None
+
+
+def _chunkings(body: bytes) -> dict[str, list[bytes]]:
+    """The same stream cut every way a network might deliver it."""
+    cuts = sorted(random.Random(7).sample(range(1, len(body)), 12))
+    return {
+        "whole": [body],
+        "per-event": [event + b"\n\n" for event in body.split(b"\n\n") if event],
+        "per-byte": [body[i : i + 1] for i in range(len(body))],
+        "random": [body[i:j] for i, j in zip([0, *cuts], [*cuts, len(body)])],
+        "crlf": [body.replace(b"\n", b"\r\n")],
+    }
+
+
+def _chunked(chunks: list[bytes]):
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=iter(chunks))
+
+    return respond
+
+
+@pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random", "crlf"])
+def test_openai_stream_reads_the_same_however_it_is_chunked(tracker, records, how):
+    # Mid-stream content events are skipped unread once nothing is left to learn from them.
+    chunks = _chunkings(fixture("openai_chat_stream.sse"))[how]
+    bare = openai_client(Recorder(_chunked(chunks)))
+    wrapped = tracker.wrap(openai_client(Recorder(_chunked(chunks))))
+    seen_bare = [c.model_dump() for c in bare.chat.completions.create(**CHAT, stream=True) if c.choices]
+    seen_wrapped = [c.model_dump() for c in wrapped.chat.completions.create(**CHAT, stream=True)]
+    assert seen_wrapped == seen_bare  # the usage-only chunk, asked for by costtrack, is hidden
+    [rec] = records()
+    assert (rec.status, rec.model, rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == (
+        "ok", "gpt-4o-mini-2024-07-18", 2048, 1024, 2,
+    )  # fmt: skip
+    assert rec.ttft_ms is not None
+
+
+@pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random", "crlf"])
+def test_anthropic_stream_reads_the_same_however_it_is_chunked(tracker, records, how):
+    chunks = _chunkings(fixture("anthropic_stream.sse"))[how]
+    args = dict(model="claude-sonnet-4-5", max_tokens=99, messages=[{"role": "user", "content": "x"}], stream=True)
+    bare = anthropic_client(Recorder(_chunked(chunks)))
+    wrapped = tracker.wrap(anthropic_client(Recorder(_chunked(chunks))))
+    assert [e.model_dump() for e in wrapped.messages.create(**args)] == [e.model_dump() for e in bare.messages.create(**args)]
+    [rec] = records()
+    assert (rec.status, rec.model, rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == (
+        "ok", "claude-sonnet-4-5-20250929", 12030, 10000, 57,
+    )  # fmt: skip
+    assert rec.ttft_ms is not None
+
+
+def test_usage_after_many_content_events_is_found(tracker, records):
+    # Thousands of content events in one chunk, each with "usage":null, then the real usage.
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18", "usage": None}
+    events = [{**base, "choices": [{"index": 0, "delta": {"content": f't{i} "usage":{{'}, "finish_reason": None}]}
+              for i in range(2000)]  # fmt: skip
+    events.append({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2000, "total_tokens": 2007}})
+    body = b"".join(b"data: " + json.dumps(e, separators=(",", ":")).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    client = tracker.wrap(openai_client(Recorder(_chunked([body]))))
+    texts = [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+    assert len(texts) == 2000
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output, rec.status) == (7, 2000, "ok")

@@ -100,3 +100,130 @@ def test_context_follows_threads_started_with_copy_context(tracker, records):
     worker.start()
     worker.join()
     assert [r.endpoint for r in records()] == ["/threaded"]
+
+
+# --------------------------------------------------------------------------- every instrumented operation
+
+from pydantic import BaseModel  # noqa: E402
+
+from costtrack import simulator  # noqa: E402
+
+USER = [{"role": "user", "content": "What does a token cost?"}]
+CLAUDE = dict(model="claude-haiku-4-5", max_tokens=200, messages=USER)
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+def _openai_tokens(usage) -> tuple[int, int]:  # noqa: ANN001 - an SDK usage object
+    if hasattr(usage, "prompt_tokens"):
+        return usage.prompt_tokens, getattr(usage, "completion_tokens", 0) or 0
+    return usage.input_tokens, usage.output_tokens
+
+
+def _anthropic_tokens(usage) -> tuple[int, int]:  # noqa: ANN001
+    read, write = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
+    return usage.input_tokens + read + write, usage.output_tokens
+
+
+def _last_usage(chunks) -> tuple[int, int]:  # noqa: ANN001
+    return _openai_tokens([c for c in chunks if c.usage is not None][-1].usage)
+
+
+# Each operation, as the app calls it: returns (operation recorded, tokens in and out as the SDK itself reports them).
+SYNC_OPERATIONS = {
+    "chat": lambda c: ("chat.completions", _openai_tokens(c.chat.completions.create(model="gpt-4o-mini", messages=USER).usage)),
+    "chat-stream": lambda c: ("chat.completions", _last_usage(list(c.chat.completions.create(
+        model="gpt-4o-mini", messages=USER, stream=True, stream_options={"include_usage": True})))),
+    "chat-parse": lambda c: ("chat.completions", _openai_tokens(
+        c.chat.completions.parse(model="gpt-4o-mini", messages=USER, response_format=Answer).usage)),
+    "responses": lambda c: ("responses", _openai_tokens(c.responses.create(model="gpt-4o-mini", input="Hi").usage)),
+    "responses-stream": lambda c: ("responses", _openai_tokens(
+        [e for e in c.responses.create(model="gpt-4o-mini", input="Hi", stream=True) if e.type == "response.completed"][0].response.usage)),
+    "responses-stream-helper": lambda c: ("responses", _responses_helper(c)),
+    "embeddings": lambda c: ("embeddings", _openai_tokens(c.embeddings.create(model="text-embedding-3-small", input="Hi").usage)),
+    "messages": lambda c: ("messages", _anthropic_tokens(c.messages.create(**CLAUDE).usage)),
+    "messages-stream": lambda c: ("messages", _anthropic_stream(c.messages.create(**CLAUDE, stream=True))),
+    "messages-stream-helper": lambda c: ("messages", _anthropic_helper(c)),
+}  # fmt: skip
+
+
+def _responses_helper(client) -> tuple[int, int]:  # noqa: ANN001
+    with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
+        return _openai_tokens(stream.get_final_response().usage)
+
+
+def _anthropic_stream(events) -> tuple[int, int]:  # noqa: ANN001
+    events = list(events)
+    start = next(e for e in events if e.type == "message_start").message.usage
+    delta = [e for e in events if e.type == "message_delta"][-1].usage
+    read, write = start.cache_read_input_tokens or 0, start.cache_creation_input_tokens or 0
+    return start.input_tokens + read + write, delta.output_tokens  # message_delta counts are running totals
+
+
+def _anthropic_helper(client) -> tuple[int, int]:  # noqa: ANN001
+    with client.messages.stream(**CLAUDE) as stream:
+        return _anthropic_tokens(stream.get_final_message().usage)
+
+
+async def _alist(stream) -> list:  # noqa: ANN001
+    return [item async for item in stream]
+
+
+async def _aresponses_helper(client) -> tuple[int, int]:  # noqa: ANN001
+    async with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
+        return _openai_tokens((await stream.get_final_response()).usage)
+
+
+async def _aanthropic_helper(client) -> tuple[int, int]:  # noqa: ANN001
+    async with client.messages.stream(**CLAUDE) as stream:
+        return _anthropic_tokens((await stream.get_final_message()).usage)
+
+
+ASYNC_OPERATIONS = {
+    "chat": lambda c: _await(c.chat.completions.create(model="gpt-4o-mini", messages=USER), lambda r: ("chat.completions", _openai_tokens(r.usage))),
+    "chat-stream": lambda c: _await(_astream(c.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True, stream_options={"include_usage": True})),
+                                    lambda chunks: ("chat.completions", _last_usage(chunks))),
+    "chat-parse": lambda c: _await(c.chat.completions.parse(model="gpt-4o-mini", messages=USER, response_format=Answer),
+                                   lambda r: ("chat.completions", _openai_tokens(r.usage))),
+    "responses": lambda c: _await(c.responses.create(model="gpt-4o-mini", input="Hi"), lambda r: ("responses", _openai_tokens(r.usage))),
+    "responses-stream": lambda c: _await(_astream(c.responses.create(model="gpt-4o-mini", input="Hi", stream=True)),
+                                         lambda es: ("responses", _openai_tokens([e for e in es if e.type == "response.completed"][0].response.usage))),
+    "responses-stream-helper": lambda c: _await(_aresponses_helper(c), lambda t: ("responses", t)),
+    "embeddings": lambda c: _await(c.embeddings.create(model="text-embedding-3-small", input="Hi"), lambda r: ("embeddings", _openai_tokens(r.usage))),
+    "messages": lambda c: _await(c.messages.create(**CLAUDE), lambda r: ("messages", _anthropic_tokens(r.usage))),
+    "messages-stream": lambda c: _await(_astream(c.messages.create(**CLAUDE, stream=True)), lambda es: ("messages", _anthropic_stream(es))),
+    "messages-stream-helper": lambda c: _await(_aanthropic_helper(c), lambda t: ("messages", t)),
+}  # fmt: skip
+
+
+async def _astream(pending) -> list:  # noqa: ANN001
+    return await _alist(await pending)
+
+
+async def _await(pending, then):  # noqa: ANN001
+    return then(await pending)
+
+
+def _client(name: str, is_async: bool):  # noqa: ANN202
+    anthropic_api = name.startswith("messages")
+    if is_async:
+        return simulator.async_anthropic_client() if anthropic_api else simulator.async_openai_client()
+    return simulator.anthropic_client() if anthropic_api else simulator.openai_client()
+
+
+@pytest.mark.parametrize("name", list(SYNC_OPERATIONS))
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_every_instrumented_operation_is_recorded(tracker, records, name, is_async):
+    client = tracker.wrap(_client(name, is_async))
+    if is_async:
+        operation, (tokens_in, tokens_out) = asyncio.run(ASYNC_OPERATIONS[name](client))
+    else:
+        operation, (tokens_in, tokens_out) = SYNC_OPERATIONS[name](client)
+    [rec] = records()
+    assert (rec.operation, rec.status, rec.tokens_input, rec.tokens_output) == (operation, "ok", tokens_in, tokens_out)
+    assert tokens_in > 0 and rec.cost_usd is not None and rec.cost_usd > 0
+    assert rec.latency_ms is not None and rec.model is not None
+    if "stream" in name:
+        assert rec.ttft_ms is not None and rec.ttft_ms <= rec.latency_ms

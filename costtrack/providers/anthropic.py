@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 from ..usage import Usage
-from .base import as_int
+from .base import as_int, first_of
 
 __all__ = ["PARSERS", "message_usage"]
 
 _CONTENT_EVENTS = frozenset({"content_block_delta"})
+# Once content has started, only events with these can still tell the reader something.
+_MARKERS = (b"message_start", b"message_delta", b"message_stop", b"error")
 
 
 def message_usage(usage: Any) -> Usage | None:
@@ -44,6 +46,15 @@ class MessageStreamReader:
         self.failed: str | None = None
         self._raw: dict[str, Any] = {}
         self._seen_content = False
+
+    @property
+    def steady(self) -> bool:
+        """Content has started: ordinary content events have nothing more to tell."""
+        return self._seen_content
+
+    def next_marker(self, block: bytes, pos: int) -> int:
+        """The next message_start/delta/stop or error event from `pos` (-1: none)."""
+        return first_of(block, pos, _MARKERS)
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from ..usage import Usage
 
-__all__ = ["BodyParser", "StreamReader", "operation_for_path", "as_int"]
+__all__ = ["BodyParser", "StreamReader", "operation_for_path", "as_int", "first_of"]
 
 # Path suffix → operation, for both APIs; anything else passes through untouched.
 _OPERATIONS = {
@@ -25,6 +25,12 @@ def operation_for_path(path: str) -> str | None:
     return None
 
 
+def first_of(block: bytes, pos: int, needles: tuple[bytes, ...]) -> int:
+    """The lowest index at or after `pos` where one of `needles` occurs, or -1."""
+    found = [i for i in (block.find(needle, pos) for needle in needles) if i >= 0]
+    return min(found) if found else -1
+
+
 def as_int(value: Any) -> int:
     """A token count from a JSON value; anything that is not a non-negative int counts 0."""
     return value if type(value) is int and value > 0 else 0
@@ -40,6 +46,15 @@ class StreamReader(Protocol):
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
+        ...
+
+    @property
+    def steady(self) -> bool:
+        """True once ordinary events have nothing more to tell: only those `next_marker` finds may change anything."""
+        ...
+
+    def next_marker(self, block: bytes, pos: int) -> int:
+        """Where, from `pos`, the next bytes that might still matter to a steady reader are (-1: none)."""
         ...
 
 

@@ -7,11 +7,13 @@ import re
 from typing import Any
 
 from ..usage import Usage
-from .base import as_int
+from .base import as_int, first_of
 
 __all__ = ["PARSERS", "chat_usage", "responses_usage"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+# Once content has started, only events with these can still tell a Responses stream reader something.
+_RESPONSES_MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed", b"error")
 _CONTENT_EVENTS = frozenset(
     {
         "response.output_text.delta",
@@ -86,6 +88,21 @@ class ChatStreamReader:
         self._hide_usage_chunk = hide_usage_chunk
         self._seen_content = False
 
+    @property
+    def steady(self) -> bool:
+        """Content and the model are known: ordinary content events have nothing more to tell."""
+        return self._seen_content and self.model is not None
+
+    def next_marker(self, block: bytes, pos: int) -> int:
+        """The next usage object or [DONE] from `pos` (-1: none); `"usage":null`, sent in every chunk, is not one."""
+        done = block.find(b"[DONE]", pos)
+        at = block.find(b'"usage"', pos)
+        while at >= 0 and (done < 0 or at < done):
+            if _USAGE_OBJECT.match(block, at):
+                return at
+            at = block.find(b'"usage"', at + 7)
+        return done
+
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
         if data.startswith(b"[DONE]"):
@@ -129,6 +146,15 @@ class ResponsesStreamReader:
         self.done = False
         self.failed: str | None = None
         self._seen_content = False
+
+    @property
+    def steady(self) -> bool:
+        """Content has started: ordinary content events have nothing more to tell."""
+        return self._seen_content
+
+    def next_marker(self, block: bytes, pos: int) -> int:
+        """The next created, final or error event from `pos` (-1: none)."""
+        return first_of(block, pos, _RESPONSES_MARKERS)
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

@@ -309,7 +309,7 @@ class Writer:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         on_records: Callable[[list[CallRecord]], None] | None = None,
-        max_backlog: int = 5000,
+        max_backlog: int = 2000,
         backlog_wait: float = 0.5,
     ) -> None:
         if batch_size < 1 or max_buffer < 1 or max_backlog < 1:
