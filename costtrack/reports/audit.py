@@ -52,7 +52,7 @@ from .simulate import (
     simulate,
     tag_text,
 )
-from .stats import PercentileResult, Percentiles
+from .stats import PERCENTILES, PercentileResult, Percentiles
 
 __all__ = [
     "AuditOptions",
@@ -264,9 +264,6 @@ class Audit:
 
 
 # --------------------------------------------------------------------------- queries of the audit
-
-
-PERCENTILES = (50, 95, 99)
 
 
 def _latency(where: ColumnElement[bool]) -> Percentiles:
