@@ -141,7 +141,10 @@ def _bursts(rng: random.Random, n: int, start: datetime, end: datetime, endpoint
 
 
 def _nightly(rng: random.Random, n: int, start: datetime, end: datetime) -> list[datetime]:
-    """`n` calls of a job that starts at 02:00 UTC every night and makes its calls one after the other."""
+    """`n` calls of a job that starts at 02:00 UTC every night and makes its calls one after the other.
+
+    A call every 45 s, closer when a night has more calls than 45 s apart would fit before `end` (or within 20 h).
+    """
     first = start.replace(hour=2, minute=0, second=0, microsecond=0)
     if first < start:
         first += timedelta(days=1)
@@ -151,7 +154,12 @@ def _nightly(rng: random.Random, n: int, start: datetime, end: datetime) -> list
     for _ in range(n):
         night = rng.choice(nights)
         per_night[night] = per_night.get(night, 0) + 1
-    return [night + timedelta(seconds=45 * i + rng.uniform(0, 5)) for night, k in per_night.items() for i in range(k)]
+    out = []
+    for night, k in per_night.items():
+        room = min((end - night).total_seconds(), 20 * 3600.0)
+        step = min(45.0, room / (k + 1))
+        out += [night + timedelta(seconds=step * (i + rng.uniform(0, 0.1))) for i in range(k)]
+    return out
 
 
 def _classify(rng: random.Random) -> Callable[[dict[str, Any]], Any]:

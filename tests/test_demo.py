@@ -168,6 +168,9 @@ def test_workload_rhythms():
     # The nightly job runs at 02:00 UTC, a call every 45 s or so.
     nightly = [s for s in steps if s.endpoint == "/jobs/nightly-digest"]
     assert nightly and all(s.at.hour == 2 and s.at.minute < 30 and s.user == "cron" for s in nightly)
+    # However many calls, they stay in the month.
+    many = list(demo.workload(60_000, seed=1, days=2, end=END + timedelta(hours=3)))
+    assert all(END + timedelta(hours=3) - timedelta(days=2) <= s.at < END + timedelta(hours=3) for s in many)
     # Reply drafts come in bursts: most follow the previous one within 5 minutes.
     drafts = [s.at for s in steps if s.endpoint == "/api/draft-reply"]
     gaps = [(b - a).total_seconds() for a, b in zip(drafts, drafts[1:])]
