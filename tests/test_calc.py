@@ -517,3 +517,12 @@ def test_cli_from_db_empty(sqlite_url: str, capsys: pytest.CaptureFixture[str]) 
 def test_cli_errors(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
     err = run_error(capsys, *argv)
     assert needle in err, err
+
+
+@pytest.mark.parametrize("form", [["--compare", "gpt-4o,claude-haiku-4-5"], ["--compare=gpt-4o,claude-haiku-4-5"]])
+def test_cli_compare_takes_an_optional_model_list(capsys: pytest.CaptureFixture[str], form: list[str]) -> None:
+    # The spelling, `--compare [MODEL,...]`, means the same as `--models MODEL,...`.
+    given = run_json(capsys, "--requests-per-day", "1000", *COURSE, *form)
+    listed = run_json(capsys, "--requests-per-day", "1000", *COURSE, "--models", "gpt-4o,claude-haiku-4-5")
+    assert given["compare"] == listed["compare"]
+    assert {r["name"] for r in given["compare"] if r["kind"] == "api"} == {"gpt-4o", "claude-haiku-4-5"}

@@ -38,10 +38,29 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+def _optional_compare_value(args: list[str]) -> list[str]:
+    """`calc --compare gpt-4o,claude-haiku-4-5` (an optional value, which click options cannot take) as `--compare --models ...`."""
+    if not args or args[0] != "calc":
+        return args
+    out: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg.startswith("--compare="):
+            out += ["--compare", "--models", arg.split("=", 1)[1]]
+            continue
+        out.append(arg)
+        if arg == "--compare":
+            following = next(rest, None)
+            if following is not None:
+                out += ["--models", following] if not following.startswith("-") else [following]
+    return out
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     try:
-        result = app(args=argv, prog_name="costtrack", standalone_mode=False)
+        args = _optional_compare_value(sys.argv[1:] if argv is None else list(argv))
+        result = app(args=args, prog_name="costtrack", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

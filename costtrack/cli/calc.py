@@ -46,7 +46,7 @@ def calc(
     gpu_requests_per_s: Annotated[_Num, typer.Option("--gpu-requests-per-s", help="Requests per second one GPU serves.")] = None,
     gpu_tokens_per_s: Annotated[_Num, typer.Option("--gpu-tokens-per-s", help="Output tokens per second one GPU generates (all streams).")] = None,
     peak_factor: Annotated[float, typer.Option("--peak-factor", help="Peak load as a multiple of the average rate over --hours-per-day.")] = core.DEFAULT_PEAK_FACTOR,
-    compare: Annotated[bool, typer.Option("--compare", help="Also price the workload on the curated API models and every hardware profile.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Also price the workload on the curated API models and every hardware profile; `--compare MODEL,...` names the models instead (as --models).")] = False,
     models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models for --compare (implies it), e.g. gpt-4o,claude-haiku-4-5.")] = None,
     private_data: Annotated[bool, typer.Option("--private-data", help="The data must not leave your infrastructure.")] = False,
     latency_critical: Annotated[bool, typer.Option("--latency-critical", help="Network and provider queueing latency are not acceptable.")] = False,
