@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextvars
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import fastjson
 from .call_context import CallContext
 from .hashing import request_hash
 from .logs import log_once
@@ -147,7 +147,7 @@ class Call:
         body = self._body
         if body is None:
             try:
-                parsed = json.loads(self.request_bytes) if self.request_bytes else {}
+                parsed = fastjson.loads(self.request_bytes) if self.request_bytes else {}
             except ValueError:
                 parsed = {}
             body = self._body = parsed if isinstance(parsed, dict) else {}
@@ -249,7 +249,7 @@ class Call:
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
     try:
-        parsed = json.loads(raw)
+        parsed = fastjson.loads(raw)
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None

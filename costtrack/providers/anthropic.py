@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from .. import fastjson
 from ..usage import Usage
 from .base import as_int, first_of
 
@@ -65,7 +65,7 @@ class MessageStreamReader:
         if event not in (None, "message_start", "message_delta", "message_stop", "error"):
             return False, False
         try:
-            parsed = json.loads(data)
+            parsed = fastjson.loads(data)
         except ValueError:
             return False, False
         if not isinstance(parsed, dict):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from .. import fastjson
 from ..usage import Usage
 from .base import as_int, first_of
 
@@ -70,7 +70,7 @@ def responses_usage(usage: Any) -> Usage | None:
 
 def _loads(data: bytes) -> Any:
     try:
-        return json.loads(data)
+        return fastjson.loads(data)
     except ValueError:
         return None
 
