@@ -986,10 +986,14 @@ class BudgetMonitor:
         cached = None
         if type(body) is dict:
             model = body.get("model")
-            cached = self._day_rates.get((call.provider, model))
+            if type(model) is str:
+                cached = self._day_rates.get((call.provider, model))
         if cached is not None and cached[2] is not None and cached[0] <= call.timestamp < cached[1]:
-            tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
-            amount = tokens_in * cached[2] + tokens_out * cached[3]
+            try:
+                tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
+                amount = tokens_in * cached[2] + tokens_out * cached[3]
+            except Exception:  # a malformed body: _estimate logs it and counts $0
+                model, amount = self._estimate(call, body)
         else:
             model, amount = self._estimate(call, body)
         if self._hard_by_model:

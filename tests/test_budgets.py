@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import multiprocessing
 import statistics
@@ -26,6 +27,8 @@ from costtrack.budgets import (
     period_bounds,
     project,
 )
+from costtrack.call_context import current
+from costtrack.calls import Call
 from costtrack.errors import ConfigError
 from costtrack.pricing import PriceBook
 from costtrack.records import CallRecord
@@ -250,6 +253,44 @@ def test_thresholds_fire_once_each_across_a_month_boundary(clean_alerts, tracker
     assert fired(alerts)[3:] == [("2026-02", 0.5), ("2026-02", 0.8), ("2026-02", 1.0)]
     monitor.check()
     assert len(alerts) == 6
+
+
+def test_a_daily_budget_starts_over_each_utc_day(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 3, 3, 23, 0, tzinfo=UTC))
+    alerts: list[Alert] = []
+    t = trackers(sqlite_url, now=now, budget=Budget(daily_usd=2, thresholds=(0.5,), on_alert=alerts.append, projection=False))
+    t.add(record(1.5, now.at))
+    t.budget_monitor.check()
+    now.at = datetime(2026, 3, 4, 0, 30, tzinfo=UTC)
+    t.budget_monitor.check()
+    assert t.budget_monitor.status()[0].spend_usd == 0.0  # yesterday's spend no longer counts
+    t.add(record(0.5, now.at))
+    t.budget_monitor.check()
+    assert len(alerts) == 1  # $0.50 of $2: under 50% today
+    t.add(record(0.6, now.at))
+    t.budget_monitor.check()
+    assert [(a.period, a.period_start, a.month_to_date_usd) for a in alerts] == [
+        ("day", datetime(2026, 3, 3, tzinfo=UTC), pytest.approx(1.5)),
+        ("day", datetime(2026, 3, 4, tzinfo=UTC), pytest.approx(1.1)),
+    ]
+    assert alerts[1].period_end == datetime(2026, 3, 5, tzinfo=UTC)
+
+
+def test_budget_and_webhook_from_the_environment(monkeypatch, trackers, sqlite_url) -> None:
+    """$COSTTRACK_MONTHLY_BUDGET_USD sets the budget, $COSTTRACK_ALERT_WEBHOOK gets its alerts (a failed POST is retried)."""
+    now = Clock(datetime(2026, 1, 10, tzinfo=UTC))
+    with WebhookServer(fail_first=1) as server:
+        monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", "10")
+        monkeypatch.setenv("COSTTRACK_ALERT_WEBHOOK", server.url)
+        t = trackers(sqlite_url, now=now)
+        t.add(record(6.0, now.at))
+        t.budget_monitor.check()
+        t.budget_monitor.check()  # nothing new: nothing sent again
+    got = sorted((b["kind"], b["threshold"], b["budget"]) for b in server.bodies)
+    # $6 in 9 days, all of it today: a rate of $6/day (1-day floor) projects far past $10.
+    assert got == [("projected", None, "month:10"), ("threshold", 0.5, "month:10")]
+    assert server.attempts == 3  # the first POST failed and was tried again
+    assert all(b["text"].startswith("costtrack budget 'month:10'") for b in server.bodies)
 
 
 def test_alert_payload(clean_alerts, trackers) -> None:
@@ -545,26 +586,195 @@ def test_concurrent_calls_cannot_slip_past_together(clean_alerts, trackers) -> N
     assert status.spend_usd <= estimate * 5.5
 
 
-def test_hard_limit_check_is_cheap(trackers, sqlite_url) -> None:
-    """The per-call budget check is in memory (no query per call): tens of microseconds at most, even on CI."""
-    import json
+def make_call(t: Tracker, body: dict[str, Any] | bytes, operation: str = "chat.completions", *, provider: str = "openai",
+              at: datetime | None = None, endpoint: str | None = None) -> Call:
+    """A Call as the transport makes it for a request about to be sent (compact JSON, as the SDKs send)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Call(tracker=t, provider=provider, api="anthropic" if provider == "anthropic" else "openai", operation=operation,
+                context=current(), endpoint=endpoint, request_bytes=raw, attempt=1, timestamp=at or t.now(), started=0.0)  # fmt: skip
 
-    from costtrack.call_context import current
-    from costtrack.calls import Call
+
+def settle(monitor: Any, call: Call) -> None:
+    """The call ended without a record (e.g. it failed): its reservation is released."""
+    monitor.record_built(None, monitor.settling(call).reservation)
+
+
+def test_hard_limit_check_queries_nothing_per_call(trackers, sqlite_url) -> None:
+    """After the first call's one read of what was spent before, the check is in memory: no query per call."""
+    from sqlalchemy import event
 
     t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
     monitor = t.budget_monitor
-    body = json.dumps(chat_body(), separators=(",", ":")).encode()
-    timings = []
-    for _ in range(2000):
-        call = Call(tracker=t, provider="openai", api="openai", operation="chat.completions", context=current(),
-                    endpoint=None, request_bytes=body, attempt=1, timestamp=t.now(), started=0.0)  # fmt: skip
-        start = time.perf_counter()
-        monitor.before_send(call)
-        timings.append(time.perf_counter() - start)
-        monitor.record_built(None, monitor.settling(call).reservation)  # released, as a failed call's would be
+    first = make_call(t, chat_body())
+    monitor.before_send(first)
+    settle(monitor, first)
+    app_thread = threading.current_thread()
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.current_thread() is app_thread:  # the refresher runs in its own thread
+            statements.append(statement)
+
+    engine = t._read_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        estimate = estimate_cost(t.pricebook, "openai", "chat.completions", chat_body(), t.now()).cost_usd
+        for _ in range(300):
+            call = make_call(t, chat_body())
+            monitor.before_send(call)
+            assert monitor.status()[0].reserved_usd == pytest.approx(estimate)
+            settle(monitor, call)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements == []
     assert monitor.status()[0].reserved_usd == 0.0
-    assert statistics.median(timings) < 100e-6
+
+
+TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "Looks a word up.",
+                                           "parameters": {"type": "object", "properties": {"word": {"type": "string"}}}}}]  # fmt: skip
+RESERVE_CASES = {
+    "chat": ("openai", "chat.completions", chat_body()),
+    "chat-tools-format-n": ("openai", "chat.completions", {
+        **chat_body("gpt-4o"), "max_tokens": None, "max_completion_tokens": 30, "n": 3, "tools": TOOLS,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}),
+    "chat-image": ("openai", "chat.completions", {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": LONG}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]}]}),
+    "chat-tool-calls": ("openai", "chat.completions", {"model": "gpt-4o-mini", "max_tokens": 5, "messages": [
+        {"role": "user", "content": LONG},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"word\": \"x\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a word"}]}),
+    "responses": ("openai", "responses", {"model": "gpt-4o-mini", "input": LONG, "instructions": "Be brief.", "max_output_tokens": 16}),
+    "anthropic": ("anthropic", "messages", {"max_tokens": 10, "messages": [{"role": "user", "content": LONG}], "model": "claude-haiku-4-5", "system": "Terse."}),
+    "embeddings": ("openai", "embeddings", {"model": "text-embedding-3-small", "input": [LONG, "two"]}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RESERVE_CASES))
+def test_the_reservation_is_the_estimate(case, trackers, sqlite_url) -> None:
+    """What a call reserves (computed on the app's thread, mostly without json.loads) is estimate_cost of its body."""
+    provider, operation, body = RESERVE_CASES[case]
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    expected = estimate_cost(t.pricebook, provider, operation, body, t.now()).cost_usd
+    assert expected
+    call = make_call(t, body, operation, provider=provider)
+    monitor.before_send(call)
+    assert monitor.status()[0].reserved_usd == pytest.approx(expected, rel=1e-9)
+    assert monitor.estimate(call) == pytest.approx(expected, rel=1e-9)
+    settle(monitor, call)
+    assert monitor.status()[0].reserved_usd == 0.0
+
+
+def test_a_body_jiter_refuses_is_estimated_from_json_loads(trackers, sqlite_url) -> None:
+    """A lone surrogate escape is valid to json.loads, not to jiter: the estimate falls back to Call.body."""
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
+    body = {**chat_body(), "messages": [{"role": "user", "content": LONG + "\ud800"}]}
+    raw = json.dumps(body).encode()  # ensure_ascii: the surrogate stays an escape
+    call = make_call(t, raw)
+    t.budget_monitor.before_send(call)
+    expected = estimate_cost(t.pricebook, "openai", "chat.completions", json.loads(raw), t.now()).cost_usd
+    assert expected and t.budget_monitor.status()[0].reserved_usd == pytest.approx(expected, rel=1e-9)
+    assert call.body["messages"][0]["content"].endswith("\ud800")  # parsed into the Call: the writer reuses it
+    settle(t.budget_monitor, call)
+
+
+@pytest.mark.parametrize("with_tag_budget", [False, True], ids=["cached-scopes", "with-a-tag-budget"])
+def test_hard_limits_scoped_by_user_tag_and_model(with_tag_budget, trackers, sqlite_url) -> None:
+    tiny = 0.000001  # any priced call passes it
+    budgets = [Budget(monthly_usd=tiny, hard_limit=True, user="u42", on_alert=lambda a: None),
+               Budget(monthly_usd=tiny, hard_limit=True, model="gpt-4o", on_alert=lambda a: None)]  # fmt: skip
+    if with_tag_budget:
+        budgets.append(Budget(monthly_usd=tiny, hard_limit=True, tag="team=search", on_alert=lambda a: None))
+    t = trackers(sqlite_url, budgets=budgets)
+    sim = Simulator()
+    client = t.wrap(openai_client(sim), endpoint="/api/chat")
+
+    def outcome(model: str = "gpt-4o-mini", **ctx: Any) -> str:
+        with costtrack.context(**ctx):
+            try:
+                client.chat.completions.create(**chat_body(model))
+                return "sent"
+            except BudgetExceeded as exc:
+                return exc.budget.key  # type: ignore[union-attr]
+
+    for _ in range(2):  # twice: the second time from the scope cache
+        assert outcome(user="u7") == "sent"
+        assert outcome(user="u42") == budgets[0].key
+        assert outcome("gpt-4o", user="u7") == budgets[1].key
+        assert outcome(user="u7", tags={"team": "ads"}) == "sent"
+        assert outcome(user="u7", tags={"team": "search"}) == (budgets[2].key if with_tag_budget else "sent")
+    assert len(sim.requests) == (4 if with_tag_budget else 6)
+    t.flush()
+    assert all(s.reserved_usd == 0.0 for s in t.budget_monitor.status())
+
+
+def test_reservations_stay_in_the_period_they_were_made_in(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC))
+    book = PriceBook()
+    estimate = estimate_cost(book, "openai", "chat.completions", chat_body(), now.at).cost_usd
+    t = trackers(sqlite_url, now=now, pricebook=book, budget=Budget(monthly_usd=estimate * 1.5, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    january = make_call(t, chat_body())
+    monitor.before_send(january)  # in flight across midnight
+    with pytest.raises(BudgetExceeded):  # no room for a second one in January
+        monitor.before_send(make_call(t, chat_body()))
+    now.at = datetime(2026, 2, 1, 0, 0, 1, tzinfo=UTC)
+    february = make_call(t, chat_body())
+    monitor.before_send(february)  # February has room: January's call in flight does not count there
+    assert monitor.status()[0].reserved_usd == pytest.approx(estimate)
+    settle(monitor, january)
+    assert monitor.status()[0].reserved_usd == pytest.approx(estimate)  # released in January, not February
+    settle(monitor, february)
+    assert monitor.status()[0].reserved_usd == 0.0
+
+
+def test_a_record_from_a_later_period_does_not_hide_this_periods_spend(trackers, sqlite_url) -> None:
+    now = Clock(datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=1.0, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    t.add(record(0.9999, now.at))  # January is all but spent
+    with pytest.raises(BudgetExceeded):
+        monitor.before_send(make_call(t, chat_body()))
+    t.add(record(0.5, datetime(2026, 2, 1, 0, 0, 5, tzinfo=UTC)))  # e.g. another clock: the budget moves to February
+    with pytest.raises(BudgetExceeded) as info:  # a call at a January time is still checked against January
+        monitor.before_send(make_call(t, chat_body(), at=now.at))
+    assert info.value.spend_usd == pytest.approx(0.9999) and info.value.period_start == datetime(2026, 1, 1, tzinfo=UTC)
+    february = make_call(t, chat_body(), at=datetime(2026, 2, 1, 0, 1, tzinfo=UTC))
+    monitor.before_send(february)  # February: 0.5 spent, room left
+    settle(monitor, february)
+
+
+def test_the_spend_does_not_dip_while_a_refresh_queries(monkeypatch, trackers, sqlite_url) -> None:
+    """Records stored before a refresh stay counted while its query runs, so a hard limit cannot be passed meanwhile."""
+    from costtrack import budgets as budgets_module
+
+    now = Clock(datetime(2026, 3, 10, tzinfo=UTC))
+    book = PriceBook()
+    estimate = estimate_cost(book, "openai", "chat.completions", chat_body(), now.at).cost_usd
+    t = trackers(sqlite_url, now=now, pricebook=book, budget=Budget(monthly_usd=2.0 + estimate / 2, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    first = make_call(t, chat_body())
+    monitor.before_send(first)  # the first call reads what was spent before
+    settle(monitor, first)
+    t.add(record(2.0, now.at))
+    assert t.flush()  # stored: counted as "stored since the last refresh" until a refresh reads it back
+    seen: list[tuple[float, str]] = []
+    real_query = budgets_module.query_totals
+
+    def query_while_watching(*args: Any, **kwargs: Any) -> Any:
+        outcome = "sent"
+        try:
+            monitor.before_send(make_call(t, chat_body()))
+        except BudgetExceeded:
+            outcome = "refused"
+        seen.append((monitor.status()[0].spend_usd, outcome))
+        return real_query(*args, **kwargs)
+
+    monkeypatch.setattr(budgets_module, "query_totals", query_while_watching)
+    assert monitor.refresh()
+    assert seen  # (the background refresher may have queried too: every look must see the same)
+    assert all(spend == pytest.approx(2.0) and outcome == "refused" for spend, outcome in seen)
+    assert monitor.status()[0].spend_usd == pytest.approx(2.0)  # read back from the database, not counted twice
 
 
 # --------------------------------------------------------------------------- estimates
@@ -615,6 +825,10 @@ def test_estimates_are_within_ten_percent_of_the_recorded_cost(api, model, reque
     assert rec.cost_usd and est.cost_usd
     assert abs(est.cost_usd - rec.cost_usd) / rec.cost_usd < 0.10, (est, rec.tokens_input, rec.tokens_output)
     assert abs(est.input_tokens - rec.tokens_input) / rec.tokens_input < 0.10
+    # What the hard limit reserved for this call: estimated from the bytes the SDK sent.
+    (sent,) = sim.requests
+    reserved = t.budget_monitor.estimate(make_call(t, sent.content, operation, provider=rec.provider, at=rec.timestamp))
+    assert abs(reserved - rec.cost_usd) / rec.cost_usd < 0.10, (reserved, rec.cost_usd)
 
 
 # --------------------------------------------------------------------------- schema
