@@ -175,6 +175,50 @@ def test_submit_waits_at_most_backlog_wait(database_url, writers, make_record, o
     assert {r.id for r in stored(database_url)} == {r.id for r in recs}
 
 
+def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    # The thread is woken but has not started its pass after handoff_after (starved of the GIL
+    # by a busy caller): the next submit() waits, releasing the GIL, until that pass is done.
+    gate = threading.Event()
+    w = writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(5)]
+    w.submit(_Slow(recs[0], gate))
+    w.submit(_Slow(recs[1], gate))  # a full batch: the thread takes it and is held at the gate
+    wait_for(lambda: len(w._buffer) == 0)
+    w.submit(recs[2])  # wakes the thread (busy: it cannot run yet)
+    fake_clock.advance(0.01)
+
+    def open_gate_once_the_caller_waits() -> None:
+        wait_for(lambda: len(w._cond._waiters) > 0)  # noqa: SLF001 - the caller is blocked in the hand-off
+        gate.set()
+
+    opener = threading.Thread(target=open_gate_once_the_caller_waits)
+    opener.start()
+    w.submit(recs[3])
+    opener.join()
+    assert w.stats["handoffs"] == 1 and w.stats["handoff_timeouts"] == 0
+    w.submit(recs[4])
+    assert w.flush() is True
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+
+
+def test_a_hand_off_that_times_out_is_not_repeated(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    # A pass that does not end (a database that hangs) costs one caller backlog_wait, once.
+    gate = threading.Event()
+    w = writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=0.001, outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(12)]
+    w.submit(_Slow(recs[0], gate))
+    w.submit(_Slow(recs[1], gate))
+    wait_for(lambda: len(w._buffer) == 0)
+    w.submit(recs[2])
+    fake_clock.advance(0.01)
+    for r in recs[3:]:
+        w.submit(r)
+    assert w.stats["handoff_timeouts"] == 1 and w.stats["handoffs"] == 0
+    gate.set()
+    assert w.flush() is True
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+
+
 def test_submit_does_not_wait_while_the_database_is_down(blocked_database, writers, make_record, outbox_dir, fake_clock) -> None:
     w = writers(blocked_database.url, batch_size=5, max_backlog=10, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
     w.submit(make_record())

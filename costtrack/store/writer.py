@@ -311,6 +311,7 @@ class Writer:
         on_records: Callable[[list[CallRecord]], None] | None = None,
         max_backlog: int = 2000,
         backlog_wait: float = 0.5,
+        handoff_after: float = 0.002,
     ) -> None:
         if batch_size < 1 or max_buffer < 1 or max_backlog < 1:
             raise ValueError("batch_size, max_buffer and max_backlog must be at least 1")
@@ -319,6 +320,7 @@ class Writer:
         self.max_buffer = max_buffer
         self.max_backlog = max_backlog
         self.backlog_wait = backlog_wait
+        self.handoff_after = handoff_after
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         #: Called in the writer thread with each batch just stored (or set aside as rejected),
@@ -361,6 +363,9 @@ class Writer:
         self._buffer: collections.deque[CallRecord] = collections.deque()
         self._inflight: list[CallRecord] = []
         self._first_pending_at: float | None = None
+        self._woken_at: float | None = None  # when submit() woke the thread, until it runs (see _hand_off)
+        self._passes = 0  # passes of the thread's loop
+        self._stalled_at = -1  # a pass a hand-off gave up waiting for
         self._submitted = 0  # records submitted
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
         self._flush_gen = 0  # flush requests made
@@ -397,17 +402,48 @@ class Writer:
                     n = len(buffer)
                     if n == 1:
                         self._first_pending_at = self._clock()
+                    first = self._first_pending_at
             if closed:
                 self._submit_after_close(record)
                 return
             if self._thread is None:
                 self._start()
-            if n == 1 or n == self.batch_size or n > self.max_buffer:
-                self._wake.set()
+            now = self._clock()
+            woken = self._woken_at
+            if woken is None:
+                if n == 1 or n >= self.batch_size or n > self.max_buffer or now - (first or now) >= self.flush_interval:
+                    self._woken_at = now
+                    self._wake.set()
+            elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not self._failing:
+                self._hand_off()
             if n > self.max_backlog and not self._failing and self.backlog_wait > 0:
                 self._wait_for_backlog()
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
+
+    def _hand_off(self) -> None:
+        """Wait (releasing the GIL) while the writer thread, woken but starved of the GIL, makes one pass.
+
+        A caller that never blocks on I/O keeps the GIL from a woken thread for long stretches
+        (each voluntary release, e.g. os.urandom in the SDK, resets the thread's claim), and
+        while it waits every such release costs the caller a futex handoff. Letting the thread
+        run its pass in one go costs one call a few milliseconds instead. A pass that does not
+        end within backlog_wait (a database that hangs) is not waited for again.
+        """
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        deadline = time.monotonic() + self.backlog_wait
+        with self._cond:
+            start = self._passes
+            while self._passes == start:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not thread.is_alive() or self._closing:
+                    self._stalled_at = start
+                    self.stats["handoff_timeouts"] += 1
+                    return
+                self._cond.wait(remaining)
+            self.stats["handoffs"] += 1
 
     def _wait_for_backlog(self) -> None:
         """Block the submitting thread (releasing the GIL) until the writer is down to one batch, or backlog_wait passes."""
@@ -543,11 +579,15 @@ class Writer:
     def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._woken_at = None  # the thread has the GIL: no caller needs to hand it over
             try:
                 self._work()
             except Exception as exc:  # never let the thread die
                 self._log_once("worker", logging.ERROR, "costtrack: internal error in the writer thread: %s", _first_line(exc), exc_info=True)
                 self._mark_flushes_done()
+            with self._cond:
+                self._passes += 1
+                self._cond.notify_all()
             with self._lock:
                 if self._closing and self._flush_done >= self._flush_gen:
                     return
