@@ -175,17 +175,23 @@ def test_submit_waits_at_most_backlog_wait(database_url, writers, make_record, o
     assert {r.id for r in stored(database_url)} == {r.id for r in recs}
 
 
-def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
-    # The thread is woken but has not started its pass after handoff_after (starved of the GIL
-    # by a busy caller): the next submit() waits, releasing the GIL, until that pass is done.
+def _woken_but_busy(w: Writer, make_record, fake_clock, n: int) -> tuple[Writer, threading.Event, list[CallRecord]]:  # noqa: ANN001
+    """A writer whose thread is held at a gate in one pass while a later submit() has woken it, 10 ms ago."""
     gate = threading.Event()
-    w = writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
-    recs = [make_record() for _ in range(5)]
+    recs = [make_record() for _ in range(n)]
     w.submit(_Slow(recs[0], gate))
     w.submit(_Slow(recs[1], gate))  # a full batch: the thread takes it and is held at the gate
     wait_for(lambda: len(w._buffer) == 0)
-    w.submit(recs[2])  # wakes the thread (busy: it cannot run yet)
+    w.submit(recs[2])  # wakes the thread, which cannot run yet
     fake_clock.advance(0.01)
+    return w, gate, recs
+
+
+def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    # The thread is woken but has not started its pass after handoff_after (starved of the GIL
+    # by a busy caller): the next submit() waits, releasing the GIL, until that pass is done.
+    w, gate, recs = _woken_but_busy(writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=60,
+                                            outbox_dir=outbox_dir, clock=fake_clock), make_record, fake_clock, 5)  # fmt: skip
 
     def open_gate_once_the_caller_waits() -> None:
         wait_for(lambda: len(w._cond._waiters) > 0)  # noqa: SLF001 - the caller is blocked in the hand-off
@@ -193,7 +199,7 @@ def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, 
 
     opener = threading.Thread(target=open_gate_once_the_caller_waits)
     opener.start()
-    w.submit(recs[3])
+    w.submit(recs[3])  # the hand-off: waits for the pass
     opener.join()
     assert w.stats["handoffs"] == 1 and w.stats["handoff_timeouts"] == 0
     w.submit(recs[4])
@@ -203,14 +209,8 @@ def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, 
 
 def test_a_hand_off_that_times_out_is_not_repeated(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
     # A pass that does not end (a database that hangs) costs one caller backlog_wait, once.
-    gate = threading.Event()
-    w = writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=0.001, outbox_dir=outbox_dir, clock=fake_clock)
-    recs = [make_record() for _ in range(12)]
-    w.submit(_Slow(recs[0], gate))
-    w.submit(_Slow(recs[1], gate))
-    wait_for(lambda: len(w._buffer) == 0)
-    w.submit(recs[2])
-    fake_clock.advance(0.01)
+    w, gate, recs = _woken_but_busy(writers(database_url, batch_size=2, handoff_after=0.002, backlog_wait=0.001,
+                                            outbox_dir=outbox_dir, clock=fake_clock), make_record, fake_clock, 12)  # fmt: skip
     for r in recs[3:]:
         w.submit(r)
     assert w.stats["handoff_timeouts"] == 1 and w.stats["handoffs"] == 0
