@@ -16,9 +16,12 @@ How spend is known without a query per call. Each Tracker with budgets has a
 
 Month-to-date = db + pending + after. The writer's ``on_records`` hook moves a
 record from pending to after once its batch is committed; a refresh re-reads the
-database and drops what it now includes. A refresh that overlaps a commit of this
-process is retried, so a record is counted twice only in a rare race, for at most
-one refresh interval, and never missed.
+database and, once the result is in, drops from ``after`` what it now includes (so
+the spend does not dip while the query runs). A refresh that overlaps a commit of
+this process is retried, so a record is counted twice only in a rare race, for at
+most one refresh interval, and never missed. Each budget also keeps its current
+period's month-to-date (``now_spend``, recomputed wherever those change) and its
+``reserved`` entry at hand, for the hard limit's check.
 
 Alerts: when a threshold is reached in memory, the alert thread re-checks the
 spend against the database (after flushing this process's records), then INSERTs
@@ -27,12 +30,16 @@ makes it succeed in exactly one process, ever; that process sends the alert. So
 each threshold fires once per budget per period, across processes and restarts.
 
 Hard limit: before a call in the scope of a ``hard_limit=True`` budget is sent,
-its cost is estimated (:func:`estimate_tokens`), and month-to-date + the estimates
-of calls in flight + this estimate must stay within the budget, or
-:class:`BudgetExceeded` is raised and nothing is sent. The check and the
-reservation of the estimate happen under one lock, so concurrent calls of one
-process cannot slip past together; each reservation is replaced by the recorded
-cost once the call's record is built. Across processes, what other processes
+its cost is estimated (:func:`estimate_tokens`, priced as :func:`estimate_cost`),
+and month-to-date + the estimates of calls in flight + this estimate must stay
+within the budget, or :class:`BudgetExceeded` is raised and nothing is sent. This
+runs on the app's thread before every such call, in a few microseconds: the request
+is parsed with jiter (4-5x faster than json.loads; the writer thread parses it again
+as for any call), per-token prices are cached per model and day, the scope test per
+(endpoint, user), and no database is read (``benchmarks/bench_budgets.py``). The
+check and the reservation of the estimate happen under one lock, so concurrent calls
+of one process cannot slip past together; a reservation counts in the period it was
+made in, and is replaced by the recorded cost once the call's record is built. Across processes, what other processes
 spent reaches this one at the next refresh (sooner near the limit: within 90% of
 the budget every such call wakes the refresher, at most every
 ``near_limit_refresh`` seconds), and their calls in flight are not seen at all: a
@@ -864,22 +871,29 @@ class BudgetStatus:
 
 
 class _Settling:
-    """A finished Call on its way to the writer: building its record settles its budget reservation."""
+    """A finished Call on its way to the writer: building its record (in the writer thread) settles its
+    budget reservation. Made on the app's thread for every call, so it only holds the two."""
 
-    __slots__ = ("call", "monitor", "reservation")
+    __slots__ = ("call", "monitor")
 
-    def __init__(self, call: Call, monitor: BudgetMonitor, reservation: _Reservation | None) -> None:
+    def __init__(self, call: Call, monitor: BudgetMonitor) -> None:
         self.call = call
         self.monitor = monitor
-        self.reservation = reservation
+
+    @property
+    def reservation(self) -> _Reservation | None:
+        """The call's reservation, taken from the monitor (once: None after)."""
+        reservations = self.monitor._reservations
+        return reservations.pop(id(self.call), None) if reservations else None
 
     def to_record(self) -> CallRecord:
+        reservation = self.reservation
         try:
             record = self.call.to_record()
         except BaseException:
-            self.monitor.record_built(None, self.reservation)
+            self.monitor.record_built(None, reservation)
             raise
-        self.monitor.record_built(record, self.reservation)
+        self.monitor.record_built(record, reservation)
         return record
 
 
@@ -926,7 +940,7 @@ class BudgetMonitor:
         self._hard_scoped = any(s.budget.scope for s in self.hard)  # else every call is in every hard budget's scope
         self._hard_by_model = any(s.budget.model is not None for s in self.hard)
         self._hard_by_tag = any(s.budget.tag is not None for s in self.hard)
-        self._scopes: dict[tuple[str, str | None], tuple[_State, ...]] = {}  # (endpoint, user) -> hard states in scope
+        self._scopes: dict[str, dict[str | None, tuple[_State, ...]]] = {}  # endpoint -> user -> hard states in scope
         self.refresh_interval = refresh_interval
         self.near_limit_refresh = near_limit_refresh
         self.default_max_output_tokens = default_max_output_tokens
@@ -937,7 +951,7 @@ class BudgetMonitor:
         self._start_lock = threading.Lock()
         self._initial_lock = threading.Lock()
         self._reservations: dict[int, _Reservation] = {}
-        self._day_rates: dict[tuple[str, Any], tuple[Any, ...]] = {}  # (provider, model) -> _rates_for_day()
+        self._day_rates: dict[Any, tuple[Any, ...]] = {}  # model -> _rates_for_day() (of one provider)
         self._pending: dict[str, list[tuple[_State, datetime, float]]] = {}
         self._stored_seq = 0
         self._thread: threading.Thread | None = None
@@ -968,7 +982,8 @@ class BudgetMonitor:
             if self._hard_by_tag:
                 matching = [s for s in matching if s.budget.matches_context(endpoint, ctx.user, ctx.tags)]
             else:
-                found = self._scopes.get((endpoint, ctx.user))
+                users = self._scopes.get(endpoint)
+                found = users.get(ctx.user) if users is not None else None
                 matching = found if found is not None else self._scope_for(endpoint, ctx.user)
             if not matching:
                 return
@@ -987,8 +1002,9 @@ class BudgetMonitor:
         if type(body) is dict:
             model = body.get("model")
             if type(model) is str:
-                cached = self._day_rates.get((call.provider, model))
-        if cached is not None and cached[2] is not None and cached[0] <= call.timestamp < cached[1]:
+                cached = self._day_rates.get(model)
+        if (cached is not None and cached[2] is not None and cached[5] == call.provider
+                and cached[0] <= call.timestamp < cached[1]):
             try:
                 tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
                 amount = tokens_in * cached[2] + tokens_out * cached[3]
@@ -1035,9 +1051,12 @@ class BudgetMonitor:
     def _scope_for(self, endpoint: str, user: str | None) -> tuple[_State, ...]:
         """The hard-limited budgets whose endpoint and user scope take this call (no tag scopes), cached."""
         found = tuple(s for s in self.hard if s.budget.matches_context(endpoint, user, {}))
-        if len(self._scopes) >= 4096:  # many users: start over rather than grow
-            self._scopes.clear()
-        self._scopes[(endpoint, user)] = found
+        users = self._scopes.get(endpoint)
+        if users is None or len(users) >= 4096:  # many users: start over rather than grow
+            if len(self._scopes) >= 4096:
+                self._scopes.clear()
+            users = self._scopes[endpoint] = {}
+        users[user] = found
         return found
 
     def _roll_all(self, now: datetime) -> None:
@@ -1082,10 +1101,9 @@ class BudgetMonitor:
             if type(model) is not str:
                 model = None
             at = call.timestamp
-            key = (call.provider, model)
-            cached = self._day_rates.get(key)
-            if cached is None or not cached[0] <= at < cached[1]:
-                cached = self._day_rates[key] = self._rates_for_day(call.provider, model, at)
+            cached = self._day_rates.get(model)
+            if cached is None or cached[5] != call.provider or not cached[0] <= at < cached[1]:
+                cached = self._day_rates[model] = self._rates_for_day(call.provider, model, at)
             if cached[2] is not None:
                 return model, tokens_in * cached[2] + tokens_out * cached[3]
             rates = cached[4]
@@ -1101,15 +1119,15 @@ class BudgetMonitor:
             return model, 0.0
 
     def _rates_for_day(self, provider: str, model: Any, at: datetime) -> tuple[Any, ...]:
-        """(day start, day end, USD per input token, per output token, Rates) for the UTC day of `at`;
-        the per-token floats are None when the model is unpriced or has long-context tiers."""
+        """(day start, day end, USD per input token, per output token, Rates, provider) for the UTC day of
+        `at`; the per-token floats are None when the model is unpriced or has long-context tiers."""
         day, next_day = period_bounds("day", at)
         rates = self.tracker.pricebook.rates(provider, model, at) if isinstance(model, str) and model else None
         if rates is None or rates.per_hour is not None:
-            return (day, next_day, None, None, None)
+            return (day, next_day, None, None, None, provider)
         if rates.tiers:
-            return (day, next_day, None, None, rates)
-        return (day, next_day, float(rates.input) / 1e6, float(rates.output) / 1e6, rates)
+            return (day, next_day, None, None, rates, provider)
+        return (day, next_day, float(rates.input) / 1e6, float(rates.output) / 1e6, rates, provider)
 
     def _exceeded(self, call: Call, estimate: float, s: _State, start: datetime, spend: float, reserved: float) -> BudgetExceeded:
         b = s.budget
@@ -1133,8 +1151,7 @@ class BudgetMonitor:
 
     def settling(self, call: Call) -> _Settling:
         """What the tracker queues for a finished call: building its record settles its reservation."""
-        reservation = self._reservations.pop(id(call), None) if self._reservations else None
-        return _Settling(call, self, reservation)
+        return _Settling(call, self)
 
     # ------------------------------------------------------------------ the writer's thread
 
