@@ -9,8 +9,8 @@ entry points on the app's thread timed where costtrack calls them, inside each r
 - ``BudgetMonitor.before_send`` (hard-limited budgets only): the scope test, the estimate (the
   request parsed with jiter, tokens counted, priced from cached per-token rates), and the
   check and reservation under the lock;
-- ``BudgetMonitor.settling``: taking the call's reservation as it ends (with alert-only
-  budgets this is all the app's thread does).
+- ``BudgetMonitor.settling``: wrapping the finished call so that the writer thread, building
+  its record, settles its reservation (with alert-only budgets this is all the app's thread does).
 
 Median per call over all calls (rounds interleaved with the alert-only variant so drift hits
 both alike). Each figure includes one pair of ``perf_counter`` calls (~0.1 us). Inside a real
@@ -18,8 +18,8 @@ call the same code runs 2-3x slower than in a tight loop: the SDK's own work bet
 leaves the caches cold.
 
 Part 2 times the same work in a tight loop (warm caches: a floor, not what a call pays), and the
-writer thread's share: ``record_built`` (count the priced record, release the reservation, check
-thresholds) plus ``record_stored`` (the writer's on_records hook).
+writer thread's share: taking the reservation and ``record_built`` (count the priced record,
+release the reservation, check thresholds) plus ``record_stored`` (the writer's on_records hook).
 
 Part 3 is a sanity check end to end: median wall time per call with no budget, alert-only
 budgets and hard-limited ones (far from their limit), and CPU time per call of the whole
@@ -208,10 +208,10 @@ def main() -> None:
     verdict = "met" if c["hard"] <= TARGET_US else "NOT met"
     print(f"Budget work on the app's thread inside real calls (median per call; target <= {TARGET_US:g} us: {verdict}):")
     print(f"  hard limit: scope, estimate, check + reserve, settle   {c['hard']:6.2f} us  (p90 {c['hard_p90']:.2f})")
-    print(f"  alert-only budgets: settle                            {c['alerts']:6.2f} us  (p90 {c['alerts_p90']:.2f})")
+    print(f"  alert-only budgets: settle (wrap the finished call)   {c['alerts']:6.2f} us  (p90 {c['alerts_p90']:.2f})")
     print("Same work in a tight loop (warm caches), median of rounds:")
     print(f"  app thread, hard limit                                {m['app_us']:6.2f} us")
-    print(f"  writer thread: count the record, release, thresholds  {m['writer_us']:6.2f} us")
+    print(f"  writer thread: release, count the record, thresholds  {m['writer_us']:6.2f} us")
     print("End to end, wrapped call through a mock transport (noisy: +/- several us between runs):")
     for label, key in (("wall time on the app's thread (median)", ""), ("CPU per call, all threads (median round)", "_cpu")):
         none, soft, hard = e["none" + key], e["alerts" + key], e["hard" + key]

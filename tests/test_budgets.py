@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import multiprocessing
-import statistics
 import threading
 import time
 import uuid
