@@ -7,7 +7,7 @@ crossed"): wrapped OpenAI chat calls through a mock transport, with the budget m
 entry points on the app's thread timed where costtrack calls them, inside each real call:
 
 - ``BudgetMonitor.before_send`` (hard-limited budgets only): the scope test, the estimate (the
-  request parsed with jiter, tokens counted, priced from cached per-token rates), and the
+  request parsed into ``Call.body`` with jiter, tokens counted, priced from cached per-token rates), and the
   check and reservation under the lock;
 - ``BudgetMonitor.settling``: wrapping the finished call so that the writer thread, building
   its record, settles its reservation (with alert-only budgets this is all the app's thread does).
@@ -23,9 +23,9 @@ release the reservation, check thresholds) plus ``record_stored`` (the writer's 
 
 Part 3 is a sanity check end to end: median wall time per call with no budget, alert-only
 budgets and hard-limited ones (far from their limit), and CPU time per call of the whole
-process (writer thread included). With a hard limit the request is parsed twice: with jiter on
-the app's thread for the estimate (the parse is not kept), and by the writer thread, as for
-every call (``Call.body``, json.loads). No database query happens per call: totals are
+process (writer thread included). With a hard limit the request body is parsed on the app's
+thread (for the estimate) instead of in the writer thread, which reuses it (``Call.body``): more
+wall time on the app's thread, not more CPU. No database query happens per call: totals are
 refreshed in the background (every 5 s by default).
 """
 

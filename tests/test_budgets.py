@@ -665,7 +665,7 @@ def test_the_reservation_is_the_estimate(case, trackers, sqlite_url) -> None:
 
 
 def test_a_body_jiter_refuses_is_estimated_from_json_loads(trackers, sqlite_url) -> None:
-    """A lone surrogate escape is valid to json.loads, not to jiter: the estimate falls back to Call.body."""
+    """A lone surrogate escape is valid to json.loads, not to jiter: Call.body falls back to json.loads, the estimate follows."""
     t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
     body = {**chat_body(), "messages": [{"role": "user", "content": LONG + "\ud800"}]}
     raw = json.dumps(body).encode()  # ensure_ascii: the surrogate stays an escape
