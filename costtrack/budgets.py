@@ -1018,12 +1018,12 @@ class BudgetMonitor:
             for s in matching:
                 entry = s.now_reserved
                 total = s.now_spend + entry[0] + amount
-                if total > s.limit:
-                    for taken in held:  # take back what this call reserved in the budgets before this one
-                        _release(taken, amount)
-                    denied = (s, s.start, s.now_spend, entry[0])
-                    break
-                if total > s.near:
+                if total > s.near:  # within 10% of the limit (far from it, one comparison)
+                    if total > s.limit:
+                        for taken in held:  # take back what this call reserved in the budgets before this one
+                            _release(taken, amount)
+                        denied = (s, s.start, s.now_spend, entry[0])
+                        break
                     wake = True
                 entry[0] += amount
                 entry[1] += 1.0
