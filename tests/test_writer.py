@@ -219,6 +219,29 @@ def test_a_hand_off_that_times_out_is_not_repeated(database_url, writers, make_r
     assert {r.id for r in stored(database_url)} == {r.id for r in recs}
 
 
+def test_no_hand_off_while_the_writer_waits_on_the_database(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    # A thread blocked in a database call is not starved of the GIL: callers go on at once.
+    gate = threading.Event()
+
+    def slow_engine():  # noqa: ANN202 - a database that takes its time to answer
+        gate.wait(30)
+        return make_engine(database_url)
+
+    w = writers(slow_engine, batch_size=2, handoff_after=0.002, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
+    recs = [make_record() for _ in range(10)]
+    w.submit(recs[0])
+    w.submit(recs[1])  # a full batch: the thread goes to the database and waits there
+    wait_for(lambda: w._in_io)  # noqa: SLF001
+    w.submit(recs[2])
+    fake_clock.advance(0.01)
+    for r in recs[3:]:
+        w.submit(r)  # would wait up to 60 s each if it handed off
+    assert w.stats["handoffs"] == 0 and w.stats["handoff_timeouts"] == 0
+    gate.set()
+    assert w.flush() is True
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+
+
 def test_submit_does_not_wait_while_the_database_is_down(blocked_database, writers, make_record, outbox_dir, fake_clock) -> None:
     w = writers(blocked_database.url, batch_size=5, max_backlog=10, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
     w.submit(make_record())

@@ -366,6 +366,7 @@ class Writer:
         self._woken_at: float | None = None  # when submit() woke the thread, until it runs (see _hand_off)
         self._passes = 0  # passes of the thread's loop
         self._stalled_at = -1  # a pass a hand-off gave up waiting for
+        self._in_io = False  # the thread is in a database or outbox call (waiting on I/O, not on the GIL)
         self._submitted = 0  # records submitted
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
         self._flush_gen = 0  # flush requests made
@@ -411,10 +412,10 @@ class Writer:
             now = self._clock()
             woken = self._woken_at
             if woken is None:
-                if n == 1 or n >= self.batch_size or n > self.max_buffer or now - (first or now) >= self.flush_interval:
+                if n == 1 or n >= self.batch_size or n > self.max_buffer or (first is not None and now - first >= self.flush_interval):
                     self._woken_at = now
                     self._wake.set()
-            elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not self._failing:
+            elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not (self._failing or self._in_io):
                 self._hand_off()
             if n > self.max_backlog and not self._failing and self.backlog_wait > 0:
                 self._wait_for_backlog()
@@ -725,6 +726,7 @@ class Writer:
     def _store(self, batch: Sequence[CallRecord]) -> bool:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
         self.stats["attempts"] += 1
+        self._in_io = True  # blocked on the database, not starved: no caller should wait for this pass
         try:
             engine = self._get_engine()
             ensure_schema(engine)
@@ -735,6 +737,8 @@ class Writer:
         except Exception as exc:
             self._db_failed(exc)
             return False
+        finally:
+            self._in_io = False
         self.stats["stored"] += len(batch)
         self.stats["inserted"] += inserted
         self.stats["batches"] += 1
@@ -825,11 +829,14 @@ class Writer:
     def _spill(self, records: list[Any], final: bool = False) -> None:
         """Move records (taken from the head of the buffer) to the outbox, durably."""
         records = self._prepare(records)
+        self._in_io = True
         try:
             self._outbox.append(records)
         except Exception as exc:
             self._outbox_failed(records, exc, final)
             return
+        finally:
+            self._in_io = False
         self.stats["spilled"] += len(records)
         with self._cond:
             self._settled += len(records)
