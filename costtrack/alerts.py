@@ -1,6 +1,6 @@
 """Budget alerts: what an alert says, and where it goes (a callable, Python logging, a webhook).
 
-An :class:`Alert` is built by the budget monitor (``costtrack/budgets.py``) when a
+An :class:`Alert` is built by the budget monitor (``costtrack/budgets/monitor.py``) when a
 budget passes one of its thresholds, or when its projected period-end spend passes
 the budget. Sinks receive it in costtrack's alert thread, never on the app's thread:
 

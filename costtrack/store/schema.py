@@ -1,5 +1,5 @@
 """The `records` table: one row per CallRecord, its columns exactly the record's fields
-(and `budget_alerts`: which budget alerts have fired, see costtrack/budgets.py).
+(and `budget_alerts`: which budget alerts have fired, see costtrack/budgets/monitor.py).
 
 SQLAlchemy Core only. Timestamps are stored in UTC: `timestamptz` on Postgres,
 and on SQLite the text form ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC, fixed width, so it
@@ -113,7 +113,7 @@ INSERT_COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)
 
 #: Budget alerts already sent: one row per (budget, period, threshold). The primary key
 #: makes "fire once" hold across processes and restarts: the process whose INSERT
-#: succeeds sends the alert, the others see a conflict and stay quiet (costtrack/budgets.py).
+#: succeeds sends the alert, the others see a conflict and stay quiet (costtrack/budgets/monitor.py).
 budget_alerts = Table(
     "budget_alerts",
     metadata,
