@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EventSplitter", "event_fields", "is_plain", "next_boundary", "split_events"]
+__all__ = ["EventSplitter", "event_fields", "is_plain", "next_boundary"]
 
 # An event ends at a blank line; servers may use \n, \r\n or \r line endings.
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
@@ -21,10 +21,6 @@ class EventSplitter:
 
     def __init__(self) -> None:
         self._buffer = b""
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Add a chunk; return the events it completed (possibly none)."""
-        return split_events(self.feed_block(chunk))
 
     def feed_block(self, chunk: bytes) -> bytes:
         """Add a chunk; return the events it completed as one block of bytes (possibly empty)."""
@@ -55,22 +51,6 @@ def next_boundary(block: bytes, pos: int, plain: bool) -> int:
         return block.index(b"\n\n", pos) + 2
     match = _BOUNDARY.search(block, pos)
     return len(block) if match is None else match.end()
-
-
-def split_events(block: bytes) -> list[bytes]:
-    """The events of a block of complete events, each with its terminator."""
-    if not block:
-        return []
-    if is_plain(block):
-        parts = block.split(b"\n\n")
-        parts.pop()  # the empty piece after the last terminator
-        return [part + b"\n\n" for part in parts]
-    events: list[bytes] = []
-    start = 0
-    for match in _BOUNDARY.finditer(block):
-        events.append(block[start : match.end()])
-        start = match.end()
-    return events
 
 
 def event_fields(block: bytes) -> tuple[str | None, bytes]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +66,24 @@ def anthropic_client(handler: Handler, *, is_async: bool = False, max_retries: i
     if is_async:
         return anthropic.AsyncAnthropic(api_key="sk-ant-test", http_client=httpx2.AsyncClient(transport=transport), max_retries=max_retries, **kw)
     return anthropic.Anthropic(api_key="sk-ant-test", http_client=httpx2.Client(transport=transport), max_retries=max_retries, **kw)
+
+
+MTOK = Decimal(1_000_000)
+
+
+def rates(provider: str, model: str, at: datetime) -> dict[str, Decimal]:
+    """The catalog's effective rates (USD per 1M tokens) of a model at a time, for computing expected costs."""
+    from costtrack.pricing import PriceBook
+
+    return PriceBook().rates(provider, model, at).effective()
+
+
+def price(r: dict[str, Decimal], tin: int, tout: int, cached: int = 0) -> float:
+    """A call's cost from `rates()`: uncached and cached input, and output, computed apart from the library."""
+    return float(((tin - cached) * r["input"] + cached * r["cached_input"] + tout * r["output"]) / MTOK)
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    """The p-th percentile by nearest rank (an observed value), the definition reports use."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]

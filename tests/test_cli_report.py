@@ -10,16 +10,7 @@ import pytest
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def cli(argv: list[str]) -> int:
-    """The costtrack CLI with `report` and `simulate` registered (as the lead's cli/__init__.py does)."""
-    from costtrack import cli as main
-    from costtrack.cli import report, simulate
-
-    if not any(c.name == "simulate" for c in main.app.registered_commands):
-        main.app.command("simulate")(simulate.simulate)
-    if not any(g.name == "report" for g in main.app.registered_groups):
-        main.app.add_typer(report.app, name="report")
-    return main.run(argv)
+from costtrack.cli import run as cli
 
 
 @pytest.fixture

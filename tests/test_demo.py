@@ -7,13 +7,13 @@ against a value computed from the stored records without costtrack's report code
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from helpers import nearest_rank, price, rates
 
 from costtrack import demo
 from costtrack.cli import run as cli
@@ -28,17 +28,7 @@ MTOK = Decimal(1_000_000)
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def rates(provider, model, at):
-    return PriceBook().rates(provider, model, at).effective()
 
-
-def price(r, tin, tout, cached=0):
-    return float(((tin - cached) * r["input"] + cached * r["cached_input"] + tout * r["output"]) / MTOK)
-
-
-def nearest_rank(values, p):
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
 
 def served(recs, endpoint):

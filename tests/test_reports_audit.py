@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from helpers import nearest_rank, price, rates
 
 from costtrack.format import count, ms, pct, usd
 from costtrack.pricing import PriceBook
@@ -18,17 +19,7 @@ T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 MTOK = Decimal(1_000_000)
 
 
-def rates(provider, model, at):
-    return PriceBook().rates(provider, model, at).effective()
 
-
-def price(r, tin, tout, cached=0):
-    return float(((tin - cached) * r["input"] + cached * r["cached_input"] + tout * r["output"]) / MTOK)
-
-
-def nearest_rank(values, p):
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from helpers import nearest_rank
 
 from costtrack.errors import ConfigError
 from costtrack.format import change, count, days, ms, pct, usd
@@ -20,10 +21,6 @@ B0 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # before: 2026-11-01..2026-11-0
 A0 = datetime(2026, 11, 10, tzinfo=timezone.utc)  # after: 2026-11-10..2026-11-14
 MTOK = Decimal(1_000_000)
 
-
-def nearest_rank(values, p):
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
 
 def gpt4o_cost(tin, tout):

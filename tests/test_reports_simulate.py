@@ -8,22 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from costtrack.cli import run as cli
 from costtrack.errors import ConfigError
 from costtrack.pricing import PriceBook
 from costtrack.reports import simulate as sim
 from costtrack.store.database import make_engine
-
-
-def cli(argv: list[str]) -> int:
-    """The costtrack CLI with `report` and `simulate` registered (as the lead's cli/__init__.py does)."""
-    from costtrack import cli as main
-    from costtrack.cli import report, simulate
-
-    if not any(c.name == "simulate" for c in main.app.registered_commands):
-        main.app.command("simulate")(simulate.simulate)
-    if not any(g.name == "report" for g in main.app.registered_groups):
-        main.app.add_typer(report.app, name="report")
-    return main.run(argv)
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 GPT4O = {"input": Decimal("2.5"), "output": Decimal(10)}

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from helpers import nearest_rank
 
 from costtrack.reports.stats import compute_stats
 from costtrack.store.database import make_engine
-
-
-def nearest_rank(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
 
 
 @pytest.fixture

@@ -63,6 +63,11 @@ def _tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
 
 
+def _prompt_tokens(chars: int, extra_chars: int, messages: int) -> int:
+    """Input tokens of a prompt: its text, its tool/schema JSON, and the per-message and per-request overheads."""
+    return _tokens(chars) + _tokens(extra_chars) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+
+
 def _cap(*values: Any) -> int | None:
     for v in values:
         if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
@@ -84,6 +89,7 @@ def _chat_tokens(body: Mapping[str, Any], default_max_output: int) -> tuple[int,
             chars += len(content) if type(content) is str else _chars(content)
             if "tool_calls" in m and m["tool_calls"]:
                 chars += _json_len(m["tool_calls"])
+    # _prompt_tokens inlined: this runs on the app's thread before every hard-limited chat call.
     tokens_in = -(-chars // CHARS_PER_TOKEN) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
     if "tools" in body or "response_format" in body:
         extra = _json_len(body["tools"]) if body.get("tools") else 0
@@ -129,7 +135,7 @@ def estimate_tokens(
         extra = _json_len(body["tools"]) if body.get("tools") else 0
         text = body.get("text")
         extra += _format_chars(text.get("format")) if isinstance(text, dict) else 0
-        tokens_in = _tokens(chars) + _tokens(extra) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+        tokens_in = _prompt_tokens(chars, extra, messages)
         cap = _cap(body.get("max_output_tokens"))
         return tokens_in, default_max_output if cap is None else cap
     if operation == "embeddings":
@@ -156,7 +162,7 @@ def estimate_tokens(
         extra = _json_len(body["tools"]) if body.get("tools") else 0
         config = body.get("output_config")
         extra += _format_chars(config.get("format")) if isinstance(config, dict) else 0
-        tokens_in = _tokens(chars) + _tokens(extra) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS
+        tokens_in = _prompt_tokens(chars, extra, messages)
         cap = _cap(body.get("max_tokens"))
         return tokens_in, default_max_output if cap is None else cap
     return _tokens(_json_len(dict(body))), default_max_output

@@ -431,36 +431,30 @@ class Writer:
         run its pass in one go costs one call a few milliseconds instead. A pass that does not
         end within backlog_wait (a database that hangs) is not waited for again.
         """
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return
-        deadline = time.monotonic() + self.backlog_wait
-        with self._cond:
-            start = self._passes
-            while self._passes == start:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not thread.is_alive() or self._closing:
-                    self._stalled_at = start
-                    self.stats["handoff_timeouts"] += 1
-                    return
-                self._cond.wait(remaining)
-            self.stats["handoffs"] += 1
+        start = self._passes
+        if not self._wait_for_thread(lambda: self._passes != start, "handoffs", "handoff_timeouts"):
+            self._stalled_at = start
 
     def _wait_for_backlog(self) -> None:
-        """Block the submitting thread (releasing the GIL) until the writer is down to one batch, or backlog_wait passes."""
+        """Block the submitting thread until the writer is down to one batch (or failing), or backlog_wait passes."""
+        self._wake.set()
+        self._wait_for_thread(lambda: len(self._buffer) <= self.batch_size or self._failing, "backlog_waits", "backlog_timeouts")
+
+    def _wait_for_thread(self, done: Callable[[], bool], waited: str, timed_out: str) -> bool:
+        """Block the submitting thread (releasing the GIL) until `done()`, at most backlog_wait; count the outcome in stats."""
         thread = self._thread
         if thread is None or thread is threading.current_thread():
-            return
+            return True
         deadline = time.monotonic() + self.backlog_wait
-        self._wake.set()
         with self._cond:
-            while len(self._buffer) > self.batch_size and not self._failing and not self._closing:
+            while not done():
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not thread.is_alive():
-                    self.stats["backlog_timeouts"] += 1
-                    return
+                if remaining <= 0 or not thread.is_alive() or self._closing:
+                    self.stats[timed_out] += 1
+                    return False
                 self._cond.wait(remaining)
-            self.stats["backlog_waits"] += 1
+            self.stats[waited] += 1
+        return True
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record submitted so far is in the database or durably in the outbox.
