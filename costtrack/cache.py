@@ -90,17 +90,15 @@ def cache_key(
     `body` is the app's request as parsed JSON; `target` the host and path it is
     sent to; `headers` the answer-changing headers (see KEY_HEADERS). The hash
     walks the parsed body rather than re-serialising it: dict keys are sorted and
-    strings are fed as their UTF-8 bytes, so a 20 KB prompt costs one blake2b pass.
+    strings are taken as they are (no escaping), so a 20 KB prompt costs one SHA-256 pass.
     """
     streamed = body.get("stream") is True
-    out: list[bytes] = [
-        f"costtrack-cache-v1\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00".encode()
-    ]
+    out = [f"costtrack-cache-v2\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
     if headers:
         for name in KEY_HEADERS:
             value = headers.get(name)
             if value:
-                out.append(f"{name}={value}\x00".encode())
+                out.append(f"{name}={value}\x00")
     payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
     encode_json(payload, out)
     return digest(out)

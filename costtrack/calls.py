@@ -13,7 +13,7 @@ from .call_context import CallContext
 from .hashing import request_hash
 from .logs import log_once
 from .providers import StreamReader, parser_for
-from .records import CallRecord, Status
+from .records import CallRecord, Status, new_id
 from .usage import Usage
 
 if TYPE_CHECKING:
@@ -214,37 +214,47 @@ class Call:
             usage = Usage()
         latency = None if self.ended is None else (self.ended - self.started) * 1000.0
         ttft = None if self.first_token is None else (self.first_token - self.started) * 1000.0
-        tags = dict(self.context.tags)
+        context = self.context
+        tags = dict(context.tags)
         if self.extra_tags:
             tags.update(self.extra_tags)
-        return CallRecord(
-            timestamp=self.timestamp,
-            provider=self.provider,
-            model=model or self.model_requested,
-            model_requested=self.model_requested,
-            operation=self.operation,
-            endpoint=self.context.endpoint or self.endpoint or self.operation,
-            tokens_input=usage.input,
-            tokens_output=usage.output,
-            tokens_cached_input=usage.cached_input,
-            tokens_cache_write=usage.cache_write,
-            tokens_cache_write_1h=usage.cache_write_1h,
-            tokens_reasoning=usage.reasoning,
-            cost_usd=cost,
-            latency_ms=latency,
-            ttft_ms=ttft,
-            cache_hit=self.cache_hit,
-            cost_saved_usd=saved,
-            status=self.status,
-            error_type=self.error_type,
-            request_hash=request_hash(self.provider, self.operation, self.body),
-            attempt=self.attempt,
-            user=self.context.user,
-            tags=tags,
-            price_source=source,
-            request_body=self.request_bytes.decode("utf-8", "replace") if self.store_content else None,
-            response_body=body_text,
-        )
+        requested = self.model_requested
+        # Every value below is already of its field's type (tests/test_calls.py checks they
+        # validate), so the record is built without pydantic's validation pass.
+        return CallRecord.trusted({
+            "id": new_id(),
+            "timestamp": self.timestamp,
+            "provider": self.provider,
+            "model": model or requested,
+            "model_requested": requested,
+            "operation": self.operation,
+            "endpoint": _text(context.endpoint or self.endpoint or self.operation),
+            "tokens_input": usage.input,
+            "tokens_output": usage.output,
+            "tokens_cached_input": usage.cached_input,
+            "tokens_cache_write": usage.cache_write,
+            "tokens_reasoning": usage.reasoning,
+            "cost_usd": cost,
+            "latency_ms": latency,
+            "ttft_ms": ttft,
+            "cache_hit": self.cache_hit,
+            "cost_saved_usd": saved,
+            "status": self.status,
+            "error_type": self.error_type,
+            "request_hash": request_hash(self.provider, self.operation, self.body),
+            "attempt": self.attempt,
+            "user": None if context.user is None else _text(context.user),
+            "tags": tags,
+            "price_source": source,
+            "tokens_cache_write_1h": usage.cache_write_1h,
+            "request_body": self.request_bytes.decode("utf-8", "replace") if self.store_content else None,
+            "response_body": body_text,
+        })  # fmt: skip
+
+
+def _text(value: object) -> str:
+    """A str field's value: the app may have tagged calls with a number or another object."""
+    return value if type(value) is str else str(value)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

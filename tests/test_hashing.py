@@ -39,3 +39,19 @@ def test_types_are_not_confused():
     assert h({**BASE, "x": [1, 2]}) != h({**BASE, "x": [2, 1]})
     assert h({**BASE, "x": ("a",)}) == h({**BASE, "x": ["a"]})
     assert h({**BASE, "x": Exception("e")}) == h({**BASE, "x": "e"})  # other types by their str()
+
+
+def test_digest_is_sha256_of_the_whole_encoding_at_every_length():
+    import hashlib
+
+    from costtrack.hashing import digest
+
+    for size in (0, 1, 2046, 2047, 2048, 4094, 4095, 20_000):
+        text = "é" * (size // 2) + "x" * (size % 2)
+        expected = hashlib.sha256(("a" + text).encode()).hexdigest()[:32]
+        assert digest(["a", text]) == expected
+
+
+def test_any_python_string_hashes_even_a_lone_surrogate():
+    assert h({**BASE, "x": "\ud800"}) != h({**BASE, "x": "\ud801"})
+    assert h({**BASE, "x": "ab"}) != h({**BASE, "x": ["a", "b"]}) != h({**BASE, "xa": "b"})

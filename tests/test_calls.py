@@ -1,0 +1,83 @@
+"""Call.record: the records built without pydantic's validation pass are ones validation accepts, field for field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import openai
+import pytest
+
+import costtrack
+from costtrack.records import CallRecord
+
+from helpers import Recorder, anthropic_client, fixture, openai_client, serve
+
+
+class Keep:
+    """The storage end of a Tracker, keeping the submitted Calls so each can be built here."""
+
+    on_records = None
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def submit(self, item: Any) -> None:
+        self.calls.append(item)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def _records(tmp_path: Any, store_content: bool = False) -> tuple[costtrack.Tracker, Keep]:
+    keep = Keep()
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path}/c.db", writer=keep, budgets=[], store_content=store_content)  # type: ignore[arg-type]
+    return tracker, keep
+
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("store_content", [False, True])
+def test_every_kind_of_record_validates_as_built(tmp_path: Any, store_content: bool) -> None:
+    tracker, keep = _records(tmp_path, store_content)
+    ok = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    cut = fixture("openai_chat_stream.sse").split(b"\n\n")[0] + b"\n\n"  # the first event, then nothing
+    stream = tracker.wrap(openai_client(Recorder(httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=cut))))
+    failing = tracker.wrap(openai_client(Recorder(httpx2.Response(500, json={"error": {"type": "server_error"}}))))
+    garbled = tracker.wrap(openai_client(Recorder(httpx2.Response(200, content=b"<html>"))))
+    claude = tracker.wrap(anthropic_client(Recorder(serve("anthropic_stream.sse"))))
+    unknown = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json={"model": "my-own-model", "choices": [],
+                                                                            "usage": {"prompt_tokens": 3}}))))  # fmt: skip
+    with costtrack.context(endpoint="/api/x", user=42, tags={"run": 1, "when": object()}):  # type: ignore[arg-type]
+        ok.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, temperature=0.5)
+        for _ in stream.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True):
+            pass
+        with pytest.raises(openai.InternalServerError):
+            failing.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        garbled.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # the SDK hands back the text
+        with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=10, messages=MESSAGES) as events:
+            events.until_done()
+        unknown.chat.completions.create(model="my-own-model", messages=MESSAGES)
+    records = [call.to_record() for call in keep.calls]
+    assert {r.status for r in records} == {"ok", "incomplete", "error"}
+    assert any(r.cost_usd is None for r in records) and any(r.cost_usd for r in records)
+    for record in records:
+        validated = CallRecord.model_validate(record.model_dump())
+        assert validated == record
+        assert validated.model_dump() == record.model_dump()
+        assert list(record.__dict__) == list(CallRecord.model_fields)
+        assert record.user == "42" and record.endpoint == "/api/x"
+        assert (record.request_body is not None) is store_content
+
+
+def test_a_record_built_twice_has_two_ids_and_one_request_hash(tmp_path: Any) -> None:
+    tracker, keep = _records(tmp_path)
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    first, second = keep.calls[0].to_record(), keep.calls[0].to_record()
+    assert first.id != second.id and len(first.id) == 32
+    assert first.request_hash == second.request_hash and len(first.request_hash or "") == 32
