@@ -2,16 +2,20 @@
 
     python benchmarks/bench_wrap.py [--calls 4000] [--database-url sqlite:///bench.db]
 
-Bare and wrapped calls are interleaved in rounds so drift on the machine hits
-both alike. Wall time is the median per call on the calling thread; CPU time is
-the process CPU time (every thread: background pricing and writing included)
-divided by the calls, the writer flushed inside the wrapped rounds.
+Bare and wrapped calls alternate one by one (in random order within each pair), so
+the drift of a shared machine, which moves a call's time by tens of percent within
+seconds, hits both alike. Wall time is the median per call on the calling thread.
+CPU time counts every thread: the calling thread's CPU per call (median, bare and
+wrapped), plus everything the background writer thread spent (parsing, pricing,
+hashing, inserting) divided by the wrapped calls. The process's total CPU is
+printed beside the sum of those parts, so nothing can hide in another thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -63,51 +67,58 @@ def one_call(client: openai.OpenAI, stream: bool) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
 
-def measure(client: openai.OpenAI, stream: bool, calls: int, tracker: costtrack.Tracker | None) -> tuple[list[float], float]:
-    walls: list[float] = []
-    cpu0 = time.process_time()
-    for _ in range(calls):
-        t0 = time.perf_counter()
+def _pair(bare: openai.OpenAI, wrapped: openai.OpenAI, stream: bool, rng: random.Random,
+          out: dict[str, list[float]]) -> None:  # fmt: skip
+    """One bare and one wrapped call, in random order: wall and calling-thread CPU of each."""
+    for name in ("bare", "wrapped") if rng.random() < 0.5 else ("wrapped", "bare"):
+        client = bare if name == "bare" else wrapped
+        t0, c0 = time.perf_counter(), time.thread_time()
         one_call(client, stream)
-        walls.append(time.perf_counter() - t0)
-    if tracker is not None:
-        tracker.flush()
-    return walls, (time.process_time() - cpu0) / calls
+        c1, t1 = time.thread_time(), time.perf_counter()
+        out[name + "_wall"].append(t1 - t0)
+        out[name + "_cpu"].append(c1 - c0)
+
+
+def _writer_cpu(tracker: costtrack.Tracker) -> float:
+    """CPU seconds the tracker's writer thread has used so far."""
+    thread = tracker.writer._thread
+    assert thread is not None and thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=4000, help="calls per variant (default 4000)")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the call order (default 1)")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp()
-    tracker = costtrack.Tracker(args.database_url or f"sqlite:///{tmp}/bench.db")
+    tracker = costtrack.Tracker(args.database_url or f"sqlite:///{tmp}/bench.db", budgets=[])
     bare = openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)), max_retries=0)
     wrapped = tracker.wrap(bare)
-    per_round = max(args.calls // args.rounds, 1)
+    rng = random.Random(args.seed)
     for stream in (False, True):
         for client in (bare, wrapped):  # warm up imports, price cache, writer thread
             for _ in range(200):
                 one_call(client, stream)
         tracker.flush()
-        bare_wall: list[float] = []
-        wrapped_wall: list[float] = []
-        bare_cpu: list[float] = []
-        wrapped_cpu: list[float] = []
-        for _ in range(args.rounds):
-            walls, cpu = measure(bare, stream, per_round, None)
-            bare_wall += walls
-            bare_cpu.append(cpu)
-            walls, cpu = measure(wrapped, stream, per_round, tracker)
-            wrapped_wall += walls
-            wrapped_cpu.append(cpu)
-        bw, ww = statistics.median(bare_wall) * 1e6, statistics.median(wrapped_wall) * 1e6
-        bc, wc = statistics.median(bare_cpu) * 1e6, statistics.median(wrapped_cpu) * 1e6
+        out: dict[str, list[float]] = {k: [] for k in ("bare_wall", "wrapped_wall", "bare_cpu", "wrapped_cpu")}
+        process0, writer0 = time.process_time(), _writer_cpu(tracker)
+        for _ in range(args.calls):
+            _pair(bare, wrapped, stream, rng, out)
+        tracker.flush()
+        process = time.process_time() - process0
+        writer = _writer_cpu(tracker) - writer0
         kind = "streaming" if stream else "non-streaming"
+        bw, ww = statistics.median(out["bare_wall"]) * 1e6, statistics.median(out["wrapped_wall"]) * 1e6
+        bc, wc = statistics.median(out["bare_cpu"]) * 1e6, statistics.median(out["wrapped_cpu"]) * 1e6
+        wr = writer / args.calls * 1e6
         print(f"{kind:>14} wall: bare {bw:7.1f} us  wrapped {ww:7.1f} us  added {ww - bw:6.1f} us  ratio {ww / bw:.3f}")
-        print(f"{kind:>14}  cpu: bare {bc:7.1f} us  wrapped {wc:7.1f} us  added {wc - bc:6.1f} us  ratio {wc / bc:.3f}")
+        print(f"{kind:>14}  cpu: bare {bc:7.1f} us  wrapped {wc + wr:7.1f} us  added {wc + wr - bc:6.1f} us  "
+              f"ratio {(wc + wr) / bc:.3f}  (calling thread +{wc - bc:.1f} us, writer thread {wr:.1f} us)")  # fmt: skip
+        parts = sum(out["bare_cpu"]) + sum(out["wrapped_cpu"]) + writer
+        print(f"{'':>14}       process CPU {process:.3f} s = calls and writer {parts:.3f} s + other {process - parts:+.3f} s")
     tracker.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from . import fastjson
@@ -17,6 +17,8 @@ from .records import CallRecord, Status, new_id
 from .usage import Usage
 
 if TYPE_CHECKING:
+    import httpx2
+
     from .pricing import PriceBook
     from .tracker import Tracker
 
@@ -70,9 +72,9 @@ class Call:
 
     __slots__ = (
         "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "_body", "request_bytes",
-        "attempt", "timestamp", "started", "first_token", "ended", "status_code",
+        "_attempt", "headers", "_timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
-        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "hold", "compare_model",
+        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "may_stream", "hold", "compare_model",
     )  # fmt: skip
 
     def __init__(
@@ -86,8 +88,9 @@ class Call:
         endpoint: str | None,
         request_bytes: bytes,
         body: dict[str, Any] | None = None,
-        attempt: int,
-        timestamp: datetime,
+        attempt: int | None = None,
+        headers: httpx2.Headers | None = None,
+        timestamp: datetime | float,
         started: float,
     ) -> None:
         self.tracker = tracker
@@ -99,8 +102,9 @@ class Call:
         self.endpoint = endpoint
         self._body = body
         self.request_bytes = request_bytes
-        self.attempt = attempt
-        self.timestamp = timestamp
+        self._attempt = attempt
+        self.headers = headers  # the request's: its retry count is read off the app's thread (attempt)
+        self._timestamp = timestamp  # a float (seconds since the epoch) is made a datetime when first needed
         self.started = started
         self.first_token: float | None = None
         self.ended: float | None = None
@@ -115,6 +119,7 @@ class Call:
         self.extra_tags: dict[str, Any] | None = None
         self.batch = False
         self.hide_usage_chunk = False
+        self.may_stream = False  # the request asked for an event stream ("stream":true)
         self.hold = _hold.get()
         # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
         self.compare_model: tuple[str, str] | None = None
@@ -140,6 +145,27 @@ class Call:
                 except Exception:
                     log_once("hold.late", "costtrack: could not annotate a call that ended late", exc_info=True)
         self.tracker.submit(self)
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the attempt started (UTC)."""
+        stamp = self._timestamp
+        if type(stamp) is float:
+            stamp = self._timestamp = datetime.fromtimestamp(stamp, timezone.utc)
+        return stamp  # type: ignore[return-value]
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first attempt; n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
+        attempt = self._attempt
+        if attempt is None:
+            retries = self.headers.get("x-stainless-retry-count", "0") if self.headers is not None else "0"
+            attempt = self._attempt = int(retries) + 1 if retries.isdigit() else 1
+        return attempt
+
+    @attempt.setter
+    def attempt(self, value: int) -> None:
+        self._attempt = value
 
     @property
     def body(self) -> dict[str, Any]:

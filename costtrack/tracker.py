@@ -69,7 +69,7 @@ class Tracker:
         self.database_url = database_url
         self.store_content = store_content
         self.clock = clock
-        self.now = now
+        self.now = now  # sets self.stamp too
         self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
         self._writer = writer
         self._writer_options: dict[str, Any] = {
@@ -86,6 +86,18 @@ class Tracker:
             if writer is not None:
                 writer.on_records = self.budget_monitor.record_stored
         _live_trackers.add(self)
+
+    @property
+    def now(self) -> Callable[[], datetime]:
+        """The wall clock records are stamped with (a timezone-aware datetime); injectable for tests."""
+        return self._now
+
+    @now.setter
+    def now(self, now: Callable[[], datetime]) -> None:
+        self._now = now
+        #: What a call is stamped with on the app's thread: the default clock's float (the
+        #: datetime is made in the writer thread, Call.timestamp), or the injected clock's datetime.
+        self.stamp: Callable[[], datetime | float] = time.time if now is _utcnow else now
 
     @property
     def writer(self) -> Writer:

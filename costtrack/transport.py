@@ -13,7 +13,7 @@ import httpx2
 from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
 from .calls import Call
-from .call_context import CallContext, current
+from .call_context import CallContext, _current as _context
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, is_plain, next_boundary
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CostTransport", "AsyncCostTransport", "Instrument"]
 
+# Request paths already seen → operation (the SDK's paths are few and fixed).
+_OPERATION_OF: dict[bytes, str] = {}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
@@ -112,23 +114,27 @@ class Instrument:
         """
         if request.method != "POST":
             return None
-        operation = operation_for_path(request.url.path)
+        url = request.url
+        operation = _OPERATION_OF.get(url.raw_path)
         if operation is None:
-            return None
+            operation = operation_for_path(url.path)
+            if operation is None:
+                return None
+            if len(_OPERATION_OF) < 256:
+                _OPERATION_OF[url.raw_path] = operation
         try:
             content = request.content
         except Exception:  # a streamed upload: not one of the JSON requests recorded here
             return None
-        if not content.startswith(b"{"):
+        if content[:1] != b"{":
             return None
-        context = current()
+        context = _context.get()
         if self.tags:
             context = CallContext(
                 endpoint=context.endpoint, user=context.user, tags={**self.tags, **context.tags},
                 bypass_cache=context.bypass_cache,
             )  # fmt: skip
-        tracker = self.tracker
-        retries = request.headers.get("x-stainless-retry-count", "0")
+        tracker = self._tracker or self.tracker
         call = Call(
             tracker=tracker,
             provider=self.provider,
@@ -137,17 +143,20 @@ class Instrument:
             context=context,
             endpoint=self.endpoint,
             request_bytes=content,
-            attempt=int(retries) + 1 if retries.isdigit() else 1,
-            timestamp=tracker.now(),
+            headers=request.headers,
+            timestamp=tracker.stamp(),
             started=tracker.clock(),
         )
-        # The SDKs serialise compactly, so a byte test spares parsing the body of every plain call.
-        if operation == "chat.completions" and b'"stream":true' in content and call.body.get("stream") is True:
-            body = call.body
-            # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
-            # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
-            options = body.get("stream_options")
-            call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
+        # The SDKs serialise compactly, so a byte test spares parsing the body of every plain call,
+        # and tells which responses may be event streams at all.
+        if b'"stream":true' in content:
+            call.may_stream = True
+            if operation == "chat.completions" and call.body.get("stream") is True:
+                body = call.body
+                # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
+                # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
+                options = body.get("stream_options")
+                call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
         monitor = tracker.budget_monitor
         if monitor is not None and monitor.hard:
             monitor.before_send(call)  # the one error costtrack raises into the app on purpose
@@ -215,11 +224,12 @@ class Instrument:
             kept = tuple((k, v) for k, v in response.headers.multi_items() if k.lower() in STORED_HEADERS)
             store = (self.cache, fill, kept)
         headers = response.headers
-        if headers.get("content-type", "").startswith("text/event-stream"):
+        if call.may_stream and headers.get("content-type", "").startswith("text/event-stream"):
             call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
         else:
+            # A request that did not ask for a stream gets a JSON body (or an error body).
             call.hide_usage_chunk = False
-            if store is None and isinstance(response.stream, httpx2.ByteStream):
+            if store is None and type(response.stream) is httpx2.ByteStream:
                 try:
                     content = response.content
                 except httpx2.ResponseNotRead:

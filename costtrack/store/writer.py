@@ -389,7 +389,7 @@ class Writer:
     def submit(self, record: CallRecord | Pending) -> None:
         """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            if not isinstance(record, CallRecord) and not hasattr(record, "to_record"):
+            if not hasattr(record, "to_record") and not isinstance(record, CallRecord):
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
