@@ -5,7 +5,7 @@
                                                                  namespace="myapp-v2"))
 
 The cache sits in costtrack's transport, inside the SDK's HTTP client. A key is
-a blake2b hash of the provider, the operation, the target (host and path), the
+a SHA-256 hash of the provider, the operation, the target (host and path), the
 few request headers that change the answer (``anthropic-beta``...), whether the
 request streams, and the app's request body canonicalised (keys sorted, ``1.0`` ==
 ``1``), without the fields that do not change the answer (``VOLATILE_KEYS``:
