@@ -10,8 +10,8 @@ SQLite and Postgres), so replaying an outbox never duplicates a record.
 from __future__ import annotations
 
 import functools
-
 import json
+from itertools import chain
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -120,7 +120,7 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
             step = _SQLITE_ROWS_PER_STATEMENT
             for start in range(0, len(rows), step):
                 chunk = rows[start : start + step]
-                params = tuple(value for row in chunk for value in row)
+                params = tuple(chain.from_iterable(chunk))
                 inserted += max(conn.exec_driver_sql(_sqlite_multi_insert(len(chunk)), params).rowcount, 0)
             return inserted
 
