@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import json
-from itertools import chain
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
