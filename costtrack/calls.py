@@ -159,7 +159,7 @@ class Call:
         """1 for the first attempt; n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
         attempt = self._attempt
         if attempt is None:
-            retries = self.headers.get("x-stainless-retry-count", "0") if self.headers is not None else "0"
+            retries = _retry_count(self.headers) if self.headers is not None else "0"
             attempt = self._attempt = int(retries) + 1 if retries.isdigit() else 1
         return attempt
 
@@ -276,6 +276,19 @@ class Call:
             "request_body": self.request_bytes.decode("utf-8", "replace") if self.store_content else None,
             "response_body": body_text,
         })  # fmt: skip
+
+
+def _retry_count(headers: httpx2.Headers) -> str:
+    """The SDK's x-stainless-retry-count header ("0" without one)."""
+    items = getattr(headers, "_list", None)
+    if type(items) is not list:  # not the httpx2 layout this scan knows: the public (slower) lookup
+        return headers.get("x-stainless-retry-count", "0")
+    # One pass over httpx2's (raw key, lower-cased key, value) triples; Headers.get lower-cases,
+    # encodes and decodes per lookup, at four times the cost of this scan.
+    for item in items:
+        if item[1] == b"x-stainless-retry-count":
+            return item[2].decode("ascii", "replace")
+    return "0"
 
 
 def _text(value: object) -> str:
