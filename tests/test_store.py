@@ -11,7 +11,7 @@ from sqlalchemy import event, func, select
 
 from costtrack.records import RECORD_FIELDS, CallRecord
 from costtrack.store.schema import INSERT_COLUMNS, metadata, records
-from costtrack.store.sql import count_records, insert_records, iter_records, update_costs
+from costtrack.store.sql import _sqlite_chunks, count_records, insert_records, iter_records, update_costs
 
 UTC = timezone.utc
 
@@ -108,6 +108,24 @@ def test_insert_is_idempotent_by_id(engine, make_record) -> None:
     changed = batch[0].model_copy(update={"cost_usd": 99.0})
     assert insert_records(engine, [changed]) == 0
     assert next(r for r in iter_records(engine) if r.id == batch[0].id).cost_usd == batch[0].cost_usd
+
+
+@pytest.mark.parametrize("count", [1, 7, 137, 512, 1300])
+def test_batches_of_any_size_are_stored_whole(engine, make_record, count) -> None:
+    batch = [make_record() for _ in range(count)]
+    assert insert_records(engine, batch) == count
+    assert {r.id for r in iter_records(engine)} == {r.id for r in batch}
+
+
+def test_sqlite_statements_come_in_few_sizes_whatever_the_batch() -> None:
+    # Each distinct row count is a statement SQLite compiles; power-of-two sizes keep them to a handful.
+    sizes: set[int] = set()
+    for count in range(1, 3000):
+        chunks = list(_sqlite_chunks(count))
+        assert [start for start, _ in chunks] == [sum(size for _, size in chunks[:i]) for i in range(len(chunks))]
+        assert sum(size for _, size in chunks) == count
+        sizes.update(size for _, size in chunks)
+    assert sizes == {1 << k for k in range(10)} and max(sizes) * len(INSERT_COLUMNS) < 32766
 
 
 def test_insert_nothing(engine) -> None:

@@ -83,13 +83,27 @@ _SQL = {
 # SQLite gets many rows per INSERT statement: its driver releases the GIL for every
 # statement it steps, and with a busy app thread each re-acquisition waits a whole
 # switch interval (5 ms), so row-by-row executemany stalls for seconds per batch.
-_SQLITE_ROWS_PER_STATEMENT = min(500, 32766 // len(INSERT_COLUMNS))
+# Statements come in power-of-two row counts: compiling a multi-row INSERT costs about
+# as much as running it, and batches of ever-changing sizes would each compile anew,
+# where these few are compiled once per connection (the driver caches statements).
+_SQLITE_ROWS_PER_STATEMENT = 1 << min(512, 32766 // len(INSERT_COLUMNS)).bit_length() - 1
 _SQLITE_ROW = f"({', '.join('?' for _ in INSERT_COLUMNS)})"
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _sqlite_multi_insert(rows: int) -> str:
     return f"INSERT INTO records ({_QCOLS}) VALUES {', '.join([_SQLITE_ROW] * rows)} ON CONFLICT (id) DO NOTHING"
+
+
+def _sqlite_chunks(count: int) -> Iterator[tuple[int, int]]:
+    """(start, rows) of each statement for `count` rows: full statements, then the rest by powers of two."""
+    start = 0
+    step = _SQLITE_ROWS_PER_STATEMENT
+    while start < count:
+        while count - start < step:
+            step >>= 1
+        yield start, step
+        start += step
 
 
 def record_to_row(record: CallRecord, dialect: str = "sqlite") -> tuple[Any, ...]:
@@ -117,11 +131,9 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
             if dialect != "sqlite":
                 return max(conn.exec_driver_sql(_SQL[dialect], rows).rowcount, 0)
             inserted = 0
-            step = _SQLITE_ROWS_PER_STATEMENT
-            for start in range(0, len(rows), step):
-                chunk = rows[start : start + step]
-                params = tuple(chain.from_iterable(chunk))
-                inserted += max(conn.exec_driver_sql(_sqlite_multi_insert(len(chunk)), params).rowcount, 0)
+            for start, size in _sqlite_chunks(len(rows)):
+                params = tuple(chain.from_iterable(rows[start : start + size]))
+                inserted += max(conn.exec_driver_sql(_sqlite_multi_insert(size), params).rowcount, 0)
             return inserted
 
 
