@@ -83,27 +83,31 @@ _SQL = {
 # SQLite gets many rows per INSERT statement: its driver releases the GIL for every
 # statement it steps, and with a busy app thread each re-acquisition waits a whole
 # switch interval (5 ms), so row-by-row executemany stalls for seconds per batch.
-# Statements come in power-of-two row counts: compiling a multi-row INSERT costs about
-# as much as running it, and batches of ever-changing sizes would each compile anew,
-# where these few are compiled once per connection (the driver caches statements).
-_SQLITE_ROWS_PER_STATEMENT = 1 << min(512, 32766 // len(INSERT_COLUMNS)).bit_length() - 1
+# Statements come in a few row counts: compiling a multi-row INSERT costs about as much
+# as running it, and batches of ever-changing sizes would each compile anew, where
+# these (multiples of 32, then a remainder under 32: 47 in all) stay in the driver's
+# statement cache. Two statements per batch keep the GIL round trips few.
+_SQLITE_ROWS_PER_STATEMENT = min(512, 32766 // len(INSERT_COLUMNS)) & ~31
 _SQLITE_ROW = f"({', '.join('?' for _ in INSERT_COLUMNS)})"
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def _sqlite_multi_insert(rows: int) -> str:
     return f"INSERT INTO records ({_QCOLS}) VALUES {', '.join([_SQLITE_ROW] * rows)} ON CONFLICT (id) DO NOTHING"
 
 
 def _sqlite_chunks(count: int) -> Iterator[tuple[int, int]]:
-    """(start, rows) of each statement for `count` rows: full statements, then the rest by powers of two."""
+    """(start, rows) of each statement for `count` rows: full statements, a multiple of 32, the rest."""
     start = 0
-    step = _SQLITE_ROWS_PER_STATEMENT
-    while start < count:
-        while count - start < step:
-            step >>= 1
-        yield start, step
-        start += step
+    while count - start >= _SQLITE_ROWS_PER_STATEMENT:
+        yield start, _SQLITE_ROWS_PER_STATEMENT
+        start += _SQLITE_ROWS_PER_STATEMENT
+    bulk = (count - start) & ~31
+    if bulk:
+        yield start, bulk
+        start += bulk
+    if count > start:
+        yield start, count - start
 
 
 def record_to_row(record: CallRecord, dialect: str = "sqlite") -> tuple[Any, ...]:
