@@ -104,6 +104,35 @@ def test_partial_batch_is_written_after_flush_interval(database_url, writers, ma
     wait_for(lambda: w.stats["stored"] == 10)
 
 
+def test_calls_queued_while_a_batch_is_written_wait_for_the_next_pass(database_url, writers, make_record, outbox_dir,
+                                                                      fake_clock) -> None:  # fmt: skip
+    # A slow caller (streams) queues a call or two during each write; writing those at once
+    # cost a transaction per one or two records. They wait for their own flush_interval instead.
+    w = writers(database_url, batch_size=1000, flush_interval=5.0, outbox_dir=outbox_dir, clock=fake_clock)
+    late = [make_record() for _ in range(3)]
+    passes: list[int] = []
+    during: list[int] = []  # the writer's pass that wrote the first batch
+
+    def arrive_during_the_write(batch: list[CallRecord]) -> None:
+        passes.append(len(batch))
+        if len(passes) == 1:
+            during.append(w._passes)
+            for record in late:
+                w.submit(record)
+
+    w.on_records = arrive_during_the_write
+    for _ in range(10):
+        w.submit(make_record())
+    fake_clock.advance(5.1)
+    w._wake.set()
+    wait_for(lambda: bool(during) and w._passes > during[0])  # that pass is over
+    assert passes == [10] and w.pending == 3
+    fake_clock.advance(5.1)
+    w._wake.set()
+    wait_for(lambda: w.stats["stored"] == 13)
+    assert passes == [10, 3] and w.flush() is True
+
+
 def test_eight_threads_lose_nothing(database_url, writers, make_record, outbox_dir) -> None:
     w = writers(database_url, outbox_dir=outbox_dir)
     recs = [make_record(cost_usd=(i % 97) * 0.0001 + 1e-7) for i in range(4000)]

@@ -630,7 +630,10 @@ class Writer:
         due = forced or self._failing or n >= self.batch_size or (
             n > 0 and first is not None and now - first >= self.flush_interval
         )
-        if n and due and not self._drain():
+        # Only what was queued when this pass began (all of it when closing): calls that arrive
+        # while a batch is written wait for the next pass, instead of going one small batch each,
+        # at a whole transaction apiece (streams, queued one by one, went 12 to a batch).
+        if n and due and not self._drain(None if self._closing else n):
             if forced or self._buffer_len() > self.max_buffer:
                 self._spill_buffer()
             self._mark_flushes_done(gen)
@@ -669,17 +672,21 @@ class Writer:
                 self._key_known = True
         return self._engine
 
-    def _drain(self) -> bool:
-        """Write the whole buffer in batches. False (records kept) if the database failed."""
+    def _drain(self, limit: int | None = None) -> bool:
+        """Write the buffer in batches: its first `limit` records, and any full batch. False (records kept) if the database failed."""
         while True:
             with self._lock:
                 if not self._buffer:
                     self._first_pending_at = None
                     return True
+                if limit is not None and limit <= 0 and len(self._buffer) < self.batch_size:
+                    return True  # full batches still go; a partial one of late arrivals waits
                 take = min(len(self._buffer), self.batch_size)
                 batch = [self._buffer.popleft() for _ in range(take)]
                 self._inflight = batch
                 self._first_pending_at = self._clock() if self._buffer else None
+            if limit is not None:
+                limit -= take
             batch = self._prepare(batch)
             with self._lock:
                 self._inflight = batch
