@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import fastjson
 from .call_context import CallContext
 from .hashing import request_hash
+from .headers import header_value
 from .logs import log_once
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status, new_id
@@ -159,8 +160,8 @@ class Call:
         """1 for the first attempt; n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
         attempt = self._attempt
         if attempt is None:
-            retries = _retry_count(self.headers) if self.headers is not None else "0"
-            attempt = self._attempt = int(retries) + 1 if retries.isdigit() else 1
+            retries = header_value(self.headers, b"x-stainless-retry-count") if self.headers is not None else None
+            attempt = self._attempt = int(retries) + 1 if retries is not None and retries.isdigit() else 1
         return attempt
 
     @attempt.setter
@@ -276,19 +277,6 @@ class Call:
             "request_body": self.request_bytes.decode("utf-8", "replace") if self.store_content else None,
             "response_body": body_text,
         })  # fmt: skip
-
-
-def _retry_count(headers: httpx2.Headers) -> str:
-    """The SDK's x-stainless-retry-count header ("0" without one)."""
-    items = getattr(headers, "_list", None)
-    if type(items) is not list:  # not the httpx2 layout this scan knows: the public (slower) lookup
-        return headers.get("x-stainless-retry-count", "0")
-    # One pass over httpx2's (raw key, lower-cased key, value) triples; Headers.get lower-cases,
-    # encodes and decodes per lookup, at four times the cost of this scan.
-    for item in items:
-        if item[1] == b"x-stainless-retry-count":
-            return item[2].decode("ascii", "replace")
-    return "0"
 
 
 def _text(value: object) -> str:

@@ -12,8 +12,10 @@ import httpx2
 
 from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
+from .call_context import CallContext
+from .call_context import _current as _context
 from .calls import Call
-from .call_context import CallContext, _current as _context
+from .headers import has_header
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, is_plain, next_boundary
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CostTransport", "AsyncCostTransport", "Instrument"]
 
+_CACHE_HEADER = CACHE_HEADER.encode()
 # Request paths already seen → operation (the SDK's paths are few and fixed).
 _OPERATION_OF: dict[bytes, str] = {}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
@@ -45,7 +48,7 @@ def error_type(exc: BaseException) -> str:
 def take_cache_directive(request: httpx2.Request) -> str | None:
     """Remove the per-request cache header (the provider never sees it) and return its value, lowercased."""
     headers = request.headers
-    if CACHE_HEADER not in headers:
+    if not has_header(headers, _CACHE_HEADER):
         return None
     value = headers.pop(CACHE_HEADER, "").strip().lower()
     if value not in ("bypass", "off"):

@@ -1,0 +1,24 @@
+"""Header lookups: the same answers as httpx2.Headers' own, whatever the case the app or SDK used."""
+
+from __future__ import annotations
+
+import httpx2
+
+from costtrack.headers import has_header, header_value
+
+
+def test_lookups_agree_with_httpx2_whatever_the_case() -> None:
+    headers = httpx2.Headers([("Content-Type", "application/json"), ("X-Stainless-Retry-Count", "2"),
+                              ("x-costtrack-cache", "bypass"), ("X-Dup", "a"), ("x-dup", "b")])  # fmt: skip
+    assert header_value(headers, b"x-stainless-retry-count") == b"2" == headers["x-stainless-retry-count"].encode()
+    assert has_header(headers, b"x-costtrack-cache") and not has_header(headers, b"x-absent")
+    assert header_value(headers, b"x-dup") == b"a"  # the first, as the SDKs set each header once
+    assert header_value(httpx2.Headers(), b"content-type") is None
+
+
+def test_a_mapping_without_httpx2s_list_is_read_through_its_public_api() -> None:
+    class Plain(dict):
+        pass
+
+    assert header_value(Plain({"x-stainless-retry-count": "4"}), b"x-stainless-retry-count") == b"4"
+    assert header_value(Plain(), b"x-stainless-retry-count") is None
