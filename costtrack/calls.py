@@ -219,7 +219,8 @@ class Call:
             self.error_type = self.error_type or f"http_{self.status_code}"
         price: float | None = None
         source: str | None = None
-        priced_model = model or self.model_requested
+        requested = self.model_requested
+        priced_model = model or requested
         billed = usage is not None and (usage.input > 0 or usage.output > 0)
         if billed and pricebook is not None and priced_model:
             assert usage is not None
@@ -245,7 +246,6 @@ class Call:
         tags = dict(context.tags)
         if self.extra_tags:
             tags.update(self.extra_tags)
-        requested = self.model_requested
         # Every value below is already of its field's type (tests/test_calls.py checks they
         # validate), so the record is built without pydantic's validation pass.
         return CallRecord.trusted({
