@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING, Any
 from . import fastjson
 from .call_context import CallContext
 from .hashing import request_hash
-from .headers import header_value
 from .logs import log_once
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status, new_id
 from .usage import Usage
 
 if TYPE_CHECKING:
-    import httpx2
-
     from .pricing import PriceBook
     from .tracker import Tracker
 
@@ -73,7 +70,7 @@ class Call:
 
     __slots__ = (
         "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "_body", "request_bytes",
-        "_attempt", "headers", "_timestamp", "started", "first_token", "ended", "status_code",
+        "attempt", "_timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
         "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "may_stream", "hold", "compare_model",
     )  # fmt: skip
@@ -89,8 +86,7 @@ class Call:
         endpoint: str | None,
         request_bytes: bytes,
         body: dict[str, Any] | None = None,
-        attempt: int | None = None,
-        headers: httpx2.Headers | None = None,
+        attempt: int,
         timestamp: datetime | float,
         started: float,
     ) -> None:
@@ -103,8 +99,7 @@ class Call:
         self.endpoint = endpoint
         self._body = body
         self.request_bytes = request_bytes
-        self._attempt = attempt
-        self.headers = headers  # the request's: its retry count is read off the app's thread (attempt)
+        self.attempt = attempt
         self._timestamp = timestamp  # a float (seconds since the epoch) is made a datetime when first needed
         self.started = started
         self.first_token: float | None = None
@@ -154,19 +149,6 @@ class Call:
         if type(stamp) is float:
             stamp = self._timestamp = datetime.fromtimestamp(stamp, timezone.utc)
         return stamp  # type: ignore[return-value]
-
-    @property
-    def attempt(self) -> int:
-        """1 for the first attempt; n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
-        attempt = self._attempt
-        if attempt is None:
-            retries = header_value(self.headers, b"x-stainless-retry-count") if self.headers is not None else None
-            attempt = self._attempt = int(retries) + 1 if retries is not None and retries.isdigit() else 1
-        return attempt
-
-    @attempt.setter
-    def attempt(self, value: int) -> None:
-        self._attempt = value
 
     @property
     def body(self) -> dict[str, Any]:

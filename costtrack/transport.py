@@ -15,7 +15,7 @@ from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedRespo
 from .call_context import CallContext
 from .call_context import _current as _context
 from .calls import Call
-from .headers import has_header
+from .headers import has_header, header_value
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, is_plain, next_boundary
@@ -56,6 +56,13 @@ def take_cache_directive(request: httpx2.Request) -> str | None:
                  CACHE_HEADER, value)  # fmt: skip
         return None
     return value
+
+
+def _attempt(headers: httpx2.Headers) -> int:
+    """1 for the first attempt, n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
+    # Read here, while the SDK's fresh headers are in cache: in the writer the same scan met them cold.
+    retries = header_value(headers, b"x-stainless-retry-count")
+    return int(retries) + 1 if retries is not None and retries.isdigit() else 1
 
 
 def _decoder(content_encoding: str) -> Callable[[bytes], bytes] | None:
@@ -146,7 +153,7 @@ class Instrument:
             context=context,
             endpoint=self.endpoint,
             request_bytes=content,
-            headers=request.headers,
+            attempt=_attempt(request.headers),
             timestamp=tracker.stamp(),
             started=tracker.clock(),
         )
