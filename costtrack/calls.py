@@ -72,7 +72,7 @@ class Call:
         "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "_body", "request_bytes",
         "attempt", "_timestamp", "started", "first_token", "ended", "status_code",
         "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
-        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "may_stream", "hold", "compare_model",
+        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "hold", "compare_model",
     )  # fmt: skip
 
     def __init__(
@@ -115,7 +115,6 @@ class Call:
         self.extra_tags: dict[str, Any] | None = None
         self.batch = False
         self.hide_usage_chunk = False
-        self.may_stream = False  # the request asked for an event stream ("stream":true)
         self.hold = _hold.get()
         # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
         self.compare_model: tuple[str, str] | None = None
@@ -228,6 +227,8 @@ class Call:
         tags = dict(context.tags)
         if self.extra_tags:
             tags.update(self.extra_tags)
+        if tags and not all(type(key) is str for key in tags):
+            tags = {_text(key): value for key, value in tags.items()}  # JSON object keys are text
         # Every value below is already of its field's type (tests/test_calls.py checks they
         # validate), so the record is built without pydantic's validation pass.
         return CallRecord.trusted({

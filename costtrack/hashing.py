@@ -71,7 +71,7 @@ def encode_json(value: Any, out: list[str]) -> None:
 def request_hash(provider: str, operation: str, body: Mapping[str, Any]) -> str:
     """The record's request_hash: provider, operation and the canonical body, streamed or not alike."""
     out = [f"costtrack-request-v2\x00{provider}\x00{operation}\x00"]
-    if not VOLATILE_KEYS.isdisjoint(body):
+    if type(body) is not dict or not VOLATILE_KEYS.isdisjoint(body):
         body = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
     encode_json(body, out)
     return digest(out)

@@ -1,4 +1,4 @@
-"""Header lookups on the app's thread and in the writer: one pass over httpx2's header list."""
+"""Header lookups on the app's thread (cache directive, retry count, content type): one pass over httpx2's header list."""
 
 from __future__ import annotations
 

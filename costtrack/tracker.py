@@ -69,7 +69,9 @@ class Tracker:
         self.database_url = database_url
         self.store_content = store_content
         self.clock = clock
-        self.now = now  # sets self.stamp too
+        self.now = now
+        # Set here as well as by the `now` setter: a subclass may define now() as a method.
+        self.stamp = time.time if self.now is _utcnow else self.now
         self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
         self._writer = writer
         self._writer_options: dict[str, Any] = {

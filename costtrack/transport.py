@@ -157,16 +157,13 @@ class Instrument:
             timestamp=tracker.stamp(),
             started=tracker.clock(),
         )
-        # The SDKs serialise compactly, so a byte test spares parsing the body of every plain call,
-        # and tells which responses may be event streams at all.
-        if b'"stream":true' in content:
-            call.may_stream = True
-            if operation == "chat.completions" and call.body.get("stream") is True:
-                body = call.body
-                # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
-                # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
-                options = body.get("stream_options")
-                call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
+        # The SDKs serialise compactly, so a byte test spares parsing the body of every plain call.
+        if operation == "chat.completions" and b'"stream":true' in content and call.body.get("stream") is True:
+            body = call.body
+            # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
+            # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
+            options = body.get("stream_options")
+            call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
         monitor = tracker.budget_monitor
         if monitor is not None and monitor.hard:
             monitor.before_send(call)  # the one error costtrack raises into the app on purpose
@@ -234,10 +231,10 @@ class Instrument:
             kept = tuple((k, v) for k, v in response.headers.multi_items() if k.lower() in STORED_HEADERS)
             store = (self.cache, fill, kept)
         headers = response.headers
-        if call.may_stream and headers.get("content-type", "").startswith("text/event-stream"):
+        content_type = header_value(headers, b"content-type")
+        if content_type is not None and content_type.lstrip().lower().startswith(b"text/event-stream"):
             call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
         else:
-            # A request that did not ask for a stream gets a JSON body (or an error body).
             call.hide_usage_chunk = False
             if store is None and type(response.stream) is httpx2.ByteStream:
                 try:

@@ -91,3 +91,27 @@ def test_the_attempt_number_comes_from_the_sdks_retry_header(tmp_path: Any) -> N
     assert [call.attempt for call in keep.calls] == [1, 2, 3]
     assert [r.headers["x-stainless-retry-count"] for r in failing_twice.requests] == ["0", "1", "2"]
 
+
+
+def test_an_event_stream_is_read_whatever_the_request_bytes_look_like(tmp_path: Any) -> None:
+    # The app may hand the SDK its own bytes (not compact JSON): the response's content type decides.
+    from openai.types.chat import ChatCompletionChunk
+
+    tracker, keep = _records(tmp_path)
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat_stream.sse"))))
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    chunks = client.post("/chat/completions", cast_to=ChatCompletionChunk, content=body, stream=True,
+                         stream_cls=openai.Stream[ChatCompletionChunk])  # fmt: skip
+    usage = [chunk.usage for chunk in chunks if chunk.usage is not None]
+    [record] = [call.to_record() for call in keep.calls]
+    assert record.status == "ok" and record.ttft_ms is not None
+    assert (record.tokens_input, record.tokens_output) == (usage[-1].prompt_tokens, usage[-1].completion_tokens)
+
+
+def test_tag_keys_are_stored_as_text(tmp_path: Any) -> None:
+    tracker, keep = _records(tmp_path)
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    with costtrack.context(tags={1: "one", "two": 2}):  # type: ignore[dict-item]
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    record = keep.calls[0].to_record()
+    assert record.tags == {"1": "one", "two": 2} and CallRecord.model_validate(record.model_dump()) == record

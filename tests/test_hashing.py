@@ -55,3 +55,9 @@ def test_digest_is_sha256_of_the_whole_encoding_at_every_length():
 def test_any_python_string_hashes_even_a_lone_surrogate():
     assert h({**BASE, "x": "\ud800"}) != h({**BASE, "x": "\ud801"})
     assert h({**BASE, "x": "ab"}) != h({**BASE, "x": ["a", "b"]}) != h({**BASE, "xa": "b"})
+
+
+def test_any_mapping_hashes_like_the_dict_it_holds():
+    from types import MappingProxyType
+
+    assert h(MappingProxyType(BASE)) == h(BASE) == h(MappingProxyType(dict(reversed(list(BASE.items())))))

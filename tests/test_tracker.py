@@ -86,3 +86,22 @@ def test_records_queued_at_exit_are_written(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert len(costtrack.Tracker(url).records()) == 300
+
+
+def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:  # noqa: ANN001
+    # The clock is the `now=` argument; a subclass method of that name must not stop calls being recorded.
+    from datetime import datetime, timezone
+
+    import costtrack
+    from helpers import Recorder, openai_client, serve
+
+    class Custom(costtrack.Tracker):
+        def now(self) -> datetime:  # type: ignore[override]
+            return datetime.now(timezone.utc)
+
+    tracker = Custom(f"sqlite:///{tmp_path}/t.db", budgets=[])
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    [record] = tracker.records()
+    assert record.tokens_input > 0 and record.timestamp.tzinfo is not None
+    tracker.close()

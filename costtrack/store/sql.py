@@ -88,6 +88,7 @@ _SQL = {
 # these (multiples of 32, then a remainder under 32: 47 in all) stay in the driver's
 # statement cache. Two statements per batch keep the GIL round trips few.
 _SQLITE_ROWS_PER_STATEMENT = min(512, 32766 // len(INSERT_COLUMNS)) & ~31
+assert _SQLITE_ROWS_PER_STATEMENT >= 32, "too many columns for a multi-row INSERT"
 _SQLITE_ROW = f"({', '.join('?' for _ in INSERT_COLUMNS)})"
 
 
