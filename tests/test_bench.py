@@ -399,7 +399,15 @@ def test_stop_keeps_what_was_measured(server: Callable[..., LLMServer], sqlite_t
     assert len(ok_records) == r.ok  # flushed; requests cut mid-flight are recorded as errors
 
 
-def test_ctrl_c_keeps_partial_results(server: Callable[..., LLMServer], sqlite_tracker: Tracker) -> None:
+@pytest.fixture
+def ctrl_c_raises() -> Any:
+    """Ctrl-C raising KeyboardInterrupt, as in a terminal: a shell's background job inherits SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_keeps_partial_results(server: Callable[..., LLMServer], sqlite_tracker: Tracker, ctrl_c_raises: None) -> None:
     srv = server(delay=0.02, tokens=2)
     calls = 0
 
@@ -536,7 +544,8 @@ def test_table_fits_narrow_terminals(server: Callable[..., LLMServer], sqlite_tr
 
 
 def test_cli_interrupt_prints_partial_results(server: Callable[..., LLMServer], cli: Callable[..., tuple[int, str, str]],
-                                              sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                              sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
+                                              ctrl_c_raises: None) -> None:  # fmt: skip
     import costtrack.bench as core
 
     srv = server(delay=0.01, tokens=2)
