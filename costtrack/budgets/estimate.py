@@ -105,6 +105,16 @@ def _chat_tokens(body: Mapping[str, Any], default_max_output: int) -> tuple[int,
     return tokens_in, cap * n if type(n) is int and n > 1 else cap
 
 
+def _with_tools(body: Mapping[str, Any], chars: int, messages: int, output: Any, cap: Any,
+                default_max_output: int) -> tuple[int, int]:  # fmt: skip
+    """(input, output) tokens of a Responses or Messages request, its tools and output schema (`output`'s
+    "format") counted on top of its `chars` of prompt text in `messages` messages."""
+    extra = _json_len(body["tools"]) if body.get("tools") else 0
+    extra += _format_chars(output.get("format")) if isinstance(output, dict) else 0
+    limit = _cap(cap)
+    return _prompt_tokens(chars, extra, messages), default_max_output if limit is None else limit
+
+
 def estimate_tokens(
     operation: str, body: Mapping[str, Any], *, default_max_output: int = DEFAULT_MAX_OUTPUT_TOKENS
 ) -> tuple[int, int]:
@@ -132,12 +142,7 @@ def estimate_tokens(
                     chars += _chars(item.get("content"))
                 else:
                     chars += _json_len(item)
-        extra = _json_len(body["tools"]) if body.get("tools") else 0
-        text = body.get("text")
-        extra += _format_chars(text.get("format")) if isinstance(text, dict) else 0
-        tokens_in = _prompt_tokens(chars, extra, messages)
-        cap = _cap(body.get("max_output_tokens"))
-        return tokens_in, default_max_output if cap is None else cap
+        return _with_tools(body, chars, messages, body.get("text"), body.get("max_output_tokens"), default_max_output)
     if operation == "embeddings":
         value = body.get("input")
         if isinstance(value, str):
@@ -159,12 +164,7 @@ def estimate_tokens(
             if isinstance(m, dict):
                 messages += 1
                 chars += _chars(m.get("content"))
-        extra = _json_len(body["tools"]) if body.get("tools") else 0
-        config = body.get("output_config")
-        extra += _format_chars(config.get("format")) if isinstance(config, dict) else 0
-        tokens_in = _prompt_tokens(chars, extra, messages)
-        cap = _cap(body.get("max_tokens"))
-        return tokens_in, default_max_output if cap is None else cap
+        return _with_tools(body, chars, messages, body.get("output_config"), body.get("max_tokens"), default_max_output)
     return _tokens(_json_len(dict(body))), default_max_output
 
 
