@@ -20,8 +20,9 @@ import pytest
 from costtrack.errors import DatabaseURLError
 from costtrack.records import CallRecord
 from costtrack.store.database import database_key, make_engine
+from costtrack.store.outbox import Outbox
 from costtrack.store.sql import count_records, iter_records
-from costtrack.store.writer import Outbox, Writer, default_outbox_dir
+from costtrack.store.writer import Writer
 
 
 def stored(url: str) -> list[CallRecord]:
@@ -514,44 +515,6 @@ def test_replaying_twice_stores_once(database_url, writers, make_record, outbox_
         engine.dispose()
 
 
-def test_a_live_process_file_is_never_claimed(tmp_path, make_record) -> None:
-    live = Outbox(tmp_path, "k")
-    live.append([make_record()])
-    other = Outbox(tmp_path, "k")
-    assert list(other.claim_orphans()) == []  # its owner holds the lock
-    live.close()
-    claims_a = list(Outbox(tmp_path, "k").claim_orphans())
-    claims_b = list(Outbox(tmp_path, "k").claim_orphans())  # the first claimer still holds it
-    assert len(claims_a) == 1 and claims_b == []
-    assert list(Outbox(tmp_path, "other-db").claim_orphans()) == []
-    for fd, _ in claims_a:
-        os.close(fd)
-
-
-def test_concurrent_claims_take_each_file_once(tmp_path, make_record) -> None:
-    for _ in range(20):
-        box = Outbox(tmp_path, "k")
-        box.append([make_record()])
-        box.close()
-    claimed: list[list] = [[] for _ in range(4)]
-    barrier = threading.Barrier(4)
-
-    def claimer(i: int) -> None:
-        barrier.wait()
-        claimed[i] = list(Outbox(tmp_path, "k").claim_orphans())
-
-    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    paths = [p for c in claimed for _, p in c]
-    assert len(paths) == 20 and len(set(paths)) == 20
-    for c in claimed:
-        for fd, _ in c:
-            os.close(fd)
-
-
 def test_records_the_database_refuses_are_kept_aside(database_url, writers, make_record, outbox_dir, caplog) -> None:
     w = writers(database_url, outbox_dir=outbox_dir)
     good = [make_record() for _ in range(9)]
@@ -588,14 +551,6 @@ def test_submit_never_raises(writers, outbox_dir, caplog) -> None:
         w.submit("not a record")  # type: ignore[arg-type]
         w.submit(None)  # type: ignore[arg-type]
     assert caplog.text.count("not a CallRecord") == 1  # logged once
-
-
-def test_default_outbox_dir(monkeypatch, tmp_path) -> None:
-    monkeypatch.setenv("COSTTRACK_OUTBOX_DIR", str(tmp_path / "x"))
-    assert default_outbox_dir() == tmp_path / "x"
-    monkeypatch.delenv("COSTTRACK_OUTBOX_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert default_outbox_dir() == tmp_path / "cache" / "costtrack" / "outbox"
 
 
 # --------------------------------------------------------------------------- exit and fork

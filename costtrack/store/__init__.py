@@ -13,9 +13,10 @@ from .database import (
     safe_url,
     upgrade,
 )
+from .outbox import default_outbox_dir
 from .schema import metadata, records
 from .sql import count_records, insert_records, iter_records, update_costs
-from .writer import Writer, default_outbox_dir
+from .writer import Writer
 
 __all__ = [
     "DEFAULT_URL",

@@ -1,0 +1,96 @@
+"""The outbox's files on a real directory: durable appends, claims by one process only, reading back."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from costtrack.store.outbox import Outbox, default_outbox_dir, iter_outbox
+
+
+def test_appended_records_read_back_in_chunks_with_bad_lines_counted(tmp_path, make_record) -> None:
+    recs = [make_record() for _ in range(7)]
+    box = Outbox(tmp_path, "k")
+    box.append(recs[:4])
+    box.append([])
+    box.append(recs[4:])
+    assert box.count == 7
+    box.close()
+    (path,) = tmp_path.glob("k-*.jsonl")
+    with path.open("ab") as f:
+        f.write(b"not json\n\n" + json.dumps({"id": "missing fields"}).encode() + b"\n")
+    ((fd, claimed),) = Outbox(tmp_path, "k").claim_orphans()
+    try:
+        chunks = list(iter_outbox(fd, chunk=3))
+    finally:
+        os.close(fd)
+    assert [len(good) for good, _ in chunks] == [3, 3, 1]
+    assert sum(bad for _, bad in chunks) == 2
+    assert [r for good, _ in chunks for r in good] == recs
+    assert not path.exists() and claimed.exists()
+
+
+def test_take_own_starts_a_new_file_and_reject_keeps_refused_records_apart(tmp_path, make_record) -> None:
+    box = Outbox(tmp_path, "k")
+    box.append([make_record()])
+    fd, first = box.take_own()
+    os.close(fd)
+    assert box.take_own() is None and box.count == 0
+    box.append([make_record()])
+    rejected = box.reject([make_record()])
+    assert rejected.name.startswith("rejected-k-")
+    names = {p.name for p in tmp_path.glob("*.jsonl")}
+    assert first.name in names and rejected.name in names and len(names) == 3
+    box.close()
+    # The rejected file is never claimed for replay; the two plain ones are, now nobody holds them.
+    claims = list(Outbox(tmp_path, "k").claim_orphans())
+    assert len(claims) == 2 and all(not p.name.startswith("rejected-") for _, p in claims)
+    for fd, _ in claims:
+        os.close(fd)
+
+
+def test_a_live_process_file_is_never_claimed(tmp_path, make_record) -> None:
+    live = Outbox(tmp_path, "k")
+    live.append([make_record()])
+    other = Outbox(tmp_path, "k")
+    assert list(other.claim_orphans()) == []  # its owner holds the lock
+    live.close()
+    claims_a = list(Outbox(tmp_path, "k").claim_orphans())
+    claims_b = list(Outbox(tmp_path, "k").claim_orphans())  # the first claimer still holds it
+    assert len(claims_a) == 1 and claims_b == []
+    assert list(Outbox(tmp_path, "other-db").claim_orphans()) == []
+    for fd, _ in claims_a:
+        os.close(fd)
+
+
+def test_concurrent_claims_take_each_file_once(tmp_path, make_record) -> None:
+    for _ in range(20):
+        box = Outbox(tmp_path, "k")
+        box.append([make_record()])
+        box.close()
+    claimed: list[list] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def claimer(i: int) -> None:
+        barrier.wait()
+        claimed[i] = list(Outbox(tmp_path, "k").claim_orphans())
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    paths = [p for c in claimed for _, p in c]
+    assert len(paths) == 20 and len(set(paths)) == 20
+    for c in claimed:
+        for fd, _ in c:
+            os.close(fd)
+
+
+def test_default_outbox_dir(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COSTTRACK_OUTBOX_DIR", str(tmp_path / "x"))
+    assert default_outbox_dir() == tmp_path / "x"
+    monkeypatch.delenv("COSTTRACK_OUTBOX_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_outbox_dir() == tmp_path / "cache" / "costtrack" / "outbox"
