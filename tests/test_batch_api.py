@@ -1,22 +1,10 @@
-"""Batching: the Batch API runner, gather_limited and EmbeddingBatcher, with real SDK objects over the simulator.
-
-Nothing here waits on real time: batch polls sleep on a FakeClock, and the embedding batcher's
-waits are flushed explicitly or last a millisecond.
-"""
+"""run_batch and arun_batch with real SDK objects over the simulated Batch API; polls sleep on a FakeClock."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import io
 import json
-import math
-import threading
-import time
-import warnings
 
-import anthropic
-import openai
 import pytest
 from openai.types import CreateEmbeddingResponse
 from openai.types.chat import ChatCompletion
@@ -24,14 +12,12 @@ from openai.types.responses import Response
 from rich.console import Console
 
 import costtrack
-from costtrack.batching import (
+from costtrack.batching.batch_api import (
     BatchFailedError,
     BatchItemError,
     BatchResults,
     BatchTimeoutError,
-    EmbeddingBatcher,
     arun_batch,
-    gather_limited,
     run_batch,
 )
 from costtrack.cli.reprice import usage_of
@@ -70,9 +56,6 @@ def live_chat(body: dict) -> ChatCompletion:
 
 def cost_of(r) -> float:
     return (r.tokens_input * MINI_IN + r.tokens_output * MINI_OUT) / 2
-
-
-# --------------------------------------------------------------------------- run_batch
 
 
 def test_batch_lifecycle_order_and_records(tracker, records, fake_clock):
@@ -203,10 +186,10 @@ def test_timeout_without_cancel_leaves_the_batch_running(tracker, records, fake_
 
 
 def test_batch_failing_validation_raises(monkeypatch, tracker, records):
-    from costtrack import batching
+    from costtrack.batching import batch_api
 
-    original = batching._Job.jsonl
-    monkeypatch.setattr(batching._Job, "jsonl", lambda self: original(self) + b"this line is not JSON\n")
+    original = batch_api._Job.jsonl
+    monkeypatch.setattr(batch_api._Job, "jsonl", lambda self: original(self) + b"this line is not JSON\n")
     sim = Simulator()
     with pytest.raises(BatchFailedError, match="line 3: This line is not parseable") as caught:
         run_batch(openai_client(sim), [chat(1), chat(2)], tracker=tracker, sleep=lambda s: None, progress=False)
@@ -298,211 +281,3 @@ class _NullWriter:
 
     def close(self) -> None:
         pass
-
-
-# --------------------------------------------------------------------------- gather_limited
-
-
-async def test_gather_limited_caps_in_flight_requests_and_keeps_order(tracker, records):
-    sim = Simulator()
-    in_flight = peak = 0
-
-    async def handler(request):
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        body = json.loads(request.content)
-        for _ in range(int(body["messages"][0]["content"].split()[3]) % 4 + 1):
-            await asyncio.sleep(0)  # requests finish out of order
-        in_flight -= 1
-        return await sim.handle_async(request)
-
-    import httpx2
-
-    client = tracker.wrap(openai.AsyncOpenAI(api_key="sk-test", max_retries=0,
-                                             http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handler))))
-    requests = [chat(i) for i in range(12)]
-    answers = await gather_limited([lambda r=r: client.chat.completions.create(**r) for r in requests], limit=3)
-    assert peak == 3
-    assert [a.choices[0].message.content for a in answers] == [live_chat(r).choices[0].message.content for r in requests]
-    assert len(records()) == 12
-
-
-async def test_gather_limited_with_coroutines_and_plain_factories():
-    running = peak = 0
-
-    async def job(i: int, hops: int) -> int:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        for _ in range(hops):
-            await asyncio.sleep(0)
-        running -= 1
-        return i
-
-    items = [job(i, 5 - i % 5) if i % 2 else (lambda i=i: job(i, i % 3)) for i in range(20)]
-    assert await gather_limited(items, limit=4) == list(range(20))
-    assert peak == 4
-    assert await gather_limited([], limit=2) == []
-    with pytest.raises(ValueError):
-        await gather_limited([lambda: job(0, 0)], limit=0)
-
-
-async def test_gather_limited_errors():
-    started: list[int] = []
-
-    async def job(i: int) -> int:
-        started.append(i)
-        await asyncio.sleep(0)
-        if i == 1:
-            raise RuntimeError("boom")
-        return i
-
-    mixed = await gather_limited([job(i) for i in range(4)], limit=2, return_exceptions=True)
-    assert mixed[0] == 0 and isinstance(mixed[1], RuntimeError) and mixed[2:] == [2, 3]
-
-    started.clear()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with pytest.raises(RuntimeError, match="boom"):
-            await gather_limited([job(i) for i in range(6)], limit=1)
-        gc.collect()
-    assert started == [0, 1]  # the rest never started...
-    assert not [w for w in caught if "never awaited" in str(w.message)]  # ...and were closed
-
-
-async def test_gather_limited_progress_bar():
-    out = io.StringIO()
-
-    async def job(i: int) -> int:
-        return i
-
-    assert await gather_limited([job(i) for i in range(3)], progress=Console(file=out, width=80), description="jobs") == [0, 1, 2]
-    assert "jobs" in out.getvalue() and "3/3" in out.getvalue()
-
-
-# --------------------------------------------------------------------------- EmbeddingBatcher
-
-
-TEXTS = [f"support ticket {i}: the invoice total looks wrong" for i in range(10)]
-
-
-def single_vector(text: str) -> list[float]:
-    """What one live call with this single input answers."""
-    return openai_client(Simulator()).embeddings.create(model="text-embedding-3-small", input=text).data[0].embedding
-
-
-def embedding_inputs(sim: Simulator) -> list[int]:
-    return [len(json.loads(r.content)["input"]) for r in sim.requests if r.url.path.endswith("/embeddings")]
-
-
-def test_embedding_batcher_combines_concurrent_calls(tracker, records, fake_clock):
-    sim = Simulator()
-    # A frozen clock: a partial batch waits until flushed, so the request count does not depend on thread timing.
-    batcher = EmbeddingBatcher(tracker.wrap(openai_client(sim)), model="text-embedding-3-small", max_batch=4,
-                               max_wait=0.01, clock=fake_clock)
-    got: dict[int, list[float]] = {}
-
-    def call(i: int) -> None:
-        got[i] = batcher.embed(TEXTS[i])
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(TEXTS))]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 10
-    while not (batcher.requests == 2 and batcher.pending == 2) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert batcher.flush() == 2
-    for t in threads:
-        t.join(10)
-
-    assert sorted(embedding_inputs(sim)) == [2, 4, 4]  # ceil(10 / 4) requests (sent from different threads)
-    assert batcher.requests == 3
-    for i, text in enumerate(TEXTS):
-        assert got[i] == pytest.approx(single_vector(text))  # each caller gets its own vector
-    stored = sorted(records(), key=lambda r: r.tokens_input)
-    assert len(stored) == 3  # one record per combined request
-    assert sum(r.tokens_input for r in stored) == sum(count_text_tokens(t) for t in TEXTS)
-    assert sorted(r.tags["embedding_inputs"] for r in stored) == [2, 4, 4]
-    assert all(r.cost_usd == pytest.approx(r.tokens_input * EMBED_IN, rel=1e-9) for r in stored)
-
-
-def test_embedding_batcher_sends_after_max_wait():
-    sim = Simulator()
-    batcher = EmbeddingBatcher(openai_client(sim), model="text-embedding-3-small", max_batch=8, max_wait=0.001)
-    assert batcher.embed("alone") == pytest.approx(single_vector("alone"))
-    assert embedding_inputs(sim) == [1]
-    with pytest.raises(ValueError):
-        batcher.embed("")  # would make the provider refuse everyone's request
-    assert embedding_inputs(sim) == [1] and batcher.pending == 0
-
-
-async def test_embedding_batcher_async(tracker, records):
-    sim = Simulator()
-    batcher = EmbeddingBatcher(tracker.wrap(async_openai_client(sim)), model="text-embedding-3-small",
-                               max_batch=4, max_wait=0.001, dimensions=8)
-    vectors = await asyncio.gather(*(batcher.aembed(t) for t in TEXTS))
-    assert sorted(embedding_inputs(sim), reverse=True) == [4, 4, 2]  # the three requests may arrive in any order
-    assert math.ceil(len(TEXTS) / 4) == 3 == batcher.requests
-    assert all(len(v) == 8 for v in vectors)
-    expected = [openai_client(Simulator()).embeddings.create(model="text-embedding-3-small", input=t, dimensions=8).data[0].embedding
-                for t in TEXTS]
-    assert vectors == [pytest.approx(e) for e in expected]
-    assert len(records()) == 3
-    with pytest.raises(TypeError, match="aembed"):
-        batcher.embed("sync call on an async client")
-
-
-async def test_embedding_batcher_shares_a_failure_with_its_batch():
-    sim = Simulator()
-    sim.script(500)
-    batcher = EmbeddingBatcher(async_openai_client(sim), model="text-embedding-3-small", max_batch=2, max_wait=0.001)
-    outcome = await asyncio.gather(batcher.aembed("a"), batcher.aembed("b"), batcher.aembed("c"), return_exceptions=True)
-    assert [type(o) for o in outcome[:2]] == [openai.InternalServerError] * 2
-    assert outcome[2] == pytest.approx(single_vector("c"))
-    assert embedding_inputs(sim) == [2, 1]
-
-
-async def test_embedding_batcher_aembed_with_a_sync_client():
-    sim = Simulator()
-    batcher = EmbeddingBatcher(openai_client(sim), model="text-embedding-3-small", max_batch=2, max_wait=0.001)
-    assert await batcher.aembed("threaded") == pytest.approx(single_vector("threaded"))
-
-
-# --------------------------------------------------------------------------- the simulated Batch API itself
-
-
-def test_simulated_batch_api_edges():
-    sim = Simulator()
-    client = openai_client(sim)
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "text-embedding-3-small", "input": ""}}
-    upload = client.files.create(file=("in.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
-    assert client.files.retrieve(upload.id).filename == "in.jsonl"
-    with pytest.raises(openai.BadRequestError):
-        client.batches.create(input_file_id=upload.id, endpoint="/v1/moderations", completion_window="24h")
-    with pytest.raises(openai.NotFoundError):
-        client.batches.retrieve("batch_missing")
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h", metadata={"job": "x"})
-    assert (batch.status, batch.metadata, batch.request_counts.total) == ("validating", {"job": "x"}, 0)
-    while batch.status != "completed":
-        batch = client.batches.retrieve(batch.id)
-    # An empty input is refused like a live call would be: a 400 in the error file.
-    assert batch.output_file_id is None and batch.request_counts.failed == 1
-    (failed,) = [json.loads(x) for x in client.files.content(batch.error_file_id).text.splitlines()]
-    assert failed["custom_id"] == "a" and failed["response"]["status_code"] == 400
-    with pytest.raises(openai.ConflictError):
-        client.batches.cancel(batch.id)
-    # Anthropic's Message Batches are not simulated.
-    with pytest.raises(anthropic.NotFoundError):
-        anthropic_client(sim).messages.batches.retrieve("msgbatch_1")
-
-
-def test_simulated_batch_lines_fail_at_random_but_reproducibly():
-    def run() -> list[str]:
-        sim = Simulator(seed=3, error_rate=0.5)
-        tracker = costtrack.Tracker("sqlite://", writer=_NullWriter())
-        results = run_batch(openai_client(sim), [chat(i) for i in range(8)], tracker=tracker, sleep=lambda s: None, progress=False)
-        return [type(r).__name__ for r in results]
-
-    first = run()
-    assert first == run() and "BatchItemError" in first and "ChatCompletion" in first

@@ -1,39 +1,27 @@
-"""Batching: the OpenAI Batch API at half price, a concurrency-limited gather, and embedding micro-batching.
-
-    results = costtrack.run_batch(client, [{"model": "gpt-4o-mini", "messages": [...]}, ...], endpoint="/jobs/nightly")
-    answers = await costtrack.gather_limited([lambda: aclient.chat.completions.create(...), ...], limit=8)
-    vector = costtrack.EmbeddingBatcher(client, model="text-embedding-3-small").embed("some text")
-
-`run_batch` / `arun_batch` upload the requests as a JSONL file, create a batch, poll it, download its
-output and error files and record one CallRecord per answered request, priced with the Batch API
-discount. The upload, the polls and the downloads are not LLM calls: the wrapped transport never records
-them (it records only POST .../chat/completions, /responses, /embeddings and /messages).
-"""
+"""The OpenAI Batch API at half price: run_batch and arun_batch, their results and errors, and the progress bar."""
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import json
-import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from .call_context import CallContext, context, current
-from .calls import Call
-from .errors import CosttrackError
-from .logs import log
-from .providers import operation_for_path
+from ..call_context import CallContext, current
+from ..calls import Call
+from ..errors import CosttrackError
+from ..logs import log
+from ..providers import operation_for_path
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .tracker import Tracker
-    from .transport import Instrument
+    from ..tracker import Tracker
+    from ..transport import Instrument
 
 __all__ = [
     "BatchFailedError",
@@ -41,13 +29,14 @@ __all__ = [
     "BatchJobError",
     "BatchResults",
     "BatchTimeoutError",
-    "EmbeddingBatcher",
     "arun_batch",
-    "gather_limited",
     "run_batch",
 ]
 
-T = TypeVar("T")
+# `run_batch` / `arun_batch` upload the requests as a JSONL file, create a batch, poll it, download its
+# output and error files and record one CallRecord per answered request, priced with the Batch API
+# discount. The upload, the polls and the downloads are not LLM calls: the wrapped transport never records
+# them (it records only POST .../chat/completions, /responses, /embeddings and /messages).
 
 #: The Batch API endpoints run_batch accepts (the operations costtrack records), by operation.
 BATCH_URLS = {
@@ -196,7 +185,7 @@ class _Bar:
 
 def _instrument_of(client: Any) -> Instrument | None:
     """The costtrack instrument inside a wrapped client, or None for a bare one."""
-    from .transport import AsyncCostTransport, CostTransport
+    from ..transport import AsyncCostTransport, CostTransport
 
     transport = getattr(getattr(client, "_client", None), "_transport", None)
     if isinstance(transport, (CostTransport, AsyncCostTransport)):
@@ -301,8 +290,8 @@ def _job(
             raise ValueError(f"request {i}: the Batch API does not stream; remove 'stream'")
         bodies.append(dict(request))
     instrument = _instrument_of(client)
-    from .tracker import default_tracker
-    from .wrap import detect_provider
+    from ..tracker import default_tracker
+    from ..wrap import detect_provider
 
     if tracker is None:
         tracker = instrument.tracker if instrument is not None else default_tracker()
@@ -603,267 +592,3 @@ async def arun_batch(
         cancel_on_timeout=cancel_on_timeout, clock=clock, progress=progress,
     )  # fmt: skip
     return await _adrive(_flow(job), client, sleep)
-
-
-# --------------------------------------------------------------------------- concurrency-limited gather
-
-
-async def gather_limited(
-    items: Iterable[Awaitable[T] | Callable[[], Awaitable[T]]],
-    *,
-    limit: int = 8,
-    return_exceptions: bool = False,
-    progress: bool | Console = False,
-    description: str = "requests",
-) -> list[T]:
-    """Await many calls with at most `limit` in flight at once; the results come back in input order.
-
-        answers = await costtrack.gather_limited(
-            [lambda q=q: client.chat.completions.create(model="gpt-4o-mini", messages=q) for q in prompts], limit=8)
-
-    Each item is a zero-argument callable returning an awaitable (a factory: nothing starts before its
-    turn), or an awaitable (a coroutine object starts when its turn comes). The first exception cancels
-    the calls in flight, closes the ones not started and is raised; with `return_exceptions=True` it takes
-    the failed call's place in the results instead. `progress=True` shows a rich progress bar on stderr.
-    Every call the SDK makes is recorded as usual, with the context (costtrack.context) of the caller.
-    """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    pending = list(items)
-    results: list[Any] = [None] * len(pending)
-    if not pending:
-        return results
-    queue = iter(enumerate(pending))
-    bar = _Bar(progress, description, len(pending), time.monotonic)
-
-    async def worker() -> None:
-        for index, item in queue:
-            awaitable = item() if callable(item) and not inspect.isawaitable(item) else item
-            try:
-                results[index] = await awaitable  # type: ignore[misc]
-            except Exception as exc:
-                if not return_exceptions:
-                    raise
-                results[index] = exc
-            finally:
-                bar.update(advance=1)
-
-    workers = [asyncio.ensure_future(worker()) for _ in range(min(limit, len(pending)))]
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        for _, item in queue:  # never started: close them so Python does not warn they were never awaited
-            if inspect.iscoroutine(item):
-                item.close()
-        raise
-    finally:
-        bar.close()
-    return results
-
-
-# --------------------------------------------------------------------------- embedding micro-batching
-
-
-class _Slot:
-    __slots__ = ("future", "taken", "text")
-
-    def __init__(self, text: Any, future: Any) -> None:
-        self.text = text
-        self.future = future
-        self.taken = False
-
-
-class EmbeddingBatcher:
-    """Combines many single-input embedding calls into few requests of up to `max_batch` inputs.
-
-        batcher = costtrack.EmbeddingBatcher(costtrack.wrap(OpenAI()), model="text-embedding-3-small")
-        vector = batcher.embed("some text")            # from many threads at once
-        vector = await batcher.aembed("some text")     # with an AsyncOpenAI client, from many tasks
-
-    A request goes out when `max_batch` inputs are waiting, or `max_wait` seconds (by `clock`) after the
-    first of them arrived; each caller waits for its own request and gets its own vector (or the request's
-    exception). `flush()` / `aflush()` send what is waiting now. Other `embeddings.create` options
-    (`dimensions`, `encoding_format`, `user`, ...) are passed as keyword arguments.
-
-    With a wrapped client each combined request is ONE record, its usage covering every input in it, made
-    with the context (costtrack.context) of the caller that sent it (the first of the batch, or the one
-    that filled it) and tagged `embedding_inputs` (how many inputs it carried). Inputs are not attributed
-    separately.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        *,
-        model: str,
-        max_batch: int = 256,
-        max_wait: float = 0.01,
-        clock: Callable[[], float] = time.monotonic,
-        **options: Any,
-    ) -> None:
-        if not 1 <= max_batch <= 2048:
-            raise ValueError("max_batch must be between 1 and 2048 (the embeddings API takes at most 2048 inputs)")
-        if max_wait < 0:
-            raise ValueError("max_wait must not be negative")
-        self.client = client
-        self.model = model
-        self.max_batch = max_batch
-        self.max_wait = max_wait
-        self.clock = clock
-        self.options = options
-        self.requests = 0  #: combined requests sent so far
-        self._is_async = _is_async_client(client)
-        self._cond = threading.Condition()
-        self._pending: list[_Slot] = []
-        self._apending: list[_Slot] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def pending(self) -> int:
-        """Inputs waiting for their request."""
-        with self._cond:
-            return len(self._pending) + len(self._apending)
-
-    @staticmethod
-    def _check(text: Any) -> None:
-        # An empty input would make the provider refuse the whole combined request: refuse it alone, here.
-        if not isinstance(text, str) or not text:
-            raise ValueError("embed() takes one non-empty string")
-
-    # ------------------------------------------------------------------ sync
-
-    def embed(self, text: str) -> list[float]:
-        """The embedding of `text`; blocks until the request carrying it returns. Thread-safe."""
-        if self._is_async:
-            raise TypeError("embed() needs a sync client (openai.OpenAI); use `await aembed()` with AsyncOpenAI")
-        self._check(text)
-        slot = _Slot(text, concurrent.futures.Future())
-        batch: list[_Slot] | None = None
-        with self._cond:
-            self._pending.append(slot)
-            if len(self._pending) >= self.max_batch:
-                batch = self._take()
-            elif len(self._pending) == 1:
-                # The first input of a batch waits for it to fill, then sends what has come.
-                deadline = self.clock() + self.max_wait
-                while not slot.taken:
-                    remaining = deadline - self.clock()
-                    if remaining <= 0:
-                        batch = self._take()
-                        break
-                    self._cond.wait(min(remaining, self.max_wait) or None)
-        if batch:
-            self._send(batch)
-        return slot.future.result()  # type: ignore[no-any-return]
-
-    def flush(self) -> int:
-        """Send the inputs waiting now (from this thread); return how many there were."""
-        with self._cond:
-            batch = self._take() if self._pending else []
-        if batch:
-            self._send(batch)
-        return len(batch)
-
-    def _take(self) -> list[_Slot]:
-        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        for slot in batch:
-            slot.taken = True
-        self.requests += 1
-        self._cond.notify_all()
-        return batch
-
-    def _send(self, batch: list[_Slot]) -> None:
-        try:
-            with context(tags={"embedding_inputs": len(batch)}):
-                response = self.client.embeddings.create(model=self.model, input=[s.text for s in batch], **self.options)
-            vectors = _vectors(response, len(batch))
-        except BaseException as exc:
-            for slot in batch:
-                slot.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for slot, vector in zip(batch, vectors):
-            slot.future.set_result(vector)
-
-    # ------------------------------------------------------------------ async
-
-    async def aembed(self, text: str) -> list[float]:
-        """The embedding of `text`, batched with the other tasks' inputs (an AsyncOpenAI client).
-
-        With a sync client it runs `embed` in a worker thread.
-        """
-        self._check(text)
-        if not self._is_async:
-            return await asyncio.to_thread(self.embed, text)
-        loop = asyncio.get_running_loop()
-        slot = _Slot(text, loop.create_future())
-        with self._cond:
-            self._apending.append(slot)
-            full = len(self._apending) >= self.max_batch
-            first = len(self._apending) == 1
-            batch = self._atake() if full else None
-        if batch:
-            self._spawn(self._asend(batch))
-        elif first:
-            self._spawn(self._atimer(slot))
-        return await slot.future  # type: ignore[no-any-return]
-
-    async def aflush(self) -> int:
-        """Send the inputs waiting now; return how many there were."""
-        with self._cond:
-            batch = self._atake() if self._apending else []
-        if batch:
-            await self._asend(batch)
-        return len(batch)
-
-    def _atake(self) -> list[_Slot]:
-        batch, self._apending = self._apending[: self.max_batch], self._apending[self.max_batch :]
-        for slot in batch:
-            slot.taken = True
-        self.requests += 1
-        return batch
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _atimer(self, slot: _Slot) -> None:
-        deadline = self.clock() + self.max_wait
-        while not slot.taken:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                with self._cond:
-                    batch = self._atake() if not slot.taken else None
-                if batch:
-                    await self._asend(batch)
-                return
-            await asyncio.sleep(min(remaining, self.max_wait))
-
-    async def _asend(self, batch: list[_Slot]) -> None:
-        try:
-            with context(tags={"embedding_inputs": len(batch)}):
-                response = await self.client.embeddings.create(model=self.model, input=[s.text for s in batch], **self.options)
-            vectors = _vectors(response, len(batch))
-        except BaseException as exc:
-            for slot in batch:
-                if not slot.future.done():
-                    slot.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for slot, vector in zip(batch, vectors):
-            if not slot.future.done():
-                slot.future.set_result(vector)
-
-
-def _vectors(response: Any, count: int) -> list[Any]:
-    data = sorted(response.data, key=lambda item: item.index)
-    if len(data) != count:
-        raise CosttrackError(f"the embeddings response has {len(data)} vectors for {count} inputs")
-    return [item.embedding for item in data]
-
