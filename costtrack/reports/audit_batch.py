@@ -1,0 +1,62 @@
+"""Batching: non-interactive endpoints moved to the providers' Batch APIs at half the price."""
+
+from __future__ import annotations
+
+from ..format import count, usd
+from .audit_context import AuditContext
+from .audit_document import Column, Finding, Table
+from .simulate import Interactivity, Scenario, simulate
+
+__all__ = ["batch"]
+
+
+def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
+    """The Batch API finding: the non-interactive endpoints' calls at 50% of their cost."""
+    finding = Finding("batch", "Non-interactive endpoints → Batch API (50% off)")
+    if not interactivity:
+        finding.nothing = ("no endpoint looks non-interactive: none is tagged interactive=false and none is named "
+                           "like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker)")  # fmt: skip
+        return finding
+    scope = frozenset(i.endpoint for i in interactivity)
+    sim = simulate(ctx.rep, Scenario(batch_share=1.0, batch_endpoints=scope), ctx.book)
+    rows = [e for e in sim.endpoints if e.endpoint in scope]
+    saving = sim.total.batch_savings_usd
+    if saving <= 0:
+        finding.nothing = (f"{', '.join(sorted(scope))} look non-interactive, but their calls cost nothing in the "
+                           "period")  # fmt: skip
+        return finding
+    why = {i.endpoint: i.reason for i in interactivity}
+    table = Table([Column("Endpoint"), Column("Why"), Column("Calls", "count"), Column("Spend", "usd"),
+                   Column("Saved", "usd"), Column("Saved / month", "usd")],
+                  [[e.endpoint, why[e.endpoint], e.calls, e.actual_usd, e.batch_savings_usd,
+                    ctx.monthly(e.batch_savings_usd)] for e in rows])  # fmt: skip
+    names = ", ".join(e.endpoint for e in rows if e.batch_savings_usd > 0)
+    finding.opportunities.append(ctx.opportunity(
+        kind="batch",
+        title=f"Batch API for {names}",
+        description=("Nobody waits on these calls, so they can go through the providers' Batch APIs (OpenAI "
+                     "Batch, Anthropic Message Batches): the same models at 50% of the price, answers within 24 hours."),
+        evidence=[f"{e.endpoint} ({why[e.endpoint]}): {count(e.calls)} calls, {usd(e.actual_usd)} in the period."
+                  for e in rows],
+        evidence_table=table, savings=saving, per_endpoint={e.endpoint: e.batch_savings_usd for e in rows},
+        effort="Medium", effort_note="a job that submits a batch file and collects the results later",
+        notes=[
+            ("Collect the job's requests into a JSONL file, submit it (`client.batches.create(...)` / "
+             "`client.messages.batches.create(...)`), poll, then store the results."),
+            ("Record the batch results with `costtrack.Tracker.add(CallRecord(...))` priced at the batch rate, "
+             "so costtrack's spend stays exact."),
+            ("Mark endpoints with `costtrack.context(tags={\"interactive\": False})` so this detector and "
+             "`costtrack simulate --batch-share` find them without relying on the name."),
+        ],
+        assumption=("Endpoints are non-interactive when their records are tagged interactive=false or their name "
+                    "reads like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker); all "
+                    "of their calls are moved to the Batch API at 50% of the cost they had."),
+        metric=(f"share of {names} calls through the Batch API: 0% → 100%; their monthly cost "
+                f"{usd(ctx.monthly(sum(e.actual_usd for e in rows)))} → "
+                f"{usd(ctx.monthly(sum(e.simulated_usd for e in rows)))}"),
+        risks=["Results arrive up to 24 hours later (mitigation: keep an interactive fallback for urgent runs).",
+               "A failed batch needs a retry path (mitigation: resubmit the failed items, alert on expiry)."],
+        scenario=Scenario(batch_share=1.0, batch_endpoints=scope),
+        command=ctx.command(f"--batch-share 1 --batch-endpoints {','.join(sorted(scope))}"),
+    ))  # fmt: skip
+    return finding

@@ -1,0 +1,89 @@
+"""The current state of the audit: spend inventory, latency, errors, and what caching already saves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..format import count, pct, usd
+from .audit_context import AuditContext, error_rate
+from .audit_document import Column, Table
+from .stats import PERCENTILES, PercentileResult
+
+__all__ = ["cache_status", "errors_table", "inventory_table", "latency_table"]
+
+
+def inventory_table(ctx: AuditContext) -> Table:
+    """Spend, calls and tokens per endpoint and requested model, with a total row."""
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for g in ctx.rep.groups:
+        row = merged.setdefault((g.endpoint, g.model_key), [g.endpoint, g.model_key, 0, 0, 0, 0, 0.0, 0.0])
+        row[2] += g.calls
+        row[3] += g.tokens_input
+        row[4] += g.tokens_output
+        row[5] += g.tokens_cached_input
+        row[6] += g.spend_usd
+    rows = sorted(merged.values(), key=lambda r: (-r[6], -r[2], r[0], r[1]))
+    for row in rows:
+        row[7] = ctx.share(row[6])
+    total = ["**Total**", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
+             sum(g.tokens_output for g in ctx.rep.groups), sum(g.tokens_cached_input for g in ctx.rep.groups),
+             ctx.baseline, 1.0 if ctx.baseline else None]  # fmt: skip
+    columns = [Column("Endpoint"), Column("Model"), Column("Calls", "count"), Column("Tokens in", "count"),
+               Column("Tokens out", "count"), Column("Cached in", "count"), Column("Spend", "usd"),
+               Column("Share of spend", "pct")]  # fmt: skip
+    return Table(columns, [*rows, total])
+
+
+def latency_table(ctx: AuditContext, percentiles: PercentileResult) -> Table:
+    """Timed calls, mean and percentile latencies, and the error rate, per endpoint and over all."""
+    stats: dict[str, list[Any]] = {}
+    for g in ctx.rep.groups:
+        acc = stats.setdefault(g.endpoint, [0, 0.0, 0, 0])
+        acc[0] += g.latency_n
+        acc[1] += g.latency_sum_ms
+        acc[2] += g.calls
+        acc[3] += g.errors
+    out: list[list[Any]] = []
+    for endpoint in sorted(stats):
+        n, total, calls, errors = stats[endpoint]
+        p = percentiles.groups.get(endpoint, {})
+        out.append([endpoint, n, total / n if n else None, *(p.get(x) for x in PERCENTILES),
+                    errors / calls if calls else None])  # fmt: skip
+    n = sum(v[0] for v in stats.values())
+    p = percentiles.overall
+    out.append(["**All endpoints**", n, sum(v[1] for v in stats.values()) / n if n else None,
+                *(p.get(x) for x in PERCENTILES), error_rate(ctx.rep)])  # fmt: skip
+    columns = [Column("Endpoint"), Column("Timed calls", "count"), Column("Mean", "ms"), Column("p50", "ms"),
+               Column("p95", "ms"), Column("p99", "ms"), Column("Error rate", "pct")]  # fmt: skip
+    return Table(columns, out)
+
+
+def errors_table(ctx: AuditContext, rows: list[Any]) -> Table:
+    """Failed and cut calls by endpoint, status and error type, with what they cost."""
+    out = [[r.endpoint, r.status, r.error_type, int(r.calls), float(r.spend)] for r in rows]
+    out.sort(key=lambda r: (-r[3], r[0], r[2]))
+    return Table([Column("Endpoint"), Column("Status"), Column("Error type"), Column("Calls", "count"),
+                  Column("Cost", "usd")], out)  # fmt: skip
+
+
+def cache_status(ctx: AuditContext) -> tuple[str, list[str]]:
+    """What the response cache and the providers' prompt caches already do: a level and a line on each."""
+    rep = ctx.rep
+    hits = sum(g.cache_hits for g in rep.groups)
+    saved = sum(g.saved_usd for g in rep.groups)
+    tin = sum(g.tokens_input for g in rep.groups)
+    cached = sum(g.tokens_cached_input for g in rep.groups)
+    lines: list[str] = []
+    if hits:
+        lines.append(f"Response cache: {count(hits)} of {count(rep.calls)} calls answered from the cache "
+                     f"({pct(hits / rep.calls)}), saving {usd(saved)}.")  # fmt: skip
+    else:
+        lines.append("Response cache: none (no call was answered from costtrack's response cache).")
+    if cached:
+        using = sorted({g.endpoint for g in rep.groups if g.cached_share >= 0.05})
+        lines.append(f"Provider prompt caching: {pct(cached / tin)} of input tokens were cache reads"
+                     + (f" (on {', '.join(using)})" if using else "") + ".")  # fmt: skip
+    else:
+        lines.append("Provider prompt caching: none (no input token was read from a provider's prompt cache).")
+    status = "sophisticated" if hits and cached else "basic" if hits or cached else "none"
+    return status, lines
