@@ -69,21 +69,39 @@ def test_snapshot_names():
 
 
 def test_module_imports_without_sdks(monkeypatch):
-    # The SDKs are imported lazily, inside the client constructors only.
+    # The SDKs are imported lazily, inside the client constructors only. The package is loaded
+    # afresh from its files under another name, with the SDKs blocked and the cached
+    # costtrack.simulator modules blocked too, so no already-imported copy can stand in for its code.
     import importlib.util
     import sys
+    from pathlib import Path
 
     import costtrack.simulator as mod
 
     monkeypatch.setitem(sys.modules, "openai", None)
     monkeypatch.setitem(sys.modules, "anthropic", None)
-    spec = importlib.util.spec_from_file_location("_standalone_simulator", mod.__file__)
+    for name in [m for m in sys.modules if m == mod.__name__ or m.startswith(mod.__name__ + ".")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    package_dir = Path(mod.__file__).parent
+    spec = importlib.util.spec_from_file_location(
+        "_standalone_simulator", mod.__file__, submodule_search_locations=[str(package_dir)]
+    )
     standalone = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "_standalone_simulator", standalone)
-    spec.loader.exec_module(standalone)
-    assert standalone.Simulator().chat_completion_body({"model": "gpt-4o", "messages": USER})["usage"]
-    with pytest.raises(ImportError):
-        standalone.openai_client()
+    try:
+        spec.loader.exec_module(standalone)
+        submodules = {m for m in sys.modules if m.startswith("_standalone_simulator.")}
+        # Every module file of the package was executed by this load.
+        assert submodules == {f"_standalone_simulator.{p.stem}" for p in package_dir.glob("*.py") if p.stem != "__init__"}
+        assert standalone.Simulator.__module__.startswith("_standalone_simulator.")
+        assert standalone.Simulator().chat_completion_body({"model": "gpt-4o", "messages": USER})["usage"]
+        with pytest.raises(ImportError):
+            standalone.openai_client()
+        with pytest.raises(ImportError):
+            standalone.anthropic_client()
+    finally:
+        for name in [m for m in sys.modules if m.startswith("_standalone_simulator.")]:
+            del sys.modules[name]
 
 
 # --------------------------------------------------------------------------- OpenAI chat
