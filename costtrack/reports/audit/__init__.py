@@ -25,28 +25,36 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from ..pricing import PriceBook
-from .audit_appendix import method, per_request_tokens, prices_table, warnings
-from .audit_batch import batch
-from .audit_calculator import VOLUMES_PER_MONTH, calculator
-from .audit_combined import optimized_spend
-from .audit_context import AuditContext, error_rate
-from .audit_document import Audit, AuditOptions, Column, Finding, Opportunity, Table
-from .audit_failures import failures
-from .audit_model_swap import model_swap
-from .audit_models import CHEAPER_MODELS, cheaper_model, min_cacheable_tokens
-from .audit_output_waste import output_waste, output_waste_candidates
-from .audit_prompt_cache import prompt_cache, prompt_cache_candidates
-from .audit_queries import (
+from ...pricing import PriceBook
+from ..simulate import (
+    classify_interactivity,
+    monthly,
+    period_where,
+    replay_from,
+    replay_queries,
+    run_queries,
+)
+from .appendix import method, per_request_tokens, prices_table, warnings
+from .batch import batch
+from .calculator import VOLUMES_PER_MONTH, calculator
+from .combined import optimized_spend
+from .context import AuditContext, error_rate
+from .document import Audit, AuditOptions, Column, Finding, Opportunity, Table
+from .failures import failures
+from .model_swap import model_swap
+from .models import CHEAPER_MODELS, cheaper_model, min_cacheable_tokens
+from .output_waste import output_waste, output_waste_candidates
+from .prompt_cache import prompt_cache, prompt_cache_candidates
+from .queries import (
     latency_percentiles,
     output_query,
     prompt_cache_query,
     side_query,
     split_side,
 )
-from .audit_response_cache import response_cache
-from .audit_state import cache_status, errors_table, inventory_table, latency_table
-from .audit_thresholds import (
+from .response_cache import response_cache
+from .state import cache_status, errors_table, inventory_table, latency_table
+from .thresholds import (
     LOW_CACHED_SHARE,
     MIN_CALLS,
     PROMPT_CACHE_LIFETIME_S,
@@ -56,15 +64,7 @@ from .audit_thresholds import (
     VERBOSE_OUTPUT_TOKENS,
     VERBOSE_RATIO,
 )
-from .audit_unpriced import unpriced, unpriced_table
-from .simulate import (
-    classify_interactivity,
-    monthly,
-    period_where,
-    replay_from,
-    replay_queries,
-    run_queries,
-)
+from .unpriced import unpriced, unpriced_table
 
 __all__ = [
     "CHEAPER_MODELS",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..format import count, pct, usd
-from .audit_context import AuditContext, error_rate
-from .audit_document import Column, Table
-from .stats import PERCENTILES, PercentileResult
+from ...format import count, pct, usd
+from ..stats import PERCENTILES, PercentileResult
+from .context import AuditContext, error_rate
+from .document import Column, Table
 
 __all__ = ["cache_status", "errors_table", "inventory_table", "latency_table"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..format import count, duration, pct, usd
-from .audit_context import AuditContext
-from .audit_document import Column, Finding, Table
-from .simulate import Scenario, Simulation, simulate
+from ...format import count, duration, pct, usd
+from ..simulate import Scenario, Simulation, simulate
+from .context import AuditContext
+from .document import Column, Finding, Table
 
 __all__ = ["actual_hit_rate", "response_cache", "simulated_hit_rate"]
 

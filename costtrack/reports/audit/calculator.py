@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from . import calc
-from .audit_context import AuditContext
-from .audit_document import Column, Table
-from .simulate import monthly
+from .. import calc
+from ..simulate import monthly
+from .context import AuditContext
+from .document import Column, Table
 
 __all__ = ["VOLUMES_PER_MONTH", "calculator", "total_tokens"]
 

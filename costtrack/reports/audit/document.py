@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .audit_thresholds import PROMPT_CACHE_LIFETIME_S
-from .simulate import Replay, Scenario
+from ..simulate import Replay, Scenario
+from .thresholds import PROMPT_CACHE_LIFETIME_S
 
 __all__ = ["Audit", "AuditOptions", "Column", "Finding", "Opportunity", "Table"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ..format import count, duration, pct
-from .audit_context import AuditContext
-from .audit_document import Column, Finding, Table
-from .audit_models import min_cacheable_tokens
-from .audit_thresholds import LOW_CACHED_SHARE
-from .simulate import Group
+from ...format import count, duration, pct
+from ..simulate import Group
+from .context import AuditContext
+from .document import Column, Finding, Table
+from .models import min_cacheable_tokens
+from .thresholds import LOW_CACHED_SHARE
 
 __all__ = ["prompt_cache", "prompt_cache_candidates"]
 

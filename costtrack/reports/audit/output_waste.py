@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ..format import count
-from .audit_context import AuditContext
-from .audit_document import Column, Finding, Table
-from .audit_thresholds import (
+from ...format import count
+from ..simulate import Group
+from .context import AuditContext
+from .document import Column, Finding, Table
+from .thresholds import (
     MIN_CALLS,
     SIMPLE_TASK_OUTPUT_TOKENS,
     SIMPLE_TASK_WORDS,
@@ -16,7 +17,6 @@ from .audit_thresholds import (
     VERBOSE_RATIO,
     endpoint_words,
 )
-from .simulate import Group
 
 __all__ = ["output_waste", "output_waste_candidates"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..format import count, usd
-from .audit_context import AuditContext
-from .audit_document import Column, Finding, Table
-from .simulate import Interactivity, Scenario, simulate
+from ...format import count, usd
+from ..simulate import Interactivity, Scenario, simulate
+from .context import AuditContext
+from .document import Column, Finding, Table
 
 __all__ = ["batch"]
 

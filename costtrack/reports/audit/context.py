@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.sql import ColumnElement
 
-from ..pricing import PriceBook
-from .audit_document import AuditOptions, Opportunity
-from .simulate import Group, Replay, monthly
+from ...pricing import PriceBook
+from ..simulate import Group, Replay, monthly
+from .document import AuditOptions, Opportunity
 
 __all__ = ["AuditContext", "error_rate"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..format import count, duration
-from .audit_calculator import total_tokens
-from .audit_context import AuditContext
-from .audit_document import Column, Opportunity, Table
+from ...format import count, duration
+from .calculator import total_tokens
+from .context import AuditContext
+from .document import Column, Opportunity, Table
 
 __all__ = ["method", "per_request_tokens", "prices_table", "warnings"]
 

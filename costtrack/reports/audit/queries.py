@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
-from ..store.schema import records
-from .simulate import GAP_TOLERANCE_S, Group, epoch_of, has_tag, tag_text
-from .stats import PERCENTILES, Percentiles
+from ...store.schema import records
+from ..simulate import GAP_TOLERANCE_S, Group, epoch_of, has_tag, tag_text
+from ..stats import PERCENTILES, Percentiles
 
 __all__ = ["SideRow", "latency_percentiles", "output_query", "prompt_cache_query", "side_query", "split_side"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..format import count, pct, usd
-from .audit_context import AuditContext, error_rate
-from .audit_document import Column, Finding, Table
+from ...format import count, pct, usd
+from .context import AuditContext, error_rate
+from .document import Column, Finding, Table
 
 __all__ = ["failures"]
 

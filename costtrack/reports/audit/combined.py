@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .audit_context import AuditContext
-from .audit_document import Opportunity
-from .simulate import Scenario, simulate
+from ..simulate import Scenario, simulate
+from .context import AuditContext
+from .document import Opportunity
 
 __all__ = ["optimized_spend"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..format import count
-from .audit_context import AuditContext
-from .audit_document import Column, Finding, Table
+from ...format import count
+from .context import AuditContext
+from .document import Column, Finding, Table
 
 __all__ = ["unpriced", "unpriced_table"]
 

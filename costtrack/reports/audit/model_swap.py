@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..format import count, rate, usd
-from .audit_context import AuditContext
-from .audit_document import Finding
-from .audit_models import CHEAPER_MODELS, cheaper_model, provider_of
-from .audit_thresholds import (
+from ...format import count, rate, usd
+from ..simulate import Scenario, Swap, simulate
+from .context import AuditContext
+from .document import Finding
+from .models import CHEAPER_MODELS, cheaper_model, provider_of
+from .thresholds import (
     MIN_CALLS,
     SHORT_OUTPUT_TOKENS,
     SIMPLE_TASK_WORDS,
     endpoint_words,
 )
-from .simulate import Scenario, Swap, simulate
 
 __all__ = ["model_swap", "uses"]
 
