@@ -1,4 +1,4 @@
-"""The wheel ships every package: pyproject's explicit package list names each directory under costtrack/."""
+"""Packaging: the wheel ships every package (pyproject lists each directory under costtrack/), and `python -m costtrack` runs the CLI."""
 
 from __future__ import annotations
 
@@ -20,3 +20,16 @@ def test_every_package_directory_is_listed_in_pyproject() -> None:
     }
     assert found, "no packages found under costtrack/"
     assert found <= listed, f"missing from [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
+
+
+def test_python_dash_m_costtrack_runs_the_cli(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "costtrack", "prices", "cost", "gpt-4o-mini", "--input-tokens",
+                         "1000000", "--output-tokens", "0", "--json"], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert '"cost_usd": 0.15' in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "costtrack", "stats", "--since", "7x"], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("costtrack: error: --since '7x'") and "Traceback" not in bad.stderr
