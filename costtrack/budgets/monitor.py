@@ -50,19 +50,17 @@ restart does not start from zero.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..alerts import Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
+from ..alerts import Alert, AlertDispatcher, LoggingSink, env_sinks
 from ..errors import ConfigError
-from ..logs import log, log_once
+from ..logs import log_once
 from ..usage import Usage
 
 if TYPE_CHECKING:
@@ -72,215 +70,19 @@ if TYPE_CHECKING:
     from ..records import CallRecord
     from ..tracker import Tracker
 
-from .budget import (
-    ENV_MONTHLY_BUDGET,
-    Budget,
-    BudgetExceeded,
-    _exception_class,
-    _label,
-    _one_line,
-    parse_usd,
-    period_bounds,
-)
+from .budget import Budget, _label, _one_line, period_bounds
+from .config import budgets_from_env, make_monitor
 from .estimate import DEFAULT_MAX_OUTPUT_TOKENS, _chat_tokens, estimate_tokens
+from .refusal import refusal
 from .spend import _EPS, project, query_top, query_totals
+from .state import BudgetStatus, _release, _Reservation, _Settling, _State
+
+# budgets_from_env, make_monitor and BudgetStatus lived here: importing them from this module still works.
+__all__ = ["BudgetMonitor", "BudgetStatus", "budgets_from_env", "make_monitor"]
 
 _REFRESH_ATTEMPTS = 4
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 _PROJECTED = "projected"
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def budgets_from_env() -> list[Budget]:
-    """The budget set by $COSTTRACK_MONTHLY_BUDGET_USD (alerts only), if any; a bad value is logged and ignored."""
-    raw = (os.environ.get(ENV_MONTHLY_BUDGET) or "").strip()
-    if not raw:
-        return []
-    try:
-        return [Budget(monthly_usd=parse_usd(raw, f"${ENV_MONTHLY_BUDGET}"))]
-    except ConfigError as exc:
-        log.error("costtrack: no budget from the environment: %s", exc)
-        return []
-
-
-def make_monitor(
-    tracker: Tracker,
-    budget: Budget | None = None,
-    budgets: Iterable[Budget] | None = None,
-    options: Mapping[str, Any] | None = None,
-) -> BudgetMonitor | None:
-    """The monitor for a Tracker's budgets; with neither `budget` nor `budgets`, the environment's. None: no budget."""
-    items: list[Budget] = []
-    if budget is not None:
-        items.append(budget)
-    if budgets is not None:
-        if isinstance(budgets, Budget):
-            items.append(budgets)
-        else:
-            items.extend(budgets)
-    if budget is None and budgets is None:
-        items = budgets_from_env()
-    for item in items:
-        if not isinstance(item, Budget):
-            raise ConfigError(f"budgets must be costtrack.Budget objects, not {type(item).__name__}")
-    if not items:
-        return None
-    return BudgetMonitor(tracker, items, **dict(options or {}))
-
-
-# --------------------------------------------------------------------------- the monitor
-
-
-#: A call's reservation: (the call, kept so its id() cannot be reused meanwhile; the amount reserved;
-#: the [amount, calls] entries of each budget's period it was reserved in). A plain tuple: it is made on
-#: the app's thread for every call.
-_Reservation = tuple  # tuple[Call, float, list[list[float]]]
-
-
-def _release(entry: list[float], amount: float) -> None:
-    """Take one call's reservation of `amount` back from a period's [amount, calls] (holds the lock)."""
-    entry[1] -= 1.0
-    entry[0] = entry[0] - amount if entry[1] > 0.0 else 0.0  # the last one out leaves no rounding behind
-
-
-class _State:
-    """One budget's running totals (guarded by the monitor's lock)."""
-
-    __slots__ = (
-        "after",
-        "amount",
-        "budget",
-        "db_first",
-        "db_spend",
-        "db_start",
-        "db_window",
-        "end",
-        "fired",
-        "limit",
-        "loaded",
-        "moved",
-        "near",
-        "now_reserved",
-        "now_spend",
-        "pending",
-        "projected",
-        "refreshed",
-        "reserved",
-        "retry",
-        "sinks",
-        "start",
-    )  # fmt: skip
-
-    def __init__(self, budget: Budget, sinks: tuple[Sink, ...], moved: Callable[[], None] = lambda: None) -> None:
-        self.budget = budget
-        self.amount = budget.amount_usd
-        self.limit = budget.amount_usd + _EPS  # a hard limit refuses a call that would pass this
-        self.near = 0.9 * budget.amount_usd  # past this, calls ask the refresher for a fresh read
-        self.sinks = sinks
-        self.moved = moved  # called when the current period changes
-        self.start: datetime | None = None
-        self.end: datetime | None = None
-        self.db_start: datetime | None = None  # the period db_* describe
-        self.db_spend = 0.0
-        self.db_window = 0.0
-        self.db_first: datetime | None = None
-        self.refreshed: float | None = None  # time.monotonic() of the last successful refresh
-        self.loaded: datetime | None = None  # the period whose fired alerts were read from the database
-        self.pending: dict[datetime, float] = {}
-        self.after: dict[datetime, float] = {}
-        self.reserved: dict[datetime, list[float]] = {}  # period -> [amount, calls]
-        # The current period's figures, for the hard limit's check on the app's thread: spend(start),
-        # kept up to date by sync() wherever pending, after or db_* change, and reserved[start].
-        self.now_spend = 0.0
-        self.now_reserved: list[float] = [0.0, 0.0]
-        self.fired: set[tuple[datetime, str]] = set()
-        self.retry: set[tuple[datetime, str]] = set()  # alerts to check again at the next successful refresh
-        self.projected: float | None = None
-
-    def _set_period(self, start: datetime, end: datetime) -> None:
-        self.start, self.end = start, end
-        for table in (self.pending, self.after, self.reserved):
-            for key in [k for k in table if k < start - timedelta(days=62)]:
-                del table[key]
-        self.fired = {f for f in self.fired if f[0] >= start - timedelta(days=62)}
-        self.now_reserved = self.reserved.setdefault(start, [0.0, 0.0])
-        self.sync()
-        self.moved()
-
-    def sync(self) -> None:
-        """Recompute `now_spend` after pending, after or db_* changed (holds the lock)."""
-        start = self.start
-        self.now_spend = 0.0 if start is None else self.spend(start)
-
-    def roll(self, now: datetime) -> datetime:
-        """The current period's start, moved to `now`'s period if needed."""
-        start = self.start
-        if start is None or not (start <= now < self.end):  # type: ignore[operator]
-            self._set_period(*period_bounds(self.budget.period, now))
-        return self.start  # type: ignore[return-value]
-
-    def start_for(self, at: datetime) -> datetime:
-        """The start of the period containing `at` (moving the current period forward only)."""
-        start = self.start
-        if start is not None and start <= at < self.end:  # type: ignore[operator]
-            return start
-        new_start, new_end = period_bounds(self.budget.period, at)
-        if start is None or new_start > start:
-            self._set_period(new_start, new_end)
-        return new_start
-
-    def spend(self, start: datetime) -> float:
-        local = self.pending.get(start, 0.0) + self.after.get(start, 0.0)
-        total = (self.db_spend if self.db_start == start else 0.0) + local
-        return max(0.0, total)
-
-    def reserved_usd(self, start: datetime) -> float:
-        entry = self.reserved.get(start)
-        return entry[0] if entry else 0.0
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    """A budget's state as this process sees it (database at the last refresh + its own records)."""
-
-    budget: Budget
-    period_start: datetime
-    period_end: datetime
-    spend_usd: float
-    reserved_usd: float
-    projected_usd: float | None
-    percent_used: float
-    thresholds_crossed: tuple[float, ...]
-    fired: tuple[str, ...]  # alerts known to have fired this period (by any process)
-
-
-class _Settling:
-    """A finished Call on its way to the writer: building its record (in the writer thread) settles its
-    budget reservation. Made on the app's thread for every call, so it only holds the two."""
-
-    __slots__ = ("call", "monitor")
-
-    def __init__(self, call: Call, monitor: BudgetMonitor) -> None:
-        self.call = call
-        self.monitor = monitor
-
-    @property
-    def reservation(self) -> _Reservation | None:
-        """The call's reservation, taken from the monitor (once: None after)."""
-        reservations = self.monitor._reservations
-        return reservations.pop(id(self.call), None) if reservations else None
-
-    def to_record(self) -> CallRecord:
-        reservation = self.reservation
-        try:
-            record = self.call.to_record()
-        except BaseException:
-            self.monitor.record_built(None, reservation)
-            raise
-        self.monitor.record_built(record, reservation)
-        return record
 
 
 class BudgetMonitor:
@@ -389,7 +191,7 @@ class BudgetMonitor:
             try:
                 tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
                 amount = tokens_in * cached[2] + tokens_out * cached[3]
-            except Exception:  # a malformed body: _estimate logs it and counts $0
+            except Exception:  # noqa: BLE001 - a malformed body: _estimate logs it and counts $0
                 model, amount = self._estimate(call, body)
         else:
             model, amount = self._estimate(call, body)
@@ -427,7 +229,7 @@ class BudgetMonitor:
         if wake:
             self._wake.set()  # near a limit: let the refresher read what other processes spent, now
         if denied is not None:
-            raise self._exceeded(call, amount, *denied)  # type: ignore[arg-type]
+            raise refusal(call, amount, *denied)  # type: ignore[arg-type]
 
     def _scope_for(self, endpoint: str, user: str | None) -> tuple[_State, ...]:
         """The hard-limited budgets whose endpoint and user scope take this call (no tag scopes), cached."""
@@ -487,7 +289,7 @@ class BudgetMonitor:
                 return model, 0.0
             # Long-context tiers: the exact path.
             return model, float(self.tracker.pricebook.cost_of(rates, Usage(input=tokens_in, output=tokens_out)))
-        except Exception:
+        except Exception:  # noqa: BLE001 - an estimate never fails the call: logged, counted as $0
             log_once("budgets.estimate", "costtrack: could not estimate a call's cost for its budget; counted as $0", exc_info=True)
             return model, 0.0
 
@@ -501,26 +303,6 @@ class BudgetMonitor:
         if rates.tiers:
             return (day, next_day, None, None, rates, provider)
         return (day, next_day, float(rates.input) / 1e6, float(rates.output) / 1e6, rates, provider)
-
-    def _exceeded(self, call: Call, estimate: float, s: _State, start: datetime, spend: float, reserved: float) -> BudgetExceeded:
-        b = s.budget
-        end = s.end or period_bounds(b.period, start)[1]
-        label = start.strftime("%Y-%m") if b.period == "month" else f"starting {start:%Y-%m-%d}"
-        suggestion = max(math.ceil((spend + reserved + estimate) * 2), 1)
-        message = (
-            f"costtrack: call not sent: it would pass the budget {b.describe()} [{b.key!r}, hard_limit=True]. "
-            f"Spent this {b.period} ({label}, UTC): ${spend:,.4f}; in flight: ${reserved:,.4f}; this call, estimated: "
-            f"${estimate:,.4f}; budget: ${b.amount_usd:,.2f}. To raise it, pass a larger amount, e.g. "
-            f"costtrack.Budget({b.amount_field}={suggestion}, ...) to costtrack.configure(); or set hard_limit=False to "
-            f"be alerted without refusing calls. It resets at {end:%Y-%m-%d %H:%M} UTC."
-        )
-        log_once(f"budgets.blocked:{b.key}:{start.isoformat()}",
-                 "costtrack: budget %r reached its hard limit (%s): calls in its scope are refused until %s UTC",
-                 b.key, b.describe(), f"{end:%Y-%m-%d %H:%M}")  # fmt: skip
-        return _exception_class(call.api)(
-            message, budget=b, spend_usd=spend, reserved_usd=reserved, estimate_usd=estimate,
-            period_start=start, period_end=end,
-        )  # fmt: skip
 
     def settling(self, call: Call) -> _Settling:
         """What the tracker queues for a finished call: building its record settles its reservation."""
@@ -553,7 +335,7 @@ class BudgetMonitor:
                             self._check(s, jobs)
                     self._pending[record.id] = entries
             self._submit(jobs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - counting never breaks the writer
             log_once("budgets.record", "costtrack: could not count a record against its budgets", exc_info=True)
 
     def record_stored(self, records: list[CallRecord]) -> None:
@@ -581,7 +363,7 @@ class BudgetMonitor:
                             if start == s.start:
                                 self._check(s, jobs)
             self._submit(jobs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - counting never breaks the writer
             log_once("budgets.stored", "costtrack: could not count stored records against their budgets", exc_info=True)
 
     # ------------------------------------------------------------------ refreshing from the database
@@ -597,7 +379,7 @@ class BudgetMonitor:
         with self._refresh_lock:
             try:
                 engine = self._engine()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
                 log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
                 return False
             now = self.tracker.now()
@@ -611,7 +393,7 @@ class BudgetMonitor:
                     stored = [s.after.get(start, 0.0) for s, start in zip(states, starts)]
                 try:
                     results = [query_totals(engine, s.budget, start, s.end, now) for s, start in zip(states, starts)]  # type: ignore[arg-type]
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
                     log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
                     return False
                 with self._lock:
@@ -659,7 +441,7 @@ class BudgetMonitor:
                 rows = conn.execute(
                     select(t.c.threshold).where(t.c.budget_key == s.budget.key, t.c.period_start == start)
                 ).scalars().all()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; read again at the next refresh
             self._alerts_table_problem(engine, exc)
             return
         with self._lock:
@@ -671,7 +453,7 @@ class BudgetMonitor:
             from sqlalchemy import inspect
 
             missing = not inspect(engine).has_table("budget_alerts")
-        except Exception:
+        except Exception:  # noqa: BLE001 - unknown: reported as a failure, not a missing table
             missing = False
         if missing:
             self._table_missing = True
@@ -722,7 +504,7 @@ class BudgetMonitor:
             engine = self._engine()
             now = self.tracker.now()
             totals = query_totals(engine, b, start, end, now)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the alert is tried again
             self._unfire(s, start, label)  # tried again at the next refresh
             log_once(f"budgets.confirm:{b.key}", "costtrack: cannot check budget %r against the database (%s); "
                      "its alert will be tried again", b.key, _one_line(exc))  # fmt: skip
@@ -746,7 +528,7 @@ class BudgetMonitor:
         try:
             top_endpoints = query_top(engine, b, start, end, "endpoint")
             top_models = query_top(engine, b, start, end, "model")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the alert goes out without its top lists
             top_endpoints, top_models = [], []
         alert = Alert(
             budget=b.key, budget_usd=s.amount, period=b.period, period_start=start, period_end=end, scope=b.scope,
@@ -775,7 +557,7 @@ class BudgetMonitor:
             with engine.begin() as conn:
                 # A row back: this INSERT created it (rowcount is not reliable across drivers).
                 return conn.execute(stmt).first() is not None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; None: tried again later
             self._alerts_table_problem(engine, exc)
             return True if self._table_missing else None
 
@@ -824,7 +606,7 @@ class BudgetMonitor:
         while not stop.is_set():
             try:
                 self.refresh()
-            except Exception:
+            except Exception:  # noqa: BLE001 - logged; the refresher keeps running
                 log_once("budgets.thread", "costtrack: internal error while refreshing budgets", exc_info=True)
             wake.wait(self.refresh_interval)
             wake.clear()
