@@ -4,274 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import math
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import httpx2
 
 from ..errors import ConfigError
-from ..usage import Usage
 
 if TYPE_CHECKING:
     from ..pricing import PriceBook
     from ..tracker import Tracker
 
+from .caller import Sample, _Caller
+from .percentiles import _ms_percentiles, percentile
 from .readiness import wait_ready
+from .results import BenchReport, LevelResult, new_run_id
 from .targets import DEFAULT_PROMPT, ERROR_KINDS, NO_KEY, SDKS, Target
-from .transport import _ANSWERED, BenchTransport, _TargetState, error_kind
+from .transport import BenchTransport, _TargetState
+from .warmup import _canned_answer, _NullWriter
 
-# --------------------------------------------------------------------------- measuring
-
-
-class Sample:
-    """One request as the client saw it (seconds, from perf_counter)."""
-
-    __slots__ = ("latency", "ttft", "usage", "model", "error", "answered_by", "tokens_estimated")
-
-    def __init__(self) -> None:
-        self.latency = 0.0
-        self.ttft: float | None = None
-        self.usage: Usage | None = None
-        self.model: str | None = None
-        self.error: str | None = None
-        self.answered_by: str | None = None
-        self.tokens_estimated = False
-
-
-def _openai_usage(usage: Any) -> Usage | None:
-    if usage is None:
-        return None
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
-    return Usage(
-        input=int(getattr(usage, "prompt_tokens", 0) or 0),
-        output=int(getattr(usage, "completion_tokens", 0) or 0),
-        cached_input=int(getattr(prompt_details, "cached_tokens", 0) or 0),
-        reasoning=int(getattr(completion_details, "reasoning_tokens", 0) or 0),
-    )
-
-
-def _anthropic_usage(usage: Any, output: int | None = None) -> Usage | None:
-    if usage is None:
-        return None
-    read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
-    write = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
-    return Usage(
-        input=int(getattr(usage, "input_tokens", 0) or 0) + read + write,
-        output=int(getattr(usage, "output_tokens", 0) or 0) if output is None else output,
-        cached_input=read,
-        cache_write=write,
-    )
-
-
-def _token_parameter(target: Target) -> str:
-    # OpenAI's newer models refuse max_tokens; local servers know max_tokens best.
-    return "max_completion_tokens" if (httpx2.URL(target.base_url).host or "") == "api.openai.com" else "max_tokens"
-
-
-class _Caller:
-    """Sends one prompt to one (wrapped) client and times it; never raises but CancelledError."""
-
-    def __init__(self, client: Any, target: Target, prompts: Sequence[str], max_tokens: int, stream: bool,
-                 clock: Callable[[], float]) -> None:  # fmt: skip
-        self.client = client
-        self.sdk = target.sdk
-        self.clock = clock
-        self.stream = stream
-        if target.sdk == "anthropic":
-            base = {"model": target.model, "max_tokens": max_tokens}
-            self.create = client.messages.create
-        else:
-            base = {"model": target.model, _token_parameter(target): max_tokens}
-            if stream:
-                base["stream_options"] = {"include_usage": True}
-            self.create = client.chat.completions.create
-        if stream:
-            base["stream"] = True
-        self.requests = [{**base, "messages": [{"role": "user", "content": p}]} for p in prompts]
-
-    async def __call__(self, index: int) -> Sample:
-        sample = Sample()
-        slot: list[str | None] = [None]
-        _ANSWERED.set(slot)
-        kwargs = self.requests[index % len(self.requests)]
-        clock = self.clock
-        start = clock()
-        try:
-            if self.sdk == "anthropic":
-                await self._anthropic(sample, kwargs, start)
-            else:
-                await self._openai(sample, kwargs, start)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            sample.error = error_kind(exc)
-        sample.latency = clock() - start
-        sample.answered_by = slot[0]
-        return sample
-
-    async def _openai(self, sample: Sample, kwargs: dict[str, Any], start: float) -> None:
-        if not self.stream:
-            response = await self.create(**kwargs)
-            sample.model = response.model
-            sample.usage = _openai_usage(response.usage)
-            return
-        stream = await self.create(**kwargs)
-        chunks = 0
-        usage = None
-        model = None
-        clock = self.clock
-        async for chunk in stream:
-            choices = chunk.choices
-            if choices:
-                delta = choices[0].delta
-                if delta is not None and (delta.content or delta.tool_calls or getattr(delta, "reasoning_content", None)):
-                    chunks += 1
-                    if sample.ttft is None:
-                        sample.ttft = clock() - start
-            if chunk.usage is not None:
-                usage = chunk.usage
-            model = chunk.model or model
-        sample.model = model
-        sample.usage = _openai_usage(usage)
-        if sample.usage is None and chunks:
-            sample.usage = Usage(output=chunks)  # a server that ignores include_usage: one token a chunk
-            sample.tokens_estimated = True
-
-    async def _anthropic(self, sample: Sample, kwargs: dict[str, Any], start: float) -> None:
-        if not self.stream:
-            response = await self.create(**kwargs)
-            sample.model = response.model
-            sample.usage = _anthropic_usage(response.usage)
-            return
-        stream = await self.create(**kwargs)
-        start_usage = None
-        output: int | None = None
-        clock = self.clock
-        async for event in stream:
-            kind = event.type
-            if kind == "content_block_delta":
-                if sample.ttft is None:
-                    sample.ttft = clock() - start
-            elif kind == "message_start":
-                start_usage = event.message.usage
-                sample.model = event.message.model
-            elif kind == "message_delta":
-                output = event.usage.output_tokens
-        sample.usage = _anthropic_usage(start_usage, output)
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank p-th percentile (the smallest value with at least p% of values at or below it)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(math.ceil(p / 100.0 * len(ordered)), 1)
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def _ms_percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    ordered = sorted(values)
-    out: dict[str, float | None] = {}
-    for p in (50, 95, 99):
-        value = percentile(ordered, p)
-        out[f"p{p}"] = None if value is None else round(value * 1000.0, 3)
-    return out
-
-
-@dataclass
-class LevelResult:
-    """The figures of one target (or fallback chain) at one concurrency level."""
-
-    target: str
-    model: str
-    provider: str
-    sdk: str
-    concurrency: int
-    planned: int
-    requests: int  # sent and finished (fewer than planned when interrupted)
-    ok: int
-    errors: dict[str, int]
-    latency_ms: dict[str, float | None]
-    ttft_ms: dict[str, float | None]
-    output_tokens_per_s: float | None
-    requests_per_s: float | None
-    tokens_per_s: float | None
-    wall_s: float
-    input_tokens: int
-    output_tokens: int
-    cost_per_request_usd: float | None
-    cost_per_1k_requests_usd: float | None
-    cost_basis: str | None
-    client_cpu_ms_per_request: float | None
-    client_cpu_share: float | None
-    stream: bool
-    interrupted: bool = False
-    injected: dict[str, int] | None = None
-    inject_spec: str | None = None
-    chain: list[str] | None = None
-    attempts: dict[str, int] | None = None
-    answered_by: dict[str, int] | None = None
-    tokens_estimated: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "target": self.target, "model": self.model, "provider": self.provider, "sdk": self.sdk,
-            "concurrency": self.concurrency, "planned": self.planned, "requests": self.requests, "ok": self.ok,
-            "errors": dict(self.errors), "latency_ms": dict(self.latency_ms), "ttft_ms": dict(self.ttft_ms),
-            "output_tokens_per_s": self.output_tokens_per_s, "requests_per_s": self.requests_per_s,
-            "tokens_per_s": self.tokens_per_s, "wall_s": self.wall_s, "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens, "cost_per_request_usd": self.cost_per_request_usd,
-            "cost_per_1k_requests_usd": self.cost_per_1k_requests_usd, "cost_basis": self.cost_basis,
-            "client_cpu_ms_per_request": self.client_cpu_ms_per_request, "client_cpu_share": self.client_cpu_share,
-            "stream": self.stream, "interrupted": self.interrupted, "tokens_estimated": self.tokens_estimated,
-        }  # fmt: skip
-        if self.injected is not None:
-            data["injected"] = dict(self.injected)
-            data["inject"] = self.inject_spec
-        if self.chain is not None:
-            data["chain"] = list(self.chain)
-            data["attempts"] = dict(self.attempts or {})
-            data["answered_by"] = dict(self.answered_by or {})
-        return data
-
-
-@dataclass
-class BenchReport:
-    """Everything a run measured (so far, when it was interrupted)."""
-
-    run_id: str
-    started_at: datetime
-    results: list[LevelResult]
-    startup_s: dict[str, float]
-    warnings: list[str]
-    interrupted: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "started_at": self.started_at.isoformat(),
-            "interrupted": self.interrupted,
-            "results": [r.as_dict() for r in self.results],
-            "startup_s": dict(self.startup_s),
-            "warnings": list(self.warnings),
-        }
-
-
-def new_run_id(now: datetime | None = None) -> str:
-    """A run id: UTC time and a random suffix, e.g. 20261123T193100-a1b2."""
-    now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
+# BenchReport, LevelResult and percentile lived here: importing them from this module still works.
+__all__ = ["Bench", "BenchReport", "LevelResult", "percentile"]
 
 
 class Bench:
@@ -469,7 +224,7 @@ class Bench:
         for target in self.targets:
             try:
                 self.tracker.pricebook.rates(target.recorded_provider, target.model, now)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - warming up only: the measured requests report what fails
                 pass
         scratch = Tracker(pricebook=self.tracker.pricebook, writer=_NullWriter())  # type: ignore[arg-type]
         for target in {t.sdk: t for t in self.targets}.values():
@@ -487,7 +242,7 @@ class Bench:
                 client = scratch.wrap(raw, endpoint="bench:prime", provider=target.provider)
                 for stream in (False, True):
                     await _Caller(client, target, ["prime"], 8, stream, self.clock)(0)
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - warming up only: the measured requests report what fails
                 pass
             finally:
                 await http.aclose()
@@ -504,7 +259,7 @@ class Bench:
                 ensure_schema(engine)
             finally:
                 engine.dispose()
-        except Exception:
+        except Exception:  # noqa: BLE001, S110
             pass  # the writer reports it (and keeps records in the outbox)
 
     # -- one level
@@ -588,7 +343,7 @@ class Bench:
             for http in https:
                 try:
                     await http.aclose()
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - the level was measured: a pool that fails to close changes nothing
                     pass
             result = self._summarize(chain, label, level, samples, wall, cpu, states, interrupted)
             self.results.append(result)
@@ -713,58 +468,3 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def _errors_text(errors: Mapping[str, int]) -> str:
     return ", ".join(f"{kind} {count}" for kind, count in errors.items() if count) or "none"
-
-
-class _NullWriter:
-    """A writer that stores nothing (for warming up)."""
-
-    def submit(self, record: Any) -> None:
-        pass
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-def _canned_answer(request: httpx2.Request) -> httpx2.Response:
-    """A minimal answer in the request's own wire format (for warming up)."""
-    import json
-
-    body = json.loads(request.content or b"{}")
-    model = str(body.get("model") or "model")
-    stream = bool(body.get("stream"))
-    if request.url.path.endswith("/messages"):
-        usage = {"input_tokens": 3, "output_tokens": 1}
-        if not stream:
-            data = {"id": "msg_0", "type": "message", "role": "assistant", "model": model, "stop_reason": "end_turn",
-                    "stop_sequence": None, "content": [{"type": "text", "text": "ok"}], "usage": usage}  # fmt: skip
-            return httpx2.Response(200, json=data)
-        events = [
-            ("message_start", {"type": "message_start", "message": {"id": "msg_0", "type": "message", "role": "assistant",
-             "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}}),
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-             "usage": {"output_tokens": 1}}),
-            ("message_stop", {"type": "message_stop"}),
-        ]  # fmt: skip
-        text = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=text.encode())
-    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
-    if not stream:
-        data = {"id": "c0", "object": "chat.completion", "created": 0, "model": model, "usage": usage,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}  # fmt: skip
-        return httpx2.Response(200, json=data)
-    head = {"id": "c0", "object": "chat.completion.chunk", "created": 0, "model": model}
-    chunks = [
-        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "ok"}, "finish_reason": None}]},
-        {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        {**head, "choices": [], "usage": usage},
-    ]
-    text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=text.encode())
-
-
