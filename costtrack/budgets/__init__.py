@@ -5,7 +5,9 @@
                                  costtrack.Budget(monthly_usd=5, user="u42", hard_limit=True)])
 
 The pieces: budget.py (Budget, BudgetExceeded), estimate.py (a request's cost before it is sent),
-spend.py (database reads), monitor.py (BudgetMonitor: running totals, alerts, the hard limit).
+spend.py (database reads), state.py (each budget's running totals and reservations), refusal.py (the
+BudgetExceeded a hard limit raises), config.py (budgets from the environment), monitor.py (BudgetMonitor:
+refreshes, alerts, the hard limit).
 """
 
 from .budget import (
