@@ -1,0 +1,165 @@
+"""Reading the records: a workload and measured GPU throughput from the `records` table (`--from-db`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .inputs import Throughput, Workload
+
+__all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
+
+
+@dataclass(frozen=True)
+class DbWorkload:
+    """The usage profile of the stored calls: volume, mean sizes, cached share, most-called priced model."""
+
+    calls: int
+    first: datetime | None
+    last: datetime | None
+    days: float
+    requests_per_day: float
+    input_tokens: float
+    output_tokens: float
+    cached_share: float
+    top_model: str | None
+    top_provider: str | None
+    mean_latency_ms: float | None
+
+    def workload(self, batch_share: float = 0.0) -> Workload:
+        return Workload.per_request(self.requests_per_day, self.input_tokens, self.output_tokens,
+                                    cached_share=self.cached_share, batch_share=batch_share)  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None, "days": self.days,
+            "requests_per_day": self.requests_per_day, "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens, "cached_share": self.cached_share, "top_model": self.top_model,
+            "top_provider": self.top_provider, "mean_latency_ms": self.mean_latency_ms,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BenchThroughput:
+    """One benchmark endpoint's measured throughput: calls over the wall time of the run."""
+
+    endpoint: str
+    calls: int
+    seconds: float
+    requests_per_s: float
+    tokens_per_s: float | None
+    model: str | None
+
+    def throughput(self) -> Throughput:
+        """Output tokens/s when the run produced tokens (it carries over to other output sizes), else requests/s."""
+        source = f"measured: {self.endpoint} ({self.calls:,} calls in {self.seconds:,.1f} s)"
+        if self.tokens_per_s:
+            return Throughput(tokens_per_s=self.tokens_per_s, source=source)
+        return Throughput(requests_per_s=self.requests_per_s, source=source)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "calls": self.calls, "seconds": self.seconds,
+                "requests_per_s": self.requests_per_s, "tokens_per_s": self.tokens_per_s, "model": self.model}  # fmt: skip
+
+
+BENCH_PREFIX = "bench:"
+
+
+def _served_filter(since: datetime | None, until: datetime | None) -> Any:
+    """Calls that reached a model: not errors, not response-cache hits."""
+    from sqlalchemy import and_
+
+    from ...store.schema import records
+    from ..stats import period_filter
+
+    c = records.c
+    return and_(period_filter(since, until), c.status != "error", c.cache_hit.is_(False))
+
+
+def workload_from_db(engine: Any, *, since: datetime | None = None, until: datetime | None = None) -> DbWorkload | None:
+    """The usage profile of the stored calls in [since, until), benchmark endpoints excluded (None: no calls).
+
+    Requests/day are the calls over the days they span (at least one day);
+    errors and response-cache hits are left out (they cost nothing).
+    """
+    from sqlalchemy import and_, func, not_, select
+
+    from ...store.schema import records
+
+    c = records.c
+    where = and_(_served_filter(since, until), not_(c.endpoint.like(f"{BENCH_PREFIX}%")))
+    totals = select(
+        func.count().label("calls"),
+        func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
+        func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
+        func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
+        func.min(c.timestamp).label("first"),
+        func.max(c.timestamp).label("last"),
+        func.avg(c.latency_ms).label("latency"),
+    ).where(where)
+    top = (
+        select(c.provider, c.model, func.count().label("n"))
+        .where(where, c.model.is_not(None), c.cost_usd.is_not(None))
+        .group_by(c.provider, c.model)
+        .order_by(func.count().desc(), c.model)
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(totals).one()
+        top_row = conn.execute(top).first()
+    calls = int(row.calls)
+    if calls == 0:
+        return None
+    first, last = row.first, row.last
+    span_days = (last - first).total_seconds() / 86400 if first is not None and last is not None else 0.0
+    days = max(span_days, 1.0)
+    tin, tout, tcached = int(row.tin), int(row.tout), int(row.tcached)
+    return DbWorkload(
+        calls=calls, first=first, last=last, days=days, requests_per_day=calls / days, input_tokens=tin / calls,
+        output_tokens=tout / calls, cached_share=min(tcached / tin, 1.0) if tin else 0.0,
+        top_model=top_row.model if top_row else None, top_provider=top_row.provider if top_row else None,
+        mean_latency_ms=float(row.latency) if row.latency is not None else None,
+    )  # fmt: skip
+
+
+def bench_throughput(engine: Any, *, since: datetime | None = None, until: datetime | None = None) -> list[BenchThroughput]:
+    """Measured throughput of each `bench:*` endpoint in [since, until), highest first (tokens/s, then requests/s).
+
+    A run's wall time is from its first call's start to its last call's start,
+    plus a mean call's latency (for the last call to finish).
+    """
+    from sqlalchemy import and_, func, select
+
+    from ...store.schema import records
+
+    c = records.c
+    query = (
+        select(
+            c.endpoint,
+            func.count().label("calls"),
+            func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
+            func.min(c.timestamp).label("first"),
+            func.max(c.timestamp).label("last"),
+            func.avg(c.latency_ms).label("latency"),
+            func.max(c.model).label("model"),
+        )
+        .where(and_(_served_filter(since, until), c.endpoint.like(f"{BENCH_PREFIX}%")))
+        .group_by(c.endpoint)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out: list[BenchThroughput] = []
+    for row in rows:
+        seconds = (row.last - row.first).total_seconds() + (float(row.latency or 0.0) / 1000)
+        if seconds <= 0:
+            continue
+        calls = int(row.calls)
+        tokens = int(row.tout)
+        out.append(BenchThroughput(
+            endpoint=row.endpoint, calls=calls, seconds=seconds, requests_per_s=calls / seconds,
+            tokens_per_s=tokens / seconds if tokens else None, model=row.model,
+        ))  # fmt: skip
+    out.sort(key=lambda b: (-(b.tokens_per_s or 0.0), -b.requests_per_s, b.endpoint))
+    return out
