@@ -1,16 +1,13 @@
-"""Before/after results, savings attribution, A/B statistics and the README summary, checked against the records."""
+"""Before/after results, savings attribution and the README summary, checked against the records."""
 
 from __future__ import annotations
 
-import math
-import statistics
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from helpers import nearest_rank
 
-from costtrack.errors import ConfigError
 from costtrack.format import change, count, days, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports import results as res
@@ -171,86 +168,6 @@ def test_tag_selection_and_too_little_data(tracker, make_record, database_url):
     with pytest.raises(res.NoRecords):
         res.build_results(make_engine(database_url), PriceBook(), res.Selection("before", tags=(("run", "nope"),)),
                           res.Selection("after", tags=(("run", "2"),)))  # fmt: skip
-
-
-def test_student_t_against_tables():
-    table = {(1, 0.975): 12.706204736174698, (2, 0.975): 4.302652729749464, (10, 0.975): 2.228138851986274,
-             (30, 0.975): 2.0422724563012373, (5, 0.95): 2.0150483733330233, (1000, 0.975): 1.9623390808264078}  # fmt: skip
-    for (df, p), value in table.items():
-        assert res.student_t_ppf(p, df) == pytest.approx(value, rel=1e-9)
-        assert res.student_t_cdf(value, df) == pytest.approx(p, abs=1e-12)
-    assert res.student_t_cdf(0.0, 7) == pytest.approx(0.5)
-    assert res.student_t_ppf(0.025, 10) == pytest.approx(-2.228138851986274, rel=1e-9)
-
-
-def test_welch_matches_hand_computation():
-    xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    ys = [2.0, 4.0, 6.0, 8.0, 9.0, 11.0, 13.0]
-    cx = res.Sample(len(xs), statistics.mean(xs), statistics.variance(xs))
-    cy = res.Sample(len(ys), statistics.mean(ys), statistics.variance(ys))
-    comp = res.welch("m", cx, cy)
-    a, b = statistics.variance(xs) / len(xs), statistics.variance(ys) / len(ys)
-    df = (a + b) ** 2 / (a * a / (len(xs) - 1) + b * b / (len(ys) - 1))
-    diff = statistics.mean(ys) - statistics.mean(xs)
-    half = res.student_t_ppf(0.975, df) * math.sqrt(a + b)
-    assert comp.df == pytest.approx(df) and comp.diff == pytest.approx(diff)
-    assert comp.ci == pytest.approx((diff - half, diff + half))
-    assert comp.p_value == pytest.approx(2 * (1 - res.student_t_cdf(diff / math.sqrt(a + b), df)))
-    assert comp.significant is (comp.p_value < 0.05)
-
-
-@pytest.fixture
-def ab_records(tracker, make_record):
-    recs = []
-    for i in range(40):
-        for arm, cost, latency, quality in (("control", 0.010 + (i % 5) * 0.001, 1000 + (i * 31) % 200, 0.80 + (i % 4) * 0.02),
-                                            ("variant", 0.002 + (i % 5) * 0.0002, 1010 + (i * 17) % 200, 0.79 + (i % 4) * 0.02)):  # fmt: skip
-            recs.append(make_record(timestamp=A0 + timedelta(minutes=i), cost_usd=cost, latency_ms=float(latency),
-                                    tags={"ab_test": "mini", "ab_arm": arm, "quality": quality}))  # fmt: skip
-    for rec in recs:
-        tracker.add(rec)
-    tracker.flush()
-    return recs
-
-
-def test_ab_test(ab_records, database_url):
-    result = res.ab_test(make_engine(database_url), res.Selection("all").where(make_engine(database_url).dialect.name))
-    assert result.test == "mini" and result.control.arm == "control" and [v.arm for v in result.variants] == ["variant"]
-    comps = {c.metric: c for c in result.comparisons["variant"]}
-    for metric, attr, key in (("Cost per call", "cost_usd", None), ("Latency", "latency_ms", None),
-                              ("Quality score", None, "quality")):  # fmt: skip
-        def values(arm, attr=attr, key=key):
-            rs = [r for r in ab_records if r.tags["ab_arm"] == arm]
-            return [getattr(r, attr) if attr else r.tags[key] for r in rs]
-
-        c, v = values("control"), values("variant")
-        comp = comps[metric]
-        assert comp.control.n == len(c) and comp.control.mean == pytest.approx(statistics.mean(c))
-        assert comp.control.var == pytest.approx(statistics.variance(c))
-        assert comp.variant.var == pytest.approx(statistics.variance(v))
-        expected = res.welch(metric, res.Sample(len(c), statistics.mean(c), statistics.variance(c)),
-                             res.Sample(len(v), statistics.mean(v), statistics.variance(v)))  # fmt: skip
-        assert comp.ci == pytest.approx(expected.ci) and comp.p_value == pytest.approx(expected.p_value, abs=1e-12)
-    assert comps["Cost per call"].significant is True
-    assert comps["Latency"].significant is False
-    control_ci = result.control.cost.ci()
-    c = [r.cost_usd for r in ab_records if r.tags["ab_arm"] == "control"]
-    half = res.student_t_ppf(0.975, len(c) - 1) * statistics.stdev(c) / math.sqrt(len(c))
-    assert control_ci == pytest.approx((statistics.mean(c) - half, statistics.mean(c) + half))
-
-
-def test_ab_errors(tracker, make_record, database_url):
-    tracker.add(make_record(tags={"ab_test": "a", "ab_arm": "control"}))
-    tracker.add(make_record(tags={"ab_test": "b", "ab_arm": "control"}))
-    tracker.flush()
-    engine = make_engine(database_url)
-    where = res.Selection("all").where(engine.dialect.name)
-    with pytest.raises(ConfigError, match="several A/B tests"):
-        res.ab_test(engine, where)
-    with pytest.raises(ConfigError, match="one arm"):
-        res.ab_test(engine, where, "a")
-    with pytest.raises(ConfigError, match="no records of that test"):
-        res.ab_test(engine, where, "zzz")
 
 
 def test_summary(periods, database_url):
