@@ -29,6 +29,7 @@ class Summary:
 
 def build_summary(engine: Engine, book: PriceBook, selection: Selection, now: datetime | None = None,
                   progress: Progress | None = None) -> Summary:  # fmt: skip
+    """The Performance section's figures for `selection`, computed from its stored records."""
     dialect = engine.dialect.name
     queries = metric_queries(dialect, selection, "m")
     for key, query in _attribution_queries(dialect, selection.where(dialect)).items():
