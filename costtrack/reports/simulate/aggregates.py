@@ -1,0 +1,154 @@
+"""What a replay aggregates: token buckets, groups of calls, daily spend, and the period's Replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from ..calc import DAYS_PER_MONTH
+
+_MTOK = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """Token buckets of a set of calls, each billed at its own rate."""
+
+    uncached: int = 0
+    cached: int = 0
+    write_5m: int = 0
+    write_1h: int = 0
+    output: int = 0
+
+    def __add__(self, other: Buckets) -> Buckets:
+        return Buckets(self.uncached + other.uncached, self.cached + other.cached, self.write_5m + other.write_5m,
+                       self.write_1h + other.write_1h, self.output + other.output)  # fmt: skip
+
+    def __sub__(self, other: Buckets) -> Buckets:
+        return Buckets(self.uncached - other.uncached, self.cached - other.cached, self.write_5m - other.write_5m,
+                       self.write_1h - other.write_1h, self.output - other.output)  # fmt: skip
+
+    def price(self, rates: dict[str, Decimal]) -> float:
+        """The USD cost of these tokens at `rates` (Rates.effective(): USD per 1M tokens)."""
+        total = (self.uncached * rates["input"] + self.cached * rates["cached_input"]
+                 + self.write_5m * rates["cache_write"] + self.write_1h * rates["cache_write_1h"]
+                 + self.output * rates["output"])  # fmt: skip
+        return float(total / _MTOK)
+
+
+@dataclass
+class Group:
+    """The calls of one (endpoint, provider, requested model, answered model) in the period.
+
+    `live_*`: the priced calls that reached the provider (not response-cache hits), whose
+    tokens a swap reprices; `hit_*`: the part of them a response cache with the replay's
+    TTL would have answered.
+    """
+
+    endpoint: str
+    provider: str
+    model_key: str  # the requested model (the answered one when none was recorded)
+    model: str  # the answered model
+    calls: int = 0
+    requests: int = 0  # first attempts: the app's requests (retries and escalations excluded)
+    errors: int = 0
+    cache_hits: int = 0
+    saved_usd: float = 0.0  # cost_saved_usd of the cache hits
+    spend_usd: float = 0.0
+    unpriced_calls: int = 0
+    tokens_input: int = 0
+    tokens_output: int = 0
+    tokens_cached_input: int = 0
+    long_context_calls: int = 0
+    live_spend_usd: float = 0.0
+    live: Buckets = field(default_factory=Buckets)
+    served: int = 0  # successful calls that reached the provider
+    served_input: int = 0
+    served_output: int = 0
+    min_input: int | None = None  # smallest input of a served call
+    latency_n: int = 0
+    latency_sum_ms: float = 0.0
+    first: datetime | None = None
+    last: datetime | None = None
+    would_hit: int = 0  # calls a response cache with the replay's TTL would have answered
+    hit_spend_usd: float = 0.0  # what they cost
+    hit: Buckets = field(default_factory=Buckets)  # their tokens (priced calls only)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.endpoint, self.provider, self.model_key, self.model)
+
+    @property
+    def rest_spend_usd(self) -> float:
+        """Spend of the live calls a cache would not have answered."""
+        return self.live_spend_usd - self.hit_spend_usd
+
+    @property
+    def rest(self) -> Buckets:
+        return self.live - self.hit
+
+    @property
+    def cached_share(self) -> float:
+        """Share of input tokens read from the provider's prompt cache."""
+        return self.tokens_cached_input / self.tokens_input if self.tokens_input else 0.0
+
+
+@dataclass(frozen=True)
+class DayRow:
+    """Spend and calls of one (requested) model on one UTC day."""
+
+    day: str
+    model_key: str
+    calls: int
+    spend_usd: float
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The period's calls, aggregated once for every what-if."""
+
+    since: datetime | None
+    until: datetime | None
+    cache_ttl: float | None
+    groups: list[Group]
+    daily: list[DayRow] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return sum(g.calls for g in self.groups)
+
+    @property
+    def requests(self) -> int:
+        return sum(g.requests for g in self.groups)
+
+    @property
+    def spend_usd(self) -> float:
+        return sum(g.spend_usd for g in self.groups)
+
+    @property
+    def first(self) -> datetime | None:
+        return min((g.first for g in self.groups if g.first), default=None)
+
+    @property
+    def last(self) -> datetime | None:
+        return max((g.last for g in self.groups if g.last), default=None)
+
+    @property
+    def span_days(self) -> float:
+        """Days from the first call to the last (may be under one)."""
+        first, last = self.first, self.last
+        return 0.0 if first is None or last is None else (last - first).total_seconds() / 86400
+
+    @property
+    def days(self) -> float:
+        """Days the records span (first to last call), at least one day: the denominator of monthly projections."""
+        return max(self.span_days, 1.0)
+
+    def endpoints(self) -> list[str]:
+        return sorted({g.endpoint for g in self.groups})
+
+
+def monthly(amount: float, days: float) -> float:
+    """An amount observed over `days` days, scaled to a month of 30 days."""
+    return amount * DAYS_PER_MONTH / days

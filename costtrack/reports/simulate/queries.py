@@ -1,0 +1,161 @@
+"""The replay's SQL: per-group totals, daily spend and would-be cache hits of a period."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal_column, select
+from sqlalchemy.sql import ColumnElement
+
+from ...store.schema import records
+from ..stats import _unpriced, period_filter
+from .sql import day_of, epoch_of
+
+#: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
+#: a millisecond of the TTL counts as equal to it.
+GAP_TOLERANCE_S = 0.001
+
+
+def _sum(condition: Any, value: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+
+def _buckets(where: Any, cols: Any, prefix: str) -> list[Any]:
+    uncached = cols.tokens_input - cols.tokens_cached_input - cols.tokens_cache_write
+    write_5m = cols.tokens_cache_write - cols.tokens_cache_write_1h
+    return [
+        _sum(where, case((uncached > 0, uncached), else_=0)).label(f"{prefix}uncached"),
+        _sum(where, cols.tokens_cached_input).label(f"{prefix}cached"),
+        _sum(where, case((write_5m > 0, write_5m), else_=0)).label(f"{prefix}w5"),
+        _sum(where, cols.tokens_cache_write_1h).label(f"{prefix}w1h"),
+        _sum(where, cols.tokens_output).label(f"{prefix}out"),
+    ]
+
+
+def _keys(cols: Any) -> tuple[list[Any], list[Any]]:
+    """The group's columns (requested model, else answered; answered, else requested) and what to GROUP BY.
+
+    Grouping by the raw columns rather than the COALESCE expressions lets the planner
+    estimate the number of groups (Postgres then aggregates in a hash table).
+    """
+    select_keys = [
+        cols.endpoint, cols.provider,
+        func.coalesce(cols.model_requested, cols.model, "(unknown)").label("model_key"),
+        func.coalesce(cols.model, cols.model_requested, "(unknown)").label("model_answered"),
+    ]  # fmt: skip
+    return select_keys, [cols.endpoint, cols.provider, cols.model_requested, cols.model]
+
+
+def totals_query(where: ColumnElement[bool], day: ColumnElement[str] | None = None) -> Any:
+    """Per (endpoint, provider, requested model, answered model), and UTC `day` when given: counts, spend, tokens."""
+    c = records.c
+    live = and_(c.cost_usd.is_not(None), c.cache_hit.is_(False))
+    served = and_(c.status == "ok", c.cache_hit.is_(False))
+    timed = and_(c.cache_hit.is_(False), c.latency_ms.is_not(None))
+    keys, group_by = _keys(c)
+    if day is not None:
+        keys, group_by = [*keys, day.label("day")], [*group_by, day]
+    return (
+        select(
+            *keys,
+            func.count().label("calls"),
+            _sum(c.attempt == 1, 1).label("requests"),
+            _sum(c.status == "error", 1).label("errors"),
+            _sum(c.cache_hit, 1).label("hits"),
+            _sum(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
+            func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
+            _sum(_unpriced(), 1).label("unpriced"),
+            func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
+            func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
+            func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
+            _sum(c.tokens_input > 128_000, 1).label("long"),
+            _sum(live, c.cost_usd).label("live_spend"),
+            *_buckets(live, c, "l_"),
+            _sum(served, 1).label("served"),
+            _sum(served, c.tokens_input).label("served_in"),
+            _sum(served, c.tokens_output).label("served_out"),
+            func.min(case((and_(served, c.tokens_input > 0), c.tokens_input))).label("min_input"),
+            _sum(timed, 1).label("lat_n"),
+            _sum(timed, c.latency_ms).label("lat_sum"),
+            func.min(c.timestamp).label("first"),
+            func.max(c.timestamp).label("last"),
+        )
+        .where(where)
+        .group_by(*group_by)
+    )  # fmt: skip
+
+
+def daily_query(dialect: str, where: ColumnElement[bool]) -> Any:
+    """Calls and spend per UTC day and requested model."""
+    c = records.c
+    day = day_of(dialect, c.timestamp).label("day")
+    model = func.coalesce(c.model_requested, c.model, "(unknown)").label("model_key")
+    return (
+        select(day, model, func.count().label("calls"), func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"))
+        .where(where)
+        .group_by(day, c.model_requested, c.model)
+    )
+
+
+def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> Any:
+    """Per group: the successful calls whose request_hash was answered successfully at most `cache_ttl` s before.
+
+    LAG over (request_hash ORDER BY timestamp) on the successful calls only (a failed
+    call stores nothing in a cache); the calls that already were cache hits keep the
+    entry warm but are not counted again. On SQLite the window sorts only the row id,
+    the hash and the time, and the hits are joined back by rowid (the sort is the cost);
+    on Postgres carrying the columns through the sort is cheaper than joining back.
+    """
+    within = float(cache_ttl) + GAP_TOLERANCE_S
+    c = records.c
+    ts = epoch_of(dialect, c.timestamp)
+    ok = and_(where, c.status == "ok", c.request_hash.is_not(None))
+    if dialect == "sqlite":
+        rowid = literal_column("records.rowid")
+        gap = (ts - func.lag(ts).over(partition_by=c.request_hash, order_by=(c.timestamp, c.id))).label("gap")
+        window = select(rowid.label("rid"), c.cache_hit.label("was_hit"), gap).where(ok).subquery()
+        r = records.c
+        source: Any = window.join(records, rowid == window.c.rid)
+        hit = and_(window.c.was_hit.is_(False), window.c.gap <= within)
+    else:
+        partition = c.request_hash.collate("C")
+        gap = (ts - func.lag(ts).over(partition_by=partition, order_by=(c.timestamp, c.id))).label("gap")
+        window = select(
+            c.endpoint, c.provider, c.model, c.model_requested, c.cache_hit, c.cost_usd, c.tokens_input,
+            c.tokens_output, c.tokens_cached_input, c.tokens_cache_write, c.tokens_cache_write_1h, gap,
+        ).where(ok).subquery()  # fmt: skip
+        r = window.c
+        source = window
+        hit = and_(r.cache_hit.is_(False), r.gap <= within)
+    priced = r.cost_usd.is_not(None)
+    keys, group_by = _keys(r)
+    return (
+        select(*keys, func.count().label("would_hit"), _sum(priced, r.cost_usd).label("hit_spend"),
+               *_buckets(priced, r, "h_"))
+        .select_from(source)
+        .where(hit)
+        .group_by(*group_by)
+    )  # fmt: skip
+
+
+def replay_queries(dialect: str, where: ColumnElement[bool], cache_ttl: float | None) -> dict[str, Any]:
+    """The queries `replay` runs: totals, daily spend, and the would-be cache hits when there is a TTL.
+
+    On SQLite the daily spend comes with the totals (one more GROUP BY key costs less than
+    another scan); Postgres estimates a day expression's groups badly, so it gets its own query.
+    """
+    if dialect == "sqlite":
+        queries = {"totals": totals_query(where, day_of(dialect, records.c.timestamp))}
+    else:
+        queries = {"totals": totals_query(where), "daily": daily_query(dialect, where)}
+    if cache_ttl:
+        queries["hits"] = hits_query(dialect, where, cache_ttl)
+    return queries
+
+
+def period_where(since: datetime | None, until: datetime | None,
+                 where: ColumnElement[bool] | None = None) -> ColumnElement[bool]:  # fmt: skip
+    """[since, until), and `where` when given."""
+    cond = period_filter(since, until)
+    return cond if where is None else and_(cond, where)

@@ -1,0 +1,194 @@
+"""A scenario played on a replay: per-endpoint actual and simulated cost, and each lever's savings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+
+from ...errors import ConfigError
+from ...pricing import PriceBook
+from ..calc import BATCH_DISCOUNT
+from .aggregates import Replay, monthly
+from .batch_scope import resolve_batch_scope
+from .replay import replay
+from .scenarios import Scenario, Swap
+
+_HALF = float(BATCH_DISCOUNT)
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    """One endpoint's actual and simulated cost, and each lever's part of the difference."""
+
+    endpoint: str
+    calls: int
+    requests: int
+    actual_usd: float
+    simulated_usd: float
+    cache_savings_usd: float
+    swap_savings_usd: float
+    batch_savings_usd: float
+    would_hit: int
+    unpriced_calls: int
+
+    @property
+    def savings_usd(self) -> float:
+        return self.actual_usd - self.simulated_usd
+
+    @property
+    def savings_share(self) -> float | None:
+        return self.savings_usd / self.actual_usd if self.actual_usd else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint, "calls": self.calls, "requests": self.requests,
+            "actual_usd": round(self.actual_usd, 10), "simulated_usd": round(self.simulated_usd, 10),
+            "savings_usd": round(self.savings_usd, 10), "savings_share": self.savings_share,
+            "cache_savings_usd": round(self.cache_savings_usd, 10), "swap_savings_usd": round(self.swap_savings_usd, 10),
+            "batch_savings_usd": round(self.batch_savings_usd, 10), "would_be_cache_hits": self.would_hit,
+            "unpriced_calls": self.unpriced_calls,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A scenario played on a period: per endpoint and in total, with the rates used."""
+
+    scenario: Scenario
+    replay: Replay
+    endpoints: list[EndpointResult]
+    total: EndpointResult
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)  # swap target → USD per 1M tokens
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def days(self) -> float:
+        return self.replay.days
+
+    def monthly(self, amount: float) -> float:
+        return monthly(amount, self.days)
+
+    def as_dict(self) -> dict[str, Any]:
+        from ...format import duration
+
+        s = self.scenario
+        return {
+            "since": self.replay.since.isoformat() if self.replay.since else None,
+            "until": self.replay.until.isoformat() if self.replay.until else None,
+            "first": self.replay.first.isoformat() if self.replay.first else None,
+            "last": self.replay.last.isoformat() if self.replay.last else None,
+            "days": self.days,
+            "scenario": {
+                "cache_ttl_s": s.cache_ttl, "cache_ttl": duration(s.cache_ttl) if s.cache_ttl else None,
+                "swaps": [{"from": w.source, "to": w.target,
+                           "endpoints": sorted(w.endpoints) if w.endpoints is not None else None} for w in s.swaps],
+                "batch_share": s.batch_share,
+                "batch_endpoints": sorted(s.batch_endpoints) if s.batch_endpoints is not None else None,
+            },
+            "swap_rates_per_mtok": self.rates,
+            "total": self.total.as_dict(),
+            "monthly": {"actual_usd": round(self.monthly(self.total.actual_usd), 10),
+                        "simulated_usd": round(self.monthly(self.total.simulated_usd), 10),
+                        "savings_usd": round(self.monthly(self.total.savings_usd), 10)},
+            "endpoints": [e.as_dict() for e in self.endpoints],
+            "notes": self.notes,
+        }  # fmt: skip
+
+
+def swap_rates(book: PriceBook, target: str, at: datetime) -> dict[str, Decimal]:
+    """`target`'s effective rates at `at` (USD per 1M tokens); ConfigError when it has no per-token price."""
+    rates = book.rates(None, target, at)
+    if rates is None:
+        raise ConfigError(
+            f"no price for model {target!r}: check the name with `costtrack prices show {target}`, "
+            "or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
+        )
+    if rates.per_hour is not None:
+        raise ConfigError(f"{target} is priced per hour (self-hosted), not per token: swap to an API model")
+    return rates.effective()
+
+
+def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation:
+    """Play `scenario` on the aggregates of `replay_` (whose TTL must be the scenario's, or it must have none)."""
+    if scenario.cache_ttl and replay_.cache_ttl != scenario.cache_ttl:
+        raise ValueError("the replay was read with another cache TTL than the scenario's")
+    at = replay_.last or datetime.now().astimezone()
+    targets: dict[str, dict[str, Decimal]] = {}
+    for swap in scenario.swaps:
+        if swap.target not in targets:
+            targets[swap.target] = swap_rates(book, swap.target, at)
+    use_cache = bool(scenario.cache_ttl)
+    factor = 1.0 - scenario.batch_share * _HALF
+    per_endpoint: dict[str, list[float]] = {}
+    counts: dict[str, list[int]] = {}
+    notes: list[str] = []
+    matched = {swap.label(): 0 for swap in scenario.swaps}
+    long_swapped = 0
+    for g in replay_.groups:
+        cache_saving = g.hit_spend_usd if use_cache else 0.0
+        swap = next((s for s in scenario.swaps if s.matches(g)), None)
+        if swap is not None:
+            matched[swap.label()] += g.calls
+            rates = targets[swap.target]
+            long_swapped += g.long_context_calls
+            before = g.rest_spend_usd + (0.0 if use_cache else g.hit_spend_usd)
+            after = g.rest.price(rates) + (0.0 if use_cache else g.hit.price(rates))
+            swap_saving = before - after
+        else:
+            swap_saving = 0.0
+        remaining = g.spend_usd - cache_saving - swap_saving
+        in_batch = scenario.batch_share and (scenario.batch_endpoints is None or g.endpoint in scenario.batch_endpoints)
+        batch_saving = remaining * (1.0 - factor) if in_batch else 0.0
+        acc = per_endpoint.setdefault(g.endpoint, [0.0, 0.0, 0.0, 0.0])
+        acc[0] += g.spend_usd
+        acc[1] += cache_saving
+        acc[2] += swap_saving
+        acc[3] += batch_saving
+        cnt = counts.setdefault(g.endpoint, [0, 0, 0, 0])
+        cnt[0] += g.calls
+        cnt[1] += g.requests
+        cnt[2] += g.would_hit if use_cache else 0
+        cnt[3] += g.unpriced_calls
+    rows = [
+        EndpointResult(
+            endpoint=name, calls=counts[name][0], requests=counts[name][1], actual_usd=a[0],
+            simulated_usd=a[0] - a[1] - a[2] - a[3], cache_savings_usd=a[1], swap_savings_usd=a[2],
+            batch_savings_usd=a[3], would_hit=counts[name][2], unpriced_calls=counts[name][3],
+        )
+        for name, a in per_endpoint.items()
+    ]  # fmt: skip
+    rows.sort(key=lambda e: (-e.savings_usd, -e.actual_usd, e.endpoint))
+    total = EndpointResult(
+        endpoint="TOTAL", calls=sum(e.calls for e in rows), requests=sum(e.requests for e in rows),
+        actual_usd=sum(e.actual_usd for e in rows), simulated_usd=sum(e.simulated_usd for e in rows),
+        cache_savings_usd=sum(e.cache_savings_usd for e in rows), swap_savings_usd=sum(e.swap_savings_usd for e in rows),
+        batch_savings_usd=sum(e.batch_savings_usd for e in rows), would_hit=sum(e.would_hit for e in rows),
+        unpriced_calls=sum(e.unpriced_calls for e in rows),
+    )  # fmt: skip
+    for label, calls in matched.items():
+        if not calls:
+            notes.append(f"--swap {label}: no call in the period used {label.split('=')[0]}")
+    if long_swapped:
+        notes.append(f"{long_swapped:,} swapped calls had over 128K input tokens: long-context tiers are not applied")
+    if scenario.batch_share and scenario.batch_endpoints is not None and not scenario.batch_endpoints:
+        notes.append("no non-interactive endpoint found for the Batch API share: name them with --batch-endpoints, "
+                     "or use --batch-endpoints all")  # fmt: skip
+    if total.unpriced_calls:
+        notes.append(f"{total.unpriced_calls:,} unpriced calls are left out of both costs (their cost is unknown)")
+    rates = {name: {k: float(v) for k, v in r.items()} for name, r in targets.items()}
+    return Simulation(scenario=scenario, replay=replay_, endpoints=rows, total=total, rates=rates, notes=notes)
+
+
+def run(engine: Engine, book: PriceBook, *, since: datetime | None, until: datetime | None,
+        cache_ttl: float | None = None, swaps: Sequence[Swap] = (), batch_share: float = 0.0,
+        batch_endpoints: str = "noninteractive") -> Simulation:  # fmt: skip
+    """Read the period once and play the scenario on it (what `costtrack simulate` does)."""
+    rep = replay(engine, since=since, until=until, cache_ttl=cache_ttl)
+    scope = resolve_batch_scope(engine, rep, batch_endpoints) if batch_share else None
+    scenario = Scenario(cache_ttl=cache_ttl, swaps=tuple(swaps), batch_share=batch_share, batch_endpoints=scope)
+    return simulate(rep, scenario, book)

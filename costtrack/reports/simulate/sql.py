@@ -1,0 +1,84 @@
+"""Portable SQL: timestamps, UTC days and tags read the same on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import Float, Text, case, cast, func, literal, type_coerce
+from sqlalchemy.sql import ColumnElement
+
+from ...errors import ConfigError
+from ...store.schema import records
+
+
+def epoch_of(dialect: str, column: Any) -> ColumnElement[float]:
+    """Seconds since 1970 of a timestamp column, as a float, on SQLite and Postgres."""
+    if dialect == "sqlite":
+        return (func.julianday(column) - 2440587.5) * 86400.0
+    return func.date_part("epoch", column)
+
+
+def day_of(dialect: str, column: Any) -> ColumnElement[Any]:
+    """The UTC day of a timestamp column: 'YYYY-MM-DD' on SQLite, the UTC midnight (timestamptz) on Postgres.
+
+    `as_day` turns either into 'YYYY-MM-DD' (Postgres returns instants in the session's time zone).
+    """
+    if dialect == "sqlite":
+        return func.substr(column, 1, 10)  # stored as UTC text, 'YYYY-MM-DD HH:MM:SS.ffffff'
+    return func.date_trunc("day", column, "UTC")
+
+
+def as_day(value: Any) -> str:
+    """A `day_of` value as 'YYYY-MM-DD' (UTC)."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).date().isoformat() if value.tzinfo else value.date().isoformat()
+    return str(value)
+
+
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _check_tag_key(key: str) -> str:
+    if not _TAG_KEY.match(key):
+        raise ConfigError(f"tag name {key!r} is not supported: use letters, digits, '_', '-' or '.'")
+    return key
+
+
+def tag_text(dialect: str, key: str) -> ColumnElement[str]:
+    """A tag's value as text ('true'/'false' for booleans, NULL when absent), the same on both backends."""
+    _check_tag_key(key)
+    if dialect == "sqlite":
+        path = f'$."{key}"'
+        kind = func.json_type(records.c.tags, path)
+        return case(
+            (kind == "true", literal("true")),
+            (kind == "false", literal("false")),
+            else_=cast(func.json_extract(records.c.tags, path), Text),
+        )
+    return records.c.tags.op("->>")(literal(key))
+
+
+def tag_number(dialect: str, key: str) -> ColumnElement[float]:
+    """A numeric tag's value as a float; NULL when absent or not a number."""
+    _check_tag_key(key)
+    if dialect == "sqlite":
+        path = f'$."{key}"'
+        return case((func.json_type(records.c.tags, path).in_(("integer", "real")),
+                     func.json_extract(records.c.tags, path) * 1.0))  # fmt: skip
+    value = records.c.tags.op("->")(literal(key))
+    return case((func.jsonb_typeof(value) == "number", cast(records.c.tags.op("->>")(literal(key)), Float)))
+
+
+def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
+    """Records whose tag `key` equals `value` (compared as text: run=1 matches 1 and "1")."""
+    return tag_text(dialect, key) == value
+
+
+def has_tag(dialect: str, key: str) -> ColumnElement[bool]:
+    """Records that carry tag `key` (a cheap filter: the JSON is parsed only for those)."""
+    _check_tag_key(key)
+    if dialect == "sqlite":
+        return type_coerce(records.c.tags, Text).like(f'%"{key}"%')
+    return records.c.tags.op("?")(literal(key))
