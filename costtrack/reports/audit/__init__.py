@@ -1,7 +1,7 @@
 """The optimization audit: current state, opportunities detected in the records, a plan, and a cost calculator.
 
 `build_audit` reads the period with a handful of SQL aggregates (run two at a time),
-most of them shared with `costtrack simulate` (reports/simulate.py): the replay's
+most of them shared with `costtrack simulate` (reports/simulate/): the replay's
 totals, daily spend and would-be cache hits, error and fallback counts, and latency
 percentiles; then, only for what qualifies, a prompt-caching window and an
 output-length window. Everything after that is arithmetic on those aggregates;
