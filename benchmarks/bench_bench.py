@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import free_port  # noqa: E402
-
 import costtrack  # noqa: E402
 from costtrack.bench import DEFAULT_PROMPT, Bench, Target  # noqa: E402
+
+from servers import free_port  # noqa: E402
 
 
 async def bare_round(url: str, requests: int, concurrency: int, stream: bool) -> float:

@@ -36,11 +36,11 @@ import openai
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import costtrack  # noqa: E402
-from costtrack.cache import MemoryCache, RedisCache, cache_key  # noqa: E402
-
 # The same mock API and request as bench_wrap.py, so the figures compare.
-from bench_wrap import CHAT_BODY, MESSAGES, STREAM_BODY, handler, one_call  # noqa: E402
+import costtrack
+from costtrack.cache import MemoryCache, RedisCache, cache_key
+
+from bench_wrap import CHAT_BODY, MESSAGES, STREAM_BODY, handler, one_call
 
 
 def per_call(fn: Callable[[], None], calls: int) -> list[float]:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from costtrack.records import CallRecord  # noqa: E402
-from costtrack.store.database import ensure_schema, make_engine, safe_url  # noqa: E402
-from costtrack.store.sql import count_records, insert_records  # noqa: E402
-from costtrack.store.writer import Writer  # noqa: E402
+from costtrack.records import CallRecord
+from costtrack.store.database import ensure_schema, make_engine, safe_url
+from costtrack.store.sql import count_records, insert_records
+from costtrack.store.writer import Writer
 
 
 def uuid7_hex(ms: int) -> str:

@@ -36,11 +36,12 @@ def child(calls: int, stream: bool, control: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import httpx2
     import openai
-    from bench_wrap import handler, one_call
 
     import costtrack
     from costtrack.store.database import ensure_schema, make_engine
     from costtrack.store.sql import insert_records
+
+    from bench_wrap import handler, one_call
 
     cg = ctypes.CDLL(control)
 

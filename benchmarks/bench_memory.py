@@ -20,8 +20,9 @@ import openai
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import costtrack  # noqa: E402
-from bench_wrap import handler, one_call  # noqa: E402
+import costtrack
+
+from bench_wrap import handler, one_call
 
 
 def rss_mb() -> float:

@@ -27,7 +27,7 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import costtrack  # noqa: E402
+import costtrack
 
 CHAT_BODY = json.dumps(
     {
@@ -35,7 +35,7 @@ CHAT_BODY = json.dumps(
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "A short answer."}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 812, "completion_tokens": 40, "total_tokens": 852,
                   "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}},
-    }  # fmt: skip
+    }
 ).encode()
 
 

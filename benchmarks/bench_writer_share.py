@@ -23,9 +23,10 @@ import openai
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import costtrack  # noqa: E402
-from bench_wrap import handler, one_call  # noqa: E402
-from costtrack.store import writer as writer_module  # noqa: E402
+import costtrack
+from costtrack.store import writer as writer_module
+
+from bench_wrap import handler, one_call
 
 
 def main() -> None:
@@ -45,8 +46,8 @@ def main() -> None:
     spent = {"prepare": [0.0, 0.0, 0], "store": [0.0, 0.0, 0]}
     prepare, store = writer_module.Writer._prepare, writer_module.Writer._store
 
-    def timed(name, fn):  # noqa: ANN001, ANN202
-        def wrapper(self, items):  # noqa: ANN001, ANN202
+    def timed(name, fn):
+        def wrapper(self, items):
             wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(self, items)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from .call_context import context
 from .batching import (
     BatchFailedError,
     BatchItemError,
@@ -20,10 +19,11 @@ from .batching import (
 )
 from .budgets import Budget, BudgetExceeded
 from .cache import MemoryCache, RedisCache
-from .fallback import CheapFirst
-from .routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
+from .call_context import context
 from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileError
+from .fallback import CheapFirst
 from .records import CallRecord
+from .routing import ABTest, Decision, DevProd, Privacy, Router, RouteRequest, Tiered, route
 from .tracker import Tracker, configure, default_tracker, flush
 from .usage import Usage
 from .wrap import wrap
@@ -39,21 +39,19 @@ __all__ = [
     "BudgetExceeded",
     "CallRecord",
     "CheapFirst",
-    "Decision",
-    "EmbeddingBatcher",
-    "MemoryCache",
-    "RedisCache",
-    "DevProd",
-    "Privacy",
-    "RouteRequest",
-    "Router",
-    "Tiered",
-    "route",
-    "run_batch",
     "ConfigError",
     "CosttrackError",
     "DatabaseURLError",
+    "Decision",
+    "DevProd",
+    "EmbeddingBatcher",
+    "MemoryCache",
     "PricesFileError",
+    "Privacy",
+    "RedisCache",
+    "RouteRequest",
+    "Router",
+    "Tiered",
     "Tracker",
     "Usage",
     "arun_batch",
@@ -62,6 +60,8 @@ __all__ = [
     "default_tracker",
     "flush",
     "gather_limited",
+    "route",
+    "run_batch",
     "wrap",
 ]
 

@@ -22,35 +22,34 @@ abandoned before their end, never are.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import asyncio
 import json
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .hashing import VOLATILE_KEYS, digest, encode_json
 from .errors import CosttrackError
+from .hashing import VOLATILE_KEYS, digest, encode_json
 from .logs import log, log_once
 
 __all__ = [
-    "Cache",
-    "MemoryCache",
-    "RedisCache",
-    "CachedResponse",
-    "CacheError",
-    "cache_key",
-    "default_cacheable",
     "CACHE_HEADER",
-    "VOLATILE_KEYS",
+    "DEFAULT_REDIS_URL",
     "KEY_HEADERS",
     "STORED_HEADERS",
-    "DEFAULT_REDIS_URL",
+    "VOLATILE_KEYS",
+    "Cache",
+    "CacheError",
+    "CachedResponse",
+    "MemoryCache",
+    "RedisCache",
+    "cache_key",
+    "default_cacheable",
     "redact_url",
 ]
 
@@ -332,7 +331,7 @@ def redact_url(url: str) -> str:
 class _Breaker:
     """After a failure, skip the service for `cooldown` seconds, then try it again."""
 
-    __slots__ = ("cooldown", "timer", "open_until")
+    __slots__ = ("cooldown", "open_until", "timer")
 
     def __init__(self, cooldown: float, timer: Callable[[], float]) -> None:
         self.cooldown = cooldown

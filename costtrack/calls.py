@@ -31,7 +31,7 @@ class Hold:
     `late` (when set) and then recorded.
     """
 
-    __slots__ = ("calls", "active", "late")
+    __slots__ = ("active", "calls", "late")
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -69,10 +69,33 @@ class Call:
     """
 
     __slots__ = (
-        "tracker", "finished", "provider", "api", "operation", "context", "endpoint", "_body", "request_bytes",
-        "attempt", "_timestamp", "started", "first_token", "ended", "status_code",
-        "chunks", "reader", "status", "error_type", "store_content", "cache_hit",
-        "cost_saved_usd", "extra_tags", "batch", "hide_usage_chunk", "hold", "compare_model",
+        "_body",
+        "_timestamp",
+        "api",
+        "attempt",
+        "batch",
+        "cache_hit",
+        "chunks",
+        "compare_model",
+        "context",
+        "cost_saved_usd",
+        "ended",
+        "endpoint",
+        "error_type",
+        "extra_tags",
+        "finished",
+        "first_token",
+        "hide_usage_chunk",
+        "hold",
+        "operation",
+        "provider",
+        "reader",
+        "request_bytes",
+        "started",
+        "status",
+        "status_code",
+        "store_content",
+        "tracker",
     )  # fmt: skip
 
     def __init__(

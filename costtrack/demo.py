@@ -12,7 +12,7 @@ from .call_context import context
 from .simulator import Simulator, anthropic_client, openai_client
 from .tracker import Tracker
 
-__all__ = ["Step", "workload", "run"]
+__all__ = ["Step", "run", "workload"]
 
 TICKETS = [
     "My invoice shows a double charge for October.", "The app crashes when I upload a PNG.",

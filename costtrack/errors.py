@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CosttrackError", "ConfigError", "PricesFileError", "DatabaseURLError"]
+__all__ = ["ConfigError", "CosttrackError", "DatabaseURLError", "PricesFileError"]
 
 
 class CosttrackError(Exception):

@@ -33,7 +33,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .tracker import Tracker
 
-__all__ = ["CheapFirst", "is_retryable", "failure_reason", "install"]
+__all__ = ["CheapFirst", "failure_reason", "install", "is_retryable"]
 
 # Resources whose calls carry a `model=` and are recorded, by API family: (attribute path, methods).
 RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {

@@ -6,8 +6,21 @@ The report templates use these same functions as Jinja filters (reports/render.p
 from __future__ import annotations
 
 __all__ = [
-    "usd", "count", "pct", "ms", "change", "days", "duration", "number", "rate", "score", "pvalue", "when", "delta",
-    "FORMATS", "fmt",
+    "FORMATS",
+    "change",
+    "count",
+    "days",
+    "delta",
+    "duration",
+    "fmt",
+    "ms",
+    "number",
+    "pct",
+    "pvalue",
+    "rate",
+    "score",
+    "usd",
+    "when",
 ]
 
 

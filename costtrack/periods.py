@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import ConfigError
 
-__all__ = ["parse_since", "parse_instant", "month_range", "parse_range"]
+__all__ = ["month_range", "parse_instant", "parse_range", "parse_since"]
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -489,7 +489,7 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
 class _Entry:
     """A resolved (provider, model): its Rates for any timestamp, built once per price period."""
 
-    __slots__ = ("fixed", "periods", "model", "source", "_by_price")
+    __slots__ = ("_by_price", "fixed", "model", "periods", "source")
 
     def __init__(self, fixed: Rates | None = None, periods: tuple[tuple[date | None, Rates], ...] | None = None,
                  model: ModelInfo | None = None, source: str = "") -> None:  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CallRecord", "Status", "RECORD_FIELDS", "new_id"]
+__all__ = ["RECORD_FIELDS", "CallRecord", "Status", "new_id"]
 
 Status = Literal["ok", "error", "incomplete"]
 

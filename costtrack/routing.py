@@ -22,20 +22,20 @@ wrapped with the same tracker.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import functools
 import hashlib
 import inspect
 import os
 import random as _random
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .call_context import context, current
 from .errors import ConfigError
-from .fallback import CheapFirst, Clients, check_entry, install as install_fallback, patch_resources, resolve_path
+from .fallback import CheapFirst, Clients, check_entry, patch_resources, resolve_path
+from .fallback import install as install_fallback
 
 if TYPE_CHECKING:
     from .tracker import Tracker

@@ -23,7 +23,7 @@ from .sse import EventSplitter, event_fields, is_plain, next_boundary
 if TYPE_CHECKING:
     from .tracker import Tracker
 
-__all__ = ["CostTransport", "AsyncCostTransport", "Instrument"]
+__all__ = ["AsyncCostTransport", "CostTransport", "Instrument"]
 
 _CACHE_HEADER = CACHE_HEADER.encode()
 # Request paths already seen → operation (the SDK's paths are few and fixed).
@@ -287,7 +287,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_stream", "_decode", "_splitter", "_complete", "_store", "_saved")
+    __slots__ = ("_call", "_complete", "_decode", "_saved", "_splitter", "_store", "_stream")
 
     def __init__(
         self,

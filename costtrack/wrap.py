@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .fallback import CheapFirst
     from .tracker import Tracker
 
-__all__ = ["wrap", "detect_provider"]
+__all__ = ["detect_provider", "wrap"]
 
 C = TypeVar("C")
 
@@ -31,7 +31,7 @@ def detect_provider(api: str, base_url: Any) -> str:
     host = url.host or ""
     if host == "api.openai.com":
         return "openai"
-    if host.endswith(".openai.azure.com") or host.endswith(".azure.com"):
+    if host.endswith(".azure.com"):  # *.openai.azure.com and the newer AI-services hosts
         return "azure"
     for name in ("ollama", "vllm"):
         if name in host:

@@ -28,11 +28,20 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from conftest import FakeClock, free_port, require_service
 from typer.testing import CliRunner
 
 import costtrack
-from conftest import FakeClock, free_port, require_service
-from costtrack.cache import CACHE_HEADER, STORED_HEADERS, Cache, CachedResponse, CacheError, MemoryCache, RedisCache, cache_key
+from costtrack.cache import (
+    CACHE_HEADER,
+    STORED_HEADERS,
+    Cache,
+    CachedResponse,
+    CacheError,
+    MemoryCache,
+    RedisCache,
+    cache_key,
+)
 from costtrack.logs import reset_once
 from costtrack.simulator import Simulator, anthropic_client, async_openai_client, openai_client
 
@@ -378,7 +387,7 @@ def test_errors_are_never_cached(tracker, records, make_cache, sim):
 def test_malformed_bodies_are_not_cached(tracker, make_cache, sim):
     client = wrapped(tracker, openai_client(sim), make_cache())
     sim.script("malformed")
-    with pytest.raises(Exception):
+    with pytest.raises(json.JSONDecodeError):  # what the bare SDK raises on a body that is not JSON
         client.chat.completions.create(**CHAT)
     client.chat.completions.create(**CHAT)
     assert len(sim.requests) == 2

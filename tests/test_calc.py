@@ -18,11 +18,11 @@ import pytest
 import typer
 
 import costtrack.cli as cli
+from costtrack.cli import calc as calc_cli
 from costtrack.errors import ConfigError
 from costtrack.pricing import ENV_PRICES_FILE
 from costtrack.records import CallRecord
 from costtrack.reports import calc as core
-from costtrack.cli import calc as calc_cli
 
 # List prices, USD per 1M tokens (reference/pricing-notes.md).
 MINI_IN, MINI_CACHED, MINI_OUT = 0.15, 0.075, 0.60
@@ -500,11 +500,11 @@ def test_cli_from_db_empty(sqlite_url: str, capsys: pytest.CaptureFixture[str]) 
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--power-watts", "-450"], "--power-watts -450 must not be negative"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--cached-share", "1.5"], "--cached-share"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", "--input-tokens", "500", "--output-tokens", "200",
-          "--hours-per-day", "25"], "--hours-per-day"),  # fmt: skip
+          "--hours-per-day", "25"], "--hours-per-day"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100"], "missing --input-tokens, --output-tokens"),
         (["--requests-per-day", "100", *COURSE], "give --model"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--hardware", "cloud_gpu", "--hardware-cost", "10"],
-         "--gpu-monthly or --gpu-hourly"),  # fmt: skip
+         "--gpu-monthly or --gpu-hourly"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--hours-per-day", "abc"], "--hours-per-day"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--models", "gpt-4o,nope"], "costtrack prices show nope"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--peak-factor", "0.5"], "--peak-factor"),

@@ -7,10 +7,11 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from helpers import Recorder, anthropic_client, fixture, openai_client, serve
 
 import costtrack
 from costtrack.records import CallRecord
+
+from helpers import Recorder, anthropic_client, fixture, openai_client, serve
 
 
 class Keep:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-
-
 from costtrack.cli import run as cli
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_empty_database(sqlite_url, capsys, command, tmp_path, monkeypatch):
 class FakeTimer:
     """Stands in for threading.Timer: the test decides when the delay has passed."""
 
-    made: list[FakeTimer] = []
+    made: ClassVar[list[FakeTimer]] = []
 
     def __init__(self, delay, function):
         self.delay, self.function, self.started, self.cancelled, self.daemon = delay, function, False, False, False

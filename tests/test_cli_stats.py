@@ -12,7 +12,6 @@ import pytest
 from costtrack.cli import run
 
 
-
 @pytest.fixture
 def seeded(tracker, make_record):
     recs = [

@@ -210,7 +210,7 @@ def test_upgrade_unreachable_database_is_a_url_error(tmp_path) -> None:
     assert "\n" not in str(info.value)
 
 
-def _migrate_in_process(url: str, barrier, results) -> None:  # noqa: ANN001 - runs in a child
+def _migrate_in_process(url: str, barrier, results) -> None:
     from costtrack.store.database import current_revision, ensure_schema, make_engine
 
     engine = make_engine(url)

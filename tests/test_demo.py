@@ -7,13 +7,13 @@ against a value computed from the stored records without costtrack's report code
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import nearest_rank, price, rates
 
 from costtrack import demo
 from costtrack.cli import run as cli
@@ -23,6 +23,8 @@ from costtrack.reports.audit import build_audit
 from costtrack.reports.render import render
 from costtrack.store.database import make_engine
 from costtrack.tracker import Tracker
+
+from helpers import nearest_rank, price, rates
 
 MTOK = Decimal(1_000_000)
 END = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -58,7 +60,7 @@ def expected(recs):
     drafts = served(recs, "/api/draft-reply")
     sonnet = rates("anthropic", drafts[0].model, last)
     prefix = min(r.tokens_input for r in drafts)
-    warm = [b for a, b in zip(drafts, drafts[1:]) if (b.timestamp - a.timestamp).total_seconds() <= 300]
+    warm = [b for a, b in itertools.pairwise(drafts) if (b.timestamp - a.timestamp).total_seconds() <= 300]
     warm_tokens = sum(max(prefix - r.tokens_cached_input, 0) for r in warm)
     cold = len(drafts) - len(warm)
     out["prompt-cache"] = float((warm_tokens * (sonnet["input"] - sonnet["cached_input"])
@@ -163,11 +165,11 @@ def test_workload_rhythms():
     assert all(END + timedelta(hours=3) - timedelta(days=2) <= s.at < END + timedelta(hours=3) for s in many)
     # Reply drafts come in bursts: most follow the previous one within 5 minutes.
     drafts = [s.at for s in steps if s.endpoint == "/api/draft-reply"]
-    gaps = [(b - a).total_seconds() for a, b in zip(drafts, drafts[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(drafts)]
     assert sum(g <= 300 for g in gaps) / len(gaps) > 0.6
     # Interactive traffic follows working hours: far more at 10:00-16:00 UTC than at 00:00-04:00.
     interactive = Counter(s.at.hour for s in steps if s.endpoint in ("/api/classify", "/api/summarize", "/api/chat"))
-    assert sum(interactive[h] for h in range(10, 16)) > 5 * sum(interactive[h] for h in range(0, 4))
+    assert sum(interactive[h] for h in range(10, 16)) > 5 * sum(interactive[h] for h in range(4))
 
 
 def test_cli_demo_writes_an_audit_with_five_opportunities(tmp_path, capsys, monkeypatch):

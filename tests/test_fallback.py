@@ -246,7 +246,7 @@ def test_cost_saved_by_the_cheap_answer_equals_the_list_price_difference(tracker
 def test_net_saving_counts_rejected_attempts(tracker, records):
     sim = Simulator()
     verdicts = iter([False, True])  # the first cheap answer is rejected, the second call's is accepted
-    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: next(verdicts) if r.model.startswith("gpt-4o-mini") else True))  # noqa: E501
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: next(verdicts) if r.model.startswith("gpt-4o-mini") else True))
     chat(client)
     chat(client)
     assert sent(sim) == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]

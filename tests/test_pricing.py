@@ -393,7 +393,7 @@ def test_env_var_prices_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert explicit.rates("openai", "env-model", AT) is None
     assert PriceBook(use_env=False).prices_file is None
     monkeypatch.setenv(ENV_PRICES_FILE, str(tmp_path / "missing.toml"))
-    with pytest.raises(PricesFileError, match="missing.toml"):
+    with pytest.raises(PricesFileError, match=r"missing\.toml"):
         PriceBook()
 
 

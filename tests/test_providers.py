@@ -63,7 +63,7 @@ def test_openai_stream_keeps_usage_chunk_when_the_caller_asked_for_it(tracker, r
         client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
     )
     assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == 2048
     assert server.bodies[0]["stream_options"] == {"include_usage": True}

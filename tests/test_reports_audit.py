@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import nearest_rank, price, rates
 
 from costtrack.format import count, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports.audit import AuditOptions, build_audit, min_cacheable_tokens
 from costtrack.reports.render import render
 from costtrack.store.database import make_engine
+
+from helpers import nearest_rank, price, rates
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 MTOK = Decimal(1_000_000)
@@ -115,7 +117,7 @@ def expected(recs):
     # Prompt caching on chat: prefix = smallest prompt; warm = within 5 minutes of the previous call.
     chat = sorted((r for r in recs if r.endpoint == "/api/chat" and r.status == "ok"), key=lambda r: r.timestamp)
     prefix = min(r.tokens_input for r in chat)
-    warm = sum(1 for a, b in zip(chat, chat[1:]) if (b.timestamp - a.timestamp).total_seconds() <= 300)
+    warm = sum(1 for a, b in itertools.pairwise(chat) if (b.timestamp - a.timestamp).total_seconds() <= 300)
     cold = len(chat) - warm
     prompt = float((warm * prefix * (sonnet["input"] - sonnet["cached_input"])
                     - cold * prefix * (sonnet["cache_write"] - sonnet["input"])) / MTOK)  # fmt: skip

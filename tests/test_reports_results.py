@@ -6,13 +6,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from helpers import nearest_rank
 
 from costtrack.format import change, count, days, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports import results as res
 from costtrack.reports.render import render
 from costtrack.store.database import make_engine
+
+from helpers import nearest_rank
 
 B0 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # before: 2026-11-01..2026-11-05
 A0 = datetime(2026, 11, 10, tzinfo=timezone.utc)  # after: 2026-11-10..2026-11-14

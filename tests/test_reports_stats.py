@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from helpers import nearest_rank
 
 from costtrack.reports.stats import compute_stats
 from costtrack.store.database import make_engine
+
+from helpers import nearest_rank
 
 
 @pytest.fixture

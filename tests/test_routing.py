@@ -12,7 +12,7 @@ import pytest
 import costtrack
 from costtrack.errors import ConfigError
 from costtrack.fallback import CheapFirst
-from costtrack.routing import ABTest, Decision, DevProd, Privacy, RouteRequest, Router, Tiered, route
+from costtrack.routing import ABTest, Decision, DevProd, Privacy, Router, RouteRequest, Tiered, route
 from costtrack.simulator import (
     Simulator,
     anthropic_client,

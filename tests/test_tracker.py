@@ -9,9 +9,9 @@ import textwrap
 import threading
 from decimal import Decimal
 
-
 import costtrack
 from costtrack.simulator import Simulator
+
 from helpers import Recorder, openai_client, serve
 
 CHAT = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
@@ -88,11 +88,12 @@ def test_records_queued_at_exit_are_written(tmp_path):
     assert len(costtrack.Tracker(url).records()) == 300
 
 
-def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:  # noqa: ANN001
+def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:
     # The clock is the `now=` argument; a subclass method of that name must not stop calls being recorded.
     from datetime import datetime, timezone
 
     import costtrack
+
     from helpers import Recorder, openai_client, serve
 
     class Custom(costtrack.Tracker):

@@ -24,7 +24,7 @@ def outcome(fn):
     """What the app sees: the return value's dump, or the exception's type and message."""
     try:
         result = fn()
-    except Exception as exc:  # noqa: BLE001 - comparing what the app would see
+    except Exception as exc:
         return ("raised", type(exc), str(exc))
     return ("returned", type(result), result.model_dump() if hasattr(result, "model_dump") else result)
 

@@ -12,6 +12,7 @@ import pytest
 
 import costtrack
 from costtrack.wrap import detect_provider
+
 from helpers import Recorder, anthropic_client, openai_client, serve
 
 CHAT = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
@@ -116,18 +117,18 @@ class Answer(BaseModel):
     answer: str
 
 
-def _openai_tokens(usage) -> tuple[int, int]:  # noqa: ANN001 - an SDK usage object
+def _openai_tokens(usage) -> tuple[int, int]:
     if hasattr(usage, "prompt_tokens"):
         return usage.prompt_tokens, getattr(usage, "completion_tokens", 0) or 0
     return usage.input_tokens, usage.output_tokens
 
 
-def _anthropic_tokens(usage) -> tuple[int, int]:  # noqa: ANN001
+def _anthropic_tokens(usage) -> tuple[int, int]:
     read, write = usage.cache_read_input_tokens or 0, usage.cache_creation_input_tokens or 0
     return usage.input_tokens + read + write, usage.output_tokens
 
 
-def _last_usage(chunks) -> tuple[int, int]:  # noqa: ANN001
+def _last_usage(chunks) -> tuple[int, int]:
     return _openai_tokens([c for c in chunks if c.usage is not None][-1].usage)
 
 
@@ -140,7 +141,7 @@ SYNC_OPERATIONS = {
         c.chat.completions.parse(model="gpt-4o-mini", messages=USER, response_format=Answer).usage)),
     "responses": lambda c: ("responses", _openai_tokens(c.responses.create(model="gpt-4o-mini", input="Hi").usage)),
     "responses-stream": lambda c: ("responses", _openai_tokens(
-        [e for e in c.responses.create(model="gpt-4o-mini", input="Hi", stream=True) if e.type == "response.completed"][0].response.usage)),
+        [e for e in c.responses.create(model="gpt-4o-mini", input="Hi", stream=True) if e.type == "response.completed"][0].response.usage)),  # noqa: RUF015 - the list reads the stream to its end
     "responses-stream-helper": lambda c: ("responses", _responses_helper(c)),
     "embeddings": lambda c: ("embeddings", _openai_tokens(c.embeddings.create(model="text-embedding-3-small", input="Hi").usage)),
     "messages": lambda c: ("messages", _anthropic_tokens(c.messages.create(**CLAUDE).usage)),
@@ -149,12 +150,12 @@ SYNC_OPERATIONS = {
 }  # fmt: skip
 
 
-def _responses_helper(client) -> tuple[int, int]:  # noqa: ANN001
+def _responses_helper(client) -> tuple[int, int]:
     with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
         return _openai_tokens(stream.get_final_response().usage)
 
 
-def _anthropic_stream(events) -> tuple[int, int]:  # noqa: ANN001
+def _anthropic_stream(events) -> tuple[int, int]:
     events = list(events)
     start = next(e for e in events if e.type == "message_start").message.usage
     delta = [e for e in events if e.type == "message_delta"][-1].usage
@@ -162,21 +163,21 @@ def _anthropic_stream(events) -> tuple[int, int]:  # noqa: ANN001
     return start.input_tokens + read + write, delta.output_tokens  # message_delta counts are running totals
 
 
-def _anthropic_helper(client) -> tuple[int, int]:  # noqa: ANN001
+def _anthropic_helper(client) -> tuple[int, int]:
     with client.messages.stream(**CLAUDE) as stream:
         return _anthropic_tokens(stream.get_final_message().usage)
 
 
-async def _alist(stream) -> list:  # noqa: ANN001
+async def _alist(stream) -> list:
     return [item async for item in stream]
 
 
-async def _aresponses_helper(client) -> tuple[int, int]:  # noqa: ANN001
+async def _aresponses_helper(client) -> tuple[int, int]:
     async with client.responses.stream(model="gpt-4o-mini", input="Hi") as stream:
         return _openai_tokens((await stream.get_final_response()).usage)
 
 
-async def _aanthropic_helper(client) -> tuple[int, int]:  # noqa: ANN001
+async def _aanthropic_helper(client) -> tuple[int, int]:
     async with client.messages.stream(**CLAUDE) as stream:
         return _anthropic_tokens((await stream.get_final_message()).usage)
 
@@ -189,7 +190,7 @@ ASYNC_OPERATIONS = {
                                    lambda r: ("chat.completions", _openai_tokens(r.usage))),
     "responses": lambda c: _await(c.responses.create(model="gpt-4o-mini", input="Hi"), lambda r: ("responses", _openai_tokens(r.usage))),
     "responses-stream": lambda c: _await(_astream(c.responses.create(model="gpt-4o-mini", input="Hi", stream=True)),
-                                         lambda es: ("responses", _openai_tokens([e for e in es if e.type == "response.completed"][0].response.usage))),
+                                         lambda es: ("responses", _openai_tokens(next(e for e in es if e.type == "response.completed").response.usage))),
     "responses-stream-helper": lambda c: _await(_aresponses_helper(c), lambda t: ("responses", t)),
     "embeddings": lambda c: _await(c.embeddings.create(model="text-embedding-3-small", input="Hi"), lambda r: ("embeddings", _openai_tokens(r.usage))),
     "messages": lambda c: _await(c.messages.create(**CLAUDE), lambda r: ("messages", _anthropic_tokens(r.usage))),
@@ -198,15 +199,15 @@ ASYNC_OPERATIONS = {
 }  # fmt: skip
 
 
-async def _astream(pending) -> list:  # noqa: ANN001
+async def _astream(pending) -> list:
     return await _alist(await pending)
 
 
-async def _await(pending, then):  # noqa: ANN001
+async def _await(pending, then):
     return then(await pending)
 
 
-def _client(name: str, is_async: bool):  # noqa: ANN202
+def _client(name: str, is_async: bool):
     anthropic_api = name.startswith("messages")
     if is_async:
         return simulator.async_anthropic_client() if anthropic_api else simulator.async_openai_client()

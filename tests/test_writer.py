@@ -46,7 +46,7 @@ def outbox_lines(directory: Path, prefix: str = "") -> int:
     )
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+def wait_for(predicate, timeout: float = 30.0) -> None:
     """Wait for the writer thread to get some work done (not for time to pass)."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -59,7 +59,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
 def writers():
     made: list[Writer] = []
 
-    def make(*args, **kwargs) -> Writer:  # noqa: ANN002, ANN003
+    def make(*args, **kwargs) -> Writer:
         w = Writer(*args, **kwargs)
         made.append(w)
         return w
@@ -205,7 +205,7 @@ def test_submit_waits_at_most_backlog_wait(database_url, writers, make_record, o
     assert {r.id for r in stored(database_url)} == {r.id for r in recs}
 
 
-def _woken_but_busy(w: Writer, make_record, fake_clock, n: int) -> tuple[Writer, threading.Event, list[CallRecord]]:  # noqa: ANN001
+def _woken_but_busy(w: Writer, make_record, fake_clock, n: int) -> tuple[Writer, threading.Event, list[CallRecord]]:
     """A writer whose thread is held at a gate in one pass while a later submit() has woken it, 10 ms ago."""
     gate = threading.Event()
     recs = [make_record() for _ in range(n)]
@@ -224,7 +224,7 @@ def test_a_woken_writer_that_has_not_run_gets_a_hand_off(database_url, writers, 
                                             outbox_dir=outbox_dir, clock=fake_clock), make_record, fake_clock, 5)  # fmt: skip
 
     def open_gate_once_the_caller_waits() -> None:
-        wait_for(lambda: len(w._cond._waiters) > 0)  # noqa: SLF001 - the caller is blocked in the hand-off
+        wait_for(lambda: len(w._cond._waiters) > 0)
         gate.set()
 
     opener = threading.Thread(target=open_gate_once_the_caller_waits)
@@ -253,7 +253,7 @@ def test_no_hand_off_while_the_writer_waits_on_the_database(database_url, writer
     # A thread blocked in a database call is not starved of the GIL: callers go on at once.
     gate = threading.Event()
 
-    def slow_engine():  # noqa: ANN202 - a database that takes its time to answer
+    def slow_engine():
         gate.wait(30)
         return make_engine(database_url)
 
@@ -261,7 +261,7 @@ def test_no_hand_off_while_the_writer_waits_on_the_database(database_url, writer
     recs = [make_record() for _ in range(10)]
     w.submit(recs[0])
     w.submit(recs[1])  # a full batch: the thread goes to the database and waits there
-    wait_for(lambda: w._in_io)  # noqa: SLF001
+    wait_for(lambda: w._in_io)
     w.submit(recs[2])
     fake_clock.advance(0.01)
     for r in recs[3:]:
@@ -287,7 +287,7 @@ def test_submit_does_not_wait_while_the_database_is_down(blocked_database, write
     assert len(stored(blocked_database.url)) == 51
 
 
-def _process_writes(url: str, n: int, tag: str, outbox: str, barrier) -> None:  # noqa: ANN001 - child
+def _process_writes(url: str, n: int, tag: str, outbox: str, barrier) -> None:
     from costtrack.records import CallRecord
     from costtrack.store.writer import Writer
 
@@ -521,11 +521,11 @@ def test_records_the_database_refuses_are_kept_aside(database_url, writers, make
     poison = make_record(tokens_input=2**70)  # fits no integer column
     nul = make_record(response_body="before\x00after")  # Postgres text cannot hold NUL
     with caplog.at_level(logging.ERROR, logger="costtrack"):
-        for r in good[:5] + [poison, nul] + good[5:]:
+        for r in [*good[:5], poison, nul, *good[5:]]:
             w.submit(r)
         assert w.flush() is True
     got = {r.id: r for r in stored(database_url)}
-    assert set(got) == {r.id for r in good + [nul]}
+    assert set(got) == {r.id for r in [*good, nul]}
     assert got[nul.id].response_body in ("before\x00after", "before\ufffdafter")
     rejected = list(outbox_dir.glob("rejected-*.jsonl"))
     assert len(rejected) == 1

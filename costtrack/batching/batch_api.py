@@ -285,7 +285,7 @@ def _job(
         if not isinstance(request, Mapping):
             raise TypeError(f"request {i}: each request is a request body (a dict), not {type(request).__name__}")
         if not isinstance(request.get("model"), str):
-            raise ValueError(f"request {i}: the request body has no 'model'")  # noqa: TRY004 - a missing field
+            raise ValueError(f"request {i}: the request body has no 'model'")
         if request.get("stream"):
             raise ValueError(f"request {i}: the Batch API does not stream; remove 'stream'")
         bodies.append(dict(request))

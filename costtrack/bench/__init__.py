@@ -66,11 +66,11 @@ from .targets import (
 from .transport import error_kind
 
 __all__ = [
+    "DEFAULT_PROMPT",
+    "ERROR_KINDS",
     "Bench",
     "BenchError",
     "BenchReport",
-    "DEFAULT_PROMPT",
-    "ERROR_KINDS",
     "Injection",
     "LevelResult",
     "Target",

@@ -224,7 +224,7 @@ class Bench:
         for target in self.targets:
             try:
                 self.tracker.pricebook.rates(target.recorded_provider, target.model, now)
-            except Exception:  # noqa: BLE001, S110 - warming up only: the measured requests report what fails
+            except Exception:  # noqa: BLE001 - warming up only: the measured requests report what fails
                 pass
         scratch = Tracker(pricebook=self.tracker.pricebook, writer=_NullWriter())  # type: ignore[arg-type]
         for target in {t.sdk: t for t in self.targets}.values():
@@ -242,7 +242,7 @@ class Bench:
                 client = scratch.wrap(raw, endpoint="bench:prime", provider=target.provider)
                 for stream in (False, True):
                     await _Caller(client, target, ["prime"], 8, stream, self.clock)(0)
-            except Exception:  # noqa: BLE001, S110 - warming up only: the measured requests report what fails
+            except Exception:  # noqa: BLE001 - warming up only: the measured requests report what fails
                 pass
             finally:
                 await http.aclose()
@@ -259,7 +259,7 @@ class Bench:
                 ensure_schema(engine)
             finally:
                 engine.dispose()
-        except Exception:  # noqa: BLE001, S110
+        except Exception:  # noqa: BLE001
             pass  # the writer reports it (and keeps records in the outbox)
 
     # -- one level
@@ -343,7 +343,7 @@ class Bench:
             for http in https:
                 try:
                     await http.aclose()
-                except Exception:  # noqa: BLE001, S110 - the level was measured: a pool that fails to close changes nothing
+                except Exception:  # noqa: BLE001 - the level was measured: a pool that fails to close changes nothing
                     pass
             result = self._summarize(chain, label, level, samples, wall, cpu, states, interrupted)
             self.results.append(result)
@@ -355,7 +355,7 @@ class Bench:
                    cpu: float, states: Mapping[str, _TargetState], interrupted: bool) -> LevelResult:  # fmt: skip
         is_chain = len(chain) > 1
         ok = [s for s in samples if s.error is None]
-        errors = {kind: 0 for kind in ERROR_KINDS}
+        errors = dict.fromkeys(ERROR_KINDS, 0)
         for s in samples:
             if s.error is not None:
                 errors[s.error] = errors.get(s.error, 0) + 1

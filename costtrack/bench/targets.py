@@ -145,7 +145,7 @@ def _pairs(values: Iterable[str], option: str) -> list[tuple[str, str]]:
 def _check_url(name: str, url: str) -> str:
     try:
         parsed = httpx2.URL(url)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any unparsable URL gets the same one-line error below
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(

@@ -329,7 +329,7 @@ def _exception_class(api: str) -> type[BudgetExceeded]:
             import anthropic
 
             base: type[Exception] = anthropic.AnthropicError
-        except Exception:  # pragma: no cover - the SDK is there: the client came from it
+        except Exception:  # noqa: BLE001  # pragma: no cover - the SDK is there: the client came from it
             return BudgetExceeded
         cls = type("BudgetExceeded", (BudgetExceeded, base), {"__module__": __name__, "__doc__": BudgetExceeded.__doc__})
         _sdk_exceptions[api] = cls

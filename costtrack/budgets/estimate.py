@@ -87,7 +87,7 @@ def _chat_tokens(body: Mapping[str, Any], default_max_output: int) -> tuple[int,
             messages += 1
             content = m.get("content")
             chars += len(content) if type(content) is str else _chars(content)
-            if "tool_calls" in m and m["tool_calls"]:
+            if m.get("tool_calls"):
                 chars += _json_len(m["tool_calls"])
     # _prompt_tokens inlined: this runs on the app's thread before every hard-limited chat call.
     tokens_in = -(-chars // CHARS_PER_TOKEN) + messages * MESSAGE_OVERHEAD_TOKENS + REPLY_OVERHEAD_TOKENS

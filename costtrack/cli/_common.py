@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
 
-__all__ = ["fail", "print_json", "DatabaseOption", "resolve_database_url", "display_url", "read_engine", "console"]
+__all__ = ["DatabaseOption", "console", "display_url", "fail", "print_json", "read_engine", "resolve_database_url"]
 
 
 def fail(message: str) -> NoReturn:
@@ -46,7 +46,7 @@ def display_url(url: str) -> str:
     return safe_url(url)
 
 
-def read_engine(url: str | None) -> "Engine":
+def read_engine(url: str | None) -> Engine:
     """An engine on the records database, its schema up to date; bad URLs end in a one-line error."""
     from ..store.database import ensure_schema, make_engine
 

@@ -29,10 +29,10 @@ def _group() -> None:
 
 @app.command("clear")
 def clear(
-    namespace: Optional[str] = typer.Option(  # noqa: UP007 - typer
+    namespace: Optional[str] = typer.Option(
         None, "--namespace", "-n", help="Delete only this namespace's entries (default: every costtrack entry)."
     ),
-    redis_url: Optional[str] = typer.Option(None, "--redis-url", help=_URL_HELP),  # noqa: UP007 - typer
+    redis_url: Optional[str] = typer.Option(None, "--redis-url", help=_URL_HELP),
     prefix: str = typer.Option("costtrack:cache", "--prefix", help="Key prefix the cache was created with."),
 ) -> None:
     """Delete cached responses from Redis: one namespace, or all of them."""

@@ -23,11 +23,12 @@ _URL_HELP = "Database URL (default: $COSTTRACK_DATABASE_URL, then .env, then sql
 
 @app.command("upgrade")
 def upgrade(
-    database_url: Optional[str] = typer.Option(None, "--database-url", help=_URL_HELP),  # noqa: UP007 - typer
+    database_url: Optional[str] = typer.Option(None, "--database-url", help=_URL_HELP),
     revision: str = typer.Option("head", "--revision", help="Revision to migrate to."),
 ) -> None:
     """Create or migrate the records table to the newest schema (safe to run concurrently)."""
-    from ..store.database import make_engine, resolve_url, safe_url, upgrade as run_upgrade
+    from ..store.database import make_engine, resolve_url, safe_url
+    from ..store.database import upgrade as run_upgrade
 
     url = resolve_url(database_url)  # DatabaseURLError: one line, exit 2
     engine = make_engine(url)
@@ -36,7 +37,7 @@ def upgrade(
             rev = run_upgrade(engine, revision)
         except DatabaseURLError:
             raise
-        except Exception as exc:  # alembic: unknown revision and the like
+        except Exception as exc:  # noqa: BLE001 - alembic: unknown revision and the like; one line, exit 2
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseURLError(f"cannot migrate the database at {safe_url(engine.url)}: {msg}") from None
     finally:

@@ -13,6 +13,7 @@ from ..tracker import Tracker
 from . import _common
 from .stats import render
 
+
 def demo(
     calls: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many calls to simulate.")] = 3000,
     seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,

@@ -17,7 +17,6 @@ from ..records import RECORD_FIELDS
 from ..store.sql import iter_records
 from . import _common
 
-
 #: Exported columns: the record's fields; content only when it was stored.
 EXPORT_FIELDS = tuple(name for name in RECORD_FIELDS if name not in ("request_body", "response_body"))
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..reports.results import Selection
 
-__all__ = ["app", "audit", "results", "summary", "delayed_progress", "open_records", "parse_tag"]
+__all__ = ["app", "audit", "delayed_progress", "open_records", "parse_tag", "results", "summary"]
 
 app = typer.Typer(
     help="Write the optimization documents: the audit, the before/after results, the README's Performance section.",
@@ -31,7 +31,7 @@ app = typer.Typer(
 TemplateOption = Annotated[
     Optional[Path],
     typer.Option("--template", help="Render your own copy of the Jinja2 template instead of the built-in one.",
-                 dir_okay=False),  # fmt: skip
+                 dir_okay=False),
 ]
 PricesOption = Annotated[
     Optional[Path],

@@ -15,6 +15,7 @@ from ..store.sql import iter_records, update_costs
 from ..usage import Usage
 from . import _common
 
+
 def usage_of(record: CallRecord) -> Usage:
     """The Usage a stored record was priced from."""
     return Usage(

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from ..reports.simulate import Simulation
 
-__all__ = ["simulate", "render"]
+__all__ = ["render", "simulate"]
 
 
 def simulate(

@@ -9,10 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..format import count, pct, usd
 from ..periods import month_range, parse_since
 from ..reports.stats import Stats, compute_stats
 from . import _common
-from ..format import count, pct, usd
+
 
 def stats(
     since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,

@@ -37,7 +37,7 @@ def message_usage(usage: Any) -> Usage | None:
 class MessageStreamReader:
     """Reads Messages events: `message_start` has the input side, `message_delta` the running totals."""
 
-    __slots__ = ("model", "usage", "done", "failed", "_raw", "_seen_content")
+    __slots__ = ("_raw", "_seen_content", "done", "failed", "model", "usage")
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from ..usage import Usage
 
-__all__ = ["BodyParser", "StreamReader", "operation_for_path", "as_int", "first_of"]
+__all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "operation_for_path"]
 
 # Path suffix → operation, for both APIs; anything else passes through untouched.
 _OPERATIONS = {

@@ -78,7 +78,7 @@ def _loads(data: bytes) -> Any:
 class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
-    __slots__ = ("model", "usage", "done", "failed", "_hide_usage_chunk", "_seen_content")
+    __slots__ = ("_hide_usage_chunk", "_seen_content", "done", "failed", "model", "usage")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.model: str | None = None
@@ -138,7 +138,7 @@ class ChatStreamReader:
 class ResponsesStreamReader:
     """Reads Responses API events; usage comes with `response.completed` (or incomplete/failed)."""
 
-    __slots__ = ("model", "usage", "done", "failed", "_seen_content")
+    __slots__ = ("_seen_content", "done", "failed", "model", "usage")
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None

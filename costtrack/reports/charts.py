@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .audit import Audit
     from .simulate import Replay
 
-__all__ = ["Chart", "MISSING_NOTE", "available", "write_charts"]
+__all__ = ["MISSING_NOTE", "Chart", "available", "write_charts"]
 
 MISSING_NOTE = "Charts skipped: matplotlib is not installed (`pip install 'costtrack[reports]'` adds it)."
 #: Models drawn separately in the spend-by-day chart; the others are summed as "other".

@@ -24,7 +24,7 @@ from jinja2 import (
 from .. import format as fmt
 from ..errors import ConfigError
 
-__all__ = ["BUILTIN", "TEMPLATES_DIR", "check", "environment", "render", "md_cell", "tidy"]
+__all__ = ["BUILTIN", "TEMPLATES_DIR", "check", "environment", "md_cell", "render", "tidy"]
 
 #: The package directory of the built-in templates.
 TEMPLATES_DIR = Path(__import__("costtrack.templates", fromlist=["__file__"]).__file__).resolve().parent
@@ -108,7 +108,7 @@ def render(document: str, context: dict[str, Any], template: str | Path | None =
         return tidy(env.get_template(name).render(**context))
     except TemplateSyntaxError as exc:
         raise ConfigError(f"{where}, line {exc.lineno}: {exc.message}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a user template can fail in any way: one line, exit 2
         line = _template_line(exc, env, name)
         at = f", line {line}" if line else ""
         raise ConfigError(f"{where}{at}: {type(exc).__name__}: {exc}") from None
@@ -118,7 +118,7 @@ def _template_line(exc: BaseException, env: Environment, name: str) -> int | Non
     """The template line the error happened on (Jinja rewrites tracebacks to point into templates)."""
     try:
         source_file = env.get_template(name).filename
-    except Exception:
+    except Exception:  # noqa: BLE001 - only a hint for the message being built
         return None
     line = None
     tb = exc.__traceback__

@@ -12,7 +12,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ..store.schema import records
 
-__all__ = ["GroupStats", "Stats", "compute_stats", "period_filter", "Percentiles", "PercentileResult", "bucket_range"]
+__all__ = ["GroupStats", "PercentileResult", "Percentiles", "Stats", "bucket_range", "compute_stats", "period_filter"]
 
 GroupBy = Literal["model", "endpoint", "provider", "none"]
 PERCENTILES = (50, 95, 99)

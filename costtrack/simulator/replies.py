@@ -115,7 +115,7 @@ class _Replies(_SimulatorState):
         elif outcome.kind == "malformed":
             keep = min(2, len(events))
             head = b"event: content_block_delta\n" if provider == "anthropic" else b""
-            events = events[:keep] + [head + b'data: {"id": "broken", "choices": [{"delta": {"content": "unterminated\n\n']
+            events = [*events[:keep], head + b'data: {"id": "broken", "choices": [{"delta": {"content": "unterminated\n\n']
         return httpx2.Response(
             200,
             headers=self._headers(provider, n, stream=True),

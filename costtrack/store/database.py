@@ -54,16 +54,16 @@ __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
     "SQLITE_BUSY_TIMEOUT",
+    "alembic_config",
+    "current_revision",
+    "database_key",
+    "ensure_schema",
+    "head_revision",
+    "make_engine",
+    "migration_transaction",
     "resolve_url",
     "safe_url",
-    "make_engine",
-    "ensure_schema",
     "upgrade",
-    "current_revision",
-    "head_revision",
-    "alembic_config",
-    "migration_transaction",
-    "database_key",
 ]
 
 log = logging.getLogger("costtrack")
@@ -95,7 +95,7 @@ def safe_url(url: str | URL) -> str:
     """The URL with its password hidden, for messages and logs."""
     try:
         return (make_url(url) if isinstance(url, str) else url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unparsable URL is still masked, never shown whole
         return _mask(str(url))
 
 
@@ -317,7 +317,7 @@ def head_revision() -> str:
 def _known_revision(rev: str) -> bool:
     try:
         return _script().get_revision(rev) is not None
-    except Exception:
+    except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown revision
         return False
 
 

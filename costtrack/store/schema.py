@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["metadata", "records", "budget_alerts", "UTCDateTime", "INSERT_COLUMNS"]
+__all__ = ["INSERT_COLUMNS", "UTCDateTime", "budget_alerts", "metadata", "records"]
 
 #: Constraint and index names are fixed so migrations can refer to them.
 metadata = MetaData(

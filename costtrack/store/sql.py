@@ -21,7 +21,7 @@ from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 from ..records import CallRecord
 from .schema import INSERT_COLUMNS, records
 
-__all__ = ["insert_records", "iter_records", "count_records", "update_costs", "record_to_row"]
+__all__ = ["count_records", "insert_records", "iter_records", "record_to_row", "update_costs"]
 
 _UTC = timezone.utc
 
@@ -59,7 +59,7 @@ def _row_builder(ts: Callable[[datetime], Any]) -> Callable[[dict[str, Any]], tu
         else:
             parts.append(f"d[{name!r}]")
     source = "lambda d: (" + ", ".join(parts) + ",)"
-    return eval(source, {"_ts": ts, "_tags": _tags})  # noqa: S307 - built from our own column names
+    return eval(source, {"_ts": ts, "_tags": _tags})
 
 
 _ROW = {"sqlite": _row_builder(_sqlite_ts), "postgresql": _row_builder(_pg_ts)}

@@ -60,7 +60,7 @@ from .database import (
 from .outbox import Outbox, default_outbox_dir, iter_outbox
 from .sql import insert_records
 
-__all__ = ["Writer", "Pending"]
+__all__ = ["Pending", "Writer"]
 
 
 class Pending(Protocol):

@@ -101,7 +101,7 @@ def ab_test(engine: Engine, where: ColumnElement[bool], name: str | None = None)
     if len(stats) < 2:
         raise ConfigError(f"--ab: test {name!r} has one arm in the selection ({', '.join(stats)}): "
                           "nothing to compare")  # fmt: skip
-    control_name = "control" if "control" in stats else sorted(stats)[0]  # noqa: FURB192 - moved unchanged
+    control_name = "control" if "control" in stats else sorted(stats)[0]
     control = stats.pop(control_name)
     variants = [stats[k] for k in sorted(stats)]
     comparisons = {
