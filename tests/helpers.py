@@ -87,3 +87,28 @@ def nearest_rank(values: list[float], p: float) -> float:
     """The p-th percentile by nearest rank (an observed value), the definition reports use."""
     ordered = sorted(values)
     return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
+
+
+def batch_chat(i: int) -> dict:
+    """The i-th request body of the batch tests: a one-line ticket summary."""
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Summarise ticket number {i} in one line."}]}
+
+
+def live_chat(body: dict) -> Any:
+    """What a live (non-batch) call answers for the same body, from a fresh simulator."""
+    from costtrack.simulator import Simulator, openai_client
+
+    return openai_client(Simulator()).chat.completions.create(**body)
+
+
+class NullWriter:
+    """A writer that drops records (for tests that do not read them back)."""
+
+    def submit(self, record: Any) -> None:
+        pass
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -29,14 +29,13 @@ from costtrack.simulator import (
     openai_client,
 )
 
+from helpers import NullWriter, live_chat
+from helpers import batch_chat as chat
+
 # gpt-4o-mini: $0.15 / $0.60 per 1M input / output tokens; the Batch API halves both.
 MINI_IN, MINI_OUT = 0.15 / 1e6, 0.60 / 1e6
 # text-embedding-3-small: $0.02 per 1M input tokens.
 EMBED_IN = 0.02 / 1e6
-
-
-def chat(i: int) -> dict:
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Summarise ticket number {i} in one line."}]}
 
 
 def route(request) -> tuple[str, str]:
@@ -47,11 +46,6 @@ def route(request) -> tuple[str, str]:
             rest = path[len(prefix):].split("/", 1)
             path = prefix + "{id}" + ("/" + rest[1] if len(rest) > 1 else "")
     return request.method, path
-
-
-def live_chat(body: dict) -> ChatCompletion:
-    """What a live (non-batch) call answers for the same body, from a fresh simulator."""
-    return openai_client(Simulator()).chat.completions.create(**body)
 
 
 def cost_of(r) -> float:
@@ -247,14 +241,14 @@ def test_embeddings_and_responses_batches(tracker, records):
 
 def test_progress_bar_draws_on_the_given_console():
     out = io.StringIO()
-    tracker = costtrack.Tracker("sqlite://", writer=_NullWriter())
+    tracker = costtrack.Tracker("sqlite://", writer=NullWriter())
     run_batch(openai_client(Simulator()), [chat(1), chat(2)], tracker=tracker, sleep=lambda s: None,
               progress=Console(file=out, width=100))
     assert "batch completed" in out.getvalue() and "2/2" in out.getvalue()
 
 
 def test_run_batch_checks_its_arguments():
-    tracker = costtrack.Tracker("sqlite://", writer=_NullWriter())
+    tracker = costtrack.Tracker("sqlite://", writer=NullWriter())
     sim = Simulator()
     client = openai_client(sim)
     with pytest.raises(ValueError, match="does not stream"):
@@ -269,15 +263,3 @@ def test_run_batch_checks_its_arguments():
     empty = run_batch(client, [], tracker=tracker, progress=False)
     assert empty == [] and empty.ok and sim.requests == []
 
-
-class _NullWriter:
-    """A writer that drops records (for tests that do not read them back)."""
-
-    def submit(self, record) -> None:
-        pass
-
-    def flush(self, timeout=None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass

@@ -10,20 +10,13 @@ import warnings
 
 import openai
 import pytest
-from openai.types.chat import ChatCompletion
 from rich.console import Console
 
 from costtrack.batching.gather import gather_limited
-from costtrack.simulator import Simulator, openai_client
+from costtrack.simulator import Simulator
 
-
-def chat(i: int) -> dict:
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Summarise ticket number {i} in one line."}]}
-
-
-def live_chat(body: dict) -> ChatCompletion:
-    """What a live (non-batch) call answers for the same body, from a fresh simulator."""
-    return openai_client(Simulator()).chat.completions.create(**body)
+from helpers import batch_chat as chat
+from helpers import live_chat
 
 
 async def test_gather_limited_caps_in_flight_requests_and_keeps_order(tracker, records):

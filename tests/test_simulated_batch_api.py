@@ -12,22 +12,8 @@ import costtrack
 from costtrack.batching import run_batch
 from costtrack.simulator import Simulator, anthropic_client, openai_client
 
-
-def chat(i: int) -> dict:
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Summarise ticket number {i} in one line."}]}
-
-
-class _NullWriter:
-    """A writer that drops records (for tests that do not read them back)."""
-
-    def submit(self, record) -> None:
-        pass
-
-    def flush(self, timeout=None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
+from helpers import NullWriter
+from helpers import batch_chat as chat
 
 
 def test_simulated_batch_api_edges():
@@ -58,7 +44,7 @@ def test_simulated_batch_api_edges():
 def test_simulated_batch_lines_fail_at_random_but_reproducibly():
     def run() -> list[str]:
         sim = Simulator(seed=3, error_rate=0.5)
-        tracker = costtrack.Tracker("sqlite://", writer=_NullWriter())
+        tracker = costtrack.Tracker("sqlite://", writer=NullWriter())
         results = run_batch(openai_client(sim), [chat(i) for i in range(8)], tracker=tracker, sleep=lambda s: None, progress=False)
         return [type(r).__name__ for r in results]
 
