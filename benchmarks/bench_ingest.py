@@ -8,7 +8,9 @@ inserting them (each call to insert_records one transaction of --batch records)
 into a fresh, migrated database: a SQLite file in a temporary directory, and a
 throwaway database created on the Postgres server (default: the admin URL in
 $COSTTRACK_BENCH_POSTGRES_URL, else postgres@127.0.0.1:5432) and dropped afterwards.
-"Writer" lines time submit() of every record plus the final flush().
+"Writer" lines time submit() of every record plus the final flush(). The reference line runs
+the same rows, built before timing, through sqlite3's own executemany (no SQLAlchemy, one
+row per statement): what a plain driver loop reaches on this machine and schema.
 
 --ids uuid7 gives the records time-ordered ids (as uuid7 would) instead of
 CallRecord's random uuid4 ids, to show what the random primary key costs SQLite.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -30,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from costtrack.records import CallRecord
 from costtrack.store.database import ensure_schema, make_engine, safe_url
-from costtrack.store.sql import count_records, insert_records
+from costtrack.store.schema import INSERT_COLUMNS
+from costtrack.store.sql import count_records, insert_records, record_to_row
 from costtrack.store.writer import Writer
+
+_QUOTED = ", ".join(f'"{c}"' for c in INSERT_COLUMNS)
+ROW_INSERT = f"INSERT INTO records ({_QUOTED}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 
 
 def uuid7_hex(ms: int) -> str:
@@ -79,6 +86,26 @@ def bench_inserts(url: str, records: list[CallRecord], batch: int) -> float:
         return len(records) / elapsed
     finally:
         engine.dispose()
+
+
+def bench_raw_sqlite(path: str, records: list[CallRecord], batch: int) -> float:
+    """The reference: the same rows (built before timing) through sqlite3's own executemany, no SQLAlchemy."""
+    engine = make_engine(f"sqlite:///{path}")
+    ensure_schema(engine)
+    engine.dispose()
+    rows = [record_to_row(r) for r in records]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        started = time.perf_counter()
+        for start in range(0, len(rows), batch):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(ROW_INSERT, rows[start : start + batch])
+            conn.execute("COMMIT")
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        conn.close()
 
 
 def bench_writer(url: str, records: list[CallRecord], outbox: str) -> float:
@@ -154,6 +181,8 @@ def main() -> None:
             print(f"Postgres skipped ({safe_url(args.postgres_url)}: {str(exc).splitlines()[0]})")
             pg = None
     try:
+        raw = [bench_raw_sqlite(f"{tmp}/raw-{i}.db", records, 10_000) for i in range(args.repeat)]
+        print(f"SQLite    raw sqlite3 executemany, rows prebuilt, batch 10,000 (reference): {statistics.median(raw):,.0f} rows/s")
         for name, fresh in backends:
             for batch in args.batch:
                 rates = [bench_inserts(fresh(), records, batch) for _ in range(args.repeat)]  # type: ignore[operator]
