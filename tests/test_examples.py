@@ -21,18 +21,24 @@ def server():
         yield running
 
 
-def run_example(name: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ANTHROPIC_", "COSTTRACK_"))}
+def environment(tmp_path: Path, **env: str) -> dict[str, str]:
+    """The user's environment without keys, costtrack settings or proxies (the server is local), plus `env`."""
+    skip = ("OPENAI_", "ANTHROPIC_", "COSTTRACK_")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(skip) and not k.lower().endswith("_proxy")}
     clean.update(COSTTRACK_DATABASE_URL=f"sqlite:///{tmp_path / 'example.db'}",
                  COSTTRACK_OUTBOX_DIR=str(tmp_path / "outbox"), **env)  # fmt: skip
+    return clean
+
+
+def run_example(name: str, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          cwd=tmp_path, env=clean, timeout=120)  # fmt: skip
+                          cwd=tmp_path, env=environment(tmp_path, **env), timeout=120)  # fmt: skip
 
 
 def stored(tmp_path: Path) -> list[dict]:
-    out = subprocess.run([sys.executable, "-m", "costtrack", "export", "--format", "jsonl", "--since", "2000-01-01",
-                          "--database-url", f"sqlite:///{tmp_path / 'example.db'}"],
-                         capture_output=True, text=True, cwd=tmp_path, check=True)  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "costtrack", "export", "--format", "jsonl", "--since", "2000-01-01"],
+                         capture_output=True, text=True, cwd=tmp_path, env=environment(tmp_path), timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 

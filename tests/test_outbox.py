@@ -31,6 +31,20 @@ def test_appended_records_read_back_in_chunks_with_bad_lines_counted(tmp_path, m
     assert not path.exists() and claimed.exists()
 
 
+def test_a_record_pydantic_cannot_write_whole_is_kept_sanitised(tmp_path, make_record) -> None:
+    odd = make_record(tags={"digest": b"\x9f\x00", "parts": ("a\ud800",), "nul": "a\x00b"})
+    box = Outbox(tmp_path, "k")
+    box.append([odd, make_record()])
+    box.close()
+    ((fd, _),) = Outbox(tmp_path, "k").claim_orphans()
+    try:
+        ((good, bad),) = list(iter_outbox(fd))
+    finally:
+        os.close(fd)
+    assert bad == 0 and len(good) == 2 and good[0].id == odd.id
+    assert good[0].tags == {"digest": "\ufffd\ufffd", "parts": ["a?"], "nul": "a\ufffdb"}
+
+
 def test_take_own_starts_a_new_file_and_reject_keeps_refused_records_apart(tmp_path, make_record) -> None:
     box = Outbox(tmp_path, "k")
     box.append([make_record()])

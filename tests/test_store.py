@@ -188,6 +188,14 @@ def test_tag_values_json_cannot_hold_are_stored_as_text(engine, make_record) -> 
     assert back.tags["ratio"] == 0.25 and back.tags["ünï"] == ["✓", None]
 
 
+def test_tag_values_pydantic_core_refuses_are_stored_as_text(engine, make_record) -> None:
+    # Bytes that are not UTF-8 and lone surrogates: the standard encoder writes them instead.
+    rec = make_record(tags={"digest": b"\x9f", "ok": "fine"})
+    assert insert_records(engine, [rec]) == 1
+    (back,) = list(iter_records(engine))
+    assert back.tags == {"digest": "b'\\x9f'", "ok": "fine"}
+
+
 def test_postgres_stores_timestamptz(postgres_url, make_record) -> None:
     from costtrack.store.database import make_engine
 

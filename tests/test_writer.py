@@ -515,6 +515,21 @@ def test_replaying_twice_stores_once(database_url, writers, make_record, outbox_
         engine.dispose()
 
 
+def test_a_tag_value_json_serialisers_refuse_does_not_hold_up_the_rest(database_url, writers, make_record,
+                                                                       outbox_dir) -> None:
+    """Bytes that are not UTF-8 and a lone surrogate: pydantic-core refuses both; every record is still stored."""
+    w = writers(database_url, outbox_dir=outbox_dir)
+    odd = [make_record(tags={"digest": b"\x9f\x00"}), make_record(tags={"parts": ("\ud800",)})]
+    plain = [make_record() for _ in range(50)]
+    for r in [odd[0], *plain, odd[1]]:
+        w.submit(r)
+    assert w.flush() is True
+    got = {r.id: r for r in stored(database_url)}
+    assert set(got) == {r.id for r in odd + plain}
+    assert w.stats["rejected"] == 0 and w.stats["lost"] == 0 and outbox_lines(outbox_dir, "rejected-") == 0
+    assert isinstance(got[odd[0].id].tags["digest"], str) and len(got[odd[1].id].tags["parts"]) == 1
+
+
 def test_records_the_database_refuses_are_kept_aside(database_url, writers, make_record, outbox_dir, caplog) -> None:
     w = writers(database_url, outbox_dir=outbox_dir)
     good = [make_record() for _ in range(9)]

@@ -9,10 +9,11 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..records import CallRecord
 
-__all__ = ["Outbox", "default_outbox_dir", "iter_outbox"]
+__all__ = ["Outbox", "default_outbox_dir", "iter_outbox", "sanitised"]
 
 
 def default_outbox_dir() -> Path:
@@ -80,7 +81,7 @@ class Outbox:
         """Write `records` durably (fsync'd) to this process's file. Raises OSError."""
         if not records:
             return
-        data = b"".join(r.model_dump_json().encode() + b"\n" for r in records)
+        data = b"".join(map(_line, records))
         with self._lock:
             if self._fd is None:
                 self._fd, self._path = self._new_file()
@@ -97,9 +98,12 @@ class Outbox:
 
     def write_closed(self, records: Sequence[CallRecord], kind: str = "") -> Path:
         """Write records to a new file and let go of it at once (any writer may replay it)."""
+        data = b"".join(map(_line, records))  # before the file exists: nothing left half-made if this fails
         fd, path = self._new_file(kind=kind)
         try:
-            os.write(fd, b"".join(r.model_dump_json().encode() + b"\n" for r in records))
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -174,3 +178,30 @@ def iter_outbox(fd: int, chunk: int = 5000) -> Iterator[tuple[list[CallRecord], 
                 good, bad = [], 0
         if good or bad:
             yield good, bad
+
+
+def sanitised(record: CallRecord) -> CallRecord:
+    """A copy the databases and JSON can hold: no NUL characters, no lone surrogates, bytes and tuples as text and lists."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            return value.encode("utf-8", "replace").decode("utf-8")
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        if isinstance(value, dict):
+            return {fix(k): fix(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [fix(v) for v in value]
+        return value
+
+    data = {k: fix(v) for k, v in record.__dict__.items()}
+    return CallRecord.model_construct(**data)
+
+
+def _line(record: CallRecord) -> bytes:
+    """One JSON line; a record pydantic cannot write whole (a tag of non-UTF-8 bytes, a lone surrogate) goes sanitised."""
+    try:
+        return record.model_dump_json().encode() + b"\n"
+    except ValueError:
+        return sanitised(record).model_dump_json().encode() + b"\n"

@@ -10,6 +10,7 @@ SQLite and Postgres), so replaying an outbox never duplicates a record.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from itertools import chain
@@ -39,9 +40,20 @@ def _pg_ts(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
 
 
+_stdlib_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _tags(value: Any) -> str:
-    # pydantic-core's serialiser: a fifth of json.dumps' time per record; values JSON cannot hold become text.
-    return to_json(value, fallback=str).decode() if value else "{}"
+    if not value:
+        return "{}"
+    try:
+        # pydantic-core's serialiser: a fifth of json.dumps' time per record. Values it has no
+        # JSON form for are written as str(value); dataclasses, models and sets as JSON.
+        return to_json(value, fallback=str).decode()
+    except ValueError:
+        # It refuses bytes that are not UTF-8 and lone surrogates, which the standard
+        # encoder writes as text and escapes: the record is stored all the same.
+        return _stdlib_dumps(value)
 
 
 def _row_builder(ts: Callable[[datetime], Any]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -57,7 +57,7 @@ from .database import (
     resolve_url,
     safe_url,
 )
-from .outbox import Outbox, default_outbox_dir, iter_outbox
+from .outbox import Outbox, default_outbox_dir, iter_outbox, sanitised
 from .sql import insert_records
 
 __all__ = ["Pending", "Writer"]
@@ -605,7 +605,7 @@ class Writer:
             except _RECORD_ERRORS as exc:
                 reason = _first_line(exc)
             try:
-                inserted += insert_records(engine, [_sanitised(record)])
+                inserted += insert_records(engine, [sanitised(record)])
             except _RECORD_ERRORS as exc:
                 reason = _first_line(exc)
                 rejected.append(record)
@@ -614,7 +614,7 @@ class Writer:
             try:
                 path = self._outbox.reject(rejected)
                 where = f"kept in {path}"
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: not even a sanitised copy could be written
                 where = f"and could not be kept ({_first_line(exc)})"
                 self.stats["lost"] += len(rejected)
             log.error("costtrack: the database refused %d record(s) (%s); %s", len(rejected), reason, where)
@@ -792,21 +792,5 @@ class Writer:
             if self._owns_engine:
                 self._engine.dispose(close=False)
         _LIVE.add(self)
-
-
-def _sanitised(record: CallRecord) -> CallRecord:
-    """A copy Postgres/SQLite can store: no NUL characters, no lone surrogates."""
-    def fix(value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.replace("\x00", "\ufffd")
-            return value.encode("utf-8", "replace").decode("utf-8")
-        if isinstance(value, dict):
-            return {fix(k): fix(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fix(v) for v in value]
-        return value
-
-    data = {k: fix(v) for k, v in record.__dict__.items()}
-    return CallRecord.model_construct(**data)
 
 
