@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .batch_api import BATCH_URLS as BATCH_URLS
+from .batch_api import CANCEL_WAIT as CANCEL_WAIT
 from .batch_api import (
     BatchFailedError,
     BatchItemError,

@@ -136,7 +136,7 @@ class BatchTimeoutError(BatchJobError):
 # --------------------------------------------------------------------------- progress bar
 
 
-class _Bar:
+class Bar:
     """A rich progress bar on stderr, or nothing."""
 
     def __init__(self, progress: bool | Console, description: str, total: int | None, clock: Callable[[], float]) -> None:
@@ -193,7 +193,7 @@ def _instrument_of(client: Any) -> Instrument | None:
     return None
 
 
-def _is_async_client(client: Any) -> bool:
+def is_async_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(getattr(client, "embeddings", None), "create", None)) or type(
         client
     ).__name__.startswith("Async")
@@ -275,7 +275,7 @@ def _job(
             f"run_batch() runs OpenAI Batch API jobs and takes an openai client (OpenAI, AsyncOpenAI), "
             f"not {type(client).__module__}.{type(client).__qualname__}"
         )
-    if _is_async_client(client) != is_async:
+    if is_async_client(client) != is_async:
         raise TypeError("use `await arun_batch(...)` with an async client" if not is_async else "arun_batch() needs an AsyncOpenAI client; use run_batch() with OpenAI")
     if poll_interval < 0 or (timeout is not None and timeout < 0):
         raise ValueError("poll_interval and timeout must not be negative")
@@ -323,7 +323,7 @@ _Op = tuple[str, Any]
 def _flow(job: _Job) -> Generator[_Op, Any, BatchResults]:
     if not job.bodies:
         return BatchResults(wall_time_s=0.0)
-    bar = _Bar(job.progress, "batch uploading", len(job.bodies), job.clock)
+    bar = Bar(job.progress, "batch uploading", len(job.bodies), job.clock)
     batch: Any = None
     try:
         upload = yield ("upload", job.jsonl())
@@ -366,7 +366,7 @@ def _flow(job: _Job) -> Generator[_Op, Any, BatchResults]:
         bar.close()
 
 
-def _give_up(job: _Job, batch: Any, bar: _Bar) -> Generator[_Op, Any, Any]:
+def _give_up(job: _Job, batch: Any, bar: Bar) -> Generator[_Op, Any, Any]:
     """Cancel a timed-out batch (when asked to) and wait for it to settle."""
     if not job.cancel_on_timeout:
         return batch

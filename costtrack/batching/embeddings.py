@@ -11,7 +11,7 @@ from typing import Any
 
 from ..call_context import context
 from ..errors import CosttrackError
-from .batch_api import _is_async_client
+from .batch_api import is_async_client
 
 __all__ = ["EmbeddingBatcher"]
 
@@ -64,7 +64,7 @@ class EmbeddingBatcher:
         self.clock = clock
         self.options = options
         self.requests = 0  #: combined requests sent so far
-        self._is_async = _is_async_client(client)
+        self._is_async = is_async_client(client)
         self._cond = threading.Condition()
         self._pending: list[_Slot] = []
         self._apending: list[_Slot] = []

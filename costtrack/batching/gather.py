@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .batch_api import _Bar
+from .batch_api import Bar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -44,7 +44,7 @@ async def gather_limited(
     if not pending:
         return results
     queue = iter(enumerate(pending))
-    bar = _Bar(progress, description, len(pending), time.monotonic)
+    bar = Bar(progress, description, len(pending), time.monotonic)
 
     async def worker() -> None:
         for index, item in queue:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from ..usage import Usage
-from .transport import _ANSWERED, error_kind
+from .transport import ANSWERED, error_kind
 
 if TYPE_CHECKING:
     from .targets import Target
@@ -61,7 +61,7 @@ def _token_parameter(target: Target) -> str:
     return "max_completion_tokens" if (httpx2.URL(target.base_url).host or "") == "api.openai.com" else "max_tokens"
 
 
-class _Caller:
+class Caller:
     """Sends one prompt to one (wrapped) client and times it; never raises but CancelledError."""
 
     def __init__(self, client: Any, target: Target, prompts: Sequence[str], max_tokens: int, stream: bool,
@@ -85,7 +85,7 @@ class _Caller:
     async def __call__(self, index: int) -> Sample:
         sample = Sample()
         slot: list[str | None] = [None]
-        _ANSWERED.set(slot)
+        ANSWERED.set(slot)
         kwargs = self.requests[index % len(self.requests)]
         clock = self.clock
         start = clock()

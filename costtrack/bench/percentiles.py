@@ -15,7 +15,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[min(rank, len(ordered)) - 1]
 
 
-def _ms_percentiles(values: Sequence[float]) -> dict[str, float | None]:
+def ms_percentiles(values: Sequence[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     out: dict[str, float | None] = {}
     for p in (50, 95, 99):

@@ -17,13 +17,13 @@ if TYPE_CHECKING:
     from ..pricing import PriceBook
     from ..tracker import Tracker
 
-from .caller import Sample, _Caller
-from .percentiles import _ms_percentiles, percentile
+from .caller import Caller, Sample
+from .percentiles import ms_percentiles, percentile
 from .readiness import wait_ready
 from .results import BenchReport, LevelResult, new_run_id
 from .targets import DEFAULT_PROMPT, ERROR_KINDS, NO_KEY, SDKS, Target
-from .transport import BenchTransport, _TargetState
-from .warmup import _canned_answer, _NullWriter
+from .transport import BenchTransport, TargetState
+from .warmup import NullWriter, canned_answer
 
 # BenchReport, LevelResult and percentile lived here: importing them from this module still works.
 __all__ = ["Bench", "BenchReport", "LevelResult", "percentile"]
@@ -226,9 +226,9 @@ class Bench:
                 self.tracker.pricebook.rates(target.recorded_provider, target.model, now)
             except Exception:  # noqa: BLE001 - warming up only: the measured requests report what fails
                 pass
-        scratch = Tracker(pricebook=self.tracker.pricebook, writer=_NullWriter())  # type: ignore[arg-type]
+        scratch = Tracker(pricebook=self.tracker.pricebook, writer=NullWriter())  # type: ignore[arg-type]
         for target in {t.sdk: t for t in self.targets}.values():
-            http = httpx2.AsyncClient(transport=httpx2.MockTransport(_canned_answer))
+            http = httpx2.AsyncClient(transport=httpx2.MockTransport(canned_answer))
             options = {"base_url": target.base_url, "api_key": "sk-prime", "max_retries": 0, "http_client": http}
             try:
                 if target.sdk == "anthropic":
@@ -241,7 +241,7 @@ class Bench:
                     raw = AsyncOpenAI(**options)
                 client = scratch.wrap(raw, endpoint="bench:prime", provider=target.provider)
                 for stream in (False, True):
-                    await _Caller(client, target, ["prime"], 8, stream, self.clock)(0)
+                    await Caller(client, target, ["prime"], 8, stream, self.clock)(0)
             except Exception:  # noqa: BLE001 - warming up only: the measured requests report what fails
                 pass
             finally:
@@ -264,7 +264,7 @@ class Bench:
 
     # -- one level
 
-    def _client(self, target: Target, level: int, state: _TargetState) -> tuple[Any, Any]:
+    def _client(self, target: Target, level: int, state: TargetState) -> tuple[Any, Any]:
         """(raw SDK client, its httpx2 client): a fresh pool of `level` connections, faults below costtrack."""
         limits = httpx2.Limits(max_connections=level, max_keepalive_connections=level)
         http = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
@@ -290,7 +290,7 @@ class Bench:
         is_chain = len(chain) > 1
         label = ">".join(t.name for t in chain) if is_chain else chain[0].name
         endpoint = f"bench:{label}"
-        states = {t.name: _TargetState(t) for t in chain}
+        states = {t.name: TargetState(t) for t in chain}
         https: list[Any] = []
         clients: list[Any] = []
         for target in chain:
@@ -313,7 +313,7 @@ class Bench:
         else:
             first, raw, tags = clients[0]
             wrapped = self.tracker.wrap(raw, endpoint=endpoint, tags=tags, provider=first.provider)
-        call = _Caller(wrapped, chain[0], self.prompts, self.max_tokens, self.stream, self.clock)
+        call = Caller(wrapped, chain[0], self.prompts, self.max_tokens, self.stream, self.clock)
         samples: list[Sample] = []
         progress = self.on_progress
         semaphore = asyncio.Semaphore(level)
@@ -352,7 +352,7 @@ class Bench:
     # -- summarising
 
     def _summarize(self, chain: Sequence[Target], label: str, level: int, samples: list[Sample], wall: float,
-                   cpu: float, states: Mapping[str, _TargetState], interrupted: bool) -> LevelResult:  # fmt: skip
+                   cpu: float, states: Mapping[str, TargetState], interrupted: bool) -> LevelResult:  # fmt: skip
         is_chain = len(chain) > 1
         ok = [s for s in samples if s.error is None]
         errors = dict.fromkeys(ERROR_KINDS, 0)
@@ -408,7 +408,7 @@ class Bench:
         return LevelResult(
             target=label, model=">".join(models), provider=">".join(t.recorded_provider for t in chain),
             sdk=chain[0].sdk, concurrency=level, planned=self.requests, requests=n, ok=len(ok), errors=errors,
-            latency_ms=_ms_percentiles(latencies), ttft_ms=_ms_percentiles(ttfts),
+            latency_ms=ms_percentiles(latencies), ttft_ms=ms_percentiles(ttfts),
             output_tokens_per_s=_round(percentile(rates, 50)), requests_per_s=_round(rps),
             tokens_per_s=_round(out_tokens / wall) if wall > 0 else None, wall_s=round(wall, 6),
             input_tokens=in_tokens, output_tokens=out_tokens,

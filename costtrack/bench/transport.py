@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 from .targets import Target
 
-_ANSWERED: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar("costtrack_bench_answered", default=None)
+ANSWERED: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar("costtrack_bench_answered", default=None)
 INJECTED_HEADER = "x-costtrack-injected"
 
 
@@ -34,7 +34,7 @@ def _error_body(sdk: str, status: int) -> bytes:
     return json.dumps(body).encode()
 
 
-class _TargetState:
+class TargetState:
     """What one target's transports share during a level: request count, injected faults, the fault draws."""
 
     def __init__(self, target: Target, sleep: Callable[[float], Any] = asyncio.sleep) -> None:
@@ -55,7 +55,7 @@ class BenchTransport(httpx2.AsyncBaseTransport):
     and injected into; model listings pass through.
     """
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, state: _TargetState) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport, state: TargetState) -> None:
         self._inner = inner
         self._state = state
 
@@ -83,7 +83,7 @@ class BenchTransport(httpx2.AsyncBaseTransport):
                 return httpx2.Response(fault, headers=headers, content=_error_body(state.target.sdk, fault), request=request)
         response = await self._inner.handle_async_request(request)
         if response.status_code < 400:
-            slot = _ANSWERED.get()
+            slot = ANSWERED.get()
             if slot is not None:
                 slot[0] = state.target.name
         return response

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 
 
-class _NullWriter:
+class NullWriter:
     """A writer that stores nothing (for warming up)."""
 
     def submit(self, record: Any) -> None:
@@ -20,7 +20,7 @@ class _NullWriter:
         pass
 
 
-def _canned_answer(request: httpx2.Request) -> httpx2.Response:
+def canned_answer(request: httpx2.Request) -> httpx2.Response:
     """A minimal answer in the request's own wire format (for warming up)."""
     import json
 

@@ -64,11 +64,11 @@ def _tag_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _label(threshold: float) -> str:
+def threshold_label(threshold: float) -> str:
     return f"{threshold:g}"
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
     return f"{type(orig if orig is not None else exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
@@ -319,7 +319,7 @@ class BudgetExceeded(CosttrackError):
 _sdk_exceptions: dict[str, type[BudgetExceeded]] = {}
 
 
-def _exception_class(api: str) -> type[BudgetExceeded]:
+def exception_class(api: str) -> type[BudgetExceeded]:
     """BudgetExceeded, or for the Anthropic SDK a subclass it will not wrap and retry."""
     if api != "anthropic":
         return BudgetExceeded

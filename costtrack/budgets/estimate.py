@@ -79,7 +79,7 @@ def _format_chars(fmt: Any) -> int:
     return _json_len(fmt) if isinstance(fmt, dict) and fmt.get("type") not in (None, "text") else 0
 
 
-def _chat_tokens(body: Mapping[str, Any], default_max_output: int) -> tuple[int, int]:
+def chat_tokens(body: Mapping[str, Any], default_max_output: int) -> tuple[int, int]:
     """:func:`estimate_tokens` of a chat completion (the common case: it runs on the app's thread)."""
     chars = messages = 0
     for m in body.get("messages") or ():
@@ -127,7 +127,7 @@ def estimate_tokens(
     request sets none. Embeddings have no output.
     """
     if operation == "chat.completions":
-        return _chat_tokens(body, default_max_output)
+        return chat_tokens(body, default_max_output)
     if operation == "responses":
         chars = _chars(body.get("instructions")) if isinstance(body.get("instructions"), str) else 0
         items = body.get("input")

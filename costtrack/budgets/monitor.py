@@ -10,7 +10,7 @@ How spend is known without a query per call. Each Tracker with budgets has a
 - ``db``: the scope's spend in the database at the last refresh (every process's
   records), re-read by a background thread every ``refresh_interval`` seconds;
 - ``pending``: this process's records already priced but not yet stored (they are
-  built in the writer thread, see :class:`_Settling`);
+  built in the writer thread, see :class:`Settling`);
 - ``after``: this process's records stored since the last refresh;
 - ``reserved``: estimates of this process's hard-limited calls in flight.
 
@@ -70,12 +70,12 @@ if TYPE_CHECKING:
     from ..records import CallRecord
     from ..tracker import Tracker
 
-from .budget import Budget, _label, _one_line, period_bounds
+from .budget import Budget, one_line, period_bounds, threshold_label
 from .config import budgets_from_env, make_monitor
-from .estimate import DEFAULT_MAX_OUTPUT_TOKENS, _chat_tokens, estimate_tokens
+from .estimate import DEFAULT_MAX_OUTPUT_TOKENS, chat_tokens, estimate_tokens
 from .refusal import refusal
-from .spend import _EPS, project, query_top, query_totals
-from .state import BudgetStatus, _release, _Reservation, _Settling, _State
+from .spend import EPS, project, query_top, query_totals
+from .state import BudgetStatus, Reservation, Settling, State, release
 
 # budgets_from_env, make_monitor and BudgetStatus lived here: importing them from this module still works.
 __all__ = ["BudgetMonitor", "BudgetStatus", "budgets_from_env", "make_monitor"]
@@ -120,15 +120,15 @@ class BudgetMonitor:
         # Every state's current period contains [_since, _until): a call in it needs no period check per budget.
         self._since = self._until = _NEVER
         self._states = [
-            _State(b, tuple(b.sinks or (LoggingSink(),)) + tuple(s for s in extra if s not in b.sinks), self._periods_moved)
+            State(b, tuple(b.sinks or (LoggingSink(),)) + tuple(s for s in extra if s not in b.sinks), self._periods_moved)
             for b in self.budgets
         ]
         #: The states of hard-limited budgets (checked before each call).
-        self.hard: tuple[_State, ...] = tuple(s for s in self._states if s.budget.hard_limit)
+        self.hard: tuple[State, ...] = tuple(s for s in self._states if s.budget.hard_limit)
         self._hard_scoped = any(s.budget.scope for s in self.hard)  # else every call is in every hard budget's scope
         self._hard_by_model = any(s.budget.model is not None for s in self.hard)
         self._hard_by_tag = any(s.budget.tag is not None for s in self.hard)
-        self._scopes: dict[str, dict[str | None, tuple[_State, ...]]] = {}  # endpoint -> user -> hard states in scope
+        self._scopes: dict[str, dict[str | None, tuple[State, ...]]] = {}  # endpoint -> user -> hard states in scope
         self.refresh_interval = refresh_interval
         self.near_limit_refresh = near_limit_refresh
         self.default_max_output_tokens = default_max_output_tokens
@@ -138,9 +138,9 @@ class BudgetMonitor:
         self._refresh_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._initial_lock = threading.Lock()
-        self._reservations: dict[int, _Reservation] = {}
+        self._reservations: dict[int, Reservation] = {}
         self._day_rates: dict[Any, tuple[Any, ...]] = {}  # model -> _rates_for_day() (of one provider)
-        self._pending: dict[str, list[tuple[_State, datetime, float]]] = {}
+        self._pending: dict[str, list[tuple[State, datetime, float]]] = {}
         self._stored_seq = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -163,7 +163,7 @@ class BudgetMonitor:
         """
         if self._thread is None:
             self._start()
-        matching: Sequence[_State] = self.hard
+        matching: Sequence[State] = self.hard
         if self._hard_scoped:
             ctx = call.context
             endpoint = ctx.endpoint or call.endpoint or call.operation
@@ -189,7 +189,7 @@ class BudgetMonitor:
         if (cached is not None and cached[2] is not None and cached[5] == call.provider
                 and cached[0] <= call.timestamp < cached[1]):
             try:
-                tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
+                tokens_in, tokens_out = chat_tokens(body, self.default_max_output_tokens)
                 amount = tokens_in * cached[2] + tokens_out * cached[3]
             except Exception:  # noqa: BLE001 - a malformed body: _estimate logs it and counts $0
                 model, amount = self._estimate(call, body)
@@ -214,7 +214,7 @@ class BudgetMonitor:
                 if total > s.near:  # within 10% of the limit (far from it, one comparison)
                     if total > s.limit:
                         for taken in held:  # take back what this call reserved in the budgets before this one
-                            _release(taken, amount)
+                            release(taken, amount)
                         denied = (s, s.start, s.now_spend, entry[0])
                         break
                     wake = True
@@ -231,7 +231,7 @@ class BudgetMonitor:
         if denied is not None:
             raise refusal(call, amount, *denied)  # type: ignore[arg-type]
 
-    def _scope_for(self, endpoint: str, user: str | None) -> tuple[_State, ...]:
+    def _scope_for(self, endpoint: str, user: str | None) -> tuple[State, ...]:
         """The hard-limited budgets whose endpoint and user scope take this call (no tag scopes), cached."""
         found = tuple(s for s in self.hard if s.budget.matches_context(endpoint, user, {}))
         users = self._scopes.get(endpoint)
@@ -269,7 +269,7 @@ class BudgetMonitor:
                 body = call.body
             operation = call.operation
             if operation == "chat.completions":
-                tokens_in, tokens_out = _chat_tokens(body, self.default_max_output_tokens)
+                tokens_in, tokens_out = chat_tokens(body, self.default_max_output_tokens)
             else:
                 tokens_in, tokens_out = estimate_tokens(operation, body, default_max_output=self.default_max_output_tokens)
             model = body.get("model")
@@ -304,25 +304,25 @@ class BudgetMonitor:
             return (day, next_day, None, None, rates, provider)
         return (day, next_day, float(rates.input) / 1e6, float(rates.output) / 1e6, rates, provider)
 
-    def settling(self, call: Call) -> _Settling:
+    def settling(self, call: Call) -> Settling:
         """What the tracker queues for a finished call: building its record settles its reservation."""
-        return _Settling(call, self)
+        return Settling(call, self)
 
     # ------------------------------------------------------------------ the writer's thread
 
-    def record_built(self, record: CallRecord | None, reservation: _Reservation | None = None) -> None:
+    def record_built(self, record: CallRecord | None, reservation: Reservation | None = None) -> None:
         """A record was priced (not yet stored): count it, release its call's reservation. Never raises."""
         try:
             if self._thread is None:
                 self._start()
             cost = record.cost_usd if record is not None else None
             matched = [s for s in self._states if s.budget.matches_record(record)] if cost and record is not None else []
-            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            jobs: list[tuple[State, datetime, datetime, str, float | None]] = []
             with self._lock:
                 if reservation is not None:
                     amount = reservation[1]
                     for entry in reservation[2]:
-                        _release(entry, amount)
+                        release(entry, amount)
                 if matched:
                     assert record is not None and cost is not None
                     entries = []
@@ -341,7 +341,7 @@ class BudgetMonitor:
     def record_stored(self, records: list[CallRecord]) -> None:
         """The writer's on_records hook: these records are now in the database. Never raises."""
         try:
-            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            jobs: list[tuple[State, datetime, datetime, str, float | None]] = []
             with self._lock:
                 self._stored_seq += 1
                 for record in records:
@@ -380,7 +380,7 @@ class BudgetMonitor:
             try:
                 engine = self._engine()
             except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
-                log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
+                log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", one_line(exc))
                 return False
             now = self.tracker.now()
             states = self._states
@@ -394,7 +394,7 @@ class BudgetMonitor:
                 try:
                     results = [query_totals(engine, s.budget, start, s.end, now) for s, start in zip(states, starts)]  # type: ignore[arg-type]
                 except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
-                    log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", _one_line(exc))
+                    log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", one_line(exc))
                     return False
                 with self._lock:
                     # A batch committed while the query ran may or may not be in its result: ask again
@@ -403,7 +403,7 @@ class BudgetMonitor:
                         mono = time.monotonic()
                         for s, start, amount, r in zip(states, starts, stored, results):
                             left = s.after.get(start, 0.0) - amount
-                            if left > _EPS or left < -_EPS:
+                            if left > EPS or left < -EPS:
                                 s.after[start] = left
                             else:
                                 s.after.pop(start, None)
@@ -414,7 +414,7 @@ class BudgetMonitor:
             for s, start in zip(states, starts):
                 if s.loaded != start:
                     self._load_fired(engine, s, start)
-            jobs: list[tuple[_State, datetime, datetime, str, float | None]] = []
+            jobs: list[tuple[State, datetime, datetime, str, float | None]] = []
             with self._lock:
                 for s in states:
                     if s.retry:
@@ -431,7 +431,7 @@ class BudgetMonitor:
                 self.refresh()  # a failure is logged: the in-memory totals are used meanwhile
                 self._initial_done = True
 
-    def _load_fired(self, engine: Engine, s: _State, start: datetime) -> None:
+    def _load_fired(self, engine: Engine, s: State, start: datetime) -> None:
         from sqlalchemy import select
 
         from ..store.schema import budget_alerts as t
@@ -460,19 +460,19 @@ class BudgetMonitor:
             log_once("budgets.table", "costtrack: the database has no budget_alerts table: run `costtrack db upgrade`; "
                      "until then each process sends its own budget alerts (once per process)")  # fmt: skip
         else:
-            log_once("budgets.alerts-db", "costtrack: cannot read or write budget alert state (%s)", _one_line(exc))
+            log_once("budgets.alerts-db", "costtrack: cannot read or write budget alert state (%s)", one_line(exc))
 
     # ------------------------------------------------------------------ thresholds and alerts
 
-    def _check(self, s: _State, jobs: list[Any], now: datetime | None = None) -> None:
+    def _check(self, s: State, jobs: list[Any], now: datetime | None = None) -> None:
         """Queue alerts for thresholds (and, with `now`, the projection) newly reached. Holds the lock."""
         start = s.start
         spend = s.spend(start)  # type: ignore[arg-type]
         amount = s.amount
         fired = s.fired
         for t in s.budget.thresholds:
-            if spend + _EPS >= t * amount:
-                key = (start, _label(t))
+            if spend + EPS >= t * amount:
+                key = (start, threshold_label(t))
                 if key not in fired:
                     fired.add(key)  # type: ignore[arg-type]
                     jobs.append((s, start, s.end, key[1], t))
@@ -482,21 +482,21 @@ class BudgetMonitor:
             projected = project(spend, window, s.db_first, now, s.budget.period, s.end)
             s.projected = projected
             key = (start, _PROJECTED)
-            if projected > amount + _EPS and spend < amount and key not in fired:
+            if projected > amount + EPS and spend < amount and key not in fired:
                 fired.add(key)  # type: ignore[arg-type]
                 jobs.append((s, start, s.end, _PROJECTED, None))
 
-    def _submit(self, jobs: list[tuple[_State, datetime, datetime, str, float | None]]) -> None:
+    def _submit(self, jobs: list[tuple[State, datetime, datetime, str, float | None]]) -> None:
         for s, start, end, label, threshold in jobs:
             self.dispatcher.submit(lambda s=s, start=start, end=end, label=label, t=threshold: self._fire(s, start, end, label, t))
 
-    def _unfire(self, s: _State, start: datetime, label: str) -> None:
+    def _unfire(self, s: State, start: datetime, label: str) -> None:
         """Not sent after all: check it again after the next successful refresh (not at every record,
         which while the database is down would queue a job per call)."""
         with self._lock:
             s.retry.add((start, label))
 
-    def _fire(self, s: _State, start: datetime, end: datetime, label: str, threshold: float | None) -> None:
+    def _fire(self, s: State, start: datetime, end: datetime, label: str, threshold: float | None) -> None:
         """In the alert thread: confirm against the database, claim the alert, and send it if this process won."""
         b = s.budget
         try:
@@ -507,16 +507,16 @@ class BudgetMonitor:
         except Exception as exc:  # noqa: BLE001 - the alert is tried again
             self._unfire(s, start, label)  # tried again at the next refresh
             log_once(f"budgets.confirm:{b.key}", "costtrack: cannot check budget %r against the database (%s); "
-                     "its alert will be tried again", b.key, _one_line(exc))  # fmt: skip
+                     "its alert will be tried again", b.key, one_line(exc))  # fmt: skip
             return
         with self._lock:
             local = max(s.pending.get(start, 0.0), 0.0)
         spend = totals.spend + local
         projected = project(spend, totals.window_spend + local, totals.window_first, now, b.period, end)
-        if threshold is not None and spend + _EPS < threshold * s.amount:
+        if threshold is not None and spend + EPS < threshold * s.amount:
             self._unfire(s, start, label)  # counted twice in memory for a moment: not reached yet
             return
-        if threshold is None and not (projected > s.amount + _EPS and spend < s.amount):
+        if threshold is None and not (projected > s.amount + EPS and spend < s.amount):
             self._unfire(s, start, label)
             return
         claimed = self._claim(engine, s, start, label, spend, now)
@@ -538,7 +538,7 @@ class BudgetMonitor:
         )  # fmt: skip
         self.dispatcher.deliver(alert, s.sinks)
 
-    def _claim(self, engine: Engine, s: _State, start: datetime, label: str, spend: float, now: datetime) -> bool | None:
+    def _claim(self, engine: Engine, s: State, start: datetime, label: str, spend: float, now: datetime) -> bool | None:
         """INSERT the alert's row: True if this process inserted it (and sends the alert), False if it was
         there already, None if the database failed (tried again later)."""
         from ..store.schema import budget_alerts as t
@@ -575,7 +575,7 @@ class BudgetMonitor:
                     budget=s.budget, period_start=start, period_end=s.end, spend_usd=spend,  # type: ignore[arg-type]
                     reserved_usd=s.reserved_usd(start), projected_usd=s.projected,
                     percent_used=spend / s.amount * 100.0,
-                    thresholds_crossed=tuple(t for t in s.budget.thresholds if spend + _EPS >= t * s.amount),
+                    thresholds_crossed=tuple(t for t in s.budget.thresholds if spend + EPS >= t * s.amount),
                     fired=tuple(sorted(label for st, label in s.fired if st == start)),
                 )  # fmt: skip
                 out.append(status)

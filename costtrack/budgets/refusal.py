@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..logs import log_once
-from .budget import BudgetExceeded, _exception_class, period_bounds
+from .budget import BudgetExceeded, exception_class, period_bounds
 
 if TYPE_CHECKING:
     from ..calls import Call
-    from .state import _State
+    from .state import State
 
 
-def refusal(call: Call, estimate: float, s: _State, start: datetime, spend: float, reserved: float) -> BudgetExceeded:
+def refusal(call: Call, estimate: float, s: State, start: datetime, spend: float, reserved: float) -> BudgetExceeded:
     """The BudgetExceeded for a call that budget `s` refuses; its hard limit is logged once per budget and period."""
     b = s.budget
     end = s.end or period_bounds(b.period, start)[1]
@@ -30,7 +30,7 @@ def refusal(call: Call, estimate: float, s: _State, start: datetime, spend: floa
     log_once(f"budgets.blocked:{b.key}:{start.isoformat()}",
              "costtrack: budget %r reached its hard limit (%s): calls in its scope are refused until %s UTC",
              b.key, b.describe(), f"{end:%Y-%m-%d %H:%M}")  # fmt: skip
-    return _exception_class(call.api)(
+    return exception_class(call.api)(
         message, budget=b, spend_usd=spend, reserved_usd=reserved, estimate_usd=estimate,
         period_start=start, period_end=end,
     )  # fmt: skip

@@ -18,7 +18,7 @@ _PROJECTION = {
     "week": (timedelta(days=2), timedelta(hours=6)),
     "day": (timedelta(hours=6), timedelta(hours=1)),
 }
-_EPS = 1e-9
+EPS = 1e-9
 
 
 class Totals(NamedTuple):
@@ -91,7 +91,7 @@ def check_budget(engine: Engine, budget: Budget, at: datetime) -> dict[str, Any]
     start, end = period_bounds(budget.period, at)
     totals = query_totals(engine, budget, start, end, at)
     projected = project(totals.spend, totals.window_spend, totals.window_first, at, budget.period, end)
-    crossed = [t for t in budget.thresholds if totals.spend + _EPS >= t * budget.amount_usd]
+    crossed = [t for t in budget.thresholds if totals.spend + EPS >= t * budget.amount_usd]
     return {
         "budget": budget.amount_usd,
         "period": budget.period,
@@ -103,7 +103,7 @@ def check_budget(engine: Engine, budget: Budget, at: datetime) -> dict[str, Any]
         "percent_used": round(totals.spend / budget.amount_usd * 100.0, 4),
         "thresholds": list(budget.thresholds),
         "thresholds_crossed": crossed,
-        "projected_overspend": projected > budget.amount_usd + _EPS,
+        "projected_overspend": projected > budget.amount_usd + EPS,
     }
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .budget import Budget, period_bounds
-from .spend import _EPS
+from .spend import EPS
 
 if TYPE_CHECKING:
     from ..alerts import Sink
@@ -20,16 +20,16 @@ if TYPE_CHECKING:
 #: A call's reservation: (the call, kept so its id() cannot be reused meanwhile; the amount reserved;
 #: the [amount, calls] entries of each budget's period it was reserved in). A plain tuple: it is made on
 #: the app's thread for every call.
-_Reservation = tuple  # tuple[Call, float, list[list[float]]]
+Reservation = tuple  # tuple[Call, float, list[list[float]]]
 
 
-def _release(entry: list[float], amount: float) -> None:
+def release(entry: list[float], amount: float) -> None:
     """Take one call's reservation of `amount` back from a period's [amount, calls] (holds the lock)."""
     entry[1] -= 1.0
     entry[0] = entry[0] - amount if entry[1] > 0.0 else 0.0  # the last one out leaves no rounding behind
 
 
-class _State:
+class State:
     """One budget's running totals (guarded by the monitor's lock)."""
 
     __slots__ = (
@@ -60,7 +60,7 @@ class _State:
     def __init__(self, budget: Budget, sinks: tuple[Sink, ...], moved: Callable[[], None] = lambda: None) -> None:
         self.budget = budget
         self.amount = budget.amount_usd
-        self.limit = budget.amount_usd + _EPS  # a hard limit refuses a call that would pass this
+        self.limit = budget.amount_usd + EPS  # a hard limit refuses a call that would pass this
         self.near = 0.9 * budget.amount_usd  # past this, calls ask the refresher for a fresh read
         self.sinks = sinks
         self.moved = moved  # called when the current period changes
@@ -140,7 +140,7 @@ class BudgetStatus:
     fired: tuple[str, ...]  # alerts known to have fired this period (by any process)
 
 
-class _Settling:
+class Settling:
     """A finished Call on its way to the writer: building its record (in the writer thread) settles its
     budget reservation. Made on the app's thread for every call, so it only holds the two."""
 
@@ -151,7 +151,7 @@ class _Settling:
         self.monitor = monitor
 
     @property
-    def reservation(self) -> _Reservation | None:
+    def reservation(self) -> Reservation | None:
         """The call's reservation, taken from the monitor (once: None after)."""
         reservations = self.monitor._reservations
         return reservations.pop(id(self.call), None) if reservations else None

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .generation import _Generation, _Output, _Usage
+from .generation import Generation, Output, Usage
 from .models import snapshot_model
-from .prompts import _Prompts
+from .prompts import Prompts
 
 
-class _AnthropicMessages(_Prompts, _Generation):
+class AnthropicMessages(Prompts, Generation):
     """Answers ``POST …/v1/messages``, plain and as events."""
 
     @staticmethod
@@ -41,7 +41,7 @@ class _AnthropicMessages(_Prompts, _Generation):
             return None
         return fn(tools[0])
 
-    def _messages_plan(self, body: dict[str, Any]) -> tuple[str, list[_Output], _Usage]:
+    def _messages_plan(self, body: dict[str, Any]) -> tuple[str, list[Output], Usage]:
         model = str(body.get("model", ""))
         snapshot = snapshot_model(model)
         prompt = self._anthropic_prompt(body)
@@ -50,7 +50,7 @@ class _AnthropicMessages(_Prompts, _Generation):
         fmt = (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"), dict) else None
         schema = fmt.get("schema", {}) if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
         out = self._generate(self._rng(body, "messages"), cap=cap, schema=schema, tool=self._anthropic_tool(body))
-        usage = _Usage(
+        usage = Usage(
             input_tokens=prompt.total - read - w5 - w1,
             cache_read=read,
             cache_write_5m=w5,
@@ -60,7 +60,7 @@ class _AnthropicMessages(_Prompts, _Generation):
         return snapshot, [out], usage
 
     @staticmethod
-    def _message_usage(u: _Usage, output_tokens: int) -> dict[str, Any]:
+    def _message_usage(u: Usage, output_tokens: int) -> dict[str, Any]:
         return {
             "input_tokens": u.input_tokens,
             "cache_creation_input_tokens": u.cache_write_5m + u.cache_write_1h,
@@ -70,7 +70,7 @@ class _AnthropicMessages(_Prompts, _Generation):
             "service_tier": "standard",
         }
 
-    def _message_content(self, n: int, out: _Output) -> list[dict[str, Any]]:
+    def _message_content(self, n: int, out: Output) -> list[dict[str, Any]]:
         if out.tool_name:
             try:
                 tool_input = json.loads(out.tool_args) if out.tool_args else {}
@@ -80,12 +80,12 @@ class _AnthropicMessages(_Prompts, _Generation):
         return [{"type": "text", "text": out.text}]
 
     @staticmethod
-    def _stop_reason(out: _Output) -> str:
+    def _stop_reason(out: Output) -> str:
         if out.truncated:
             return "max_tokens"
         return "tool_use" if out.tool_name else "end_turn"
 
-    def _message_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> dict[str, Any]:
+    def _message_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> dict[str, Any]:
         model, outputs, u = plan
         out = outputs[0]
         result: dict[str, Any] = {
@@ -101,7 +101,7 @@ class _AnthropicMessages(_Prompts, _Generation):
             result["usage"] = self._message_usage(u, u.output_tokens)
         return result
 
-    def _message_events(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> list[tuple[str, dict[str, Any]]]:
+    def _message_events(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> list[tuple[str, dict[str, Any]]]:
         model, outputs, u = plan
         out = outputs[0]
         start_msg: dict[str, Any] = {

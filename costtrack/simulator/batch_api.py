@@ -10,25 +10,25 @@ from typing import Any
 import httpx2
 
 from .batches import (
-    _BATCH_LINE_ENDPOINTS,
-    _FILE_PURPOSES,
-    _batch_lines,
-    _multipart,
-    _SimBatch,
-    _SimFile,
+    BATCH_LINE_ENDPOINTS,
+    FILE_PURPOSES,
+    SimBatch,
+    SimFile,
+    batch_lines,
+    multipart,
 )
-from .openai_chat import _OpenAIChat
-from .openai_embeddings import _OpenAIEmbeddings
-from .openai_responses import _OpenAIResponses
-from .outcomes import _BadRequest, _Outcome
-from .replies import _Replies
+from .openai_chat import OpenAIChat
+from .openai_embeddings import OpenAIEmbeddings
+from .openai_responses import OpenAIResponses
+from .outcomes import BadRequest, Outcome
+from .replies import Replies
 
 
-class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
+class BatchAPI(OpenAIChat, OpenAIResponses, OpenAIEmbeddings, Replies):
     """Answers the Batch and Files endpoints, each batch line with the builders that answer a live call."""
 
     def _batch_api(
-        self, endpoint: str, body: dict[str, Any], request: httpx2.Request, n: int, outcome: _Outcome
+        self, endpoint: str, body: dict[str, Any], request: httpx2.Request, n: int, outcome: Outcome
     ) -> httpx2.Response:
         path = request.url.path.rstrip("/")
         if endpoint == "files_create":
@@ -59,33 +59,33 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
         self._batch_step(batch, n)
         return self._json("openai", n, batch.object(), outcome)
 
-    def _file_create(self, request: httpx2.Request, n: int, outcome: _Outcome) -> httpx2.Response:
-        parsed = _multipart(request.headers.get("content-type", ""), request.content)
+    def _file_create(self, request: httpx2.Request, n: int, outcome: Outcome) -> httpx2.Response:
+        parsed = multipart(request.headers.get("content-type", ""), request.content)
         if parsed is None:
             return self._error("openai", 400, request, n, message="Could not parse the multipart form.")
         fields, files = parsed
         if "file" not in files:
             return self._error("openai", 400, request, n, message="'file' is a required property", param="file")
         purpose = fields.get("purpose")
-        if purpose not in _FILE_PURPOSES:
-            return self._error("openai", 400, request, n, message=f"'{purpose}' is not one of {list(_FILE_PURPOSES)} - 'purpose'", param="purpose")
+        if purpose not in FILE_PURPOSES:
+            return self._error("openai", 400, request, n, message=f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'", param="purpose")
         filename, content = files["file"]
         file_id = self._file_id("upload", n)
-        self.files[file_id] = _SimFile(id=file_id, filename=filename or "upload", purpose=purpose, content=content, created_at=self._now(n))
+        self.files[file_id] = SimFile(id=file_id, filename=filename or "upload", purpose=purpose, content=content, created_at=self._now(n))
         return self._json("openai", n, self.files[file_id].object(), outcome)
 
     def _file_id(self, kind: str, n: int) -> str:
         return "file-" + hashlib.sha256(f"{self.seed}:file:{kind}:{n}".encode()).hexdigest()[:22]
 
-    def _batch_create(self, body: dict[str, Any], request: httpx2.Request, n: int, outcome: _Outcome) -> httpx2.Response:
+    def _batch_create(self, body: dict[str, Any], request: httpx2.Request, n: int, outcome: Outcome) -> httpx2.Response:
         window = body.get("completion_window")
         if window != "24h":
             return self._error("openai", 400, request, n, message=f"Invalid completion_window: {window!r}. Supported values are: '24h'.", param="completion_window")
         endpoint = body.get("endpoint")
-        if endpoint not in _BATCH_LINE_ENDPOINTS:
+        if endpoint not in BATCH_LINE_ENDPOINTS:
             return self._error(
                 "openai", 400, request, n, param="endpoint",
-                message=f"Invalid endpoint: {endpoint!r}. This simulator runs batches for {', '.join(_BATCH_LINE_ENDPOINTS)}.",
+                message=f"Invalid endpoint: {endpoint!r}. This simulator runs batches for {', '.join(BATCH_LINE_ENDPOINTS)}.",
             )  # fmt: skip
         file_id = body.get("input_file_id")
         sim_file = self.files.get(str(file_id))
@@ -93,10 +93,10 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
             return self._error("openai", 404, request, n, message=f"No such File object: {file_id}", error_code="", param="input_file_id")
         if sim_file.purpose != "batch":
             return self._error("openai", 400, request, n, message=f"File {file_id} has purpose '{sim_file.purpose}'; a batch needs purpose 'batch'.", param="input_file_id")
-        lines, problems = _batch_lines(sim_file.content, endpoint)
+        lines, problems = batch_lines(sim_file.content, endpoint)
         created = self._now(n)
         models = [line["body"].get("model") for line in lines if isinstance(line["body"].get("model"), str)]
-        batch = _SimBatch(
+        batch = SimBatch(
             id=self._id("batch_", n),
             endpoint=endpoint,
             input_file_id=sim_file.id,
@@ -110,7 +110,7 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
         self.batches[batch.id] = batch
         return self._json("openai", n, batch.object(), outcome)
 
-    def _batch_step(self, batch: _SimBatch, n: int) -> None:
+    def _batch_step(self, batch: SimBatch, n: int) -> None:
         """One poll: the batch moves one step (see the module docstring)."""
         now = self._now(n)
         total = len(batch.lines)
@@ -135,7 +135,7 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
             self._batch_files(batch, n)
             batch.status, batch.cancelled_at = "cancelled", now
 
-    def _batch_process(self, batch: _SimBatch, upto: int) -> None:
+    def _batch_process(self, batch: SimBatch, upto: int) -> None:
         """Answer the batch's lines up to `upto` (exclusive), each like a live call."""
         while len(batch.results) < upto:
             line = batch.lines[len(batch.results)]
@@ -166,10 +166,10 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
             if endpoint == "/v1/responses":
                 return 200, self._responses_body(body, n, self._responses_plan(body), usage=True)
             return 200, self._embedding_body(body, usage=True)
-        except _BadRequest as err:
+        except BadRequest as err:
             return 400, self._error("openai", 400, request, n, message=str(err)).json()
 
-    def _batch_files(self, batch: _SimBatch, n: int) -> None:
+    def _batch_files(self, batch: SimBatch, n: int) -> None:
         """Write the output and error files (each in an order of its own, as the real API may)."""
         answered = [r for r in batch.results if r["response"]["status_code"] < 400]
         failed = [r for r in batch.results if r["response"]["status_code"] >= 400]
@@ -180,7 +180,7 @@ class _BatchAPI(_OpenAIChat, _OpenAIResponses, _OpenAIEmbeddings, _Replies):
             random.Random(f"{self.seed}:{batch.id}:{kind}").shuffle(results)
             content = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in results).encode()
             file_id = self._file_id(f"{batch.id}:{kind}", n)
-            self.files[file_id] = _SimFile(
+            self.files[file_id] = SimFile(
                 id=file_id, filename=f"{batch.id}_{kind}.jsonl", purpose="batch_output", content=content, created_at=self._now(n)
             )
             if kind == "output":

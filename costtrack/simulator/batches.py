@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"/files$"), "files_create"),
     ("GET", re.compile(r"/files/[^/]+/content$"), "files_content"),
     ("GET", re.compile(r"/files/[^/]+$"), "files_retrieve"),
@@ -15,14 +15,14 @@ _BATCH_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("POST", re.compile(r"(?<!/messages)/batches/[^/]+/cancel$"), "batches_cancel"),
     ("GET", re.compile(r"(?<!/messages)/batches/[^/]+$"), "batches_retrieve"),
 )
-_BATCH_ENDPOINTS = frozenset(endpoint for _, _, endpoint in _BATCH_ROUTES)
+BATCH_ENDPOINTS = frozenset(endpoint for _, _, endpoint in BATCH_ROUTES)
 #: The endpoints a simulated batch can run (the ones costtrack records).
-_BATCH_LINE_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
-_FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+BATCH_LINE_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 
 
 @dataclass
-class _SimFile:
+class SimFile:
     id: str
     filename: str
     purpose: str
@@ -44,7 +44,7 @@ class _SimFile:
 
 
 @dataclass
-class _SimBatch:
+class SimBatch:
     id: str
     endpoint: str
     input_file_id: str
@@ -116,7 +116,7 @@ class _SimBatch:
         }
 
 
-def _multipart(content_type: str, content: bytes) -> tuple[dict[str, str], dict[str, tuple[str | None, bytes]]] | None:
+def multipart(content_type: str, content: bytes) -> tuple[dict[str, str], dict[str, tuple[str | None, bytes]]] | None:
     """(form fields, files as (filename, bytes)) of a multipart/form-data body, or None if it is not one."""
     match = re.search(r'boundary="?([^";]+)"?', content_type)
     if not content_type.lower().startswith("multipart/form-data") or match is None:
@@ -149,7 +149,7 @@ def _multipart(content_type: str, content: bytes) -> tuple[dict[str, str], dict[
     return fields, files
 
 
-def _batch_lines(content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def batch_lines(content: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The requests of a batch input file, and the problems that fail its validation (with 1-based line numbers)."""
     lines: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 
-def _digest(*parts: object) -> bytes:
+def digest(*parts: object) -> bytes:
     h = hashlib.sha256()
     for part in parts:
         h.update(repr(part).encode("utf-8", "surrogatepass"))
@@ -15,5 +15,5 @@ def _digest(*parts: object) -> bytes:
     return h.digest()
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

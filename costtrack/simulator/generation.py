@@ -7,14 +7,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from .canonical import _canonical, _digest
-from .models import _CHARS_PER_TOKEN, count_text_tokens
-from .state import _SimulatorState
-from .text import _pieces_of, _words, example_from_schema
+from .canonical import canonical, digest
+from .models import CHARS_PER_TOKEN, count_text_tokens
+from .state import SimulatorState
+from .text import example_from_schema, pieces_of, random_words
 
 
 @dataclass
-class _Output:
+class Output:
     """One generated answer: text, or a tool call, with its token counts."""
 
     text: str = ""
@@ -32,7 +32,7 @@ class _Output:
 
 
 @dataclass
-class _Usage:
+class Usage:
     input_tokens: int = 0  # OpenAI: all prompt tokens; Anthropic: total before the cache split
     cached_tokens: int = 0  # OpenAI cache hits
     cache_read: int = 0  # Anthropic
@@ -42,12 +42,12 @@ class _Usage:
     reasoning_tokens: int = 0
 
 
-class _Generation(_SimulatorState):
+class Generation(SimulatorState):
     """Draws a request's output from a generator seeded by the simulator's seed and the request."""
 
     def _rng(self, body: dict[str, Any], salt: str = "") -> random.Random:
         stable = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        return random.Random(int.from_bytes(_digest(self.seed, salt, _canonical(stable))[:8], "big"))
+        return random.Random(int.from_bytes(digest(self.seed, salt, canonical(stable))[:8], "big"))
 
     @staticmethod
     def _cap(*values: Any) -> int | None:
@@ -77,8 +77,8 @@ class _Generation(_SimulatorState):
         schema: dict[str, Any] | None = None,
         json_object: bool = False,
         tool: tuple[str, dict[str, Any]] | None = None,
-    ) -> _Output:
-        out = _Output()
+    ) -> Output:
+        out = Output()
         if tool is not None:
             name, params = tool
             args = json.dumps(example_from_schema(params, rng=rng), separators=(",", ":"))
@@ -88,26 +88,26 @@ class _Generation(_SimulatorState):
                 # A tool call cut short: the arguments stop mid-way.
                 reasoning = min(reasoning, cap)
                 visible = cap - reasoning
-                args = args[: max(0, visible - 5) * _CHARS_PER_TOKEN]
+                args = args[: max(0, visible - 5) * CHARS_PER_TOKEN]
                 out.truncated = True
             out.tool_name = name
             out.tool_args = args
-            out.tool_pieces = _pieces_of(args, rng) or ([""] if not args else [])
+            out.tool_pieces = pieces_of(args, rng) or ([""] if not args else [])
             out.visible_tokens = visible
             out.reasoning_tokens = reasoning
             return out
         if schema is not None or json_object:
-            value = example_from_schema(schema, rng=rng) if schema is not None else {"answer": " ".join(_words(rng, 6))}
+            value = example_from_schema(schema, rng=rng) if schema is not None else {"answer": " ".join(random_words(rng, 6))}
             text = json.dumps(value, ensure_ascii=False)
             visible = count_text_tokens(text)
             total = reasoning + visible
             if cap is not None and total > cap:
                 reasoning = min(reasoning, cap)
                 visible = cap - reasoning
-                text = text[: visible * _CHARS_PER_TOKEN]
+                text = text[: visible * CHARS_PER_TOKEN]
                 out.truncated = True
             out.text = text
-            out.pieces = _pieces_of(text, rng)
+            out.pieces = pieces_of(text, rng)
             out.visible_tokens = visible
             out.reasoning_tokens = reasoning
             return out
@@ -117,7 +117,7 @@ class _Generation(_SimulatorState):
             reasoning = min(reasoning, cap)
             visible = cap - reasoning
             out.truncated = True
-        words = _words(rng, natural)[:visible]
+        words = random_words(rng, natural)[:visible]
         out.text = " ".join(words)
         out.pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         out.visible_tokens = visible

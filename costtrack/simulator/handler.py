@@ -11,16 +11,16 @@ from typing import Any
 
 import httpx2
 
-from .anthropic_messages import _AnthropicMessages
-from .batch_api import _BatchAPI
-from .batches import _BATCH_ENDPOINTS, _BATCH_ROUTES, _SimBatch, _SimFile
-from .models import _models_body
-from .outcomes import _BadRequest, _Outcome, _parse_outcome
-from .streams import _sse
+from .anthropic_messages import AnthropicMessages
+from .batch_api import BatchAPI
+from .batches import BATCH_ENDPOINTS, BATCH_ROUTES, SimBatch, SimFile
+from .models import models_body
+from .outcomes import BadRequest, Outcome, parse_outcome
+from .streams import sse
 
 
-# _BatchAPI brings the OpenAI builders and the replies along: a batch line is answered like a live call.
-class Simulator(_BatchAPI, _AnthropicMessages):
+# BatchAPI brings the OpenAI builders and the replies along: a batch line is answered like a live call.
+class Simulator(BatchAPI, AnthropicMessages):
     """A callable httpx2 handler: ``Simulator()(request) -> httpx2.Response``, for OpenAI and Anthropic.
 
     Use it as ``httpx2.MockTransport(sim)`` with a sync *or* an async client (the
@@ -76,14 +76,14 @@ class Simulator(_BatchAPI, _AnthropicMessages):
         self.retry_after = retry_after
         self.clock = clock
         self.requests: list[httpx2.Request] = []
-        self._script: deque[_Outcome] = deque()
+        self._script: deque[Outcome] = deque()
         self._lock = threading.RLock()
         self._counter = 0
         self._openai_seen: set[bytes] = set()
         self._anthropic_seen: set[bytes] = set()
         self.batch_polls = batch_polls
-        self.files: dict[str, _SimFile] = {}
-        self.batches: dict[str, _SimBatch] = {}
+        self.files: dict[str, SimFile] = {}
+        self.batches: dict[str, SimBatch] = {}
         self._batch_line_failures: dict[str, int] = {}
 
     # ------------------------------------------------------------------ public API
@@ -102,7 +102,7 @@ class Simulator(_BatchAPI, _AnthropicMessages):
         without any usage object); ``"ok"`` or ``None`` (a normal answer, exempt
         from ``error_rate``).
         """
-        parsed = [_parse_outcome(o) for o in outcomes]
+        parsed = [parse_outcome(o) for o in outcomes]
         with self._lock:
             self._script.extend(parsed)
 
@@ -201,7 +201,7 @@ class Simulator(_BatchAPI, _AnthropicMessages):
         if method == "GET" and path.endswith("/models"):
             return provider, "models"
         if provider == "openai":
-            for verb, pattern, endpoint in _BATCH_ROUTES:
+            for verb, pattern, endpoint in BATCH_ROUTES:
                 if method == verb and pattern.search(path):
                     return provider, endpoint
         return provider, "unknown"
@@ -232,17 +232,17 @@ class Simulator(_BatchAPI, _AnthropicMessages):
                     return self._error(provider, 400, request, n, message="The request body must be a JSON object.")
             try:
                 return self._answer(provider, endpoint, body, request, n, outcome)
-            except _BadRequest as err:
+            except BadRequest as err:
                 return self._error(provider, 400, request, n, message=str(err))
 
-    def _random_outcome(self, n: int, provider: str, endpoint: str) -> _Outcome:
-        if self.error_rate <= 0 or endpoint == "models" or endpoint in _BATCH_ENDPOINTS:
-            return _Outcome("ok")
+    def _random_outcome(self, n: int, provider: str, endpoint: str) -> Outcome:
+        if self.error_rate <= 0 or endpoint == "models" or endpoint in BATCH_ENDPOINTS:
+            return Outcome("ok")
         rng = random.Random(f"{self.seed}:error:{n}")
         if rng.random() >= self.error_rate:
-            return _Outcome("ok")
+            return Outcome("ok")
         choices = [500, 429, 529] if provider == "anthropic" else [500, 429]
-        return _Outcome("status", status=rng.choice(choices))
+        return Outcome("status", status=rng.choice(choices))
 
     @staticmethod
     def _exception(exc: BaseException | type[BaseException] | None, request: httpx2.Request) -> BaseException:
@@ -258,7 +258,7 @@ class Simulator(_BatchAPI, _AnthropicMessages):
     # ------------------------------------------------------------------ answers
 
     def _answer(
-        self, provider: str, endpoint: str, body: dict[str, Any], request: httpx2.Request, n: int, outcome: _Outcome
+        self, provider: str, endpoint: str, body: dict[str, Any], request: httpx2.Request, n: int, outcome: Outcome
     ) -> httpx2.Response:
         usage = outcome.kind != "no_usage"
         stream = bool(body.get("stream")) and endpoint in ("chat", "responses", "messages")
@@ -270,8 +270,8 @@ class Simulator(_BatchAPI, _AnthropicMessages):
             )
 
         if endpoint == "models":
-            return self._json(provider, n, _models_body(provider), outcome)
-        if endpoint in _BATCH_ENDPOINTS:
+            return self._json(provider, n, models_body(provider), outcome)
+        if endpoint in BATCH_ENDPOINTS:
             return self._batch_api(endpoint, body, request, n, outcome)
         if endpoint == "embeddings":
             return self._json(provider, n, self._embedding_body(body, usage=usage), outcome)
@@ -284,15 +284,15 @@ class Simulator(_BatchAPI, _AnthropicMessages):
             if not stream:
                 return self._json(provider, n, self._chat_body(body, n, plan, usage=usage), outcome)
             chunks = self._chat_chunks(body, n, plan, usage=usage)
-            events = [_sse(c) for c in chunks] + [_sse("[DONE]")]
+            events = [sse(c) for c in chunks] + [sse("[DONE]")]
         elif endpoint == "responses":
             plan = self._responses_plan(body)
             if not stream:
                 return self._json(provider, n, self._responses_body(body, n, plan, usage=usage), outcome)
-            events = [_sse(e, e["type"]) for e in self._responses_events(body, n, plan, usage=usage)]
+            events = [sse(e, e["type"]) for e in self._responses_events(body, n, plan, usage=usage)]
         else:  # messages
             plan = self._messages_plan(body)
             if not stream:
                 return self._json(provider, n, self._message_body(body, n, plan, usage=usage), outcome)
-            events = [_sse(data, name) for name, data in self._message_events(body, n, plan, usage=usage)]
+            events = [sse(data, name) for name, data in self._message_events(body, n, plan, usage=usage)]
         return self._stream(provider, n, events, outcome)

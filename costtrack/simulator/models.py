@@ -53,7 +53,7 @@ _ANTHROPIC_DISPLAY = {
     "claude-3-5-haiku-20241022": "Claude Haiku 3.5",
 }
 
-_CHARS_PER_TOKEN = 4
+CHARS_PER_TOKEN = 4
 
 
 def snapshot_model(name: str) -> str:
@@ -71,10 +71,10 @@ def is_reasoning_model(name: str) -> bool:
 
 def count_text_tokens(text: str) -> int:
     """The simulator's tokenizer: one token per four characters, rounded up."""
-    return -(-len(text) // _CHARS_PER_TOKEN)
+    return -(-len(text) // CHARS_PER_TOKEN)
 
 
-def _models_body(provider: str) -> dict[str, Any]:
+def models_body(provider: str) -> dict[str, Any]:
     """The ``GET …/models`` listing of a provider: every model name the simulator knows."""
     if provider == "anthropic":
         names = sorted({v for k, v in MODEL_SNAPSHOTS.items() if k.startswith("claude")}, reverse=True)

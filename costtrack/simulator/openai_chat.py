@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from .generation import _Generation, _Output, _Usage
+from .generation import Generation, Output, Usage
 from .models import count_text_tokens, is_reasoning_model, snapshot_model
-from .prompts import _Prompts
+from .prompts import Prompts
 
 
-class _OpenAIChat(_Prompts, _Generation):
+class OpenAIChat(Prompts, Generation):
     """Answers ``POST …/chat/completions``, plain and streamed."""
 
     @staticmethod
@@ -39,7 +39,7 @@ class _OpenAIChat(_Prompts, _Generation):
             return fn(tools[0])
         return None
 
-    def _chat_plan(self, body: dict[str, Any]) -> tuple[str, list[_Output], _Usage]:
+    def _chat_plan(self, body: dict[str, Any]) -> tuple[str, list[Output], Usage]:
         model = str(body.get("model", ""))
         snapshot = snapshot_model(model)
         canon = self._chat_prompt(body)
@@ -50,14 +50,14 @@ class _OpenAIChat(_Prompts, _Generation):
         schema = (fmt.get("json_schema") or {}).get("schema", {}) if fmt.get("type") == "json_schema" else None
         tool = self._chat_tool(body)
         n_choices = body.get("n") if isinstance(body.get("n"), int) and body.get("n", 1) > 0 else 1
-        outputs: list[_Output] = []
+        outputs: list[Output] = []
         for i in range(n_choices):
             rng = self._rng(body, f"chat:{i}")
             reasoning = self._reasoning_budget(rng, body.get("reasoning_effort")) if is_reasoning_model(model) else 0
             outputs.append(
                 self._generate(rng, cap=cap, reasoning=reasoning, schema=schema, json_object=fmt.get("type") == "json_object", tool=tool)
             )
-        usage = _Usage(
+        usage = Usage(
             input_tokens=prompt_tokens,
             cached_tokens=cached,
             output_tokens=sum(o.tokens for o in outputs),
@@ -66,7 +66,7 @@ class _OpenAIChat(_Prompts, _Generation):
         return snapshot, outputs, usage
 
     @staticmethod
-    def _chat_usage(u: _Usage) -> dict[str, Any]:
+    def _chat_usage(u: Usage) -> dict[str, Any]:
         return {
             "prompt_tokens": u.input_tokens,
             "completion_tokens": u.output_tokens,
@@ -84,12 +84,12 @@ class _OpenAIChat(_Prompts, _Generation):
         return "fp_" + hashlib.sha256(f"{model}".encode()).hexdigest()[:10]
 
     @staticmethod
-    def _finish(out: _Output) -> str:
+    def _finish(out: Output) -> str:
         if out.truncated:
             return "length"
         return "tool_calls" if out.tool_name else "stop"
 
-    def _chat_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> dict[str, Any]:
+    def _chat_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> dict[str, Any]:
         model, outputs, u = plan
         choices = []
         for i, out in enumerate(outputs):
@@ -112,7 +112,7 @@ class _OpenAIChat(_Prompts, _Generation):
         result["system_fingerprint"] = self._fingerprint(model)
         return result
 
-    def _chat_chunks(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> list[dict[str, Any]]:
+    def _chat_chunks(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> list[dict[str, Any]]:
         model, outputs, u = plan
         include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if isinstance(body.get("stream_options"), dict) else False
         base = {

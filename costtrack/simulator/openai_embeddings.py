@@ -9,13 +9,13 @@ import random
 import sys
 from typing import Any
 
-from .canonical import _canonical, _digest
+from .canonical import canonical, digest
 from .models import count_text_tokens
-from .outcomes import _BadRequest
-from .state import _SimulatorState
+from .outcomes import BadRequest
+from .state import SimulatorState
 
 
-class _OpenAIEmbeddings(_SimulatorState):
+class OpenAIEmbeddings(SimulatorState):
     """Answers ``POST …/embeddings``."""
 
     def _embedding_body(self, body: dict[str, Any], *, usage: bool) -> dict[str, Any]:
@@ -25,14 +25,14 @@ class _OpenAIEmbeddings(_SimulatorState):
         else:
             inputs = list(raw) if isinstance(raw, list) else [raw]
         if not inputs or any(i == "" or i == [] for i in inputs):
-            raise _BadRequest("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
+            raise BadRequest("'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.")
         dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) and body["dimensions"] > 0 else 16
         b64 = body.get("encoding_format") == "base64"
         data = []
         tokens = 0
         for index, item in enumerate(inputs):
             tokens += len(item) if isinstance(item, list) else count_text_tokens(str(item))
-            rng = random.Random(int.from_bytes(_digest("embedding", body.get("model"), _canonical(item))[:8], "big"))
+            rng = random.Random(int.from_bytes(digest("embedding", body.get("model"), canonical(item))[:8], "big"))
             vec = [rng.gauss(0.0, 1.0) for _ in range(dims)]
             norm = math.sqrt(sum(v * v for v in vec)) or 1.0
             floats = array.array("f", (v / norm for v in vec))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .generation import _Generation, _Output, _Usage
+from .generation import Generation, Output, Usage
 from .models import count_text_tokens, is_reasoning_model, snapshot_model
-from .prompts import _Prompts
+from .prompts import Prompts
 
 
-class _OpenAIResponses(_Prompts, _Generation):
+class OpenAIResponses(Prompts, Generation):
     """Answers ``POST …/responses``, plain and as typed events."""
 
     @staticmethod
@@ -40,7 +40,7 @@ class _OpenAIResponses(_Prompts, _Generation):
             return fn(tools[0])
         return None
 
-    def _responses_plan(self, body: dict[str, Any]) -> tuple[str, list[_Output], _Usage]:
+    def _responses_plan(self, body: dict[str, Any]) -> tuple[str, list[Output], Usage]:
         model = str(body.get("model", ""))
         snapshot = snapshot_model(model)
         canon = self._responses_prompt(body)
@@ -56,11 +56,11 @@ class _OpenAIResponses(_Prompts, _Generation):
         out = self._generate(
             rng, cap=cap, reasoning=reasoning, schema=schema, json_object=fmt.get("type") == "json_object", tool=self._responses_tool(body)
         )
-        usage = _Usage(input_tokens=prompt_tokens, cached_tokens=cached, output_tokens=out.tokens, reasoning_tokens=out.reasoning_tokens)
+        usage = Usage(input_tokens=prompt_tokens, cached_tokens=cached, output_tokens=out.tokens, reasoning_tokens=out.reasoning_tokens)
         return snapshot, [out], usage
 
     @staticmethod
-    def _responses_usage(u: _Usage) -> dict[str, Any]:
+    def _responses_usage(u: Usage) -> dict[str, Any]:
         return {
             "input_tokens": u.input_tokens,
             "input_tokens_details": {"cached_tokens": u.cached_tokens, "cache_write_tokens": 0},
@@ -69,7 +69,7 @@ class _OpenAIResponses(_Prompts, _Generation):
             "total_tokens": u.input_tokens + u.output_tokens,
         }
 
-    def _responses_items(self, n: int, plan: tuple[str, list[_Output], _Usage], model: str) -> list[dict[str, Any]]:
+    def _responses_items(self, n: int, plan: tuple[str, list[Output], Usage], model: str) -> list[dict[str, Any]]:
         out = plan[1][0]
         items: list[dict[str, Any]] = []
         if is_reasoning_model(model) or out.reasoning_tokens:
@@ -95,7 +95,7 @@ class _OpenAIResponses(_Prompts, _Generation):
         return items
 
     def _response_object(
-        self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None
+        self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None
     ) -> dict[str, Any]:
         model = plan[0]
         text_cfg = copy.deepcopy(body.get("text")) if isinstance(body.get("text"), dict) else {}
@@ -136,7 +136,7 @@ class _OpenAIResponses(_Prompts, _Generation):
             "metadata": body.get("metadata") or {},
         }
 
-    def _responses_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> dict[str, Any]:
+    def _responses_body(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> dict[str, Any]:
         out = plan[1][0]
         status = "incomplete" if out.truncated else "completed"
         return self._response_object(
@@ -144,7 +144,7 @@ class _OpenAIResponses(_Prompts, _Generation):
             usage=self._responses_usage(plan[2]) if usage else None,
         )
 
-    def _responses_events(self, body: dict[str, Any], n: int, plan: tuple[str, list[_Output], _Usage], *, usage: bool) -> list[dict[str, Any]]:
+    def _responses_events(self, body: dict[str, Any], n: int, plan: tuple[str, list[Output], Usage], *, usage: bool) -> list[dict[str, Any]]:
         out = plan[1][0]
         items = self._responses_items(n, plan, plan[0])
         events: list[dict[str, Any]] = []

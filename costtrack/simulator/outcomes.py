@@ -7,7 +7,7 @@ from typing import Any
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     kind: str  # ok, status, raise, cut, malformed, html, no_usage
     status: int = 0
     exc: BaseException | type[BaseException] | None = None
@@ -17,26 +17,26 @@ class _Outcome:
 _KNOWN_STRINGS = {"ok", "cut", "malformed", "html", "no_usage"}
 
 
-def _parse_outcome(value: Any) -> _Outcome:
+def parse_outcome(value: Any) -> Outcome:
     if value is None:
-        return _Outcome("ok")
+        return Outcome("ok")
     if isinstance(value, bool):
         raise TypeError(f"not a simulator outcome: {value!r}")
     if isinstance(value, int):
         if not 400 <= value <= 599:
             raise ValueError(f"a scripted status must be an error status (4xx/5xx), got {value}")
-        return _Outcome("status", status=value)
+        return Outcome("status", status=value)
     if isinstance(value, BaseException) or (isinstance(value, type) and issubclass(value, BaseException)):
-        return _Outcome("raise", exc=value)
+        return Outcome("raise", exc=value)
     if isinstance(value, tuple) and len(value) == 2 and value[0] == "cut" and isinstance(value[1], int):
-        return _Outcome("cut", cut_after=max(0, value[1]))
+        return Outcome("cut", cut_after=max(0, value[1]))
     if isinstance(value, str) and value in _KNOWN_STRINGS:
-        return _Outcome(value)
+        return Outcome(value)
     raise ValueError(
         f"unknown simulator outcome {value!r}: use an int status, an exception, "
         "'cut', ('cut', n_events), 'malformed', 'html', 'no_usage', 'ok' or None"
     )
 
 
-class _BadRequest(Exception):
+class BadRequest(Exception):
     """A request the provider would refuse with a 400."""

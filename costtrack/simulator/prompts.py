@@ -6,10 +6,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from .canonical import _canonical
-from .models import _CHARS_PER_TOKEN, count_text_tokens
-from .outcomes import _BadRequest
-from .state import _SimulatorState
+from .canonical import canonical
+from .models import CHARS_PER_TOKEN, count_text_tokens
+from .outcomes import BadRequest
+from .state import SimulatorState
 
 #: OpenAI caches prompts of at least this many tokens, in steps of ``_OPENAI_CACHE_BLOCK``.
 _OPENAI_CACHE_MIN = 1024
@@ -27,7 +27,7 @@ class _AnthropicPrompt:
     overhead: int
 
 
-class _Prompts(_SimulatorState):
+class Prompts(SimulatorState):
     """Renders OpenAI and Anthropic prompts as text, and remembers the prefixes each provider has cached."""
 
     # ------------------------------------------------------------------ OpenAI prompt caching
@@ -36,7 +36,7 @@ class _Prompts(_SimulatorState):
         """Automatic prefix caching: 128-token blocks, hits from 1024 tokens, per model."""
         if not self.prompt_cache or prompt_tokens < _OPENAI_CACHE_MIN:
             return 0
-        block_chars = _OPENAI_CACHE_BLOCK * _CHARS_PER_TOKEN
+        block_chars = _OPENAI_CACHE_BLOCK * CHARS_PER_TOKEN
         n_blocks = len(canon) // block_chars
         h = hashlib.sha256(model.encode())
         hashes: list[bytes] = []
@@ -70,28 +70,28 @@ class _Prompts(_SimulatorState):
                         parts.append(part["text"])
                     elif kind in ("image_url", "input_image", "image"):
                         # An image costs a fixed 85 tokens here, whatever its size.
-                        ref = _canonical(part)
-                        parts.append(("<image:" + hashlib.sha256(ref.encode()).hexdigest())[: 85 * _CHARS_PER_TOKEN].ljust(85 * _CHARS_PER_TOKEN, "."))
+                        ref = canonical(part)
+                        parts.append(("<image:" + hashlib.sha256(ref.encode()).hexdigest())[: 85 * CHARS_PER_TOKEN].ljust(85 * CHARS_PER_TOKEN, "."))
                     else:
-                        parts.append(_canonical(part))
+                        parts.append(canonical(part))
                 else:
-                    parts.append(_canonical(part))
+                    parts.append(canonical(part))
             return "".join(parts)
-        return _canonical(content)
+        return canonical(content)
 
     def _chat_prompt(self, body: dict[str, Any]) -> str:
         segments: list[str] = []
         if body.get("tools"):
-            segments.append("<|tools|>" + _canonical(body["tools"]) + "<|end|>")
+            segments.append("<|tools|>" + canonical(body["tools"]) + "<|end|>")
         fmt = body.get("response_format")
         if isinstance(fmt, dict) and fmt.get("type") != "text":
-            segments.append("<|format|>" + _canonical(fmt) + "<|end|>")
+            segments.append("<|format|>" + canonical(fmt) + "<|end|>")
         for message in body.get("messages") or []:
             if not isinstance(message, dict):
                 continue
             text = self._content_text(message.get("content"))
             if message.get("tool_calls"):
-                text += _canonical(message["tool_calls"])
+                text += canonical(message["tool_calls"])
             segments.append(f"<|im_start|>{message.get('role', 'user')}\n{text}<|im_end|>\n")
         segments.append("<|im_start|>assistant")
         return "".join(segments)
@@ -99,10 +99,10 @@ class _Prompts(_SimulatorState):
     def _responses_prompt(self, body: dict[str, Any]) -> str:
         segments: list[str] = []
         if body.get("tools"):
-            segments.append("<|tools|>" + _canonical(body["tools"]) + "<|end|>")
+            segments.append("<|tools|>" + canonical(body["tools"]) + "<|end|>")
         fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
         if isinstance(fmt, dict) and fmt.get("type") != "text":
-            segments.append("<|format|>" + _canonical(fmt) + "<|end|>")
+            segments.append("<|format|>" + canonical(fmt) + "<|end|>")
         if isinstance(body.get("instructions"), str):
             segments.append(f"<|im_start|>developer\n{body['instructions']}<|im_end|>\n")
         items = body.get("input")
@@ -115,7 +115,7 @@ class _Prompts(_SimulatorState):
                 text = self._content_text(item.get("content"))
                 segments.append(f"<|im_start|>{item['role']}\n{text}<|im_end|>\n")
             else:
-                segments.append(f"<|im_start|>{item.get('type', 'item')}\n{_canonical(item)}<|im_end|>\n")
+                segments.append(f"<|im_start|>{item.get('type', 'item')}\n{canonical(item)}<|im_end|>\n")
         segments.append("<|im_start|>assistant")
         return "".join(segments)
 
@@ -131,7 +131,7 @@ class _Prompts(_SimulatorState):
             return None
 
         for tool in body.get("tools") or []:
-            blocks.append(("<tool>" + _canonical({k: v for k, v in tool.items() if k != "cache_control"}) if isinstance(tool, dict) else _canonical(tool), ttl_of(tool)))
+            blocks.append(("<tool>" + canonical({k: v for k, v in tool.items() if k != "cache_control"}) if isinstance(tool, dict) else canonical(tool), ttl_of(tool)))
         system = body.get("system")
         if isinstance(system, str) and system:
             blocks.append(("<system>" + system, None))
@@ -149,13 +149,13 @@ class _Prompts(_SimulatorState):
                 continue
             for i, block in enumerate(content or []):
                 if isinstance(block, dict) and block.get("type") not in ("text", "image", "document"):
-                    text = _canonical({k: v for k, v in block.items() if k != "cache_control"})
+                    text = canonical({k: v for k, v in block.items() if k != "cache_control"})
                 else:
                     text = self._content_text([block])
                 blocks.append(((marker if i == 0 else "") + text, ttl_of(block)))
         fmt = (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"), dict) else None
         if isinstance(fmt, dict):
-            blocks.append(("<format>" + _canonical(fmt), None))
+            blocks.append(("<format>" + canonical(fmt), None))
         auto = body.get("cache_control")
         if isinstance(auto, dict) and blocks:
             # Automatic caching: a breakpoint on the last cacheable block.
@@ -170,7 +170,7 @@ class _Prompts(_SimulatorState):
         """(cache read, 5-minute writes, 1-hour writes) for a prompt, updating the cache."""
         breakpoints = [i for i, (_, ttl) in enumerate(prompt.blocks) if ttl is not None]
         if len(breakpoints) > _ANTHROPIC_MAX_BREAKPOINTS:
-            raise _BadRequest(f"A maximum of {_ANTHROPIC_MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(breakpoints)}.")
+            raise BadRequest(f"A maximum of {_ANTHROPIC_MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {len(breakpoints)}.")
         if not self.prompt_cache or not breakpoints:
             return 0, 0, 0
         h = hashlib.sha256(model.encode())

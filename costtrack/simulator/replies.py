@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx2
 
-from .outcomes import _Outcome
-from .state import _SimulatorState
-from .streams import _SimStream
+from .outcomes import Outcome
+from .state import SimulatorState
+from .streams import SimStream
 
 
-class _Replies(_SimulatorState):
+class Replies(SimulatorState):
     """Builds the ``httpx2.Response`` of every answer and error, cut short or malformed when scripted so."""
 
     def _headers(self, provider: str, n: int, *, stream: bool = False, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,7 +88,7 @@ class _Replies(_SimulatorState):
                 extra["x-ratelimit-reset-requests"] = "120ms"
         return httpx2.Response(status, json=body, headers=self._headers(provider, n, extra=extra))
 
-    def _json(self, provider: str, n: int, data: dict[str, Any], outcome: _Outcome) -> httpx2.Response:
+    def _json(self, provider: str, n: int, data: dict[str, Any], outcome: Outcome) -> httpx2.Response:
         raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         headers = self._headers(provider, n)
         if outcome.kind == "malformed":
@@ -98,11 +98,11 @@ class _Replies(_SimulatorState):
             fail = httpx2.RemoteProtocolError(
                 "peer closed connection without sending complete message body (incomplete chunked read)"
             )
-            return httpx2.Response(200, headers=headers, stream=_SimStream([raw[:cut]], fail_with=fail))
+            return httpx2.Response(200, headers=headers, stream=SimStream([raw[:cut]], fail_with=fail))
         headers["content-length"] = str(len(raw))
         return httpx2.Response(200, content=raw, headers=headers)
 
-    def _stream(self, provider: str, n: int, events: list[bytes], outcome: _Outcome) -> httpx2.Response:
+    def _stream(self, provider: str, n: int, events: list[bytes], outcome: Outcome) -> httpx2.Response:
         fail: BaseException | None = None
         if outcome.kind == "cut":
             keep = outcome.cut_after if outcome.cut_after is not None else min(3, max(1, len(events) - 2))
@@ -119,7 +119,7 @@ class _Replies(_SimulatorState):
         return httpx2.Response(
             200,
             headers=self._headers(provider, n, stream=True),
-            stream=_SimStream(
+            stream=SimStream(
                 events, fail_with=fail, delay=self.chunk_delay, sleep=self.sleep, async_sleep=self.async_sleep
             ),
         )

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 import httpx2
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .batches import _SimBatch, _SimFile
-    from .outcomes import _Outcome
+    from .batches import SimBatch, SimFile
+    from .outcomes import Outcome
 
 # 2026-01-01T00:00:00Z: the synthetic clock starts here and ticks a second a request.
 _EPOCH = 1_767_225_600
 
 
-class _SimulatorState:
+class SimulatorState:
     """The attributes ``Simulator.__init__`` sets, declared here for the mixins that use them."""
 
     seed: int
@@ -31,14 +31,14 @@ class _SimulatorState:
     retry_after: float
     clock: Callable[[], float] | None
     requests: list[httpx2.Request]
-    _script: deque[_Outcome]
+    _script: deque[Outcome]
     _lock: threading.RLock
     _counter: int
     _openai_seen: set[bytes]
     _anthropic_seen: set[bytes]
     batch_polls: int
-    files: dict[str, _SimFile]
-    batches: dict[str, _SimBatch]
+    files: dict[str, SimFile]
+    batches: dict[str, SimBatch]
     _batch_line_failures: dict[str, int]
 
     def _next(self) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx2
 
 
-class _SimStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+class SimStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     """A response body delivered chunk by chunk, for sync and async clients alike.
 
     Single-pass, like a socket: iterating again (the OpenAI async SDK drains a
@@ -71,7 +71,7 @@ class _SimStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
         self.closed = True
 
 
-def _sse(data: Any, event: str | None = None) -> bytes:
+def sse(data: Any, event: str | None = None) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n".encode()

@@ -19,7 +19,7 @@ _WORDS = [
 ]
 
 
-def _words(rng: random.Random, n: int) -> list[str]:
+def random_words(rng: random.Random, n: int) -> list[str]:
     """n words, one token each; the first capitalised, sentences closed now and then."""
     out: list[str] = []
     sentence = 0
@@ -35,7 +35,7 @@ def _words(rng: random.Random, n: int) -> list[str]:
     return out
 
 
-def _pieces_of(text: str, rng: random.Random, lo: int = 3, hi: int = 12) -> list[str]:
+def pieces_of(text: str, rng: random.Random, lo: int = 3, hi: int = 12) -> list[str]:
     """Split text into stream deltas of a few characters each."""
     pieces: list[str] = []
     i = 0

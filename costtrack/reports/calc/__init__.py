@@ -47,11 +47,12 @@ from .constants import (
 from .inputs import ApiPrice, Hardware, Scenario, Throughput, Workload
 from .outputs import CalcResult, CloudCost, CompareRow, LocalCost, VolumeRow
 from .profiles import HardwareCatalog, load_hardware
-from .records import BenchThroughput, DbWorkload, bench_throughput, workload_from_db
+from .records import BENCH_PREFIX, BenchThroughput, DbWorkload, bench_throughput, workload_from_db
 
 __all__ = [
     "API_MODELS",
     "BATCH_DISCOUNT",
+    "BENCH_PREFIX",
     "DAYS_PER_MONTH",
     "DEFAULT_PEAK_FACTOR",
     "DEFAULT_VOLUMES_PER_DAY",

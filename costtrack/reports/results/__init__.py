@@ -29,8 +29,7 @@ from .statistics import Sample as Sample
 from .summary import Summary, build_summary
 from .thresholds import MIN_REQUESTS
 
-# results.py's __all__, unchanged; the `X as X` imports above re-export the public names it left out (the CLI
-# and the tests import some of them).
+# The `X as X` imports above re-export public names kept out of __all__ (the CLI and the tests import some of them).
 __all__ = [
     "MIN_REQUESTS",
     "AbResult",

@@ -14,7 +14,9 @@ from ...format import count, usd
 from ...pricing import PriceBook
 from ...store.schema import records
 from ..calc import DAYS_PER_MONTH
-from ..simulate import _buckets, _row_buckets, _sum, has_tag, tag_text
+from ..simulate import has_tag, tag_text
+from ..simulate.queries import buckets, sum_where
+from ..simulate.replay import row_buckets
 
 __all__ = ["Attribution", "Saving", "attribution"]
 
@@ -40,7 +42,7 @@ class Attribution:
         return sum(s.saved_usd for s in self.savings)
 
 
-def _attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, Any]:
+def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, Any]:
     c = records.c
     chain = has_tag(dialect, "fallback_chain")
     reason = has_tag(dialect, "fallback_reason")
@@ -49,20 +51,20 @@ def _attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, 
     live = and_(c.cost_usd.is_not(None), c.cache_hit.is_(False))
     model = func.coalesce(c.model, c.model_requested, "(unknown)").label("model")
     return {
-        "hits": select(_sum(c.cache_hit, 1).label("hits"),
-                       _sum(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved")).where(where),
+        "hits": select(sum_where(c.cache_hit, 1).label("hits"),
+                       sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved")).where(where),
         "cached": select(c.provider, model, func.coalesce(func.sum(c.tokens_cached_input), 0).label("cached"))
         .where(where, c.cache_hit.is_(False), c.tokens_cached_input > 0)
         .group_by(c.provider, c.model, c.model_requested),
         "fallback": select(
-            _sum(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd.is_not(None)), 1).label("accepted"),
-            _sum(and_(chain, c.cache_hit.is_(False)), func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
-            _sum(reason, 1).label("escalated"),
-            _sum(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
+            sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd.is_not(None)), 1).label("accepted"),
+            sum_where(and_(chain, c.cache_hit.is_(False)), func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
+            sum_where(reason, 1).label("escalated"),
+            sum_where(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
         ).where(where, chain),
         "routes": select(route, c.endpoint, c.provider, model, func.count().label("calls"),
-                         func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), _sum(live, c.cost_usd).label("live_spend"),
-                         *_buckets(live, c, "l_"))
+                         func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(live, c.cost_usd).label("live_spend"),
+                         *buckets(live, c, "l_"))
         .where(where, route_tagged)
         .group_by(route, c.endpoint, c.provider, c.model, c.model_requested),
         "endpoint_models": select(c.endpoint, c.provider, model, func.count().label("calls"))
@@ -73,7 +75,7 @@ def _attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, 
 
 def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: datetime, days: float,
                 before_models: dict[str, tuple[str, str]] | None = None) -> Attribution:  # fmt: skip
-    """What each optimization saved, from the rows of `_attribution_queries` (keys prefixed)."""
+    """What each optimization saved, from the rows of `attribution_queries` (keys prefixed)."""
     out = Attribution()
 
     def month(x: float) -> float:
@@ -125,7 +127,7 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
             rates = book.rates(ref[0], ref[1], at)
             if rates is None or rates.per_hour is not None:
                 continue
-            saved += _row_buckets(r, "l_").price(rates.effective()) - float(r.live_spend)
+            saved += row_buckets(r, "l_").price(rates.effective()) - float(r.live_spend)
             compared += int(r.calls)
         for acc in by_label.values():
             acc[3] = acc[2] / acc[1] if acc[1] else None
@@ -141,7 +143,7 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
     return out
 
 
-def _endpoint_models(rows: list[Any]) -> dict[str, tuple[str, str]]:
+def endpoint_models(rows: list[Any]) -> dict[str, tuple[str, str]]:
     """The most-called (provider, model) of each endpoint."""
     best: dict[str, tuple[int, str, str]] = {}
     for r in rows:

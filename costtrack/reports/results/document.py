@@ -13,9 +13,9 @@ from ..simulate import run_queries
 from .ab_test import AbResult, ab_test
 from .attribution import (
     Attribution,
-    _attribution_queries,
-    _endpoint_models,
     attribution,
+    attribution_queries,
+    endpoint_models,
 )
 from .metrics import Metrics, Progress, measure, metric_queries
 from .selection import NoRecords, Selection
@@ -26,7 +26,7 @@ __all__ = ["Results", "Row", "build_results", "steps"]
 
 def steps(sides: int) -> int:
     """How many queries `build_results` (2 sides) or `build_summary` (1) runs: the progress bar's total."""
-    return sides * (3 + len(_attribution_queries("sqlite", true())))
+    return sides * (3 + len(attribution_queries("sqlite", true())))
 
 
 @dataclass
@@ -95,7 +95,7 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
     queries.update(metric_queries(dialect, before, "before"))
     queries.update(metric_queries(dialect, after, "after"))
     for side, sel in (("before", before), ("after", after)):
-        for key, query in _attribution_queries(dialect, sel.where(dialect)).items():
+        for key, query in attribution_queries(dialect, sel.where(dialect)).items():
             queries[f"{side}.{key}"] = query
     rows = run_queries(engine, queries, on_done=progress)
     m_before = measure(engine, before, rows={"m.metrics": rows["before.metrics"], "m.latency": rows["before.latency"]},
@@ -105,7 +105,7 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
     empty = [(f, m.selection) for f, m in (("--before", m_before), ("--after", m_after)) if m.calls == 0]
     if empty:
         raise NoRecords([f for f, _ in empty], [s for _, s in empty])
-    before_models = _endpoint_models(rows["before.endpoint_models"])
+    before_models = endpoint_models(rows["before.endpoint_models"])
     at_before = m_before.last or now or datetime.now(timezone.utc)
     at_after = m_after.last or now or datetime.now(timezone.utc)
     results = Results(

@@ -12,7 +12,8 @@ from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
 from ..calc import DAYS_PER_MONTH
-from ..simulate import _sum, has_tag, run_queries, tag_number
+from ..simulate import has_tag, run_queries, tag_number
+from ..simulate.queries import sum_where
 from ..stats import Percentiles
 from .selection import Selection
 
@@ -84,10 +85,10 @@ def _metrics_query(where: ColumnElement[bool], dialect: str) -> Any:
     q = case((has_quality, quality))
     return select(
         func.count().label("calls"),
-        _sum(c.attempt == 1, 1).label("requests"),
+        sum_where(c.attempt == 1, 1).label("requests"),
         func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
-        _sum(c.status == "error", 1).label("errors"),
-        _sum(c.cache_hit, 1).label("hits"),
+        sum_where(c.status == "error", 1).label("errors"),
+        sum_where(c.cache_hit, 1).label("hits"),
         func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
         func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
         func.count(q).label("quality_n"),
@@ -95,7 +96,7 @@ def _metrics_query(where: ColumnElement[bool], dialect: str) -> Any:
         func.avg(c.latency_ms).label("latency"),
         func.min(c.timestamp).label("first"),
         func.max(c.timestamp).label("last"),
-        _sum(and_(c.cost_usd.is_(None), c.price_source.is_(None), (c.tokens_input + c.tokens_output) > 0), 1)
+        sum_where(and_(c.cost_usd.is_(None), c.price_source.is_(None), (c.tokens_input + c.tokens_output) > 0), 1)
         .label("unpriced"),
     ).where(where)  # fmt: skip
 
@@ -140,5 +141,6 @@ def measure(engine: Engine, selection: Selection, *, rows: dict[str, list[Any]] 
 
 
 def metric_queries(dialect: str, selection: Selection, prefix: str) -> dict[str, Any]:
+    """The selection's metrics and latency-histogram queries, keyed ``{prefix}.metrics`` and ``{prefix}.latency``."""
     where = selection.where(dialect)
     return {f"{prefix}.metrics": _metrics_query(where, dialect), f"{prefix}.latency": _latency(where).histogram_query()}

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from ...format import days, duration
 from ...pricing import PriceBook
 from ..simulate import run_queries
-from .attribution import Attribution, _attribution_queries, attribution
+from .attribution import Attribution, attribution, attribution_queries
 from .metrics import Metrics, Progress, measure, metric_queries
 from .selection import NoRecords, Selection
 
@@ -32,7 +32,7 @@ def build_summary(engine: Engine, book: PriceBook, selection: Selection, now: da
     """The Performance section's figures for `selection`, computed from its stored records."""
     dialect = engine.dialect.name
     queries = metric_queries(dialect, selection, "m")
-    for key, query in _attribution_queries(dialect, selection.where(dialect)).items():
+    for key, query in attribution_queries(dialect, selection.where(dialect)).items():
         queries[f"m.{key}"] = query
     rows = run_queries(engine, queries, on_done=progress)
     metrics = measure(engine, selection, rows=rows, progress=progress)

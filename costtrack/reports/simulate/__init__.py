@@ -53,10 +53,8 @@ from .queries import (
     totals_query,
 )
 
-# Outside __all__ but importable from here as before: reports/results.py reuses the replay's SQL helpers.
-from .queries import _buckets as _buckets
-from .queries import _sum as _sum
-from .replay import _row_buckets as _row_buckets
+# Outside __all__ but importable from here: the replay's merge steps. reports/results/attribution.py and
+# metrics.py reuse the replay's SQL helpers (sum_where, buckets, row_buckets) from .queries and .replay.
 from .replay import merge_daily as merge_daily
 from .replay import merge_hits as merge_hits
 from .replay import merge_totals as merge_totals

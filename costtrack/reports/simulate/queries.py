@@ -17,19 +17,19 @@ from .sql import day_of, epoch_of
 GAP_TOLERANCE_S = 0.001
 
 
-def _sum(condition: Any, value: Any) -> Any:
+def sum_where(condition: Any, value: Any) -> Any:
     return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
 
-def _buckets(where: Any, cols: Any, prefix: str) -> list[Any]:
+def buckets(where: Any, cols: Any, prefix: str) -> list[Any]:
     uncached = cols.tokens_input - cols.tokens_cached_input - cols.tokens_cache_write
     write_5m = cols.tokens_cache_write - cols.tokens_cache_write_1h
     return [
-        _sum(where, case((uncached > 0, uncached), else_=0)).label(f"{prefix}uncached"),
-        _sum(where, cols.tokens_cached_input).label(f"{prefix}cached"),
-        _sum(where, case((write_5m > 0, write_5m), else_=0)).label(f"{prefix}w5"),
-        _sum(where, cols.tokens_cache_write_1h).label(f"{prefix}w1h"),
-        _sum(where, cols.tokens_output).label(f"{prefix}out"),
+        sum_where(where, case((uncached > 0, uncached), else_=0)).label(f"{prefix}uncached"),
+        sum_where(where, cols.tokens_cached_input).label(f"{prefix}cached"),
+        sum_where(where, case((write_5m > 0, write_5m), else_=0)).label(f"{prefix}w5"),
+        sum_where(where, cols.tokens_cache_write_1h).label(f"{prefix}w1h"),
+        sum_where(where, cols.tokens_output).label(f"{prefix}out"),
     ]
 
 
@@ -60,24 +60,24 @@ def totals_query(where: ColumnElement[bool], day: ColumnElement[str] | None = No
         select(
             *keys,
             func.count().label("calls"),
-            _sum(c.attempt == 1, 1).label("requests"),
-            _sum(c.status == "error", 1).label("errors"),
-            _sum(c.cache_hit, 1).label("hits"),
-            _sum(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
+            sum_where(c.attempt == 1, 1).label("requests"),
+            sum_where(c.status == "error", 1).label("errors"),
+            sum_where(c.cache_hit, 1).label("hits"),
+            sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
-            _sum(_unpriced(), 1).label("unpriced"),
+            sum_where(_unpriced(), 1).label("unpriced"),
             func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
-            _sum(c.tokens_input > 128_000, 1).label("long"),
-            _sum(live, c.cost_usd).label("live_spend"),
-            *_buckets(live, c, "l_"),
-            _sum(served, 1).label("served"),
-            _sum(served, c.tokens_input).label("served_in"),
-            _sum(served, c.tokens_output).label("served_out"),
+            sum_where(c.tokens_input > 128_000, 1).label("long"),
+            sum_where(live, c.cost_usd).label("live_spend"),
+            *buckets(live, c, "l_"),
+            sum_where(served, 1).label("served"),
+            sum_where(served, c.tokens_input).label("served_in"),
+            sum_where(served, c.tokens_output).label("served_out"),
             func.min(case((and_(served, c.tokens_input > 0), c.tokens_input))).label("min_input"),
-            _sum(timed, 1).label("lat_n"),
-            _sum(timed, c.latency_ms).label("lat_sum"),
+            sum_where(timed, 1).label("lat_n"),
+            sum_where(timed, c.latency_ms).label("lat_sum"),
             func.min(c.timestamp).label("first"),
             func.max(c.timestamp).label("last"),
         )
@@ -131,8 +131,8 @@ def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> An
     priced = r.cost_usd.is_not(None)
     keys, group_by = _keys(r)
     return (
-        select(*keys, func.count().label("would_hit"), _sum(priced, r.cost_usd).label("hit_spend"),
-               *_buckets(priced, r, "h_"))
+        select(*keys, func.count().label("would_hit"), sum_where(priced, r.cost_usd).label("hit_spend"),
+               *buckets(priced, r, "h_"))
         .select_from(source)
         .where(hit)
         .group_by(*group_by)

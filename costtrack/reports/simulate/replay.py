@@ -15,7 +15,7 @@ from .queries import period_where, replay_queries
 from .sql import as_day
 
 
-def _row_buckets(row: Any, prefix: str) -> Buckets:
+def row_buckets(row: Any, prefix: str) -> Buckets:
     return Buckets(*(int(getattr(row, f"{prefix}{name}")) for name in ("uncached", "cached", "w5", "w1h", "out")))
 
 
@@ -39,7 +39,7 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.tokens_cached_input += int(row.tcached)
         g.long_context_calls += int(row.long)
         g.live_spend_usd += float(row.live_spend)
-        g.live = g.live + _row_buckets(row, "l_")
+        g.live = g.live + row_buckets(row, "l_")
         g.served += int(row.served)
         g.served_input += int(row.served_in)
         g.served_output += int(row.served_out)
@@ -71,7 +71,7 @@ def merge_hits(groups: dict[tuple[str, str, str, str], Group], rows: Iterable[An
             continue
         g.would_hit += int(row.would_hit)
         g.hit_spend_usd += float(row.hit_spend)
-        g.hit = g.hit + _row_buckets(row, "h_")
+        g.hit = g.hit + row_buckets(row, "h_")
 
 
 def replay_from(results: dict[str, list[Any]], *, since: datetime | None, until: datetime | None,
