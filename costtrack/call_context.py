@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CallContext", "context", "current"]
+__all__ = ["CallContext", "context", "context_var", "current"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,12 +22,13 @@ class CallContext:
 
 
 _EMPTY = CallContext()
-_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("costtrack_context", default=_EMPTY)
+#: The context in force; read directly on the app's thread, where a function call per request costs.
+context_var: contextvars.ContextVar[CallContext] = contextvars.ContextVar("costtrack_context", default=_EMPTY)
 
 
 def current() -> CallContext:
     """The context in force for the running thread or task."""
-    return _current.get()
+    return context_var.get()
 
 
 @contextmanager
@@ -46,15 +47,15 @@ def context(
         with costtrack.context(endpoint="/api/analyze", user="u1", tags={"run": "baseline"}):
             client.chat.completions.create(...)
     """
-    outer = _current.get()
+    outer = context_var.get()
     inner = CallContext(
         endpoint=endpoint if endpoint is not None else outer.endpoint,
         user=user if user is not None else outer.user,
         tags={**outer.tags, **tags} if tags else outer.tags,
         bypass_cache=bypass_cache if bypass_cache is not None else outer.bypass_cache,
     )
-    token = _current.set(inner)
+    token = context_var.set(inner)
     try:
         yield inner
     finally:
-        _current.reset(token)
+        context_var.reset(token)

@@ -263,7 +263,7 @@ def is_wrapped(client: Any) -> bool:
 def provider_of(client: Any) -> str:
     """The provider recorded for a (wrapped) client's calls."""
     transport = getattr(getattr(client, "_client", None), "_transport", None)
-    instrument = getattr(transport, "_instrument", None)
+    instrument = getattr(transport, "instrument", None)
     provider = getattr(instrument, "provider", None)
     if isinstance(provider, str):
         return provider

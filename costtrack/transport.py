@@ -13,7 +13,7 @@ import httpx2
 from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
 from .call_context import CallContext
-from .call_context import _current as _context
+from .call_context import context_var as _context
 from .calls import Call
 from .headers import has_header, header_value
 from .logs import log_once
@@ -493,11 +493,11 @@ class CostTransport(httpx2.BaseTransport):
 
     def __init__(self, inner: httpx2.BaseTransport, instrument: Instrument) -> None:
         self._inner = inner
-        self._instrument = instrument
+        self.instrument = instrument
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
-        instrument = self._instrument
+        instrument = self.instrument
         call, directive = instrument.open(request)
         if call is None:
             return self._inner.handle_request(request)
@@ -529,11 +529,11 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
 
     def __init__(self, inner: httpx2.AsyncBaseTransport, instrument: Instrument) -> None:
         self._inner = inner
-        self._instrument = instrument
+        self.instrument = instrument
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
-        instrument = self._instrument
+        instrument = self.instrument
         call, directive = instrument.open(request)
         if call is None:
             return await self._inner.handle_async_request(request)

@@ -189,7 +189,7 @@ def _instrument_of(client: Any) -> Instrument | None:
 
     transport = getattr(getattr(client, "_client", None), "_transport", None)
     if isinstance(transport, (CostTransport, AsyncCostTransport)):
-        return transport._instrument
+        return transport.instrument
     return None
 
 

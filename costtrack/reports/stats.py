@@ -87,8 +87,8 @@ def period_filter(since: datetime | None, until: datetime | None) -> ColumnEleme
     return and_(true(), *clauses)
 
 
-def _unpriced() -> ColumnElement[bool]:
-    # Unpriced: tokens were used but no price was found (a per-hour model has a price_source).
+def unpriced_filter() -> ColumnElement[bool]:
+    """Rows that used tokens but found no price (a per-hour model has a price_source, so it is priced)."""
     return and_(
         records.c.cost_usd.is_(None),
         records.c.price_source.is_(None),
@@ -284,7 +284,7 @@ def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnE
             func.coalesce(func.sum(case((c.status == "error", 1), else_=0)), 0).label("errors"),
             func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0).label("hits"),
             func.coalesce(func.sum(case((c.cache_hit, c.cost_saved_usd), else_=0.0)), 0.0).label("saved"),
-            func.coalesce(func.sum(case((_unpriced(), 1), else_=0)), 0).label("unpriced"),
+            func.coalesce(func.sum(case((unpriced_filter(), 1), else_=0)), 0).label("unpriced"),
         )
         .where(where)
         .group_by(*([] if group is None else [group]))
@@ -317,6 +317,6 @@ def compute_stats(engine: Engine, *, since: datetime | None = None, until: datet
     groups = _group_rows(engine, group_column, where, latency) if group_column is not None else []
     with engine.connect() as conn:
         unpriced = conn.execute(
-            select(records.c.model).where(where, _unpriced()).group_by(records.c.model).order_by(records.c.model)
+            select(records.c.model).where(where, unpriced_filter()).group_by(records.c.model).order_by(records.c.model)
         ).scalars().all()
     return Stats(since=since, until=until, by=by, total=total, groups=groups, unpriced_models=[str(m) for m in unpriced])

@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
-from ..stats import _unpriced, period_filter
+from ..stats import period_filter, unpriced_filter
 from .sql import day_of, epoch_of
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
@@ -65,7 +65,7 @@ def totals_query(where: ColumnElement[bool], day: ColumnElement[str] | None = No
             sum_where(c.cache_hit, 1).label("hits"),
             sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
-            sum_where(_unpriced(), 1).label("unpriced"),
+            sum_where(unpriced_filter(), 1).label("unpriced"),
             func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
