@@ -99,16 +99,3 @@ def live_chat(body: dict) -> Any:
     from costtrack.simulator import Simulator, openai_client
 
     return openai_client(Simulator()).chat.completions.create(**body)
-
-
-class NullWriter:
-    """A writer that drops records (for tests that do not read them back)."""
-
-    def submit(self, record: Any) -> None:
-        pass
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass

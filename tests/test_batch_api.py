@@ -20,6 +20,7 @@ from costtrack.batching.batch_api import (
     arun_batch,
     run_batch,
 )
+from costtrack.bench.warmup import NullWriter  # a writer that stores nothing
 from costtrack.cli.reprice import usage_of
 from costtrack.simulator import (
     Simulator,
@@ -29,8 +30,8 @@ from costtrack.simulator import (
     openai_client,
 )
 
-from helpers import NullWriter, live_chat
 from helpers import batch_chat as chat
+from helpers import live_chat
 
 # gpt-4o-mini: $0.15 / $0.60 per 1M input / output tokens; the Batch API halves both.
 MINI_IN, MINI_OUT = 0.15 / 1e6, 0.60 / 1e6

@@ -10,9 +10,9 @@ import pytest
 
 import costtrack
 from costtrack.batching import run_batch
+from costtrack.bench.warmup import NullWriter  # a writer that stores nothing
 from costtrack.simulator import Simulator, anthropic_client, openai_client
 
-from helpers import NullWriter
 from helpers import batch_chat as chat
 
 
