@@ -230,6 +230,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def unmigrated_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """An empty database with no schema yet: a new SQLite file, then a new Postgres database."""
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("fresh_postgres_url")
+
+
 @pytest.fixture
 def backend(database_url: str) -> str:
     """'sqlite' or 'postgresql', for the current database_url."""

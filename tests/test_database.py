@@ -153,7 +153,7 @@ def test_new_sqlite_file_is_migrated_on_first_use(sqlite_url, tmp_path) -> None:
     engine = make_engine(sqlite_url)
     assert current_revision(engine) is None
     ensure_schema(engine)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     ensure_schema(engine)  # cheap and harmless the second time
     engine.dispose()
     assert (tmp_path / "costtrack.db").exists()
@@ -166,6 +166,32 @@ def test_fresh_postgres_database_is_migrated_on_first_use(fresh_postgres_url) ->
         ensure_schema(engine)
         assert current_revision(engine) == head_revision()
         assert inspect(engine).has_table("records")
+    finally:
+        engine.dispose()
+
+
+def _record_indexes(engine) -> set[str]:
+    return {ix["name"] for ix in inspect(engine).get_indexes("records")}
+
+
+def test_0003_drops_the_model_index_and_keeps_the_rows(unmigrated_url) -> None:
+    from alembic import command
+
+    from costtrack.records import CallRecord
+    from costtrack.store.database import alembic_config
+    from costtrack.store.sql import count_records, insert_records
+
+    assert upgrade(unmigrated_url, "0002") == "0002"
+    engine = make_engine(unmigrated_url)
+    try:
+        assert "ix_records_model_timestamp" in _record_indexes(engine)
+        insert_records(engine, [CallRecord(provider="openai", operation="chat.completions", endpoint="/a")])
+        assert upgrade(unmigrated_url) == "0003"
+        assert _record_indexes(engine) == {"ix_records_timestamp_id", "ix_records_endpoint_timestamp"}
+        assert count_records(engine) == 1
+        with engine.begin() as conn:  # and back down
+            command.downgrade(alembic_config(connection=conn), "0002")
+        assert "ix_records_model_timestamp" in _record_indexes(engine) and current_revision(engine) == "0002"
     finally:
         engine.dispose()
 
@@ -222,11 +248,6 @@ def _migrate_in_process(url: str, barrier, results) -> None:
         results.put(f"error: {exc!r}")
     finally:
         engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def unmigrated_url(request, sqlite_url):
-    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("fresh_postgres_url")
 
 
 def test_concurrent_first_use_from_many_threads(unmigrated_url) -> None:
