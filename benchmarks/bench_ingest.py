@@ -12,8 +12,8 @@ $COSTTRACK_BENCH_POSTGRES_URL, else postgres@127.0.0.1:5432) and dropped afterwa
 the same rows, built before timing, through sqlite3's own executemany (no SQLAlchemy, one
 row per statement): what a plain driver loop reaches on this machine and schema.
 
---ids uuid7 gives the records time-ordered ids (as uuid7 would) instead of
-CallRecord's random uuid4 ids, to show what the random primary key costs SQLite.
+Records get CallRecord's own ids (time-ordered UUIDv7, see costtrack/records.py new_id);
+--ids uuid4 gives them random ids instead, to show what a random primary key would cost.
 Targets: >= 100,000 records/s into SQLite, >= 20,000 records/s into Postgres.
 """
 
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,16 +41,14 @@ _QUOTED = ", ".join(f'"{c}"' for c in INSERT_COLUMNS)
 ROW_INSERT = f"INSERT INTO records ({_QUOTED}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
 
 
-def uuid7_hex(ms: int) -> str:
-    rand = secrets.token_hex(10)
-    return f"{ms:012x}7{rand[:3]}{(int(rand[3], 16) & 0x3 | 0x8):x}{rand[4:19]}"
+def uuid4_hex() -> str:
+    return uuid.uuid4().hex
 
 
 def make_records(n: int, ids: str) -> list[CallRecord]:
-    now_ms = int(time.time() * 1000)
     out = []
     for i in range(n):
-        extra = {"id": uuid7_hex(now_ms + i)} if ids == "uuid7" else {}
+        extra = {"id": uuid4_hex()} if ids == "uuid4" else {}
         out.append(
             CallRecord(
                 provider="openai" if i % 3 else "anthropic",
@@ -155,7 +153,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is printed")
-    parser.add_argument("--ids", choices=["uuid4", "uuid7"], default="uuid4")
+    parser.add_argument("--ids", choices=["uuid4", "uuid7"], default="uuid7",
+                        help="uuid7: CallRecord's own time-ordered ids (default); uuid4: random ids")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("COSTTRACK_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),

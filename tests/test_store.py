@@ -157,10 +157,17 @@ def test_sqlite_stores_utc_text_that_sorts(sqlite_url, make_record) -> None:
     assert raw == ("2025-06-01 17:00:00.000000", "text", "{}")
 
 
-def test_sqlite_text_is_the_same_for_every_kind_of_timestamp(sqlite_url, make_record) -> None:
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2025, 6, 1, 17, 0, 0, 120, tzinfo=UTC), "2025-06-01 17:00:00.000120"),
+        (datetime(2025, 6, 1, 17, 0, 0, 0, tzinfo=UTC), "2025-06-01 17:00:00.000000"),  # fixed width
+        (datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "0999-01-02 03:04:05.000006"),
+    ],
+)
+def test_sqlite_text_is_the_same_for_every_kind_of_timestamp(sqlite_url, make_record, moment, text) -> None:
     from costtrack.store.database import ensure_schema, make_engine
 
-    moment = datetime(2025, 6, 1, 17, 0, 0, 120, tzinfo=UTC)
     stamps = [moment, moment.astimezone(timezone(timedelta(hours=9))), moment.replace(tzinfo=None)]
     engine = make_engine(sqlite_url)
     try:
@@ -170,7 +177,11 @@ def test_sqlite_text_is_the_same_for_every_kind_of_timestamp(sqlite_url, make_re
             raw = conn.exec_driver_sql("SELECT DISTINCT timestamp FROM records").all()
     finally:
         engine.dispose()
-    assert raw == [("2025-06-01 17:00:00.000120",)]
+    assert raw == [(text,)]
+    # ...and it is the text SQLAlchemy's own DateTime writes and reads back.
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    assert DATETIME().bind_processor(engine.dialect)(moment.replace(tzinfo=None)) == text
 
 
 class _Team:
