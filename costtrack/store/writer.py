@@ -231,7 +231,9 @@ class Writer:
     def submit(self, record: CallRecord | Pending) -> None:
         """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            if not hasattr(record, "to_record") and not isinstance(record, CallRecord):
+            # isinstance first: hasattr() of a name a pydantic model lacks goes through its
+            # __getattr__ and an AttributeError, 2 us a record.
+            if not isinstance(record, CallRecord) and not hasattr(record, "to_record"):
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
