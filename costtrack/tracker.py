@@ -56,7 +56,7 @@ class Tracker:
         prices_file: str | os.PathLike[str] | None = None,
         store_content: bool = False,
         outbox_dir: str | os.PathLike[str] | None = None,
-        flush_interval: float = 0.2,
+        flush_interval: float = 1.0,
         max_buffer: int = 100_000,
         pricebook: PriceBook | None = None,
         writer: Writer | None = None,
