@@ -18,7 +18,7 @@ from .calls import Call
 from .headers import has_header, header_value
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
-from .sse import EventSplitter, event_fields, is_plain, next_boundary
+from .sse import EventSplitter, event_fields, next_boundary
 
 if TYPE_CHECKING:
     from .tracker import Tracker
@@ -323,17 +323,16 @@ class _Reader:
         if not block:
             return block if call.hide_usage_chunk else chunk
         try:
-            kept = self._read(call, reader, block)
+            kept = self._read(call, reader, block, splitter.plain)
         except Exception:
             log_once("stream.read", "costtrack: could not read stream events; they are passed on as is", exc_info=True)
             kept = block if call.hide_usage_chunk else None
         return chunk if kept is None else kept
 
     @staticmethod
-    def _read(call: Call, reader: StreamReader, block: bytes) -> bytes | None:
-        """Read a block of complete events; return the bytes to hand on when events are hidden, else None."""
+    def _read(call: Call, reader: StreamReader, block: bytes, plain: bool) -> bytes | None:
+        """Read a block of complete events (`plain`: see sse.is_plain); return the bytes to hand on when events are hidden, else None."""
         kept: list[bytes] | None = [] if call.hide_usage_chunk else None
-        plain = is_plain(block)
         pos, end = 0, len(block)
         while pos < end:
             if plain and reader.steady:
