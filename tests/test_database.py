@@ -196,6 +196,25 @@ def test_0003_drops_the_model_index_and_keeps_the_rows(unmigrated_url) -> None:
         engine.dispose()
 
 
+def test_a_read_only_sqlite_file_at_an_older_revision_is_read_with_a_warning(sqlite_url, tmp_path, capsys, caplog) -> None:
+    import json
+
+    from costtrack.cli import run
+    from costtrack.records import CallRecord
+    from costtrack.store.sql import insert_records
+
+    assert upgrade(sqlite_url, "0002") == "0002"
+    engine = make_engine(sqlite_url)
+    insert_records(engine, [CallRecord(provider="openai", operation="chat.completions", endpoint="/a", cost_usd=0.5)])
+    engine.dispose()
+    read_only = f"sqlite:///file:{tmp_path / 'costtrack.db'}?mode=ro&uri=true"
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        assert run(["stats", "--json", "--database-url", read_only]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["calls"] == 1
+    assert "is at revision 0002, not 0003, and could not be upgraded" in caplog.text
+    assert current_revision(make_engine(sqlite_url)) == "0002"  # untouched
+
+
 def test_upgrade_is_idempotent(database_url) -> None:
     assert upgrade(database_url) == head_revision()
     assert upgrade(database_url) == head_revision()

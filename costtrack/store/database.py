@@ -451,16 +451,25 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _upgrade_in_place(engine: Engine) -> None:
-
+    """Migrate to head; a database that cannot be written but holds an older known schema is used as it is."""
     try:
         with engine.connect() as conn:
             with migration_transaction(conn):
                 _alembic_upgrade(conn, "head")
-    except DBAPIError:
+    except DBAPIError as exc:
         with engine.connect() as conn:
             has_records, version = _state(conn)
-        if not has_records or (version is not None and version != head_revision() and _known_revision(version)):
+        if not has_records:
             raise
+        if version is not None and version != head_revision() and _known_revision(version):
+            # A read-only file, or one another user owns: every reader and writer of the
+            # records table still works on the older schema, so say so instead of failing.
+            _warn_once(
+                engine,
+                f"costtrack: the database at {safe_url(engine.url)} is at revision {version}, not "
+                f"{head_revision()}, and could not be upgraded ({_first_line(exc)}): run `costtrack db upgrade` "
+                f"with write access",
+            )
 
 
 def _warn_once(engine: Engine, message: str) -> None:
