@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 
     from .store.writer import Writer
 
-__all__ = ["Tracker", "configure", "default_tracker", "flush"]
+__all__ = ["FLUSH_INTERVAL", "HARD_LIMIT_FLUSH_INTERVAL", "Tracker", "configure", "default_tracker", "flush"]
+
+#: Seconds a record may wait in memory before the writer stores it (Tracker's default).
+FLUSH_INTERVAL = 1.0
+#: The default instead when a budget has a hard limit: reservations are settled when records are built.
+HARD_LIMIT_FLUSH_INTERVAL = 0.2
 
 C = TypeVar("C")
 
@@ -44,6 +49,10 @@ class Tracker:
         ...
         tracker.flush()
 
+    Records are written in batches by a background thread at most `flush_interval` seconds
+    after the call (default: 1 s, or 0.2 s when a budget has a hard limit, whose reservations
+    are settled as records are built); `flush()` writes at once.
+
     `budget` / `budgets` (costtrack.Budget) set spend limits and alerts; with neither,
     ``$COSTTRACK_MONTHLY_BUDGET_USD`` sets one (alerts only), and ``budgets=[]`` sets none.
     `budget_options` tune the monitor (see costtrack.budgets.BudgetMonitor).
@@ -56,7 +65,7 @@ class Tracker:
         prices_file: str | os.PathLike[str] | None = None,
         store_content: bool = False,
         outbox_dir: str | os.PathLike[str] | None = None,
-        flush_interval: float = 1.0,
+        flush_interval: float | None = None,
         max_buffer: int = 100_000,
         pricebook: PriceBook | None = None,
         writer: Writer | None = None,
@@ -83,6 +92,11 @@ class Tracker:
         self._engine: Engine | None = None
         #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
         self.budget_monitor: BudgetMonitor | None = make_monitor(self, budget, budgets, budget_options)
+        if flush_interval is None:
+            # A hard limit counts a finished call at its (pessimistic) estimate until the writer
+            # builds its record: build and write every 0.2 s then, else once a second (fewer commits).
+            hard = self.budget_monitor is not None and bool(self.budget_monitor.hard)
+            self._writer_options["flush_interval"] = HARD_LIMIT_FLUSH_INTERVAL if hard else FLUSH_INTERVAL
         if self.budget_monitor is not None:
             self._writer_options["on_records"] = self.budget_monitor.record_stored
             if writer is not None:

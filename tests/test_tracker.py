@@ -106,3 +106,20 @@ def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:
     [record] = tracker.records()
     assert record.tokens_input > 0 and record.timestamp.tzinfo is not None
     tracker.close()
+
+
+def test_records_are_written_within_a_second_and_sooner_under_a_hard_limit(tmp_path, outbox_dir) -> None:
+    from costtrack.tracker import FLUSH_INTERVAL, HARD_LIMIT_FLUSH_INTERVAL
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    hard = costtrack.Budget(monthly_usd=10, hard_limit=True, on_alert=lambda alert: None)
+    soft = costtrack.Budget(monthly_usd=10, on_alert=lambda alert: None)
+    cases = [({"budgets": []}, FLUSH_INTERVAL), ({"budget": soft}, FLUSH_INTERVAL), ({"budget": hard}, HARD_LIMIT_FLUSH_INTERVAL),
+             ({"budget": hard, "flush_interval": 0.5}, 0.5), ({"budgets": [], "flush_interval": 3.0}, 3.0)]  # fmt: skip
+    for options, expected in cases:
+        tracker = costtrack.Tracker(url, outbox_dir=outbox_dir, **options)
+        try:
+            assert tracker.writer.flush_interval == expected, options
+        finally:
+            tracker.close()
+    assert (FLUSH_INTERVAL, HARD_LIMIT_FLUSH_INTERVAL) == (1.0, 0.2)

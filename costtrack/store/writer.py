@@ -122,9 +122,10 @@ class Writer:
     construction raises.
 
     `flush_interval` (seconds) bounds how long a record waits in memory before its batch
-    is written. One second rather than less: each transaction costs SQLite a fixed ~0.5 ms
-    to commit, so batches five times bigger cut the writer's CPU per record by a fifth
-    (benchmarks/bench_wrap.py); `flush()`, `close()` and interpreter exit write at once.
+    is built and written. One second rather than less: each transaction costs SQLite a
+    fixed ~0.5 ms to commit, so bigger batches cost less CPU per record (Tracker picks
+    0.2 s when a budget has a hard limit, see costtrack/tracker.py); `flush()`, `close()`
+    and interpreter exit write at once.
 
     `clock` (seconds, monotonic) drives batching age and retry backoff; `sleep(seconds)`
     is how the thread waits between polls (default: an event wait that submit, flush
