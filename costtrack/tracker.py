@@ -23,11 +23,10 @@ if TYPE_CHECKING:
 
     from .store.writer import Writer
 
-__all__ = ["FLUSH_INTERVAL", "HARD_LIMIT_FLUSH_INTERVAL", "Tracker", "configure", "default_tracker", "flush"]
+__all__ = ["HARD_LIMIT_FLUSH_INTERVAL", "Tracker", "configure", "default_tracker", "flush"]
 
-#: Seconds a record may wait in memory before the writer stores it (Tracker's default).
-FLUSH_INTERVAL = 1.0
-#: The default instead when a budget has a hard limit: reservations are settled when records are built.
+#: The flush interval when a budget has a hard limit (else the Writer's own, FLUSH_INTERVAL):
+#: reservations are settled when records are built.
 HARD_LIMIT_FLUSH_INTERVAL = 0.2
 
 C = TypeVar("C")
@@ -83,20 +82,17 @@ class Tracker:
         self.stamp = time.time if self.now is _utcnow else self.now
         self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
         self._writer = writer
-        self._writer_options: dict[str, Any] = {
-            "outbox_dir": outbox_dir,
-            "flush_interval": flush_interval,
-            "max_buffer": max_buffer,
-        }
+        self._writer_options: dict[str, Any] = {"outbox_dir": outbox_dir, "max_buffer": max_buffer}
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
         self.budget_monitor: BudgetMonitor | None = make_monitor(self, budget, budgets, budget_options)
-        if flush_interval is None:
+        if flush_interval is None and self.budget_monitor is not None and self.budget_monitor.hard:
             # A hard limit counts a finished call at its (pessimistic) estimate until the writer
-            # builds its record: build and write every 0.2 s then, else once a second (fewer commits).
-            hard = self.budget_monitor is not None and bool(self.budget_monitor.hard)
-            self._writer_options["flush_interval"] = HARD_LIMIT_FLUSH_INTERVAL if hard else FLUSH_INTERVAL
+            # builds its record: build and write sooner than the Writer's once a second then.
+            flush_interval = HARD_LIMIT_FLUSH_INTERVAL
+        if flush_interval is not None:
+            self._writer_options["flush_interval"] = flush_interval
         if self.budget_monitor is not None:
             self._writer_options["on_records"] = self.budget_monitor.record_stored
             if writer is not None:

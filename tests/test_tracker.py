@@ -109,7 +109,8 @@ def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:
 
 
 def test_records_are_written_within_a_second_and_sooner_under_a_hard_limit(tmp_path, outbox_dir) -> None:
-    from costtrack.tracker import FLUSH_INTERVAL, HARD_LIMIT_FLUSH_INTERVAL
+    from costtrack.store.writer import FLUSH_INTERVAL
+    from costtrack.tracker import HARD_LIMIT_FLUSH_INTERVAL
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     hard = costtrack.Budget(monthly_usd=10, hard_limit=True, on_alert=lambda alert: None)

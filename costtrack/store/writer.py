@@ -60,7 +60,7 @@ from .database import (
 from .outbox import Outbox, default_outbox_dir, iter_outbox, sanitised
 from .sql import insert_records
 
-__all__ = ["Pending", "Writer"]
+__all__ = ["FLUSH_INTERVAL", "Pending", "Writer"]
 
 
 class Pending(Protocol):
@@ -72,6 +72,8 @@ class Pending(Protocol):
 
 log = logging.getLogger("costtrack")
 
+#: Seconds a record may wait in memory before its batch is written (Writer's default).
+FLUSH_INTERVAL = 1.0
 #: Seconds close() waits at interpreter exit before spilling what is left to the outbox.
 ATEXIT_CLOSE_TIMEOUT = 30.0
 #: Seconds between looks for outbox files left by dead processes (while healthy).
@@ -149,7 +151,7 @@ class Writer:
         target: str | Engine | Callable[[], Engine] | None = None,
         *,
         batch_size: int = 1000,
-        flush_interval: float = 1.0,
+        flush_interval: float = FLUSH_INTERVAL,
         max_buffer: int = 100_000,
         outbox_dir: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] = time.monotonic,

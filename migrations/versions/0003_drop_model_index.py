@@ -3,9 +3,9 @@
 Budgets by model ask for ``model = ? OR model_requested = ?``, which one index on
 model cannot serve; reports group by ``coalesce(model_requested, model)``. The one
 query that used it (stats' unpriced models) scanned it whole, which a table scan (or,
-with a time window, the timestamp index) does as well. Without it a SQLite insert updates four B-trees instead of five (the table,
-its primary key and two indexes): 10-20% more records per second in
-benchmarks/bench_ingest.py.
+with a time window, the timestamp index) does as well. Without it a SQLite insert
+updates four B-trees instead of five (the table, its primary key and two indexes):
+10-20% more records per second in benchmarks/bench_ingest.py.
 
 Revision ID: 0003
 Revises: 0002
