@@ -96,6 +96,7 @@ class Call:
         "status_code",
         "store_content",
         "tracker",
+        "unsent",
     )  # fmt: skip
 
     def __init__(
@@ -137,6 +138,7 @@ class Call:
         self.cost_saved_usd: float | None = None
         self.extra_tags: dict[str, Any] | None = None
         self.batch = False
+        self.unsent = False  # failed before the request reached the provider (see Instrument.fail)
         self.hide_usage_chunk = False
         self.hold = _hold.get()
         # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
@@ -149,7 +151,8 @@ class Call:
         self.finished = True
         self.ended = self.tracker.clock()
         if outcome == "incomplete":
-            self.status = "incomplete"
+            if self.status == "ok":  # an error seen on the way (an undecodable body) stays the outcome
+                self.status = "incomplete"
         elif outcome is not None:
             self.status, self.error_type = "error", outcome
         hold = self.hold
@@ -205,7 +208,8 @@ class Call:
                 self.status, self.error_type = "error", self.reader.failed
             elif not self.reader.done and self.status == "ok":
                 self.status = "incomplete"
-        elif self.chunks:
+        elif self.chunks or (self.status == "ok" and self.status_code is not None):
+            # A whole body was read (an empty one too: that is a malformed answer, not a missing one).
             raw = b"".join(self.chunks)
             body_text = raw.decode("utf-8", "replace") if self.store_content else None
             parsed = _json_object(raw)
@@ -220,6 +224,8 @@ class Call:
                     self.error_type = _error_type(parsed) or self.error_type
         if (self.status_code or 200) >= 400:
             self.status = "error"
+            if self.status_code == 429:
+                self.error_type = "rate_limit_exceeded"  # OpenAI's body says "requests" or "tokens", Anthropic's "rate_limit_error"
             self.error_type = self.error_type or f"http_{self.status_code}"
         price: float | None = None
         source: str | None = None
@@ -240,8 +246,9 @@ class Call:
                 if reference is not None:
                     saved = reference - price
         else:
-            # A refused or failed request carries no usage and is not billed; an ok one without usage is unknown.
-            cost = 0.0 if self.status == "error" else None
+            # Refused (an HTTP error) or never sent: not billed. Any other call without usage, an answer
+            # cut mid-way or unreadable, or a request that timed out once sent, may be billed: unknown.
+            cost = 0.0 if self.status == "error" and (self.unsent or (self.status_code or 0) >= 400) else None
         if usage is None:
             usage = Usage()
         latency = None if self.ended is None else (self.ended - self.started) * 1000.0

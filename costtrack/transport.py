@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx2
+from httpx2._decoders import MultiDecoder  # the decoders the SDK's own reads use
 
 from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCostTransport", "CostTransport", "Instrument"]
 
 _CACHE_HEADER = CACHE_HEADER.encode()
-# Request paths already seen → operation (the SDK's paths are few and fixed).
-_OPERATION_OF: dict[bytes, str] = {}
+# (API family, request path) already seen → operation (the SDK's paths are few and fixed).
+_OPERATION_OF: dict[tuple[str, bytes], str] = {}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
+# Failures before a request can have reached the provider: such an attempt is not billed.
+_UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError, httpx2.UnsupportedProtocol)
 
 
 def error_type(exc: BaseException) -> str:
@@ -65,21 +67,21 @@ def _attempt(headers: httpx2.Headers) -> int:
     return int(retries) + 1 if retries is not None and retries.isdigit() else 1
 
 
-def _decoder(content_encoding: str) -> Callable[[bytes], bytes] | None:
-    """A decoder for a compressed body, so usage can be read beside the SDK's own decoding."""
-    coding = content_encoding.strip().lower()
-    if coding in ("", "identity"):
+def _decoder(headers: httpx2.Headers) -> Callable[[bytes], bytes] | None:
+    """The decoder httpx2 itself applies to this body (raw deflate, br, zstd and stacked codings alike), or None."""
+    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
+    codings = [c for c in codings if c and c != "identity"]
+    if not codings:
         return None
-    if coding in ("gzip", "x-gzip", "deflate"):
-        wbits = zlib.MAX_WBITS | 16 if "gzip" in coding else zlib.MAX_WBITS
-        return zlib.decompressobj(wbits).decompress
-    try:  # br, zstd: httpx2 has decoders when their optional packages are installed
-        from httpx2._decoders import MultiDecoder
+    try:
+        decoder = MultiDecoder(codings)
+    except httpx2.DecodingError:  # more codings than httpx2 applies: the SDK's own read fails on them too
+        return _unreadable
+    return lambda data: b"".join(decoder.decode(data))
 
-        multi = MultiDecoder([c.strip() for c in coding.split(",")])
-        return lambda data: b"".join(multi.decode(data))
-    except Exception:
-        return lambda data: b""  # unreadable here: the record keeps timing and status
+
+def _unreadable(data: bytes) -> bytes:
+    return b""  # a body costtrack cannot decode: the record keeps timing and status
 
 
 class Instrument:
@@ -111,27 +113,19 @@ class Instrument:
 
         return default_tracker()
 
-    def start(self, request: httpx2.Request) -> tuple[Call | None, httpx2.Request]:
-        """A Call for an instrumented request (None otherwise), and the request to send."""
-        call = self.begin(request)
-        return (None, request) if call is None else (call, self.outgoing(call, request))
-
     def begin(self, request: httpx2.Request) -> Call | None:
-        """A Call for an instrumented request (None otherwise), from the app's own request.
-
-        Raises costtrack.BudgetExceeded, before anything is sent, when the call would pass
-        a budget with hard_limit=True (its estimate is reserved otherwise).
-        """
+        """A Call for an instrumented request (None otherwise), from the app's own request."""
         if request.method != "POST":
             return None
         url = request.url
-        operation = _OPERATION_OF.get(url.raw_path)
+        seen = (self.api, url.raw_path)
+        operation = _OPERATION_OF.get(seen)
         if operation is None:
-            operation = operation_for_path(url.path)
+            operation = operation_for_path(url.path, self.api)
             if operation is None:
                 return None
             if len(_OPERATION_OF) < 256:
-                _OPERATION_OF[url.raw_path] = operation
+                _OPERATION_OF[seen] = operation
         try:
             content = request.content
         except Exception:  # a streamed upload: not one of the JSON requests recorded here
@@ -166,21 +160,33 @@ class Instrument:
             # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
             options = body.get("stream_options")
             call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
-        monitor = tracker.budget_monitor
-        if monitor is not None and monitor.hard:
-            monitor.before_send(call)  # the one error costtrack raises into the app on purpose
         return call
+
+    @staticmethod
+    def admit(call: Call) -> None:
+        """Check `call` against hard budget limits just before it is sent (a cache hit costs nothing, so is never refused).
+
+        Raises costtrack.BudgetExceeded, the one error costtrack raises into the app on
+        purpose; any other failure of the check is logged once and the call is sent.
+        """
+        monitor = call.tracker.budget_monitor
+        if monitor is None or not monitor.hard:
+            return
+        try:
+            monitor.before_send(call)
+        except BudgetExceeded:
+            raise
+        except Exception:
+            log_once("budget.check", "costtrack: could not check a call against its budgets; it is sent", exc_info=True)
 
     def open(self, request: httpx2.Request) -> tuple[Call | None, str | None]:
         """Both transports' first step: the per-request cache directive, and a Call (None: send unrecorded).
 
-        Only a hard budget limit (BudgetExceeded) escapes; any other failure is logged once.
+        Never raises: a failure is logged once and the request is sent unrecorded.
         """
         directive = take_cache_directive(request)
         try:
             return self.begin(request), directive
-        except BudgetExceeded:
-            raise  # a hard budget limit: the request is not sent
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             return None, directive
@@ -248,14 +254,13 @@ class Instrument:
                     call.chunks.append(content)
                     call.finish()
                     return response
-        decode = _decoder(headers.get("content-encoding", ""))
+        decode = _decoder(headers)
         stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
         recorded = stream_cls(call, response.stream, decode, store)
-        if decode is not None and call.hide_usage_chunk:
-            # Dropping an event means re-writing the body: hand it on decoded, and say so.
-            headers = httpx2.Headers(
-                [(k, v) for k, v in headers.multi_items() if k.lower() not in ("content-encoding", "content-length")]
-            )
+        if call.hide_usage_chunk and (decode is not None or "content-length" in headers):
+            # Dropping an event re-writes the body: it goes on decoded and shorter, and the headers say so.
+            dropped = ("content-encoding", "content-length") if decode is not None else ("content-length",)
+            headers = httpx2.Headers([(k, v) for k, v in headers.multi_items() if k.lower() not in dropped])
         elif not isinstance(response.stream, httpx2.ByteStream):
             # A network response: keep the transport's own object, its body now read as it passes.
             response.stream = recorded
@@ -266,6 +271,7 @@ class Instrument:
     @staticmethod
     def fail(call: Call, exc: BaseException) -> None:
         """The attempt raised before a response arrived."""
+        call.unsent = isinstance(exc, _UNSENT)
         call.finish(error_type(exc))
 
 
@@ -310,7 +316,19 @@ class _Reader:
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
         call = self._call
-        data = chunk if self._decode is None else self._decode(chunk)
+        if self._decode is None:
+            data = chunk
+        else:
+            try:
+                data = self._decode(chunk)
+            except Exception:
+                if call.hide_usage_chunk:
+                    raise  # the body goes on decoded: the SDK's own decoding would raise this same error here
+                # The SDK decodes the bytes it is handed itself (and meets the error itself, if any).
+                log_once("stream.decode", "costtrack: could not decode a response body; its usage is not read", exc_info=True)
+                call.status, call.error_type = "error", "malformed_response"
+                self._decode = _unreadable
+                data = b""
         if self._saved is not None:
             self._saved.append(data)
         splitter = self._splitter
@@ -513,6 +531,7 @@ class CostTransport(httpx2.BaseTransport):
                         return instrument.replay(call, entry, is_async=False)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
+        instrument.admit(call)
         request = instrument.sendable(call, request)
         try:
             response = self._inner.handle_request(request)
@@ -549,6 +568,7 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
                         return instrument.replay(call, entry, is_async=True)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
+        instrument.admit(call)
         request = instrument.sendable(call, request)
         try:
             response = await self._inner.handle_async_request(request)

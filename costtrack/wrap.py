@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
+from .logs import log_once
 from .transport import AsyncCostTransport, CostTransport, Instrument
 
 if TYPE_CHECKING:
@@ -68,6 +69,19 @@ def _api_of(client: object) -> str:
     return root
 
 
+def _warn_if_unrecorded(client: object) -> None:
+    """Anthropic's Vertex and Bedrock clients speak other paths (and Bedrock another stream format): say their calls go unrecorded."""
+    module = type(client).__module__
+    for cloud in ("vertex", "bedrock"):
+        if module.startswith(f"anthropic.lib.{cloud}"):
+            log_once(
+                f"wrap.unrecorded:{cloud}",
+                "costtrack: %s calls are not recorded (costtrack reads the Anthropic API's own /v1/messages); "
+                "the wrapped client works as before",
+                type(client).__name__,
+            )
+
+
 def wrap(
     client: C,
     *,
@@ -93,6 +107,7 @@ def wrap(
         client = costtrack.wrap(OpenAI(), endpoint="/api/summarize")
     """
     api = _api_of(client)
+    _warn_if_unrecorded(client)
     sdk_http = getattr(client, "_client", None)
     instrument = Instrument(
         tracker,

@@ -258,7 +258,7 @@ def test_injected_errors_are_counted_and_recorded_like_real_ones(server: Callabl
     assert srv.completions == 8  # injected failures never reach the server
     records = sqlite_tracker.records()
     assert len(records) == 14
-    assert sorted(x.error_type or "" for x in records if x.status == "error") == ["requests"] * 4 + ["server_error"] * 2
+    assert sorted(x.error_type or "" for x in records if x.status == "error") == ["rate_limit_exceeded"] * 4 + ["server_error"] * 2
     assert {x.tags["bench_inject"] for x in records} == {"error-every:4,rate-limit-after:10"}
 
 

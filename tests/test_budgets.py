@@ -519,6 +519,31 @@ def test_hard_limit_blocks_before_anything_is_sent(clean_alerts, trackers) -> No
     assert len(t.records()) == 1  # refused calls are not records
 
 
+def test_hard_limit_never_refuses_a_cache_hit(trackers, sqlite_url, tmp_path) -> None:
+    # A hit is answered without a request and billed nothing: the limit only guards what is sent.
+    now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
+    cache = costtrack.MemoryCache(ttl=3600)
+    sim = Simulator()
+    filler = trackers(f"sqlite:///{tmp_path}/filler.db", now=now)
+    filler.wrap(openai_client(sim), cache=cache).chat.completions.create(**chat_body())
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=1.0, hard_limit=True, on_alert=lambda a: None))
+    engine = make_engine(sqlite_url)
+    try:
+        ensure_schema(engine)
+        insert_records(engine, [record(0.9999, now.at - timedelta(days=1))])
+    finally:
+        engine.dispose()
+    client = t.wrap(openai_client(sim), cache=cache)
+    answer = client.chat.completions.create(**chat_body())  # the same request: a hit
+    assert answer.choices[0].message.content and len(sim.requests) == 1
+    with pytest.raises(BudgetExceeded):
+        client.chat.completions.create(**chat_body(max_tokens=11))  # a miss would be sent: refused
+    assert len(sim.requests) == 1
+    t.flush()
+    hits = [r for r in t.records() if r.cache_hit]
+    assert len(hits) == 1 and hits[0].cost_usd == 0.0 and hits[0].cost_saved_usd > 0
+
+
 async def test_hard_limit_blocks_async_clients(trackers, sqlite_url) -> None:
     now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
     t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=0.0001, hard_limit=True, on_alert=lambda a: None))

@@ -94,6 +94,21 @@ def test_reprice_after_adding_an_override(tracker, make_record, database_url, tm
     assert rec.cost_usd == pytest.approx(0.5 + 0.75) and "my-model" in rec.price_source
 
 
+def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_url, tmp_path, capsys):
+    tokens = {"tokens_input": 1_000_000, "tokens_output": 500_000, "price_source": None}
+    tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None, **tokens))
+    tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=0.0,
+                            cache_hit=True, cost_saved_usd=None, **tokens))  # fmt: skip
+    tracker.flush()
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."my-model"]\ninput = 0.5\noutput = 1.5\n')
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "2 changed" in capsys.readouterr().out
+    hit, live = sorted(tracker.records(), key=lambda r: not r.cache_hit)
+    assert (live.cost_usd, live.cost_saved_usd) == (pytest.approx(1.25), None)
+    assert (hit.cost_usd, hit.cost_saved_usd) == (0.0, pytest.approx(1.25)) and "my-model" in hit.price_source
+
+
 def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/demo.db"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import warnings
 
 import anthropic
 import httpx2
@@ -32,7 +34,7 @@ def outcome(fn):
 @pytest.mark.parametrize(
     "response, status, error_type",
     [
-        pytest.param(rate_limited, "error", "requests", id="429"),
+        pytest.param(rate_limited, "error", "rate_limit_exceeded", id="429"),
         pytest.param(lambda: httpx2.Response(500, json={"error": {"message": "boom", "type": "server_error"}}), "error", "server_error", id="500"),
         pytest.param(lambda: httpx2.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"}), "error", "malformed_response", id="non-json"),
         pytest.param(lambda: httpx2.Response(200, content=b"{not json", headers={"content-type": "application/json"}), "error", "malformed_response", id="broken-json"),
@@ -65,7 +67,7 @@ def test_every_sdk_retry_is_its_own_record(tracker, records):
     client.chat.completions.create(**CHAT)
     recs = sorted(records(), key=lambda r: r.attempt)
     assert [(r.attempt, r.status, r.error_type) for r in recs] == [
-        (1, "error", "requests"), (2, "error", "requests"), (3, "ok", None),
+        (1, "error", "rate_limit_exceeded"), (2, "error", "rate_limit_exceeded"), (3, "ok", None),
     ]  # fmt: skip
     assert [r.cost_usd for r in recs][:2] == [0.0, 0.0] and recs[2].cost_usd > 0
     assert len({r.request_hash for r in recs}) == 1
@@ -227,3 +229,114 @@ def test_usage_after_many_content_events_is_found(tracker, records):
     assert len(texts) == 2000
     [rec] = records()
     assert (rec.tokens_input, rec.tokens_output, rec.status) == (7, 2000, "ok")
+
+
+# --------------------------------------------------------------------------- bodies costtrack cannot read, costs it cannot know
+
+
+def _network(body: bytes, content_type: str = "application/json", **headers: str):
+    """A response whose body arrives as a stream (as from the network), not as bytes already in memory."""
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": content_type, **headers}, content=iter([body[:40], body[40:]]))
+
+    return respond
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    import zlib
+
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # deflate without the zlib header, which httpx2 also accepts
+    return packer.compress(data) + packer.flush()
+
+
+def test_a_body_httpx2_decodes_is_read_with_httpx2s_own_decoder(tracker, records):
+    respond = _network(_raw_deflate(fixture("openai_chat.json")), **{"content-encoding": "deflate"})
+    bare = outcome(lambda: openai_client(Recorder(respond)).chat.completions.create(**CHAT))
+    wrapped = outcome(lambda: tracker.wrap(openai_client(Recorder(respond))).chat.completions.create(**CHAT))
+    assert wrapped == bare and wrapped[0] == "returned"
+    [rec] = records()
+    assert (rec.status, rec.tokens_input, rec.tokens_output) == ("ok", 2048, 120)
+
+
+def test_an_undecodable_body_fails_as_in_the_bare_sdk(tracker, records):
+    respond = _network(b"this is not gzip at all, just text", **{"content-encoding": "gzip"})
+    bare = outcome(lambda: openai_client(Recorder(respond)).chat.completions.create(**CHAT))
+    wrapped = outcome(lambda: tracker.wrap(openai_client(Recorder(respond))).chat.completions.create(**CHAT))
+    assert wrapped[:2] == bare[:2] and bare[1] is openai.APIConnectionError
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "malformed_response", None)  # sent: cost unknown
+
+
+def test_an_empty_answer_is_malformed_and_its_cost_unknown(tracker, records):
+    respond = _network(b"")
+    bare = outcome(lambda: openai_client(Recorder(respond)).chat.completions.create(**CHAT))
+    wrapped = outcome(lambda: tracker.wrap(openai_client(Recorder(respond))).chat.completions.create(**CHAT))
+    assert wrapped[:2] == bare[:2] and wrapped[0] == "raised"
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "malformed_response", None)
+
+
+def test_a_stream_error_after_content_is_recorded_as_the_error(tracker, records):
+    events = fixture("openai_chat_stream.sse").split(b"\n\n")[:3]  # role, "Hello", more content
+    error = b'data: {"error":{"message":"The server had an error","type":"server_error","code":null}}'
+    body = b"\n\n".join([*events, error, b"data: [DONE]"]) + b"\n\n"
+
+    def consume(client):
+        return [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+
+    respond = _network(body, "text/event-stream")
+    bare = outcome(lambda: consume(openai_client(Recorder(respond))))
+    wrapped = outcome(lambda: consume(tracker.wrap(openai_client(Recorder(respond)))))
+    assert wrapped == bare and bare[1] is openai.APIError
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "server_error", None)
+
+
+def test_costs_are_zero_only_when_nothing_can_have_been_billed(tracker, records):
+    def cut(client):
+        return [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+
+    def create(client):
+        return client.chat.completions.create(**CHAT)
+
+    cases = [
+        (Recorder(_cut_stream), cut),  # 200, content delivered, then the connection dropped
+        (Recorder(httpx2.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"})), create),
+        (Recorder(httpx2.ReadTimeout("no answer in time")), create),  # sent, then no answer in time
+        (Recorder(httpx2.ConnectError("refused")), create),  # never sent
+        (Recorder(rate_limited()), create),  # refused with an HTTP error
+    ]
+    for server, send in cases:
+        outcome(functools.partial(send, tracker.wrap(openai_client(server))))
+    recs = sorted(records(), key=lambda r: r.timestamp)
+    assert [(r.error_type, r.cost_usd) for r in recs] == [
+        ("connection_error", None), ("malformed_response", None), ("timeout", None),
+        ("connection_error", 0.0), ("rate_limit_exceeded", 0.0),
+    ]  # fmt: skip
+
+
+def test_openai_paths_ending_in_messages_are_not_anthropics(tracker, records, caplog):
+    thread_message = {"id": "msg_1", "object": "thread.message", "created_at": 1, "thread_id": "thread_1",
+                      "role": "user", "content": [], "attachments": [], "metadata": {}, "status": "completed"}  # fmt: skip
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=thread_message))))
+    with caplog.at_level("WARNING", logger="costtrack"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the Assistants API is deprecated, and still served
+        message = client.beta.threads.messages.create("thread_1", role="user", content="hi")
+    assert message.id == "msg_1"
+    assert records() == [] and not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_hiding_the_usage_chunk_drops_the_content_length_it_falsifies(tracker, records):
+    body = fixture("openai_chat_stream.sse")
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream", "content-length": str(len(body))},
+                               content=iter([body]))  # fmt: skip
+
+    client = tracker.wrap(openai_client(Recorder(respond)))
+    raw = client.chat.completions.with_raw_response.create(**CHAT, stream=True)
+    assert "content-length" not in raw.headers
+    assert all(chunk.choices for chunk in raw.parse())  # the usage-only chunk stays hidden
+    [rec] = records()
+    assert rec.tokens_input > 0

@@ -228,3 +228,18 @@ def test_every_instrumented_operation_is_recorded(tracker, records, name, is_asy
     assert rec.latency_ms is not None and rec.model is not None
     if "stream" in name:
         assert rec.ttft_ms is not None and rec.ttft_ms <= rec.latency_ms
+
+
+def test_anthropic_cloud_clients_are_said_to_go_unrecorded(tracker, records, caplog):
+    from costtrack.logs import reset_once
+
+    reset_once()
+    vertex = anthropic.AnthropicVertex(region="us-east5", project_id="p", access_token="t", base_url="http://vertex.test/v1")
+    with caplog.at_level("WARNING", logger="costtrack"):
+        wrapped = tracker.wrap(vertex)
+    assert type(wrapped) is anthropic.AnthropicVertex
+    assert any("AnthropicVertex calls are not recorded" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="costtrack"):
+        tracker.wrap(anthropic_client(Recorder(serve("anthropic_message.json"))))
+    assert not caplog.records  # the Anthropic API itself is recorded: nothing to say

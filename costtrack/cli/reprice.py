@@ -36,22 +36,26 @@ def reprice(
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     engine = _common.read_engine(database_url)
     seen = changed = unpriced = 0
-    batch: list[tuple[str, float | None, str | None]] = []
+    # Billed calls get a new cost_usd; cache hits (billed nothing) a new cost_saved_usd: what they spared.
+    pending: dict[bool, list[tuple[str, float | None, str | None]]] = {False: [], True: []}
     for record in iter_records(engine, since=start):
         seen += 1
-        if record.cache_hit or not (record.tokens_input or record.tokens_output):
+        if not (record.tokens_input or record.tokens_output):
             continue  # nothing billed to price
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage_of(record),
                                  record.timestamp, batch=bool(record.tags.get("batch")))  # fmt: skip
         unpriced += cost is None and source is None
-        if (cost, source) != (record.cost_usd, record.price_source):
+        hit = record.cache_hit
+        if (cost, source) != (record.cost_saved_usd if hit else record.cost_usd, record.price_source):
             changed += 1
+            batch = pending[hit]
             batch.append((record.id, cost, source))
             if len(batch) >= 5000 and not dry_run:
-                update_costs(engine, batch)
+                update_costs(engine, batch, saved=hit)
                 batch.clear()
-    if batch and not dry_run:
-        update_costs(engine, batch)
+    for hit, batch in pending.items():
+        if batch and not dry_run:
+            update_costs(engine, batch, saved=hit)
     if seen == 0:
         _common.fail("no records to reprice in that period")
     verb = "would change" if dry_run else "changed"

@@ -8,20 +8,23 @@ from ..usage import Usage
 
 __all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "operation_for_path"]
 
-# Path suffix → operation, for both APIs; anything else passes through untouched.
+# Path suffix → operation, per API family; anything else passes through untouched.
 _OPERATIONS = {
-    "/chat/completions": "chat.completions",
-    "/responses": "responses",
-    "/embeddings": "embeddings",
-    "/messages": "messages",
+    "openai": {"/chat/completions": "chat.completions", "/responses": "responses", "/embeddings": "embeddings"},
+    "anthropic": {"/messages": "messages"},
 }
 
 
-def operation_for_path(path: str) -> str | None:
-    """The instrumented operation a request path belongs to, or None."""
-    for suffix, operation in _OPERATIONS.items():
-        if path.endswith(suffix):
-            return operation
+def operation_for_path(path: str, api: str | None = None) -> str | None:
+    """The instrumented operation a request path belongs to (of API family `api` when given), or None.
+
+    Per family: an OpenAI path that ends in /messages (the Assistants API's threads) is not Anthropic's.
+    """
+    families = _OPERATIONS.values() if api is None else (_OPERATIONS.get(api, {}),)
+    for operations in families:
+        for suffix, operation in operations.items():
+            if path.endswith(suffix):
+                return operation
     return None
 
 

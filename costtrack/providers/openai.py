@@ -94,14 +94,17 @@ class ChatStreamReader:
         return self._seen_content and self.model is not None
 
     def next_marker(self, block: bytes, pos: int) -> int:
-        """The next usage object or [DONE] from `pos` (-1: none); `"usage":null`, sent in every chunk, is not one."""
+        """The next usage object, error or [DONE] from `pos` (-1: none); `"usage":null`, sent in every chunk, is not one."""
         done = block.find(b"[DONE]", pos)
-        at = block.find(b'"usage"', pos)
-        while at >= 0 and (done < 0 or at < done):
-            if _USAGE_OBJECT.match(block, at):
-                return at
-            at = block.find(b'"usage"', at + 7)
-        return done
+        end = len(block) if done < 0 else done
+        at = block.find(b'"usage"', pos, end)
+        while at >= 0 and not _USAGE_OBJECT.match(block, at):
+            at = block.find(b'"usage"', at + 7, end)
+        # An error key cannot hide inside content: a quote in a JSON string is escaped.
+        error = block.find(b'"error"', pos, end if at < 0 else at)
+        if error >= 0:
+            return error
+        return at if at >= 0 else done
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
@@ -109,7 +112,7 @@ class ChatStreamReader:
             self.done = True
             return False, False
         has_usage = _USAGE_OBJECT.search(data) is not None
-        if self._seen_content and self.model is not None and not has_usage:
+        if self._seen_content and self.model is not None and not has_usage and b'"error"' not in data:
             return False, False  # nothing new to learn: skip the JSON parse
         chunk = _loads(data)
         if not isinstance(chunk, dict):

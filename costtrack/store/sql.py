@@ -220,16 +220,19 @@ def update_costs(
     engine: Engine,
     updates: Iterable[tuple[str, float | None, str | None]],
     batch: int = 5000,
+    *,
+    saved: bool = False,
 ) -> int:
-    """Set ``cost_usd`` and ``price_source`` by id, for re-pricing. Returns rows updated.
+    """Set ``cost_usd`` (or, with `saved`, ``cost_saved_usd``: a cache hit's) and ``price_source`` by id, for re-pricing.
 
-    `updates` is consumed in chunks of `batch`, each chunk one transaction, so a
-    generator over millions of records is fine. Unknown ids are ignored.
+    Returns rows updated. `updates` is consumed in chunks of `batch`, each chunk one
+    transaction, so a generator over millions of records is fine. Unknown ids are ignored.
     """
+    column = "cost_saved_usd" if saved else "cost_usd"
     stmt = (
         update(records)
         .where(records.c.id == bindparam("b_id"))
-        .values(cost_usd=bindparam("b_cost"), price_source=bindparam("b_source"))
+        .values({column: bindparam("b_cost"), "price_source": bindparam("b_source")})
     )
     total = 0
     chunk: list[dict[str, Any]] = []
