@@ -277,7 +277,7 @@ class Instrument:
 
 def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
     content = request.content
-    if b'"stream_options"' not in content and content.endswith(b"}"):
+    if "stream_options" not in body and content.endswith(b"}"):
         # Splice the option into the app's own bytes: nothing else about the request changes.
         content = content[:-1] + b',"stream_options":{"include_usage":true}}'
     else:
