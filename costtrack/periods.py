@@ -26,7 +26,10 @@ def parse_since(text: str, now: datetime) -> datetime:
     """`7d`, `24h`, `30m`, `2w` before `now`, or an ISO date/datetime."""
     match = _RELATIVE.match(text)
     if match:
-        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+        except OverflowError:
+            raise ConfigError(f"--since {text!r} reaches before year 1: give a shorter duration or an ISO date") from None
     try:
         return parse_instant(text)
     except ConfigError:
@@ -39,6 +42,8 @@ def month_range(text: str) -> tuple[datetime, datetime]:
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ConfigError(f"--month {text!r} is not a month: use YYYY-MM, e.g. 2026-11")
     year, month = int(match.group(1)), int(match.group(2))
+    if not 1 <= year <= 9998:
+        raise ConfigError(f"--month {text!r} is out of range: give a year from 0001 to 9998")
     start = datetime(year, month, 1, tzinfo=timezone.utc)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=timezone.utc)
     return start, end

@@ -224,6 +224,17 @@ def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path / 'costtrack.db'}"
 
 
+@pytest.fixture
+def empty_sqlite_url(sqlite_url: str) -> str:
+    """A SQLite file with the records schema and no records."""
+    from costtrack.store.database import ensure_schema, make_engine
+
+    engine = make_engine(sqlite_url)
+    ensure_schema(engine)
+    engine.dispose()
+    return sqlite_url
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs against SQLite and against Postgres."""

@@ -482,8 +482,8 @@ def test_cli_from_db(tracker: Any, database_url: str, capsys: pytest.CaptureFixt
     assert data["breakeven_requests_per_day"] == pytest.approx(be)
 
 
-def test_cli_from_db_empty(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    err = run_error(capsys, "--from-db", "--database-url", sqlite_url)
+def test_cli_from_db_empty(empty_sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    err = run_error(capsys, "--from-db", "--database-url", empty_sqlite_url)
     assert "no calls recorded" in err
 
 

@@ -119,9 +119,9 @@ def test_errors_are_one_line_exit_2(seeded, database_url, capsys, args, message,
 @pytest.mark.parametrize("command", [["report", "audit"], ["report", "summary"],
                                      ["report", "results", "--before", "2026-11-01..2026-11-02", "--after",
                                       "2026-11-03..2026-11-04"]])  # fmt: skip
-def test_empty_database(sqlite_url, capsys, command, tmp_path, monkeypatch):
+def test_empty_database(empty_sqlite_url, capsys, command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert cli([*command, "--database-url", sqlite_url]) == 2
+    assert cli([*command, "--database-url", empty_sqlite_url]) == 2
     err = capsys.readouterr().err
     assert "run `costtrack demo`" in err and err.count("\n") == 1
     assert not Path("docs").exists()

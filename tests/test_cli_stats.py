@@ -64,6 +64,47 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["export", "--format", "jsonl"], ["reprice"], ["alerts", "check", "--monthly-budget", "10"],
+     ["report", "audit", "--no-charts"], ["simulate", "--cache-ttl", "1h"], ["demo", "--calls", "5", "--no-report"],
+     ["bench", "--target", "a=http://127.0.0.1:9/v1", "--model", "a=x"]],
+    ids=lambda c: " ".join(c[:2]),
+)  # fmt: skip
+@pytest.mark.parametrize("database", ["refused", "no-directory", "not-sqlite"])
+def test_a_database_that_cannot_be_used_is_one_line_and_exit_2(command, database, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.db").write_text("these are notes, not a database\n" * 100)
+    url = {
+        "refused": "postgresql+psycopg://postgres@127.0.0.1:9/x?connect_timeout=2",
+        "no-directory": f"sqlite:///{tmp_path}/missing/dir/x.db",
+        "not-sqlite": f"sqlite:///{tmp_path}/notes.db",
+    }[database]
+    assert run([*command, "--database-url", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("costtrack: error:") and "--database-url" in err
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("command", [["stats"], ["export", "--format", "csv"], ["report", "audit"]], ids=lambda c: c[0])
+def test_a_mistyped_sqlite_path_is_an_error_not_a_new_database(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run([*command, "--database-url", f"sqlite:///{tmp_path}/costrack.db"]) == 2
+    err = capsys.readouterr().err
+    assert "no records database at" in err and err.count("\n") == 1
+    assert not (tmp_path / "costrack.db").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["stats", "--month", "9999-12"], "out of range"), (["stats", "--since", "99999999999d"], "before year 1")],
+)
+def test_periods_out_of_range_are_one_line_errors(argv, message, seeded, database_url, capsys):
+    assert run([*argv, "--database-url", database_url]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def test_empty_database_says_what_to_do(tmp_path, capsys):
     assert run(["stats", "--database-url", f"sqlite:///{tmp_path}/empty.db"]) == 2
     err = capsys.readouterr().err

@@ -205,6 +205,6 @@ def test_cli_errors(seeded, database_url, capsys, args, message):
     assert message in err and err.count("\n") == 1
 
 
-def test_cli_empty_database(sqlite_url, capsys):
-    assert cli(["simulate", "--cache-ttl", "1h", "--database-url", sqlite_url]) == 2
+def test_cli_empty_database(empty_sqlite_url, capsys):
+    assert cli(["simulate", "--cache-ttl", "1h", "--database-url", empty_sqlite_url]) == 2
     assert "run `costtrack demo`" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import errors
-from . import alerts, bench, cache, calc, db, demo, export, prices, report, reprice, simulate, stats
+from . import _common, alerts, bench, cache, calc, db, demo, export, prices, report, reprice, simulate, stats
 
 __all__ = ["app", "main"]
 
@@ -76,5 +76,13 @@ def run(argv: list[str] | None = None) -> int:
             return 0
         hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         print(f"costtrack: error: {exc.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        # The database failed mid-command (it went away, or a file that is not SQLite was read).
+        print(f"costtrack: error: {_common.database_error(exc)}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
@@ -12,7 +13,9 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
 
-__all__ = ["DatabaseOption", "console", "display_url", "fail", "print_json", "read_engine", "resolve_database_url"]
+__all__ = [
+    "DatabaseOption", "console", "database_error", "display_url", "fail", "print_json", "read_engine", "resolve_database_url",
+]  # fmt: skip
 
 
 def fail(message: str) -> NoReturn:
@@ -46,13 +49,41 @@ def display_url(url: str) -> str:
     return safe_url(url)
 
 
-def read_engine(url: str | None) -> Engine:
-    """An engine on the records database, its schema up to date; bad URLs end in a one-line error."""
+def read_engine(url: str | None, *, create: bool = False) -> Engine:
+    """An engine on the records database, its schema up to date; a bad or unreadable database ends in a one-line error.
+
+    A SQLite file that does not exist is an error (a mistyped path would otherwise
+    become a new, empty database) unless `create` (the commands that record calls).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from ..store.database import ensure_schema, make_engine
 
-    engine = make_engine(resolve_database_url(url))
-    ensure_schema(engine)
+    resolved = resolve_database_url(url)
+    engine = make_engine(resolved)
+    database = engine.url.database
+    if (
+        not create
+        and engine.url.get_backend_name() == "sqlite"
+        and database not in (None, "", ":memory:")
+        and not database.startswith("file:")
+        and not os.path.exists(database)
+    ):
+        engine.dispose()
+        fail(f"no records database at {database}: check --database-url, or record calls first (run `costtrack demo` for a sample)")
+    try:
+        ensure_schema(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        fail(database_error(exc, resolved))
     return engine
+
+
+def database_error(exc: BaseException, url: str | None = None) -> str:
+    """The one-line message for a database that cannot be used."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    where = f" {display_url(url)}" if url is not None else ""
+    return f"cannot use the records database{where} ({detail[0] if detail else type(exc).__name__}): check --database-url"
 
 
 def console(stderr: bool = False) -> Console:

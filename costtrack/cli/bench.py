@@ -106,8 +106,7 @@ def _tracker(database_url: str | None, prices_file: Path | None) -> Any:
     from ..tracker import Tracker
 
     url = _common.resolve_database_url(database_url)
-    engine = _common.read_engine(url)
-    engine.dispose()
+    _common.read_engine(url, create=True).dispose()
     return Tracker(url, prices_file=prices_file)
 
 

@@ -24,6 +24,7 @@ def demo(
     """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network), show what it cost, audit it."""
     console = _common.console(stderr=True)
     url = _common.resolve_database_url(database_url)
+    _common.read_engine(url, create=True).dispose()  # a database that cannot be used fails here, before any call
     tracker = Tracker(url)
     with Progress(
         TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
