@@ -71,6 +71,15 @@ def test_crossed_threshold_exits_1_with_json(database_url, capsys) -> None:
     assert data["projected_overspend"] is True
 
 
+def test_at_counts_only_what_was_spent_before_it(database_url, capsys) -> None:
+    seed(database_url, (10.0, "2026-01-05T10:00", "/api/chat"), (40.0, "2026-01-25T10:00", "/api/chat"))
+    code, out, _ = run(capsys, "--monthly-budget", "100", "--at", AT, "--json", "--database-url", database_url)
+    data = json.loads(out)
+    assert code == 0 and data["month_to_date_usd"] == pytest.approx(10.0)  # the $40 of January 25 came later
+    # The projection window is the 7 days before --at: nothing spent in it, nothing projected.
+    assert data["projected_month_end_usd"] == pytest.approx(10.0)
+
+
 def test_budget_from_the_environment_and_scope(sqlite_url, capsys, monkeypatch) -> None:
     seed(sqlite_url, (6.0, "2026-01-02T00:00", "/api/chat"), (30.0, "2026-01-02T00:00", "/api/other"))
     monkeypatch.setenv("COSTTRACK_MONTHLY_BUDGET_USD", "10")

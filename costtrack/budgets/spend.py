@@ -89,7 +89,7 @@ def project(spend: float, window_spend: float, window_first: datetime | None, no
 def check_budget(engine: Engine, budget: Budget, at: datetime) -> dict[str, Any]:
     """The budget's state from the database alone (for `costtrack alerts check`)."""
     start, end = period_bounds(budget.period, at)
-    totals = query_totals(engine, budget, start, end, at)
+    totals = query_totals(engine, budget, start, min(end, at), at)  # as of `at`: nothing recorded after it counts
     projected = project(totals.spend, totals.window_spend, totals.window_first, at, budget.period, end)
     crossed = [t for t in budget.thresholds if totals.spend + EPS >= t * budget.amount_usd]
     return {
