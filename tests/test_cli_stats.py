@@ -44,6 +44,18 @@ def test_stats_table(seeded, database_url, capsys):
     assert "gpt-4o-mini" in out and "TOTAL" in out
 
 
+def test_unpriced_spend_is_shown_as_unknown_not_zero(seeded, tracker, make_record, database_url, capsys):
+    for endpoint in ("/api/a", "/api/u"):
+        tracker.add(make_record(endpoint=endpoint, model="my-finetune", cost_usd=None, price_source=None,
+                                tokens_input=100, tokens_output=10, timestamp=datetime(2026, 11, 3, tzinfo=timezone.utc)))  # fmt: skip
+    tracker.flush()
+    assert run(["stats", "--by", "endpoint", "--database-url", database_url]) == 0
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in capsys.readouterr().out.splitlines()
+            if line.count("│") > 3}  # fmt: skip
+    assert rows["/api/u"] == "unpriced" and rows["/api/a"] == "≥$0.001000" and rows["/api/b"] == "$0.0100"
+    assert rows["TOTAL"] == "≥$0.0110"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..format import count, pct, usd
 from ..periods import month_range, parse_since
-from ..reports.stats import Stats, compute_stats
+from ..reports.stats import GroupStats, Stats, compute_stats
 from . import _common
 
 
@@ -39,6 +39,13 @@ def stats(
         render(result, _common.console())
 
 
+def _spend(group: GroupStats) -> str:
+    """The spend cell: unpriced calls are unknown, never $0 ("≥" when only some are priced)."""
+    if not group.unpriced_calls:
+        return usd(group.spend_usd)
+    return "unpriced" if group.spend_usd == 0 else f"≥{usd(group.spend_usd)}"
+
+
 def render(result: Stats, console: Console) -> None:
     """Print the stats as a table for people."""
     table = Table(title=f"costtrack stats by {result.by}", title_justify="left", pad_edge=False)
@@ -50,7 +57,7 @@ def render(result: Stats, console: Console) -> None:
     for group in [*result.groups, total]:
         share = group.spend_usd / total.spend_usd if total.spend_usd else 0.0
         table.add_row(
-            "TOTAL" if group is total else group.key, count(group.calls), usd(group.spend_usd), pct(share),
+            "TOTAL" if group is total else group.key, count(group.calls), _spend(group), pct(share),
             count(group.tokens_input), count(group.tokens_output), count(group.latency_p50_ms),
             count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate),
             f"{count(group.cache_hits)} ({pct(group.cache_hit_rate)})", usd(group.saved_usd),
