@@ -179,6 +179,8 @@ def test_current_state_figures(workload, database_url):
                         pytest.approx(sum(r.cost_usd for r in classify), abs=1e-12)]  # fmt: skip
     assert row[7] == pytest.approx(sum(r.cost_usd for r in classify) / exp["spend"])
     assert audit.error_rate == pytest.approx(sum(r.status == "error" for r in workload) / len(workload))
+    assert audit.failed_calls == sum(r.status == "error" for r in workload)
+    assert audit.incomplete_calls == sum(r.status == "incomplete" for r in workload) > 0
     assert audit.cache_status == "none"
     assert [r[0] for r in audit.unpriced.rows] == ["mystery-llm"] and audit.unpriced.rows[0][2] == 3
 
@@ -220,6 +222,9 @@ def test_document_shows_the_figures(workload, database_url, tmp_path):
     assert "costtrack simulate --swap gpt-4o=gpt-4o-mini --endpoint /api/classify --since 2026-10-01" in text
     assert f"never fewer than {count(exp['prefix'])}" in text and f"{count(exp['warm'])} calls came within 5m" in text
     assert "Detectors that found nothing" not in text
+    failed, cut = sum(r.status == "error" for r in workload), sum(r.status == "incomplete" for r in workload)
+    assert (f"Error rate: **{pct(failed / len(workload))}** of calls ({count(failed)} failed); {count(cut)} more were "
+            "cut or abandoned mid-way") in text  # fmt: skip
 
 
 def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url):

@@ -96,6 +96,8 @@ class Audit:
     latency: Table
     errors: Table
     error_rate: float
+    failed_calls: int
+    incomplete_calls: int
     cache_status: str
     cache_lines: list[str]
     unpriced: Table
