@@ -128,6 +128,35 @@ def test_batch_share_of_noninteractive_endpoints(seeded, database_url):
     assert everything.total.simulated_usd == pytest.approx(everything.total.actual_usd / 2, abs=1e-12)
 
 
+def test_calls_already_batched_are_not_discounted_again(tracker, make_record, database_url):
+    # Three nightly calls: two went through a Batch API (billed at half), one did not.
+    costs = {"b1": (0.004, {"batch": True, "batch_id": "b1"}), "b2": (0.002, {"batch": True}), "live": (0.010, {"batch": "no"})}
+    for cost, tags in costs.values():
+        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags=tags, tokens_input=1000, tokens_output=100))
+    tracker.flush()
+    engine = make_engine(database_url)
+    result = sim.run(engine, PriceBook(), since=None, until=None, batch_share=1.0)
+    [job] = result.endpoints
+    assert job.actual_usd == pytest.approx(0.016) and job.batch_savings_usd == pytest.approx(0.005)  # half the live call
+    from costtrack.reports.audit import build_audit
+
+    audit = build_audit(engine, PriceBook(), since=None, now=datetime(2025, 1, 2, tzinfo=timezone.utc))
+    [batch] = [o for o in audit.opportunities if o.kind == "batch"]
+    assert batch.savings_usd == pytest.approx(0.005) and "Batch API: 66.7% → 100%" in batch.metric
+
+
+def test_an_endpoint_batched_already_is_not_proposed_again(tracker, make_record, database_url):
+    for cost in (0.004, 0.002):
+        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags={"batch": True}, tokens_input=1000))
+    tracker.flush()
+    from costtrack.reports.audit import build_audit
+
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None, now=datetime(2025, 1, 2, tzinfo=timezone.utc))
+    assert not [o for o in audit.opportunities if o.kind == "batch"]
+    [finding] = [f for f in audit.findings if f.kind == "batch"]
+    assert "already go through a Batch API" in finding.nothing
+
+
 def test_levers_combine_in_sequence(seeded, database_url):
     engine = make_engine(database_url)
     book = PriceBook()

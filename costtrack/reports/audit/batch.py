@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...format import count, usd
+from ...format import count, pct, usd
 from ..simulate import Interactivity, Scenario, simulate
 from .context import AuditContext
 from .document import Column, Finding, Table
@@ -21,9 +21,14 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
     sim = simulate(ctx.rep, Scenario(batch_share=1.0, batch_endpoints=scope), ctx.book)
     rows = [e for e in sim.endpoints if e.endpoint in scope]
     saving = sim.total.batch_savings_usd
+    groups = [g for g in ctx.rep.groups if g.endpoint in scope]
+    calls, batched = sum(g.calls for g in groups), sum(g.batched_calls for g in groups)
     if saving <= 0:
-        finding.nothing = (f"{', '.join(sorted(scope))} look non-interactive, but their calls cost nothing in the "
-                           "period")  # fmt: skip
+        if calls and batched == calls:
+            finding.nothing = f"{', '.join(sorted(scope))} look non-interactive, and all their calls already go through a Batch API"
+        else:
+            finding.nothing = (f"{', '.join(sorted(scope))} look non-interactive, but their calls cost nothing in the "
+                               "period")  # fmt: skip
         return finding
     why = {i.endpoint: i.reason for i in interactivity}
     table = Table([Column("Endpoint"), Column("Why"), Column("Calls", "count"), Column("Spend", "usd"),
@@ -50,8 +55,9 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         ],
         assumption=("Endpoints are non-interactive when their records are tagged interactive=false or their name "
                     "reads like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker); all "
-                    "of their calls are moved to the Batch API at 50% of the cost they had."),
-        metric=(f"share of {names} calls through the Batch API: 0% → 100%; their monthly cost "
+                    "of their calls not already batched (tagged batch=true) are moved to the Batch API at 50% of "
+                    "the cost they had."),
+        metric=(f"share of {names} calls through the Batch API: {pct(batched / calls if calls else 0.0)} → 100%; their monthly cost "
                 f"{usd(ctx.monthly(sum(e.actual_usd for e in rows)))} → "
                 f"{usd(ctx.monthly(sum(e.simulated_usd for e in rows)))}"),
         risks=["Results arrive up to 24 hours later (mitigation: keep an interactive fallback for urgent runs).",

@@ -56,6 +56,8 @@ class Group:
     cache_hits: int = 0
     saved_usd: float = 0.0  # cost_saved_usd of the cache hits
     spend_usd: float = 0.0
+    batched_calls: int = 0  # sent through a Batch API already (tagged batch=true)
+    batched_spend_usd: float = 0.0  # what they cost, at the batch price
     unpriced_calls: int = 0
     tokens_input: int = 0
     tokens_output: int = 0

@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
 from ..stats import period_filter, unpriced_filter
-from .sql import day_of, epoch_of
+from .sql import day_of, epoch_of, tag_text
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
 #: a millisecond of the TTL counts as equal to it.
@@ -47,9 +47,10 @@ def _keys(cols: Any) -> tuple[list[Any], list[Any]]:
     return select_keys, [cols.endpoint, cols.provider, cols.model_requested, cols.model]
 
 
-def totals_query(where: ColumnElement[bool], day: ColumnElement[str] | None = None) -> Any:
+def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[str] | None = None) -> Any:
     """Per (endpoint, provider, requested model, answered model), and UTC `day` when given: counts, spend, tokens."""
     c = records.c
+    batched = tag_text(dialect, "batch") == "true"  # sent through a Batch API (costtrack.batching tags them)
     live = and_(c.cost_usd.is_not(None), c.cache_hit.is_(False))
     served = and_(c.status == "ok", c.cache_hit.is_(False))
     timed = and_(c.cache_hit.is_(False), c.latency_ms.is_not(None))
@@ -65,6 +66,8 @@ def totals_query(where: ColumnElement[bool], day: ColumnElement[str] | None = No
             sum_where(c.cache_hit, 1).label("hits"),
             sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
+            sum_where(batched, 1).label("batched"),
+            sum_where(batched, func.coalesce(c.cost_usd, 0.0)).label("batched_spend"),
             sum_where(unpriced_filter(), 1).label("unpriced"),
             func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
@@ -146,9 +149,9 @@ def replay_queries(dialect: str, where: ColumnElement[bool], cache_ttl: float | 
     another scan); Postgres estimates a day expression's groups badly, so it gets its own query.
     """
     if dialect == "sqlite":
-        queries = {"totals": totals_query(where, day_of(dialect, records.c.timestamp))}
+        queries = {"totals": totals_query(dialect, where, day_of(dialect, records.c.timestamp))}
     else:
-        queries = {"totals": totals_query(where), "daily": daily_query(dialect, where)}
+        queries = {"totals": totals_query(dialect, where), "daily": daily_query(dialect, where)}
     if cache_ttl:
         queries["hits"] = hits_query(dialect, where, cache_ttl)
     return queries

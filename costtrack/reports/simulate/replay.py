@@ -33,6 +33,8 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.cache_hits += int(row.hits)
         g.saved_usd += float(row.saved)
         g.spend_usd += float(row.spend)
+        g.batched_calls += int(row.batched)
+        g.batched_spend_usd += float(row.batched_spend)
         g.unpriced_calls += int(row.unpriced)
         g.tokens_input += int(row.tin)
         g.tokens_output += int(row.tout)

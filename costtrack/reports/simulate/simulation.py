@@ -143,7 +143,9 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
             swap_saving = 0.0
         remaining = g.spend_usd - cache_saving - swap_saving
         in_batch = scenario.batch_share and (scenario.batch_endpoints is None or g.endpoint in scenario.batch_endpoints)
-        batch_saving = remaining * (1.0 - factor) if in_batch else 0.0
+        # Calls already sent through a Batch API were billed at its price: only the rest can move.
+        unbatched = 1.0 - g.batched_spend_usd / g.spend_usd if g.spend_usd else 1.0
+        batch_saving = remaining * unbatched * (1.0 - factor) if in_batch else 0.0
         acc = per_endpoint.setdefault(g.endpoint, [0.0, 0.0, 0.0, 0.0])
         acc[0] += g.spend_usd
         acc[1] += cache_saving
