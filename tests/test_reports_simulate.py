@@ -175,6 +175,22 @@ def test_levers_combine_in_sequence(seeded, database_url):
     assert c.batch_savings_usd == pytest.approx(repriced * 0.5, abs=1e-12)
 
 
+def test_an_endpoint_is_projected_over_the_apps_days_not_its_own(tracker, make_record, database_url, capsys):
+    # The app ran 20 days; /jobs/rare only on its last 2: a month of it is 30/20 of what it spent, not 30/2.
+    t0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    tracker.add(make_record(endpoint="/api/chat", cost_usd=0.01, timestamp=t0))
+    tracker.add(make_record(endpoint="/api/chat", cost_usd=0.01, timestamp=t0 + timedelta(days=20)))
+    for day in (18, 19):
+        tracker.add(make_record(endpoint="/jobs/rare", model="gpt-4o", model_requested="gpt-4o", cost_usd=0.02,
+                                tokens_input=2000, tokens_output=200, timestamp=t0 + timedelta(days=day)))  # fmt: skip
+    tracker.flush()
+    assert cli(["simulate", "--batch-share", "1", "--batch-endpoints", "all", "--endpoint", "/jobs/rare", "--json",
+                "--since", "2026-09-01", "--database-url", database_url]) == 0  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert data["days"] == pytest.approx(20.0)
+    assert data["monthly"]["actual_usd"] == pytest.approx(0.04 * 30 / 20)
+
+
 def test_noninteractive_by_name_and_tag(tracker, make_record, database_url):
     for endpoint, tags in (("/jobs/report", {}), ("/api/export", {"interactive": False}), ("/api/chat", {}),
                            ("/cron/cleanup", {"interactive": True}), ("/api/sync", {"interactive": "false"})):  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -62,6 +63,8 @@ def simulate(
                                       cache_ttl=ttl)  # fmt: skip
             if endpoint and not rep.groups:
                 raise ConfigError(f"no calls on {', '.join(endpoint)} {what}: check --endpoint")
+            if endpoint:
+                rep = dataclasses.replace(rep, app_span=engine_.period_span(engine, start, end))
             scope = engine_.resolve_batch_scope(engine, rep, batch_endpoints, where=where) if share else None
             result = engine_.simulate(rep, engine_.Scenario(cache_ttl=ttl, swaps=tuple(swaps), batch_share=share,
                                                             batch_endpoints=scope), book)  # fmt: skip

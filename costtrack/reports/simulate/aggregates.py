@@ -115,6 +115,9 @@ class Replay:
     cache_ttl: float | None
     groups: list[Group]
     daily: list[DayRow] = field(default_factory=list)
+    #: (first, last) call of the whole app in the period, when `groups` hold only some endpoints: monthly
+    #: projections then use the app's span, as the audit does (an endpoint seen on 3 days of 30 is not 10x it).
+    app_span: tuple[datetime, datetime] | None = None
 
     @property
     def calls(self) -> int:
@@ -139,7 +142,7 @@ class Replay:
     @property
     def span_days(self) -> float:
         """Days from the first call to the last (may be under one)."""
-        first, last = self.first, self.last
+        first, last = self.app_span or (self.first, self.last)
         return 0.0 if first is None or last is None else (last - first).total_seconds() / 86400
 
     @property
