@@ -300,7 +300,7 @@ def results(
     after_tag: Annotated[Optional[str], typer.Option("--after-tag", help="The optimized run's tag KEY=VALUE, e.g. run=optimized.")] = None,
     ab: Annotated[bool, typer.Option("--ab", help="Compare the arms of an A/B split (tags ab_test, ab_arm) with 95% confidence intervals.")] = False,
     ab_test: Annotated[Optional[str], typer.Option("--ab-test", help="With --ab: the test's name, when there are several.")] = None,
-    since: Annotated[str, typer.Option(help="With --ab alone: records newer than this (30d, an ISO date).")] = "30d",
+    since: Annotated[Optional[str], typer.Option(help="With --ab alone: records newer than this (30d, an ISO date); default 30d.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Markdown file to write ('-': print it).")] = "docs/optimization-results.md",
     template: TemplateOption = None,
     prices_file: PricesOption = None,
@@ -315,6 +315,9 @@ def results(
         check("results", template)
         sel_before = _selection("before", before, before_tag, "before")
         sel_after = _selection("after", after, after_tag, "after")
+        if since is not None and (sel_before is not None or sel_after is not None):
+            raise ConfigError("--since goes with --ab alone: the --before/--after sides carry their own periods or tags")
+        since = since or "30d"
         engine = _common.read_engine(database_url)
         book = _pricebook(prices_file)
         ab_where: Selection | None = None
