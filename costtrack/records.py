@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from datetime import datetime, timezone
@@ -14,14 +15,23 @@ __all__ = ["RECORD_FIELDS", "CallRecord", "Status", "new_id"]
 Status = Literal["ok", "error", "incomplete"]
 
 
+# costtrack's own generator, seeded from os.urandom in each process (and again in a forked child):
+# an app that seeds the global `random` (random.seed(0) in every worker) must not make ids collide.
+_rng = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
+_random_bits = _rng.getrandbits
+
+
 def new_id() -> str:
     """A new record id: a UUIDv7 as 32 hex digits: time-ordered, so inserts append to the primary-key index.
 
-    The random part comes from `random` (reseeded in forked children), not os.urandom:
-    ids need uniqueness, not secrecy, and os.urandom releases the GIL, which costs the
-    writer thread a switch interval per record beside a busy app thread.
+    The random part comes from a private `random.Random` seeded from os.urandom (reseeded
+    in forked children), not from os.urandom per id: ids need uniqueness, not secrecy, and
+    os.urandom releases the GIL, which costs the writer thread a switch interval per record
+    beside a busy app thread.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    value = (time.time_ns() // 1_000_000) << 80 | _random_bits(80)
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
     return f"{value:032x}"
