@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .budgets import Budget, BudgetMonitor, make_monitor
 from .calls import Call
+from .errors import DatabaseURLError
 from .logs import log_once
 from .pricing import PriceBook
 from .records import CallRecord
@@ -75,6 +77,12 @@ class Tracker:
         budget_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.database_url = database_url
+        #: Why records cannot be stored (a bad URL from the environment), or None. Records are then dropped and
+        #: counted, `flush()` returns False; a bad URL given here raises DatabaseURLError at once instead.
+        self.unusable: str | None = None
+        self._dropped = 0
+        if writer is None:
+            self._check_url()
         self.store_content = store_content
         self.clock = clock
         self.now = now
@@ -130,12 +138,27 @@ class Tracker:
 
         return wrap(client, tracker=self, **options)
 
+    def _check_url(self) -> None:
+        from .store.database import resolve_url
+
+        try:
+            resolve_url(self.database_url)
+        except DatabaseURLError as exc:
+            if self.database_url is not None:
+                raise  # given in code: a configuration error, raised where it is made
+            # From the environment, for the default tracker made inside the app's first call: never raised.
+            self.unusable = str(exc)
+            log_once("tracker.url", "costtrack: %s; calls are not recorded until it is fixed", exc, level=logging.ERROR)
+
     def submit(self, call: Call) -> None:
         """Record a finished call; never raises into the app.
 
         Parsing the body, pricing and building the record happen in the writer's
         thread (`Call.to_record`), so the app's call only pays for queueing it.
         """
+        if self.unusable is not None:
+            self._dropped += 1
+            return
         try:
             monitor = self.budget_monitor
             self.writer.submit(call if monitor is None else monitor.settling(call))
@@ -144,6 +167,9 @@ class Tracker:
 
     def add(self, record: CallRecord) -> None:
         """Store a record built elsewhere (batch results, imports); never raises."""
+        if self.unusable is not None:
+            self._dropped += 1
+            return
         try:
             if self.budget_monitor is not None:
                 self.budget_monitor.record_built(record)
@@ -172,9 +198,9 @@ class Tracker:
         return engine
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Return once every record so far is stored (True), or kept in the outbox (False)."""
+        """Return once every record so far is stored (True), or kept in the outbox or lost (False)."""
         if self._writer is None:
-            return True
+            return not self._dropped
         return self._writer.flush(timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:

@@ -9,7 +9,10 @@ import textwrap
 import threading
 from decimal import Decimal
 
+import pytest
+
 import costtrack
+from costtrack.errors import DatabaseURLError
 from costtrack.simulator import Simulator
 
 from helpers import Recorder, openai_client, serve
@@ -124,3 +127,25 @@ def test_records_are_written_within_a_second_and_sooner_under_a_hard_limit(tmp_p
         finally:
             tracker.close()
     assert (FLUSH_INTERVAL, HARD_LIMIT_FLUSH_INTERVAL) == (1.0, 0.2)
+
+
+def test_a_bad_database_url_given_in_code_raises_at_once(tmp_path):
+    with pytest.raises(DatabaseURLError, match="mysql"):
+        costtrack.Tracker("mysql://app@db/costs")
+    with pytest.raises(DatabaseURLError):
+        costtrack.configure(database_url="not a url")
+
+
+def test_a_bad_database_url_from_the_environment_never_reaches_the_app(monkeypatch, caplog, outbox_dir):
+    from costtrack.logs import reset_once
+
+    reset_once()
+    monkeypatch.setenv("COSTTRACK_DATABASE_URL", "mysql://app@db/costs")
+    with caplog.at_level("ERROR", logger="costtrack"):
+        tracker = costtrack.Tracker(outbox_dir=outbox_dir)
+        client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"), serve("openai_chat.json"))))
+        answers = [client.chat.completions.create(**CHAT) for _ in range(2)]
+    assert [a.usage.prompt_tokens for a in answers] == [2048, 2048]
+    assert "mysql" in tracker.unusable
+    assert tracker.flush() is False  # the calls were not stored: flush says so
+    assert len([r for r in caplog.records if "not recorded" in r.getMessage()]) == 1
