@@ -128,6 +128,22 @@ def test_sqlite_engine_pragmas(sqlite_url) -> None:
         engine.dispose()
 
 
+def test_postgres_connections_use_tcp_keepalives_unless_the_url_says_otherwise(postgres_url) -> None:
+    def options(url: str) -> dict[str, str]:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                params = conn.connection.driver_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+        return {k: v for k, v in params.items() if k.startswith("keepalives")}
+
+    assert options(postgres_url) == {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+                                     "keepalives_count": "3"}  # fmt: skip
+    joiner = "&" if "?" in postgres_url else "?"
+    assert options(f"{postgres_url}{joiner}keepalives_idle=5")["keepalives_idle"] == "5"
+
+
 def test_sqlite_relative_path_is_fixed_when_the_engine_is_made(workdir, tmp_path) -> None:
     engine = make_engine("sqlite:///sub.db")
     os.chdir(tmp_path.parent)

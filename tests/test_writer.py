@@ -205,6 +205,57 @@ def test_submit_waits_at_most_backlog_wait(database_url, writers, make_record, o
     assert {r.id for r in stored(database_url)} == {r.id for r in recs}
 
 
+def _hang_inserts(w: Writer) -> threading.Event:
+    """Make the writer thread's database calls block until the returned gate is set (a database that hangs)."""
+    from sqlalchemy import event
+
+    gate = threading.Event()
+    assert w._engine is not None
+
+    @event.listens_for(w._engine, "before_cursor_execute")
+    def hang(*args: object) -> None:
+        if threading.current_thread() is w._thread:
+            gate.wait()
+
+    return gate
+
+
+def test_a_hung_database_does_not_make_the_app_wait(database_url, writers, make_record, outbox_dir, fake_clock) -> None:
+    # The writer is blocked in the database, not starved of the GIL: callers waiting would not help it.
+    w = writers(database_url, batch_size=5, max_backlog=10, backlog_wait=60, outbox_dir=outbox_dir, clock=fake_clock)
+    gate = _hang_inserts(w)
+    recs = [make_record() for _ in range(200)]
+    for r in recs[:5]:
+        w.submit(r)  # a full batch: the thread takes it and hangs in the database
+    wait_for(lambda: w._in_io)
+    for r in recs[5:]:
+        w.submit(r)  # 195 more, far past max_backlog: none waits
+    assert w.stats["backlog_waits"] == 0 and w.stats["backlog_timeouts"] == 0
+    gate.set()
+    assert w.flush() is True
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+
+
+def test_a_hung_database_holds_at_most_max_buffer_records_before_callers_wait(database_url, writers, make_record,
+                                                                               outbox_dir, fake_clock) -> None:  # fmt: skip
+    w = writers(database_url, batch_size=5, max_backlog=10, max_buffer=50, backlog_wait=0.001, outbox_dir=outbox_dir,
+                clock=fake_clock)  # fmt: skip
+    gate = _hang_inserts(w)
+    recs = [make_record() for _ in range(80)]
+    for r in recs[:5]:
+        w.submit(r)
+    wait_for(lambda: w._in_io)
+    for r in recs[5:55]:
+        w.submit(r)
+    assert w.stats["backlog_timeouts"] == 0
+    for r in recs[55:]:
+        w.submit(r)  # past max_buffer: each caller waits (at most backlog_wait) for the writer
+    assert w.stats["backlog_timeouts"] >= 1
+    gate.set()
+    assert w.flush() is True
+    assert {r.id for r in stored(database_url)} == {r.id for r in recs}
+
+
 def _woken_but_busy(w: Writer, make_record, fake_clock, n: int) -> tuple[Writer, threading.Event, list[CallRecord]]:
     """A writer whose thread is held at a gate in one pass while a later submit() has woken it, 10 ms ago."""
     gate = threading.Event()

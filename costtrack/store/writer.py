@@ -269,7 +269,9 @@ class Writer:
                     self._wake.set()
             elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not (self._failing or self._in_io):
                 self._hand_off()
-            if n > self.max_backlog and not self._failing and self.backlog_wait > 0:
+            # A writer starved of the GIL catches up if callers wait; one blocked on the database does not
+            # (a database that hangs): then callers only wait once the buffer is full (max_buffer).
+            if n > self.max_backlog and not self._failing and self.backlog_wait > 0 and (not self._in_io or n > self.max_buffer):
                 self._wait_for_backlog()
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
