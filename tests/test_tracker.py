@@ -91,6 +91,27 @@ def test_records_queued_at_exit_are_written(tmp_path):
     assert len(costtrack.Tracker(url).records()) == 300
 
 
+def test_sigterm_turned_into_an_exit_as_the_readme_shows_writes_queued_records(tmp_path):
+    url = f"sqlite:///{tmp_path}/term.db"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        import costtrack
+        from helpers import Recorder, openai_client, serve
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # the README's two lines
+        costtrack.configure(database_url={url!r})
+        client = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+        for _ in range(300):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        os.kill(os.getpid(), signal.SIGTERM)  # what docker stop sends
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert done.returncode == 128 + 15
+    assert len(costtrack.Tracker(url).records()) == 300
+
+
 def test_a_subclass_that_defines_now_still_records_its_calls(tmp_path) -> None:
     # The clock is the `now=` argument; a subclass method of that name must not stop calls being recorded.
     from datetime import datetime, timezone

@@ -352,6 +352,46 @@ def _process_writes(url: str, n: int, tag: str, outbox: str, barrier) -> None:
     w.close()
 
 
+def _calls_without_flush(url: str, n: int, outbox: str) -> None:
+    import costtrack
+    from costtrack.simulator import Simulator, openai_client
+
+    tracker = costtrack.Tracker(url, outbox_dir=outbox, budgets=[])
+    client = tracker.wrap(openai_client(Simulator()))
+    for _ in range(n):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    # No flush: the child ends here (fork and forkserver children leave through os._exit).
+
+
+def _pool_task(args: tuple[str, str]) -> int:
+    _calls_without_flush(args[0], 5, args[1])
+    return 5
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "pool"])
+def test_multiprocessing_children_that_end_without_flushing_lose_nothing(sqlite_url, outbox_dir, method) -> None:
+    if method == "pool":
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            assert sum(pool.map(_pool_task, [(sqlite_url, str(outbox_dir))] * 6)) == 30
+            pool.close()
+            pool.join()  # workers end normally (a `with` block alone would terminate them: SIGTERM)
+        expected = 30
+    else:
+        ctx = multiprocessing.get_context(method)
+        procs = [ctx.Process(target=_calls_without_flush, args=(sqlite_url, 40, str(outbox_dir))) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+            assert p.exitcode == 0
+        expected = 80
+    engine = make_engine(sqlite_url)
+    try:
+        assert count_records(engine) == expected
+    finally:
+        engine.dispose()
+
+
 def test_four_processes_lose_nothing(database_url, outbox_dir) -> None:
     """Four processes, each with its own Writer, write one database (a new file, for SQLite)."""
     ctx = multiprocessing.get_context("spawn")

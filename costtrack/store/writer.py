@@ -38,6 +38,7 @@ import collections
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -102,6 +103,26 @@ def _close_all_at_exit() -> None:
             writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
         except Exception:  # pragma: no cover - never let exit fail
             log.exception("costtrack: closing the writer at exit failed")
+
+
+_child_exit_hook_pid: int | None = None
+
+
+def _close_at_child_exit() -> None:
+    """In a multiprocessing child, also close the writers when it ends: its fork and forkserver children
+    leave through os._exit, which skips atexit, but their bootstrap runs threading's exit hooks."""
+    global _child_exit_hook_pid
+    if _child_exit_hook_pid == os.getpid():
+        return
+    _child_exit_hook_pid = os.getpid()
+    mp = sys.modules.get("multiprocessing")
+    register = getattr(threading, "_register_atexit", None)  # what concurrent.futures uses for the same need
+    if mp is None or register is None or mp.parent_process() is None:
+        return
+    try:
+        register(_close_all_at_exit)
+    except RuntimeError:  # the interpreter is already shutting down
+        pass
 
 
 def _after_fork_in_child() -> None:
@@ -424,6 +445,7 @@ class Writer:
                 return
             self._thread = threading.Thread(target=self._run, name="costtrack-writer", daemon=True)
         self._thread.start()
+        _close_at_child_exit()
 
     def _run(self) -> None:
         while True:
