@@ -228,6 +228,7 @@ def test_a_hung_database_does_not_make_the_app_wait(database_url, writers, make_
     for r in recs[:5]:
         w.submit(r)  # a full batch: the thread takes it and hangs in the database
     wait_for(lambda: w._in_io)
+    fake_clock.advance(2.0)  # stuck there for longer than a batch ever takes
     for r in recs[5:]:
         w.submit(r)  # 195 more, far past max_backlog: none waits
     assert w.stats["backlog_waits"] == 0 and w.stats["backlog_timeouts"] == 0
@@ -245,6 +246,7 @@ def test_a_hung_database_holds_at_most_max_buffer_records_before_callers_wait(da
     for r in recs[:5]:
         w.submit(r)
     wait_for(lambda: w._in_io)
+    fake_clock.advance(2.0)
     for r in recs[5:55]:
         w.submit(r)
     assert w.stats["backlog_timeouts"] == 0

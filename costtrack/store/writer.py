@@ -94,6 +94,9 @@ def _first_line(exc: BaseException) -> str:
 
 # --------------------------------------------------------------------------- writer
 
+#: Seconds in one database or outbox call after which the writer counts as stuck there (a batch takes milliseconds).
+HUNG_AFTER = 1.0
+
 _LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
 
 
@@ -238,6 +241,7 @@ class Writer:
         self._passes = 0  # passes of the thread's loop
         self._stalled_at = -1  # a pass a hand-off gave up waiting for
         self._in_io = False  # the thread is in a database or outbox call (waiting on I/O, not on the GIL)
+        self._io_since = 0.0  # when that call began (the writer's clock)
         self._submitted = 0  # records submitted
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
         self._flush_gen = 0  # flush requests made
@@ -290,9 +294,11 @@ class Writer:
                     self._wake.set()
             elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not (self._failing or self._in_io):
                 self._hand_off()
-            # A writer starved of the GIL catches up if callers wait; one blocked on the database does not
+            # A writer starved of the GIL catches up if callers wait; one stuck in the database does not
             # (a database that hangs): then callers only wait once the buffer is full (max_buffer).
-            if n > self.max_backlog and not self._failing and self.backlog_wait > 0 and (not self._in_io or n > self.max_buffer):
+            if n > self.max_backlog and not self._failing and self.backlog_wait > 0 and (
+                n > self.max_buffer or not (self._in_io and now - self._io_since >= HUNG_AFTER)
+            ):
                 self._wait_for_backlog()
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
@@ -603,6 +609,7 @@ class Writer:
     def _store(self, batch: Sequence[CallRecord]) -> bool:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
         self.stats["attempts"] += 1
+        self._io_since = self._clock()
         self._in_io = True  # blocked on the database, not starved: no caller should wait for this pass
         try:
             engine = self._get_engine()
@@ -706,6 +713,7 @@ class Writer:
     def _spill(self, records: list[Any], final: bool = False) -> None:
         """Move records (taken from the head of the buffer) to the outbox, durably."""
         records = self._prepare(records)
+        self._io_since = self._clock()
         self._in_io = True
         try:
             self._outbox.append(records)
