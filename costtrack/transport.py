@@ -69,6 +69,8 @@ def _attempt(headers: httpx2.Headers) -> int:
 
 def _decoder(headers: httpx2.Headers) -> Callable[[bytes], bytes] | None:
     """The decoder httpx2 itself applies to this body (raw deflate, br, zstd and stacked codings alike), or None."""
+    if header_value(headers, b"content-encoding") is None:
+        return None  # the usual case, found without building httpx2's list of values
     codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
     codings = [c for c in codings if c and c != "identity"]
     if not codings:
@@ -257,10 +259,10 @@ class Instrument:
         decode = _decoder(headers)
         stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
         recorded = stream_cls(call, response.stream, decode, store)
-        if call.hide_usage_chunk and (decode is not None or "content-length" in headers):
+        if call.hide_usage_chunk and (decode is not None or header_value(headers, b"content-length") is not None):
             # Dropping an event re-writes the body: it goes on decoded and shorter, and the headers say so.
-            dropped = ("content-encoding", "content-length") if decode is not None else ("content-length",)
-            headers = httpx2.Headers([(k, v) for k, v in headers.multi_items() if k.lower() not in dropped])
+            dropped = (b"content-encoding", b"content-length") if decode is not None else (b"content-length",)
+            headers = httpx2.Headers([(k, v) for k, v in headers.raw if k.lower() not in dropped])
         elif not isinstance(response.stream, httpx2.ByteStream):
             # A network response: keep the transport's own object, its body now read as it passes.
             response.stream = recorded
