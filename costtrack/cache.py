@@ -58,8 +58,8 @@ CACHE_HEADER = "x-costtrack-cache"
 
 #: Top-level request fields that do not change the answer: left out of the key.
 
-#: Request headers that change the answer, so they are part of the key.
-KEY_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
+#: Request headers that change the answer (or whose answer it is: the organization, the project), so they are part of the key.
+KEY_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta", "openai-organization", "openai-project")
 
 #: Response headers kept with a stored response (the body is stored decompressed).
 STORED_HEADERS = frozenset({"content-type", "x-request-id", "request-id", "openai-model", "openai-version"})

@@ -161,7 +161,9 @@ class Instrument:
             # Without stream_options.include_usage an OpenAI chat stream carries no usage at all:
             # it is asked for (in outgoing()) and the extra usage-only chunk hidden from the app.
             options = body.get("stream_options")
-            call.hide_usage_chunk = not (isinstance(options, dict) and "include_usage" in options)
+            # include_usage false is asked for too (the record needs the usage) and hidden the same way, so a
+            # cached stream replays to each caller as its own request would have streamed.
+            call.hide_usage_chunk = not (isinstance(options, dict) and options.get("include_usage") is True)
         return call
 
     @staticmethod
@@ -217,7 +219,8 @@ class Instrument:
         if cache is None or directive == "off" or not cache.is_cacheable(call.body):
             return None
         url = request.url
-        target = f"{url.host}:{url.port or ''}{url.path}"
+        # The query too: Azure's api-version, extra_query=... may change the answer.
+        target = f"{url.host}:{url.port or ''}{url.path}" + (f"?{url.query.decode('ascii', 'replace')}" if url.query else "")
         picked = {k.lower().decode("latin-1"): v.decode("latin-1") for k, v in request.headers.raw if k.lower() in _KEY_HEADERS}
         key = cache.key(call.provider, call.operation, call.body, target=target, headers=picked)
         return key, directive != "bypass" and not call.context.bypass_cache

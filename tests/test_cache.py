@@ -220,6 +220,25 @@ def test_stream_options_do_not_change_the_key(tracker, make_cache, sim):
     assert asked[:-1] == hidden and asked[-1]["choices"] == [] and asked[-1]["usage"]["completion_tokens"] > 0
 
 
+def test_a_stream_with_usage_turned_off_replays_without_the_usage_chunk(tracker, make_cache, sim):
+    # Same key as a plain stream, whose stored bytes hold the usage chunk costtrack asked for.
+    client = wrapped(tracker, openai_client(sim), make_cache())
+    plain = dumps(client.chat.completions.create(**CHAT, stream=True))
+    off = dumps(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": False}))
+    assert len(sim.requests) == 1
+    assert off == plain and all(chunk["choices"] for chunk in off)
+
+
+def test_the_query_string_and_organization_are_part_of_the_key(tracker, make_cache, sim):
+    cache = make_cache()
+    client = wrapped(tracker, openai_client(sim), cache)
+    client.chat.completions.create(**CHAT)
+    client.chat.completions.create(**CHAT, extra_query={"api-version": "2025-01-01"})
+    client.chat.completions.create(**CHAT, extra_headers={"OpenAI-Organization": "org-other"})
+    client.chat.completions.create(**CHAT, extra_query={"api-version": "2025-01-01"})  # the second one's entry
+    assert len(sim.requests) == 3
+
+
 @pytest.mark.parametrize("api", ["anthropic", "responses"])
 def test_event_streams_replay_as_streams(tracker, records, make_cache, sim, api):
     if api == "anthropic":

@@ -70,6 +70,18 @@ def test_openai_stream_keeps_usage_chunk_when_the_caller_asked_for_it(tracker, r
     assert records()[0].tokens_input == 2048
 
 
+def test_openai_stream_with_usage_turned_off_is_still_priced_and_looks_the_same(tracker, records):
+    # The caller said include_usage false: costtrack asks for it anyway (the record needs it) and hides it.
+    server = Recorder(serve("openai_chat_stream.sse"))
+    client = tracker.wrap(openai_client(server))
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
+                                                 stream=True, stream_options={"include_usage": False}))  # fmt: skip
+    assert all(chunk.choices for chunk in chunks)
+    assert server.bodies[0]["stream_options"] == {"include_usage": True}
+    [rec] = records()
+    assert rec.tokens_input == 2048 and rec.cost_usd is not None
+
+
 def test_openai_stream_identical_to_bare_sdk(tracker, records):
     bare = openai_client(Recorder(serve("openai_chat_stream.sse")))
     wrapped = tracker.wrap(openai_client(Recorder(serve("openai_chat_stream.sse"))))
