@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
     from .tracker import Tracker
 
-__all__ = ["Call", "Hold", "hold_calls"]
+__all__ = ["Call", "Hold", "hold_calls", "unheld"]
 
 class Hold:
     """Finished Calls kept back so a layer above the SDK (fallback, routing) can annotate them first.
@@ -59,6 +59,16 @@ def hold_calls() -> Iterator[Hold]:
     finally:
         _hold.reset(token)
         hold.release()
+
+
+@contextmanager
+def unheld() -> Iterator[None]:
+    """Calls started inside the block are recorded on their own, even inside `hold_calls()` (e.g. an LLM judge)."""
+    token = _hold.set(None)
+    try:
+        yield
+    finally:
+        _hold.reset(token)
 
 
 class Call:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from .calls import Call, Hold, hold_calls
+from .calls import Call, Hold, hold_calls, unheld
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -418,12 +418,28 @@ async def _apeek(stream: Any) -> Any:
     return stream
 
 
+def _judged(judge: Callable[[Any], bool], result: Any) -> bool:
+    # Outside the chain's hold: calls the judge makes (an LLM judge) are records of their own, not attempts.
+    with unheld():
+        return bool(judge(result))
+
+
+def reusable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with `messages`/`input` given as a one-shot iterable (a generator) made a list, so it can be read twice."""
+    for name in ("messages", "input"):
+        value = kwargs.get(name)
+        if value is not None and not isinstance(value, (list, tuple, str, bytes, dict)) and hasattr(value, "__iter__"):
+            kwargs = {**kwargs, name: list(value)}
+    return kwargs
+
+
 def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def create(**kwargs: Any) -> Any:
         requested = kwargs.get("model")
         if not policy.applies_to(requested):
             return original(**kwargs)
+        kwargs = reusable(kwargs)  # each step sends the messages again
         raw = _is_raw(kwargs)
         streamed = kwargs.get("stream") is True and not raw
         judge = None if streamed or raw else policy.accept
@@ -448,7 +464,7 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
                         error = exc
                         continue
                     error = None
-                    if judge is not None and not judge(result):
+                    if judge is not None and not _judged(judge, result):
                         run.escalated(hold, "rejected")
                         continue
                     run.answered(hold)
@@ -473,6 +489,7 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
         requested = kwargs.get("model")
         if not policy.applies_to(requested):
             return await original(**kwargs)
+        kwargs = reusable(kwargs)  # each step sends the messages again
         raw = _is_raw(kwargs)
         streamed = kwargs.get("stream") is True and not raw
         judge = None if streamed or raw else policy.accept
@@ -497,7 +514,7 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
                         error = exc
                         continue
                     error = None
-                    if judge is not None and not judge(result):
+                    if judge is not None and not _judged(judge, result):
                         run.escalated(hold, "rejected")
                         continue
                     run.answered(hold)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .call_context import context, current
 from .errors import ConfigError
-from .fallback import CheapFirst, Clients, check_entry, patch_resources, resolve_path
+from .fallback import CheapFirst, Clients, check_entry, patch_resources, resolve_path, reusable
 from .fallback import install as install_fallback
 
 if TYPE_CHECKING:
@@ -427,6 +427,7 @@ def _router_wrapper(
     def prepare(kwargs: dict[str, Any]) -> tuple[Callable[..., Any], dict[str, Any], dict[str, Any]]:
         if not isinstance(kwargs.get("model"), str):  # e.g. responses.stream(response_id=...): nothing to route
             return current, kwargs, {}
+        kwargs = reusable(kwargs)  # the policy reads the messages, and the call sends them
         plan = router.plan(RouteRequest.of(operation, kwargs))
         if plan.target is None:
             return current, kwargs, plan.tags

@@ -199,6 +199,37 @@ def test_rejected_answer_escalates_and_keeps_its_cost(tracker, records):
     assert accepted.cost_saved_usd == pytest.approx(0.0)
 
 
+def test_calls_an_accept_judge_makes_are_records_of_their_own(tracker, records):
+    # The LLM-judge pattern: accept() asks a model through a wrapped client. Its calls are not chain attempts.
+    sim = Simulator()
+    judge_client = costtrack.wrap(openai_client(sim), tracker=tracker, endpoint="/judge")
+
+    def accept(response):
+        verdict = judge_client.chat.completions.create(model="gpt-4.1-nano", messages=[{"role": "user", "content": "ok?"}])
+        return verdict is not None and not response.model.startswith("gpt-4o-mini")
+
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, endpoint="/api/chat", fallback=CheapFirst(CHAIN, accept=accept))
+    chat(client)
+    recs = records()
+    judged = [r for r in recs if r.endpoint == "/judge"]
+    chain = by_attempt([r for r in recs if r.endpoint == "/api/chat"])
+    assert len(judged) == 2 and all(r.attempt == 1 and "fallback_chain" not in r.tags for r in judged)
+    assert all(r.cost_saved_usd is None for r in judged)
+    assert [(r.attempt, r.model_requested, r.tags.get("fallback_reason")) for r in chain] == [
+        (1, "gpt-4o-mini", "rejected"), (2, "gpt-4o", None),
+    ]  # fmt: skip
+
+
+def test_messages_given_as_a_generator_reach_every_step(tracker, records):
+    sim = Simulator()
+    sim.script(429)  # the cheap model is rate limited: the chain sends the messages a second time
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN))
+    client.chat.completions.create(model="gpt-4o", messages=(m for m in MESSAGES))
+    bodies = [json.loads(request.content) for request in sim.requests]
+    assert [b["model"] for b in bodies] == ["gpt-4o-mini", "gpt-4o"]
+    assert all(b["messages"] == MESSAGES for b in bodies)
+
+
 async def test_async_rejection(tracker, records):
     sim = Simulator()
     client = costtrack.wrap(

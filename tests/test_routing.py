@@ -67,6 +67,14 @@ def test_tiered_routing_picks_the_tier_and_records_it(tracker, records):
     assert (second.model_requested, second.tags) == ("gpt-4o", {"route": "strong"})
 
 
+def test_messages_given_as_a_generator_are_read_by_the_policy_and_still_sent(tracker, records):
+    sim = Simulator()
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, router=Tiered(hard, cheap="gpt-4o-mini", strong="gpt-4o"))
+    client.chat.completions.create(model="gpt-4o", messages=(m for m in ask("Please analyze this contract.")))
+    [body] = [json.loads(request.content) for request in sim.requests]
+    assert body["model"] == "gpt-4o" and body["messages"] == ask("Please analyze this contract.")
+
+
 def test_tiered_extra_tiers_and_the_whole_request(tracker, records):
     sim = Simulator()
     policy = Tiered(
