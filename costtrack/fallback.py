@@ -275,11 +275,14 @@ def provider_of(client: Any) -> str:
 class Clients:
     """The other clients a policy sends calls to, wrapped with the primary's tracker, checked once."""
 
-    def __init__(self, primary: Any, api: str, tracker: Tracker | None, owner: str) -> None:
+    def __init__(self, primary: Any, api: str, tracker: Tracker | None, owner: str,
+                 options: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         self.primary = primary
         self.api = api
         self.tracker = tracker
         self.owner = owner
+        #: The primary's wrap() settings (endpoint, tags, cache), so a call sent elsewhere is recorded as its own.
+        self.options = dict(options or {})
         self.is_async = is_async_client(primary)
         self._wrapped: dict[int, Any] = {}
 
@@ -305,7 +308,7 @@ class Clients:
         if not is_wrapped(client):
             from .wrap import wrap
 
-            client = wrap(client, tracker=self.tracker)
+            client = wrap(client, tracker=self.tracker, **self.options)
         self._wrapped[key] = client
         return client
 
@@ -554,11 +557,12 @@ def patch_resources(
                 setattr(resource, name, replacement)
 
 
-def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker: Tracker | None) -> None:
+def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker: Tracker | None,
+            options: Mapping[str, Any] | None = None) -> None:  # fmt: skip
     """Install a CheapFirst policy on a wrapped client (its resources, this instance only)."""
     if not isinstance(policy, CheapFirst):
         raise ConfigError(f"wrap(fallback=...): expected a costtrack.CheapFirst, not {type(policy).__qualname__}")
-    clients = Clients(client, api, tracker, "CheapFirst")
+    clients = Clients(client, api, tracker, "CheapFirst", options)
     others = {id(c): clients.get(c) for c in policy.clients()}  # wrapped and checked now, not at the first call
     is_async = clients.is_async
 

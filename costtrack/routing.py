@@ -468,10 +468,11 @@ def _router_wrapper(
     return create
 
 
-def install_router(client: Any, router: Any, *, api: str, tracker: Tracker | None) -> None:
+def install_router(client: Any, router: Any, *, api: str, tracker: Tracker | None,
+                   options: Mapping[str, Any] | None = None) -> None:  # fmt: skip
     """Install routing on a wrapped client's resources (this instance only)."""
     router = router if isinstance(router, Router) else Router(router)
-    clients = Clients(client, api, tracker, "route")
+    clients = Clients(client, api, tracker, "route", options)
     others = {id(t[0]): clients.get(t[0]) for t in router.targets() if not isinstance(t, str)}
     is_async = clients.is_async
 
@@ -488,10 +489,11 @@ def install_router(client: Any, router: Any, *, api: str, tracker: Tracker | Non
 
 
 def install_policies(client: Any, *, api: str, provider: str, tracker: Tracker | None,
-                     fallback: Any = None, router: Any = None) -> Any:  # fmt: skip
+                     fallback: Any = None, router: Any = None, options: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
     """Called by wrap(): install the fallback chain, then routing in front of it, on the wrapped copy.
 
-    Copies made later (`client.with_options(...)`, `client.copy(...)`) get them too.
+    Copies made later (`client.with_options(...)`, `client.copy(...)`) get them too. `options` are the
+    wrap's endpoint, tags and cache, which calls sent to another client of a chain or route get too.
     """
     if fallback is None and router is None:
         return client
@@ -500,16 +502,16 @@ def install_policies(client: Any, *, api: str, provider: str, tracker: Tracker |
     if router is not None and not isinstance(router, Router):
         router = Router(*router) if isinstance(router, (list, tuple)) else Router(router)
     if fallback is not None:
-        install_fallback(client, fallback, api=api, provider=provider, tracker=tracker)
+        install_fallback(client, fallback, api=api, provider=provider, tracker=tracker, options=options)
     if router is not None:
-        install_router(client, router, api=api, tracker=tracker)
+        install_router(client, router, api=api, tracker=tracker, options=options)
 
     copy = client.copy  # the bound SDK method, before the instance attribute below hides it
 
     @functools.wraps(copy)
     def copy_with_policies(*args: Any, **kwargs: Any) -> Any:
         return install_policies(copy(*args, **kwargs), api=api, provider=provider, tracker=tracker,
-                                fallback=fallback, router=router)  # fmt: skip
+                                fallback=fallback, router=router, options=options)  # fmt: skip
 
     client.copy = copy_with_policies
     client.with_options = copy_with_policies

@@ -124,13 +124,16 @@ def wrap(
         )
     http_client = instrumented_copy(sdk_http, instrument)
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
-    return _install_policies(wrapped, api, instrument.provider, tracker, fallback, router)
+    options = {"endpoint": endpoint, "tags": tags, "cache": cache}
+    return _install_policies(wrapped, api, instrument.provider, tracker, fallback, router, options)
 
 
-def _install_policies(client: C, api: str, provider: str, tracker: Tracker | None, fallback: Any, router: Any) -> C:
+def _install_policies(client: C, api: str, provider: str, tracker: Tracker | None, fallback: Any, router: Any,
+                      options: Mapping[str, Any]) -> C:  # fmt: skip
     """Fallback and routing, on the wrapped copy's resources (see costtrack/fallback.py, routing.py)."""
     if fallback is None and router is None:
         return client
     from .routing import install_policies
 
-    return install_policies(client, api=api, provider=provider, tracker=tracker, fallback=fallback, router=router)  # type: ignore[no-any-return]
+    return install_policies(client, api=api, provider=provider, tracker=tracker, fallback=fallback, router=router,  # type: ignore[no-any-return]
+                            options=options)  # fmt: skip

@@ -111,6 +111,19 @@ def test_privacy_keeps_pii_on_the_local_client(tracker, records):
     assert (second.provider, second.model_requested, second.tags) == ("openai", "gpt-4o", {"route": "api"})
 
 
+def test_a_call_routed_to_another_client_keeps_the_wraps_endpoint_tags_and_cache(tracker, records):
+    local, api = Simulator(), Simulator()
+    client = costtrack.wrap(openai_client(api), tracker=tracker, endpoint="/api/chat", tags={"team": "support"},
+                            cache=costtrack.MemoryCache(ttl=60), router=Privacy(contains_pii, local=local_pair(local)))  # fmt: skip
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o", messages=ask("Email jane.doe@example.com the invoice."))
+    assert sent(local) == ["llama3.2"] and sent(api) == []  # the second one was a cache hit
+    live, hit = in_order(records())
+    for rec in (live, hit):
+        assert (rec.endpoint, rec.tags) == ("/api/chat", {"team": "support", "route": "local"})
+    assert (live.cache_hit, hit.cache_hit) == (False, True)
+
+
 def test_privacy_sees_the_system_prompt(tracker, records):
     local, api = Simulator(), Simulator()
     ollama = local_pair(local)
