@@ -14,7 +14,7 @@ if not os.environ.get("ANTHROPIC_API_KEY"):
     sys.exit("set ANTHROPIC_API_KEY to run this example (or run `costtrack demo` for an offline one)")
 
 client = costtrack.wrap(Anthropic(), endpoint="/api/support")
-style_guide = "You are a support assistant. Be concise and cite the help article. " * 200
+style_guide = "You are a support assistant. Be concise and cite the help article. " * 400  # over Haiku 4.5's 4,096-token cache minimum
 system = [{"type": "text", "text": style_guide, "cache_control": {"type": "ephemeral"}}]
 
 for question in ("How do I reset my password?", "Can I export my data?"):
