@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["AsyncCostTransport", "CostTransport", "Instrument"]
 
 _CACHE_HEADER = CACHE_HEADER.encode()
-# (API family, request path) already seen → operation (the SDK's paths are few and fixed).
-_OPERATION_OF: dict[tuple[str, bytes], str] = {}
+# Per API family: request paths already seen → operation (the SDK's paths are few and fixed).
+_OPERATION_OF: dict[str, dict[bytes, str]] = {"openai": {}, "anthropic": {}}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
@@ -105,6 +105,7 @@ class Instrument:
         self.api = api
         self.endpoint = endpoint
         self.tags = dict(tags or {})
+        self._operations = _OPERATION_OF.setdefault(api, {})
 
     @property
     def tracker(self) -> Tracker:
@@ -120,14 +121,14 @@ class Instrument:
         if request.method != "POST":
             return None
         url = request.url
-        seen = (self.api, url.raw_path)
-        operation = _OPERATION_OF.get(seen)
+        known = self._operations
+        operation = known.get(url.raw_path)
         if operation is None:
             operation = operation_for_path(url.path, self.api)
             if operation is None:
                 return None
-            if len(_OPERATION_OF) < 256:
-                _OPERATION_OF[seen] = operation
+            if len(known) < 256:
+                known[url.raw_path] = operation
         try:
             content = request.content
         except Exception:  # a streamed upload: not one of the JSON requests recorded here
@@ -536,7 +537,8 @@ class CostTransport(httpx2.BaseTransport):
                         return instrument.replay(call, entry, is_async=False)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
-        instrument.admit(call)
+        if call.tracker.budget_monitor is not None:
+            instrument.admit(call)
         request = instrument.sendable(call, request)
         try:
             response = self._inner.handle_request(request)
@@ -573,7 +575,8 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
                         return instrument.replay(call, entry, is_async=True)
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
-        instrument.admit(call)
+        if call.tracker.budget_monitor is not None:
+            instrument.admit(call)
         request = instrument.sendable(call, request)
         try:
             response = await self._inner.handle_async_request(request)
