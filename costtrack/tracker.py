@@ -94,7 +94,10 @@ class Tracker:
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
-        self.budget_monitor: BudgetMonitor | None = make_monitor(self, budget, budgets, budget_options)
+        # Budgets count what the database holds: without a usable one there is nothing to check against.
+        self.budget_monitor: BudgetMonitor | None = (
+            make_monitor(self, budget, budgets, budget_options) if self.unusable is None else None
+        )
         if flush_interval is None and self.budget_monitor is not None and self.budget_monitor.hard:
             # A hard limit counts a finished call at its (pessimistic) estimate until the writer
             # builds its record: build and write sooner than the Writer's once a second then.
@@ -148,7 +151,8 @@ class Tracker:
                 raise  # given in code: a configuration error, raised where it is made
             # From the environment, for the default tracker made inside the app's first call: never raised.
             self.unusable = str(exc)
-            log_once("tracker.url", "costtrack: %s; calls are not recorded until it is fixed", exc, level=logging.ERROR)
+            log_once("tracker.url", "costtrack: %s; calls are not recorded (nor checked against budgets) until it is fixed",
+                     exc, level=logging.ERROR)  # fmt: skip
 
     def submit(self, call: Call) -> None:
         """Record a finished call; never raises into the app.

@@ -170,3 +170,12 @@ def test_a_bad_database_url_from_the_environment_never_reaches_the_app(monkeypat
     assert "mysql" in tracker.unusable
     assert tracker.flush() is False  # the calls were not stored: flush says so
     assert len([r for r in caplog.records if "not recorded" in r.getMessage()]) == 1
+
+
+def test_a_bad_database_url_from_the_environment_turns_budgets_off_too(monkeypatch, outbox_dir):
+    # Budgets count what the database holds; a hard limit must not pile up reservations that never settle.
+    monkeypatch.setenv("COSTTRACK_DATABASE_URL", "mysql://app@db/costs")
+    tracker = costtrack.Tracker(outbox_dir=outbox_dir, budget=costtrack.Budget(monthly_usd=0.0001, hard_limit=True))
+    assert tracker.budget_monitor is None
+    client = tracker.wrap(openai_client(Recorder(*[serve("openai_chat.json") for _ in range(5)])))
+    assert len([client.chat.completions.create(**CHAT) for _ in range(5)]) == 5

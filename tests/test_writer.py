@@ -365,6 +365,27 @@ def _calls_without_flush(url: str, n: int, outbox: str) -> None:
     # No flush: the child ends here (fork and forkserver children leave through os._exit).
 
 
+def _calls_then_a_late_thread(url: str, outbox: str) -> None:
+    import threading
+
+    import costtrack
+    from costtrack.simulator import Simulator, openai_client
+
+    tracker = costtrack.Tracker(url, outbox_dir=outbox, budgets=[])
+    client = tracker.wrap(openai_client(Simulator()))
+
+    def call() -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+    call()
+
+    def later() -> None:
+        for _ in range(5):
+            call()
+
+    threading.Thread(target=later).start()  # an ordinary thread still calling after the target returns
+
+
 def _pool_task(args: tuple[str, str]) -> int:
     _calls_without_flush(args[0], 5, args[1])
     return 5
@@ -390,6 +411,20 @@ def test_multiprocessing_children_that_end_without_flushing_lose_nothing(sqlite_
     engine = make_engine(sqlite_url)
     try:
         assert count_records(engine) == expected
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_a_childs_threads_still_calling_after_its_target_are_recorded(sqlite_url, outbox_dir, method) -> None:
+    ctx = multiprocessing.get_context(method)
+    child = ctx.Process(target=_calls_then_a_late_thread, args=(sqlite_url, str(outbox_dir)))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    engine = make_engine(sqlite_url)
+    try:
+        assert count_records(engine) == 6
     finally:
         engine.dispose()
 

@@ -112,8 +112,8 @@ _child_exit_hook_pid: int | None = None
 
 
 def _close_at_child_exit() -> None:
-    """In a multiprocessing child, also close the writers when it ends: its fork and forkserver children
-    leave through os._exit, which skips atexit, but their bootstrap runs threading's exit hooks."""
+    """In a multiprocessing fork or forkserver child, also close the writers when it ends: such a child leaves
+    through os._exit, which skips atexit, but its bootstrap runs threading's exit hooks (a spawn child exits normally)."""
     global _child_exit_hook_pid
     if _child_exit_hook_pid == os.getpid():
         return
@@ -122,10 +122,22 @@ def _close_at_child_exit() -> None:
     register = getattr(threading, "_register_atexit", None)  # what concurrent.futures uses for the same need
     if mp is None or register is None or mp.parent_process() is None:
         return
+    if mp.get_start_method(allow_none=True) not in ("fork", "forkserver"):
+        return
     try:
-        register(_close_all_at_exit)
+        register(_close_all_after_threads)
     except RuntimeError:  # the interpreter is already shutting down
         pass
+
+
+def _close_all_after_threads() -> None:
+    # threading's exit hooks run before it waits for the app's own (non-daemon) threads, which may still be
+    # making calls: wait for them first, as a normal exit does before atexit.
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon and thread is not threading.main_thread():
+            thread.join()
+    _close_all_at_exit()
 
 
 def _after_fork_in_child() -> None:
@@ -804,9 +816,11 @@ class Writer:
             with self._cond:
                 self._cond.notify_all()
 
-    def _submit_after_close(self, record: CallRecord) -> None:
+    def _submit_after_close(self, record: CallRecord | Pending) -> None:
         self._log_once("after-close", logging.WARNING, "costtrack: a record was submitted after the writer was closed; it goes to the outbox at %s", self.outbox_dir)
         try:
+            if not isinstance(record, CallRecord):
+                record = record.to_record()  # a finished call, not built yet: the outbox stores records
             self._outbox.write_closed([record])
         except Exception as exc:
             self.stats["lost"] += 1
