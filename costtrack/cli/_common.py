@@ -83,7 +83,7 @@ def database_error(exc: BaseException, url: str | None = None) -> str:
     """The one-line message for a database that cannot be used."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     where = f" {display_url(url)}" if url is not None else ""
-    return f"cannot use the records database{where} ({detail[0] if detail else type(exc).__name__}): check --database-url"
+    return f"cannot read the records database{where} ({detail[0] if detail else type(exc).__name__}): check --database-url"
 
 
 def console(stderr: bool = False) -> Console:

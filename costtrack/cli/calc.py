@@ -171,8 +171,7 @@ def _read_db(o: dict[str, Any], now: datetime) -> tuple[core.DbWorkload, list[co
         profile = core.workload_from_db(engine, since=start)
         bench = core.bench_throughput(engine, since=start)
     except SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise ConfigError(f"cannot read the records database ({detail}): check --database-url") from None
+        raise ConfigError(_common.database_error(exc)) from None
     if profile is None:
         raise ConfigError(
             f"no calls recorded since {start:%Y-%m-%d %H:%M} UTC (bench:* endpoints excluded): record some with "

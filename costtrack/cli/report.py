@@ -96,11 +96,6 @@ def delayed_progress(total: int, what: str, delay: float = 1.0,
             progress.stop()
 
 
-def _db_error(exc: Exception) -> str:
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"cannot read the records database ({detail[0] if detail else type(exc).__name__}): check --database-url"
-
-
 @contextmanager
 def errors_to_exit() -> Iterator[None]:
     """ConfigError and database errors end the command with one line on stderr and exit code 2."""
@@ -111,7 +106,7 @@ def errors_to_exit() -> Iterator[None]:
     except ConfigError as exc:
         _common.fail(str(exc))
     except SQLAlchemyError as exc:
-        _common.fail(_db_error(exc))
+        _common.fail(_common.database_error(exc))
 
 
 def open_records(database_url: str | None, since: datetime | None, until: datetime | None,

@@ -48,7 +48,6 @@ from .queries import (
     GAP_TOLERANCE_S,
     daily_query,
     hits_query,
-    period_span,
     period_where,
     replay_queries,
     totals_query,
@@ -59,7 +58,7 @@ from .queries import (
 from .replay import merge_daily as merge_daily
 from .replay import merge_hits as merge_hits
 from .replay import merge_totals as merge_totals
-from .replay import replay, replay_from
+from .replay import period_span, replay, replay_from
 from .scenarios import Scenario, Swap
 from .simulation import EndpointResult, Simulation, run, simulate, swap_rates
 from .sql import as_day, day_of, epoch_of, has_tag, tag_filter, tag_number, tag_text

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, literal_column, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
@@ -163,18 +163,3 @@ def period_where(since: datetime | None, until: datetime | None,
     cond = period_filter(since, until)
     return cond if where is None else and_(cond, where)
 
-
-def period_span(engine: Engine, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime] | None:
-    """The first and last call of [since, until) over every endpoint (None when there is none)."""
-    ts = records.c.timestamp
-    with engine.connect() as conn:
-        first, last = conn.execute(select(func.min(ts), func.max(ts)).where(period_filter(since, until))).one()
-    if first is None or last is None:
-        return None
-    return _utc(first), _utc(last)
-
-
-def _utc(value: Any) -> datetime:
-    if isinstance(value, str):  # SQLite aggregates lose the column type
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

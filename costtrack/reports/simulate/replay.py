@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from sqlalchemy.sql import ColumnElement
 
+from ...store.schema import records
 from .aggregates import Buckets, DayRow, Group, Replay
 from .execution import run_queries
 from .queries import period_where, replay_queries
@@ -92,6 +93,14 @@ def replay(engine: Engine, *, since: datetime | None = None, until: datetime | N
     """Read [since, until) (and `where`): per group, spend and tokens, and what a cache with `cache_ttl` would answer."""
     queries = replay_queries(engine.dialect.name, period_where(since, until, where), cache_ttl)
     return replay_from(run_queries(engine, queries), since=since, until=until, cache_ttl=cache_ttl)
+
+
+def period_span(engine: Engine, since: datetime | None, until: datetime | None) -> tuple[datetime, datetime] | None:
+    """The first and last call of [since, until) over every endpoint (None when there is none)."""
+    ts = records.c.timestamp
+    with engine.connect() as conn:
+        first, last = conn.execute(select(func.min(ts), func.max(ts)).where(period_where(since, until))).one()
+    return None if first is None or last is None else (_aware(first), _aware(last))
 
 
 def _aware(value: Any) -> datetime:
