@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import CosttrackError
-from .hashing import VOLATILE_KEYS, digest, encode_json
+from .hashing import VOLATILE_KEYS, canonical, digest
 from .logs import log, log_once
 
 __all__ = [
@@ -87,20 +87,18 @@ def cache_key(
     """The hex digest identifying a request's answer (without namespace).
 
     `body` is the app's request as parsed JSON; `target` the host and path it is
-    sent to; `headers` the answer-changing headers (see KEY_HEADERS). The hash
-    walks the parsed body rather than re-serialising it: dict keys are sorted and
-    strings are taken as they are (no escaping), so a 20 KB prompt costs one SHA-256 pass.
+    sent to; `headers` the answer-changing headers (see KEY_HEADERS). The body is
+    encoded as `hashing.canonical` does for request hashes (keys sorted, ``1.0`` == ``1``).
     """
     streamed = body.get("stream") is True
-    out = [f"costtrack-cache-v2\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
+    head = [f"costtrack-cache-v3\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
     if headers:
         for name in KEY_HEADERS:
             value = headers.get(name)
             if value:
-                out.append(f"{name}={value}\x00")
+                head.append(f"{name}={value}\x00")
     payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
-    encode_json(payload, out)
-    return digest(out)
+    return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(payload))
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:

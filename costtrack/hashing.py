@@ -6,7 +6,9 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["VOLATILE_KEYS", "digest", "encode_json", "request_hash"]
+import orjson
+
+__all__ = ["VOLATILE_KEYS", "canonical", "digest", "request_hash"]
 
 # hashlib releases the GIL for inputs of 2048 bytes or more. In the writer thread, beside
 # a busy app thread, each release costs a wait of up to a switch interval (5 ms) to get
@@ -14,6 +16,8 @@ __all__ = ["VOLATILE_KEYS", "digest", "encode_json", "request_hash"]
 # the hash in smaller pieces keeps the GIL: same digest, no convoy.
 _GIL_SAFE_PIECE = 2047
 _FLOAT_EXACT = 2**53
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_NUMBER_END = frozenset(b",]}")
 
 #: Request fields that do not change the answer: left out of request hashes and cache keys.
 VOLATILE_KEYS = frozenset(
@@ -24,33 +28,67 @@ VOLATILE_KEYS = frozenset(
 )  # fmt: skip
 
 
-def encode_json(value: Any, out: list[str]) -> None:
-    """Append an unambiguous, order-independent encoding of a JSON value (dict keys sorted) as text pieces.
+def canonical(value: Any) -> bytes:
+    """An unambiguous, order-independent encoding of a JSON value: JSON with dict keys sorted, an integral float as the int it equals.
 
-    Strings are length-prefixed (no escaping to do), numbers are tagged so "1", 1
-    and true differ, and an integral float is the int it equals (1.0 == 1). Pieces
-    are str, encoded once by `digest`: formatting bytes per piece costs twice as much.
+    orjson writes it (a 2.5 KB chat request in 0.4 us, where walking it in Python took
+    3 us). Other types are written as their str(); what orjson refuses (ints beyond 64
+    bits, lone surrogates, nesting past 254 levels) is written by a Python encoder whose
+    output starts with a NUL, which JSON text never does, so the two never meet.
     """
+    try:
+        data = orjson.dumps(value, default=str, option=_OPTIONS)
+    except TypeError:
+        out = ["\x00"]
+        _encode(value, out)
+        return "".join(out).encode("utf-8", "surrogatepass")
+    if _may_hold_integral_float(data):
+        data = orjson.dumps(_integral_floats_as_ints(value), default=str, option=_OPTIONS)  # temperature=1 and =1.0 ask the same
+    return data
+
+
+def _may_hold_integral_float(data: bytes) -> bool:
+    # orjson writes an integral float under 1e16 as "N.0" and a number ends at , ] or }: a text can hold
+    # such bytes too (then the value is walked for nothing). rfind: CPython's backward search is 2x faster.
+    at = data.rfind(b".0")
+    while at >= 0:
+        if at + 2 == len(data) or data[at + 2] in _NUMBER_END:
+            return True
+        at = data.rfind(b".0", 0, at)
+    return False
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    kind = type(value)
+    if kind is float:
+        return int(value) if value.is_integer() and -_FLOAT_EXACT < value < _FLOAT_EXACT else value
+    if kind is dict:
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if kind is list or kind is tuple:
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
+
+
+def _encode(value: Any, out: list[str]) -> None:
+    """The fallback encoding, as text pieces: strings length-prefixed (no escaping), numbers tagged."""
     append = out.append
     kind = type(value)
     if kind is str:
         append(f"s{len(value)}:")
         append(value)
-    elif kind is dict:
+    elif isinstance(value, Mapping):
         append(f"d{len(value)}:")
-        for key in sorted(value):
-            item = value[key]
-            name = key if type(key) is str else str(key)
+        for name, item in sorted(((str(key), item) for key, item in value.items()), key=_first):
             append(f"k{len(name)}:{name}")
-            if type(item) is str:  # the common case, inline
-                append(f"s{len(item)}:")
-                append(item)
-            else:
-                encode_json(item, out)
+            _encode(item, out)
     elif kind is list or kind is tuple:
         append(f"l{len(value)}:")
         for item in value:
-            encode_json(item, out)
+            _encode(item, out)
     elif value is None:
         append("n")
     elif value is True:
@@ -61,30 +99,26 @@ def encode_json(value: Any, out: list[str]) -> None:
         append(f"i{value};")
     elif kind is float:
         if value.is_integer() and -_FLOAT_EXACT < value < _FLOAT_EXACT:
-            append(f"i{int(value)};")  # temperature=1 and temperature=1.0 ask the same
+            append(f"i{int(value)};")
         else:
             append(f"f{value!r};")
     else:
-        encode_json(str(value), out)
+        _encode(str(value), out)
 
 
 def request_hash(provider: str, operation: str, body: Mapping[str, Any]) -> str:
     """The record's request_hash: provider, operation and the canonical body, streamed or not alike."""
-    out = [f"costtrack-request-v2\x00{provider}\x00{operation}\x00"]
     if type(body) is not dict or not VOLATILE_KEYS.isdisjoint(body):
         body = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
-    encode_json(body, out)
-    return digest(out)
+    return digest(f"costtrack-request-v3\x00{provider}\x00{operation}\x00".encode() + canonical(body))
 
 
-def digest(parts: list[str]) -> str:
-    """128-bit SHA-256 hex digest of the pieces' UTF-8, computed without releasing the GIL.
+def digest(data: bytes) -> str:
+    """128-bit SHA-256 hex digest of `data`, computed without releasing the GIL.
 
     SHA-256 rather than BLAKE2: OpenSSL runs it on the CPU's SHA instructions, where
-    CPython's BLAKE2 is portable C at half the speed. Lone surrogates are kept
-    (surrogatepass), so every Python string hashes.
+    CPython's BLAKE2 is portable C at half the speed.
     """
-    data = "".join(parts).encode("utf-8", "surrogatepass")
     if len(data) <= _GIL_SAFE_PIECE:
         return hashlib.sha256(data).hexdigest()[:32]
     hasher = hashlib.sha256()

@@ -41,15 +41,46 @@ def test_types_are_not_confused():
     assert h({**BASE, "x": Exception("e")}) == h({**BASE, "x": "e"})  # other types by their str()
 
 
-def test_digest_is_sha256_of_the_whole_encoding_at_every_length():
+def test_digest_is_sha256_of_the_whole_input_at_every_length():
     import hashlib
 
     from costtrack.hashing import digest
 
     for size in (0, 1, 2046, 2047, 2048, 4094, 4095, 20_000):
-        text = "é" * (size // 2) + "x" * (size % 2)
-        expected = hashlib.sha256(("a" + text).encode()).hexdigest()[:32]
-        assert digest(["a", text]) == expected
+        data = ("é" * (size // 2) + "x" * (size % 2)).encode()
+        assert digest(data) == hashlib.sha256(data).hexdigest()[:32]
+
+
+def test_the_canonical_encoding_is_sorted_compact_json():
+    import json
+
+    from costtrack.hashing import canonical
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "héllo \"x\""}], "n": 2, "t": 0.5}
+    assert canonical(body) == json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_an_integral_float_is_the_int_it_equals_at_any_depth():
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "integer", "minimum": 0}}}]
+    as_floats = [{"type": "function", "function": {"name": "f", "parameters": {"type": "integer", "minimum": 0.0}}}]
+    assert h({**BASE, "tools": tools}) == h({**BASE, "tools": as_floats})
+    assert h({**BASE, "top_p": 1}) == h({**BASE, "top_p": 1.0}) == h({**BASE, "top_p": -0.0 + 1.0})
+    assert h({**BASE, "temperature": -0.0}) == h(BASE)
+    # Not the text that looks like one, nor a float too big to be exact, nor a fraction.
+    assert h({**BASE, "x": "1.0"}) != h({**BASE, "x": 1}) != h({**BASE, "x": 1.5})
+    assert h({**BASE, "x": ["1.0,", 2.0]}) == h({**BASE, "x": ["1.0,", 2]}) != h({**BASE, "x": ["1,", 2]})
+    assert h({**BASE, "x": 2.0**53}) != h({**BASE, "x": 2**53})
+
+
+def test_values_orjson_refuses_still_hash_and_stay_apart():
+    big = 2**70
+    assert h({**BASE, "x": big}) == h({**BASE, "x": big}) != h({**BASE, "x": big + 1})
+    assert h({**BASE, "x": big}) != h({**BASE, "x": str(big)})
+    assert h({**BASE, "x": {1: "a"}}) == h({**BASE, "x": {"1": "a"}})  # JSON object keys are text
+    deep: object = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    assert h({**BASE, "x": deep}) == h({**BASE, "x": deep}) != h({**BASE, "x": [deep]})
 
 
 def test_any_python_string_hashes_even_a_lone_surrogate():
