@@ -92,3 +92,14 @@ def test_any_mapping_hashes_like_the_dict_it_holds():
     from types import MappingProxyType
 
     assert h(MappingProxyType(BASE)) == h(BASE) == h(MappingProxyType(dict(reversed(list(BASE.items())))))
+
+
+def test_a_request_hash_is_xxh3_128_of_the_whole_encoding_at_every_length():
+    import xxhash
+
+    from costtrack.hashing import canonical
+
+    for size in (0, 10, 65_000, 65_536, 200_000):
+        body = {"model": "m", "messages": [{"role": "user", "content": "é" * size}]}
+        expected = xxhash.xxh3_128_hexdigest(b"costtrack-request-v3\x00openai\x00chat.completions\x00" + canonical(body))
+        assert h(body) == expected and len(expected) == 32
