@@ -45,8 +45,8 @@ def canonical(value: Any) -> bytes:
         out = ["\x00"]
         _encode(value, out)
         return "".join(out).encode("utf-8", "surrogatepass")
-    if _may_hold_integral_float(data):
-        data = orjson.dumps(_integral_floats_as_ints(value), default=str, option=_OPTIONS)  # temperature=1 and =1.0 ask the same
+    if _may_hold_integral_float(data):  # temperature=1 and temperature=1.0 ask the same
+        data = orjson.dumps(_integral_floats_as_ints(value), default=str, option=_OPTIONS)
     return data
 
 
