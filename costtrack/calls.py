@@ -78,36 +78,24 @@ class Call:
     bytes, stream events); parsing the body and pricing happen in `record()`.
     """
 
-    __slots__ = (
-        "_body",
-        "_timestamp",
-        "api",
-        "attempt",
-        "batch",
-        "cache_hit",
-        "chunks",
-        "compare_model",
-        "context",
-        "cost_saved_usd",
-        "ended",
-        "endpoint",
-        "error_type",
-        "extra_tags",
-        "finished",
-        "first_token",
-        "hide_usage_chunk",
-        "hold",
-        "operation",
-        "provider",
-        "reader",
-        "request_bytes",
-        "started",
-        "status",
-        "status_code",
-        "store_content",
-        "tracker",
-        "unsent",
-    )  # fmt: skip
+    # What most attempts keep as is, as class attributes: a Call is made on the app's thread, where each
+    # line of __init__ costs, and the transport and the layers above set only what differs.
+    _body: dict[str, Any] | None = None
+    finished = False
+    first_token: float | None = None
+    ended: float | None = None
+    status_code: int | None = None
+    reader: StreamReader | None = None
+    status: Status = "ok"
+    error_type: str | None = None
+    cache_hit = False
+    cost_saved_usd: float | None = None
+    extra_tags: dict[str, Any] | None = None
+    batch = False
+    unsent = False  # failed before the request reached the provider (see Instrument.fail)
+    hide_usage_chunk = False
+    # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
+    compare_model: tuple[str, str] | None = None
 
     def __init__(
         self,
@@ -125,34 +113,20 @@ class Call:
         started: float,
     ) -> None:
         self.tracker = tracker
-        self.finished = False
         self.provider = provider
         self.api = api
         self.operation = operation
         self.context = context
         self.endpoint = endpoint
-        self._body = body
+        if body is not None:
+            self._body = body
         self.request_bytes = request_bytes
         self.attempt = attempt
         self._timestamp = timestamp  # a float (seconds since the epoch) is made a datetime when first needed
         self.started = started
-        self.first_token: float | None = None
-        self.ended: float | None = None
-        self.status_code: int | None = None
         self.chunks: list[bytes] = []
-        self.reader: StreamReader | None = None
-        self.status: Status = "ok"
-        self.error_type: str | None = None
         self.store_content = tracker.store_content
-        self.cache_hit = False
-        self.cost_saved_usd: float | None = None
-        self.extra_tags: dict[str, Any] | None = None
-        self.batch = False
-        self.unsent = False  # failed before the request reached the provider (see Instrument.fail)
-        self.hide_usage_chunk = False
         self.hold = _hold.get()
-        # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
-        self.compare_model: tuple[str, str] | None = None
 
     def finish(self, outcome: str | None = None) -> None:
         """Mark the attempt ended ("incomplete", an error type, or None for normal) and submit it, once."""

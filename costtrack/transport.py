@@ -27,7 +27,7 @@ __all__ = ["AsyncCostTransport", "CostTransport", "Instrument"]
 
 _CACHE_HEADER = CACHE_HEADER.encode()
 # Per API family: request paths already seen → operation (the SDK's paths are few and fixed).
-_OPERATION_OF: dict[str, dict[bytes, str]] = {"openai": {}, "anthropic": {}}
+_OPERATION_OF: dict[str, dict[str, str]] = {"openai": {}, "anthropic": {}}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
@@ -60,11 +60,27 @@ def take_cache_directive(request: httpx2.Request) -> str | None:
     return value
 
 
-def _attempt(headers: httpx2.Headers) -> int:
-    """1 for the first attempt, n + 1 for the SDK's n-th retry (its x-stainless-retry-count header)."""
-    # Read here, while the SDK's fresh headers are in cache: in the writer the same scan met them cold.
-    retries = header_value(headers, b"x-stainless-retry-count")
-    return int(retries) + 1 if retries is not None and retries.isdigit() else 1
+_RETRY_HEADER = b"x-stainless-retry-count"
+
+
+def _scan(headers: httpx2.Headers) -> tuple[bool, int]:
+    """(whether the request carries the cache directive header, the attempt: 1, or n + 1 for the SDK's n-th retry).
+
+    One pass over httpx2's header list, on the app's thread while the SDK's fresh headers are in
+    the CPU's cache (in the writer the same scan met them cold).
+    """
+    items = getattr(headers, "_list", None)
+    if type(items) is not list:
+        directive, retries = has_header(headers, _CACHE_HEADER), header_value(headers, _RETRY_HEADER)
+    else:
+        directive, retries = False, None
+        for item in items:
+            key = item[1]
+            if key == _RETRY_HEADER:
+                retries = item[2]
+            elif key == _CACHE_HEADER:
+                directive = True
+    return directive, int(retries) + 1 if retries is not None and retries.isdigit() else 1
 
 
 def _decoder(headers: httpx2.Headers) -> Callable[[bytes], bytes] | None:
@@ -116,19 +132,21 @@ class Instrument:
 
         return default_tracker()
 
-    def begin(self, request: httpx2.Request) -> Call | None:
+    def begin(self, request: httpx2.Request, attempt: int = 1) -> Call | None:
         """A Call for an instrumented request (None otherwise), from the app's own request."""
         if request.method != "POST":
             return None
         url = request.url
+        reference = getattr(url, "_uri_reference", None)  # httpx2's parsed URL: its path, without building bytes
+        path = url.path if reference is None else reference.path
         known = self._operations
-        operation = known.get(url.raw_path)
+        operation = known.get(path)
         if operation is None:
             operation = operation_for_path(url.path, self.api)
             if operation is None:
                 return None
             if len(known) < 256:
-                known[url.raw_path] = operation
+                known[path] = operation
         try:
             content = request.content
         except Exception:  # a streamed upload: not one of the JSON requests recorded here
@@ -150,7 +168,7 @@ class Instrument:
             context=context,
             endpoint=self.endpoint,
             request_bytes=content,
-            attempt=_attempt(request.headers),
+            attempt=attempt,
             timestamp=tracker.stamp(),
             started=tracker.clock(),
         )
@@ -189,9 +207,10 @@ class Instrument:
 
         Never raises: a failure is logged once and the request is sent unrecorded.
         """
-        directive = take_cache_directive(request)
+        has_directive, attempt = _scan(request.headers)
+        directive = take_cache_directive(request) if has_directive else None
         try:
-            return self.begin(request), directive
+            return self.begin(request, attempt), directive
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             return None, directive
@@ -539,7 +558,8 @@ class CostTransport(httpx2.BaseTransport):
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
         if call.tracker.budget_monitor is not None:
             instrument.admit(call)
-        request = instrument.sendable(call, request)
+        if call.hide_usage_chunk:
+            request = instrument.sendable(call, request)
         try:
             response = self._inner.handle_request(request)
         except BaseException as exc:
@@ -577,7 +597,8 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
         if call.tracker.budget_monitor is not None:
             instrument.admit(call)
-        request = instrument.sendable(call, request)
+        if call.hide_usage_chunk:
+            request = instrument.sendable(call, request)
         try:
             response = await self._inner.handle_async_request(request)
         except BaseException as exc:
