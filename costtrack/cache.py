@@ -7,8 +7,8 @@
 The cache sits in costtrack's transport, inside the SDK's HTTP client. A key is
 a SHA-256 hash of the provider, the operation, the target (host and path), the
 few request headers that change the answer (``anthropic-beta``...), whether the
-request streams, and the app's request body canonicalised (keys sorted, ``1.0`` ==
-``1``), without the fields that do not change the answer (``VOLATILE_KEYS``:
+request streams, and the app's request body canonicalised (keys sorted, a top-level
+``1.0`` == ``1``), without the fields that do not change the answer (``VOLATILE_KEYS``:
 ``user``, ``metadata``, ``stream_options``...). Auth headers and API keys are
 never part of a key or a value. What is stored is the response as received
 (status, content type, request id, body bytes, decompressed): a hit is read back
@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import CosttrackError
-from .hashing import VOLATILE_KEYS, canonical, digest
+from .hashing import VOLATILE_KEYS, answer_fields, canonical, digest
 from .logs import log, log_once
 
 __all__ = [
@@ -88,7 +88,8 @@ def cache_key(
 
     `body` is the app's request as parsed JSON; `target` the host and path it is
     sent to; `headers` the answer-changing headers (see KEY_HEADERS). The body is
-    encoded as `hashing.canonical` does for request hashes (keys sorted, ``1.0`` == ``1``).
+    encoded as for request hashes (`hashing.answer_fields`, then `hashing.canonical`: keys sorted,
+    a top-level ``1.0`` == ``1``).
     """
     streamed = body.get("stream") is True
     head = [f"costtrack-cache-v3\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
@@ -97,8 +98,7 @@ def cache_key(
             value = headers.get(name)
             if value:
                 head.append(f"{name}={value}\x00")
-    payload = {k: v for k, v in body.items() if k not in VOLATILE_KEYS}
-    return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(payload))
+    return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(answer_fields(body)))
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:

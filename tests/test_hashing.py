@@ -60,16 +60,25 @@ def test_the_canonical_encoding_is_sorted_compact_json():
     assert canonical(body) == json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def test_an_integral_float_is_the_int_it_equals_at_any_depth():
+def test_an_integral_float_parameter_is_the_int_it_equals():
+    assert h({**BASE, "top_p": 1}) == h({**BASE, "top_p": 1.0})
+    assert h({**BASE, "temperature": -0.0}) == h(BASE)  # BASE has temperature 0
+    assert h({**BASE, "x": "1.0"}) != h({**BASE, "x": 1}) != h({**BASE, "x": 1.5})  # not a text that looks like one
+    assert h({**BASE, "x": 2.0**53}) != h({**BASE, "x": 2**53})  # nor a float too big to be exact
+    # Nested numbers are taken as written: two hashes for one request at worst, never one for two.
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "integer", "minimum": 0}}}]
-    as_floats = [{"type": "function", "function": {"name": "f", "parameters": {"type": "integer", "minimum": 0.0}}}]
-    assert h({**BASE, "tools": tools}) == h({**BASE, "tools": as_floats})
-    assert h({**BASE, "top_p": 1}) == h({**BASE, "top_p": 1.0}) == h({**BASE, "top_p": -0.0 + 1.0})
-    assert h({**BASE, "temperature": -0.0}) == h(BASE)
-    # Not the text that looks like one, nor a float too big to be exact, nor a fraction.
-    assert h({**BASE, "x": "1.0"}) != h({**BASE, "x": 1}) != h({**BASE, "x": 1.5})
-    assert h({**BASE, "x": ["1.0,", 2.0]}) == h({**BASE, "x": ["1.0,", 2]}) != h({**BASE, "x": ["1,", 2]})
-    assert h({**BASE, "x": 2.0**53}) != h({**BASE, "x": 2**53})
+    as_float = [{"type": "function", "function": {"name": "f", "parameters": {"type": "integer", "minimum": 0.0}}}]
+    assert h({**BASE, "tools": tools}) != h({**BASE, "tools": as_float})
+
+
+def test_the_usual_body_is_hashed_as_it_is():
+    from costtrack.hashing import answer_fields
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1}
+    assert answer_fields(body) is body  # nothing to leave out or to make an int: not copied
+    assert answer_fields({**body, "temperature": 1.0}) == {**body, "temperature": 1}
+    assert answer_fields({**body, "temperature": 0.5}) == {**body, "temperature": 0.5}
+    assert answer_fields({**body, "user": "u1", "stream": True}) == body
 
 
 def test_values_orjson_refuses_still_hash_and_stay_apart():

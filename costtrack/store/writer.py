@@ -205,6 +205,9 @@ class Writer:
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self.max_backlog = max_backlog
+        # Queue lengths from which submit() has more to do than queue (a full batch, a full buffer, a backlog).
+        # Fixed here: a threshold changed later only delays a wake-up until the thread's own timer.
+        self._quiet_below = min(batch_size, max_buffer + 1, max_backlog + 1)
         self.backlog_wait = backlog_wait
         self.handoff_after = handoff_after
         self.backoff_initial = backoff_initial
@@ -276,9 +279,9 @@ class Writer:
     def submit(self, record: CallRecord | Pending) -> None:
         """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            # isinstance first: hasattr() of a name a pydantic model lacks goes through its
+            # On the type, not the instance: hasattr() of a name a pydantic model lacks goes through its
             # __getattr__ and an AttributeError, 2 us a record.
-            if not isinstance(record, CallRecord) and not hasattr(record, "to_record"):
+            if getattr(type(record), "to_record", None) is None and not isinstance(record, CallRecord):
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
@@ -292,28 +295,38 @@ class Writer:
                     n = len(buffer)
                     if n == 1:
                         self._first_pending_at = self._clock()
-                    first = self._first_pending_at
             if closed:
                 self._submit_after_close(record)
                 return
-            if self._thread is None:
-                self._start()
-            now = self._clock()
-            woken = self._woken_at
-            if woken is None:
-                if n == 1 or n >= self.batch_size or n > self.max_buffer or (first is not None and now - first >= self.flush_interval):
-                    self._woken_at = now
-                    self._wake.set()
-            elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not (self._failing or self._in_io):
-                self._hand_off()
-            # A writer starved of the GIL catches up if callers wait; one stuck in the database does not
-            # (a database that hangs): then callers only wait once the buffer is full (max_buffer).
-            if n > self.max_backlog and not self._failing and self.backlog_wait > 0 and (
-                n > self.max_buffer or not (self._in_io and now - self._io_since >= HUNG_AFTER)
-            ):
-                self._wait_for_backlog()
+            # The usual case, kept short (it runs on the app's thread, once per call): the writer is not
+            # waiting to be woken, nor due, and nothing calls for waiting on it.
+            if 1 < n < self._quiet_below and self._woken_at is None:
+                first = self._first_pending_at
+                if first is not None and self._clock() - first < self.flush_interval:
+                    return
+            self._after_submit(n)
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("submit", logging.ERROR, "costtrack: could not queue a record: %s", _first_line(exc))
+
+    def _after_submit(self, n: int) -> None:
+        """What a submit leaves the writer to do with `n` records queued: start or wake its thread, hand it the GIL, wait for a backlog."""
+        if self._thread is None:
+            self._start()
+        now = self._clock()
+        first = self._first_pending_at
+        woken = self._woken_at
+        if woken is None:
+            if n == 1 or n >= self.batch_size or n > self.max_buffer or (first is not None and now - first >= self.flush_interval):
+                self._woken_at = now
+                self._wake.set()
+        elif now - woken >= self.handoff_after and self._passes != self._stalled_at and not (self._failing or self._in_io):
+            self._hand_off()
+        # A writer starved of the GIL catches up if callers wait; one stuck in the database does not
+        # (a database that hangs): then callers only wait once the buffer is full (max_buffer).
+        if n > self.max_backlog and not self._failing and self.backlog_wait > 0 and (
+            n > self.max_buffer or not (self._in_io and now - self._io_since >= HUNG_AFTER)
+        ):
+            self._wait_for_backlog()
 
     def _hand_off(self) -> None:
         """Wait (releasing the GIL) while the writer thread, woken but starved of the GIL, makes one pass.
