@@ -279,9 +279,9 @@ class Writer:
     def submit(self, record: CallRecord | Pending) -> None:
         """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            # On the type, not the instance: hasattr() of a name a pydantic model lacks goes through its
-            # __getattr__ and an AttributeError, 2 us a record.
-            if getattr(type(record), "to_record", None) is None and not isinstance(record, CallRecord):
+            # isinstance first, and then on the type: asking a pydantic model (or its class) for a name it lacks
+            # goes through a __getattr__ and an AttributeError, 2 us a record.
+            if not isinstance(record, CallRecord) and getattr(type(record), "to_record", None) is None:
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
