@@ -340,3 +340,24 @@ def test_hiding_the_usage_chunk_drops_the_content_length_it_falsifies(tracker, r
     assert all(chunk.choices for chunk in raw.parse())  # the usage-only chunk stays hidden
     [rec] = records()
     assert rec.tokens_input > 0
+
+
+@pytest.mark.parametrize("how", ["whole", "per-event", "random"])
+def test_a_stream_with_cumulative_usage_in_every_chunk_counts_the_last(tracker, records, how):
+    # vLLM's continuous usage stats: every content chunk carries the usage so far; the last one is the call's.
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "my-llama"}
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}],
+         "usage": {"prompt_tokens": 30, "completion_tokens": i + 1, "total_tokens": 31 + i}}
+        for i in range(6)
+    ]  # fmt: skip
+    events.append({**base, "choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 6, "total_tokens": 36}})
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    chunks = _chunkings(body)[how]
+    bare = openai_client(Recorder(_chunked(chunks)))
+    wrapped = tracker.wrap(openai_client(Recorder(_chunked(chunks))))
+    seen_bare = [c.model_dump() for c in bare.chat.completions.create(**CHAT, stream=True) if c.choices]
+    seen_wrapped = [c.model_dump() for c in wrapped.chat.completions.create(**CHAT, stream=True)]
+    assert seen_wrapped == seen_bare and len(seen_bare) == 6  # each content chunk, its usage included; the usage-only one hidden
+    [rec] = records()
+    assert (rec.status, rec.model, rec.tokens_input, rec.tokens_output) == ("ok", "my-llama", 30, 6)
