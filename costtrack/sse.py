@@ -29,7 +29,8 @@ class EventSplitter:
         data = self._buffer + chunk if self._buffer else chunk
         self.plain = plain = is_plain(data)
         if plain:
-            end = data.rfind(b"\n\n") + 2 if b"\n\n" in data else 0
+            last = data.rfind(b"\n\n")
+            end = last + 2 if last >= 0 else 0
         else:
             end = 0
             for match in _BOUNDARY.finditer(data):
