@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -36,14 +37,30 @@ def canonical(value: Any) -> bytes:
     orjson writes it (a 2.5 KB chat request in 0.4 us, where walking it in Python took
     3 us). Other types are written as their str(); what orjson refuses (ints beyond 64
     bits, lone surrogates, nesting past 254 levels) is written by a Python encoder whose
-    output starts with a NUL, which JSON text never does, so the two never meet.
+    output starts with a NUL, which JSON text never does, so the two never meet; so is a value
+    holding NaN or an infinity, which orjson would write as null.
     """
     try:
-        return orjson.dumps(value, default=str, option=_OPTIONS)
+        data = orjson.dumps(value, default=str, option=_OPTIONS)
     except TypeError:
+        data = None
+    # orjson writes NaN and +-Infinity as null: such a body (one the provider refuses) must not hash as one with null.
+    if data is None or (data.rfind(b"null") >= 0 and _has_non_finite(value)):
         out = ["\x00"]
         _encode(value, out)
         return "".join(out).encode("utf-8", "surrogatepass")
+    return data
+
+
+def _has_non_finite(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(item) for item in value.values())
+    if kind is list or kind is tuple:
+        return any(_has_non_finite(item) for item in value)
+    return False
 
 
 def answer_fields(body: Mapping[str, Any]) -> Mapping[str, Any]:

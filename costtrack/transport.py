@@ -207,7 +207,11 @@ class Instrument:
 
         Never raises: a failure is logged once and the request is sent unrecorded.
         """
-        has_directive, attempt = _scan(request.headers)
+        try:
+            has_directive, attempt = _scan(request.headers)
+        except Exception:  # e.g. a retry count too long to be an int
+            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
+            return None, take_cache_directive(request)
         directive = take_cache_directive(request) if has_directive else None
         try:
             return self.begin(request, attempt), directive

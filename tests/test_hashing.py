@@ -112,3 +112,13 @@ def test_a_request_hash_is_xxh3_128_of_the_whole_encoding_at_every_length():
         body = {"model": "m", "messages": [{"role": "user", "content": "é" * size}]}
         expected = xxhash.xxh3_128_hexdigest(b"costtrack-request-v3\x00openai\x00chat.completions\x00" + canonical(body))
         assert h(body) == expected and len(expected) == 32
+
+
+def test_nan_and_infinities_never_hash_as_null():
+    # orjson writes them as null; a body holding one (which the provider refuses) must not share a hash or a cache key.
+    from costtrack.cache import cache_key
+
+    values = [None, float("nan"), float("inf"), float("-inf")]
+    assert len({h({**BASE, "temperature": v}) for v in values}) == 4
+    assert len({h({**BASE, "logit_bias": {"5": v}}) for v in values}) == 4
+    assert len({cache_key("openai", "chat.completions", {**BASE, "temperature": v}) for v in values}) == 4

@@ -186,3 +186,20 @@ def test_unknown_model_is_recorded_with_tokens_and_null_cost(tracker, records):
     client.chat.completions.create(model="my-finetune-xyz", messages=[{"role": "user", "content": "x"}])
     [rec] = records()
     assert rec.tokens_input == 2048 and rec.cost_usd is None and rec.price_source is None
+
+
+def test_usage_is_a_hashable_value_read_from_any_mapping_of_details():
+    from collections import OrderedDict
+
+    from costtrack.providers.openai import chat_usage, responses_usage
+    from costtrack.usage import Usage
+
+    assert hash(Usage(input=3, output=1)) == hash(Usage(input=3, output=1)) and {Usage(input=3), Usage(input=3)} == {Usage(input=3)}
+    usage = {"prompt_tokens": 10, "completion_tokens": 4, "prompt_tokens_details": OrderedDict(cached_tokens=3),
+             "completion_tokens_details": {"reasoning_tokens": 2}}  # fmt: skip
+    assert chat_usage(usage) == Usage(input=10, output=4, cached_input=3, reasoning=2)
+    for details in (None, "x", 5, []):  # malformed details count 0
+        assert chat_usage({**usage, "prompt_tokens_details": details}) == Usage(input=10, output=4, reasoning=2)
+    assert responses_usage({"input_tokens": 7, "output_tokens": 2, "input_tokens_details": {"cached_tokens": -1}}) == Usage(
+        input=7, output=2
+    )

@@ -361,3 +361,52 @@ def test_a_stream_with_cumulative_usage_in_every_chunk_counts_the_last(tracker, 
     assert seen_wrapped == seen_bare and len(seen_bare) == 6  # each content chunk, its usage included; the usage-only one hidden
     [rec] = records()
     assert (rec.status, rec.model, rec.tokens_input, rec.tokens_output) == ("ok", "my-llama", 30, 6)
+
+
+def _chunk(content=None, usage=None, choices=True, **extra):
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
+    body["choices"] = [{"index": 0, "delta": {"content": content}, "finish_reason": None}] if choices else []
+    return {**body, "usage": usage, **extra}
+
+
+_USAGE = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+_EARLIER_MARKERS = {
+    # A later `"error":null` must not hide the error before it, nor a later usage object (nested, or sent
+    # twice) the usage chunk before it: whatever the chunking.
+    "error-then-error-null": [_chunk("Hi"), _chunk(" a"), {"error": {"type": "server_error", "message": "x"}},
+                              _chunk(" b", error=None)],
+    "usage-chunk-twice": [_chunk("Hi"), _chunk(" a"), _chunk(usage=_USAGE, choices=False), _chunk(usage=_USAGE, choices=False)],
+    "usage-then-nested-usage": [_chunk("Hi"), _chunk(" a"), _chunk(usage=_USAGE, choices=False),
+                                _chunk(" z", extra={"usage": {"n": 1}})],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["whole", "per-byte", "random"])
+@pytest.mark.parametrize("case", list(_EARLIER_MARKERS))
+def test_a_later_marker_never_hides_an_earlier_one(tracker, records, case, how):
+    events = _EARLIER_MARKERS[case]
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    chunks = _chunkings(body)[how]
+
+    def consume(client):
+        return [c.model_dump() for c in client.chat.completions.create(**CHAT, stream=True)]
+
+    bare = outcome(lambda: consume(openai_client(Recorder(_chunked(chunks)))))
+    wrapped = outcome(lambda: consume(tracker.wrap(openai_client(Recorder(_chunked(chunks))))))
+    [rec] = records()
+    if case == "error-then-error-null":
+        assert wrapped[:2] == bare[:2] and bare[1] is openai.APIError
+        assert (rec.status, rec.error_type) == ("error", "server_error")
+    else:
+        assert wrapped[0] == "returned" and wrapped[2] == [c for c in bare[2] if c["choices"]]  # usage chunks hidden
+        assert (rec.status, rec.tokens_input, rec.tokens_output) == ("ok", 10, 2)
+
+
+def test_a_retry_count_header_that_is_no_int_sends_the_request_unrecorded(tracker, records):
+    server = Recorder(serve("openai_chat.json"))
+    client = tracker.wrap(openai_client(server))
+    completion = client.chat.completions.create(**CHAT, extra_headers={"x-stainless-retry-count": "9" * 5000,
+                                                                        "x-costtrack-cache": "bypass"})  # fmt: skip
+    assert completion.choices[0].message.content
+    assert "x-costtrack-cache" not in server.requests[0].headers  # the directive still never leaves
+    assert records() == []

@@ -696,6 +696,15 @@ def test_submit_never_raises(writers, outbox_dir, caplog) -> None:
     assert caplog.text.count("not a CallRecord") == 1  # logged once
 
 
+def test_anything_with_a_to_record_is_taken_even_set_on_the_instance(database_url, writers, make_record, outbox_dir) -> None:
+    from types import SimpleNamespace
+
+    w = writers(database_url, outbox_dir=outbox_dir)
+    record = make_record()
+    w.submit(SimpleNamespace(to_record=lambda: record))
+    assert w.flush() is True and w.stats["stored"] == 1
+
+
 # --------------------------------------------------------------------------- exit and fork
 
 

@@ -59,7 +59,7 @@ def responses_usage(usage: Any) -> Usage | None:
 def _detail(usage: dict[str, Any], details: str, name: str) -> int:
     """A count inside one of usage's details objects (absent, null or malformed: 0)."""
     inner = usage.get(details)
-    return as_int(inner.get(name)) if type(inner) is dict else 0
+    return as_int(inner.get(name)) if isinstance(inner, dict) else 0
 
 
 def _loads(data: bytes) -> Any:
@@ -88,19 +88,17 @@ class ChatStreamReader:
         return self._seen_content and self.model is not None
 
     def next_marker(self, block: bytes, pos: int) -> int:
-        """Where to read on from `pos` (-1: nothing left to read): an error, else the last usage object, else [DONE].
-
-        `"usage":null`, sent in every chunk, is not a usage object. Searched backwards: CPython's
-        backward search runs twice as fast on SSE text, and what is skipped only ever comes before
-        what is read (usage is cumulative where a server sends it in every chunk: the last one counts).
-        """
-        done = block.rfind(b"[DONE]", pos)  # the stream's end; the same text inside content is only read as an event
+        """The next usage object, error or [DONE] from `pos` (-1: none); `"usage":null`, sent in every chunk, is not one."""
+        # [DONE] ends the stream, so the last one is the one: found backwards, twice as fast on SSE text in
+        # CPython (the same text inside content is only read as an event). Usage and errors are looked for
+        # forwards: a later `"error":null` or a second usage chunk must not hide an earlier one.
+        done = block.rfind(b"[DONE]", pos)
         end = len(block) if done < 0 else done
-        at = block.rfind(b'"usage"', pos, end)
+        at = block.find(b'"usage"', pos, end)
         while at >= 0 and not _USAGE_OBJECT.match(block, at):
-            at = block.rfind(b'"usage"', pos, at)
+            at = block.find(b'"usage"', at + 7, end)
         # An error key cannot hide inside content: a quote in a JSON string is escaped.
-        error = block.rfind(b'"error"', pos, end if at < 0 else at)
+        error = block.find(b'"error"', pos, end if at < 0 else at)
         if error >= 0:
             return error
         return at if at >= 0 else done

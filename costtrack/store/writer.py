@@ -205,9 +205,6 @@ class Writer:
         self.flush_interval = flush_interval
         self.max_buffer = max_buffer
         self.max_backlog = max_backlog
-        # Queue lengths from which submit() has more to do than queue (a full batch, a full buffer, a backlog).
-        # Fixed here: a threshold changed later only delays a wake-up until the thread's own timer.
-        self._quiet_below = min(batch_size, max_buffer + 1, max_backlog + 1)
         self.backlog_wait = backlog_wait
         self.handoff_after = handoff_after
         self.backoff_initial = backoff_initial
@@ -279,9 +276,9 @@ class Writer:
     def submit(self, record: CallRecord | Pending) -> None:
         """Queue `record` (or a Pending one, built into a record in the writer thread). Returns at once; never raises."""
         try:
-            # isinstance first, and then on the type: asking a pydantic model (or its class) for a name it lacks
-            # goes through a __getattr__ and an AttributeError, 2 us a record.
-            if not isinstance(record, CallRecord) and getattr(type(record), "to_record", None) is None:
+            # isinstance first: hasattr() of a name a pydantic model lacks goes through its
+            # __getattr__ and an AttributeError, 2 us a record.
+            if not isinstance(record, CallRecord) and not hasattr(record, "to_record"):
                 self._log_once("type", logging.ERROR, "costtrack: Writer.submit() got a %s, not a CallRecord; it was not recorded", type(record).__name__)
                 return
             with self._lock:
@@ -300,7 +297,7 @@ class Writer:
                 return
             # The usual case, kept short (it runs on the app's thread, once per call): the writer is not
             # waiting to be woken, nor due, and nothing calls for waiting on it.
-            if 1 < n < self._quiet_below and self._woken_at is None:
+            if 1 < n < self.batch_size and n <= self.max_backlog and n <= self.max_buffer and self._woken_at is None:
                 first = self._first_pending_at
                 if first is not None and self._clock() - first < self.flush_interval:
                     return
