@@ -56,8 +56,6 @@ __all__ = [
 #: Per-request header read (and removed before the request goes out): "bypass" or "off".
 CACHE_HEADER = "x-costtrack-cache"
 
-#: Top-level request fields that do not change the answer: left out of the key.
-
 #: Request headers that change the answer (or whose answer it is: the organization, the project), so they are part of the key.
 KEY_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta", "openai-organization", "openai-project")
 

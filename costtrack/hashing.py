@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from math import isfinite
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -79,10 +80,6 @@ def _int_if_integral(value: float) -> float | int:
     return int(value) if value.is_integer() and -_FLOAT_EXACT < value < _FLOAT_EXACT else value
 
 
-def _first(pair: tuple[str, Any]) -> str:
-    return pair[0]
-
-
 def _encode(value: Any, out: list[str]) -> None:
     """The fallback encoding, as text pieces: strings length-prefixed (no escaping), numbers tagged."""
     append = out.append
@@ -92,7 +89,7 @@ def _encode(value: Any, out: list[str]) -> None:
         append(value)
     elif isinstance(value, Mapping):
         append(f"d{len(value)}:")
-        for name, item in sorted(((str(key), item) for key, item in value.items()), key=_first):
+        for name, item in sorted(((str(key), item) for key, item in value.items()), key=itemgetter(0)):
             append(f"k{len(name)}:{name}")
             _encode(item, out)
     elif kind is list or kind is tuple:
@@ -123,11 +120,7 @@ def request_hash(provider: str, operation: str, body: Mapping[str, Any]) -> str:
     data = f"costtrack-request-v3\x00{provider}\x00{operation}\x00".encode() + canonical(answer_fields(body))
     if len(data) <= _XXH_GIL_SAFE_PIECE:
         return xxhash.xxh3_128_hexdigest(data)
-    hasher = xxhash.xxh3_128()
-    view = memoryview(data)
-    for start in range(0, len(data), _XXH_GIL_SAFE_PIECE):
-        hasher.update(view[start : start + _XXH_GIL_SAFE_PIECE])
-    return hasher.hexdigest()
+    return _fed(xxhash.xxh3_128(), data, _XXH_GIL_SAFE_PIECE)
 
 
 def digest(data: bytes) -> str:
@@ -138,8 +131,12 @@ def digest(data: bytes) -> str:
     """
     if len(data) <= _GIL_SAFE_PIECE:
         return hashlib.sha256(data).hexdigest()[:32]
-    hasher = hashlib.sha256()
+    return _fed(hashlib.sha256(), data, _GIL_SAFE_PIECE)[:32]
+
+
+def _fed(hasher: Any, data: bytes, piece: int) -> str:
+    """`hasher`'s hex digest of `data`, fed in pieces short enough that it keeps the GIL."""
     view = memoryview(data)
-    for start in range(0, len(data), _GIL_SAFE_PIECE):
-        hasher.update(view[start : start + _GIL_SAFE_PIECE])
-    return hasher.hexdigest()[:32]
+    for start in range(0, len(data), piece):
+        hasher.update(view[start : start + piece])
+    return str(hasher.hexdigest())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["has_header", "header_value"]
+__all__ = ["has_header", "header_value", "two_header_values"]
 
 
 def header_value(headers: Any, name: bytes) -> bytes | None:
@@ -27,3 +27,19 @@ def header_value(headers: Any, name: bytes) -> bytes | None:
 def has_header(headers: Any, name: bytes) -> bool:
     """Whether header `name` (lower-case bytes) is present."""
     return header_value(headers, name) is not None
+
+
+def two_header_values(headers: Any, first: bytes, second: bytes) -> tuple[bytes | None, bytes | None]:
+    """The first value of each of two headers (lower-case bytes), in one pass over httpx2's list."""
+    items = getattr(headers, "_list", None)
+    if type(items) is not list:
+        return header_value(headers, first), header_value(headers, second)
+    found_first = found_second = None
+    for item in items:
+        key = item[1]
+        if key == first:
+            if found_first is None:
+                found_first = item[2]
+        elif key == second and found_second is None:
+            found_second = item[2]
+    return found_first, found_second

@@ -15,7 +15,7 @@ from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedRespo
 from .call_context import CallContext
 from .call_context import context_var as _context
 from .calls import Call
-from .headers import has_header, header_value
+from .headers import has_header, header_value, two_header_values
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, next_boundary
@@ -66,21 +66,10 @@ _RETRY_HEADER = b"x-stainless-retry-count"
 def _scan(headers: httpx2.Headers) -> tuple[bool, int]:
     """(whether the request carries the cache directive header, the attempt: 1, or n + 1 for the SDK's n-th retry).
 
-    One pass over httpx2's header list, on the app's thread while the SDK's fresh headers are in
-    the CPU's cache (in the writer the same scan met them cold).
+    Read on the app's thread while the SDK's fresh headers are in the CPU's cache (in the writer the same scan met them cold).
     """
-    items = getattr(headers, "_list", None)
-    if type(items) is not list:
-        directive, retries = has_header(headers, _CACHE_HEADER), header_value(headers, _RETRY_HEADER)
-    else:
-        directive, retries = False, None
-        for item in items:
-            key = item[1]
-            if key == _RETRY_HEADER:
-                retries = item[2]
-            elif key == _CACHE_HEADER:
-                directive = True
-    return directive, int(retries) + 1 if retries is not None and retries.isdigit() else 1
+    directive, retries = two_header_values(headers, _CACHE_HEADER, _RETRY_HEADER)
+    return directive is not None, int(retries) + 1 if retries is not None and retries.isdigit() else 1
 
 
 def _decoder(headers: httpx2.Headers) -> Callable[[bytes], bytes] | None:
@@ -207,17 +196,16 @@ class Instrument:
 
         Never raises: a failure is logged once and the request is sent unrecorded.
         """
+        scanned, directive = False, None
         try:
-            has_directive, attempt = _scan(request.headers)
-        except Exception:  # e.g. a retry count too long to be an int
-            log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            return None, take_cache_directive(request)
-        directive = take_cache_directive(request) if has_directive else None
-        try:
+            has_directive, attempt = _scan(request.headers)  # may raise: a retry count too long to be an int
+            scanned = True
+            if has_directive:
+                directive = take_cache_directive(request)
             return self.begin(request, attempt), directive
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
-            return None, directive
+            return None, directive if scanned else take_cache_directive(request)
 
     def sendable(self, call: Call, request: httpx2.Request) -> httpx2.Request:
         """`outgoing()`, falling back to the app's own request if it fails (then nothing is hidden)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx2
 
-from costtrack.headers import has_header, header_value
+from costtrack.headers import has_header, header_value, two_header_values
 
 
 def test_lookups_agree_with_httpx2_whatever_the_case() -> None:
@@ -22,3 +22,10 @@ def test_a_mapping_without_httpx2s_list_is_read_through_its_public_api() -> None
 
     assert header_value(Plain({"x-stainless-retry-count": "4"}), b"x-stainless-retry-count") == b"4"
     assert header_value(Plain(), b"x-stainless-retry-count") is None
+
+
+def test_two_headers_in_one_pass_agree_with_two_lookups() -> None:
+    headers = httpx2.Headers([("X-Dup", "a"), ("X-Stainless-Retry-Count", "2"), ("x-dup", "b")])
+    for first, second in [(b"x-dup", b"x-stainless-retry-count"), (b"x-stainless-retry-count", b"x-absent")]:
+        assert two_header_values(headers, first, second) == (header_value(headers, first), header_value(headers, second))
+    assert two_header_values({"x-dup": "a"}, b"x-dup", b"x-absent") == (b"a", None)  # no httpx2 list: public API
