@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from costtrack.records import CallRecord
 from costtrack.store.database import ensure_schema, make_engine, safe_url
 from costtrack.store.schema import INSERT_COLUMNS
-from costtrack.store.sql import count_records, insert_records, record_to_row
+from costtrack.store.sql import SQLITE_ROW_VALUES, count_records, insert_records, record_to_row
 from costtrack.store.writer import Writer
 
 _QUOTED = ", ".join(f'"{c}"' for c in INSERT_COLUMNS)
-ROW_INSERT = f"INSERT INTO records ({_QUOTED}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
+ROW_INSERT = f"INSERT INTO records ({_QUOTED}) VALUES {SQLITE_ROW_VALUES}"
 
 
 def uuid4_hex() -> str:
@@ -153,8 +153,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--batch", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the median is printed")
-    parser.add_argument("--ids", choices=["uuid4", "uuid7"], default="uuid7",
-                        help="uuid7: CallRecord's own time-ordered ids (default); uuid4: random ids")
+    parser.add_argument(
+        "--ids",
+        choices=["uuid4", "uuid7"],
+        default="uuid7",
+        help="uuid7: CallRecord's own time-ordered ids (default); uuid4: random ids",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("COSTTRACK_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
@@ -181,7 +185,9 @@ def main() -> None:
             pg = None
     try:
         raw = [bench_raw_sqlite(f"{tmp}/raw-{i}.db", records, 10_000) for i in range(args.repeat)]
-        print(f"SQLite    raw sqlite3 executemany, rows prebuilt, batch 10,000 (reference): {statistics.median(raw):,.0f} rows/s")
+        print(
+            f"SQLite    raw sqlite3 executemany, rows prebuilt, batch 10,000 (reference): {statistics.median(raw):,.0f} rows/s"
+        )
         for name, fresh in backends:
             for batch in args.batch:
                 rates = [bench_inserts(fresh(), records, batch) for _ in range(args.repeat)]  # type: ignore[operator]

@@ -67,7 +67,7 @@ def child(calls: int, stream: bool, control: str) -> None:
     wrapped = tracker.wrap(bare)
     engine = make_engine(f"sqlite:///{tmp}/bench.db")
     ensure_schema(engine)
-    for _ in range(50):  # warm up imports, price cache, statement cache
+    for _ in range(calls):  # warm up imports, price cache, and the statements of a batch of `calls` records
         one_call(bare, stream)
         one_call(wrapped, stream)
     insert_records(engine, [call.to_record() for call in keep.calls])  # type: ignore[attr-defined]

@@ -91,6 +91,48 @@ def test_insert_round_trips_defaults_and_nulls(engine) -> None:
     assert back.tags == {} and back.model is None and back.cost_usd is None and back.cache_hit is False
 
 
+def test_values_like_the_sqlite_null_stand_ins_are_stored_as_given(engine) -> None:
+    # On SQLite a nullable column's None is sent as a stand-in (0 for text, '' for numbers) that
+    # NULLIF turns back into NULL: text "0" and "", and the number 0.0, are values, never NULL.
+    text = dict.fromkeys(("model", "model_requested", "error_type", "request_hash", "price_source"), "0")
+    empty = dict.fromkeys(("user", "request_body", "response_body"), "")
+    numbers = dict.fromkeys(("cost_usd", "latency_ms", "ttft_ms", "cost_saved_usd"), 0.0)
+    given = [
+        full_record(**text, **empty, **numbers, cache_hit=False),
+        CallRecord(provider="openai", operation="chat", endpoint="/"),
+    ]
+    insert_records(engine, given)
+    back = {r.id: r for r in iter_records(engine)}
+    for rec in given:
+        assert normalised(back[rec.id]) == normalised(rec)
+    zeros = back[given[0].id]
+    assert (zeros.model, zeros.user, zeros.cost_usd, zeros.cache_hit) == ("0", "", 0.0, False)
+    nulls = back[given[1].id]
+    assert all(getattr(nulls, name) is None for name in (*text, *empty, *numbers))
+
+
+def test_sqlite_columns_hold_sqlites_own_types(sqlite_url) -> None:
+    from costtrack.store.database import ensure_schema, make_engine
+
+    engine = make_engine(sqlite_url)
+    try:
+        ensure_schema(engine)
+        insert_records(
+            engine,
+            [
+                full_record(cost_usd=0.0, user="0", cache_hit=True),
+                full_record(cost_usd=None, user=None, cache_hit=False),
+            ],
+        )
+        with engine.connect() as conn:
+            raw = conn.exec_driver_sql(
+                "SELECT typeof(cost_usd), cost_usd, typeof(user), user, typeof(cache_hit), cache_hit FROM records ORDER BY cache_hit DESC"
+            ).all()
+    finally:
+        engine.dispose()
+    assert raw == [("real", 0.0, "text", "0", "integer", 1), ("null", None, "null", None, "integer", 0)]
+
+
 def test_naive_timestamps_are_taken_as_utc(engine) -> None:
     rec = full_record(timestamp=datetime(2025, 1, 2, 3, 4, 5))
     insert_records(engine, [rec])
