@@ -42,20 +42,56 @@ CHAT_BODY = json.dumps(
 ).encode()
 
 
-def _stream_body() -> bytes:
+def _stream_body(usage: bool) -> bytes:
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
+    if usage:  # asked for usage, the API puts "usage": null in every other chunk
+        base["usage"] = None
     events = [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]} for i in range(20)]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    events.append({**base, "choices": [], "usage": {"prompt_tokens": 812, "completion_tokens": 20, "total_tokens": 832}})
+    if usage:
+        events.append({**base, "choices": [], "usage": {"prompt_tokens": 812, "completion_tokens": 20, "total_tokens": 832}})
     return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
 
 
-STREAM_BODY = _stream_body()
+#: A chat stream as the API sends it when asked for usage (stream_options.include_usage), and when not.
+STREAM_BODY = _stream_body(usage=True)
+STREAM_BODY_NO_USAGE = _stream_body(usage=False)
+
+
+class NetworkBody(httpx2.SyncByteStream):
+    """A body as a network transport hands it on: in pieces, read when the SDK reads (not in memory up front)."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from self._pieces
+
+
+def _events(body: bytes) -> list[bytes]:
+    return [event + b"\n\n" for event in body.split(b"\n\n") if event]
+
+
+_STREAM_PIECES = {True: _events(STREAM_BODY), False: _events(STREAM_BODY_NO_USAGE)}
 
 
 def handler(request: httpx2.Request) -> httpx2.Response:
+    """The API's answers, as a network transport gives them: a JSON body in one piece with its length, a stream
+    one event per piece with no length (the API flushes each chunk as it is generated). Like the real API, a
+    stream carries its usage chunk only when the request asks for it (the bare call does not; the wrapped one
+    does, and costtrack hides the chunk from the app), so each side is served what it would be."""
     if b'"stream":true' in request.content:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=STREAM_BODY)
+        pieces = _STREAM_PIECES[b'"include_usage":true' in request.content]
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=NetworkBody(pieces))
+    headers = {"content-type": "application/json", "content-length": str(len(CHAT_BODY))}
+    return httpx2.Response(200, headers=headers, stream=NetworkBody([CHAT_BODY]))
+
+
+def in_memory_handler(request: httpx2.Request) -> httpx2.Response:
+    """The same answers as whole bodies already in memory (httpx2.Response(content=...)), as a cache or a test gives them."""
+    if b'"stream":true' in request.content:
+        body = STREAM_BODY if b'"include_usage":true' in request.content else STREAM_BODY_NO_USAGE
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
     return httpx2.Response(200, headers={"content-type": "application/json"}, content=CHAT_BODY)
 
 

@@ -38,6 +38,11 @@ class EventSplitter:
         self._buffer = data[end:]
         return data[:end]
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is buffered: the next chunk starts an event."""
+        return not self._buffer
+
     def rest(self) -> bytes:
         """Bytes received after the last complete event."""
         rest, self._buffer = self._buffer, b""

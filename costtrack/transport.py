@@ -312,7 +312,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_saved", "_splitter", "_store", "_stream")
+    __slots__ = ("_call", "_complete", "_decode", "_quiet", "_saved", "_splitter", "_store", "_stream")
 
     def __init__(
         self,
@@ -329,6 +329,9 @@ class _Reader:
         self._store = store
         # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
         self._saved: list[bytes] | None = [] if store is not None and self._splitter is not None else None
+        # Set while a stream is under way with nothing buffered: the reader's test that a chunk of whole
+        # events holds nothing to read or hide, so the chunk passes on without being split (see __iter__).
+        self._quiet: Callable[[bytes], bool] | None = None
 
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
@@ -354,6 +357,7 @@ class _Reader:
             return chunk
         reader = call.reader
         assert reader is not None
+        self._quiet = None
         block = splitter.feed_block(data)
         if not block:
             return block if call.hide_usage_chunk else chunk
@@ -362,6 +366,8 @@ class _Reader:
         except Exception:
             log_once("stream.read", "costtrack: could not read stream events; they are passed on as is", exc_info=True)
             kept = block if call.hide_usage_chunk else None
+        if reader.steady and splitter.idle and self._decode is None and self._saved is None:
+            self._quiet = reader.quiet
         return chunk if kept is None else kept
 
     @staticmethod
@@ -474,6 +480,13 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self._stream:
+                # The usual chunk of a stream under way (servers flush an event or a few at a time): whole
+                # events with nothing left to read or hide, handed on as they came. A chunk ending with a
+                # blank line ends at an event's end, whatever the line endings before it.
+                quiet = self._quiet
+                if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
+                    yield chunk
+                    continue
                 out = self._pass(chunk)
                 if out:
                     yield out
@@ -502,6 +515,10 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
+                quiet = self._quiet  # see _RecordedStream.__iter__
+                if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
+                    yield chunk
+                    continue
                 out = self._pass(chunk)
                 if out:
                     yield out

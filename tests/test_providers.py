@@ -203,3 +203,57 @@ def test_usage_is_a_hashable_value_read_from_any_mapping_of_details():
     assert responses_usage({"input_tokens": 7, "output_tokens": 2, "input_tokens_details": {"cached_tokens": -1}}) == Usage(
         input=7, output=2
     )
+
+
+_CHAT_EVENT = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":%s}}],"usage":null}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "quiet"),
+    [
+        (_CHAT_EVENT % b'"Hello"', True),
+        (_CHAT_EVENT % b'"Hello"' * 3, True),  # several events in one network read
+        (_CHAT_EVENT % b'"a \\"usage\\": {1} and \\"error\\""', True),  # quotes inside content are escaped
+        (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', True),
+        (b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n', False),
+        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', False),
+        (_CHAT_EVENT % b'"x"' + b'data: {"choices":[],"usage":{}}\n\n', False),
+        (b'data: {"error":{"type":"server_error"}}\n\n', False),
+        (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", False),
+    ],
+)
+def test_chat_stream_reader_knows_which_chunks_hold_nothing_to_read(data, quiet):
+    """A quiet chunk passes on unsplit once the stream is under way: it must hold no usage object, error or [DONE]."""
+    from costtrack.providers.openai import ChatStreamReader
+
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    assert reader.quiet(data) is quiet
+    assert reader.quiet(data) is (reader.next_marker(data, 0) < 0)  # the same bytes next_marker would stop at
+
+
+@pytest.mark.parametrize(
+    ("api", "data", "quiet"),
+    [
+        (
+            "responses",
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}\n\n',
+            True,
+        ),
+        ("responses", b'event: response.completed\ndata: {"type":"response.completed"}\n\n', False),
+        ("responses", b'event: error\ndata: {"type":"error"}\n\n', False),
+        (
+            "anthropic",
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"Hi"}}\n\n',
+            True,
+        ),
+        ("anthropic", b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":5}}\n\n', False),
+        ("anthropic", b'event: message_stop\ndata: {"type":"message_stop"}\n\n', False),
+        ("anthropic", b'event: error\ndata: {"type":"error"}\n\n', False),
+    ],
+)
+def test_other_stream_readers_know_which_chunks_hold_nothing_to_read(api, data, quiet):
+    from costtrack.providers import parser_for
+
+    reader = parser_for(api, "responses" if api == "responses" else "messages").stream_reader(False)
+    assert reader.quiet(data) is quiet
+    assert reader.quiet(data) is (reader.next_marker(data, 0) < 0)

@@ -381,7 +381,7 @@ _EARLIER_MARKERS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("how", ["whole", "per-byte", "random"])
+@pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random"])  # per event: quiet chunks pass unsplit
 @pytest.mark.parametrize("case", list(_EARLIER_MARKERS))
 def test_a_later_marker_never_hides_an_earlier_one(tracker, records, case, how):
     events = _EARLIER_MARKERS[case]

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import as_int, first_of
+from .base import as_int, first_of, none_of
 
 __all__ = ["PARSERS", "message_usage"]
 
@@ -55,6 +55,10 @@ class MessageStreamReader:
     def next_marker(self, block: bytes, pos: int) -> int:
         """The next message_start/delta/stop or error event from `pos` (-1: none)."""
         return first_of(block, pos, _MARKERS)
+
+    def quiet(self, data: bytes) -> bool:
+        """Whether whole events `data` hold no message_start/delta/stop or error event."""
+        return none_of(data, _MARKERS)
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

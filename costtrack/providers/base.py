@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from ..usage import Usage
 
-__all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "operation_for_path"]
+__all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "none_of", "operation_for_path"]
 
 # Path suffix → operation, per API family; anything else passes through untouched.
 _OPERATIONS = {
@@ -34,6 +34,14 @@ def first_of(block: bytes, pos: int, needles: tuple[bytes, ...]) -> int:
     return min(found) if found else -1
 
 
+def none_of(data: bytes, needles: tuple[bytes, ...]) -> bool:
+    """Whether none of `needles` occurs in `data`."""
+    for needle in needles:
+        if needle in data:
+            return False
+    return True
+
+
 def as_int(value: Any) -> int:
     """A token count from a JSON value; anything that is not a non-negative int counts 0."""
     return value if type(value) is int and value > 0 else 0
@@ -58,6 +66,10 @@ class StreamReader(Protocol):
 
     def next_marker(self, block: bytes, pos: int) -> int:
         """Where, from `pos`, the next bytes that might still matter to a steady reader are (-1: none)."""
+        ...
+
+    def quiet(self, data: bytes) -> bool:
+        """Whether whole events `data` hold nothing that might still matter to a steady reader (next_marker finds nothing)."""
         ...
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import as_int, first_of
+from .base import as_int, first_of, none_of
 
 __all__ = ["PARSERS", "chat_usage", "responses_usage"]
 
@@ -103,6 +103,17 @@ class ChatStreamReader:
             return error
         return at if at >= 0 else done
 
+    def quiet(self, data: bytes) -> bool:
+        """Whether whole events `data` hold no usage object, error or [DONE] (every chunk may carry `"usage":null`)."""
+        if b"[DONE]" in data or b'"error"' in data:
+            return False
+        at = data.find(b'"usage"')
+        while at >= 0:
+            if _USAGE_OBJECT.match(data, at):
+                return False
+            at = data.find(b'"usage"', at + 7)
+        return True
+
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
         if data.startswith(b"[DONE]"):
@@ -155,6 +166,10 @@ class ResponsesStreamReader:
     def next_marker(self, block: bytes, pos: int) -> int:
         """The next created, final or error event from `pos` (-1: none)."""
         return first_of(block, pos, _RESPONSES_MARKERS)
+
+    def quiet(self, data: bytes) -> bool:
+        """Whether whole events `data` hold no created, final or error event."""
+        return none_of(data, _RESPONSES_MARKERS)
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
