@@ -12,6 +12,7 @@ from .base import as_int, first_of, none_of
 __all__ = ["PARSERS", "chat_usage", "responses_usage"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_USAGE_NULL = (b":null", b": null")  # after '"usage"': how the API and json.dumps write a chunk's usage null
 # Once content has started, only events with these can still tell a Responses stream reader something.
 _RESPONSES_MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed", b"error")
 _CONTENT_EVENTS = frozenset(
@@ -109,7 +110,8 @@ class ChatStreamReader:
             return False
         at = data.find(b'"usage"')
         while at >= 0:
-            if _USAGE_OBJECT.match(data, at):
+            # The null the API writes is told apart without the regex, which costs a stream a few us.
+            if not data.startswith(_USAGE_NULL, at + 7) and _USAGE_OBJECT.match(data, at):
                 return False
             at = data.find(b'"usage"', at + 7)
         return True
