@@ -1,6 +1,6 @@
 """Added per-call cost of costtrack.wrap over the bare SDK (mock transport), wall and CPU time.
 
-    python benchmarks/bench_wrap.py [--calls 4000] [--database-url sqlite:///bench.db]
+    python benchmarks/bench_wrap.py [--calls 4000] [--database-url sqlite:///bench.db] [--in-memory]
 
 Bare and wrapped calls alternate one by one (in random order within each pair), so
 the drift of a shared machine, which moves a call's time by tens of percent within
@@ -12,6 +12,11 @@ each batch's CPU per record (read when the writer reports the batch stored), whi
 what the ratio uses, the same statistic as the calls'; the mean over the whole run is
 printed beside it, and the process's total CPU beside the sum of all parts, so
 nothing can hide in another thread or in the choice of statistic.
+
+The mock serves each side what the API would, read the way a network transport hands it
+on (a stream one event per read; a stream carries its usage chunk, and "usage":null in
+every other chunk, only when the request asks, as the wrapped one does). --in-memory serves
+whole bodies already in memory instead, as a cache or a test does.
 """
 
 from __future__ import annotations
@@ -147,11 +152,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=4000, help="calls per variant (default 4000)")
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     parser.add_argument("--seed", type=int, default=1, help="seed of the call order (default 1)")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="serve whole bodies already in memory (as a cache or a test does) instead of network-read ones")  # fmt: skip
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp()
     tracker = costtrack.Tracker(args.database_url or f"sqlite:///{tmp}/bench.db", budgets=[])
-    bare = openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(handler)), max_retries=0)
+    serve = in_memory_handler if args.in_memory else handler
+    bare = openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(serve)), max_retries=0)
     wrapped = tracker.wrap(bare)
     rng = random.Random(args.seed)
     for stream in (False, True):
