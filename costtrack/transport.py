@@ -458,6 +458,10 @@ class _Reader:
 
     def _finish(self, error: BaseException | None = None) -> None:
         call = self._call
+        if isinstance(error, httpx2.StreamConsumed):
+            # Read again after it was read (the async OpenAI SDK drains an HTTP/1.1 stream after [DONE]):
+            # not a failure of the call; what was read decides.
+            error = None
         if error is not None:
             self._store = None
             call.finish(error_type(error))

@@ -203,6 +203,30 @@ def test_openai_stream_reads_the_same_however_it_is_chunked(tracker, records, ho
     assert rec.ttft_ms is not None
 
 
+@pytest.mark.parametrize("how", ["per-event", "random"])
+async def test_async_openai_stream_reads_the_same_however_it_is_chunked(tracker, records, how):
+    # The async twin: per event, chunks with nothing to read pass on unsplit once the stream is under way.
+    # After [DONE] the async SDK drains an HTTP/1.1 body by reading the stream again, which a body that can
+    # be read once refuses (StreamConsumed): the SDK ignores that, and so does the record.
+    chunks = _chunkings(fixture("openai_chat_stream.sse"))[how]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        async def body():
+            for chunk in chunks:
+                yield chunk
+
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    bare = openai_client(Recorder(respond), is_async=True)
+    wrapped = tracker.wrap(openai_client(Recorder(respond), is_async=True))
+    seen_bare = [c.model_dump() async for c in await bare.chat.completions.create(**CHAT, stream=True) if c.choices]
+    seen_wrapped = [c.model_dump() async for c in await wrapped.chat.completions.create(**CHAT, stream=True)]
+    assert seen_wrapped == seen_bare and seen_bare
+    [rec] = records()
+    assert (rec.status, rec.tokens_input, rec.tokens_cached_input, rec.tokens_output) == ("ok", 2048, 1024, 2)
+    assert rec.ttft_ms is not None
+
+
 @pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random", "crlf"])
 def test_anthropic_stream_reads_the_same_however_it_is_chunked(tracker, records, how):
     chunks = _chunkings(fixture("anthropic_stream.sse"))[how]
