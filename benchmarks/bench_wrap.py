@@ -77,7 +77,12 @@ def _events(body: bytes) -> list[bytes]:
     return [event + b"\n\n" for event in body.split(b"\n\n") if event]
 
 
-_STREAM_PIECES = {True: _events(STREAM_BODY), False: _events(STREAM_BODY_NO_USAGE)}
+_STREAM_BODIES = {True: STREAM_BODY, False: STREAM_BODY_NO_USAGE}  # by whether the request asks for usage
+_STREAM_PIECES = {asks: _events(body) for asks, body in _STREAM_BODIES.items()}
+
+
+def _asks_usage(request: httpx2.Request) -> bool:
+    return b'"include_usage":true' in request.content
 
 
 def handler(request: httpx2.Request) -> httpx2.Response:
@@ -86,7 +91,7 @@ def handler(request: httpx2.Request) -> httpx2.Response:
     stream carries its usage chunk only when the request asks for it (the bare call does not; the wrapped one
     does, and costtrack hides the chunk from the app), so each side is served what it would be."""
     if b'"stream":true' in request.content:
-        pieces = _STREAM_PIECES[b'"include_usage":true' in request.content]
+        pieces = _STREAM_PIECES[_asks_usage(request)]
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=NetworkBody(pieces))
     headers = {"content-type": "application/json", "content-length": str(len(CHAT_BODY))}
     return httpx2.Response(200, headers=headers, stream=NetworkBody([CHAT_BODY]))
@@ -95,7 +100,7 @@ def handler(request: httpx2.Request) -> httpx2.Response:
 def in_memory_handler(request: httpx2.Request) -> httpx2.Response:
     """The same answers as whole bodies already in memory (httpx2.Response(content=...)), as a cache or a test gives them."""
     if b'"stream":true' in request.content:
-        body = STREAM_BODY if b'"include_usage":true' in request.content else STREAM_BODY_NO_USAGE
+        body = _STREAM_BODIES[_asks_usage(request)]
         return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
     return httpx2.Response(200, headers={"content-type": "application/json"}, content=CHAT_BODY)
 

@@ -70,6 +70,17 @@ def _loads(data: bytes) -> Any:
         return None
 
 
+def _usage_object(data: bytes, start: int, end: int) -> int:
+    """Where the first usage object in data[start:end] begins (-1: none); `"usage":null` is not one."""
+    at = data.find(b'"usage"', start, end)
+    while at >= 0:
+        # The null the API writes in every chunk is told apart without the regex, which costs a stream a few us.
+        if not data.startswith(_USAGE_NULL, at + 7) and _USAGE_OBJECT.match(data, at):
+            return at
+        at = data.find(b'"usage"', at + 7, end)
+    return -1
+
+
 class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
@@ -95,9 +106,7 @@ class ChatStreamReader:
         # forwards: a later `"error":null` or a second usage chunk must not hide an earlier one.
         done = block.rfind(b"[DONE]", pos)
         end = len(block) if done < 0 else done
-        at = block.find(b'"usage"', pos, end)
-        while at >= 0 and not _USAGE_OBJECT.match(block, at):
-            at = block.find(b'"usage"', at + 7, end)
+        at = _usage_object(block, pos, end)
         # An error key cannot hide inside content: a quote in a JSON string is escaped.
         error = block.find(b'"error"', pos, end if at < 0 else at)
         if error >= 0:
@@ -106,15 +115,7 @@ class ChatStreamReader:
 
     def quiet(self, data: bytes) -> bool:
         """Whether whole events `data` hold no usage object, error or [DONE] (every chunk may carry `"usage":null`)."""
-        if b"[DONE]" in data or b'"error"' in data:
-            return False
-        at = data.find(b'"usage"')
-        while at >= 0:
-            # The null the API writes is told apart without the regex, which costs a stream a few us.
-            if not data.startswith(_USAGE_NULL, at + 7) and _USAGE_OBJECT.match(data, at):
-                return False
-            at = data.find(b'"usage"', at + 7)
-        return True
+        return b"[DONE]" not in data and b'"error"' not in data and _usage_object(data, 0, len(data)) < 0
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
