@@ -434,3 +434,25 @@ def test_a_retry_count_header_that_is_no_int_sends_the_request_unrecorded(tracke
     assert completion.choices[0].message.content
     assert "x-costtrack-cache" not in server.requests[0].headers  # the directive still never leaves
     assert records() == []
+
+
+@pytest.mark.parametrize("options", [None, {"include_usage": False}], ids=["spliced", "re-written"])
+def test_asking_for_stream_usage_changes_only_the_body_and_its_length(tracker, records, options):
+    """The request sent differs from the bare SDK's only in stream_options and Content-Length; the app's own is untouched."""
+    extra = {} if options is None else {"stream_options": options}
+    bare_server, server = Recorder(serve("openai_chat_stream.sse")), Recorder(serve("openai_chat_stream.sse"))
+    kw = dict(**CHAT, stream=True, **extra, extra_headers={"X-App": "a"}, timeout=12.5)
+    list(openai_client(bare_server).chat.completions.create(**kw))
+    raw = tracker.wrap(openai_client(server)).chat.completions.with_raw_response.create(**kw)
+    list(raw.parse())
+    [bare], [sent], app = bare_server.requests, server.requests, raw.http_request
+    assert json.loads(sent.content) == {**json.loads(bare.content), "stream_options": {"include_usage": True}}
+    assert sent.headers["content-length"] == str(len(sent.content))
+    assert (sent.method, sent.url, sent.extensions) == (bare.method, bare.url, bare.extensions)
+    assert sent.extensions is not app.extensions and sent.headers is not app.headers
+    assert [(k, v) for k, v in sent.headers.raw if k.lower() != b"content-length"] == [
+        (k, v) for k, v in app.headers.raw if k.lower() != b"content-length"
+    ]  # the app's headers, in their order and spelling
+    # What the app's request object says (raw.http_request, event hooks) is what it asked for.
+    assert app.content == bare.content and app.headers["content-length"] == str(len(bare.content))
+    assert records()[0].tokens_input == 2048
