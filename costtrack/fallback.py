@@ -13,7 +13,8 @@ Every attempt is a record (the transport records it); the attempts of one call a
 held (`calls.hold_calls`) and annotated before they are recorded: `attempt` numbered
 1, 2, ... across the chain, tags `fallback_chain`, `fallback_requested`, and
 `fallback_reason` on the attempts that escalated; the answer returned to the app
-prices what it saved against the requested model (`cost_saved_usd`).
+prices what it saved against the requested model (`cost_saved_usd`, and the tag
+`fallback_saved_against`: "provider:model", so `costtrack reprice` can price it again).
 """
 
 from __future__ import annotations
@@ -33,7 +34,24 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .tracker import Tracker
 
-__all__ = ["CheapFirst", "failure_reason", "install", "is_retryable"]
+__all__ = ["SAVED_AGAINST_TAG", "CheapFirst", "failure_reason", "install", "is_retryable", "saved_against"]
+
+#: The tag on an answer's records naming what its cost_saved_usd is priced against: "provider:model".
+SAVED_AGAINST_TAG = "fallback_saved_against"
+
+
+def saved_against(tags: Mapping[str, Any], provider: str, saved: float | None) -> tuple[str, str] | None:
+    """(provider, model) a stored fallback answer's saving is priced against (None: not an answer).
+
+    From the record's tags, provider and cost_saved_usd: a record from before the tag existed is an
+    answer when it has a saving, priced against `fallback_requested` at the call's own provider.
+    """
+    tagged = tags.get(SAVED_AGAINST_TAG)
+    if isinstance(tagged, str) and ":" in tagged:
+        against, model = tagged.split(":", 1)
+        return against, model
+    requested = tags.get("fallback_requested")
+    return (provider, requested) if tagged is None and saved is not None and isinstance(requested, str) else None
 
 # Resources whose calls carry a `model=` and are recorded, by API family: (attribute path, methods).
 RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
@@ -338,6 +356,7 @@ class _Run:
             "fallback_requested": requested,
         }
         self.compare = compare
+        self.saved_against = f"{compare[0]}:{compare[1]}"
         self.spans: list[tuple[int, int, str | None]] = []  # held calls [start, end) of each step; its reason
         self.start = 0
         self.answer_from: int | None = None  # held calls from here on belong to the answer's step
@@ -370,6 +389,7 @@ class _Run:
                 tags["fallback_exhausted"] = True
             if self.answer_from is not None and index >= self.answer_from:
                 call.compare_model = self.compare  # only a billed answer prices what it saved
+                tags[SAVED_AGAINST_TAG] = self.saved_against
             self._tag(call, tags, number)
         self.numbered = len(calls)
 
@@ -377,7 +397,7 @@ class _Run:
         """The returned stream's call, ended after the others were recorded."""
         self.numbered += 1
         call.compare_model = self.compare
-        self._tag(call, dict(self.tags), self.numbered)
+        self._tag(call, {**self.tags, SAVED_AGAINST_TAG: self.saved_against}, self.numbered)
 
     @staticmethod
     def _tag(call: Call, tags: dict[str, Any], number: int) -> None:

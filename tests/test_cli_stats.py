@@ -162,6 +162,33 @@ def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_ur
     assert (hit.cost_usd, hit.cost_saved_usd) == (0.0, pytest.approx(1.25)) and "my-model" in hit.price_source
 
 
+def test_reprice_prices_what_a_fallback_answer_saved(tracker, make_record, database_url, tmp_path, capsys):
+    """An answer's saving is priced again against what it names: the tag, or (older records) the requested model."""
+    tokens = {"tokens_input": 1_000_000, "tokens_output": 500_000, "price_source": None, "cost_usd": None}
+    chain = {"fallback_chain": "ollama:my-local>my-model", "fallback_requested": "my-model"}
+    tracker.add(make_record(model="my-local", model_requested="my-local", provider="ollama", cost_saved_usd=None,
+                            tags={**chain, "fallback_saved_against": "openai:my-model"}, **tokens))  # fmt: skip
+    tracker.add(make_record(model="my-cheap", model_requested="my-cheap", provider="openai", cost_saved_usd=0.5,
+                            tags={"fallback_chain": "my-cheap>my-model", "fallback_requested": "my-model"}, **tokens))  # fmt: skip
+    tracker.add(make_record(model="my-cheap", model_requested="my-cheap", provider="openai", cost_saved_usd=None,
+                            tags={"fallback_chain": "my-cheap>my-model", "fallback_requested": "my-model",
+                                  "fallback_reason": "rejected"}, **tokens))  # fmt: skip
+    tracker.flush()
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."my-model"]\ninput = 2\noutput = 8\n[models."my-cheap"]\ninput = 0.5\noutput = 1.5\n'
+                      '[models."my-local"]\nprovider = "ollama"\ninput = 0\noutput = 0\n')  # fmt: skip
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "3 changed" in capsys.readouterr().out
+    local, cheap, rejected = tracker.records()
+    reference = 2 + 4  # my-model: 1M input at $2, 0.5M output at $8
+    assert (local.cost_usd, local.cost_saved_usd) == (0.0, pytest.approx(reference))
+    assert (cheap.cost_usd, cheap.cost_saved_usd) == (pytest.approx(1.25), pytest.approx(reference - 1.25))
+    assert (rejected.cost_usd, rejected.cost_saved_usd) == (pytest.approx(1.25), None)  # not the answer: saved nothing
+    # Nothing left to change: a second run changes nothing.
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "0 changed" in capsys.readouterr().out
+
+
 def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/demo.db"

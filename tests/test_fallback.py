@@ -268,7 +268,8 @@ def test_cost_saved_by_the_cheap_answer_equals_the_list_price_difference(tracker
         assert rec.cost_usd == pytest.approx(hand_cost("gpt-4o-mini", rec))
         assert rec.cost_saved_usd == pytest.approx(hand_cost("gpt-4o", rec) - hand_cost("gpt-4o-mini", rec))
         assert rec.cost_saved_usd > 0
-        assert rec.tags == {"fallback_chain": "gpt-4o-mini>gpt-4o", "fallback_requested": "gpt-4o"}
+        assert rec.tags == {"fallback_chain": "gpt-4o-mini>gpt-4o", "fallback_requested": "gpt-4o",
+                            "fallback_saved_against": "openai:gpt-4o"}  # fmt: skip
     # By hand, for the cached call: uncached input at $2.50 - $0.15, cached at $1.25 - $0.075, output at $10 - $0.60.
     uncached = second.tokens_input - second.tokens_cached_input
     by_hand = (uncached * 2.35 + second.tokens_cached_input * 1.175 + second.tokens_output * 9.40) / MTOK
@@ -338,6 +339,7 @@ def test_accepted_stream_records_what_it_saved(tracker, records):
     [rec] = records()
     assert rec.status == "ok" and rec.cost_usd > 0 and rec.cost_saved_usd > 0  # Opus costs more than Haiku
     assert rec.tags["fallback_requested"] == "claude-opus-4-5"
+    assert rec.tags["fallback_saved_against"] == "anthropic:claude-opus-4-5"  # the stream's call, ended late
 
 
 async def test_async_stream_escalates_before_the_first_event(tracker, records):
@@ -407,6 +409,7 @@ def test_local_answer_is_used_when_it_works(tracker, records):
     assert sent(local) == ["llama3.2"] and sent(api) == []
     [rec] = records()
     assert rec.provider == "ollama" and rec.attempt == 1 and rec.status == "ok"
+    assert rec.tags["fallback_saved_against"] == "openai:gpt-4o-mini"  # the app's own client's provider, for reprice
 
 
 async def test_async_local_first(tracker, records):

@@ -15,7 +15,7 @@ from .database import (
 )
 from .outbox import default_outbox_dir
 from .schema import metadata, records
-from .sql import count_records, insert_records, iter_records, update_costs
+from .sql import count_records, insert_records, iter_records, update_answer_costs, update_costs
 from .writer import Writer
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "records",
     "resolve_url",
     "safe_url",
+    "update_answer_costs",
     "update_costs",
     "upgrade",
 ]

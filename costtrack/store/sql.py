@@ -22,7 +22,7 @@ from sqlalchemy import Boolean, Engine, and_, bindparam, func, or_, select, upda
 from ..records import CallRecord
 from .schema import INSERT_COLUMNS, records
 
-__all__ = ["SQLITE_ROW_VALUES", "count_records", "insert_records", "iter_records", "record_to_row", "update_costs"]
+__all__ = ["SQLITE_ROW_VALUES", "count_records", "insert_records", "iter_records", "record_to_row", "update_answer_costs", "update_costs"]
 
 _UTC = timezone.utc
 
@@ -243,11 +243,22 @@ def update_costs(
     transaction, so a generator over millions of records is fine. Unknown ids are ignored.
     """
     column = "cost_saved_usd" if saved else "cost_usd"
-    stmt = (
-        update(records)
-        .where(records.c.id == bindparam("b_id"))
-        .values({column: bindparam("b_cost"), "price_source": bindparam("b_source")})
-    )
+    values = {column: bindparam("b_cost"), "price_source": bindparam("b_source")}
+    rows = ({"b_id": rid, "b_cost": cost, "b_source": source} for rid, cost, source in updates)
+    return _update_by_id(engine, values, rows, batch)
+
+
+def update_answer_costs(
+    engine: Engine, updates: Iterable[tuple[str, float | None, float | None, str | None]], batch: int = 5000
+) -> int:
+    """Set ``cost_usd``, ``cost_saved_usd`` and ``price_source`` by id: fallback answers re-priced (see update_costs)."""
+    values = {"cost_usd": bindparam("b_cost"), "cost_saved_usd": bindparam("b_saved"), "price_source": bindparam("b_source")}
+    rows = ({"b_id": rid, "b_cost": cost, "b_saved": saved, "b_source": source} for rid, cost, saved, source in updates)
+    return _update_by_id(engine, values, rows, batch)
+
+
+def _update_by_id(engine: Engine, values: dict[str, Any], rows: Iterable[dict[str, Any]], batch: int) -> int:
+    stmt = update(records).where(records.c.id == bindparam("b_id")).values(values)
     total = 0
     chunk: list[dict[str, Any]] = []
 
@@ -256,8 +267,8 @@ def update_costs(
             result = conn.execute(stmt, chunk)
             return max(result.rowcount, 0)
 
-    for rid, cost, source in updates:
-        chunk.append({"b_id": rid, "b_cost": cost, "b_source": source})
+    for row in rows:
+        chunk.append(row)
         if len(chunk) >= batch:
             total += run()
             chunk = []
