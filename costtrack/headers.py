@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["has_header", "header_value", "two_header_values"]
+__all__ = ["RETRY_HEADER", "attempt_number", "has_header", "header_value", "two_header_values"]
 
 
 def header_value(headers: Any, name: bytes) -> bytes | None:
@@ -43,3 +43,17 @@ def two_header_values(headers: Any, first: bytes, second: bytes) -> tuple[bytes 
         elif key == second and found_second is None:
             found_second = item[2]
     return found_first, found_second
+
+
+#: The SDKs' retry-count request header: absent or 0 on a first attempt, n on the n-th retry.
+RETRY_HEADER = b"x-stainless-retry-count"
+
+
+def attempt_number(retries: bytes | None) -> int:
+    """The attempt a request is, from its retry-count header's value: n + 1 on the SDK's n-th retry, else 1.
+
+    Anything no SDK would send (no digits, or more than nine) counts 1: the call is still recorded.
+    """
+    if retries is None or not retries.isdigit() or len(retries) > 9:
+        return 1
+    return int(retries) + 1

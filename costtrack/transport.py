@@ -15,7 +15,8 @@ from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedRespo
 from .call_context import CallContext
 from .call_context import context_var as _context
 from .calls import Call
-from .headers import has_header, header_value, two_header_values
+from .headers import RETRY_HEADER as _RETRY_HEADER
+from .headers import attempt_number, has_header, header_value, two_header_values
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, next_boundary
@@ -58,18 +59,6 @@ def take_cache_directive(request: httpx2.Request) -> str | None:
                  CACHE_HEADER, value)  # fmt: skip
         return None
     return value
-
-
-_RETRY_HEADER = b"x-stainless-retry-count"
-
-
-def _scan(headers: httpx2.Headers) -> tuple[bool, int]:
-    """(whether the request carries the cache directive header, the attempt: 1, or n + 1 for the SDK's n-th retry).
-
-    Read on the app's thread while the SDK's fresh headers are in the CPU's cache (in the writer the same scan met them cold).
-    """
-    directive, retries = two_header_values(headers, _CACHE_HEADER, _RETRY_HEADER)
-    return directive is not None, int(retries) + 1 if retries is not None and retries.isdigit() else 1
 
 
 def _decoder(headers: httpx2.Headers, encoding: bytes | None) -> Callable[[bytes], bytes] | None:
@@ -201,11 +190,11 @@ class Instrument:
         """
         scanned, directive = False, None
         try:
-            has_directive, attempt = _scan(request.headers)  # may raise: a retry count too long to be an int
+            has_directive, retries = two_header_values(request.headers, _CACHE_HEADER, _RETRY_HEADER)
             scanned = True
-            if has_directive:
+            if has_directive is not None:
                 directive = take_cache_directive(request)
-            return self.begin(request, attempt), directive
+            return self.begin(request, attempt_number(retries)), directive
         except Exception:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             return None, directive if scanned else take_cache_directive(request)
@@ -276,8 +265,12 @@ class Instrument:
                     call.finish()
                     return response
         decode = _decoder(headers, encoding)
-        stream_cls = _AsyncRecordedStream if is_async else _RecordedStream
-        recorded = stream_cls(call, response.stream, decode, store)
+        recorded: _Reader
+        if call.reader is None and decode is None and store is None:
+            # A plain body (the usual JSON answer): kept as it passes, with nothing to decode, split or store.
+            recorded = (_AsyncRecordedBody if is_async else _RecordedBody)(call, response.stream)
+        else:
+            recorded = (_AsyncRecordedStream if is_async else _RecordedStream)(call, response.stream, decode, store)
         if call.hide_usage_chunk and (decode is not None or header_value(headers, b"content-length") is not None):
             # Dropping an event re-writes the body: it goes on decoded and shorter, and the headers say so.
             dropped = (b"content-encoding", b"content-length") if decode is not None else (b"content-length",)
@@ -576,6 +569,64 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
             self._finish()
             if self._store is not None:
                 await self._afill()  # a stream the SDK stopped reading after its end event
+
+
+class _RecordedBody(_Reader, httpx2.SyncByteStream):
+    """A plain body (no decoding, no events, no cache entry to fill): each chunk kept for the record as it passes."""
+
+    __slots__ = ()
+
+    def __init__(self, call: Call, stream: Any) -> None:  # only what _Reader's __iter__-free paths read
+        self._call = call
+        self._stream = stream
+        self._complete = False
+        self._store = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        keep = self._call.chunks.append
+        try:
+            for chunk in self._stream:
+                keep(chunk)
+                yield chunk
+            self._complete = True
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._finish()
+
+
+class _AsyncRecordedBody(_Reader, httpx2.AsyncByteStream):
+    """Async twin of _RecordedBody."""
+
+    __slots__ = ()
+
+    __init__ = _RecordedBody.__init__
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        keep = self._call.chunks.append
+        try:
+            async for chunk in self._stream:
+                keep(chunk)
+                yield chunk
+            self._complete = True
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._finish()
 
 
 class CostTransport(httpx2.BaseTransport):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import httpx2
+import pytest
 
-from costtrack.headers import has_header, header_value, two_header_values
+from costtrack.headers import RETRY_HEADER, attempt_number, has_header, header_value, two_header_values
 
 
 def test_lookups_agree_with_httpx2_whatever_the_case() -> None:
@@ -29,3 +30,12 @@ def test_two_headers_in_one_pass_agree_with_two_lookups() -> None:
     for first, second in [(b"x-dup", b"x-stainless-retry-count"), (b"x-stainless-retry-count", b"x-absent")]:
         assert two_header_values(headers, first, second) == (header_value(headers, first), header_value(headers, second))
     assert two_header_values({"x-dup": "a"}, b"x-dup", b"x-absent") == (b"a", None)  # no httpx2 list: public API
+
+
+@pytest.mark.parametrize(
+    ("value", "attempt"),
+    [(None, 1), ("0", 1), ("2", 3), ("", 1), ("-1", 1), ("1.5", 1), ("9" * 10, 1), ("9" * 5000, 1)],
+)
+def test_attempt_number_reads_the_sdks_retry_count(value, attempt):
+    headers = httpx2.Headers({"content-type": "application/json"} | ({} if value is None else {"X-Stainless-Retry-Count": value}))
+    assert attempt_number(header_value(headers, RETRY_HEADER)) == attempt

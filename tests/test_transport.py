@@ -426,14 +426,16 @@ def test_a_later_marker_never_hides_an_earlier_one(tracker, records, case, how):
         assert (rec.status, rec.tokens_input, rec.tokens_output) == ("ok", 10, 2)
 
 
-def test_a_retry_count_header_that_is_no_int_sends_the_request_unrecorded(tracker, records):
+@pytest.mark.parametrize("count", ["9" * 5000, "-1", "two", ""])
+def test_a_retry_count_header_no_sdk_would_send_counts_as_a_first_attempt(tracker, records, count):
     server = Recorder(serve("openai_chat.json"))
     client = tracker.wrap(openai_client(server))
-    completion = client.chat.completions.create(**CHAT, extra_headers={"x-stainless-retry-count": "9" * 5000,
+    completion = client.chat.completions.create(**CHAT, extra_headers={"x-stainless-retry-count": count,
                                                                         "x-costtrack-cache": "bypass"})  # fmt: skip
     assert completion.choices[0].message.content
     assert "x-costtrack-cache" not in server.requests[0].headers  # the directive still never leaves
-    assert records() == []
+    [rec] = records()
+    assert rec.attempt == 1 and rec.status == "ok"
 
 
 @pytest.mark.parametrize("options", [None, {"include_usage": False}], ids=["spliced", "re-written"])
