@@ -458,3 +458,49 @@ def test_asking_for_stream_usage_changes_only_the_body_and_its_length(tracker, r
     # What the app's request object says (raw.http_request, event hooks) is what it asked for.
     assert app.content == bare.content and app.headers["content-length"] == str(len(bare.content))
     assert records()[0].tokens_input == 2048
+
+
+class _Pieces(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A body read from the network in pieces, sync or async; `fail` is raised after them (a connection dropped)."""
+
+    def __init__(self, pieces: list[bytes], fail: Exception | None = None) -> None:
+        self._pieces, self._fail = pieces, fail
+
+    def __iter__(self):
+        yield from self._pieces
+        if self._fail is not None:
+            raise self._fail
+
+    async def __aiter__(self):
+        for piece in self._pieces:
+            yield piece
+        if self._fail is not None:
+            raise self._fail
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("cut", [False, True], ids=["whole", "cut"])
+async def test_a_plain_body_read_from_the_network_is_recorded_as_it_passes(tracker, records, is_async, cut):
+    body = fixture("openai_chat.json")
+    pieces = [body[:40], body[40:100]] + ([] if cut else [body[100:]])
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        fail = httpx2.ReadError("connection reset") if cut else None
+        return httpx2.Response(200, headers={"content-type": "application/json"}, stream=_Pieces(pieces, fail))
+
+    async def call(client):
+        try:
+            result = client.chat.completions.create(**CHAT)
+            result = await result if is_async else result
+        except Exception as exc:
+            return ("raised", type(exc), str(exc))
+        return ("returned", type(result), result.model_dump())
+
+    bare = await call(openai_client(Recorder(respond), is_async=is_async))
+    wrapped = await call(tracker.wrap(openai_client(Recorder(respond), is_async=is_async)))
+    assert wrapped == bare and bare[0] == ("raised" if cut else "returned")
+    [rec] = records()
+    if cut:
+        assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "connection_error", None)  # sent: cost unknown
+    else:
+        assert (rec.status, rec.tokens_input, rec.tokens_output) == ("ok", 2048, 120)
