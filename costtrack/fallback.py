@@ -6,7 +6,7 @@
 Installed on the copy `wrap()` returns, at the resource level: the instance attributes
 `create` (and `parse`) of `client.chat.completions`, `client.responses` and
 `client.messages` are replaced by wrappers that call the original bound methods with
-`model=` swapped. The classes are untouched, so return types and IDE completion stay
+`model=` swapped; Anthropic's `messages.stream` by one whose manager runs the chain when entered. The classes are untouched, so return types and IDE completion stay
 the SDK's own; nothing global is patched.
 
 Every attempt is a record (the transport records it); the attempts of one call are
@@ -441,6 +441,61 @@ async def _apeek(stream: Any) -> Any:
     return stream
 
 
+def _entered(stream: Callable[..., Any], **kwargs: Any) -> Any:
+    """A stream helper's stream (`stream(**kwargs)` is its manager, which sends the request on entering), its first event awaited."""
+    manager = stream(**kwargs)
+    entered = manager.__enter__()
+    try:
+        return _peek(entered)
+    except BaseException:
+        manager.__exit__(None, None, None)
+        raise
+
+
+async def _aentered(stream: Callable[..., Any], **kwargs: Any) -> Any:
+    """Async twin of _entered."""
+    manager = stream(**kwargs)
+    entered = await manager.__aenter__()
+    try:
+        return await _apeek(entered)
+    except BaseException:
+        await manager.__aexit__(None, None, None)
+        raise
+
+
+def _stream_managers() -> tuple[type, type]:
+    """Managers like the Anthropic SDK's MessageStreamManager (its subclasses), whose request runs along a chain on entering."""
+    from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
+
+    # Like the SDK's, each keeps what it sends as a private `__api_request` (a callable; async: a coroutine),
+    # which a route in front of the chain finds and tags (routing._tag_lazy_request).
+    class ChainedStreamManager(MessageStreamManager):  # type: ignore[type-arg]
+        def __init__(self, api_request: Callable[[], Any]) -> None:
+            self.__api_request, self.__stream = api_request, None
+
+        def __enter__(self) -> Any:
+            self.__stream = self.__api_request()
+            return self.__stream
+
+        def __exit__(self, *exc_info: Any) -> None:
+            if self.__stream is not None:
+                self.__stream.close()
+
+    class AsyncChainedStreamManager(AsyncMessageStreamManager):  # type: ignore[type-arg]
+        def __init__(self, api_request: Awaitable[Any]) -> None:
+            self.__api_request, self.__stream = api_request, None
+
+        async def __aenter__(self) -> Any:
+            self.__stream = await self.__api_request
+            return self.__stream
+
+        async def __aexit__(self, *exc_info: Any) -> None:
+            if self.__stream is not None:
+                await self.__stream.close()
+
+    return ChainedStreamManager, AsyncChainedStreamManager
+
+
 def _judged(judge: Callable[[Any], bool], result: Any) -> bool:
     # Outside the chain's hold: calls the judge makes (an LLM judge) are records of their own, not attempts.
     with unheld():
@@ -456,7 +511,9 @@ def reusable(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str) -> Callable[..., Any]:
+def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str, *,
+                  helper: bool = False) -> Callable[..., Any]:  # fmt: skip
+    """The chain around `original`; `helper`: the steps enter a stream helper and wait for its first event themselves."""
     @functools.wraps(original)
     def create(**kwargs: Any) -> Any:
         requested = kwargs.get("model")
@@ -464,7 +521,7 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
             return original(**kwargs)
         kwargs = reusable(kwargs)  # each step sends the messages again
         raw = _is_raw(kwargs)
-        streamed = kwargs.get("stream") is True and not raw
+        streamed = helper or (kwargs.get("stream") is True and not raw)
         judge = None if streamed or raw else policy.accept
         run = _Run(steps, requested, (provider, requested))
         error: BaseException | None = None
@@ -478,7 +535,7 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
                     run.begin(hold)
                     try:
                         result = step.method(**{**kwargs, "model": step.model})
-                        if streamed:
+                        if streamed and not helper:
                             result = _peek(result)
                     except Exception as exc:
                         if not policy.retry_on(exc):
@@ -506,7 +563,9 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
     return create
 
 
-def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str) -> Callable[..., Any]:
+def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str, *,
+                   helper: bool = False) -> Callable[..., Any]:  # fmt: skip
+    """The chain around `original`; `helper`: the steps enter a stream helper and wait for its first event themselves."""
     @functools.wraps(original)
     async def create(**kwargs: Any) -> Any:
         requested = kwargs.get("model")
@@ -514,7 +573,7 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
             return await original(**kwargs)
         kwargs = reusable(kwargs)  # each step sends the messages again
         raw = _is_raw(kwargs)
-        streamed = kwargs.get("stream") is True and not raw
+        streamed = helper or (kwargs.get("stream") is True and not raw)
         judge = None if streamed or raw else policy.accept
         run = _Run(steps, requested, (provider, requested))
         error: BaseException | None = None
@@ -528,7 +587,7 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
                     run.begin(hold)
                     try:
                         result = await step.method(**{**kwargs, "model": step.model})
-                        if streamed:
+                        if streamed and not helper:
                             result = await _apeek(result)
                     except Exception as exc:
                         if not policy.retry_on(exc):
@@ -586,8 +645,8 @@ def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker
     others = {id(c): clients.get(c) for c in policy.clients()}  # wrapped and checked now, not at the first call
     is_async = clients.is_async
 
-    def make(path: Sequence[str], name: str, current: Callable[..., Any]) -> Callable[..., Any]:
-        steps = []
+    def steps(path: Sequence[str], name: str, current: Callable[..., Any]) -> list[Step]:
+        chain = []
         for other, model in policy.chain:
             if other is None:
                 method = current
@@ -596,8 +655,27 @@ def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker
                 target = others[id(other)]
                 method = getattr(resolve_path(target, path), name)
                 label = label_of(other, model, provider_of(target))
-            steps.append(Step(model, label, method))
+            chain.append(Step(model, label, method))
+        return chain
+
+    def make(path: Sequence[str], name: str, current: Callable[..., Any]) -> Callable[..., Any]:
         factory = _async_wrapper if is_async else _sync_wrapper
-        return factory(current, policy, steps, provider)
+        return factory(current, policy, steps(path, name, current), provider)
 
     patch_resources(client, api, make)
+    messages = getattr(client, "messages", None) if api == "anthropic" else None
+    current = getattr(messages, "stream", None)
+    if current is not None:
+        # messages.stream(...) sends its own request when its manager is entered: the chain runs then.
+        enter = _aentered if is_async else _entered
+        chain = [Step(step.model, step.label, functools.partial(enter, step.method)) for step in steps(("messages",), "stream", current)]
+        run = (_async_wrapper if is_async else _sync_wrapper)(current, policy, chain, provider, helper=True)
+        manager = _stream_managers()[1 if is_async else 0]
+
+        @functools.wraps(current)
+        def stream(**kwargs: Any) -> Any:
+            if not policy.applies_to(kwargs.get("model")):
+                return current(**kwargs)
+            return manager(run(**kwargs) if is_async else functools.partial(run, **kwargs))
+
+        messages.stream = stream

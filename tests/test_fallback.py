@@ -342,6 +342,75 @@ def test_accepted_stream_records_what_it_saved(tracker, records):
     assert rec.tags["fallback_saved_against"] == "anthropic:claude-opus-4-5"  # the stream's call, ended late
 
 
+@pytest.mark.parametrize("outcome", [529, ("cut", 0)], ids=["overloaded", "cut-before-the-first-event"])
+def test_anthropic_stream_helper_moves_along_the_chain(tracker, records, outcome):
+    sim = Simulator()
+    sim.script(outcome)
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    manager = client.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert isinstance(manager, anthropic.lib.streaming.MessageStreamManager) and sim.requests == []  # sent on entering
+    with manager as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.content[0].text == text and final.model.startswith("claude-opus-4-5")
+    assert sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5"]
+    first, second = by_attempt(records())
+    assert first.model_requested == "claude-haiku-4-5" and first.status == "error" and "fallback_reason" in first.tags
+    assert (second.model_requested, second.status, second.cost_saved_usd) == ("claude-opus-4-5", "ok", 0.0)
+    assert second.tags["fallback_saved_against"] == "anthropic:claude-opus-4-5"
+
+
+def test_anthropic_stream_helper_answered_by_the_cheap_model_records_what_it_saved(tracker, records):
+    sim = Simulator()
+    bare = [event.type for event in anthropic_client(Simulator()).messages.stream(
+        model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES).__enter__()]  # fmt: skip
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    with client.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES) as stream:
+        assert type(stream) is anthropic.lib.streaming.MessageStream
+        events = [event.type for event in stream]
+    assert events == bare  # the same events the SDK's own helper gives
+    assert sent(sim) == ["claude-haiku-4-5"]
+    assert [r.headers.get("x-stainless-helper-method") for r in sim.requests] == ["stream"]  # the helper's own request
+    [rec] = records()
+    assert rec.status == "ok" and rec.attempt == 1 and rec.cost_saved_usd > 0  # Opus costs more than Haiku
+
+
+def test_anthropic_stream_helper_for_a_model_outside_the_chain_is_the_sdks_own(tracker, records):
+    sim = Simulator()
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    manager = client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=MESSAGES)
+    assert type(manager) is anthropic.lib.streaming.MessageStreamManager
+    with manager as stream:
+        stream.until_done()
+    assert sent(sim) == ["claude-sonnet-4-5"] and "fallback_chain" not in records()[0].tags
+
+
+async def test_async_anthropic_stream_helper_moves_along_the_chain(tracker, records):
+    sim = Simulator()
+    sim.script(529)
+    client = costtrack.wrap(async_anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    manager = client.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert isinstance(manager, anthropic.lib.streaming.AsyncMessageStreamManager)
+    async with manager as stream:
+        assert type(stream) is anthropic.lib.streaming.AsyncMessageStream
+        text = "".join([piece async for piece in stream.text_stream])
+    assert text and sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5"]
+    first, second = by_attempt(records())
+    assert first.tags["fallback_reason"] == "overloaded_error" and second.status == "ok"
+
+
+def test_anthropic_stream_helper_raises_the_last_error_when_every_model_fails(tracker, records):
+    sim = Simulator()
+    sim.script(529, 529)
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        with client.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES):
+            pass
+    assert raised.value.status_code == 529
+    assert [r.status for r in by_attempt(records())] == ["error", "error"]
+    assert by_attempt(records())[-1].tags.get("fallback_exhausted") is True
+
+
 async def test_async_stream_escalates_before_the_first_event(tracker, records):
     sim = Simulator()
     sim.script(529, ("cut", 0))

@@ -404,6 +404,28 @@ async def test_async_messages_stream_helper_is_routed_and_tagged(tracker, record
     assert rec.tags == {"route": "dev"}
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_messages_stream_helper_routed_into_the_fallback_chain(tracker, records, is_async):
+    """The route picks a model of the chain; the chain's manager runs it; every attempt carries both tags."""
+    sim = Simulator()
+    sim.script(529)
+    make = async_anthropic_client if is_async else anthropic_client
+    client = costtrack.wrap(make(sim), tracker=tracker, router=DevProd(dev="claude-haiku-4-5", env="dev"),
+                            fallback=CheapFirst(["claude-haiku-4-5", "claude-sonnet-4-5"]))  # fmt: skip
+    manager = client.messages.stream(model="claude-opus-4-5", max_tokens=20, messages=ask("hi"))
+    if is_async:
+        async with manager as stream:
+            final = await stream.get_final_message()
+        await tracker.aflush()
+    else:
+        with manager as stream:
+            final = stream.get_final_message()
+    assert final.model.startswith("claude-sonnet-4-5") and sent(sim) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    first, second = in_order(tracker.records())
+    assert first.tags["route"] == second.tags["route"] == "dev"
+    assert first.tags["fallback_reason"] == "overloaded_error" and second.status == "ok" and second.attempt == 2
+
+
 def test_responses_stream_helper_keeps_pii_local(tracker, records):
     local, api = Simulator(), Simulator()
     client = costtrack.wrap(openai_client(api), tracker=tracker, router=Privacy(contains_pii, local=local_pair(local)))
