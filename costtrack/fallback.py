@@ -340,11 +340,35 @@ class Step:
     method: Callable[..., Any]
 
 
-def _is_raw(kwargs: Mapping[str, Any]) -> bool:
+def _raw_mode(kwargs: Mapping[str, Any]) -> str | None:
+    """How the call asks for a raw response: "stream" (`with_streaming_response`), else "true" or "raw"
+    (`with_raw_response`, OpenAI's and Anthropic's word), or None for a parsed result."""
     headers = kwargs.get("extra_headers")
     if not isinstance(headers, Mapping):
-        return False
-    return any(str(key).lower() in _RAW_HEADERS for key in headers)
+        return None
+    for key, value in headers.items():
+        if str(key).lower() in _RAW_HEADERS:
+            return str(value).lower()
+    return None
+
+
+def _judge_of(policy: CheapFirst, kwargs: Mapping[str, Any], streamed: bool, raw: str | None) -> Callable[[Any], bool] | None:
+    """What judges a step's answer: `accept`, on the parsed answer of a raw response read whole; None for streams."""
+    judge = policy.accept
+    if judge is None or streamed or kwargs.get("stream") is True or raw == "stream":
+        return None  # a stream (or a body the app reads as it streams) is returned before it can be judged
+    if raw is None:
+        return judge
+
+    def parsed(response: Any) -> bool:
+        # The SDK caches what parse() returns, so the app's own parse() gets this same object.
+        try:
+            answer = response.parse()
+        except Exception:  # noqa: BLE001 - whatever parse() raises, the app meets it in its own parse()
+            return True  # unreadable: the app's own parse() meets the same error; nothing to judge
+        return judge(answer)
+
+    return parsed
 
 
 class _Run:
@@ -520,9 +544,9 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
         if not policy.applies_to(requested):
             return original(**kwargs)
         kwargs = reusable(kwargs)  # each step sends the messages again
-        raw = _is_raw(kwargs)
-        streamed = helper or (kwargs.get("stream") is True and not raw)
-        judge = None if streamed or raw else policy.accept
+        raw = _raw_mode(kwargs)
+        streamed = helper or (kwargs.get("stream") is True and raw is None)
+        judge = _judge_of(policy, kwargs, streamed, raw)
         run = _Run(steps, requested, (provider, requested))
         error: BaseException | None = None
         result: Any = None
@@ -572,9 +596,9 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
         if not policy.applies_to(requested):
             return await original(**kwargs)
         kwargs = reusable(kwargs)  # each step sends the messages again
-        raw = _is_raw(kwargs)
-        streamed = helper or (kwargs.get("stream") is True and not raw)
-        judge = None if streamed or raw else policy.accept
+        raw = _raw_mode(kwargs)
+        streamed = helper or (kwargs.get("stream") is True and raw is None)
+        judge = _judge_of(policy, kwargs, streamed, raw)
         run = _Run(steps, requested, (provider, requested))
         error: BaseException | None = None
         result: Any = None

@@ -190,9 +190,9 @@ class Instrument:
         """
         scanned, directive = False, None
         try:
-            has_directive, retries = two_header_values(request.headers, _CACHE_HEADER, _RETRY_HEADER)
+            found, retries = two_header_values(request.headers, _CACHE_HEADER, _RETRY_HEADER)
             scanned = True
-            if has_directive is not None:
+            if found is not None:
                 directive = take_cache_directive(request)
             return self.begin(request, attempt_number(retries)), directive
         except Exception:
@@ -576,7 +576,7 @@ class _RecordedBody(_Reader, httpx2.SyncByteStream):
 
     __slots__ = ()
 
-    def __init__(self, call: Call, stream: Any) -> None:  # only what _Reader's __iter__-free paths read
+    def __init__(self, call: Call, stream: Any) -> None:  # the slots _finish() and __del__ read, no more
         self._call = call
         self._stream = stream
         self._complete = False

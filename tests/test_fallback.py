@@ -584,10 +584,59 @@ def test_responses_and_parse_go_through_the_chain(tracker, records):
 def test_raw_responses_escalate_on_failures(tracker, records):
     sim = Simulator()
     sim.script(429)
-    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: False))
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN))
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
     assert raw.parse().model == "gpt-4o-2024-08-06"
-    assert sent(sim) == ["gpt-4o-mini", "gpt-4o"]  # accept() is not asked about raw responses
+    assert sent(sim) == ["gpt-4o-mini", "gpt-4o"]
+
+
+def test_raw_responses_are_judged_on_their_parsed_answer(tracker, records):
+    sim = Simulator()
+    judged = []
+
+    def accept(answer):
+        judged.append(answer)
+        return answer.model.startswith("gpt-4o-2024")  # only the strong model's answer will do
+
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=accept))
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert type(raw) is openai._legacy_response.LegacyAPIResponse and raw.headers["content-type"]
+    assert sent(sim) == ["gpt-4o-mini", "gpt-4o"]
+    assert [type(a) for a in judged] == [openai.types.chat.ChatCompletion] * 2
+    assert raw.parse() is judged[-1]  # the app parses the very answer that was judged
+    first, second = by_attempt(records())
+    assert first.tags["fallback_reason"] == "rejected" and second.cost_saved_usd == pytest.approx(0.0)
+
+
+def test_anthropic_raw_responses_are_judged_too(tracker, records):
+    sim = Simulator()
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE, accept=lambda m: False))
+    raw = client.messages.with_raw_response.create(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert raw.parse().model.startswith("claude-opus-4-5")  # every answer rejected: the last one is returned
+    assert sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5"]
+    assert by_attempt(records())[-1].tags["fallback_exhausted"] is True
+
+
+def test_streaming_responses_are_not_judged(tracker, records):
+    sim = Simulator()
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: False))
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MESSAGES) as response:
+        assert json.loads(response.read())["model"].startswith("gpt-4o-mini")  # returned before it could be judged
+    assert sent(sim) == ["gpt-4o-mini"]
+
+
+def test_an_unreadable_raw_answer_is_returned_for_the_app_to_meet(tracker, records):
+    sim, bare_sim = Simulator(), Simulator()
+    sim.script("malformed")
+    bare_sim.script("malformed")
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: False))
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert sent(sim) == ["gpt-4o-mini"]  # nothing to judge: returned as it is, as the bare SDK returns it
+    bare = openai_client(bare_sim).chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(json.JSONDecodeError):
+        bare.parse()
+    with pytest.raises(json.JSONDecodeError):
+        raw.parse()  # the app meets the error the bare SDK gives
 
 
 # --------------------------------------------------------------------------- configuration and helpers
