@@ -6,8 +6,9 @@
 Installed on the copy `wrap()` returns, at the resource level: the instance attributes
 `create` (and `parse`) of `client.chat.completions`, `client.responses` and
 `client.messages` are replaced by wrappers that call the original bound methods with
-`model=` swapped; Anthropic's `messages.stream` by one whose manager runs the chain when entered. The classes are untouched, so return types and IDE completion stay
-the SDK's own; nothing global is patched.
+`model=` swapped, and Anthropic's `messages.stream` by one whose manager runs the chain
+when entered. The classes are untouched, so return types and IDE completion stay the
+SDK's own; nothing global is patched.
 
 Every attempt is a record (the transport records it); the attempts of one call are
 held (`calls.hold_calls`) and annotated before they are recorded: `attempt` numbered
@@ -52,6 +53,7 @@ def saved_against(tags: Mapping[str, Any], provider: str, saved: float | None) -
         return against, model
     requested = tags.get("fallback_requested")
     return (provider, requested) if tagged is None and saved is not None and isinstance(requested, str) else None
+
 
 # Resources whose calls carry a `model=` and are recorded, by API family: (attribute path, methods).
 RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
@@ -487,6 +489,7 @@ async def _aentered(stream: Callable[..., Any], **kwargs: Any) -> Any:
         raise
 
 
+@functools.cache
 def _stream_managers() -> tuple[type, type]:
     """Managers like the Anthropic SDK's MessageStreamManager (its subclasses), whose request runs along a chain on entering."""
     from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
