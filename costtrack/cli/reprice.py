@@ -26,8 +26,28 @@ def usage_of(record: CallRecord) -> Usage:
     )  # fmt: skip
 
 
-def _update_saved(engine: Any, updates: list[tuple[str, float | None, str | None]]) -> int:
+def _update_saved(engine: Any, updates: list[tuple[Any, ...]]) -> int:
     return update_costs(engine, updates, saved=True)
+
+
+# What re-pricing writes, by kind of record: billed calls a new cost_usd; cache hits (billed nothing) a new
+# cost_saved_usd, what they spared; fallback answers both, their cost and what they saved against the model asked for.
+_WRITERS = {"cost": update_costs, "saved": _update_saved, "answer": update_answer_costs}
+
+
+def _change(book: PriceBook, record: CallRecord, usage: Usage, batch: bool, cost: float | None,
+            source: str | None) -> tuple[str, tuple[Any, ...]] | None:  # fmt: skip
+    """What re-pricing at (cost, source) changes in `record`: (kind, update row), or None when nothing does."""
+    if record.cache_hit:
+        row: tuple[Any, ...] = (record.id, cost, source)
+        return ("saved", row) if (cost, source) != (record.cost_saved_usd, record.price_source) else None
+    against = saved_against(record.tags, record.provider, record.cost_saved_usd)
+    if against is not None:
+        reference, _ = book.cost(*against, usage, record.timestamp, batch=batch)
+        saved = None if reference is None or cost is None else reference - cost
+        row = (record.id, cost, saved, source)
+        return ("answer", row) if (cost, saved, source) != (record.cost_usd, record.cost_saved_usd, record.price_source) else None
+    return ("cost", (record.id, cost, source)) if (cost, source) != (record.cost_usd, record.price_source) else None
 
 
 def reprice(
@@ -41,19 +61,7 @@ def reprice(
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     engine = _common.read_engine(database_url)
     seen = changed = unpriced = 0
-    # Billed calls get a new cost_usd; cache hits (billed nothing) a new cost_saved_usd: what they spared;
-    # fallback answers both: their cost, and what they saved against the model the app asked for.
-    costs: list[tuple[str, float | None, str | None]] = []
-    spared: list[tuple[str, float | None, str | None]] = []
-    answers: list[tuple[str, float | None, float | None, str | None]] = []
-
-    def write(final: bool = False) -> None:
-        for pending, store in ((costs, update_costs), (spared, _update_saved), (answers, update_answer_costs)):
-            if pending and (final or len(pending) >= 5000):
-                if not dry_run:
-                    store(engine, pending)
-                pending.clear()
-
+    pending: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _WRITERS}
     for record in iter_records(engine, since=start):
         seen += 1
         if not (record.tokens_input or record.tokens_output):
@@ -61,22 +69,20 @@ def reprice(
         usage, batch = usage_of(record), bool(record.tags.get("batch"))
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp, batch=batch)
         unpriced += cost is None and source is None
-        against = None if record.cache_hit else saved_against(record.tags, record.provider, record.cost_saved_usd)
-        before = len(costs) + len(spared) + len(answers)
-        if record.cache_hit:
-            if (cost, source) != (record.cost_saved_usd, record.price_source):
-                spared.append((record.id, cost, source))
-        elif against is not None:
-            reference, _ = book.cost(*against, usage, record.timestamp, batch=batch)
-            saved = None if reference is None or cost is None else reference - cost
-            if (cost, saved, source) != (record.cost_usd, record.cost_saved_usd, record.price_source):
-                answers.append((record.id, cost, saved, source))
-        elif (cost, source) != (record.cost_usd, record.price_source):
-            costs.append((record.id, cost, source))
-        if len(costs) + len(spared) + len(answers) > before:
-            changed += 1
-            write()
-    write(final=True)
+        change = _change(book, record, usage, batch, cost, source)
+        if change is None:
+            continue
+        changed += 1
+        kind, row = change
+        rows = pending[kind]
+        rows.append(row)
+        if len(rows) >= 5000:
+            if not dry_run:
+                _WRITERS[kind](engine, rows)
+            rows.clear()
+    for kind, rows in pending.items():
+        if rows and not dry_run:
+            _WRITERS[kind](engine, rows)
     if seen == 0:
         _common.fail("no records to reprice in that period")
     verb = "would change" if dry_run else "changed"
