@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -94,6 +94,9 @@ class Call:
     batch = False
     unsent = False  # failed before the request reached the provider (see Instrument.fail)
     hide_usage_chunk = False
+    # The body's bytes as read (a plain answer; a stream is read by `reader`): a list set by whoever reads them,
+    # so a stream's Call carries one object fewer while it waits in the writer's queue.
+    chunks: Sequence[bytes] = ()
     # Set by fallback/routing: (provider, model) the app asked for, to price what this call saved.
     compare_model: tuple[str, str] | None = None
 
@@ -124,7 +127,6 @@ class Call:
         self.attempt = attempt
         self._timestamp = timestamp  # a float (seconds since the epoch) is made a datetime when first needed
         self.started = started
-        self.chunks: list[bytes] = []
         self.store_content = tracker.store_content
         self.hold = _hold.get()
 
@@ -134,6 +136,11 @@ class Call:
             return
         self.finished = True
         self.ended = self.tracker.clock()
+        if self._body is not None:
+            # Parsed on the app's thread (a stream, a cache key, a budget check): the writer parses it again
+            # rather than keep it alive in its queue, where its objects outlived the collector's young
+            # generations and, a few thousand calls later, cost a sweep of the whole heap (see Writer._prepare).
+            self._body = None
         if outcome == "incomplete":
             if self.status == "ok":  # an error seen on the way (an undecodable body) stays the outcome
                 self.status = "incomplete"
@@ -173,7 +180,11 @@ class Call:
 
     def to_record(self) -> CallRecord:
         """The record, priced with the tracker's price book (called in the writer thread)."""
-        return self.record(self.tracker.pricebook)
+        record = self.record(self.tracker.pricebook)
+        # The parsed request is not needed again (`body` would parse it anew): dropped now, not whenever the
+        # app lets go of the response that holds this call, so it dies young (see Writer._prepare).
+        self._body = None
+        return record
 
     @property
     def model_requested(self) -> str | None:

@@ -261,7 +261,7 @@ class Instrument:
                     pass
                 else:
                     # A whole body already in memory (a cache hit, a mock): nothing left to wait for.
-                    call.chunks.append(content)
+                    call.chunks = [content]
                     call.finish()
                     return response
         decode = _decoder(headers, encoding)
@@ -323,7 +323,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_quiet", "_saved", "_splitter", "_store", "_stream")
+    __slots__ = ("_call", "_complete", "_decode", "_kept", "_quiet", "_saved", "_splitter", "_store", "_stream")
 
     def __init__(
         self,
@@ -336,6 +336,9 @@ class _Reader:
         self._stream = stream
         self._decode = decode
         self._splitter = EventSplitter() if call.reader is not None else None
+        if self._splitter is None:  # a body read whole, kept for the record
+            self._kept: list[bytes] = []
+            call.chunks = self._kept
         self._complete = False
         self._store = store
         # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
@@ -364,7 +367,7 @@ class _Reader:
             self._saved.append(data)
         splitter = self._splitter
         if splitter is None:
-            call.chunks.append(data)
+            self._kept.append(data)
             return chunk
         reader = call.reader
         assert reader is not None
@@ -583,7 +586,9 @@ class _RecordedBody(_Reader, httpx2.SyncByteStream):
         self._store = None
 
     def __iter__(self) -> Iterator[bytes]:
-        keep = self._call.chunks.append
+        kept: list[bytes] = []
+        self._call.chunks = kept
+        keep = kept.append
         try:
             for chunk in self._stream:
                 keep(chunk)
@@ -610,7 +615,9 @@ class _AsyncRecordedBody(_Reader, httpx2.AsyncByteStream):
     __init__ = _RecordedBody.__init__
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        keep = self._call.chunks.append
+        kept: list[bytes] = []
+        self._call.chunks = kept
+        keep = kept.append
         try:
             async for chunk in self._stream:
                 keep(chunk)

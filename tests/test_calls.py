@@ -116,3 +116,21 @@ def test_tag_keys_are_stored_as_text(tmp_path: Any) -> None:
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     record = keep.calls[0].to_record()
     assert record.tags == {"1": "one", "two": 2} and CallRecord.model_validate(record.model_dump()) == record
+
+
+def test_a_finished_call_keeps_no_parsed_request_and_its_record_is_unchanged(tmp_path: Any) -> None:
+    # A stream's request is parsed on the app's thread (to ask for usage); the parse is let go when the
+    # call ends, so it does not wait in the writer's queue, and the record parses the bytes again alike.
+    tracker, keep = _records(tmp_path)
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat_stream.sse"))))
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, temperature=0.5):
+        pass
+    [call] = keep.calls
+    assert call.finished and call.__dict__.get("_body", "unset") is None
+    record = call.to_record()
+    expected = {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True, "temperature": 0.5}
+    assert call.body == expected and record.model_requested == "gpt-4o-mini"
+    from costtrack.hashing import request_hash
+
+    assert record.request_hash == request_hash("openai", "chat.completions", expected)
+    assert record.request_hash == call.to_record().request_hash  # built again: same hash

@@ -825,3 +825,28 @@ def test_pending_items_are_built_in_the_writer_thread(database_url, writers, mak
     assert {p.built_in for p in good} == {bad.built_in} and bad.built_in != threading.current_thread().name
     assert w.stats["unrecordable"] == 1
     assert sum("could not build a record" in m for m in caplog.messages) == 1
+
+
+def test_each_pending_item_is_let_go_once_its_record_is_built(database_url, writers, make_record, outbox_dir) -> None:
+    # Calls held to the end of their batch outlived the collector's young generations: a batch's worth of
+    # objects reached the oldest one and made the collector sweep the whole heap every few thousand calls.
+    import weakref
+
+    alive: list[weakref.ref[_Pending]] = []
+    seen: list[int] = []  # when each item is built: how many items are still referenced
+
+    class _Counted(_Pending):
+        def to_record(self) -> CallRecord:
+            seen.append(sum(ref() is not None for ref in alive))
+            return super().to_record()
+
+    w = writers(database_url, batch_size=50, flush_interval=3600, outbox_dir=outbox_dir)
+    items = [_Counted(make_record()) for _ in range(20)]
+    alive.extend(weakref.ref(item) for item in items)
+    with w._lock:  # queued all at once, so one pass builds them as one batch
+        w._buffer.extend(items)
+        w._submitted += len(items)
+    del items
+    assert w.flush(timeout=30) is True
+    assert seen == list(range(20, 0, -1))  # the ones built before are gone: only this one and those after remain
+    assert len(stored(database_url)) == 20

@@ -34,7 +34,7 @@ its cost is estimated (:func:`estimate_tokens`, priced as :func:`estimate_cost`)
 and month-to-date + the estimates of calls in flight + this estimate must stay
 within the budget, or :class:`BudgetExceeded` is raised and nothing is sent. This
 runs on the app's thread before every such call, in a few microseconds: the request
-is parsed once into ``Call.body`` (jiter, which the writer thread then reuses),
+is parsed once into ``Call.body`` (jiter),
 per-token prices are cached per model and day, the scope test per
 (endpoint, user), and no database is read (``benchmarks/bench_budgets.py``). The
 check and the reservation of the estimate happen under one lock, so concurrent calls
@@ -158,7 +158,7 @@ class BudgetMonitor:
         calls in flight + this call's estimate would pass one of them. This runs on the
         app's thread before every call, so its common path is written out in one function:
         the scope test is cached per (endpoint, user), the request is parsed once into
-        ``Call.body`` (jiter; the writer thread reuses it), per-token prices are cached per model and day, and the check
+        ``Call.body`` (jiter), per-token prices are cached per model and day, and the check
         and the reservation are one pass under the lock over each budget's running figures.
         """
         if self._thread is None:
@@ -261,7 +261,7 @@ class BudgetMonitor:
         floats from rates cached per model and day.
 
         The request is parsed into ``Call.body`` (jiter, 4-5x faster than json.loads on a chat request,
-        see costtrack/fastjson.py), which the writer thread then reuses to build the record.
+        see costtrack/fastjson.py), shared with the transport until the call ends.
         """
         model: Any = None
         try:
