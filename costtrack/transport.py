@@ -323,7 +323,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_kept", "_quiet", "_saved", "_splitter", "_store", "_stream")
+    __slots__ = ("_call", "_complete", "_decode", "_kept", "_quiet", "_saved", "_splitter", "_store", "_stream", "_strip")
 
     def __init__(
         self,
@@ -346,6 +346,7 @@ class _Reader:
         # Set while a stream is under way with nothing buffered: the reader's test that a chunk of whole
         # events holds nothing to read or hide, so the chunk passes on without being split (see __iter__).
         self._quiet: Callable[[bytes], bool] | None = None
+        self._strip: bytes | None = None  # the reader's bytes to drop from what is handed on (StreamReader.strip)
 
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
@@ -388,7 +389,10 @@ class _Reader:
                 kept = block if call.hide_usage_chunk else None
         if reader.steady and splitter.idle and self._decode is None and self._saved is None:
             self._quiet = reader.quiet
-        return chunk if kept is None else kept
+        if kept is None:
+            return chunk
+        strip = self._strip = reader.strip
+        return kept if strip is None else kept.replace(strip, b"")
 
     @staticmethod
     def _read(call: Call, reader: StreamReader, block: bytes, plain: bool) -> bytes | None:
@@ -433,12 +437,16 @@ class _Reader:
         if self._splitter is None:
             return b""
         rest = self._splitter.rest()
-        if rest.strip() and self._call.reader is not None:
+        reader = self._call.reader
+        if rest.strip() and reader is not None:
             try:
-                self._call.reader.feed(*event_fields(rest))
+                reader.feed(*event_fields(rest))
             except Exception:
                 log_once("stream.read", "costtrack: could not read a stream event; it is passed on as is", exc_info=True)
-        return rest if self._call.hide_usage_chunk else b""
+        if not self._call.hide_usage_chunk:
+            return b""
+        strip = None if reader is None else reader.strip
+        return rest if strip is None else rest.replace(strip, b"")
 
     def _entry(self) -> tuple[Cache, str, CachedResponse] | None:
         """What to store in the cache, once: only a complete body, or a stream read to its end without error."""
@@ -514,7 +522,8 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
                 # blank line ends at an event's end, whatever the line endings before it.
                 quiet = self._quiet
                 if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
-                    yield chunk
+                    strip = self._strip
+                    yield chunk if strip is None else chunk.replace(strip, b"")
                     continue
                 out = self._pass(chunk)
                 if out:
@@ -548,7 +557,8 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
             async for chunk in self._stream:
                 quiet = self._quiet  # see _RecordedStream.__iter__
                 if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
-                    yield chunk
+                    strip = self._strip
+                    yield chunk if strip is None else chunk.replace(strip, b"")
                     continue
                 out = self._pass(chunk)
                 if out:

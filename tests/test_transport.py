@@ -504,3 +504,54 @@ async def test_a_plain_body_read_from_the_network_is_recorded_as_it_passes(track
         assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "connection_error", None)  # sent: cost unknown
     else:
         assert (rec.status, rec.tokens_input, rec.tokens_output) == ("ok", 2048, 120)
+
+
+def _as_the_api_streams(request: httpx2.Request, spaced: bool, how: str) -> httpx2.Response:
+    """The fixture stream as the API sends it for `request`: with usage asked for, `"usage":null` in every chunk
+    and a usage-only chunk at the end; without, neither."""
+    asked = (json.loads(request.content).get("stream_options") or {}).get("include_usage") is True
+    events = []
+    for event in fixture("openai_chat_stream.sse").split(b"\n\n"):
+        if not event.startswith(b"data: {"):
+            continue
+        chunk = json.loads(event[6:])
+        if not asked:
+            if not chunk["choices"]:
+                continue
+            del chunk["usage"]
+        events.append(chunk)
+    text = b"".join(b"data: " + json.dumps(e, separators=None if spaced else (",", ":")).encode() + b"\n\n" for e in events)
+    pieces = _chunkings(text + b"data: [DONE]\n\n")[how]
+    return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_Pieces(pieces))
+
+
+@pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random"])
+@pytest.mark.parametrize("spaced", [False, True], ids=["compact", "spaced"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_stream_asked_for_usage_on_the_apps_behalf_reaches_it_as_its_own_request_would(
+    tracker, records, how, spaced, is_async
+):
+    # Asked for usage, the API adds "usage":null to every chunk: the app, which did not ask, gets each chunk
+    # without it (to_dict(), model_fields_set), as the bare SDK gets it; one that asked keeps it.
+    serve_it = functools.partial(_as_the_api_streams, spaced=spaced, how=how)
+
+    def client(wrapped: bool):
+        if is_async:
+            made = openai.AsyncOpenAI(api_key="sk-test", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(serve_it)), max_retries=0)
+        else:
+            made = openai_client(serve_it)
+        return tracker.wrap(made) if wrapped else made
+
+    async def chunks(wrapped: bool, **extra) -> list[dict]:
+        stream = client(wrapped).chat.completions.create(**CHAT, stream=True, **extra)
+        if is_async:
+            return [c.to_dict() async for c in await stream]
+        return [c.to_dict() for c in stream]
+
+    bare = await chunks(False)
+    assert bare and all("usage" not in c for c in bare)
+    assert await chunks(True) == bare
+    options = {"stream_options": {"include_usage": True}}
+    asked = await chunks(True, **options)
+    assert asked == await chunks(False, **options) and all("usage" in c for c in asked)
+    assert [(r.tokens_input, r.tokens_output) for r in records()] == [(2048, 2), (2048, 2)]

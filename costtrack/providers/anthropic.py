@@ -39,6 +39,8 @@ class MessageStreamReader:
 
     __slots__ = ("_raw", "_seen_content", "done", "failed", "model", "usage")
 
+    strip = None  # nothing is hidden from a Messages stream
+
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
         self.usage: Usage | None = None

@@ -55,6 +55,8 @@ class StreamReader(Protocol):
     usage: Usage | None
     done: bool
     failed: str | None
+    #: Bytes to drop from every event handed on to the app (None: nothing), found while reading.
+    strip: bytes | None
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

@@ -13,6 +13,10 @@ __all__ = ["PARSERS", "chat_usage", "responses_usage"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _USAGE_NULL = (b":null", b": null")  # after '"usage"': how the API and json.dumps write a chunk's usage null
+# The same, as a member of a chunk after another one (the API writes it after "choices"): what a chunk sent
+# with usage asked for has and one sent without it lacks. A JSON string escapes its quotes, so `,"` only
+# ever begins a member, never sits inside a string.
+_USAGE_NULL_MEMBERS = (b',"usage":null', b', "usage": null')
 # Once content has started, only events with these can still tell a Responses stream reader something.
 _RESPONSES_MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed", b"error")
 _CONTENT_EVENTS = frozenset(
@@ -84,7 +88,7 @@ def _usage_object(data: bytes, start: int, end: int) -> int:
 class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
-    __slots__ = ("_hide_usage_chunk", "_seen_content", "done", "failed", "model", "usage")
+    __slots__ = ("_hide_usage_chunk", "_seen_content", "done", "failed", "model", "strip", "usage")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.model: str | None = None
@@ -93,6 +97,10 @@ class ChatStreamReader:
         self.failed: str | None = None
         self._hide_usage_chunk = hide_usage_chunk
         self._seen_content = False
+        #: Bytes to drop from every event handed on (None: nothing): the `"usage":null` member the API adds to
+        #: each chunk when usage is asked for, which the app did not ask for. Without it each chunk is the one
+        #: the bare SDK would get (its `to_dict()` alike), and the SDK has one field less to parse in each.
+        self.strip: bytes | None = None
 
     @property
     def steady(self) -> bool:
@@ -133,6 +141,11 @@ class ChatStreamReader:
         if data.startswith(b"[DONE]"):
             self.done = True
             return False, False
+        if self._hide_usage_chunk and self.strip is None:
+            for member in _USAGE_NULL_MEMBERS:
+                if data.rfind(member) >= 0:
+                    self.strip = member
+                    break
         has_usage = _USAGE_OBJECT.search(data) is not None
         if self._seen_content and self.model is not None and not has_usage and b'"error"' not in data:
             return False, False  # nothing new to learn: skip the JSON parse
@@ -164,6 +177,8 @@ class ResponsesStreamReader:
     """Reads Responses API events; usage comes with `response.completed` (or incomplete/failed)."""
 
     __slots__ = ("_seen_content", "done", "failed", "model", "usage")
+
+    strip = None  # nothing is hidden from a Responses stream
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
