@@ -8,14 +8,16 @@ counts, per call, the instructions of: a bare SDK call; a wrapped one on the cal
 (`Call.to_record`: parsing, hashing, pricing); and inserting it into SQLite (batches of
 --calls). It prints each and the added share of the bare call. Instructions are not time:
 they miss cache misses and the parallel writer thread's interference, and under valgrind
-SHA-256 runs without the CPU's SHA instructions (so hashing counts high). Use it to compare
-changes; bench_wrap.py gives the times.
+SHA-256 runs without the CPU's SHA instructions (so hashing counts high). The phases run with the
+garbage collector off, so a count does not depend on where its collections happen to fall
+(bench_gc.py counts those). Use it to compare changes; bench_wrap.py gives the times.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import os
 import re
 import subprocess
@@ -75,9 +77,14 @@ def child(calls: int, stream: bool, control: str) -> None:
     records: list[object] = []
 
     def phase(name: str, work: object) -> None:
+        # Without the collector: where its collections fall among a few hundred calls moved a phase's count
+        # by 20,000 instructions a call from one build to the next. bench_gc.py counts them instead.
+        gc.collect()
+        gc.disable()
         cg.cg_zero()
         work()  # type: ignore[operator]
         cg.cg_dump(name.encode())
+        gc.enable()
 
     phase("bare", lambda: [one_call(bare, stream) for _ in range(calls)])
     phase("wrapped", lambda: [one_call(wrapped, stream) for _ in range(calls)])
