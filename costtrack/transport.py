@@ -323,7 +323,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_kept", "_quiet", "_saved", "_splitter", "_store", "_stream", "_strip")
+    __slots__ = ("_call", "_complete", "_decode", "_kept", "_pass_on", "_saved", "_splitter", "_store", "_stream")
 
     def __init__(
         self,
@@ -343,10 +343,9 @@ class _Reader:
         self._store = store
         # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
         self._saved: list[bytes] | None = [] if store is not None and self._splitter is not None else None
-        # Set while a stream is under way with nothing buffered: the reader's test that a chunk of whole
-        # events holds nothing to read or hide, so the chunk passes on without being split (see __iter__).
-        self._quiet: Callable[[bytes], bool] | None = None
-        self._strip: bytes | None = None  # the reader's bytes to drop from what is handed on (StreamReader.strip)
+        # Set while a stream is under way with nothing buffered: the reader's pass_on, which hands a chunk of
+        # whole events on without splitting it when it holds nothing to read or hide (see __iter__).
+        self._pass_on: Callable[[bytes], bytes | None] | None = None
 
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
@@ -372,7 +371,7 @@ class _Reader:
             return chunk
         reader = call.reader
         assert reader is not None
-        self._quiet = None
+        self._pass_on = None
         end = len(data) - 2
         if splitter.idle and end >= 0 and data.find(b"\n\n") == end and data.rfind(b"\r") < 0:
             # One whole event ending at the blank line (a stream's usual network read): nothing to split.
@@ -388,10 +387,10 @@ class _Reader:
                 log_once("stream.read", "costtrack: could not read stream events; they are passed on as is", exc_info=True)
                 kept = block if call.hide_usage_chunk else None
         if reader.steady and splitter.idle and self._decode is None and self._saved is None:
-            self._quiet = reader.quiet
+            self._pass_on = reader.pass_on
         if kept is None:
             return chunk
-        strip = self._strip = reader.strip
+        strip = reader.strip
         return kept if strip is None else kept.replace(strip, b"")
 
     @staticmethod
@@ -518,13 +517,14 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
         try:
             for chunk in self._stream:
                 # The usual chunk of a stream under way (servers flush an event or a few at a time): whole
-                # events with nothing left to read or hide, handed on as they came. A chunk ending with a
-                # blank line ends at an event's end, whatever the line endings before it.
-                quiet = self._quiet
-                if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
-                    strip = self._strip
-                    yield chunk if strip is None else chunk.replace(strip, b"")
-                    continue
+                # events with nothing left to read or hide, handed on as they came (less the reader's strip).
+                # A chunk ending with a blank line ends at an event's end, whatever the line endings before it.
+                pass_on = self._pass_on
+                if pass_on is not None and chunk.endswith(b"\n\n"):
+                    out = pass_on(chunk)
+                    if out is not None:
+                        yield out
+                        continue
                 out = self._pass(chunk)
                 if out:
                     yield out
@@ -555,11 +555,12 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
-                quiet = self._quiet  # see _RecordedStream.__iter__
-                if quiet is not None and chunk.endswith(b"\n\n") and quiet(chunk):
-                    strip = self._strip
-                    yield chunk if strip is None else chunk.replace(strip, b"")
-                    continue
+                pass_on = self._pass_on  # see _RecordedStream.__iter__
+                if pass_on is not None and chunk.endswith(b"\n\n"):
+                    out = pass_on(chunk)
+                    if out is not None:
+                        yield out
+                        continue
                 out = self._pass(chunk)
                 if out:
                     yield out

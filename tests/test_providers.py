@@ -229,11 +229,40 @@ def test_chat_stream_reader_knows_which_chunks_hold_nothing_to_read(data, quiet)
     from costtrack.providers.openai import ChatStreamReader
 
     reader = ChatStreamReader(hide_usage_chunk=True)
-    assert reader.quiet(data) is quiet
+    assert reader.pass_on(data) == (data if quiet else None)
     if quiet:  # a chunk it calls quiet holds nothing next_marker would stop at (it may be more careful than that)
         assert reader.next_marker(data, 0) < 0
     elif b'"usage" :' not in data:
         assert reader.next_marker(data, 0) >= 0
+
+
+@pytest.mark.parametrize(
+    ("data", "handed_on"),
+    [
+        (_CHAT_EVENT % b'"Hello"', _CHAT_EVENT.replace(b',"usage":null', b"") % b'"Hello"'),
+        (_CHAT_EVENT % b'"Hello"' * 3, _CHAT_EVENT.replace(b',"usage":null', b"") % b'"Hello"' * 3),
+        (_CHAT_EVENT % b'"a ,\\"usage\\":null"', _CHAT_EVENT.replace(b',"usage":null', b"") % b'"a ,\\"usage\\":null"'),
+        (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', None),  # another spelling: read event by event
+        (b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n', None),
+        (b'data: {"error":{"type":"server_error"}}\n\n', None),
+        (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", None),
+    ],
+)
+def test_chat_stream_reader_hands_chunks_on_without_the_usage_null_it_asked_for(data, handed_on):
+    """Asked for usage on the app's behalf, the reader learns how the API spells its null from the first
+    events, then hands quiet chunks on without it (an escaped copy inside content stays)."""
+    from costtrack.providers.openai import ChatStreamReader
+    from costtrack.sse import event_fields
+
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    reader.feed(*event_fields(_CHAT_EVENT % b'"Hi"'))
+    assert reader.strip == b',"usage":null'
+    assert reader.pass_on(data) == handed_on
+    asked = ChatStreamReader(hide_usage_chunk=False)  # the app asked for usage itself: its nulls stay
+    asked.feed(*event_fields(_CHAT_EVENT % b'"Hi"'))
+    assert asked.strip is None and asked.pass_on(data) in (data, None)
+    if handed_on is not None:
+        assert asked.pass_on(data) == data
 
 
 @pytest.mark.parametrize(
@@ -260,5 +289,5 @@ def test_other_stream_readers_know_which_chunks_hold_nothing_to_read(api, data, 
     from costtrack.providers import parser_for
 
     reader = parser_for(api, "responses" if api == "responses" else "messages").stream_reader(False)
-    assert reader.quiet(data) is quiet
-    assert reader.quiet(data) is (reader.next_marker(data, 0) < 0)
+    assert reader.pass_on(data) == (data if quiet else None)
+    assert (reader.pass_on(data) is not None) is (reader.next_marker(data, 0) < 0)

@@ -58,9 +58,9 @@ class MessageStreamReader:
         """The next message_start/delta/stop or error event from `pos` (-1: none)."""
         return first_of(block, pos, _MARKERS)
 
-    def quiet(self, data: bytes) -> bool:
-        """Whether whole events `data` hold no message_start/delta/stop or error event."""
-        return none_of(data, _MARKERS)
+    def pass_on(self, data: bytes) -> bytes | None:
+        """Whole events `data`, when they hold no message_start/delta/stop or error event; else None."""
+        return data if none_of(data, _MARKERS) else None
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

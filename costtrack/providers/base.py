@@ -71,8 +71,9 @@ class StreamReader(Protocol):
         """Where, from `pos`, the next bytes that might still matter to a steady reader are (-1: none)."""
         ...
 
-    def quiet(self, data: bytes) -> bool:
-        """Whether whole events `data` hold nothing that might still matter to a steady reader (next_marker finds nothing)."""
+    def pass_on(self, data: bytes) -> bytes | None:
+        """Whole events `data` as handed on (less `strip`) when they hold nothing that might still matter to a
+        steady reader (next_marker finds nothing), so they need no reading; None: read them event by event."""
         ...
 
 
