@@ -590,16 +590,16 @@ class _RecordedBody(_Reader, httpx2.SyncByteStream):
 
     __slots__ = ()
 
-    def __init__(self, call: Call, stream: Any) -> None:  # the slots _finish() and __del__ read, no more
+    def __init__(self, call: Call, stream: Any) -> None:  # the slots _finish() and __del__ read, and the chunks kept
         self._call = call
         self._stream = stream
         self._complete = False
         self._store = None
+        self._kept: list[bytes] = []
+        call.chunks = self._kept
 
     def __iter__(self) -> Iterator[bytes]:
-        kept: list[bytes] = []
-        self._call.chunks = kept
-        keep = kept.append
+        keep = self._kept.append
         try:
             for chunk in self._stream:
                 keep(chunk)
@@ -626,9 +626,7 @@ class _AsyncRecordedBody(_Reader, httpx2.AsyncByteStream):
     __init__ = _RecordedBody.__init__
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        kept: list[bytes] = []
-        self._call.chunks = kept
-        keep = kept.append
+        keep = self._kept.append
         try:
             async for chunk in self._stream:
                 keep(chunk)
