@@ -208,32 +208,65 @@ def test_usage_is_a_hashable_value_read_from_any_mapping_of_details():
 _CHAT_EVENT = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":%s}}],"usage":null}\n\n'
 
 
+_USAGE_CHUNK = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+
+
 @pytest.mark.parametrize(
-    ("data", "quiet"),
+    ("data", "handed_on", "usage", "done"),
     [
-        (_CHAT_EVENT % b'"Hello"', True),
-        (_CHAT_EVENT % b'"Hello"' * 3, True),  # several events in one network read
-        (_CHAT_EVENT % b'"a \\"usage\\": {1} and \\"error\\""', True),  # quotes inside content are escaped
-        (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', True),
-        (_CHAT_EVENT.replace(b":null", b" : null") % b'"x"', False),  # not vouched for: read event by event
-        (_CHAT_EVENT % b'"x"' + _CHAT_EVENT.replace(b"null", b" null") % b'"y"', True),  # both spellings of the null
-        (b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n', False),
-        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', False),
-        (_CHAT_EVENT % b'"x"' + b'data: {"choices":[],"usage":{}}\n\n', False),
-        (b'data: {"error":{"type":"server_error"}}\n\n', False),
-        (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", False),
+        (_CHAT_EVENT % b'"Hello"', "same", None, False),
+        (_CHAT_EVENT % b'"Hello"' * 3, "same", None, False),  # several events in one network read
+        (_CHAT_EVENT % b'"a \\"usage\\": {1} and \\"error\\""', "same", None, False),  # quotes inside content are escaped
+        (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', "same", None, False),
+        (_CHAT_EVENT.replace(b":null", b" : null") % b'"x"', None, None, False),  # not vouched for: read event by event
+        (_CHAT_EVENT % b'"x"' + _CHAT_EVENT.replace(b"null", b" null") % b'"y"', "same", None, False),  # both spellings of the null
+        # The usage-only chunk costtrack asked for: kept unparsed for `usage`, and hidden.
+        (_USAGE_CHUNK, b"", (1, 2), False),
+        (_USAGE_CHUNK.replace(b'":[]', b'": []'), b"", (1, 2), False),
+        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', b"", (0, 2), False),
+        # Usage in a chunk that has content too (a compatible server's): kept, and the chunk handed on.
+        (b'data: {"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":3}}\n\n', "same", (3, 0), False),
+        (_CHAT_EVENT % b'"x"' + b'data: {"choices":[],"usage":{}}\n\n', None, None, False),  # two events: read one by one
+        (b'data: {"choices":[],"usage":{"prompt_tokens":1},"error":{"type":"x"}}\n\n', None, None, False),
+        (b'data: {"error":{"type":"server_error"}}\n\n', None, None, False),
+        (b"data: [DONE]\n\n", "same", None, True),  # the end event alone is noted and handed on
+        (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", None, None, False),
     ],
 )
-def test_chat_stream_reader_knows_which_chunks_hold_nothing_to_read(data, quiet):
-    """A quiet chunk passes on unsplit once the stream is under way: it must hold no usage object, error or [DONE]."""
+def test_chat_stream_reader_passes_on_chunks_that_need_no_parsing(data, handed_on, usage, done):
+    """Once the stream is under way a chunk passes on unsplit and unparsed when it holds nothing to read (no usage
+    object, error or [DONE]), or is the end event alone, or one usage chunk (kept as bytes until `usage` is read)."""
     from costtrack.providers.openai import ChatStreamReader
+    from costtrack.usage import Usage
 
     reader = ChatStreamReader(hide_usage_chunk=True)
-    assert reader.pass_on(data) == (data if quiet else None)
-    if quiet:  # a chunk it calls quiet holds nothing next_marker would stop at (it may be more careful than that)
+    assert reader.pass_on(data) == (data if handed_on == "same" else handed_on)
+    assert reader.done is done
+    assert reader.usage == (None if usage is None else Usage(input=usage[0], output=usage[1]))
+    if handed_on == "same" and usage is None and not done:  # it holds nothing next_marker would stop at
         assert reader.next_marker(data, 0) < 0
     elif b'"usage" :' not in data:
         assert reader.next_marker(data, 0) >= 0
+    asked = ChatStreamReader(hide_usage_chunk=False)  # the app asked for usage itself: the chunk is never hidden
+    assert asked.pass_on(data) == (data if handed_on is not None else None)
+
+
+def test_chat_stream_reader_keeps_the_last_usage_it_meets():
+    """A usage chunk kept as bytes and one read event by event: the later one is the stream's usage, as when both are read."""
+    from costtrack.providers.openai import ChatStreamReader
+    from costtrack.sse import event_fields
+    from costtrack.usage import Usage
+
+    reader = ChatStreamReader(hide_usage_chunk=False)
+    assert reader.pass_on(_USAGE_CHUNK) == _USAGE_CHUNK
+    reader.feed(*event_fields(_USAGE_CHUNK.replace(b"2}", b"5}")))
+    assert reader.usage == Usage(input=1, output=5)
+    reader.feed(*event_fields(_USAGE_CHUNK))
+    assert reader.pass_on(_USAGE_CHUNK.replace(b"2}", b"7}")) is not None
+    assert reader.usage == Usage(input=1, output=7)
+    malformed = b'data: {"choices":[],"usage":{"prompt_tokens":1}\n\n'  # kept, then found not to be JSON: the last good one stays
+    assert reader.pass_on(malformed) == malformed
+    assert reader.usage == Usage(input=1, output=7)
 
 
 @pytest.mark.parametrize(
@@ -243,8 +276,10 @@ def test_chat_stream_reader_knows_which_chunks_hold_nothing_to_read(data, quiet)
         (_CHAT_EVENT % b'"Hello"' * 3, _CHAT_EVENT.replace(b',"usage":null', b"") % b'"Hello"' * 3),
         (_CHAT_EVENT % b'"a ,\\"usage\\":null"', _CHAT_EVENT.replace(b',"usage":null', b"") % b'"a ,\\"usage\\":null"'),
         (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', None),  # another spelling: read event by event
-        (b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n', None),
+        (_USAGE_CHUNK, b""),  # the usage-only chunk it asked for: hidden
+        (_USAGE_CHUNK.replace(b'[]', b'[{"index":0,"delta":{}}]'), _USAGE_CHUNK.replace(b'[]', b'[{"index":0,"delta":{}}]')),
         (b'data: {"error":{"type":"server_error"}}\n\n', None),
+        (b"data: [DONE]\n\n", b"data: [DONE]\n\n"),
         (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", None),
     ],
 )
@@ -261,7 +296,7 @@ def test_chat_stream_reader_hands_chunks_on_without_the_usage_null_it_asked_for(
     asked = ChatStreamReader(hide_usage_chunk=False)  # the app asked for usage itself: its nulls stay
     asked.feed(*event_fields(_CHAT_EVENT % b'"Hi"'))
     assert asked.strip is None and asked.pass_on(data) in (data, None)
-    if handed_on is not None:
+    if handed_on is not None:  # what it hands on without reading, it hands on whole (nothing is hidden)
         assert asked.pass_on(data) == data
 
 

@@ -88,11 +88,13 @@ def _usage_object(data: bytes, start: int, end: int) -> int:
 class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
-    __slots__ = ("_hide_usage_chunk", "_seen_content", "done", "failed", "model", "strip", "usage")
+    __slots__ = ("_hide_usage_chunk", "_seen_content", "_usage", "_usage_data", "done", "failed", "model", "strip")
 
     def __init__(self, hide_usage_chunk: bool) -> None:
         self.model: str | None = None
-        self.usage: Usage | None = None
+        self._usage: Usage | None = None
+        # A usage chunk met by pass_on, kept as bytes: parsed when `usage` is first read (in the writer's thread).
+        self._usage_data: bytes | None = None
         self.done = False
         self.failed: str | None = None
         self._hide_usage_chunk = hide_usage_chunk
@@ -101,6 +103,18 @@ class ChatStreamReader:
         #: each chunk when usage is asked for, which the app did not ask for. Without it each chunk is the one
         #: the bare SDK would get (its `to_dict()` alike), and the SDK has one field less to parse in each.
         self.strip: bytes | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        """The stream's usage: the last usage object it carried (None: none yet)."""
+        data = self._usage_data
+        if data is not None:
+            self._usage_data = None
+            chunk = _loads(data)
+            usage = chat_usage(chunk.get("usage")) if isinstance(chunk, dict) else None
+            if usage is not None:
+                self._usage = usage
+        return self._usage
 
     @property
     def steady(self) -> bool:
@@ -131,16 +145,51 @@ class ChatStreamReader:
         if strip is not None:
             # Every usage member the API adds (the null) is gone: any "usage" left may be an object.
             data = data.replace(strip, b"")
-            if data.rfind(b'"usage"') >= 0 or data.rfind(b"[DONE]") >= 0 or data.rfind(b'"error"') >= 0:
+            if data.rfind(b'"usage"') >= 0:
+                return self._usage_chunk(data)
+            if data.rfind(b"[DONE]") >= 0:
+                return self._done(data)
+            if data.rfind(b'"error"') >= 0:
                 return None
             return data
-        if data.rfind(b"[DONE]") >= 0 or data.rfind(b'"error"') >= 0:
+        if data.rfind(b"[DONE]") >= 0:
+            return self._done(data)
+        if data.rfind(b'"error"') >= 0:
             return None
         at = data.rfind(b'"usage"')
         while at >= 0:
             if not data.startswith(_USAGE_NULL, at + 7):
-                return None
+                return self._usage_chunk(data)
             at = data.rfind(b'"usage"', 0, at)
+        return data
+
+    def _done(self, data: bytes) -> bytes | None:
+        """pass_on for a chunk holding [DONE]: the end event alone is noted and handed on; anything else is read."""
+        if data == b"data: [DONE]\n\n":
+            self.done = True
+            return data
+        return None
+
+    def _usage_chunk(self, data: bytes) -> bytes | None:
+        """pass_on for a chunk with a usage object: one such event alone is kept unparsed for `usage` (None: read it).
+
+        Hidden (b"") when it is the usage-only chunk costtrack asked for, whose choices are empty: a JSON
+        string escapes its quotes, so `"choices":[]` there can only be the chunk's own member.
+        """
+        end = len(data) - 2
+        if (
+            not data.startswith(b"data: {")
+            or data.find(b"\n\n") != end
+            or data.count(b'"usage"') != 1
+            or data.rfind(b'"error"') >= 0
+            or _USAGE_OBJECT.search(data) is None
+        ):
+            return None
+        if self._usage_data is not None:
+            self.usage  # noqa: B018 - an earlier one still unread is read now: a later chunk may carry no usable usage
+        self._usage_data = data[6:end]
+        if self._hide_usage_chunk and (data.rfind(b'"choices":[]') >= 0 or data.rfind(b'"choices": []') >= 0):
+            return b""
         return data
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
@@ -175,7 +224,7 @@ class ChatStreamReader:
         if has_usage:
             usage = chat_usage(chunk.get("usage"))
             if usage is not None:
-                self.usage = usage
+                self._usage, self._usage_data = usage, None
                 hide = self._hide_usage_chunk and choices == []
         return content, hide
 
