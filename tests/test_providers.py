@@ -251,6 +251,36 @@ def test_chat_stream_reader_passes_on_chunks_that_need_no_parsing(data, handed_o
     assert asked.pass_on(data) == (data if handed_on is not None else None)
 
 
+@pytest.mark.parametrize(
+    ("data", "content", "model"),
+    [
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}', True, "m"),  # told by its bytes
+        (b'{"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}', True, "m"),  # json.dumps spacing
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"\\"Hi\\""}}]}', True, "m"),  # an escaped quote first
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}', False, "m"),
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":""}}]}', False, "m"),
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}', True, "m"),
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":null,"tool_calls":[{"index":0}]}}]}', True, "m"),
+        (b'{"id":"c","model":null,"choices":[{"index":0,"delta":{"content":"Hi"}}]}', True, None),
+        (b'{"id":"c","choices":[{"index":0,"delta":{"content":"Hi"}}]}', True, None),
+        (b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}],"error":{"type":"x"}}', True, "m"),
+    ],
+)
+def test_chat_stream_reader_tells_the_first_content_as_a_full_read_would(data, content, model):
+    """The usual first content chunk is told by its bytes and its model read only when asked: the outcome is the one
+    parsing it gives (content, model, steadiness); a chunk the bytes cannot vouch for is parsed."""
+    from costtrack.providers.openai import ChatStreamReader
+
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    assert reader.feed(None, data) == (content, False)
+    assert reader.steady is (content and model is not None)
+    assert reader.model == model
+    assert reader.failed == ("x" if b'"error"' in data else None)
+    later = b'{"id":"c","model":"later","choices":[{"index":0,"delta":{"content":"more"}}]}'
+    assert reader.feed(None, later) == (not content, False)  # a model still unknown is taken from the next chunk
+    assert reader.model == (model or "later") and reader.steady
+
+
 def test_chat_stream_reader_keeps_the_last_usage_it_meets():
     """A usage chunk kept as bytes and one read event by event: the later one is the stream's usage, as when both are read."""
     from costtrack.providers.openai import ChatStreamReader

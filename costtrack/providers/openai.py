@@ -17,6 +17,8 @@ _USAGE_NULL = (b":null", b": null")  # after '"usage"': how the API and json.dum
 # with usage asked for has and one sent without it lacks. A JSON string escapes its quotes, so `,"` only
 # ever begins a member, never sits inside a string.
 _USAGE_NULL_MEMBERS = (b',"usage":null', b', "usage": null')
+# How a chunk whose delta opens with text content begins it: the API's compact JSON, and json.dumps' spacing.
+_CONTENT_STARTS = (b'"delta":{"content":"', b'"delta": {"content": "')
 # Once content has started, only events with these can still tell a Responses stream reader something.
 _RESPONSES_MARKERS = (b"response.created", b"response.completed", b"response.incomplete", b"response.failed", b"error")
 _CONTENT_EVENTS = frozenset(
@@ -74,6 +76,24 @@ def _loads(data: bytes) -> Any:
         return None
 
 
+def _starts_content(data: bytes) -> bool:
+    """Whether a chunk's delta surely begins with non-empty text content (`"delta":{"content":"x`).
+
+    A JSON string escapes its quotes, so the pattern can only be the chunk's own delta member.
+    """
+    for start in _CONTENT_STARTS:
+        at = data.find(start)
+        if at >= 0:
+            return data[at + len(start) : at + len(start) + 1] not in (b'"', b"")
+    return False
+
+
+def _names_model(data: bytes) -> bool:
+    """Whether a chunk has a model member whose value is a string (`"model":"...`, or json.dumps' `"model": "...`)."""
+    at = data.find(b'"model":')
+    return at >= 0 and data[at + 8 : at + 10].lstrip()[:1] == b'"'
+
+
 def _usage_object(data: bytes, start: int, end: int) -> int:
     """Where the first usage object in data[start:end] begins (-1: none); `"usage":null` is not one."""
     at = data.find(b'"usage"', start, end)
@@ -88,10 +108,14 @@ def _usage_object(data: bytes, start: int, end: int) -> int:
 class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
-    __slots__ = ("_hide_usage_chunk", "_seen_content", "_usage", "_usage_data", "done", "failed", "model", "strip")
+    __slots__ = (
+        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_usage", "_usage_data", "done", "failed", "strip",
+    )  # fmt: skip
 
     def __init__(self, hide_usage_chunk: bool) -> None:
-        self.model: str | None = None
+        self._model: str | None = None
+        # The first content chunk, when its bytes alone showed it carries content: parsed for `model` when read.
+        self._model_data: bytes | None = None
         self._usage: Usage | None = None
         # A usage chunk met by pass_on, kept as bytes: parsed when `usage` is first read (in the writer's thread).
         self._usage_data: bytes | None = None
@@ -117,9 +141,20 @@ class ChatStreamReader:
         return self._usage
 
     @property
+    def model(self) -> str | None:
+        """The model the stream's chunks name (None: none yet)."""
+        data = self._model_data
+        if data is not None:
+            self._model_data = None
+            chunk = _loads(data)
+            if isinstance(chunk, dict) and isinstance(chunk.get("model"), str):
+                self._model = chunk["model"]
+        return self._model
+
+    @property
     def steady(self) -> bool:
         """Content and the model are known: ordinary content events have nothing more to tell."""
-        return self._seen_content and self.model is not None
+        return self._seen_content and (self._model is not None or self._model_data is not None)
 
     def next_marker(self, block: bytes, pos: int) -> int:
         """The next usage object, error or [DONE] from `pos` (-1: none); `"usage":null`, sent in every chunk, is not one."""
@@ -203,13 +238,20 @@ class ChatStreamReader:
                     self.strip = member
                     break
         has_usage = _USAGE_OBJECT.search(data) is not None
-        if self._seen_content and self.model is not None and not has_usage and b'"error"' not in data:
-            return False, False  # nothing new to learn: skip the JSON parse
+        if not has_usage and b'"error"' not in data:
+            if self.steady:
+                return False, False  # nothing new to learn: skip the JSON parse
+            if not self._seen_content and _starts_content(data) and (self._model is not None or _names_model(data)):
+                # The usual first content chunk, told by its bytes: the model it names is read later, if asked.
+                self._seen_content = True
+                if self._model is None:
+                    self._model_data = data
+                return True, False
         chunk = _loads(data)
         if not isinstance(chunk, dict):
             return False, False
-        if self.model is None and isinstance(chunk.get("model"), str):
-            self.model = chunk["model"]
+        if self._model is None and isinstance(chunk.get("model"), str):
+            self._model, self._model_data = chunk["model"], None
         if isinstance(chunk.get("error"), dict):
             self.failed = str(chunk["error"].get("type") or chunk["error"].get("code") or "stream_error")
         choices = chunk.get("choices")
