@@ -307,6 +307,12 @@ def test_chat_stream_reader_keeps_the_last_usage_it_meets():
         (_CHAT_EVENT % b'"a ,\\"usage\\":null"', _CHAT_EVENT.replace(b',"usage":null', b"") % b'"a ,\\"usage\\":null"'),
         (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', None),  # another spelling: read event by event
         (_USAGE_CHUNK, b""),  # the usage-only chunk it asked for: hidden
+        # Events without the null beside ordinary ones: each is looked at (a null short for every blank line).
+        (_CHAT_EVENT % b'"x"' + _USAGE_CHUNK, None),
+        (_USAGE_CHUNK + _CHAT_EVENT % b'"x"', None),
+        (_CHAT_EVENT % b'"x"' + b'data: {"error":{"type":"server_error"}}\n\n', None),
+        (b": keep-alive\n\n" + _CHAT_EVENT % b'"x"', b": keep-alive\n\n" + _CHAT_EVENT.replace(b',"usage":null', b"") % b'"x"'),
+        (_CHAT_EVENT % b'"x"' + b"\n\n", _CHAT_EVENT.replace(b',"usage":null', b"") % b'"x"' + b"\n\n"),  # a blank line more
         (_USAGE_CHUNK.replace(b'[]', b'[{"index":0,"delta":{}}]'), _USAGE_CHUNK.replace(b'[]', b'[{"index":0,"delta":{}}]')),
         (b'data: {"error":{"type":"server_error"}}\n\n', None),
         (b"data: [DONE]\n\n", b"data: [DONE]\n\n"),

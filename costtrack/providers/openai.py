@@ -178,8 +178,15 @@ class ChatStreamReader:
         # Backward searches only: on SSE text CPython's rfind costs half its `in` or count (95 against 200 ns a chunk).
         strip = self.strip
         if strip is not None:
+            stripped = data.replace(strip, b"")
+            # Asked for usage, the API puts one usage null in each chunk it sends, and none in the usage chunk,
+            # [DONE] or an error event: a null dropped for every event (each ends at a blank line, which JSON
+            # text never holds) means ordinary chunks only. Two searches where the markers' three cost half
+            # as much again: this runs for every chunk of every stream.
+            if len(data) - len(stripped) == len(strip) * data.count(b"\n\n"):
+                return stripped
             # Every usage member the API adds (the null) is gone: any "usage" left may be an object.
-            data = data.replace(strip, b"")
+            data = stripped
             if data.rfind(b'"usage"') >= 0:
                 return self._usage_chunk(data)
             if data.rfind(b"[DONE]") >= 0:
