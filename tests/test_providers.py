@@ -281,6 +281,29 @@ def test_chat_stream_reader_tells_the_first_content_as_a_full_read_would(data, c
     assert reader.model == (model or "later") and reader.steady
 
 
+@pytest.mark.parametrize(
+    ("data", "quiet"),
+    [
+        (_CHAT_EVENT % b'"x"', True),
+        (_CHAT_EVENT % b'"x"' * 3, True),
+        (b": keep-alive\n\n" + _CHAT_EVENT % b'"x"', True),
+        (_CHAT_EVENT % b'"x"' + _USAGE_CHUNK, False),  # the usage it asked for must be read: kept for `usage`
+        (_CHAT_EVENT % b'"x"' + b'data: {"error":{"type":"server_error"}}\n\n', False),
+        (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", False),
+    ],
+)
+def test_chat_stream_reader_for_an_app_that_asked_for_usage_reads_every_chunk_that_may_matter(data, quiet):
+    """The app asked for usage itself: every chunk keeps its null, and a chunk holding a usage chunk, an error
+    or [DONE] beside ordinary events is read event by event (None), however its nulls are counted."""
+    from costtrack.providers.openai import ChatStreamReader
+    from costtrack.sse import event_fields
+
+    reader = ChatStreamReader(hide_usage_chunk=False)
+    reader.feed(*event_fields(_CHAT_EVENT % b'"Hi"'))
+    assert reader.strip is None
+    assert reader.pass_on(data) == (data if quiet else None)
+
+
 def test_chat_stream_reader_keeps_the_last_usage_it_meets():
     """A usage chunk kept as bytes and one read event by event: the later one is the stream's usage, as when both are read."""
     from costtrack.providers.openai import ChatStreamReader

@@ -109,7 +109,8 @@ class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
     __slots__ = (
-        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_usage", "_usage_data", "done", "failed", "strip",
+        "_hide_usage_chunk", "_model", "_model_data", "_null", "_seen_content", "_usage", "_usage_data", "done", "failed",
+        "strip",
     )  # fmt: skip
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -127,6 +128,8 @@ class ChatStreamReader:
         #: each chunk when usage is asked for, which the app did not ask for. Without it each chunk is the one
         #: the bare SDK would get (its `to_dict()` alike), and the SDK has one field less to parse in each.
         self.strip: bytes | None = None
+        # How this stream writes that member, once seen (whether costtrack or the app asked for usage).
+        self._null: bytes | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -194,6 +197,9 @@ class ChatStreamReader:
             if data.rfind(b'"error"') >= 0:
                 return None
             return data
+        null = self._null
+        if null is not None and data.count(null) == data.count(b"\n\n"):
+            return data  # one usage null in every event: ordinary chunks only (see above)
         if data.rfind(b"[DONE]") >= 0:
             return self._done(data)
         if data.rfind(b'"error"') >= 0:
@@ -239,10 +245,12 @@ class ChatStreamReader:
         if data.startswith(b"[DONE]"):
             self.done = True
             return False, False
-        if self._hide_usage_chunk and self.strip is None:
+        if self._null is None:
             for member in _USAGE_NULL_MEMBERS:
                 if data.rfind(member) >= 0:
-                    self.strip = member
+                    self._null = member
+                    if self._hide_usage_chunk:
+                        self.strip = member
                     break
         has_usage = _USAGE_OBJECT.search(data) is not None
         if not has_usage and b'"error"' not in data:
