@@ -323,7 +323,7 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_kept", "_pass_on", "_saved", "_splitter", "_store", "_stream")
+    __slots__ = ("_call", "_complete", "_decode", "_kept", "_opening", "_pass_on", "_saved", "_splitter", "_store", "_stream")
 
     def __init__(
         self,
@@ -344,8 +344,12 @@ class _Reader:
         # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
         self._saved: list[bytes] | None = [] if store is not None and self._splitter is not None else None
         # Set while a stream is under way with nothing buffered: the reader's pass_on, which hands a chunk of
-        # whole events on without splitting it when it holds nothing to read or hide (see __iter__).
-        self._pass_on: Callable[[bytes], bytes | None] | None = None
+        # whole events on without splitting it when it holds nothing to read or hide (see __iter__); before
+        # content, the reader's `starts` (kept in _opening too), when it can tell content opening by its bytes.
+        self._opening: Callable[[bytes], bytes | None] | None = None
+        if call.reader is not None and call.reader.starts is not None and decode is None and store is None:
+            self._opening = call.reader.starts
+        self._pass_on = self._opening
 
     def _pass(self, chunk: bytes) -> bytes:
         """Read a chunk; return the bytes to hand on (the same bytes unless an event is hidden)."""
@@ -386,12 +390,24 @@ class _Reader:
             except Exception:
                 log_once("stream.read", "costtrack: could not read stream events; they are passed on as is", exc_info=True)
                 kept = block if call.hide_usage_chunk else None
-        if reader.steady and splitter.idle and self._decode is None and self._saved is None:
-            self._pass_on = reader.pass_on
+        if splitter.idle and self._decode is None and self._saved is None:
+            if reader.steady:
+                self._pass_on, self._opening = reader.pass_on, None
+            elif reader.starts is not None and call.first_token is None:
+                self._pass_on = self._opening = reader.starts
         if kept is None:
             return chunk
         strip = reader.strip
         return kept if strip is None else kept.replace(strip, b"")
+
+    def _opened(self) -> None:
+        """The reader's `starts` took a chunk that opens the content: its time is the first token's."""
+        call = self._call
+        call.first_token = call.tracker.clock()
+        reader = call.reader
+        assert reader is not None
+        self._opening = None
+        self._pass_on = reader.pass_on if reader.steady else None
 
     @staticmethod
     def _read(call: Call, reader: StreamReader, block: bytes, plain: bool) -> bytes | None:
@@ -523,7 +539,10 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
                 if pass_on is not None and chunk.endswith(b"\n\n"):
                     out = pass_on(chunk)
                     if out is not None:
-                        yield out
+                        if pass_on is self._opening:
+                            self._opened()
+                        if out:
+                            yield out
                         continue
                 out = self._pass(chunk)
                 if out:
@@ -559,7 +578,10 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
                 if pass_on is not None and chunk.endswith(b"\n\n"):
                     out = pass_on(chunk)
                     if out is not None:
-                        yield out
+                        if pass_on is self._opening:
+                            self._opened()
+                        if out:
+                            yield out
                         continue
                 out = self._pass(chunk)
                 if out:

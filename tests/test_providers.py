@@ -304,6 +304,40 @@ def test_chat_stream_reader_for_an_app_that_asked_for_usage_reads_every_chunk_th
     assert reader.pass_on(data) == (data if quiet else None)
 
 
+_FIRST = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\n\n'
+
+
+@pytest.mark.parametrize(
+    ("data", "taken"),
+    [
+        (_FIRST, True),
+        (b"data: " + json.dumps(json.loads(_FIRST[6:-2])).encode() + b"\n\n", True),  # json.dumps spacing
+        (_FIRST.replace(b'"content":"Hi"', b'"role":"assistant","content":""'), False),  # role only: read
+        (_FIRST.replace(b'"content":"Hi"', b'"content":""'), False),
+        (_FIRST * 2, False),  # two events: read one by one
+        (_FIRST[:-2], False),  # not a whole event
+        (_FIRST.replace(b"data: ", b"data:"), False),
+        (_FIRST.replace(b'"usage":null', b'"usage":{"prompt_tokens":1}'), False),
+        (_FIRST.replace(b'"usage":null', b'"error":{"type":"x"}'), False),
+        (b"data: [DONE]\n\n", False),
+    ],
+)
+def test_chat_stream_reader_takes_the_chunk_that_opens_the_content_by_its_bytes(data, taken):
+    """`starts` hands on the one-event chunk whose delta opens with text (the usage null it asked for dropped),
+    the reader then steady and its model read later; any other chunk is left to be read event by event."""
+    from costtrack.providers.openai import ChatStreamReader
+
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    out = reader.starts(data)
+    if not taken:
+        assert out is None and not reader.steady
+        return
+    assert out == data.replace(reader.strip, b"") and reader.strip in (b',"usage":null', b', "usage": null')
+    assert reader.steady and reader.model == "m" and reader.usage is None and not reader.done
+    asked = ChatStreamReader(hide_usage_chunk=False)  # the app asked for usage: the chunk is handed on whole
+    assert asked.starts(data) == data and asked.strip is None
+
+
 def test_chat_stream_reader_keeps_the_last_usage_it_meets():
     """A usage chunk kept as bytes and one read event by event: the later one is the stream's usage, as when both are read."""
     from costtrack.providers.openai import ChatStreamReader

@@ -187,6 +187,34 @@ def _chunked(chunks: list[bytes]):
     return respond
 
 
+@pytest.mark.parametrize("spacing", ["compact", "json.dumps"])
+@pytest.mark.parametrize("role_first", [True, False])
+def test_a_streams_first_token_is_timed_when_its_first_content_arrives(tracker, records, fake_clock, spacing, role_first):
+    """Time to first token is the arrival of the first chunk with content (told by its bytes or by parsing it),
+    whether or not a role-only chunk comes first, in the API's compact JSON or json.dumps' spacing."""
+    events = [e for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
+    if not role_first:
+        events = events[1:]
+    if spacing == "json.dumps":
+        events = [b"data: " + json.dumps(json.loads(e[6:])).encode() if e[6:7] == b"{" else e for e in events]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        def body():
+            for i, event in enumerate(events):
+                fake_clock.advance(0.010 if i == 0 else 0.020 if i == 1 else 0.005)
+                yield event + b"\n\n"
+
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    tracker.clock = fake_clock
+    client = tracker.wrap(openai_client(Recorder(respond)))
+    seen = [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+    assert "Hello" in seen
+    [rec] = records()
+    assert rec.ttft_ms == pytest.approx(30.0 if role_first else 10.0)
+    assert rec.model == "gpt-4o-mini-2024-07-18" and rec.tokens_input > 0 and rec.status == "ok"
+
+
 @pytest.mark.parametrize("how", ["whole", "per-event", "per-byte", "random", "crlf"])
 def test_openai_stream_reads_the_same_however_it_is_chunked(tracker, records, how):
     # Mid-stream content events are skipped unread once nothing is left to learn from them.

@@ -40,6 +40,7 @@ class MessageStreamReader:
     __slots__ = ("_raw", "_seen_content", "done", "failed", "model", "usage")
 
     strip = None  # nothing is hidden from a Messages stream
+    starts = None  # every event before content is read
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None

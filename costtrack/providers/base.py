@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..usage import Usage
@@ -57,6 +58,9 @@ class StreamReader(Protocol):
     failed: str | None
     #: Bytes to drop from every event handed on to the app (None: nothing), found while reading.
     strip: bytes | None
+    #: Before content, for a chunk of whole events: the bytes to hand on when its bytes alone show it opens the
+    #: content (the caller stamps the first token), else None; None for a reader that reads every such event.
+    starts: Callable[[bytes], bytes | None] | None
 
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""

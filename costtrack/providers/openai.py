@@ -240,27 +240,55 @@ class ChatStreamReader:
             return b""
         return data
 
+    def starts(self, data: bytes) -> bytes | None:
+        """Before content: one whole event whose bytes show it opens the content, as handed on (None: read it).
+
+        The usual first content chunk, read without parsing; anything else (a role-only first chunk, usage,
+        an error, several events) is read event by event.
+        """
+        end = len(data) - 2
+        if not data.startswith(b"data: {") or data.find(b"\n\n") != end:
+            return None
+        event = data[6:end]
+        if self._null is None:
+            self._learn_null(event)
+        if _USAGE_OBJECT.search(event) is not None or event.rfind(b'"error"') >= 0 or not self._opens_content(event):
+            return None
+        strip = self.strip
+        return data if strip is None else data.replace(strip, b"")
+
+    def _learn_null(self, data: bytes) -> None:
+        for member in _USAGE_NULL_MEMBERS:
+            if data.rfind(member) >= 0:
+                self._null = member
+                if self._hide_usage_chunk:
+                    self.strip = member
+                return
+
+    def _opens_content(self, data: bytes) -> bool:
+        """Whether event data without usage or error opens the content by its bytes alone (then noted as seen).
+
+        The model it names is parsed only if `model` is read (in the writer's thread).
+        """
+        if self._seen_content or not _starts_content(data) or not (self._model is not None or _names_model(data)):
+            return False
+        self._seen_content = True
+        if self._model is None:
+            self._model_data = data
+        return True
+
     def feed(self, event: str | None, data: bytes) -> tuple[bool, bool]:
         """Read one event; return (carries content, hide it from the caller)."""
         if data.startswith(b"[DONE]"):
             self.done = True
             return False, False
         if self._null is None:
-            for member in _USAGE_NULL_MEMBERS:
-                if data.rfind(member) >= 0:
-                    self._null = member
-                    if self._hide_usage_chunk:
-                        self.strip = member
-                    break
+            self._learn_null(data)
         has_usage = _USAGE_OBJECT.search(data) is not None
         if not has_usage and b'"error"' not in data:
             if self.steady:
                 return False, False  # nothing new to learn: skip the JSON parse
-            if not self._seen_content and _starts_content(data) and (self._model is not None or _names_model(data)):
-                # The usual first content chunk, told by its bytes: the model it names is read later, if asked.
-                self._seen_content = True
-                if self._model is None:
-                    self._model_data = data
+            if self._opens_content(data):
                 return True, False
         chunk = _loads(data)
         if not isinstance(chunk, dict):
@@ -292,6 +320,7 @@ class ResponsesStreamReader:
     __slots__ = ("_seen_content", "done", "failed", "model", "usage")
 
     strip = None  # nothing is hidden from a Responses stream
+    starts = None  # every event before content is read
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
