@@ -1,6 +1,6 @@
 """Added per-call cost of costtrack.wrap over the bare SDK (mock transport), wall and CPU time.
 
-    python benchmarks/bench_wrap.py [--calls 4000] [--database-url sqlite:///bench.db] [--in-memory]
+    python benchmarks/bench_wrap.py [--calls 4000] [--database-url sqlite:///bench.db] [--in-memory] [--chunks 20]
 
 Bare and wrapped calls alternate one by one (in random order within each pair), so
 the drift of a shared machine, which moves a call's time by tens of percent within
@@ -47,11 +47,11 @@ CHAT_BODY = json.dumps(
 ).encode()
 
 
-def _stream_body(usage: bool) -> bytes:
+def _stream_body(usage: bool, chunks: int = 20) -> bytes:
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024-07-18"}
     if usage:  # asked for usage, the API puts "usage": null in every other chunk
         base["usage"] = None
-    events = [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]} for i in range(20)]
+    events = [{**base, "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]} for i in range(chunks)]
     events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if usage:
         events.append({**base, "choices": [], "usage": {"prompt_tokens": 812, "completion_tokens": 20, "total_tokens": 832}})
@@ -159,7 +159,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the call order (default 1)")
     parser.add_argument("--in-memory", action="store_true",
                         help="serve whole bodies already in memory (as a cache or a test does) instead of network-read ones")  # fmt: skip
+    parser.add_argument("--chunks", type=int, default=20,
+                        help="content chunks of a stream (default 20): run 2 and 60 to split a stream's cost into per stream and per chunk")  # fmt: skip
     args = parser.parse_args()
+    if args.chunks != 20:
+        for asks in (True, False):
+            _STREAM_BODIES[asks] = _stream_body(asks, args.chunks)
+            _STREAM_PIECES[asks] = _events(_STREAM_BODIES[asks])
 
     tmp = tempfile.mkdtemp()
     tracker = costtrack.Tracker(args.database_url or f"sqlite:///{tmp}/bench.db", budgets=[])
