@@ -178,7 +178,8 @@ class ChatStreamReader:
 
         Conservative: a chunk it cannot vouch for (say `"usage" : null`) is read event by event instead.
         """
-        # Backward searches only: on SSE text CPython's rfind costs half its `in` or count (95 against 200 ns a chunk).
+        # Byte searches only, and backward where a marker is looked for: on SSE text CPython's rfind costs half
+        # its `in` (95 against 200 ns a chunk).
         strip = self.strip
         if strip is not None:
             stripped = data.replace(strip, b"")
@@ -221,8 +222,9 @@ class ChatStreamReader:
     def _usage_chunk(self, data: bytes) -> bytes | None:
         """pass_on for a chunk with a usage object: one such event alone is kept unparsed for `usage` (None: read it).
 
-        Hidden (b"") when it is the usage-only chunk costtrack asked for, whose choices are empty: a JSON
-        string escapes its quotes, so `"choices":[]` there can only be the chunk's own member.
+        Hidden (b"") when it is the usage-only chunk costtrack asked for, whose choices are empty, whatever its
+        usage holds (the app never asked for it): a JSON string escapes its quotes, so `"choices":[]` there can
+        only be the chunk's own member.
         """
         end = len(data) - 2
         if (
