@@ -22,4 +22,7 @@ def loads(data: bytes | str) -> Any:
             return _from_json(data.encode() if isinstance(data, str) else data)
         except ValueError:
             pass  # e.g. a lone surrogate escape, which json.loads accepts: let it decide
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse") from None

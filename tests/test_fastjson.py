@@ -32,3 +32,12 @@ def test_bad_input_raises_value_error(data: bytes) -> None:
         json.loads(data)
     with pytest.raises(ValueError):
         fastjson.loads(data)
+
+
+def test_json_nested_past_the_parsers_limits_raises_value_error() -> None:
+    """jiter refuses it and json.loads would raise RecursionError: callers, which catch ValueError, get that."""
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(RecursionError):
+        json.loads(deep)
+    with pytest.raises(ValueError):
+        fastjson.loads(deep)

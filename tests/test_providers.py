@@ -209,6 +209,10 @@ _CHAT_EVENT = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"cont
 
 
 _USAGE_CHUNK = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+_ERROR_CHUNK = (
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}],'
+    b'"usage":null,"error":{"code":502,"message":"upstream"}}\n\n'
+)
 
 
 @pytest.mark.parametrize(
@@ -288,6 +292,8 @@ def test_chat_stream_reader_tells_the_first_content_as_a_full_read_would(data, c
         (_CHAT_EVENT % b'"x"' * 3, True),
         (b": keep-alive\n\n" + _CHAT_EVENT % b'"x"', True),
         (_CHAT_EVENT % b'"x"' + _USAGE_CHUNK, False),  # the usage it asked for must be read: kept for `usage`
+        (_ERROR_CHUNK, False),
+        (_USAGE_CHUNK.replace(b"\n\n", b"\r\n\r\n") + _CHAT_EVENT % b'"x"', False),
         (_CHAT_EVENT % b'"x"' + b'data: {"error":{"type":"server_error"}}\n\n', False),
         (_CHAT_EVENT % b'"x"' + b"data: [DONE]\n\n", False),
     ],
@@ -317,6 +323,8 @@ _FIRST = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":
         (_FIRST * 2, False),  # two events: read one by one
         (_FIRST[:-2], False),  # not a whole event
         (_FIRST.replace(b"data: ", b"data:"), False),
+        (_FIRST.replace(b"}\n\n", b"}\nid: 1\n\n"), False),  # more than one line: its JSON is not data[6:-2]
+        (_FIRST.replace(b"data: ", b"data: {}\r\rdata: ", 1), False),  # two events, CR-separated
         (_FIRST.replace(b'"usage":null', b'"usage":{"prompt_tokens":1}'), False),
         (_FIRST.replace(b'"usage":null', b'"error":{"type":"x"}'), False),
         (b"data: [DONE]\n\n", False),
@@ -336,6 +344,35 @@ def test_chat_stream_reader_takes_the_chunk_that_opens_the_content_by_its_bytes(
     assert reader.steady and reader.model == "m" and reader.usage is None and not reader.done
     asked = ChatStreamReader(hide_usage_chunk=False)  # the app asked for usage: the chunk is handed on whole
     assert asked.starts(data) == data and asked.strip is None
+
+
+def test_chat_stream_reader_keeps_the_model_the_first_chunk_names():
+    """The first chunk naming a model names the stream's, whether it was told by its bytes (and parsed later) or parsed."""
+    from costtrack.providers.openai import ChatStreamReader
+    from costtrack.sse import event_fields
+    from costtrack.usage import Usage
+
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    assert reader.starts(_FIRST.replace(b'"m"', b'"gpt-4o"')) is not None
+    usage = _USAGE_CHUNK.replace(b"{", b'{"model":"gpt-4o-2024",', 1)
+    for event in (_CHAT_EVENT.replace(b'"m"', b'"other"') % b'"x"', usage):  # read event by event (a coalesced read)
+        reader.feed(*event_fields(event))
+    assert reader.model == "gpt-4o" and reader.usage == Usage(input=1, output=2)
+
+
+def test_chat_stream_reader_never_raises_on_a_usage_too_deeply_nested_to_parse():
+    """Kept usage is parsed later; JSON nested past the parsers' limits counts as no usage, never as an error."""
+    from costtrack import fastjson
+    from costtrack.providers.openai import ChatStreamReader
+    from costtrack.usage import Usage
+
+    deep = b'data: {"choices":[],"usage":{"prompt_tokens":1,"x":' + b"[" * 5000 + b"]" * 5000 + b"}}\n\n"
+    with pytest.raises(ValueError):
+        fastjson.loads(deep[6:-2])
+    reader = ChatStreamReader(hide_usage_chunk=True)
+    assert reader.pass_on(deep) == b"" and reader.pass_on(deep) == b""  # the second reads the first on the app's thread
+    assert reader.usage is None
+    assert reader.pass_on(_USAGE_CHUNK) == b"" and reader.usage == Usage(input=1, output=2)
 
 
 def test_chat_stream_reader_keeps_the_last_usage_it_meets():
@@ -364,6 +401,10 @@ def test_chat_stream_reader_keeps_the_last_usage_it_meets():
         (_CHAT_EVENT % b'"a ,\\"usage\\":null"', _CHAT_EVENT.replace(b',"usage":null', b"") % b'"a ,\\"usage\\":null"'),
         (_CHAT_EVENT.replace(b"null", b" null") % b'"x"', None),  # another spelling: read event by event
         (_USAGE_CHUNK, b""),  # the usage-only chunk it asked for: hidden
+        (_ERROR_CHUNK, None),  # a router's chunk-shaped error, usage null and all: read, so the failure is recorded
+        (_USAGE_CHUNK.replace(b"\n\n", b"\r\n\r\n") + _CHAT_EVENT % b'"x"', None),  # line endings mixed in one read
+        (_USAGE_CHUNK.replace(b"}\n\n", b"}\nid: 7\n\n"), None),  # an event of more than one line
+        (_USAGE_CHUNK.replace(b'":[]', b'": [ ]'), None),  # empty choices written another way: read, not guessed
         # Events without the null beside ordinary ones: each is looked at (a null short for every blank line).
         (_CHAT_EVENT % b'"x"' + _USAGE_CHUNK, None),
         (_USAGE_CHUNK + _CHAT_EVENT % b'"x"', None),

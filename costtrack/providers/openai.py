@@ -88,6 +88,11 @@ def _starts_content(data: bytes) -> bool:
     return False
 
 
+def _one_data_line(data: bytes) -> bool:
+    """Whether a chunk ending with a blank line is one event of one `data: {` line (its JSON is data[6:-2])."""
+    return data.startswith(b"data: {") and data.count(b"\n") == 2 and data.rfind(b"\r") < 0
+
+
 def _names_model(data: bytes) -> bool:
     """Whether a chunk has a model member whose value is a string (`"model":"...`, or json.dumps' `"model": "...`)."""
     at = data.find(b'"model":')
@@ -109,8 +114,7 @@ class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
     __slots__ = (
-        "_hide_usage_chunk", "_model", "_model_data", "_null", "_seen_content", "_usage", "_usage_data", "done", "failed",
-        "strip",
+        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_usage", "_usage_data", "done", "failed", "strip",
     )  # fmt: skip
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -128,8 +132,6 @@ class ChatStreamReader:
         #: each chunk when usage is asked for, which the app did not ask for. Without it each chunk is the one
         #: the bare SDK would get (its `to_dict()` alike), and the SDK has one field less to parse in each.
         self.strip: bytes | None = None
-        # How this stream writes that member, once seen (whether costtrack or the app asked for usage).
-        self._null: bytes | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -178,19 +180,13 @@ class ChatStreamReader:
 
         Conservative: a chunk it cannot vouch for (say `"usage" : null`) is read event by event instead.
         """
-        # Byte searches only, and backward where a marker is looked for: on SSE text CPython's rfind costs half
-        # its `in` (95 against 200 ns a chunk).
+        # Backward searches only: on SSE text CPython's rfind costs half its `in` or count (95 against 200 ns a
+        # chunk). Counting usage nulls against blank lines instead costs as much once a chunk must also be
+        # checked for an error member and for other line endings, which the markers cover by themselves.
         strip = self.strip
         if strip is not None:
-            stripped = data.replace(strip, b"")
-            # Asked for usage, the API puts one usage null in each chunk it sends, and none in the usage chunk,
-            # [DONE] or an error event: a null dropped for every event (each ends at a blank line, which JSON
-            # text never holds) means ordinary chunks only. Two searches where the markers' three cost half
-            # as much again: this runs for every chunk of every stream.
-            if len(data) - len(stripped) == len(strip) * data.count(b"\n\n"):
-                return stripped
             # Every usage member the API adds (the null) is gone: any "usage" left may be an object.
-            data = stripped
+            data = data.replace(strip, b"")
             if data.rfind(b'"usage"') >= 0:
                 return self._usage_chunk(data)
             if data.rfind(b"[DONE]") >= 0:
@@ -198,9 +194,6 @@ class ChatStreamReader:
             if data.rfind(b'"error"') >= 0:
                 return None
             return data
-        null = self._null
-        if null is not None and data.count(null) == data.count(b"\n\n"):
-            return data  # one usage null in every event: ordinary chunks only (see above)
         if data.rfind(b"[DONE]") >= 0:
             return self._done(data)
         if data.rfind(b'"error"') >= 0:
@@ -224,23 +217,22 @@ class ChatStreamReader:
 
         Hidden (b"") when it is the usage-only chunk costtrack asked for, whose choices are empty, whatever its
         usage holds (the app never asked for it): a JSON string escapes its quotes, so `"choices":[]` there can
-        only be the chunk's own member.
+        only be the chunk's own member. Choices written any other way are read.
         """
-        end = len(data) - 2
-        if (
-            not data.startswith(b"data: {")
-            or data.find(b"\n\n") != end
-            or data.count(b'"usage"') != 1
-            or data.rfind(b'"error"') >= 0
-            or _USAGE_OBJECT.search(data) is None
-        ):
+        if not _one_data_line(data) or data.count(b'"usage"') != 1 or data.rfind(b'"error"') >= 0:
+            return None
+        if _USAGE_OBJECT.search(data) is None:
+            return None
+        if data.rfind(b'"choices":[]') >= 0 or data.rfind(b'"choices": []') >= 0:
+            out = b"" if self._hide_usage_chunk else data
+        elif data.rfind(b'"choices":[{') >= 0 or data.rfind(b'"choices": [{') >= 0:
+            out = data
+        else:
             return None
         if self._usage_data is not None:
             self.usage  # noqa: B018 - an earlier one still unread is read now: a later chunk may carry no usable usage
-        self._usage_data = data[6:end]
-        if self._hide_usage_chunk and (data.rfind(b'"choices":[]') >= 0 or data.rfind(b'"choices": []') >= 0):
-            return b""
-        return data
+        self._usage_data = data[6:-2]
+        return out
 
     def starts(self, data: bytes) -> bytes | None:
         """Before content: one whole event whose bytes show it opens the content, as handed on (None: read it).
@@ -248,23 +240,20 @@ class ChatStreamReader:
         The usual first content chunk, read without parsing; anything else (a role-only first chunk, usage,
         an error, several events) is read event by event.
         """
-        end = len(data) - 2
-        if not data.startswith(b"data: {") or data.find(b"\n\n") != end:
+        if not _one_data_line(data):
             return None
-        event = data[6:end]
-        if self._null is None:
-            self._learn_null(event)
+        event = data[6:-2]
+        if self._hide_usage_chunk and self.strip is None:
+            self._learn_strip(event)
         if _USAGE_OBJECT.search(event) is not None or event.rfind(b'"error"') >= 0 or not self._opens_content(event):
             return None
         strip = self.strip
         return data if strip is None else data.replace(strip, b"")
 
-    def _learn_null(self, data: bytes) -> None:
+    def _learn_strip(self, data: bytes) -> None:
         for member in _USAGE_NULL_MEMBERS:
             if data.rfind(member) >= 0:
-                self._null = member
-                if self._hide_usage_chunk:
-                    self.strip = member
+                self.strip = member
                 return
 
     def _opens_content(self, data: bytes) -> bool:
@@ -284,8 +273,8 @@ class ChatStreamReader:
         if data.startswith(b"[DONE]"):
             self.done = True
             return False, False
-        if self._null is None:
-            self._learn_null(data)
+        if self._hide_usage_chunk and self.strip is None:
+            self._learn_strip(data)
         has_usage = _USAGE_OBJECT.search(data) is not None
         if not has_usage and b'"error"' not in data:
             if self.steady:
@@ -295,8 +284,8 @@ class ChatStreamReader:
         chunk = _loads(data)
         if not isinstance(chunk, dict):
             return False, False
-        if self._model is None and isinstance(chunk.get("model"), str):
-            self._model, self._model_data = chunk["model"], None
+        if self._model is None and self._model_data is None and isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]  # the first chunk naming a model names the stream's
         if isinstance(chunk.get("error"), dict):
             self.failed = str(chunk["error"].get("type") or chunk["error"].get("code") or "stream_error")
         choices = chunk.get("choices")
