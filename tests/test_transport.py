@@ -187,9 +187,28 @@ def _chunked(chunks: list[bytes]):
     return respond
 
 
+class _Timed(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A stream's events, read one per network read, the clock moved by `gaps[i]` before the i-th arrives."""
+
+    def __init__(self, events: list[bytes], clock, gaps: list[float]) -> None:  # type: ignore[no-untyped-def]
+        self._events, self._clock, self._gaps = events, clock, gaps
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for event, gap in zip(self._events, self._gaps):
+            self._clock.advance(gap)
+            yield event + b"\n\n"
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for event in self:
+            yield event
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize("spacing", ["compact", "json.dumps"])
 @pytest.mark.parametrize("role_first", [True, False])
-def test_a_streams_first_token_is_timed_when_its_first_content_arrives(tracker, records, fake_clock, spacing, role_first):
+async def test_a_streams_first_token_is_timed_when_its_first_content_arrives(
+    tracker, records, fake_clock, spacing, role_first, is_async
+):
     """Time to first token is the arrival of the first chunk with content (told by its bytes or by parsing it),
     whether or not a role-only chunk comes first, in the API's compact JSON or json.dumps' spacing."""
     events = [e for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
@@ -197,18 +216,17 @@ def test_a_streams_first_token_is_timed_when_its_first_content_arrives(tracker, 
         events = events[1:]
     if spacing == "json.dumps":
         events = [b"data: " + json.dumps(json.loads(e[6:])).encode() if e[6:7] == b"{" else e for e in events]
+    gaps = [0.010, 0.020] + [0.005] * len(events)
 
     def respond(request: httpx2.Request) -> httpx2.Response:
-        def body():
-            for i, event in enumerate(events):
-                fake_clock.advance(0.010 if i == 0 else 0.020 if i == 1 else 0.005)
-                yield event + b"\n\n"
-
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_Timed(events, fake_clock, gaps))
 
     tracker.clock = fake_clock
-    client = tracker.wrap(openai_client(Recorder(respond)))
-    seen = [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
+    client = tracker.wrap(openai_client(Recorder(respond), is_async=is_async))
+    if is_async:
+        seen = [c.choices[0].delta.content async for c in await client.chat.completions.create(**CHAT, stream=True)]
+    else:
+        seen = [c.choices[0].delta.content for c in client.chat.completions.create(**CHAT, stream=True)]
     assert "Hello" in seen
     [rec] = records()
     assert rec.ttft_ms == pytest.approx(30.0 if role_first else 10.0)
