@@ -25,6 +25,7 @@ class Usage:
     - ``reasoning``: the part of ``output`` spent on reasoning.
     """
 
+    # The parsers build a Usage positionally, in this order: keep it.
     input: int = 0
     output: int = 0
     cached_input: int = 0

@@ -81,6 +81,22 @@ def test_endpoint_user_and_tags(tracker, records):
     assert second.tags == {"team": "a", "run": "baseline", "step": 2}
 
 
+def test_the_wraps_tags_merge_with_whichever_context_each_call_runs_in(tracker, records):
+    """The merge of the wrap's tags with a context is reused while the context stays, and made anew when it changes."""
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"))), tags={"team": "a", "run": "wrap"})
+    expected = []
+    for i in range(3):
+        client.chat.completions.create(**CHAT)
+        expected.append({"team": "a", "run": "wrap"})
+        with costtrack.context(tags={"run": f"r{i}"}, user=f"u{i}"):
+            client.chat.completions.create(**CHAT)
+            client.chat.completions.create(**CHAT)
+            expected += [{"team": "a", "run": f"r{i}"}] * 2
+    got = sorted(records(), key=lambda r: r.timestamp)
+    assert [r.tags for r in got] == expected
+    assert [r.user for r in got] == [u for i in range(3) for u in (None, f"u{i}", f"u{i}")]
+
+
 async def test_context_follows_asyncio_tasks(tracker, records):
     client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json")), is_async=True))
 

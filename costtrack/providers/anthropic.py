@@ -24,14 +24,11 @@ def message_usage(usage: Any) -> Usage | None:
     split = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
     write_1h = as_int(split.get("ephemeral_1h_input_tokens"))
     details = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
-    return Usage(
-        input=as_int(usage.get("input_tokens")) + read + write,
-        output=as_int(usage.get("output_tokens")),
-        cached_input=read,
-        cache_write=write,
-        cache_write_1h=min(write_1h, write),
-        reasoning=as_int(details.get("thinking_tokens")),
-    )
+    total_input = as_int(usage.get("input_tokens")) + read + write
+    reasoning = as_int(details.get("thinking_tokens"))
+    # In field order (input, output, cached_input, cache_write, cache_write_1h, reasoning): a class called with
+    # keywords first packs them into a dict, 4k instructions a record.
+    return Usage(total_input, as_int(usage.get("output_tokens")), read, write, min(write_1h, write), reasoning)
 
 
 class MessageStreamReader:

@@ -41,26 +41,22 @@ def chat_usage(usage: Any) -> Usage | None:
     if prompt is None:
         # Some compatible servers (and the embeddings API) only send total_tokens.
         prompt = usage.get("input_tokens", usage.get("total_tokens"))
-    return Usage(
-        input=as_int(prompt),
-        output=as_int(usage.get("completion_tokens")),
-        cached_input=_detail(usage, "prompt_tokens_details", "cached_tokens"),
-        cache_write=_detail(usage, "prompt_tokens_details", "cache_write_tokens"),
-        reasoning=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
-    )
+    cached_input = _detail(usage, "prompt_tokens_details", "cached_tokens")
+    cache_write = _detail(usage, "prompt_tokens_details", "cache_write_tokens")
+    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens")
+    # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
+    return Usage(as_int(prompt), as_int(usage.get("completion_tokens")), cached_input, cache_write, 0, reasoning)
 
 
 def responses_usage(usage: Any) -> Usage | None:
     """Usage of a Responses API response: input_tokens include cached ones, output_tokens reasoning."""
     if not isinstance(usage, dict):
         return None
-    return Usage(
-        input=as_int(usage.get("input_tokens")),
-        output=as_int(usage.get("output_tokens")),
-        cached_input=_detail(usage, "input_tokens_details", "cached_tokens"),
-        cache_write=_detail(usage, "input_tokens_details", "cache_write_tokens"),
-        reasoning=_detail(usage, "output_tokens_details", "reasoning_tokens"),
-    )
+    cached_input = _detail(usage, "input_tokens_details", "cached_tokens")
+    cache_write = _detail(usage, "input_tokens_details", "cache_write_tokens")
+    reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
+    # In field order (see Usage), as in chat_usage.
+    return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0, reasoning)
 
 
 def _detail(usage: dict[str, Any], details: str, name: str) -> int:
