@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RETRY_HEADER", "attempt_number", "has_header", "header_value", "two_header_values"]
+__all__ = ["RETRY_HEADER", "attempt_number", "has_header", "header_value", "three_header_values", "two_header_values"]
 
 
 def header_value(headers: Any, name: bytes) -> bytes | None:
@@ -43,6 +43,27 @@ def two_header_values(headers: Any, first: bytes, second: bytes) -> tuple[bytes 
         elif key == second and found_second is None:
             found_second = item[2]
     return found_first, found_second
+
+
+def three_header_values(
+    headers: Any, first: bytes, second: bytes, third: bytes
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The first value of each of three headers (lower-case bytes), in one pass over httpx2's list."""
+    items = getattr(headers, "_list", None)
+    if type(items) is not list:
+        return header_value(headers, first), header_value(headers, second), header_value(headers, third)
+    found_first = found_second = found_third = None
+    for item in items:
+        key = item[1]
+        if key == first:
+            if found_first is None:
+                found_first = item[2]
+        elif key == second:
+            if found_second is None:
+                found_second = item[2]
+        elif key == third and found_third is None:
+            found_third = item[2]
+    return found_first, found_second, found_third
 
 
 #: The SDKs' retry-count request header: absent or 0 on a first attempt, n on the n-th retry.

@@ -16,7 +16,7 @@ from .call_context import CallContext
 from .call_context import context_var as _context
 from .calls import Call
 from .headers import RETRY_HEADER as _RETRY_HEADER
-from .headers import attempt_number, has_header, header_value, two_header_values
+from .headers import attempt_number, has_header, three_header_values, two_header_values
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, next_boundary
@@ -260,8 +260,13 @@ class Instrument:
             kept = tuple((k, v) for k, v in response.headers.multi_items() if k.lower() in STORED_HEADERS)
             store = (self.cache, fill, kept)
         headers = response.headers
-        # One pass over the headers (a real answer has a score of them) for both.
-        content_type, encoding = two_header_values(headers, b"content-type", b"content-encoding")
+        # One pass over the headers (a real answer has a score of them) for all that is needed: the length
+        # only matters to a stream whose usage chunk is hidden (dropping it makes the body shorter).
+        length = None
+        if call.hide_usage_chunk:
+            content_type, encoding, length = three_header_values(headers, b"content-type", b"content-encoding", b"content-length")
+        else:
+            content_type, encoding = two_header_values(headers, b"content-type", b"content-encoding")
         if content_type is not None and content_type.lstrip().lower().startswith(b"text/event-stream"):
             call.reader = parser_for(self.api, call.operation).stream_reader(call.hide_usage_chunk)
         else:
@@ -283,7 +288,7 @@ class Instrument:
             recorded = (_AsyncRecordedBody if is_async else _RecordedBody)(call, response.stream)
         else:
             recorded = (_AsyncRecordedStream if is_async else _RecordedStream)(call, response.stream, decode, store)
-        if call.hide_usage_chunk and (decode is not None or header_value(headers, b"content-length") is not None):
+        if call.hide_usage_chunk and (decode is not None or length is not None):
             # Dropping an event re-writes the body: it goes on decoded and shorter, and the headers say so.
             dropped = (b"content-encoding", b"content-length") if decode is not None else (b"content-length",)
             headers = httpx2.Headers([(k, v) for k, v in headers.raw if k.lower() not in dropped])

@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from costtrack.headers import RETRY_HEADER, attempt_number, has_header, header_value, two_header_values
+from costtrack.headers import (
+    RETRY_HEADER,
+    attempt_number,
+    has_header,
+    header_value,
+    three_header_values,
+    two_header_values,
+)
 
 
 def test_lookups_agree_with_httpx2_whatever_the_case() -> None:
@@ -30,6 +37,15 @@ def test_two_headers_in_one_pass_agree_with_two_lookups() -> None:
     for first, second in [(b"x-dup", b"x-stainless-retry-count"), (b"x-stainless-retry-count", b"x-absent")]:
         assert two_header_values(headers, first, second) == (header_value(headers, first), header_value(headers, second))
     assert two_header_values({"x-dup": "a"}, b"x-dup", b"x-absent") == (b"a", None)  # no httpx2 list: public API
+
+
+def test_three_headers_in_one_pass_agree_with_three_lookups() -> None:
+    headers = httpx2.Headers([("X-Dup", "a"), ("Content-Length", "9"), ("x-dup", "b"), ("Content-Type", "text/event-stream")])
+    names = [b"x-dup", b"content-length", b"content-type", b"x-absent"]
+    for first, second, third in [names[:3], names[1:], [names[2], names[0], names[1]], [names[3], names[3], names[0]]]:
+        expected = (header_value(headers, first), header_value(headers, second), header_value(headers, third))
+        assert three_header_values(headers, first, second, third) == expected
+    assert three_header_values({"x-dup": "a"}, b"x-absent", b"x-dup", b"x-none") == (None, b"a", None)  # public API
 
 
 @pytest.mark.parametrize(
