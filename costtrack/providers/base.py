@@ -76,8 +76,9 @@ class StreamReader(Protocol):
         ...
 
     def pass_on(self, data: bytes) -> bytes | None:
-        """Whole events `data` as handed on (less `strip`) when they hold nothing that might still matter to a
-        steady reader (next_marker finds nothing), so they need no reading; None: read them event by event."""
+        """Whole events `data` as handed on (less `strip`, b"" when hidden) when a steady reader can take them
+        without reading them event by event: nothing in them might still matter (next_marker finds nothing), or
+        what does the reader can note from the bytes alone; None: read them event by event."""
         ...
 
 

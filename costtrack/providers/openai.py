@@ -172,7 +172,9 @@ class ChatStreamReader:
         return at if at >= 0 else done
 
     def pass_on(self, data: bytes) -> bytes | None:
-        """Whole events `data` as handed on (less `strip`) when they surely hold no usage object, error or [DONE]; else None.
+        """Whole events `data` as handed on (less `strip`) when they surely hold no usage object, error or [DONE],
+        or when they are the end event alone (noted) or one usage chunk alone (kept for `usage`; b"" when hidden);
+        else None.
 
         Conservative: a chunk it cannot vouch for (say `"usage" : null`) is read event by event instead.
         """
