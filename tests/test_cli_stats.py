@@ -147,6 +147,25 @@ def test_reprice_after_adding_an_override(tracker, make_record, database_url, tm
     assert rec.cost_usd == pytest.approx(0.5 + 0.75) and "my-model" in rec.price_source
 
 
+def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_record, database_url, tmp_path, capsys):
+    """Re-pricing without the prices file a call was priced from leaves its cost as it is, never unpriced."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."my-model"]\ninput = 0.5\noutput = 1.5\n')
+    tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None,
+                            price_source=None, tokens_input=1_000_000, tokens_output=500_000))  # fmt: skip
+    tracker.add(make_record(model="other-model", model_requested="other-model", provider="openai", cost_usd=None,
+                            price_source=None, tokens_input=10, tokens_output=5))  # fmt: skip
+    tracker.flush()
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "1 changed, 1 still unpriced" in capsys.readouterr().out
+    assert run(["reprice", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "0 changed, 1 still unpriced" in out and "1 priced records kept as they were" in out
+    priced, unpriced = sorted(tracker.records(), key=lambda r: r.model != "my-model")
+    assert priced.cost_usd == pytest.approx(0.5 + 0.75) and f"{prices}" in priced.price_source
+    assert (unpriced.cost_usd, unpriced.price_source) == (None, None)
+
+
 def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_url, tmp_path, capsys):
     tokens = {"tokens_input": 1_000_000, "tokens_output": 500_000, "price_source": None}
     tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None, **tokens))

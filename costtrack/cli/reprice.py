@@ -56,11 +56,14 @@ def reprice(
     dry_run: Annotated[bool, typer.Option(help="Report what would change without writing.")] = False,
     database_url: _common.DatabaseOption = None,
 ) -> None:
-    """Price every stored call again with the current catalog and overrides (at each call's own date)."""
+    """Price every stored call again with the current catalog and overrides (at each call's own date).
+
+    A call priced before that finds no price now (its prices file not given, say) keeps the cost it has.
+    """
     book = PriceBook(prices_file)
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     engine = _common.read_engine(database_url)
-    seen = changed = unpriced = 0
+    seen = changed = unpriced = kept = 0
     pending: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _WRITERS}
     for record in iter_records(engine, since=start):
         seen += 1
@@ -68,7 +71,13 @@ def reprice(
             continue  # nothing billed to price
         usage, batch = usage_of(record), bool(record.tags.get("batch"))
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp, batch=batch)
-        unpriced += cost is None and source is None
+        if cost is None and source is None:
+            if record.price_source is not None:
+                # Priced once (e.g. from a prices file this run was not given): a price found then is not
+                # thrown away because none is found now.
+                kept += 1
+                continue
+            unpriced += 1
         change = _change(book, record, usage, batch, cost, source)
         if change is None:
             continue
@@ -87,3 +96,6 @@ def reprice(
         _common.fail("no records to reprice in that period")
     verb = "would change" if dry_run else "changed"
     typer.echo(f"{seen:,} records read, {changed:,} {verb}, {unpriced:,} still unpriced")
+    if kept:
+        typer.echo(f"{kept:,} priced records kept as they were: no price found for their model now "
+                   "(their price_source names where their price came from; pass that prices file to reprice them)")
