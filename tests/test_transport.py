@@ -112,6 +112,22 @@ def test_abandoned_stream_is_recorded_as_incomplete(tracker, records):
     stream.close()
     [rec] = records()
     assert rec.status == "incomplete" and rec.tokens_input == 12030 and rec.model == "claude-sonnet-4-5-20250929"
+    # message_start's output count is a placeholder, not what was billed: the cost is unknown, never a guess.
+    assert rec.tokens_output == 1 and rec.cost_usd is None and rec.price_source is None
+
+
+def test_stream_left_after_its_final_usage_is_priced(tracker, records):
+    """Closed after message_delta (the final totals) but before message_stop: incomplete, and priced exactly."""
+    client = tracker.wrap(anthropic_client(Recorder(_event_by_event("anthropic_stream.sse"))))
+    stream = client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}], stream=True)
+    for event in stream:
+        if event.type == "message_delta":
+            break
+    stream.close()
+    [rec] = records()
+    assert rec.status == "incomplete" and (rec.tokens_input, rec.tokens_output) == (12030, 57)
+    # 30 input at $3, 10,000 cache reads at $0.30, 500 5-minute writes at $3.75, 1,500 1-hour writes at $6, 57 output at $15
+    assert rec.cost_usd == pytest.approx((30 * 3 + 10_000 * 0.30 + 500 * 3.75 + 1_500 * 6 + 57 * 15) / 1e6)
 
 
 def test_anthropic_overloaded_is_the_sdk_error(tracker, records):
