@@ -271,7 +271,11 @@ class AlertDispatcher:
 
     def deliver(self, alert: Alert, sinks: Iterable[Sink]) -> bool:
         """Send `alert` to each sink (called in the alert thread); True if every sink took it."""
-        ok = True
+        return not self.deliver_each(alert, sinks)
+
+    def deliver_each(self, alert: Alert, sinks: Iterable[Sink]) -> list[Sink]:
+        """Send `alert` to each sink (called in the alert thread); the sinks that failed every attempt."""
+        failed: list[Sink] = []
         for sink in sinks:
             attempts = self.retries + 1
             delay = self.backoff
@@ -291,15 +295,15 @@ class AlertDispatcher:
                             log.debug("costtrack: the alert retry sleep failed", exc_info=True)
                         delay *= 2
                     else:
-                        ok = False
+                        failed.append(sink)
                         self.failed += 1
                         log.error(
-                            "costtrack: alert sink %s failed %d times, giving up on this alert (%s): %s",
+                            "costtrack: alert sink %s failed %d times (%s): %s",
                             _sink_name(sink), attempts, exc, alert.text().splitlines()[0],
                         )  # fmt: skip
-        if ok:
+        if not failed:
             self.delivered += 1
-        return ok
+        return failed
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every job queued so far has run (True), or `timeout` seconds passed (False)."""

@@ -349,6 +349,97 @@ def test_a_failing_sink_is_retried_and_never_reaches_the_app(trackers, sqlite_ur
     assert "notifier down" in caplog.text and "failed 3 times" in caplog.text
 
 
+class Flaky:
+    """A sink that is down until `up` is set: what it was sent while up."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.got: list[Alert] = []
+
+    def __call__(self, alert: Alert) -> None:
+        if not self.up:
+            raise ConnectionError("sink down")
+        self.got.append(alert)
+
+
+def test_an_alert_a_sink_missed_is_sent_once_it_is_back(clean_alerts, trackers, caplog) -> None:
+    """A sink down past every retry gets the alert later, in the same process: only it, and only once."""
+    now = Clock(datetime(2026, 6, 3, tzinfo=UTC))
+    down, healthy = Flaky(), Flaky()
+    healthy.up = True
+    options = {**MANUAL, "alert_redeliver": 60.0}
+    t = trackers(clean_alerts, now=now, budget_options=options,
+                 budget=Budget(monthly_usd=10, thresholds=(0.5,), sinks=[down, healthy], projection=False))  # fmt: skip
+    t.add(record(6.0, now.at))
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        t.budget_monitor.check()
+    assert (down.got, len(healthy.got)) == ([], 1) and "sent to the others again in 60s" in caplog.text
+    down.up = True
+    t.budget_monitor.check()
+    assert down.got == []  # not due yet: a sink that just failed is not hammered at every refresh
+    now.at += timedelta(seconds=61)
+    t.budget_monitor.check()
+    assert [a.threshold for a in down.got] == [0.5] and len(healthy.got) == 1
+    now.at += timedelta(hours=2)
+    t.budget_monitor.check()
+    assert (len(down.got), len(healthy.got)) == (1, 1)  # sent: never again
+    assert t.budget_monitor.status()[0].fired == ("0.5",)
+
+
+def test_an_alert_no_sink_took_is_sent_after_a_restart(clean_alerts, trackers) -> None:
+    """The claim of an alert no sink took is released, so the next process (or run) sends it."""
+    now = Clock(datetime(2026, 7, 3, tzinfo=UTC))
+    sink = Flaky()
+    t1 = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, thresholds=(0.5,), on_alert=sink, projection=False))
+    t1.add(record(6.0, now.at))
+    t1.budget_monitor.check()
+    assert sink.got == []
+    t1.close()
+    sink.up = True
+    t2 = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, thresholds=(0.5,), on_alert=sink, projection=False))
+    t2.budget_monitor.check()
+    assert [a.threshold for a in sink.got] == [0.5]
+    t2.budget_monitor.check()
+    t3 = trackers(clean_alerts, now=now, budget=Budget(monthly_usd=10, thresholds=(0.5,), on_alert=sink, projection=False))
+    t3.budget_monitor.check()
+    assert len(sink.got) == 1  # claimed and sent: once across processes
+
+
+def test_an_alert_whose_claim_cannot_be_released_is_sent_by_its_claimer(clean_alerts, trackers) -> None:
+    """The database refuses to delete the claim of an alert no sink took: this process keeps it and sends it later."""
+    engine = make_engine(clean_alerts)
+    postgres = engine.dialect.name == "postgresql"
+    refuse = (
+        ["CREATE OR REPLACE FUNCTION ct_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql",
+         "CREATE TRIGGER ct_refuse BEFORE DELETE ON budget_alerts FOR EACH ROW EXECUTE FUNCTION ct_refuse()"]
+        if postgres else
+        ["CREATE TRIGGER ct_refuse BEFORE DELETE ON budget_alerts BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+    )  # fmt: skip
+    allow = ["DROP TRIGGER ct_refuse ON budget_alerts", "DROP FUNCTION ct_refuse()"] if postgres else ["DROP TRIGGER ct_refuse"]
+    now = Clock(datetime(2026, 8, 3, tzinfo=UTC))
+    sink = Flaky()
+    t = trackers(clean_alerts, now=now, budget_options={**MANUAL, "alert_redeliver": 0.0},
+                 budget=Budget(monthly_usd=10, thresholds=(0.5,), on_alert=sink, projection=False))  # fmt: skip
+    t.add(record(6.0, now.at))
+    t.flush()
+    try:
+        with engine.begin() as conn:
+            for statement in refuse:
+                conn.exec_driver_sql(statement)
+        t.budget_monitor.check()
+        assert sink.got == []
+        sink.up = True
+        t.budget_monitor.check()
+        assert [a.threshold for a in sink.got] == [0.5]
+    finally:
+        with engine.begin() as conn:
+            for statement in allow:
+                conn.exec_driver_sql(statement)
+        engine.dispose()
+    t.budget_monitor.check()
+    assert len(sink.got) == 1
+
+
 def test_database_down_delays_alerts_never_the_app(clean_alerts, blocked_database, trackers) -> None:
     alerts: list[Alert] = []
     sim = Simulator()

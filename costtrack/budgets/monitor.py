@@ -50,15 +50,16 @@ restart does not start from zero.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..alerts import Alert, AlertDispatcher, LoggingSink, env_sinks
+from ..alerts import Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
 from ..errors import ConfigError
 from ..logs import log_once
 from ..usage import Usage
@@ -83,6 +84,18 @@ __all__ = ["BudgetMonitor", "BudgetStatus", "budgets_from_env", "make_monitor"]
 _REFRESH_ATTEMPTS = 4
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 _PROJECTED = "projected"
+_REDELIVER_MAX = 3600.0  # seconds: the longest wait before an undelivered alert is tried again
+
+log = logging.getLogger("costtrack")
+
+
+class _Undelivered(NamedTuple):
+    """An alert some sinks never took (see BudgetMonitor._undelivered)."""
+
+    sinks: tuple[Sink, ...]
+    due: datetime
+    wait: float
+    holds_claim: bool
 
 
 class BudgetMonitor:
@@ -92,7 +105,8 @@ class BudgetMonitor:
     `refresh_interval` seconds between database refreshes (5); `near_limit_refresh` the
     shortest gap between refreshes that calls near a hard limit ask for (0.25);
     `alert_retries` (3), `alert_backoff` (1 s, doubling) and `alert_sleep` for failing
-    sinks; `default_max_output_tokens` for requests without a max (4096).
+    sinks; `alert_redeliver` seconds before an alert a sink never took is sent to it again
+    (60, doubling up to an hour); `default_max_output_tokens` for requests without a max (4096).
     """
 
     def __init__(
@@ -105,11 +119,14 @@ class BudgetMonitor:
         alert_retries: int = 3,
         alert_backoff: float = 1.0,
         alert_sleep: Callable[[float], Any] = time.sleep,
+        alert_redeliver: float = 60.0,
         default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         confirm_flush_timeout: float = 5.0,
     ) -> None:
         if refresh_interval <= 0 or near_limit_refresh < 0:
             raise ConfigError("budget refresh_interval must be positive (seconds)")
+        if alert_redeliver < 0:
+            raise ConfigError("budget alert_redeliver must not be negative (seconds)")
         self.tracker = tracker
         self.budgets: tuple[Budget, ...] = tuple(budgets)
         keys = [b.key for b in self.budgets]
@@ -134,6 +151,12 @@ class BudgetMonitor:
         self.default_max_output_tokens = default_max_output_tokens
         self.confirm_flush_timeout = confirm_flush_timeout
         self.dispatcher = AlertDispatcher(retries=alert_retries, backoff=alert_backoff, sleep=alert_sleep)
+        self.alert_redeliver = alert_redeliver
+        # Alerts some sink never took, by (budget key, period start, label): the sinks still owed it, when to
+        # try again (tracker time), the wait after that (doubling, at most an hour), and whether this process
+        # still holds the alert's claim in the database (its row could not be released). Sent when the sinks
+        # are back, never lost; only the sinks that missed it get it again.
+        self._undelivered: dict[tuple[str, datetime, str], _Undelivered] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -415,6 +438,7 @@ class BudgetMonitor:
                 if s.loaded != start:
                     self._load_fired(engine, s, start)
             jobs: list[tuple[State, datetime, datetime, str, float | None]] = []
+            self._redeliver_due(now)
             with self._lock:
                 for s in states:
                     if s.retry:
@@ -519,11 +543,16 @@ class BudgetMonitor:
         if threshold is None and not (projected > s.amount + EPS and spend < s.amount):
             self._unfire(s, start, label)
             return
-        claimed = self._claim(engine, s, start, label, spend, now)
+        key = (b.key, start, label)
+        with self._lock:
+            owed = self._undelivered.get(key)
+        claimed = True if owed is not None and owed.holds_claim else self._claim(engine, s, start, label, spend, now)
         if claimed is None:
             self._unfire(s, start, label)
             return
         if not claimed:
+            with self._lock:
+                self._undelivered.pop(key, None)
             return  # another process (or an earlier run) sent it
         try:
             top_endpoints = query_top(engine, b, start, end, "endpoint")
@@ -536,7 +565,49 @@ class BudgetMonitor:
             month_to_date_usd=spend, projected_month_end_usd=projected, percent_used=spend / s.amount * 100.0,
             top_endpoints=top_endpoints, top_models=top_models, hard_limit=b.hard_limit, at=now,
         )  # fmt: skip
-        self.dispatcher.deliver(alert, s.sinks)
+        sinks = s.sinks if owed is None else owed.sinks
+        failed = self.dispatcher.deliver_each(alert, sinks)
+        if not failed:
+            with self._lock:
+                self._undelivered.pop(key, None)
+            return
+        # Released, so that this process or another (after a restart, say) claims and sends it again.
+        released = self._release(engine, s, start, label)
+        wait = self.alert_redeliver if owed is None else min(owed.wait * 2, _REDELIVER_MAX)
+        with self._lock:
+            self._undelivered[key] = _Undelivered(tuple(failed), now + timedelta(seconds=wait), wait, not released)
+        log.warning("costtrack: budget %r's %s alert reached %d of %d sinks; it is sent to the others again in %gs",
+                    b.key, label, len(sinks) - len(failed), len(sinks), wait)  # fmt: skip
+
+    def _redeliver_due(self, now: datetime) -> None:
+        """Queue again (at this refresh) the undelivered alerts whose wait is over; forget those of past periods."""
+        if not self._undelivered:
+            return
+        with self._lock:
+            for s in self._states:
+                for key in [k for k in self._undelivered if k[0] == s.budget.key]:
+                    if key[1] != s.start:
+                        del self._undelivered[key]
+                    elif self._undelivered[key].due <= now:
+                        s.retry.add((key[1], key[2]))
+
+    def _release(self, engine: Engine, s: State, start: datetime, label: str) -> bool:
+        """Delete this process's claim on an alert it could not deliver; False if the database refused."""
+        from sqlalchemy import delete
+
+        from ..store.schema import budget_alerts as t
+
+        if self._table_missing:
+            return True
+        stmt = delete(t).where(t.c.budget_key == s.budget.key, t.c.period_start == start, t.c.threshold == label,
+                               t.c.fired_by == self._fired_by)  # fmt: skip
+        try:
+            with engine.begin() as conn:
+                conn.execute(stmt)
+        except Exception as exc:  # noqa: BLE001 - the claim is kept: this process sends the alert again itself
+            self._alerts_table_problem(engine, exc)
+            return self._table_missing
+        return True
 
     def _claim(self, engine: Engine, s: State, start: datetime, label: str, spend: float, now: datetime) -> bool | None:
         """INSERT the alert's row: True if this process inserted it (and sends the alert), False if it was
