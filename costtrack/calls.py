@@ -197,10 +197,8 @@ class Call:
         usage: Usage | None = None
         model: str | None = None
         body_text: str | None = None
-        partial = False  # usage holds running totals of a stream cut short, not what was billed
         if self.reader is not None:
             usage, model = self.reader.usage, self.reader.model
-            partial = usage is not None and not self.reader.usage_final
             if self.reader.failed and self.status == "ok":
                 self.status, self.error_type = "error", self.reader.failed
             elif not self.reader.done and self.status == "ok":
@@ -228,7 +226,7 @@ class Call:
         source: str | None = None
         requested = self.model_requested
         priced_model = model or requested
-        billed = usage is not None and (usage.input > 0 or usage.output > 0) and not partial
+        billed = usage is not None and (usage.input > 0 or usage.output > 0)
         if billed and pricebook is not None and priced_model:
             assert usage is not None
             price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch)

@@ -112,8 +112,11 @@ def test_abandoned_stream_is_recorded_as_incomplete(tracker, records):
     stream.close()
     [rec] = records()
     assert rec.status == "incomplete" and rec.tokens_input == 12030 and rec.model == "claude-sonnet-4-5-20250929"
-    # message_start's output count is a placeholder, not what was billed: the cost is unknown, never a guess.
-    assert rec.tokens_output == 1 and rec.cost_usd is None and rec.price_source is None
+    # Cut before message_delta: priced from the counts message_start gave (every input token, the output counted so
+    # far): the least the call cost, never nothing. 30 input at $3, 10,000 cache reads at $0.30, 500 5-minute
+    # writes at $3.75, 1,500 1-hour writes at $6, 1 output token at $15.
+    assert rec.tokens_output == 1
+    assert rec.cost_usd == pytest.approx((30 * 3 + 10_000 * 0.30 + 500 * 3.75 + 1_500 * 6 + 1 * 15) / 1e6)
 
 
 def test_stream_left_after_its_final_usage_is_priced(tracker, records):

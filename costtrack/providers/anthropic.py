@@ -34,7 +34,7 @@ def message_usage(usage: Any) -> Usage | None:
 class MessageStreamReader:
     """Reads Messages events: `message_start` has the input side, `message_delta` the running totals."""
 
-    __slots__ = ("_raw", "_seen_content", "done", "failed", "model", "usage", "usage_final")
+    __slots__ = ("_raw", "_seen_content", "done", "failed", "model", "usage")
 
     strip = None  # nothing is hidden from a Messages stream
     starts = None  # every event before content is read
@@ -42,8 +42,6 @@ class MessageStreamReader:
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
         self.usage: Usage | None = None
-        # message_start's counts are a beginning (output_tokens a placeholder): final once message_delta brings the totals.
-        self.usage_final = False
         self.done = False
         self.failed: str | None = None
         self._raw: dict[str, Any] = {}
@@ -85,7 +83,6 @@ class MessageStreamReader:
         elif kind == "message_delta":
             # Every count in message_delta is the running total: replace, never add.
             self._merge(parsed.get("usage"))
-            self.usage_final = self.usage is not None
         elif kind == "message_stop":
             self.done = True
         elif kind == "error":

@@ -54,8 +54,6 @@ class StreamReader(Protocol):
 
     model: str | None
     usage: Usage | None
-    #: Whether `usage` holds the call's final counts, not running totals an answer cut short left behind.
-    usage_final: bool
     done: bool
     failed: str | None
     #: Bytes to drop from every event handed on to the app (None: nothing), found while reading.

@@ -113,8 +113,6 @@ class ChatStreamReader:
         "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_usage", "_usage_data", "done", "failed", "strip",
     )  # fmt: skip
 
-    usage_final = True  # usage comes once, in the final chunk
-
     def __init__(self, hide_usage_chunk: bool) -> None:
         self._model: str | None = None
         # The first content chunk, when its bytes alone showed it carries content: parsed for `model` when read.
@@ -312,7 +310,6 @@ class ResponsesStreamReader:
 
     strip = None  # nothing is hidden from a Responses stream
     starts = None  # every event before content is read
-    usage_final = True  # usage comes once, in the final event
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
