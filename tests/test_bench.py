@@ -597,3 +597,62 @@ def test_cli_bad_input_is_one_line_exit_2(cli: Callable[..., tuple[int, str, str
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("costtrack: error: ") and message in err, err
     assert out == ""
+
+
+# --------------------------------------------------------------------------- a target that never answers
+
+
+def test_cli_target_with_nothing_listening_exits_1_naming_it(cli: Callable[..., tuple[int, str, str]], sqlite_url: str) -> None:
+    from servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there: every connection is refused at once
+    code, out, err = cli("-t", f"api={dead}", "-m", "api=gpt-4o-mini", "-n", "2", "--database-url", sqlite_url)
+    assert code == 1, err  # the run happened (table printed, requests recorded) but measured nothing
+    assert err.count("\n") == 1 and err.startswith("costtrack: error: "), err  # one line: no warnings around it
+    assert "target api failed (connection 2)" in err and "first error: Connection error." in err
+    assert "Connect call failed" in err and "is it running?" in err
+    assert "event loop" not in err and "Traceback" not in err
+    assert "none to price" in out and "unpriced" not in out  # gpt-4o-mini has a price: there was nothing to price
+
+
+def test_failed_fast_requests_do_not_blame_the_client(sqlite_tracker: Tracker) -> None:
+    from servers import free_port
+
+    ticks = iter(range(0, 10_000, 50))  # a CPU clock as busy as in test_client_bound_run_is_warned_about
+    dead = Target("dead", f"http://127.0.0.1:{free_port()}/v1", "gpt-4o-mini", api_key="sk-test")
+    report = Bench([dead], tracker=sqlite_tracker, requests=3, cpu_clock=lambda: float(next(ticks))).run()
+    r = only(report, "dead")
+    assert (r.ok, r.errors["connection"]) == (0, 3)
+    assert not any("the client, not the target" in w for w in report.warnings), report.warnings
+    assert r.first_error is not None and "Connect call failed" in r.first_error
+    assert [(f.target, f.requests) for f in report.failed_targets()] == [("dead", 3)]
+    assert len(sqlite_tracker.records()) == 3  # still recorded
+
+
+def test_cli_one_dead_target_among_healthy_ones_exits_1_after_the_results(
+    server: Callable[..., LLMServer], cli: Callable[..., tuple[int, str, str]], sqlite_url: str
+) -> None:
+    from servers import free_port
+
+    srv = server(tokens=2)
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    code, out, err = cli("-t", f"api={srv.url}", "-m", "api=gpt-4o-mini", "-t", f"local={dead}", "-m", "local=llama3.1:8b",
+                         "-n", "2", "-c", "1,2", "--json", "--database-url", sqlite_url)  # fmt: skip
+    assert code == 1
+    data = json.loads(out)  # the results are printed in full before the error
+    by = {(r["target"], r["concurrency"]): r for r in data["results"]}
+    assert by["api", 1]["ok"] == 2 and by["api", 1]["cost_per_1k_requests_usd"] > 0 and by["api", 1]["first_error"] is None
+    assert by["local", 2]["ok"] == 0 and "Connect call failed" in by["local", 2]["first_error"]
+    [error] = [line for line in err.splitlines() if line.startswith("costtrack: error: ")]
+    assert err.endswith(error + "\n") and "target local failed (connection 4)" in error and "target api" not in error
+    assert "every request failed" not in err  # said once, by the error line
+
+
+def test_cli_refused_requests_name_the_status_and_what_to_check(
+    server: Callable[..., LLMServer], cli: Callable[..., tuple[int, str, str]], sqlite_url: str
+) -> None:
+    srv = server(require_key="sk-not-this-one")
+    code, _, err = cli("-t", f"api={srv.url}", "-m", "api=gpt-4o-mini", "-n", "2", "--database-url", sqlite_url)
+    assert code == 1
+    assert err.count("\n") == 1 and "target api failed (4xx 2)" in err and "first error: Error code: 401" in err
+    assert "check the model name and the API key" in err

@@ -50,6 +50,7 @@ failure) to show how the chain degrades when one side does.
 
 from .chart import save_chart
 from .readiness import probe_models, wait_ready
+from .results import FailedTarget
 from .runner import Bench, BenchReport, LevelResult, percentile
 from .targets import (
     DEFAULT_PROMPT,
@@ -71,6 +72,7 @@ __all__ = [
     "Bench",
     "BenchError",
     "BenchReport",
+    "FailedTarget",
     "Injection",
     "LevelResult",
     "Target",

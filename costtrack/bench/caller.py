@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 
 from ..usage import Usage
-from .transport import ANSWERED, error_kind
+from .transport import ANSWERED, error_kind, error_text
 
 if TYPE_CHECKING:
     from .targets import Target
@@ -18,14 +18,15 @@ if TYPE_CHECKING:
 class Sample:
     """One request as the client saw it (seconds, from perf_counter)."""
 
-    __slots__ = ("answered_by", "error", "latency", "model", "tokens_estimated", "ttft", "usage")
+    __slots__ = ("answered_by", "error", "error_text", "latency", "model", "tokens_estimated", "ttft", "usage")
 
     def __init__(self) -> None:
         self.latency = 0.0
         self.ttft: float | None = None
         self.usage: Usage | None = None
         self.model: str | None = None
-        self.error: str | None = None
+        self.error: str | None = None  # its kind (ERROR_KINDS)
+        self.error_text: str | None = None  # what it said, on one line
         self.answered_by: str | None = None
         self.tokens_estimated = False
 
@@ -98,6 +99,7 @@ class Caller:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is a sample's error, counted by kind
             sample.error = error_kind(exc)
+            sample.error_text = error_text(exc)
         sample.latency = clock() - start
         sample.answered_by = slot[0]
         return sample

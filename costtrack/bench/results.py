@@ -42,6 +42,7 @@ class LevelResult:
     attempts: dict[str, int] | None = None
     answered_by: dict[str, int] | None = None
     tokens_estimated: bool = False
+    first_error: str | None = None  # what the first failed request said, on one line
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -59,6 +60,7 @@ class LevelResult:
             "cost_per_1k_requests_usd": self.cost_per_1k_requests_usd, "cost_basis": self.cost_basis,
             "client_cpu_ms_per_request": self.client_cpu_ms_per_request, "client_cpu_share": self.client_cpu_share,
             "stream": self.stream, "interrupted": self.interrupted, "tokens_estimated": self.tokens_estimated,
+            "first_error": self.first_error,
         }  # fmt: skip
         if self.injected is not None:
             data["injected"] = dict(self.injected)
@@ -81,6 +83,10 @@ class BenchReport:
     warnings: list[str]
     interrupted: bool
 
+    def failed_targets(self) -> list[FailedTarget]:
+        """The targets none of whose requests succeeded (see `failed_targets`)."""
+        return failed_targets(self.results)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -90,6 +96,55 @@ class BenchReport:
             "startup_s": dict(self.startup_s),
             "warnings": list(self.warnings),
         }
+
+
+@dataclass
+class FailedTarget:
+    """A target (or fallback chain) none of whose requests succeeded, over every level of the run."""
+
+    target: str
+    requests: int
+    errors: dict[str, int]
+    first_error: str | None
+    stream: bool
+
+
+def failed_targets(results: list[LevelResult]) -> list[FailedTarget]:
+    """The targets that sent requests and got no answer at all, in the order they ran."""
+    by_target: dict[str, list[LevelResult]] = {}
+    for r in results:
+        by_target.setdefault(r.target, []).append(r)
+    failed = []
+    for name, rows in by_target.items():
+        sent = sum(r.requests for r in rows)
+        if not sent or any(r.ok for r in rows):
+            continue
+        errors: dict[str, int] = {}
+        for r in rows:
+            for kind, n in r.errors.items():
+                errors[kind] = errors.get(kind, 0) + n
+        first = next((r.first_error for r in rows if r.first_error), None)
+        failed.append(FailedTarget(name, sent, errors, first, rows[0].stream))
+    return failed
+
+
+def failure_hint(errors: dict[str, int], stream: bool) -> str:
+    """What to check when every request failed with these errors ("" when the error itself says best)."""
+    if errors.get("4xx"):
+        return "check the model name and the API key" + (
+            ", and whether the server takes stream_options (try --no-stream)" if stream else "")
+    if errors.get("connection"):
+        return "is it running? (--wait-ready waits for it)"
+    if errors.get("timeout"):
+        return "raise --timeout, or lower --concurrency"
+    if errors.get("rate_limit"):
+        return "lower --concurrency or --requests, or check the account's rate limits"
+    return ""
+
+
+def errors_text(errors: dict[str, int]) -> str:
+    """`connection 2, timeout 1`: the error kinds that occurred, with their counts."""
+    return ", ".join(f"{kind} {count}" for kind, count in errors.items() if count) or "none"
 
 
 def new_run_id(now: datetime | None = None) -> str:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 from .caller import Caller, Sample
 from .percentiles import ms_percentiles, percentile
 from .readiness import wait_ready
-from .results import BenchReport, LevelResult, new_run_id
+from .results import BenchReport, LevelResult, errors_text, failure_hint, new_run_id
 from .targets import DEFAULT_PROMPT, ERROR_KINDS, NO_KEY, SDKS, Target
 from .transport import BenchTransport, TargetState
 from .warmup import NullWriter, canned_answer
@@ -370,20 +370,18 @@ class Bench:
         per_request = cost / len(ok) if cost is not None and ok else None
         n = len(samples)
         cpu_share = cpu / wall if wall > 0 else None
-        if cpu_share is not None and cpu_share >= self.cpu_warn_share and n:
+        # With no answer there is nothing the client could have slowed down: requests that all failed fast (a
+        # refused connection) keep the loop busy for a few milliseconds of wall time, which says nothing about it.
+        if cpu_share is not None and cpu_share >= self.cpu_warn_share and n and ok:
             notes.append(
                 f"{label} at concurrency {level}: the client's event loop was busy {cpu_share:.0%} of the time "
                 f"({cpu / n * 1000:.2f} ms CPU a request): the client, not the target, may limit these figures; "
                 "lower the concurrency or run the bench on a bigger machine"
             )
         if n and sum(errors.values()) == n:
-            hint = ""
-            if errors.get("4xx"):
-                hint = ": check the model name and the API key" + (
-                    ", and whether the server takes stream_options (try --no-stream)" if self.stream else "")
-            elif errors.get("connection"):
-                hint = ": is it running? (--wait-ready waits for it)"
-            notes.append(f"{label} at concurrency {level}: every request failed ({_errors_text(errors)}){hint}")
+            hint = failure_hint(errors, self.stream)
+            notes.append(f"{label} at concurrency {level}: every request failed ({errors_text(errors)})"
+                         + (f": {hint}" if hint else ""))  # fmt: skip
         estimated = any(s.tokens_estimated for s in ok)
         if estimated:
             notes.append(f"{label}: the server sent no usage in its stream; output tokens counted one per chunk")
@@ -417,7 +415,8 @@ class Bench:
             cost_basis=basis, client_cpu_ms_per_request=round(cpu / n * 1000, 4) if n else None,
             client_cpu_share=None if cpu_share is None else round(cpu_share, 4), stream=self.stream,
             interrupted=interrupted, injected=injected, inject_spec=spec, chain=[t.name for t in chain] if is_chain else None,
-            attempts=attempts, answered_by=answered, tokens_estimated=estimated, notes=notes,
+            attempts=attempts, answered_by=answered, tokens_estimated=estimated,
+            first_error=next((s.error_text for s in samples if s.error is not None), None), notes=notes,
         )  # fmt: skip
 
     def _cost(self, chain: Sequence[Target], ok: list[Sample], wall: float, notes: list[str],
@@ -464,7 +463,3 @@ class Bench:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _errors_text(errors: Mapping[str, int]) -> str:
-    return ", ".join(f"{kind} {count}" for kind, count in errors.items() if count) or "none"

@@ -119,3 +119,24 @@ def error_kind(exc: BaseException) -> str:
     return "other"
 
 
+
+
+def error_text(exc: BaseException, limit: int = 200) -> str:
+    """One line saying what went wrong: the exception's message, and its root cause's when that says more.
+
+    An SDK's "Connection error." becomes "Connection error. ([Errno 111] Connect call failed ('127.0.0.1', 1))".
+    """
+    text = str(exc).strip() or type(exc).__name__
+    root: BaseException = exc
+    seen = {id(exc)}
+    while True:
+        nxt = root.__cause__ or root.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        root = nxt
+    cause = str(root).strip()
+    if root is not exc and cause and cause not in text:
+        text = f"{text} ({cause})"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,7 +16,7 @@ from . import _common
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..bench import BenchReport
+    from ..bench import BenchReport, FailedTarget, LevelResult
 
 __all__ = ["bench", "render"]
 
@@ -91,14 +91,47 @@ def bench(
         _common.print_json(report.as_dict())
     else:
         render(report, _common.console())
+    failed = report.failed_targets()
+    said = _said_by_the_error(report, failed)
     for warning in report.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        if warning not in said:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if chart is not None and report.results:
         path = core.save_chart(report, chart)
         err.print(f"chart: {path}", highlight=False)
     if report.interrupted:
         err.print(f"costtrack: interrupted; partial results above, records of run {report.run_id} flushed", highlight=False)
         raise typer.Exit(130)
+    if failed:
+        # The run happened (results printed, requests recorded) but measured nothing for these targets: exit 1,
+        # not 2, which is for a command rejected before anything is sent.
+        typer.echo(f"costtrack: error: {_failure_message(failed)}", err=True)
+        raise typer.Exit(1)
+
+
+def _failure_message(failed: list[FailedTarget]) -> str:
+    """One line: the first target none of whose requests succeeded, its first error and what to check."""
+    from ..bench.results import errors_text, failure_hint
+
+    first = failed[0]
+    message = f"every request to target {first.target} failed ({errors_text(first.errors)})"
+    if first.first_error:
+        message += f"; first error: {first.first_error}"
+    hint = failure_hint(first.errors, first.stream)
+    if hint:
+        message += f"; {hint}"
+    if len(failed) > 1:
+        message += f" (every request to {', '.join(f.target for f in failed[1:])} failed too)"
+    return message
+
+
+def _said_by_the_error(report: BenchReport, failed: list[FailedTarget]) -> set[str]:
+    """The per-level "every request failed" warnings of the failed targets: the error line says it once."""
+    names = {f.target for f in failed}
+    return {
+        note for r in report.results if r.target in names for note in r.notes
+        if note.startswith(f"{r.target} at concurrency {r.concurrency}: every request failed")
+    }  # fmt: skip
 
 
 def _tracker(database_url: str | None, prices_file: Path | None) -> Any:
@@ -148,6 +181,13 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _cost_cell(r: LevelResult) -> str:
+    """Cost per 1K requests; "unpriced" only for answers with no price, not for a level that got no answer."""
+    if not r.ok:
+        return "none to price"  # short enough for a 100-column terminal
+    return usd(r.cost_per_1k_requests_usd) + ("*" if r.cost_basis in ("per_hour", "mixed") else "")
+
+
 def render(report: BenchReport, console: Console) -> None:
     """Print the results as a table for people: targets side by side at each concurrency level."""
     from rich.table import Table
@@ -175,7 +215,7 @@ def render(report: BenchReport, console: Console) -> None:
     columns += [("tok/s\n/req", lambda r: _num(r.output_tokens_per_s)), ("req/s", lambda r: _num(r.requests_per_s))]
     if wide:
         columns.append(("tok/s", lambda r: _num(r.tokens_per_s)))
-    columns.append(("$ per\n1K req", lambda r: usd(r.cost_per_1k_requests_usd) + ("*" if r.cost_basis in ("per_hour", "mixed") else "")))
+    columns.append(("$ per\n1K req", _cost_cell))
     if wide:
         columns.append(("client\nms/req", lambda r: "-" if r.client_cpu_ms_per_request is None else f"{r.client_cpu_ms_per_request:.2f}"))
     for header, _ in columns:
