@@ -12,7 +12,10 @@ from .call_context import context
 from .simulator import Simulator, anthropic_client, openai_client
 from .tracker import Tracker
 
-__all__ = ["Step", "run", "workload"]
+__all__ = ["DEMO_TAGS", "Step", "run", "workload"]
+
+#: The tags of every call the demo makes: how a later demo finds (and replaces) an earlier one's records.
+DEMO_TAGS = {"source": "costtrack-demo"}
 
 TICKETS = [
     "My invoice shows a double charge for October.", "The app crashes when I upload a PNG.",
@@ -269,7 +272,7 @@ def run(
     outcome = {"ok": 0, "failed": 0}
     for step in workload(calls, seed=seed):
         clock.start_step(step.at)
-        with context(endpoint=step.endpoint, user=step.user, tags={"source": "demo"}):
+        with context(endpoint=step.endpoint, user=step.user, tags=DEMO_TAGS):
             try:
                 step.call(clients)
                 outcome["ok"] += 1

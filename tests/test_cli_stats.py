@@ -208,6 +208,26 @@ def test_reprice_prices_what_a_fallback_answer_saved(tracker, make_record, datab
     assert "0 changed" in capsys.readouterr().out
 
 
+def test_demo_replaces_an_earlier_demo_and_leaves_an_apps_database_alone(tracker, make_record, database_url, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/demo.db"
+    counts = []
+    for _ in range(2):
+        assert run(["demo", "--calls", "40", "--no-report", "--database-url", url]) == 0
+        capsys.readouterr()
+        assert run(["stats", "--json", "--database-url", url]) == 0
+        counts.append(json.loads(capsys.readouterr().out)["total"]["calls"])
+    assert counts[0] >= 40 and counts == [counts[0]] * 2  # one record per attempt (SDK retries included), not doubled
+    # A database with the app's own records: the demo refuses, and changes nothing.
+    tracker.add(make_record())
+    tracker.flush()
+    assert run(["demo", "--calls", "5", "--no-report", "--database-url", database_url]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "already holds 1 records that are not the demo's" in err
+    assert "--database-url sqlite:///costtrack-demo.db" in err
+    assert len(tracker.records()) == 1
+
+
 def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/demo.db"
@@ -220,3 +240,46 @@ def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["calls"] >= 300 and data["total"]["spend_usd"] > 0
     assert data["unpriced_models"] == []
+
+
+# --------------------------------------------------------------------------- nothing in the period: said, exit 2
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    err = captured.err
+    assert captured.out == "" and err.count("\n") == 1 and err.startswith("costtrack: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_with_no_records_in_the_period_says_the_range_and_exits_2(fmt, seeded, database_url, capsys, tmp_path):
+    assert run(["export", "--format", fmt, "--since", "2030-01-01", "--database-url", database_url]) == 2
+    err = _one_line_error(capsys)
+    assert "no records since 2030-01-01" in err
+    assert "the database has records from 2026-10-30 00:00 UTC to 2026-11-02 00:00 UTC" in err and "--since" in err
+    out = tmp_path / "calls.csv"
+    assert run(["export", "--format", fmt, "-o", str(out), "--since", "2030-01-01", "--database-url", database_url]) == 2
+    assert "no records since 2030-01-01" in _one_line_error(capsys)
+    assert not out.exists()  # no empty file, no bare CSV header
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_of_an_empty_database_says_what_to_do_and_exits_2(fmt, engine, database_url, capsys):
+    assert run(["export", "--format", fmt, "--database-url", database_url]) == 2
+    err = _one_line_error(capsys)
+    assert "the database has no records" in err and "costtrack demo" in err
+
+
+@pytest.mark.parametrize(
+    "argv, period, hint",
+    [(["--month", "2020-01"], "no records in 2020-01", "--month"),
+     (["--since", "2030-01-01"], "no records since 2030-01-01", "--since")],
+)  # fmt: skip
+def test_stats_with_records_outside_the_period_gives_the_range_not_the_demo(argv, period, hint, seeded, database_url, capsys):
+    assert run(["stats", *argv, "--database-url", database_url]) == 2
+    err = _one_line_error(capsys)
+    assert period in err and hint in err
+    assert "the database has records from 2026-10-30 00:00 UTC to 2026-11-02 00:00 UTC" in err
+    assert "costtrack demo" not in err  # the database has records: recording more is not the answer

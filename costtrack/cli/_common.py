@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = [
-    "DatabaseOption", "console", "database_error", "display_url", "fail", "print_json", "read_engine", "resolve_database_url",
+    "DatabaseOption", "console", "database_error", "display_url", "fail", "no_records", "print_json", "read_engine",
+    "resolve_database_url",
 ]  # fmt: skip
 
 
@@ -77,6 +79,37 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
         engine.dispose()
         fail(database_error(exc, resolved))
     return engine
+
+
+def no_records(engine: Engine, what: str = "in that period", hint: str = "widen --since or check the dates") -> NoReturn:
+    """Fail for a query that found no records: an empty database says how to get some; otherwise the range it covers.
+
+    `what` names the period asked for ("since 2030-01-01 00:00 UTC", "in 2020-01"); `hint` says how to change it.
+    """
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..store.schema import records
+
+    try:
+        with engine.connect() as conn:
+            first, last = conn.execute(select(func.min(records.c.timestamp), func.max(records.c.timestamp))).one()
+    except SQLAlchemyError as exc:
+        fail(database_error(exc))
+    if first is None:
+        fail("the database has no records: run `costtrack demo` for a month of sample traffic, or wrap a client "
+             "with costtrack.wrap(...) and make some calls")  # fmt: skip
+    fail(f"no records {what} (the database has records from {_when(first)} to {_when(last)}): {hint}")
+
+
+def _when(value: Any) -> str:
+    from ..format import when
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return when(value)
 
 
 def database_error(exc: BaseException, url: str | None = None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -12,6 +12,9 @@ from ..reports.stats import compute_stats
 from ..tracker import Tracker
 from . import _common
 from .stats import render
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def demo(
@@ -24,7 +27,13 @@ def demo(
     """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network), show what it cost, audit it."""
     console = _common.console(stderr=True)
     url = _common.resolve_database_url(database_url)
-    _common.read_engine(url, create=True).dispose()  # a database that cannot be used fails here, before any call
+    engine = _common.read_engine(url, create=True)  # a database that cannot be used fails here, before any call
+    try:
+        replaced = _clear_earlier_demo(engine, url)
+    finally:
+        engine.dispose()
+    if replaced:
+        console.print(f"replaced the {replaced:,} records of an earlier demo in {_common.display_url(url)}")
     tracker = Tracker(url)
     with Progress(
         TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -47,3 +56,22 @@ def demo(
               charts=True, template=None, prices_file=None, database_url=url)  # fmt: skip
     console.print("Next: `costtrack stats --by model`, `costtrack simulate --swap gpt-4o=gpt-4o-mini`, "
                   "`costtrack export --format csv -o calls.csv`")
+
+
+def _clear_earlier_demo(engine: Engine, url: str) -> int:
+    """Delete an earlier demo's records; refuse (exit 2) a database that holds any other records."""
+    from sqlalchemy import delete, func, or_, select
+
+    from ..store.schema import records
+
+    source = records.c.tags["source"].as_string()
+    is_demo = source == workload.DEMO_TAGS["source"]
+    with engine.begin() as conn:
+        others = conn.execute(select(func.count()).select_from(records).where(or_(source.is_(None), ~is_demo))).scalar_one()
+        if others:
+            # The demo's simulated month would be counted with the app's own calls (stats, reports, budgets).
+            _common.fail(
+                f"the database at {_common.display_url(url)} already holds {others:,} records that are not the demo's; "
+                "run the demo on a database of its own: costtrack demo --database-url sqlite:///costtrack-demo.db"
+            )
+        return int(conn.execute(delete(records).where(is_demo)).rowcount or 0)

@@ -12,9 +12,10 @@ from typing import Annotated, Any, Optional, TextIO
 
 import typer
 
+from ..format import when
 from ..periods import parse_since
 from ..records import RECORD_FIELDS
-from ..store.sql import iter_records
+from ..store.sql import count_records, iter_records
 from . import _common
 
 #: Exported columns: the record's fields; content only when it was stored.
@@ -33,6 +34,9 @@ def export(
         _common.fail(f"--format {format!r} is not supported: use jsonl or csv")
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     engine = _common.read_engine(database_url)
+    if not count_records(engine, since=start):
+        # Like `stats` and `report`: nothing to export is said, not an empty file or a bare CSV header.
+        _common.no_records(engine, f"since {when(start)}")
     fields = RECORD_FIELDS if with_content else EXPORT_FIELDS
     try:
         target = output.open("w", newline="", encoding="utf-8") if output else nullcontext(sys.stdout)

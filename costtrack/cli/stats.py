@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..format import count, pct, usd
+from ..format import count, pct, usd, when
 from ..periods import month_range, parse_since
 from ..reports.stats import GroupStats, Stats, compute_stats
 from . import _common
@@ -32,7 +32,8 @@ def stats(
     engine = _common.read_engine(database_url)
     result = compute_stats(engine, since=start, until=end, by=by)  # type: ignore[arg-type]
     if result.total.calls == 0:
-        _common.fail("no records in that period: wrap a client with costtrack.wrap(...) or run `costtrack demo` first")
+        _common.no_records(engine, f"in {month}" if month else f"since {when(start)}",
+                           "choose another --month" if month else "widen --since or check the dates")  # fmt: skip
     if as_json:
         _common.print_json(result.as_dict())
     else:
