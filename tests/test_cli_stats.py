@@ -123,6 +123,22 @@ def test_empty_database_says_what_to_do(tmp_path, capsys):
     assert "no records" in err and "costtrack demo" in err
 
 
+def test_a_model_priced_per_hour_shows_per_hour_not_zero(tracker, make_record, database_url, capsys):
+    """A self-hosted model priced per hour has no per-call cost: stats says so, never a silent $0."""
+    tracker.add(make_record(model="llama3.1:8b", model_requested="llama3.1:8b", provider="ollama", cost_usd=None,
+                            price_source="overrides:prices.toml:llama3.1:8b (per hour)", tokens_input=100, tokens_output=20))  # fmt: skip
+    tracker.add(make_record(model="gpt-4o-mini", cost_usd=0.25, tokens_input=100, tokens_output=20))
+    tracker.flush()
+    assert run(["stats", "--by", "model", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    spend = {cells[1].strip(): cells[3].strip() for line in out.splitlines() if len(cells := line.split("│")) > 4}
+    assert (spend["llama3.1:8b"], spend["TOTAL"]) == ("per hour", "$0.2500 + per hour")
+    assert "1 calls went to self-hosted models priced per hour" in out
+    assert run(["stats", "--json", "--by", "model", "--database-url", database_url]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["total"]["per_hour_calls"] == 1 and data["unpriced_models"] == []
+
+
 def test_export_jsonl_and_csv(seeded, database_url, capsys, tmp_path):
     assert run(["export", "--format", "jsonl", "--database-url", database_url]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

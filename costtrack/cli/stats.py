@@ -41,9 +41,12 @@ def stats(
 
 
 def _spend(group: GroupStats) -> str:
-    """The spend cell: unpriced calls are unknown, never $0 ("≥" when only some are priced)."""
+    """The spend cell: unpriced calls are unknown, never $0 ("≥" when only some are priced); calls of a model
+    priced per hour cost the hours it served, which no sum over calls gives ("+ per hour")."""
+    if group.per_hour_calls == group.calls and not group.spend_usd:
+        return "per hour"
     if not group.unpriced_calls:
-        return usd(group.spend_usd)
+        return usd(group.spend_usd) + (" + per hour" if group.per_hour_calls else "")
     return "unpriced" if group.spend_usd == 0 else f"≥{usd(group.spend_usd)}"
 
 
@@ -67,6 +70,9 @@ def render(result: Stats, console: Console) -> None:
     console.print(table)
     if total.cache_hits:
         console.print(f"Response cache: {total.cache_hits:,} hits saved {usd(total.saved_usd)}.")
+    if total.per_hour_calls:
+        console.print(f"{total.per_hour_calls:,} calls went to self-hosted models priced per hour: what they cost is the "
+                      "hours served, not in spend (`costtrack calc` compares it with the API).")
     if result.unpriced_models:
         console.print(
             f"[yellow]Unpriced models[/] (cost unknown, not $0): {', '.join(result.unpriced_models)}. "

@@ -35,6 +35,8 @@ class GroupStats:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    #: Calls of a self-hosted model priced per hour: their cost is the hours served, not a sum over calls.
+    per_hour_calls: int = 0
 
     @property
     def error_rate(self) -> float:
@@ -92,6 +94,15 @@ def unpriced_filter() -> ColumnElement[bool]:
     return and_(
         records.c.cost_usd.is_(None),
         records.c.price_source.is_(None),
+        (records.c.tokens_input + records.c.tokens_output) > 0,
+    )
+
+
+def per_hour_filter() -> ColumnElement[bool]:
+    """Rows of a model priced per hour (self-hosted): a price_source, tokens, and no per-call cost."""
+    return and_(
+        records.c.cost_usd.is_(None),
+        records.c.price_source.is_not(None),
         (records.c.tokens_input + records.c.tokens_output) > 0,
     )
 
@@ -285,6 +296,7 @@ def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnE
             func.coalesce(func.sum(case((c.cache_hit, 1), else_=0)), 0).label("hits"),
             func.coalesce(func.sum(case((c.cache_hit, c.cost_saved_usd), else_=0.0)), 0.0).label("saved"),
             func.coalesce(func.sum(case((unpriced_filter(), 1), else_=0)), 0).label("unpriced"),
+            func.coalesce(func.sum(case((per_hour_filter(), 1), else_=0)), 0).label("per_hour"),
         )
         .where(where)
         .group_by(*([] if group is None else [group]))
@@ -299,7 +311,7 @@ def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnE
             key=str(row.key), calls=int(row.calls), spend_usd=float(row.spend), tokens_input=int(row.tin),
             tokens_output=int(row.tout), tokens_cached_input=int(row.tcached), errors=int(row.errors),
             cache_hits=int(row.hits), saved_usd=float(row.saved or 0.0), unpriced_calls=int(row.unpriced),
-            latency_p50_ms=p.get(50), latency_p95_ms=p.get(95), latency_p99_ms=p.get(99),
+            latency_p50_ms=p.get(50), latency_p95_ms=p.get(95), latency_p99_ms=p.get(99), per_hour_calls=int(row.per_hour),
         ))  # fmt: skip
     return out
 
