@@ -65,6 +65,9 @@ def test_unpriced_spend_is_shown_as_unknown_not_zero(seeded, tracker, make_recor
         (["stats", "--bogus"], "No such option"),
         (["stats", "--database-url", "nosuchdb://x"], "nosuchdb"),
         (["export", "--format", "xml"], "--format 'xml'"),
+        (["stats", "--database-url", "sqlite:///unused.db", "--by"], "requires an argument. (see `costtrack stats --help`)"),
+        (["stats", "--database-url", "postgresql+psycopg://nobody@127.0.0.1:9/x?connect_timeout=2"],
+         "check --database-url, or $COSTTRACK_DATABASE_URL / .env when the flag is not given"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path):

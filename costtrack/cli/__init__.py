@@ -74,7 +74,9 @@ def run(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             print(ctx.get_help())
             return 0
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        # Some parse errors (an option missing its value) come without a context: name the command given.
+        path = ctx.command_path if ctx is not None else " ".join(["costtrack", *args[:1]]) if args and not args[0].startswith("-") else "costtrack"
+        hint = f" (see `{path} --help`)"
         print(f"costtrack: error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -116,7 +116,9 @@ def database_error(exc: BaseException, url: str | None = None) -> str:
     """The one-line message for a database that cannot be used."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     where = f" {display_url(url)}" if url is not None else ""
-    return f"cannot read the records database{where} ({detail[0] if detail else type(exc).__name__}): check --database-url"
+    # The URL may come from the flag, $COSTTRACK_DATABASE_URL or .env (the flag wins): name all three.
+    return (f"cannot read the records database{where} ({detail[0] if detail else type(exc).__name__}): "
+            "check --database-url, or $COSTTRACK_DATABASE_URL / .env when the flag is not given")
 
 
 def console(stderr: bool = False) -> Console:
