@@ -19,10 +19,16 @@ Model names are matched exactly first (the catalog's own aliases, e.g.
 `gpt-4o-2024-05-13` is its own $5/$15 entry), then normalised: a `provider/`
 prefix, a `[1m]` suffix, Vertex `@date` and Bedrock `anthropic.…-v1:0` forms;
 last, a dated snapshot the catalog does not know falls back to its undated
-model, and the price source says so. Self-hosted providers (ollama, vllm,
-llamacpp, openai-compatible) look up the overrides file, then the catalog only
-under a model's exact id or alias: `llama3.1:8b` or `deepseek-r1:8b` on a local
-server is unpriced (NULL, one warning), never $0 and never an API's price.
+model, and the price source says so. With no provider, an `openai/` or
+`anthropic/` prefix resolves to that provider's own entry when it lists the
+name (`openai/o3` is OpenAI's o3 with its price history, not OpenRouter's
+listing), and a prices-file model listed under a single provider is found.
+Self-hosted providers (ollama, vllm, llamacpp, openai-compatible) look up the
+overrides file, then the catalog only under a model's exact id or alias, as
+listed by the provider the name belongs to or by OpenAI or Anthropic
+(`gpt-4o-mini` and `text-embedding-3-small` through a local proxy are priced as
+OpenAI's): `llama3.1:8b` or `deepseek-r1:8b` on a local server is unpriced
+(NULL, one warning), never $0 and never an API's price.
 
 Costs are computed in Decimal, each token bucket at its own rate, and converted
 to float once. `PriceBook.cost()` is on the hot path of every call: model
@@ -64,6 +70,7 @@ __all__ = [
 
 ENV_PRICES_FILE = "COSTTRACK_PRICES_FILE"
 SELF_HOSTED_PROVIDERS = frozenset({"ollama", "vllm", "llamacpp", "openai-compatible"})
+_FIRST_PARTY = ("openai", "anthropic")  # their exact model ids are priced whatever the provider serving them
 
 _MTOK = Decimal(1_000_000)
 _HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic)
@@ -342,7 +349,10 @@ class _Catalog:
         """The catalog model for `name`: under `provider_id` when given, else by the name alone.
 
         `strict`: accept only a model whose id or an exact alias is `name`
-        (no prefix/contains rules), for lookups not anchored to a provider.
+        (no prefix/contains rules), for lookups not anchored to a provider:
+        of the provider genai-prices attributes the name to, or of OpenAI's
+        or Anthropic's catalog (genai-prices attributes `text-embedding-3-small`
+        to no provider, yet it is an OpenAI id like `gpt-4o-mini`).
         """
         lname = name.lower()
         if provider_id:
@@ -358,16 +368,28 @@ class _Catalog:
             model = None
         if model is not None and strict and not _is_exact_alias(model, lname):
             model = None
-        if model is None and not provider_id and not strict:
-            # No provider at all (e.g. the CLI): any provider's model listed under exactly this name.
+        if model is None:
+            # No provider at all (e.g. the CLI): any provider's model listed under exactly this name;
+            # strict: only OpenAI's or Anthropic's own (an exact id, chat or embedding alike).
             model = self._exact_index().get(lname)
+            if model is not None and strict:
+                owner = self.owner(model)
+                if owner is None or owner.id not in _FIRST_PARTY:
+                    model = None
         return model
+
+    def find_own(self, name: str, provider_id: str) -> ModelInfo | None:
+        """The model `provider_id`'s own catalog lists for `name` (its match rules), else None."""
+        provider = self.provider(provider_id)
+        if provider is None:
+            return None
+        return provider.find_model(name.lower(), all_providers=self.snapshot.providers)
 
     def _exact_index(self) -> dict[str, ModelInfo]:
         index = self._exact
         if index is None:
             index = {}
-            first = ("openai", "anthropic")
+            first = _FIRST_PARTY
             ordered = sorted(self.snapshot.providers, key=lambda p: first.index(p.id) if p.id in first else len(first))
             for provider in ordered:
                 for model in provider.models:
@@ -390,6 +412,9 @@ class _EmptyCatalog(_Catalog):
         return None
 
     def find(self, name: str, provider_id: str, *, strict: bool) -> ModelInfo | None:
+        return None
+
+    def find_own(self, name: str, provider_id: str) -> ModelInfo | None:
         return None
 
 
@@ -580,6 +605,9 @@ class PriceBook:
         if prices_file is not None:
             path = Path(os.path.abspath(os.path.expanduser(os.fspath(prices_file))))
             self._overrides, self.prices_file = _parse_overrides(path)
+        self._override_providers: dict[str, str | None] = {
+            o.rates.source: o.provider for entries in self._overrides.values() for o in entries
+        }
         self._entries: dict[tuple[str | None, str], _Entry | _Unknown] = {}
         self._warned: set[tuple[str | None, str | None]] = set()
         self._lock = threading.Lock()
@@ -612,6 +640,18 @@ class PriceBook:
             return Price(None, rates.source)
         # tuple.__new__: a NamedTuple's own __new__ is Python code, slower than the sum above
         return _new_tuple(Price, (float(_cost_of(rates, usage, batch)), rates.source))
+
+    def file_provider(self, rates: Rates) -> str | None:
+        """The provider a prices-file entry is restricted to, for `rates` read from it (else None)."""
+        return self._override_providers.get(rates.source)
+
+    def file_providers(self, model: str) -> tuple[str | None, ...]:
+        """The providers of the prices file's entries for `model` (None: an entry for any provider), file order."""
+        for name, _, _ in _candidates(model):
+            entries = self._overrides.get(name.lower())
+            if entries:
+                return tuple(entry.provider for entry in entries)
+        return ()
 
     def cost_of(self, rates: Rates, usage: Usage, *, batch: bool = False) -> Decimal:
         """The exact USD cost of `usage` at `rates` (batch: 50% of every bucket)."""
@@ -646,6 +686,8 @@ class PriceBook:
                 generic = entry
             elif entry.provider == provider:
                 return entry
+        if generic is None and not provider and len(entries) == 1:
+            return entries[0]  # no provider given (e.g. the CLI): the file's only entry, whatever its provider
         return generic
 
     def _resolve(self, provider: str | None, model: str) -> _Entry | _Unknown:
@@ -660,14 +702,37 @@ class PriceBook:
     def _resolve_uncached(self, provider: str | None, model: str) -> _Entry | _Unknown:
         prov = (provider or "").strip().lower()
         self_hosted = prov in SELF_HOSTED_PROVIDERS
+        candidates = _candidates(model)
+        if not prov:
+            # No provider: an `openai/` or `anthropic/` prefix means that provider's own entry (its price
+            # history, its cache rates) before another listing of the full name (OpenRouter's `openai/o3`).
+            head, _, rest = model.strip().partition("/")
+            if rest and "/" not in rest and head.lower() in _FIRST_PARTY:
+                entry = self._resolve_candidates(model, candidates, prov, self_hosted, own=head.lower())
+                if entry is not None:
+                    return entry
+        entry = self._resolve_candidates(model, candidates, prov, self_hosted)
+        if entry is not None:
+            return entry
+        if self_hosted:
+            return _Unknown(f"not in the prices file and not a catalog model (self-hosted provider {prov!r})")
+        return _Unknown("not in the genai-prices catalog or the prices file")
+
+    def _resolve_candidates(self, model: str, candidates: list[tuple[str, str, bool]], prov: str,
+                            self_hosted: bool, own: str = "") -> _Entry | _Unknown | None:  # fmt: skip
+        """The first candidate name in the overrides file or the catalog (`own`: only that provider's catalog)."""
         catalog: _Catalog | None = None
-        for name, hint, fallback in _candidates(model):
+        for name, hint, fallback in candidates:
             override = self._override(name, prov)
             if override is not None:
                 return _Entry(fixed=override.rates)
             if catalog is None:
                 catalog = _get_catalog()
-            if self_hosted:
+            if own:  # only a name the provider lists verbatim: `anthropic/claude-opus-4.6-fast` is not Opus 4.6
+                found = catalog.find_own(name, own)
+                if found is not None and not _is_exact_alias(found, name.lower()):
+                    found = None
+            elif self_hosted:
                 found = catalog.find(name, "", strict=True)
             else:
                 found = catalog.find(name, prov or hint, strict=False)
@@ -677,9 +742,7 @@ class PriceBook:
             if override is not None:
                 return _Entry(fixed=override.rates)
             return self._catalog_entry(catalog, found, model if fallback else None)
-        if self_hosted:
-            return _Unknown(f"not in the prices file and not a catalog model (self-hosted provider {prov!r})")
-        return _Unknown("not in the genai-prices catalog or the prices file")
+        return None
 
     def _catalog_entry(self, catalog: _Catalog, model: ModelInfo, fallback_from: str | None) -> _Entry | _Unknown:
         owner = catalog.owner(model)

@@ -87,6 +87,59 @@ def test_show_per_hour_model(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert data["per_hour"] == 0.8 and data["source"].startswith("overrides:")
 
 
+@pytest.mark.parametrize("provider", ["openai-compatible", "ollama"])
+def test_show_embedding_model_on_a_local_server_is_priced_like_chat(capsys: pytest.CaptureFixture[str], provider: str) -> None:
+    chat = run_json(capsys, "prices", "show", "gpt-4o-mini", "-p", provider, "--json")
+    embedding = run_json(capsys, "prices", "show", "text-embedding-3-small", "-p", provider, "--json")
+    assert chat["source"].endswith(":openai/gpt-4o-mini")
+    assert embedding["source"].endswith(":openai/text-embedding-3-small") and embedding["rates"]["input"] == 0.02
+
+
+def test_openai_prefix_without_provider_uses_openai_history(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "prices", "cost", "openai/o3", "--at", "2025-06-01", "--input-tokens", "1000000",
+                    "--output-tokens", "0", "--json")  # fmt: skip
+    assert data["cost_usd"] == 10.0 and data["price_source"].endswith(":openai/o3")
+    shown = run_json(capsys, "prices", "show", "openai/gpt-4o", "--at", "2025-01-01", "--json")
+    assert shown["source"].endswith(":openai/gpt-4o") and shown["rates"]["cached_input"] == 1.25
+
+
+README_PRICES = """\
+[models."my-finetune"]
+provider = "openai"      # optional: the entry then prices only that provider's calls
+input = 0.30
+output = 1.20
+cached_input = 0.15      # optional
+cache_write = 0.375      # optional, 5-minute writes
+cache_write_1h = 0.60    # optional
+
+[models."llama3.1:8b"]   # a self-hosted model: priced per hour for the API-vs-self-hosted comparisons
+per_hour = 0.80
+"""
+
+
+def test_prices_file_model_of_one_provider_found_without_provider(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "good.toml"
+    prices.write_text(README_PRICES)
+    data = run_json(capsys, "prices", "show", "my-finetune", "--prices-file", str(prices), "--json")
+    assert data["provider"] == "openai" and data["rates"]["input"] == 0.3 and data["source"].startswith("overrides:")
+    assert run(["prices", "show", "my-finetune", "--prices-file", str(prices)]) == 0
+    assert "provider: openai" in capsys.readouterr().out
+    assert run(["prices", "cost", "my-finetune", "--input-tokens", "1000000", "--output-tokens", "0",
+                "--prices-file", str(prices)]) == 0  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "$0.3" and "provider: openai" in out[-1]
+
+
+def test_prices_file_model_of_other_providers_is_named_in_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "p.toml"
+    prices.write_text(README_PRICES + '[models."two-a"]\nmodel = "two"\nprovider = "openai"\ninput = 1\noutput = 1\n'
+                      '[models."two-b"]\nmodel = "two"\nprovider = "azure"\ninput = 2\noutput = 2\n')  # fmt: skip
+    err = run_error(capsys, "prices", "show", "my-finetune", "-p", "anthropic", "--prices-file", str(prices))
+    assert "'openai'" in err and "-p openai" in err
+    err = run_error(capsys, "prices", "show", "two", "--prices-file", str(prices))
+    assert "'openai', 'azure'" in err and "-p" in err
+
+
 # ------------------------------------------------------------------ cost
 
 

@@ -166,6 +166,44 @@ def test_self_hosted_models_are_unpriced_not_zero(book: PriceBook, caplog: pytes
     assert len(caplog.records) == 2
 
 
+@pytest.mark.parametrize("provider", ["openai-compatible", "ollama", "vllm", "llamacpp"])
+def test_self_hosted_exact_openai_ids_are_priced_alike_chat_or_embedding(
+    book: PriceBook, caplog: pytest.LogCaptureFixture, provider: str
+) -> None:
+    """An exact OpenAI id through a local server (a proxy) is OpenAI's price, an embedding model like a chat one."""
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        chat = book.cost(provider, "gpt-4o-mini", Usage(input=1000, output=100), AT)
+        embedding = book.cost(provider, "text-embedding-3-small", Usage(input=812), AT)
+        large = book.cost(provider, "text-embedding-3-large", Usage(input=1000), AT)
+    assert chat.cost_usd == float(usd((1000, "0.15"), (100, "0.60")))
+    assert embedding.cost_usd == float(usd((812, "0.02")))
+    assert embedding.price_source is not None and embedding.price_source.endswith(":openai/text-embedding-3-small")
+    assert large.cost_usd == float(usd((1000, "0.13")))
+    assert caplog.records == []
+    # Still only exact OpenAI/Anthropic ids: local models, even ones another API lists verbatim, stay unpriced.
+    for local in ("nomic-embed-text", "meta-llama/Llama-3.1-8B-Instruct", "gpt-4o-mini-local"):
+        assert book.rates(provider, local, AT) is None, local
+
+
+def test_openai_or_anthropic_prefix_without_provider_is_that_providers_own_entry(book: PriceBook) -> None:
+    """`openai/o3` with no provider is OpenAI's o3 (its price history), not OpenRouter's listing of the name."""
+    before = book.rates(None, "openai/o3", datetime(2025, 6, 1, tzinfo=timezone.utc))
+    after = book.rates(None, "openai/o3", datetime(2025, 6, 10, tzinfo=timezone.utc))
+    assert before is not None and (before.input, before.output) == (Decimal(10), Decimal(40))
+    assert after is not None and (after.input, after.output) == (Decimal(2), Decimal(8))
+    assert before.source.endswith(":openai/o3")
+    gpt_4o = book.rates(None, "openai/gpt-4o", datetime(2025, 1, 1, tzinfo=timezone.utc))
+    assert gpt_4o is not None and gpt_4o.source.endswith(":openai/gpt-4o") and gpt_4o.cached_input == Decimal("1.25")
+    sonnet = book.rates(None, "anthropic/claude-sonnet-4-5", AT)
+    assert sonnet is not None and sonnet.source.endswith(":anthropic/claude-sonnet-4-5")
+    # Only a name the provider lists verbatim: OpenRouter's batch variant keeps its own (half) price.
+    batch = book.rates(None, "anthropic/claude-sonnet-4.5:batch", AT)
+    assert batch is not None and ":openrouter/" in batch.source and batch.input == Decimal("1.5")
+    # With a provider, the provider decides: OpenRouter's own listing.
+    routed = book.rates("openrouter", "openai/o3", datetime(2025, 6, 1, tzinfo=timezone.utc))
+    assert routed is not None and ":openrouter/" in routed.source
+
+
 # ------------------------------------------------------------------ history, tiers, batch
 
 
@@ -336,6 +374,35 @@ def test_overrides_per_hour_model(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert rates is not None and rates.per_hour == Decimal("0.8")
     with pytest.raises(ValueError, match="per hour"):
         book.cost_of(rates, Usage(input=1))
+
+
+def test_overrides_single_provider_entry_found_without_provider(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [models."my-finetune"]
+        provider = "openai"
+        input = 0.30
+        output = 1.20
+        [models."two-a"]
+        model = "two"
+        provider = "openai"
+        input = 1
+        output = 1
+        [models."two-b"]
+        model = "two"
+        provider = "azure"
+        input = 2
+        output = 2
+    """)  # fmt: skip
+    book = PriceBook(path, use_env=False)
+    rates = book.rates(None, "my-finetune", AT)
+    assert rates is not None and rates.input == Decimal("0.30") and rates.source.endswith(":my-finetune")
+    assert book.file_provider(rates) == "openai"
+    assert book.rates("anthropic", "my-finetune", AT) is None  # another provider still does not see it
+    # Two providers' entries and no provider given: ambiguous, not guessed.
+    assert book.rates(None, "two", AT) is None
+    assert book.file_providers("two") == ("openai", "azure")
+    azure = book.rates("azure", "two", AT)
+    assert azure is not None and azure.input == 2 and book.file_provider(azure) == "azure"
 
 
 def test_overrides_provider_specific_entry_beats_generic(tmp_path: Path) -> None:

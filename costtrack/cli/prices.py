@@ -51,15 +51,25 @@ def _parse_at(value: str | None) -> datetime:
     return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
 
 
-def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> Rates:
+def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> tuple[Rates, str | None]:
+    """The rates for MODEL, and the provider they are for (the prices file's, when -p was not given)."""
     rates = book.rates(provider, model, at)
     if rates is None:
         scope = f" for provider {provider!r}" if provider else ""
+        others = [p for p in book.file_providers(model) if p is not None and p != (provider or "").strip().lower()]
+        if others:
+            if len(others) == 1:
+                which = f"provider {others[0]!r}: use -p {others[0]}"
+            else:
+                which = f"providers {', '.join(map(repr, others))}: choose one with -p (e.g. -p {others[0]})"
+            _common.fail(f"no price for model {model!r}{scope}: the prices file {book.prices_file} has it for {which}")
         _common.fail(
             f"no price for model {model!r}{scope}: check the name (try --provider), "
             f"or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
         )
-    return rates
+    if provider is None:
+        provider = book.file_provider(rates)  # the file's only entry for the model, under its provider
+    return rates, provider
 
 
 def _num(value: Decimal | None) -> float | None:
@@ -92,11 +102,13 @@ def show(
 ) -> None:
     """Show the rates (USD per 1M tokens) used for MODEL, its long-context tiers, and their source."""
     when = _parse_at(at)
-    rates = _lookup(PriceBook(prices_file), provider, model, when)
+    book = PriceBook(prices_file)
+    rates, for_provider = _lookup(book, provider, model, when)
+    inferred = for_provider if provider is None and for_provider else None
     if as_json:
         data: dict[str, Any] = {
             "model": model,
-            "provider": provider,
+            "provider": for_provider,
             "at": when.isoformat(),
             "source": rates.source,
             "valid_from": rates.valid_from.isoformat() if rates.valid_from else None,
@@ -120,6 +132,8 @@ def show(
     if rates.per_hour is not None:
         console.print(f"{model}: self-hosted, ${_plain(rates.per_hour)} per hour (no per-token price)")
         console.print(f"source: {rates.source}", highlight=False)
+        if inferred:
+            console.print(_inferred_line(inferred), highlight=False)
         return
     table = Table(title=f"{model}: USD per 1M tokens at {when:%Y-%m-%d}", title_justify="left")
     table.add_column("bucket")
@@ -135,6 +149,12 @@ def show(
     if rates.valid_from:
         console.print(f"in force since {rates.valid_from.isoformat()}", highlight=False)
     console.print(f"source: {rates.source}", highlight=False)
+    if inferred:
+        console.print(_inferred_line(inferred), highlight=False)
+
+
+def _inferred_line(provider: str) -> str:
+    return f"provider: {provider} (the prices file's entry for this model; no -p given)"
 
 
 def _cell(rates: Rates, key: str, is_fallback: bool) -> str:
@@ -188,7 +208,7 @@ def cost(
         )
     when = _parse_at(at)
     book = PriceBook(prices_file)
-    rates = _lookup(book, provider, model, when)
+    rates, for_provider = _lookup(book, provider, model, when)
     if rates.per_hour is not None:
         _common.fail(
             f"{model} is priced per hour (${_plain(rates.per_hour)}/h, {rates.source}), not per token: "
@@ -205,7 +225,7 @@ def cost(
             "cost_usd_exact": _plain(total),
             "price_source": rates.source,
             "model": model,
-            "provider": provider,
+            "provider": for_provider,
             "at": when.isoformat(),
             "batch": batch,
             "usage": {
@@ -217,3 +237,5 @@ def cost(
         return
     typer.echo(f"${_plain(total)}{'  (batch: 50%)' if batch else ''}")
     typer.echo(f"source: {rates.source}")
+    if provider is None and for_provider:
+        typer.echo(_inferred_line(for_provider))
