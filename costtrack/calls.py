@@ -196,9 +196,11 @@ class Call:
         """Parse what was received, price it, and build the record."""
         usage: Usage | None = None
         model: str | None = None
+        tier: str | None = None
         body_text: str | None = None
         if self.reader is not None:
             usage, model = self.reader.usage, self.reader.model
+            tier = self.reader.service_tier
             if self.reader.failed and self.status == "ok":
                 self.status, self.error_type = "error", self.reader.failed
             elif not self.reader.done and self.status == "ok":
@@ -215,6 +217,7 @@ class Call:
                 model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
                 if (self.status_code or 200) < 400:
                     usage = parser_for(self.api, self.operation).usage(parsed)
+                    tier = _tier_in(parsed)
                 else:
                     self.error_type = _error_type(parsed) or self.error_type
         if (self.status_code or 200) >= 400:
@@ -227,9 +230,10 @@ class Call:
         requested = self.model_requested
         priced_model = model or requested
         billed = usage is not None and (usage.input > 0 or usage.output > 0)
+        tier = _priced_tier(tier)
         if billed and pricebook is not None and priced_model:
             assert usage is not None
-            price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch)
+            price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
         saved = self.cost_saved_usd
         if self.cache_hit:
             cost, saved = 0.0, price  # nothing billed; saved what the original call cost
@@ -237,7 +241,7 @@ class Call:
             cost = price
             if self.compare_model is not None and price is not None and pricebook is not None and usage is not None:
                 provider, compare = self.compare_model
-                reference, _ = pricebook.cost(provider, compare, usage, self.timestamp, batch=self.batch)
+                reference, _ = pricebook.cost(provider, compare, usage, self.timestamp, batch=self.batch, tier=tier)
                 if reference is not None:
                     saved = reference - price
         else:
@@ -252,6 +256,8 @@ class Call:
         tags = dict(context.tags)
         if self.extra_tags:
             tags.update(self.extra_tags)
+        if tier is not None:
+            tags["service_tier"] = tier  # priced at that tier's rates: `costtrack reprice` reads it back
         if tags and not all(type(key) is str for key in tags):
             tags = {_text(key): value for key, value in tags.items()}  # JSON object keys are text
         # Every value below is already of its field's type (tests/test_calls.py checks they
@@ -290,6 +296,24 @@ class Call:
 def _text(value: object) -> str:
     """A str field's value: the app may have tagged calls with a number or another object."""
     return value if type(value) is str else str(value)
+
+
+#: Service tiers billed at the standard rates (OpenAI's "default"/"auto", Anthropic's "standard"); a batch is priced
+#: by its own flag (`Call.batch`), not as a tier.
+_STANDARD_TIERS = frozenset({"default", "auto", "standard", "batch"})
+
+
+def _tier_in(body: dict[str, Any]) -> str | None:
+    """The service tier a whole answer names: OpenAI at the top level, Anthropic inside its usage."""
+    tier = body.get("service_tier")
+    if tier is None and isinstance(body.get("usage"), dict):
+        tier = body["usage"].get("service_tier")
+    return tier if isinstance(tier, str) else None
+
+
+def _priced_tier(tier: str | None) -> str | None:
+    """The tier to price at: None for the standard one."""
+    return None if tier is None or tier.lower() in _STANDARD_TIERS else tier.lower()
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -517,15 +517,36 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
 class _Entry:
     """A resolved (provider, model): its Rates for any timestamp, built once per price period."""
 
-    __slots__ = ("_by_price", "fixed", "model", "periods", "source")
+    __slots__ = ("_by_price", "_by_tier", "fixed", "model", "periods", "source", "tiered")
 
     def __init__(self, fixed: Rates | None = None, periods: tuple[tuple[date | None, Rates], ...] | None = None,
-                 model: ModelInfo | None = None, source: str = "") -> None:  # fmt: skip
+                 model: ModelInfo | None = None, source: str = "", tiered: ModelInfo | None = None) -> None:  # fmt: skip
         self.fixed = fixed
         self.periods = periods  # catalog order; None start = no constraint (always in force)
         self.model = model  # other constraints (time of day): genai-prices picks, cached per price object
         self.source = source
         self._by_price: dict[int, Rates] = {}
+        # A catalog model with service-tier prices (flex, priority...): their rates, by (tier, day).
+        self.tiered = tiered
+        self._by_tier: dict[tuple[str, date], Rates] = {}
+
+    def tier_rates_at(self, at: datetime, tier: str) -> Rates:
+        """The rates of service tier `tier` at `at`: the catalog's tier prices in force then, else the standard ones."""
+        model = self.tiered
+        if model is None:
+            return self.rates_at(at)
+        at = at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
+        key = (tier, at.astimezone(_UTC).date())
+        rates = self._by_tier.get(key)
+        if rates is None:
+            # The tier's prices override the standard ones they name, each from its own start date (genai-prices).
+            standard = self.rates_at(at)
+            model_price = model.get_prices(at, {"service_tier": tier})
+            rates = _rates_from_model_price(model_price, f"{standard.source} ({tier})", None)
+            if _prices_of(rates) == _prices_of(standard):
+                rates = standard  # no price of that tier in force then: the standard rates, under their own source
+            self._by_tier[key] = rates
+        return rates
 
     def rates_at(self, at: datetime) -> Rates:
         fixed = self.fixed
@@ -547,6 +568,10 @@ class _Entry:
             rates = _rates_from_model_price(model_price, self.source, None)
             self._by_price[id(model_price)] = rates
         return rates
+
+
+def _prices_of(rates: Rates) -> tuple[Any, ...]:
+    return (rates.input, rates.output, rates.cached_input, rates.cache_write, rates.cache_write_1h, rates.tiers)
 
 
 class _Unknown(NamedTuple):
@@ -624,8 +649,12 @@ class PriceBook:
         return entry.rates_at(at)
 
     def cost(self, provider: str | None, model: str | None, usage: Usage, at: datetime, *,
-             batch: bool = False) -> Price:  # fmt: skip
-        """The USD cost of one call, or Price(None, …) when it cannot be priced per token."""
+             batch: bool = False, tier: str | None = None) -> Price:  # fmt: skip
+        """The USD cost of one call, or Price(None, …) when it cannot be priced per token.
+
+        `tier`: the service tier the answer says it was served at (OpenAI's `flex`, `priority`...), priced at the
+        catalog's rates for that tier where it has them; None is the standard tier.
+        """
         if not model:
             self._warn_unpriced(provider, model, "the call has no model name")
             return Price(None, None)
@@ -635,7 +664,7 @@ class PriceBook:
         if isinstance(entry, _Unknown):
             self._warn_unpriced(provider, model, entry.reason)
             return Price(None, None)
-        rates = entry.rates_at(at)
+        rates = entry.rates_at(at) if tier is None else entry.tier_rates_at(at, tier)
         if rates.per_hour is not None:
             return Price(None, rates.source)
         # tuple.__new__: a NamedTuple's own __new__ is Python code, slower than the sum above
@@ -751,8 +780,10 @@ class PriceBook:
             source += f" (fallback from {fallback_from})"
         types = catalog.types
         try:
+            # Service-tier prices (flex, priority...) come from the catalog model itself, looked up per tier and day.
+            tiered = model if any("service_tier" in v.when for v in (model.price_variants or ())) else None
             if isinstance(model.prices, types.ModelPrice):
-                return _Entry(fixed=_rates_from_model_price(model.prices, source, None))
+                return _Entry(fixed=_rates_from_model_price(model.prices, source, None), tiered=tiered)
             conditional = model.prices
             if all(c.constraint is None or isinstance(c.constraint, types.StartDateConstraint) for c in conditional):
                 periods = tuple(
@@ -764,10 +795,10 @@ class PriceBook:
                     )
                     for c in conditional
                 )
-                return _Entry(periods=periods, source=source)
+                return _Entry(periods=periods, source=source, tiered=tiered)
             for c in conditional:  # time-of-day prices: validate now, pick per call
                 _rates_from_model_price(c.prices, source, None)
-            return _Entry(model=model, source=source)
+            return _Entry(model=model, source=source, tiered=tiered)
         except _NotTokenPriced as exc:
             return _Unknown(f"{source} prices it in units other than tokens ({exc.args[0]})")
 

@@ -185,6 +185,18 @@ def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_reco
     assert (unpriced.cost_usd, unpriced.price_source) == (None, None)
 
 
+def test_reprice_prices_a_call_at_the_service_tier_it_was_served_at(tracker, make_record, database_url, capsys):
+    """A flex answer (its tier in its tags) is re-priced at flex rates, not the standard ones."""
+    tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", cost_usd=None, price_source=None,
+                            timestamp=datetime(2026, 11, 2, tzinfo=timezone.utc), tags={"service_tier": "flex"},
+                            tokens_input=1_000_000, tokens_output=1_000_000))  # fmt: skip
+    tracker.flush()
+    assert run(["reprice", "--database-url", database_url]) == 0
+    assert "1 changed" in capsys.readouterr().out
+    [rec] = tracker.records()
+    assert rec.cost_usd == pytest.approx(1.0 + 4.0) and rec.price_source.endswith("(flex)")  # o3 flex: $1 / $4 per 1M
+
+
 def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_url, tmp_path, capsys):
     tokens = {"tokens_input": 1_000_000, "tokens_output": 500_000, "price_source": None}
     tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None, **tokens))

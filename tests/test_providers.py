@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import httpx2
@@ -460,3 +461,69 @@ def test_other_stream_readers_know_which_chunks_hold_nothing_to_read(api, data, 
     reader = parser_for(api, "responses" if api == "responses" else "messages").stream_reader(False)
     assert reader.pass_on(data) == (data if quiet else None)
     assert (reader.pass_on(data) is not None) is (reader.next_marker(data, 0) < 0)
+
+
+# --------------------------------------------------------------------------- service tiers
+
+TIER_DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)  # OpenAI's flex and priority prices are in the catalog from 2026-10-15
+
+
+def _with_tier(name: str, tier: str) -> dict:
+    return {**json.loads(fixture(name)), "service_tier": tier}
+
+
+@pytest.mark.parametrize(
+    ("tier", "expected", "source_ends"),
+    [
+        # o3: 1,000 input and 1,500 output tokens (1,200 of them reasoning), per 1M tokens at each tier's list price
+        ("flex", usd((1000, "1"), (1500, "4")), "(flex)"),
+        ("priority", usd((1000, "3.5"), (1500, "14")), "(priority)"),
+        ("default", usd((1000, "2"), (1500, "8")), "openai/o3"),
+    ],
+)
+def test_openai_answers_are_priced_at_the_service_tier_they_name(tracker, records, tier, expected, source_ends):
+    """An answer served at flex or priority is billed at that tier's rates; the record keeps the tier in its tags."""
+    tracker.now = lambda: TIER_DAY
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=_with_tier("openai_chat_reasoning.json", tier)))))
+    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}], service_tier="auto")
+    [rec] = records()
+    assert rec.cost_usd == pytest.approx(expected, rel=1e-12) and rec.price_source.endswith(source_ends)
+    assert rec.tags.get("service_tier") == (None if tier == "default" else tier)
+
+
+def test_a_tier_the_catalog_has_no_price_for_then_is_priced_standard(tracker, records):
+    """Before the catalog's flex prices start (2026-10-15 for o3) a flex answer gets the standard rates, under their source."""
+    tracker.now = lambda: datetime(2025, 9, 1, tzinfo=timezone.utc)
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=_with_tier("openai_chat_reasoning.json", "flex")))))
+    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}])
+    [rec] = records()
+    assert rec.cost_usd == pytest.approx(usd((1000, "2"), (1500, "8")), rel=1e-12)
+    assert rec.price_source.endswith("openai/o3") and rec.tags["service_tier"] == "flex"
+
+
+@pytest.mark.parametrize("reads", ["whole", "event by event"])
+def test_a_stream_is_priced_at_the_tier_its_usage_chunk_names(tracker, records, reads):
+    """Read whole or one event per network read (where the usage chunk is kept as bytes and parsed in the writer)."""
+    tracker.now = lambda: TIER_DAY
+    body = fixture("openai_chat_stream.sse").replace(b'"choices":[],"usage"', b'"choices":[],"service_tier":"priority","usage"')
+    assert b'"service_tier":"priority"' in body
+    events = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        content = body if reads == "whole" else iter(events)
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+    client = tracker.wrap(openai_client(Recorder(respond)))
+    assert [c.choices[0].delta.content for c in client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True)][:1]  # fmt: skip
+    [rec] = records()
+    # gpt-4o-mini at priority: $0.25 input, $0.125 cached input, $1.00 output per 1M tokens
+    assert rec.cost_usd == pytest.approx(usd((1024, "0.25"), (1024, "0.125"), (2, "1.00")), rel=1e-12)
+    assert rec.tags["service_tier"] == "priority"
+
+
+def test_anthropic_standard_tier_is_no_tier(tracker, records):
+    client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_message.json"))))
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
+    [rec] = records()
+    assert "service_tier" not in rec.tags and "(standard)" not in (rec.price_source or "")

@@ -36,14 +36,14 @@ _WRITERS = {"cost": update_costs, "saved": _update_saved, "answer": update_answe
 
 
 def _change(book: PriceBook, record: CallRecord, usage: Usage, batch: bool, cost: float | None,
-            source: str | None) -> tuple[str, tuple[Any, ...]] | None:  # fmt: skip
+            source: str | None, tier: str | None = None) -> tuple[str, tuple[Any, ...]] | None:  # fmt: skip
     """What re-pricing at (cost, source) changes in `record`: (kind, update row), or None when nothing does."""
     if record.cache_hit:
         row: tuple[Any, ...] = (record.id, cost, source)
         return ("saved", row) if (cost, source) != (record.cost_saved_usd, record.price_source) else None
     against = saved_against(record.tags, record.provider, record.cost_saved_usd)
     if against is not None:
-        reference, _ = book.cost(*against, usage, record.timestamp, batch=batch)
+        reference, _ = book.cost(*against, usage, record.timestamp, batch=batch, tier=tier)
         saved = None if reference is None or cost is None else reference - cost
         row = (record.id, cost, saved, source)
         return ("answer", row) if (cost, saved, source) != (record.cost_usd, record.cost_saved_usd, record.price_source) else None
@@ -70,7 +70,9 @@ def reprice(
         if not (record.tokens_input or record.tokens_output):
             continue  # nothing billed to price
         usage, batch = usage_of(record), bool(record.tags.get("batch"))
-        cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp, batch=batch)
+        tier = record.tags.get("service_tier") if isinstance(record.tags.get("service_tier"), str) else None
+        cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,
+                                 batch=batch, tier=tier)  # fmt: skip
         if cost is None and source is None:
             if record.price_source is not None:
                 # Priced once (e.g. from a prices file this run was not given): a price found then is not
@@ -78,7 +80,7 @@ def reprice(
                 kept += 1
                 continue
             unpriced += 1
-        change = _change(book, record, usage, batch, cost, source)
+        change = _change(book, record, usage, batch, cost, source, tier)
         if change is None:
             continue
         changed += 1

@@ -48,6 +48,12 @@ class MessageStreamReader:
         self._seen_content = False
 
     @property
+    def service_tier(self) -> str | None:
+        """The service tier the message's usage names (None: not said)."""
+        tier = self._raw.get("service_tier")
+        return tier if isinstance(tier, str) else None
+
+    @property
     def steady(self) -> bool:
         """Content has started: ordinary content events have nothing more to tell."""
         return self._seen_content

@@ -54,6 +54,8 @@ class StreamReader(Protocol):
 
     model: str | None
     usage: Usage | None
+    #: The service tier the answer says it was served at, as the provider names it (None: not said).
+    service_tier: str | None
     done: bool
     failed: str | None
     #: Bytes to drop from every event handed on to the app (None: nothing), found while reading.

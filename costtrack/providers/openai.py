@@ -59,6 +59,12 @@ def responses_usage(usage: Any) -> Usage | None:
     return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0, reasoning)
 
 
+def _tier_of(body: dict[str, Any]) -> str | None:
+    """The `service_tier` an answer (or chunk, or Responses `response`) names, as given (None: not said)."""
+    tier = body.get("service_tier")
+    return tier if isinstance(tier, str) else None
+
+
 def _detail(usage: dict[str, Any], details: str, name: str) -> int:
     """A count inside one of usage's details objects (absent, null or malformed: 0)."""
     inner = usage.get(details)
@@ -110,7 +116,8 @@ class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
     __slots__ = (
-        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_usage", "_usage_data", "done", "failed", "strip",
+        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_service_tier", "_usage", "_usage_data", "done",
+        "failed", "strip",
     )  # fmt: skip
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -120,6 +127,7 @@ class ChatStreamReader:
         self._usage: Usage | None = None
         # A usage chunk met by pass_on, kept as bytes: parsed when `usage` is first read (in the writer's thread).
         self._usage_data: bytes | None = None
+        self._service_tier: str | None = None
         self.done = False
         self.failed: str | None = None
         self._hide_usage_chunk = hide_usage_chunk
@@ -139,7 +147,15 @@ class ChatStreamReader:
             usage = chat_usage(chunk.get("usage")) if isinstance(chunk, dict) else None
             if usage is not None:
                 self._usage = usage
+                self._service_tier = _tier_of(chunk)
         return self._usage
+
+    @property
+    def service_tier(self) -> str | None:
+        """The service tier the usage chunk says the answer was served at (None: not said)."""
+        if self._usage_data is not None:
+            _ = self.usage  # a usage chunk kept as bytes is parsed first
+        return self._service_tier
 
     @property
     def model(self) -> str | None:
@@ -299,6 +315,7 @@ class ChatStreamReader:
             usage = chat_usage(chunk.get("usage"))
             if usage is not None:
                 self._usage, self._usage_data = usage, None
+                self._service_tier = _tier_of(chunk)
                 hide = self._hide_usage_chunk and choices == []
         return content, hide
 
@@ -306,7 +323,7 @@ class ChatStreamReader:
 class ResponsesStreamReader:
     """Reads Responses API events; usage comes with `response.completed` (or incomplete/failed)."""
 
-    __slots__ = ("_seen_content", "done", "failed", "model", "usage")
+    __slots__ = ("_seen_content", "done", "failed", "model", "service_tier", "usage")
 
     strip = None  # nothing is hidden from a Responses stream
     starts = None  # every event before content is read
@@ -314,6 +331,7 @@ class ResponsesStreamReader:
     def __init__(self, hide_usage_chunk: bool = False) -> None:
         self.model: str | None = None
         self.usage: Usage | None = None
+        self.service_tier: str | None = None
         self.done = False
         self.failed: str | None = None
         self._seen_content = False
@@ -356,6 +374,7 @@ class ResponsesStreamReader:
                 usage = responses_usage(response.get("usage"))
                 if usage is not None:
                     self.usage = usage
+                    self.service_tier = _tier_of(response)
             if event in _FINAL_EVENTS:
                 self.done = True
                 if event == "response.failed":
