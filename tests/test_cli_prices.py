@@ -71,6 +71,15 @@ def test_show_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "genai-prices" in out and "anthropic/claude-sonnet-4-5" in out
 
 
+def test_show_prints_model_names_as_they_are(capsys: pytest.CaptureFixture[str]) -> None:
+    """Names with an emoji code (`:free`) or brackets (`[1m]`) are neither turned into emoji nor read as markup."""
+    assert run(["prices", "show", "openai/gpt-oss-20b:free"]) == 0
+    out = capsys.readouterr().out
+    assert "openai/gpt-oss-20b:free" in out and "\U0001f193" not in out
+    assert run(["prices", "show", "claude-sonnet-4-5[1m]"]) == 0
+    assert "claude-sonnet-4-5[1m]" in capsys.readouterr().out
+
+
 def test_show_unknown_model_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     err = run_error(capsys, "prices", "show", "no-such-model-x", "--provider", "openai")
     assert "no-such-model-x" in err

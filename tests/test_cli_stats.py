@@ -142,6 +142,13 @@ def test_a_model_priced_per_hour_shows_per_hour_not_zero(tracker, make_record, d
     assert data["total"]["per_hour_calls"] == 1 and data["unpriced_models"] == []
 
 
+def test_endpoint_names_are_printed_as_they_are(tracker, make_record, database_url, capsys):
+    tracker.add(make_record(endpoint="/api/[bold]items:free:"))
+    tracker.flush()
+    assert run(["stats", "--by", "endpoint", "--database-url", database_url]) == 0
+    assert "/api/[bold]items:free:" in capsys.readouterr().out
+
+
 def test_export_jsonl_and_csv(seeded, database_url, capsys, tmp_path):
     assert run(["export", "--format", "jsonl", "--database-url", database_url]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

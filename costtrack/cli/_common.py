@@ -126,4 +126,5 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+    # No emoji codes: model names such as `openai/gpt-oss-20b:free` are printed as they are.
+    return Console(stderr=stderr, width=None if stream.isatty() else 160, emoji=False)

@@ -126,16 +126,17 @@ def show(
         return
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = Console(emoji=False)  # model names are printed as they are (`gpt-oss-20b:free`, `[1m]`): no emoji, no markup
     if rates.per_hour is not None:
-        console.print(f"{model}: self-hosted, ${_plain(rates.per_hour)} per hour (no per-token price)")
-        console.print(f"source: {rates.source}", highlight=False)
+        console.print(f"{escape(model)}: self-hosted, ${_plain(rates.per_hour)} per hour (no per-token price)")
+        console.print(f"source: {escape(rates.source)}", highlight=False)
         if inferred:
             console.print(_inferred_line(inferred), highlight=False)
         return
-    table = Table(title=f"{model}: USD per 1M tokens at {when:%Y-%m-%d}", title_justify="left")
+    table = Table(title=f"{escape(model)}: USD per 1M tokens at {when:%Y-%m-%d}", title_justify="left")
     table.add_column("bucket")
     table.add_column("rate", justify="right")
     for tier in rates.tiers:
@@ -148,7 +149,7 @@ def show(
     console.print(table)
     if rates.valid_from:
         console.print(f"in force since {rates.valid_from.isoformat()}", highlight=False)
-    console.print(f"source: {rates.source}", highlight=False)
+    console.print(f"source: {escape(rates.source)}", highlight=False)
     if inferred:
         console.print(_inferred_line(inferred), highlight=False)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..format import count, pct, usd, when
@@ -61,7 +62,7 @@ def render(result: Stats, console: Console) -> None:
     for group in [*result.groups, total]:
         share = group.spend_usd / total.spend_usd if total.spend_usd else 0.0
         table.add_row(
-            "TOTAL" if group is total else group.key, count(group.calls), _spend(group), pct(share),
+            "TOTAL" if group is total else escape(group.key), count(group.calls), _spend(group), pct(share),
             count(group.tokens_input), count(group.tokens_output), count(group.latency_p50_ms),
             count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate),
             f"{count(group.cache_hits)} ({pct(group.cache_hit_rate)})", usd(group.saved_usd),
@@ -75,6 +76,6 @@ def render(result: Stats, console: Console) -> None:
                       "hours served, not in spend (`costtrack calc` compares it with the API).")
     if result.unpriced_models:
         console.print(
-            f"[yellow]Unpriced models[/] (cost unknown, not $0): {', '.join(result.unpriced_models)}. "
+            f"[yellow]Unpriced models[/] (cost unknown, not $0): {escape(', '.join(result.unpriced_models))}. "
             "Add them to a prices file (COSTTRACK_PRICES_FILE), then run `costtrack reprice`."
         )
