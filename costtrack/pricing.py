@@ -199,13 +199,35 @@ def _cost_of(rates: Rates, usage: Usage, batch: bool) -> Decimal:
 # --------------------------------------------------------------------------- overrides file
 
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "per_hour")
-_ENTRY_KEYS = frozenset({"provider", "model", *_PRICE_KEYS})
+_ENTRY_KEYS = frozenset({"provider", "model", "since", *_PRICE_KEYS})
 
 
 class _Override(NamedTuple):
     name: str  # the name it matches (lower case)
     provider: str | None
-    rates: Rates
+    rates: Rates  # the latest prices (the only ones, without `since`)
+    # Every entry of this model and provider, by start date (None: from the beginning), ascending: a price history.
+    periods: tuple[tuple[date | None, Rates], ...] = ()
+
+    def entry(self) -> _Entry:
+        """The resolved entry: fixed prices, or the history the call's date picks from."""
+        return _Entry(periods=self.periods) if len(self.periods) > 1 else _Entry(fixed=self.rates)
+
+
+def _since(value: object, what: str) -> date | None:
+    """An entry's `since`: a TOML date (since = 2025-09-01) or such a date as a string."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise PricesFileError(f"{what} must be the date these prices start, such as 2025-09-01, got {value!r}")
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -278,6 +300,7 @@ def _parse_overrides(path: Path) -> tuple[dict[str, list[_Override]], str]:
             raise PricesFileError(
                 f"{here} has no {missing} price: give input and output (USD per 1M tokens), or per_hour"
             )
+        since = _since(entry.get("since"), f"{here} since")
         source = f"overrides:{path}:{table_name}"
         rates = Rates(
             input=prices.get("input", _ZERO),
@@ -287,14 +310,25 @@ def _parse_overrides(path: Path) -> tuple[dict[str, list[_Override]], str]:
             cache_write_1h=prices.get("cache_write_1h"),
             per_hour=prices.get("per_hour"),
             source=source,
+            valid_from=since,
         )
         key = name.strip().lower()
         prov = provider.strip().lower() if provider else None
         entries = index.setdefault(key, [])
-        if any(o.provider == prov for o in entries):
-            scope = f"provider {prov!r}" if prov else "any provider"
-            raise PricesFileError(f"{here}: model {name!r} is priced twice for {scope}: keep one entry")
-        entries.append(_Override(key, prov, rates))
+        for i, other in enumerate(entries):
+            if other.provider != prov:
+                continue
+            if any(start == since for start, _ in other.periods):
+                scope = f"provider {prov!r}" if prov else "any provider"
+                when = f" from {since.isoformat()}" if since else ""
+                raise PricesFileError(f"{here}: model {name!r} is priced twice for {scope}{when}: keep one entry, "
+                                      "or give each a different since = YYYY-MM-DD")  # fmt: skip
+            # Another period of the same model's prices: a history, ordered by start (no start first).
+            periods = tuple(sorted((*other.periods, (since, rates)), key=lambda p: (p[0] is not None, p[0] or date.min)))
+            entries[i] = _Override(key, prov, periods[-1][1], periods)
+            break
+        else:
+            entries.append(_Override(key, prov, rates, ((since, rates),)))
     return index, str(path)
 
 
@@ -631,7 +665,7 @@ class PriceBook:
             path = Path(os.path.abspath(os.path.expanduser(os.fspath(prices_file))))
             self._overrides, self.prices_file = _parse_overrides(path)
         self._override_providers: dict[str, str | None] = {
-            o.rates.source: o.provider for entries in self._overrides.values() for o in entries
+            rates.source: o.provider for entries in self._overrides.values() for o in entries for _, rates in o.periods
         }
         self._entries: dict[tuple[str | None, str], _Entry | _Unknown] = {}
         self._warned: set[tuple[str | None, str | None]] = set()
@@ -754,7 +788,7 @@ class PriceBook:
         for name, hint, fallback in candidates:
             override = self._override(name, prov)
             if override is not None:
-                return _Entry(fixed=override.rates)
+                return override.entry()
             if catalog is None:
                 catalog = _get_catalog()
             if own:  # only a name the provider lists verbatim: `anthropic/claude-opus-4.6-fast` is not Opus 4.6
@@ -769,7 +803,7 @@ class PriceBook:
                 continue
             override = self._override(found.id, prov)  # an override under the catalog's id covers its aliases
             if override is not None:
-                return _Entry(fixed=override.rates)
+                return override.entry()
             return self._catalog_entry(catalog, found, model if fallback else None)
         return None
 

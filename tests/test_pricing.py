@@ -434,6 +434,11 @@ def test_overrides_provider_specific_entry_beats_generic(tmp_path: Path) -> None
         ('[models."m"]\nper_hour = 1\ninput = 1\noutput = 1\n', "either per hour or per token"),
         ('[prices."m"]\ninput = 1\noutput = 1\n', "unknown top-level key 'prices'"),
         ('[models]\nm = 3\n', "must be a table"),
+        ('[models."m"]\ninput = 1\noutput = 2\nsince = "last week"\n', "must be the date these prices start"),
+        ('[models."a"]\nmodel = "m"\ninput = 1\noutput = 2\nsince = 2025-09-01\n'
+         '[models."b"]\nmodel = "m"\ninput = 3\noutput = 4\nsince = 2025-09-01\n', "priced twice for any provider from 2025-09-01"),
+        ('[models."a"]\nmodel = "m"\ninput = 1\noutput = 2\n[models."b"]\nmodel = "m"\ninput = 3\noutput = 4\n',
+         "give each a different since"),
     ],
 )
 def test_malformed_overrides_file_raises_prices_file_error(tmp_path: Path, text: str, fragment: str) -> None:
@@ -443,6 +448,38 @@ def test_malformed_overrides_file_raises_prices_file_error(tmp_path: Path, text:
     message = str(info.value)
     assert fragment in message and str(path.resolve()) in message
     assert "\n" not in message  # one line, says what to fix
+
+
+def test_overrides_with_since_are_a_price_history(tmp_path: Path) -> None:
+    """Entries of one model with `since` dates: each call is priced at the entry in force on its day."""
+    path = write(tmp_path, """
+        [models."my-ft-model"]
+        input = 1
+        output = 2
+
+        [models."my-ft-model-from-october"]
+        model = "my-ft-model"
+        since = 2025-10-01
+        input = 3
+        output = 6
+
+        [models."my-ft-model-2026"]
+        model = "my-ft-model"
+        since = "2026-01-01"
+        input = 0.5
+        output = 1
+    """)
+    book = PriceBook(path, use_env=False)
+    usage = Usage(input=1_000_000, output=1_000_000)
+
+    def at(day: str) -> Price:
+        return book.cost("openai", "my-ft-model", usage, datetime.fromisoformat(day).replace(tzinfo=timezone.utc))
+
+    assert at("2025-08-15") == Price(3.0, f"overrides:{path.resolve()}:my-ft-model")
+    assert at("2025-09-30T23:59:59") == Price(3.0, f"overrides:{path.resolve()}:my-ft-model")
+    assert at("2025-10-01") == Price(9.0, f"overrides:{path.resolve()}:my-ft-model-from-october")
+    assert at("2026-03-01") == Price(1.5, f"overrides:{path.resolve()}:my-ft-model-2026")
+    assert book.rates("openai", "my-ft-model", datetime(2025, 10, 2, tzinfo=timezone.utc)).valid_from == date(2025, 10, 1)
 
 
 def test_missing_overrides_file_raises_prices_file_error(tmp_path: Path) -> None:
