@@ -81,6 +81,7 @@ class Call:
     # What most attempts keep as is, as class attributes: a Call is made on the app's thread, where each
     # line of __init__ costs, and the transport and the layers above set only what differs.
     _body: dict[str, Any] | None = None
+    _finite = False  # the body was parsed from strict JSON: no NaN or infinity in it (see fastjson.loads_finite)
     finished = False
     first_token: float | None = None
     ended: float | None = None
@@ -172,7 +173,7 @@ class Call:
         body = self._body
         if body is None:
             try:
-                parsed = fastjson.loads(self.request_bytes) if self.request_bytes else {}
+                parsed, self._finite = fastjson.loads_finite(self.request_bytes) if self.request_bytes else ({}, True)
             except ValueError:
                 parsed = {}
             body = self._body = parsed if isinstance(parsed, dict) else {}
@@ -282,7 +283,7 @@ class Call:
             "cost_saved_usd": saved,
             "status": self.status,
             "error_type": self.error_type,
-            "request_hash": request_hash(self.provider, self.operation, self.body),
+            "request_hash": request_hash(self.provider, self.operation, self.body, finite=self._finite),
             "attempt": self.attempt,
             "user": None if context.user is None else _text(context.user),
             "tags": tags,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["loads"]
+__all__ = ["loads", "loads_finite"]
 
 try:
     # jiter (maintained by the pydantic team) comes with both SDKs that wrap() takes and parses
@@ -26,3 +26,17 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data)
     except RecursionError:
         raise ValueError("JSON nested too deeply to parse") from None
+
+
+def loads_finite(data: bytes) -> tuple[Any, bool]:
+    """Parse like `loads`; also whether every number is surely finite (False: it may hold NaN or ±Infinity).
+
+    JSON itself has no NaN, but json.loads (and json.dumps, so an SDK's request) accept it: jiter parses
+    strictly first, so the usual body is read once and known finite.
+    """
+    if _from_json is not None:
+        try:
+            return _from_json(data, allow_inf_nan=False), True
+        except ValueError:
+            pass
+    return loads(data), False

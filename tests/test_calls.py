@@ -134,3 +134,21 @@ def test_a_finished_call_keeps_no_parsed_request_and_its_record_is_unchanged(tmp
 
     assert record.request_hash == request_hash("openai", "chat.completions", expected)
     assert record.request_hash == call.to_record().request_hash  # built again: same hash
+
+
+def test_a_request_with_nan_never_shares_its_hash_with_one_with_null(tmp_path):
+    """Request bytes with NaN or Infinity (json.dumps writes them; the SDKs refuse to) hash apart from null."""
+    from costtrack.call_context import current
+    from costtrack.calls import Call
+
+    tracker, _ = _records(tmp_path)
+    values = [b"null", b"NaN", b"Infinity", b"-Infinity", b"0.5"]
+    calls = [
+        Call(tracker=tracker, provider="openai", api="openai", operation="chat.completions", context=current(),
+             endpoint=None, request_bytes=b'{"messages":[{"role":"user","content":"x"}],"model":"gpt-4o-mini","temperature":'
+             + value + b"}", attempt=1, timestamp=tracker.now(), started=0.0)
+        for value in values
+    ]  # fmt: skip
+    assert len({call.record(None).request_hash for call in calls}) == len(values)
+    # A strict body is known finite as it is parsed (the null check is skipped); a lenient one is checked.
+    assert [call._finite for call in calls] == [True, False, False, False, True]

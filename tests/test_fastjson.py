@@ -41,3 +41,14 @@ def test_json_nested_past_the_parsers_limits_raises_value_error() -> None:
         json.loads(deep)
     with pytest.raises(ValueError):
         fastjson.loads(deep)
+
+
+@pytest.mark.parametrize(
+    ("data", "finite"),
+    [(b'{"a": 1.5, "b": [null, 2]}', True), (b'{"a": NaN}', False), (b'{"a": [Infinity]}', False),
+     (b'{"a": -Infinity}', False), (b'{"s": "NaN Infinity"}', True)],
+)  # fmt: skip
+def test_loads_finite_says_whether_numbers_are_finite(data, finite):
+    value, known_finite = fastjson.loads_finite(data)
+    assert known_finite is finite
+    assert json.dumps(value) == json.dumps(json.loads(data))  # the same value as json.loads, NaN included
