@@ -108,6 +108,10 @@ def workload(calls: int = 3000, *, seed: int = 7, days: int = 30, end: datetime 
         n = picked.count(name)
         if name == "/api/draft-reply":
             moments += _bursts(rng, n, start, end, name)
+        elif name == "/api/chat":
+            # Conversations: 2 to 6 turns, 15 s to 3 min apart. The cached system prompt (a 5-minute cache)
+            # stays warm through a conversation and between close ones, and is written again after a lull.
+            moments += _bursts(rng, n, start, end, name, who="user", people=40, sizes=(2, 6), gaps=(15, 180))
         elif name == "/jobs/nightly-digest":
             moments += [(at, name, "cron") for at in _nightly(rng, n, start, end)]
         else:
@@ -127,19 +131,21 @@ def _working_hours(rng: random.Random, start: datetime, end: datetime) -> dateti
             return at
 
 
-def _bursts(rng: random.Random, n: int, start: datetime, end: datetime, endpoint: str) -> list[tuple[datetime, str, str]]:
-    """`n` calls in bursts of 3 to 8, 20 s to 2.5 min apart: an agent working through the ticket queue."""
+def _bursts(rng: random.Random, n: int, start: datetime, end: datetime, endpoint: str, *, who: str = "agent",
+            people: int = 6, sizes: tuple[int, int] = (3, 8), gaps: tuple[float, float] = (20, 150)) -> list[tuple[datetime, str, str]]:  # fmt: skip
+    """`n` calls in bursts of `sizes` calls, `gaps` seconds apart: by default an agent working through the ticket
+    queue (3 to 8 drafts, 20 s to 2.5 min apart); a chat user's conversation is one too."""
     out: list[tuple[datetime, str, str]] = []
     while len(out) < n:
-        size = min(rng.randint(3, 8), n - len(out))
-        gaps = [rng.uniform(20, 150) for _ in range(size - 1)]
-        first = min(_working_hours(rng, start, end), end - timedelta(seconds=sum(gaps) + 1))
-        agent = f"agent{rng.randint(1, 6)}"
+        size = min(rng.randint(*sizes), n - len(out))
+        pauses = [rng.uniform(*gaps) for _ in range(size - 1)]
+        first = min(_working_hours(rng, start, end), end - timedelta(seconds=sum(pauses) + 1))
+        agent = f"{who}{rng.randint(1, people)}"
         at = first
         for i in range(size):
             out.append((at, endpoint, agent))
             if i < size - 1:
-                at += timedelta(seconds=gaps[i])
+                at += timedelta(seconds=pauses[i])
     return out
 
 
@@ -262,7 +268,9 @@ def run(
             base = 0.15
         return base * latency_rng.lognormvariate(0, 0.35)
 
-    simulator = Simulator(seed=seed, error_rate=error_rate, latency=latency, sleep=clock.sleep, chunk_delay=0.03)
+    # The simulator's clock is the month's: its prompt caches expire between calls minutes or hours apart.
+    simulator = Simulator(seed=seed, error_rate=error_rate, latency=latency, sleep=clock.sleep, chunk_delay=0.03,
+                          clock=lambda: clock.now().timestamp())  # fmt: skip
     tracker.now = clock.now
     tracker.clock = clock.monotonic
     clients = {

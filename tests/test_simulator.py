@@ -482,6 +482,50 @@ def test_anthropic_cache_control_write_then_read():
     assert streamed.input_tokens == second.input_tokens and streamed.output_tokens == second.output_tokens
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("ttl", [None, "1h"])
+def test_anthropic_cache_expires_after_its_ttl_and_a_read_renews_it(ttl):
+    clock = Clock()
+    sim = Simulator(clock=clock)
+    client = an(sim)
+    control = {"type": "ephemeral", **({"ttl": ttl} if ttl else {})}
+    system = [{"type": "text", "text": LONG_SYSTEM, "cache_control": control}]
+    life = 3600 if ttl else 300
+
+    def ask(after: float):
+        clock.t += after
+        return client.messages.create(model=CLAUDE, max_tokens=20, system=system, messages=USER).usage
+
+    assert ask(0).cache_creation_input_tokens > 0
+    assert ask(life - 10).cache_read_input_tokens > 0  # within its life
+    assert ask(life - 10).cache_read_input_tokens > 0  # the read renewed it: alive again for `life`
+    expired = ask(life + 1)
+    assert expired.cache_read_input_tokens == 0 and expired.cache_creation_input_tokens > 0  # written anew
+
+
+def test_openai_cache_expires_after_five_idle_minutes():
+    clock = Clock()
+    sim = Simulator(clock=clock)
+    client = oa(sim)
+    messages = [{"role": "system", "content": LONG_SYSTEM}, *USER]
+
+    def cached(after: float) -> int:
+        clock.t += after
+        details = client.chat.completions.create(model="gpt-4o-mini", messages=messages).usage.prompt_tokens_details
+        return details.cached_tokens if details else 0
+
+    assert cached(0) == 0
+    assert cached(290) >= 1024 and cached(290) >= 1024  # each use keeps it alive
+    assert cached(301) == 0 and cached(10) >= 1024  # expired, then cached again
+
+
 def test_anthropic_two_breakpoints_and_automatic_caching():
     sim = Simulator()
     client = an(sim)

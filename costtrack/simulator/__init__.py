@@ -50,7 +50,8 @@ Realism a cost tracker must cope with:
   is the final count, and the input counts are repeated, not increments).
 
 Failures can be scripted per request (:meth:`Simulator.script`) or drawn at
-random (``error_rate``). Cache entries never expire.
+random (``error_rate``). A cached prefix expires as the providers' do, by the simulator's clock: OpenAI's
+after 5 minutes unused, Anthropic's after its ttl (5 minutes, or an hour), each read starting it again.
 
 Batch API: a batch moves one step per ``GET …/batches/{id}``, deterministically:
 ``validating`` (the create answer) → ``in_progress`` (``batch_polls`` polls, the

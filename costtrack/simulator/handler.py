@@ -79,8 +79,8 @@ class Simulator(BatchAPI, AnthropicMessages):
         self._script: deque[Outcome] = deque()
         self._lock = threading.RLock()
         self._counter = 0
-        self._openai_seen: set[bytes] = set()
-        self._anthropic_seen: set[bytes] = set()
+        self._openai_seen: dict[bytes, float] = {}
+        self._anthropic_seen: dict[bytes, tuple[float, float]] = {}
         self.batch_polls = batch_polls
         self.files: dict[str, SimFile] = {}
         self.batches: dict[str, SimBatch] = {}

@@ -18,6 +18,10 @@ _OPENAI_CACHE_BLOCK = 128
 _ANTHROPIC_CACHE_MIN = 1024
 _ANTHROPIC_MAX_BREAKPOINTS = 4
 _ANTHROPIC_LOOKBACK_BLOCKS = 20
+#: Seconds a cached prefix lives after its last use: OpenAI keeps one "5 to 10 minutes of inactivity" (the
+#: shorter here); Anthropic 5 minutes or, with ttl "1h", an hour, each read refreshing it.
+_OPENAI_CACHE_TTL = 300.0
+_ANTHROPIC_TTL = {"5m": 300.0, "1h": 3600.0}
 
 
 @dataclass
@@ -43,13 +47,16 @@ class Prompts(SimulatorState):
         for i in range(n_blocks):
             h.update(canon[i * block_chars : (i + 1) * block_chars].encode("utf-8", "surrogatepass"))
             hashes.append(h.copy().digest())
+        now = self._time()
+        seen = self._openai_seen
         hit = 0
         for i, digest in enumerate(hashes):
-            if digest in self._openai_seen:
+            if seen.get(digest, -1.0) >= now:
                 hit = i + 1
             else:
                 break
-        self._openai_seen.update(hashes)
+        expires = now + _OPENAI_CACHE_TTL
+        seen.update(dict.fromkeys(hashes, expires))  # used now: each block's life starts again
         cached = hit * _OPENAI_CACHE_BLOCK
         return min(cached, prompt_tokens) if cached >= _OPENAI_CACHE_MIN else 0
 
@@ -182,12 +189,17 @@ class Prompts(SimulatorState):
             hashes.append(h.copy().digest())
             pos += count_text_tokens(text)
             positions.append(pos)
+        now = self._time()
+        seen = self._anthropic_seen
         hit = -1
         for bp in breakpoints:
             for j in range(bp, max(-1, bp - _ANTHROPIC_LOOKBACK_BLOCKS - 1), -1):
-                if hashes[j] in self._anthropic_seen:
+                if seen.get(hashes[j], (-1.0, 0.0))[0] >= now:
                     hit = max(hit, j)
                     break
+        if hit >= 0:
+            # A read refreshes the entry for its own ttl.
+            seen[hashes[hit]] = (now + seen[hashes[hit]][1], seen[hashes[hit]][1])
         read = positions[hit] if hit >= 0 else 0
         last = read
         w5 = w1 = 0
@@ -200,5 +212,6 @@ class Prompts(SimulatorState):
             else:
                 w5 += segment
             last = positions[bp]
-            self._anthropic_seen.add(hashes[bp])
+            ttl = _ANTHROPIC_TTL[prompt.blocks[bp][1] or "5m"]
+            seen[hashes[bp]] = (now + ttl, ttl)
         return read, w5, w1

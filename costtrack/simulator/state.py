@@ -34,8 +34,8 @@ class SimulatorState:
     _script: deque[Outcome]
     _lock: threading.RLock
     _counter: int
-    _openai_seen: set[bytes]
-    _anthropic_seen: set[bytes]
+    _openai_seen: dict[bytes, float]  # cached prefix -> when it expires (the simulator's clock, seconds)
+    _anthropic_seen: dict[bytes, tuple[float, float]]  # cached prefix -> (when it expires, its ttl)
     batch_polls: int
     files: dict[str, SimFile]
     batches: dict[str, SimBatch]
@@ -48,6 +48,10 @@ class SimulatorState:
 
     def _now(self, n: int) -> int:
         return int(self.clock()) if self.clock is not None else _EPOCH + n
+
+    def _time(self) -> float:
+        """The time now (seconds since the epoch): the clock given, else the synthetic one at this request."""
+        return float(self.clock()) if self.clock is not None else float(_EPOCH + self._counter)
 
     def _id(self, prefix: str, n: int, length: int = 24) -> str:
         token = hashlib.sha256(f"{self.seed}:{prefix}:{n}".encode()).hexdigest()[:length]
