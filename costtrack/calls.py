@@ -216,6 +216,7 @@ class Call:
                     self.status, self.error_type = "error", "malformed_response"
             else:
                 model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
+                model = model or None  # "" names no model
                 if (self.status_code or 200) < 400:
                     usage = parser_for(self.api, self.operation).usage(parsed)
                     tier = _tier_in(parsed)

@@ -527,3 +527,28 @@ def test_anthropic_standard_tier_is_no_tier(tracker, records):
     client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
     [rec] = records()
     assert "service_tier" not in rec.tags and "(standard)" not in (rec.price_source or "")
+
+
+@pytest.mark.parametrize("reads", ["whole", "event by event"])
+def test_azure_stream_opening_with_an_empty_model_takes_the_model_of_later_chunks(tracker, records, reads):
+    """Azure opens a stream with a prompt-filter chunk naming model "" (no choices): the record takes the model
+    the content chunks name, and is priced, even when the app names its deployment, not a model."""
+    import openai
+
+    first = {"choices": [], "created": 0, "id": "", "model": "", "object": "", "usage": None,
+             "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}  # fmt: skip
+    body = b"data: " + json.dumps(first, separators=(",", ":")).encode() + b"\n\n" + fixture("openai_chat_stream.sse")
+    events = [event + b"\n\n" for event in body.split(b"\n\n") if event]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                               content=body if reads == "whole" else iter(events))  # fmt: skip
+
+    azure = openai.AzureOpenAI(api_key="k", api_version="2024-10-21", azure_endpoint="https://x.openai.azure.com",
+                               http_client=httpx2.Client(transport=httpx2.MockTransport(Recorder(respond))), max_retries=0)  # fmt: skip
+    client = tracker.wrap(azure)
+    list(client.chat.completions.create(model="prod-mini", messages=[{"role": "user", "content": "hi"}], stream=True))
+    [rec] = records()
+    assert (rec.provider, rec.model, rec.model_requested) == ("azure", "gpt-4o-mini-2024-07-18", "prod-mini")
+    # gpt-4o-mini: 1,024 uncached input at $0.15, 1,024 cached at $0.075, 2 output at $0.60 per 1M tokens
+    assert rec.cost_usd == pytest.approx(usd((1024, "0.15"), (1024, "0.075"), (2, "0.60")), rel=1e-12)

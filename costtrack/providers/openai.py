@@ -96,9 +96,13 @@ def _one_data_line(data: bytes) -> bool:
 
 
 def _names_model(data: bytes) -> bool:
-    """Whether a chunk has a model member whose value is a string (`"model":"...`, or json.dumps' `"model": "...`)."""
+    """Whether a chunk has a model member whose value is a non-empty string (`"model":"g...`, or json.dumps'
+    `"model": "g...`): Azure opens a stream with a chunk whose model is ""."""
     at = data.find(b'"model":')
-    return at >= 0 and data[at + 8 : at + 10].lstrip()[:1] == b'"'
+    if at < 0:
+        return False
+    value = data[at + 8 : at + 11].lstrip()
+    return value[:1] == b'"' and value[1:2] not in (b'"', b"")
 
 
 def _usage_object(data: bytes, start: int, end: int) -> int:
@@ -164,7 +168,7 @@ class ChatStreamReader:
         if data is not None:
             self._model_data = None
             chunk = _loads(data)
-            if isinstance(chunk, dict) and isinstance(chunk.get("model"), str):
+            if isinstance(chunk, dict) and isinstance(chunk.get("model"), str) and chunk["model"]:
                 self._model = chunk["model"]
         return self._model
 
@@ -298,8 +302,8 @@ class ChatStreamReader:
         chunk = _loads(data)
         if not isinstance(chunk, dict):
             return False, False
-        if self._model is None and self._model_data is None and isinstance(chunk.get("model"), str):
-            self._model = chunk["model"]  # the first chunk naming a model names the stream's
+        if self._model is None and self._model_data is None and isinstance(chunk.get("model"), str) and chunk["model"]:
+            self._model = chunk["model"]  # the first chunk naming a model names the stream's ("" names none: Azure's first)
         if isinstance(chunk.get("error"), dict):
             self.failed = str(chunk["error"].get("type") or chunk["error"].get("code") or "stream_error")
         choices = chunk.get("choices")
@@ -369,7 +373,7 @@ class ResponsesStreamReader:
                 return False, False
             response = parsed.get("response")
             if isinstance(response, dict):
-                if isinstance(response.get("model"), str):
+                if isinstance(response.get("model"), str) and response["model"]:
                     self.model = response["model"]
                 usage = responses_usage(response.get("usage"))
                 if usage is not None:
