@@ -33,6 +33,8 @@ _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
+# What a server answers a parameter it does not know with (Azure: 400 "Unrecognized request argument supplied").
+_OPTION_REFUSALS = frozenset({400, 422})
 # Failures before a request can have reached the provider: such an attempt is not billed.
 _UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.ProxyError, httpx2.UnsupportedProtocol)
 
@@ -109,6 +111,9 @@ class Instrument:
         # (the context in force, it merged with self.tags) for the last call: contexts are immutable, and most
         # calls of a client run in the same one, so the merge is made once rather than per call.
         self._merged: tuple[CallContext, CallContext] | None = None
+        # The server refused a request costtrack had added stream_options to (Azure before api-version 2024-09-01,
+        # some compatible servers): this client's streams are sent as the app wrote them from then on.
+        self.refuses_stream_options = False
 
     @property
     def tracker(self) -> Tracker:
@@ -175,7 +180,9 @@ class Instrument:
             options = body.get("stream_options")
             # include_usage false is asked for too (the record needs the usage) and hidden the same way, so a
             # cached stream replays to each caller as its own request would have streamed.
-            call.hide_usage_chunk = not (isinstance(options, dict) and options.get("include_usage") is True)
+            call.hide_usage_chunk = not (isinstance(options, dict) and options.get("include_usage") is True) and not (
+                self.refuses_stream_options and options is None
+            )
         return call
 
     @staticmethod
@@ -219,6 +226,24 @@ class Instrument:
             log_once("transport.start", "costtrack: could not read a request; it is sent unrecorded", exc_info=True)
             call.hide_usage_chunk = False
             return request
+
+    def refused_usage_option(self, call: Call, status: int, raw: bytes) -> bool:
+        """Whether an error answer to a request costtrack added stream_options to refuses that option; if so this
+        client stops adding it (logged once) and the call goes on as the app's own request, without usage."""
+        if status not in _OPTION_REFUSALS or b"stream_options" not in raw:
+            return False
+        self.refuses_stream_options = True
+        call.hide_usage_chunk = False
+        log_once(f"transport.stream_options:{self.provider}", "costtrack: the %s server refused stream_options, which "
+                 "costtrack adds to read a stream's usage; this client's streams are now sent as written and recorded "
+                 "without usage (cost unknown) unless the app asks for it", self.provider)  # fmt: skip
+        return True
+
+    @staticmethod
+    def replayable(response: httpx2.Response, raw: bytes) -> httpx2.Response:
+        """`response` again, its body (read raw, as it came) to be read anew."""
+        return httpx2.Response(response.status_code, headers=response.headers, stream=httpx2.ByteStream(raw),
+                               extensions=response.extensions)  # fmt: skip
 
     @staticmethod
     def outgoing(call: Call, request: httpx2.Request) -> httpx2.Request:
@@ -710,10 +735,18 @@ class CostTransport(httpx2.BaseTransport):
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
         if call.tracker.budget_monitor is not None:
             instrument.admit(call)
-        if call.hide_usage_chunk:
-            request = instrument.sendable(call, request)
+        sent = instrument.sendable(call, request) if call.hide_usage_chunk else request
         try:
-            response = self._inner.handle_request(request)
+            response = self._inner.handle_request(sent)
+            if sent is not request and response.status_code in _OPTION_REFUSALS:
+                # A body already in memory (a mock) is read again as it is; a network one is read raw and replayed.
+                in_memory = isinstance(response.stream, httpx2.ByteStream)
+                raw = response.read() if in_memory else b"".join(response.iter_raw())
+                if instrument.refused_usage_option(call, response.status_code, raw):
+                    response.close()
+                    response = self._inner.handle_request(request)  # the app's own request, as it wrote it
+                elif not in_memory:
+                    response = instrument.replayable(response, raw)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise
@@ -749,10 +782,17 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
         if call.tracker.budget_monitor is not None:
             instrument.admit(call)
-        if call.hide_usage_chunk:
-            request = instrument.sendable(call, request)
+        sent = instrument.sendable(call, request) if call.hide_usage_chunk else request
         try:
-            response = await self._inner.handle_async_request(request)
+            response = await self._inner.handle_async_request(sent)
+            if sent is not request and response.status_code in _OPTION_REFUSALS:
+                in_memory = isinstance(response.stream, httpx2.ByteStream)  # see CostTransport
+                raw = await response.aread() if in_memory else b"".join([piece async for piece in response.aiter_raw()])
+                if instrument.refused_usage_option(call, response.status_code, raw):
+                    await response.aclose()
+                    response = await self._inner.handle_async_request(request)  # the app's own request, as it wrote it
+                elif not in_memory:
+                    response = instrument.replayable(response, raw)
         except BaseException as exc:
             instrument.fail(call, exc)
             raise

@@ -620,3 +620,106 @@ async def test_a_stream_asked_for_usage_on_the_apps_behalf_reaches_it_as_its_own
     asked = await chunks(True, **options)
     assert asked == await chunks(False, **options) and all("usage" in c for c in asked)
     assert [(r.tokens_input, r.tokens_output) for r in records()] == [(2048, 2), (2048, 2)]
+
+
+# --------------------------------------------------------------------------- servers that refuse stream_options
+
+_REFUSAL = {"error": {"message": "Unrecognized request argument supplied: stream_options", "type": "invalid_request_error",
+                      "param": None, "code": None}}  # fmt: skip
+
+
+class Pieces(httpx2.SyncByteStream, httpx2.AsyncByteStream):
+    """A body as a network transport hands it on, to a sync or an async client: read once, when the SDK reads."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self._pieces = pieces
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        yield from self._pieces
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        for piece in self._pieces:
+            yield piece
+
+
+def _network_json(status: int, body: dict) -> httpx2.Response:
+    data = json.dumps(body).encode()
+    return httpx2.Response(status, headers={"content-type": "application/json"}, stream=Pieces(data[:10], data[10:]))
+
+
+class StrictServer:
+    """An older Azure api-version or a strict compatible server: a 400 for stream_options, else a stream without usage."""
+
+    def __init__(self, error: dict | None = None, *, whole: bool = False) -> None:
+        self.asked_options = 0
+        self.error = error  # answered to every request instead (a 400 of its own)
+        self.whole = whole  # the stream's body in one piece (an async client's mock), else one event per read
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        if self.error is not None:
+            return _network_json(400, self.error)
+        if b'"stream_options"' in request.content:
+            self.asked_options += 1
+            return _network_json(400, _REFUSAL)
+        events = [event + b"\n\n" for event in fixture("openai_chat_stream.sse").split(b"\n\n") if event and b'"choices":[]' not in event]
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                               stream=Pieces(b"".join(events)) if self.whole else Pieces(*events))  # fmt: skip
+
+
+def _chunks(client) -> list:
+    return [chunk.model_dump() for chunk in client.chat.completions.create(**CHAT, stream=True)]
+
+
+def test_a_server_refusing_stream_options_streams_as_the_bare_sdk_does(tracker, records, caplog):
+    """costtrack asks for usage with stream_options; refused, it sends the app's own request and stops asking."""
+    from costtrack.logs import reset_once
+
+    reset_once()
+    bare = [outcome(lambda: _chunks(openai_client(StrictServer()))) for _ in range(2)]
+    server = StrictServer()
+    client = tracker.wrap(openai_client(server))
+    with caplog.at_level("WARNING", logger="costtrack"):
+        wrapped = [outcome(lambda: _chunks(client)) for _ in range(2)]
+    assert wrapped == bare and bare[0][0] == "returned"
+    assert server.asked_options == 1  # refused once: the client's later streams are sent as written
+    recs = records()
+    assert [(r.status, r.tokens_input, r.cost_usd) for r in recs] == [("ok", 0, None)] * 2  # no usage: cost unknown
+    assert all(r.model == "gpt-4o-mini-2024-07-18" and r.ttft_ms is not None for r in recs)
+    assert caplog.text.count("refused stream_options") == 1
+
+
+async def test_a_server_refusing_stream_options_async(tracker, records):
+    async def chunks(client) -> list:
+        return [chunk.model_dump() async for chunk in await client.chat.completions.create(**CHAT, stream=True)]
+
+    bare = await chunks(openai_client(StrictServer(whole=True), is_async=True))
+    server = StrictServer(whole=True)
+    assert await chunks(tracker.wrap(openai_client(server, is_async=True))) == bare
+    assert server.asked_options == 1
+    [rec] = records()
+    assert (rec.status, rec.tokens_input, rec.cost_usd) == ("ok", 0, None)
+
+
+async def test_a_400_about_something_else_reaches_the_async_app_as_it_came(tracker, records):
+    error = {"error": {"message": "Invalid value for 'model'", "type": "invalid_request_error", "param": "model", "code": None}}
+
+    async def chunks(client):
+        try:
+            return [c.model_dump() async for c in await client.chat.completions.create(**CHAT, stream=True)]
+        except openai.APIStatusError as exc:
+            return ("raised", type(exc), str(exc), exc.status_code, exc.body)
+
+    bare = await chunks(openai_client(StrictServer(error), is_async=True))
+    assert await chunks(tracker.wrap(openai_client(StrictServer(error), is_async=True))) == bare and bare[0] == "raised"
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "invalid_request_error")
+
+
+def test_a_400_about_something_else_reaches_the_app_as_it_came(tracker, records):
+    """A request costtrack added stream_options to, refused for another reason: the app gets the server's own error."""
+    error = {"error": {"message": "Invalid value for 'model'", "type": "invalid_request_error", "param": "model", "code": None}}
+    bare = outcome(lambda: _chunks(openai_client(StrictServer(error))))
+    wrapped = outcome(lambda: _chunks(tracker.wrap(openai_client(StrictServer(error)))))
+    assert wrapped == bare and bare[:2] == ("raised", openai.BadRequestError)
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "invalid_request_error", 0.0)
