@@ -5,6 +5,8 @@ The report templates use these same functions as Jinja filters (reports/render.p
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "FORMATS",
     "change",
@@ -16,25 +18,43 @@ __all__ = [
     "ms",
     "number",
     "pct",
+    "pp",
     "pvalue",
     "rate",
     "score",
     "usd",
+    "usd_places",
     "when",
 ]
 
 
-def usd(value: float | None) -> str:
-    """Dollars with enough digits for small per-call costs."""
+def usd_places(value: float) -> int:
+    """The decimals `usd` shows: 2 from $100, 4 from a cent, else 6 or as many as two significant digits need."""
+    size = abs(value)
+    if size >= 100 or math.isnan(size):
+        return 2
+    if size >= 0.01:
+        return 4
+    if size == 0:
+        return 6
+    return max(6, 1 - math.floor(math.log10(size)))
+
+
+def usd(value: float | None, places: int | None = None) -> str:
+    """Dollars with enough digits for small per-call costs: a nonzero amount never reads as $0.
+
+    `places`: that many decimals instead (a formula's operands shown precisely enough to check it).
+    """
     if value is None:
         return "unpriced"
     if value == 0:
         return "$0"
-    if abs(value) >= 100:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:,.4f}"
-    return f"${value:.6f}"
+    if places is None:
+        places = usd_places(value)
+    text = f"{value:,.{places}f}"
+    if float(text.replace(",", "")) == 0:  # rounds to zero at these places: show the first digits that are not
+        text = f"{value:,.{usd_places(value)}f}"
+    return f"${text}"
 
 
 def count(value: float | int | None) -> str:
@@ -42,9 +62,17 @@ def count(value: float | int | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def pct(value: float | None) -> str:
-    """A share as a percentage."""
-    return "-" if value is None else f"{value * 100:.1f}%"
+def pct(value: float | None, places: int = 1) -> str:
+    """A share as a percentage (`places` decimals)."""
+    return "-" if value is None else f"{value * 100:.{places}f}%"
+
+
+def pp(value: float | None, places: int = 2) -> str:
+    """A difference of two rates in percentage points (-0.0047 → -0.47 pp); '-' when it cannot be computed."""
+    if value is None:
+        return "-"
+    text = f"{value * 100:+.{places}f}"
+    return f"{text.lstrip('+-') if float(text) == 0 else text} pp"
 
 
 def ms(value: float | None) -> str:
@@ -116,20 +144,26 @@ def when(value: object) -> str:
 
 
 #: Formatter by name, for tables whose columns say how their cells are formatted.
-FORMATS = {"usd": usd, "count": count, "pct": pct, "ms": ms, "change": change, "days": days, "duration": duration,
-           "number": number, "rate": rate, "score": score, "pvalue": pvalue, "when": when}  # fmt: skip
+FORMATS = {"usd": usd, "count": count, "pct": pct, "pp": pp, "ms": ms, "change": change, "days": days,
+           "duration": duration, "number": number, "rate": rate, "score": score, "pvalue": pvalue,
+           "when": when}  # fmt: skip
+
+#: The formats that take a number of decimals (`places`).
+_PLACES = {"usd", "pct", "pp", "number"}
 
 
-def delta(value: float | None, kind: str) -> str:
-    """A signed difference formatted as `kind`: -$0.0011, +12 ms, -0.013."""
+def delta(value: float | None, kind: str, places: int | None = None) -> str:
+    """A signed difference formatted as `kind` (with `places` decimals when given): -$0.0011, +12 ms, -0.013."""
     if value is None:
         return "-"
     sign = "-" if value < 0 else "+" if value > 0 else ""
-    return sign + FORMATS[kind](abs(value))  # type: ignore[operator]
+    return sign + fmt(abs(value), kind, places)
 
 
-def fmt(value: object, kind: str | None) -> str:
-    """`value` formatted as `kind` (a key of FORMATS); text as is."""
+def fmt(value: object, kind: str | None, places: int | None = None) -> str:
+    """`value` formatted as `kind` (a key of FORMATS), with `places` decimals when given (usd, pct, pp, number); text as is."""
     if kind is None or kind == "text":
         return "-" if value is None else str(value)
+    if places is not None and kind in _PLACES:
+        return FORMATS[kind](value, places)  # type: ignore[arg-type,operator,call-arg]
     return FORMATS[kind](value)  # type: ignore[arg-type,operator]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -89,17 +90,19 @@ def workload(tracker, make_record):
 
 
 def cache_replay(recs, ttl):
-    """(would-be hits, their cost): successful calls whose hash was answered at most `ttl` s before."""
-    seen: dict[str, datetime] = {}
+    """(would-be hits, their cost): calls, whatever their status, whose hash a successful call answered at most `ttl`
+    s before (a failed call stores nothing; a successful one, a repeat too, stores the answer afresh)."""
+    last_ok: dict[str, datetime] = {}
     cost, hits = 0.0, 0
     for r in sorted(recs, key=lambda r: (r.timestamp, r.id)):
-        if r.status != "ok" or not r.request_hash:
+        if not r.request_hash:
             continue
-        prev = seen.get(r.request_hash)
+        prev = last_ok.get(r.request_hash)
         if prev is not None and not r.cache_hit and (r.timestamp - prev).total_seconds() <= ttl:
             cost += r.cost_usd or 0
             hits += 1
-        seen[r.request_hash] = r.timestamp
+        if r.status == "ok":
+            last_ok[r.request_hash] = r.timestamp
     return hits, cost
 
 
@@ -172,12 +175,13 @@ def test_current_state_figures(workload, database_url):
         assert row[6] == pytest.approx(sum(r.status == "error" for r in calls) / len(calls))
     everything = [r.latency_ms for r in workload]
     assert latency["**All endpoints**"][3:6] == [nearest_rank(everything, p) for p in (50, 95, 99)]
-    inventory = {(row[0], row[1]): row for row in audit.inventory.rows}
+    inventory = {(row[0], row[2]): row for row in audit.inventory.rows}
     classify = [r for r in workload if r.endpoint == "/api/classify" and r.model_requested == "gpt-4o"]
     row = inventory[("/api/classify", "gpt-4o")]
-    assert row[2:7] == [len(classify), sum(r.tokens_input for r in classify), sum(r.tokens_output for r in classify), 0,
+    assert row[1] == "gpt-4o-2024-08-06"  # the model that answered (the failed calls got no answer)
+    assert row[3:8] == [len(classify), sum(r.tokens_input for r in classify), sum(r.tokens_output for r in classify), 0,
                         pytest.approx(sum(r.cost_usd for r in classify), abs=1e-12)]  # fmt: skip
-    assert row[7] == pytest.approx(sum(r.cost_usd for r in classify) / exp["spend"])
+    assert row[8] == pytest.approx(sum(r.cost_usd for r in classify) / exp["spend"])
     assert audit.error_rate == pytest.approx(sum(r.status == "error" for r in workload) / len(workload))
     assert audit.failed_calls == sum(r.status == "error" for r in workload)
     assert audit.incomplete_calls == sum(r.status == "incomplete" for r in workload) > 0
@@ -342,3 +346,195 @@ def test_latency_distribution_data(workload, database_url):
     for low, high, share in zip(bars, bars[1:], shares):
         assert share == pytest.approx(sum(low <= v < high for v in chat) / len(chat))
     assert MERGED_BUCKETS == 4  # 8 bars a decade
+
+
+def _render(audit):
+    return render("audit", {"audit": audit, "charts": [], "charts_note": "none", "version": "t", "database": "d",
+                            "command": "c"})  # fmt: skip
+
+
+def _amount(text):
+    """'$1,234.5678' → 1234.5678; '3,016.6' → 3016.6."""
+    return float(text.replace("$", "").replace(",", ""))
+
+
+@pytest.fixture
+def repeats(tracker, make_record):
+    """Repeated requests on three endpoints, with failed attempts and SDK retries among them."""
+    at = T0 + timedelta(days=1)
+    gpt4o, mini = rates("openai", "gpt-4o-2024-08-06", at), rates("openai", "gpt-4o-mini-2024-07-18", at)
+    recs = []
+
+    def call(minutes, key, status="ok", attempt=1, endpoint="/api/summarize", r=gpt4o, model="gpt-4o", tin=900):
+        answered = {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18"}[model]
+        ok = status == "ok"
+        recs.append(make_record(
+            timestamp=T0 + timedelta(minutes=minutes), endpoint=endpoint, provider="openai",
+            model=answered if ok else model, model_requested=model, status=status,
+            error_type=None if ok else "rate_limit_exceeded", attempt=attempt, tokens_input=tin if ok else 0,
+            tokens_output=80 if ok else 0, cost_usd=price(r, tin, 80) if ok else 0.0, request_hash=key,
+            latency_ms=500.0,
+        ))  # fmt: skip
+
+    # a: a failed attempt and its SDK retry, 10 minutes after the answer was stored: a cache answers both.
+    call(0, "a"), call(10, "a", "error"), call(10.05, "a", attempt=2)
+    # b: stored, repeated (failing) 50 minutes later: a hit; again 100 minutes after the answer: not one.
+    call(0, "b"), call(50, "b", "error"), call(100, "b")
+    # c: a failure first stores nothing; the success after it does.
+    call(200, "c", "error"), call(210, "c"), call(220, "c")
+    # d: expired after an hour; a failure does not store it again.
+    call(300, "d"), call(420, "d", "error"), call(450, "d")
+    # Summaries of other tickets, once each.
+    for i in range(20):
+        call(600 + i, f"s{i}")
+    # Two more endpoints, with a small share of the repeats' saving.
+    call(700, "x1", endpoint="/api/extract", r=mini, model="gpt-4o-mini", tin=30), call(
+        705, "x1", endpoint="/api/extract", r=mini, model="gpt-4o-mini", tin=30)
+    call(710, "k1", endpoint="/api/classify", tin=40), call(715, "k1", endpoint="/api/classify", tin=40)
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    return recs
+
+
+def test_response_cache_counts_what_a_cache_would_answer(repeats, database_url):
+    """The stated rule: any call (failed attempts and SDK retries too) is a would-be hit when a successful call with
+    the same hash started at most 1h before it; the count in the document follows it."""
+    from costtrack.reports import simulate as sim
+
+    hits, cost = cache_replay(repeats, 3600)
+    assert hits == 2 + 1 + 1 + 0 + 1 + 1  # a (the failure and its retry), b, c, d, extract, classify
+    result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, cache_ttl=3600)
+    assert result.total.would_hit == hits and result.total.cache_savings_usd == pytest.approx(cost, abs=1e-12)
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [opp] = [o for o in audit.opportunities if o.kind == "response-cache"]
+    assert opp.savings_usd == pytest.approx(cost, abs=1e-12)
+    assert f"{count(hits)} of {count(len(repeats))} calls" in opp.evidence[0]
+    summarize = [r for r in repeats if r.endpoint == "/api/summarize"]
+    assert f"/api/summarize: {count(hits - 2)} of {count(len(summarize))} calls would be hits" in opp.evidence[1]
+    assert "whatever the call's own status" in opp.assumption
+
+
+def test_response_cache_title_names_every_endpoint_it_counts(repeats, database_url):
+    """The figure counts the would-be hits of every endpoint; the title, the notes and the metric name them all."""
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [opp] = [o for o in audit.opportunities if o.kind == "response-cache"]
+    counted = [e for e, v in sorted(opp.per_endpoint.items(), key=lambda kv: -kv[1]) if v > 0]
+    assert set(counted) == {"/api/summarize", "/api/extract", "/api/classify"}
+    assert opp.savings_usd == pytest.approx(sum(opp.per_endpoint.values()), abs=1e-15)
+    assert opp.per_endpoint["/api/extract"] < 0.1 * opp.savings_usd  # a small part, counted all the same
+    assert opp.title == f"Response cache (TTL 1h) on {', '.join(counted)}"
+    assert f"on the clients of {', '.join(counted)};" in opp.notes[0]
+    assert opp.metric.startswith(f"response-cache hit rate on {', '.join(counted)}: ")
+
+
+def test_method_and_calculator_formulas_check_as_printed(tracker, make_record, database_url):
+    """Each formula the audit prints gives its printed result from its printed operands (days to 3 decimals here)."""
+    # $5.4368 over 29.835 days: x 30 / 29.835 is $5.4669, x 30 / 29.84 would be $5.4660.
+    for cost, at in ((1.8, T0), (1.8, T0 + timedelta(days=10)), (1.8368, T0 + timedelta(days=29.835))):
+        tracker.add(make_record(timestamp=at, endpoint="/api/answer", cost_usd=cost, request_hash=str(at)))
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    text = _render(audit)
+    spend, days = 5.4368, 29.835
+    assert audit.baseline_monthly_usd == pytest.approx(spend * 30 / days)
+    m = re.search(r"Method: spend x 30 / days = (\$[\d.,]+) x 30 / ([\d.,]+) = \*\*(\$[\d.,]+) per month\*\*", text)
+    assert m is not None
+    assert m.group(3) == usd(spend * 30 / days)  # right
+    assert m.group(3) == usd(_amount(m.group(1)) * 30 / _amount(m.group(2)))  # and as printed
+    # Monthly cost = cost per request x requests per month, at every volume of the calculator and at the recorded one.
+    m = re.search(r"Cost per request from the records: \*\*(\$[\d.,]+)\*\* today,\n\*\*(\$[\d.,]+)\*\*", text)
+    assert m is not None
+    current, optimized = _amount(m.group(1)), _amount(m.group(2))
+    assert current == pytest.approx(spend / 3, rel=1e-5)
+    for row in audit.calculator.rows:
+        assert f"| {count(row[0])} | {usd(current * row[0])} | {usd(optimized * row[0])} |" in text
+        assert usd(current * row[0]) == usd(spend / 3 * row[0])
+    m = re.search(r"At the recorded volume \(([\d.,]+) requests a month\):\n(\$[\d.,]+) today, (\$[\d.,]+) optimized",
+                  text)  # fmt: skip
+    assert m is not None
+    assert m.group(2) == usd(current * _amount(m.group(1))) == usd(spend * 30 / days)
+    assert m.group(3) == usd(optimized * _amount(m.group(1)))
+    m = re.search(r"One GPU costs (\$[\d.,]+) a month \(([^)]*)\)", text)
+    assert m is not None
+    parts = [_amount(p.split(" ")[-1]) for p in m.group(2).split(", ")]
+    assert m.group(1) == usd(sum(parts))
+
+
+def test_small_amounts_never_read_as_zero(tracker, make_record, database_url):
+    """An embedding costs a fraction of a millionth of a dollar: it shows with its significant digits, not as $0.000000."""
+    for i in range(12):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/search", operation="embeddings",
+                                model="text-embedding-3-small", model_requested="text-embedding-3-small",
+                                tokens_input=12, tokens_output=0, cost_usd=2.5e-7, request_hash=f"q{i}"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    text = _render(audit)
+    [row] = audit.per_request_tokens.rows
+    assert row[4] == pytest.approx(2.5e-7)
+    assert "| /api/search | 12 | 12 | 0 | $0.00000025 |" in text
+    assert not re.search(r"\$0\.0{4,}(?![\d])", text)  # no nonzero amount printed as zeros
+    assert usd(2.5e-7) == "$0.00000025" and usd(9.1e-6) == "$0.0000091" and usd(-3e-9) == "$-0.0000000030"
+    # Amounts from $0.00001 up print as before.
+    assert [usd(v) for v in (0.000087, 0.001812, 0.0123, 5.46686, 181.2275, 0.0)] == [
+        "$0.000087", "$0.001812", "$0.0123", "$5.4669", "$181.23", "$0"]  # fmt: skip
+
+
+def test_output_waste_is_worded_by_its_rule(workload, database_url):
+    """/api/extract is flagged for what the rule tests: a name of a short-answer task, and over 50 output tokens."""
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [opp] = [o for o in audit.opportunities if o.kind == "output-waste"]
+    outs = [r.tokens_output for r in workload if r.endpoint == "/api/extract"]
+    assert sum(outs) / len(outs) > 50
+    text = _render(audit)
+    assert "classification-like" not in text
+    assert (f"/api/extract on gpt-4o-mini-2024-07-18: named like a short-answer task ('extract') and averaging "
+            f"{count(sum(outs) / len(outs))} output tokens, over the 50 this detector allows") in opp.evidence[0]  # fmt: skip
+
+
+def test_output_waste_rule_takes_the_name_and_the_length(tracker, make_record, database_url):
+    """Long answers on an endpoint not named like a short-answer task, or short ones on one that is: not flagged."""
+    at = T0
+    mini = rates("openai", "gpt-4o-mini-2024-07-18", at)
+    for endpoint, out in (("/api/answer", 90), ("/api/label", 35), ("/api/score", 50)):  # means: 100, 45, 60
+        for i in range(12):
+            tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint=endpoint, model="gpt-4o-mini-2024-07-18",
+                                    model_requested="gpt-4o-mini", tokens_input=400, tokens_output=out + i % 3 * 10,
+                                    cost_usd=price(mini, 400, out + i % 3 * 10), request_hash=f"{endpoint}{i}"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [opp] = [o for o in audit.opportunities if o.kind == "output-waste"]
+    assert set(opp.per_endpoint) == {"/api/score"}
+    assert "named like a short-answer task ('score')" in opp.evidence[0]
+
+
+def test_models_are_named_as_answered_in_every_table(workload, database_url):
+    """The Model columns hold `model` (as the API answered), in the inventory as in the opportunity and price tables;
+    the name the app asked for is in a column that says so."""
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    assert [c.title for c in audit.inventory.columns[:3]] == ["Endpoint", "Model", "Requested as"]
+    inventory = {(row[0], row[2]): row[1] for row in audit.inventory.rows[:-1]}
+    answered = {}
+    for r in workload:
+        if r.status != "error":
+            answered.setdefault((r.endpoint, r.model_requested), set()).add(r.model)
+    assert inventory == {key: ", ".join(sorted(models)) for key, models in answered.items()}
+    assert inventory[("/api/chat", "claude-sonnet-4-5")] == "claude-sonnet-4-5-20250929"
+    in_use = {row[0] for row in audit.prices.rows if row[1] == "in use"}
+    assert {m for m in inventory.values() if m != "mystery-llm"} <= in_use
+    [prompt] = [o for o in audit.opportunities if o.kind == "prompt-cache"]
+    assert prompt.evidence_table.rows[0][1] == inventory[("/api/chat", "claude-sonnet-4-5")]
+    text = _render(audit)
+    assert "| Endpoint | Model | Requested as | Calls |" in text
+    assert "| /api/chat | claude-sonnet-4-5-20250929 | claude-sonnet-4-5 |" in text
+
+
+def test_success_metrics_give_rate_changes_in_points(workload, database_url):
+    """A rate's baseline → target comes with its change in percentage points, which the printed rates give."""
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    for kind in ("prompt-cache", "response-cache"):
+        [opp] = [o for o in audit.opportunities if o.kind == kind]
+        m = re.search(r": ([\d.]+)% → ([\d.]+)% \(([+-]?[\d.]+) pp\)", opp.metric)
+        assert m is not None, opp.metric
+        before, after, change = (float(g) for g in m.groups())
+        assert change == pytest.approx(after - before)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from costtrack.format import change, count, days, ms, pct, usd
+from costtrack.format import change, count, days, ms, pct, pp, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports import results as res
 from costtrack.reports.render import render
@@ -86,7 +87,7 @@ def metrics(rs):
         "requests": requests, "spend": spend, "per1k": spend / requests * 1000, "p50": nearest_rank(lat, 50),
         "p95": nearest_rank(lat, 95), "p99": nearest_rank(lat, 99), "hit": sum(r.cache_hit for r in rs) / len(rs),
         "err": sum(r.status == "error" for r in rs) / len(rs),
-        "tpr": sum(r.tokens_input + r.tokens_output for r in rs) / requests, "quality": sum(q) / len(q),
+        "tpr": sum(r.tokens_input + r.tokens_output for r in rs) / requests, "quality": sum(q) / len(q) if q else None,
     }  # fmt: skip
 
 
@@ -107,7 +108,10 @@ def test_metrics_comparison(periods, database_url):
     for name, (kb, ka) in checks.items():
         assert rows[name].before == pytest.approx(b[kb], abs=1e-12), name
         assert rows[name].after == pytest.approx(a[ka], abs=1e-12), name
-        assert rows[name].change == pytest.approx((a[ka] - b[kb]) / b[kb]) if b[kb] else rows[name].change is None
+        if name in ("Cache hit rate", "Error rate"):  # rates change in percentage points: after - before
+            assert rows[name].change == pytest.approx(a[ka] - b[kb], abs=1e-12), name
+        else:
+            assert rows[name].change == pytest.approx((a[ka] - b[kb]) / b[kb]) if b[kb] else rows[name].change is None
     monthly = rows["Projected monthly cost"]
     assert monthly.before == pytest.approx(b["spend"] / b["requests"] * volume)
     assert monthly.after == pytest.approx(a["spend"] / a["requests"] * volume)
@@ -115,7 +119,8 @@ def test_metrics_comparison(periods, database_url):
     text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
     assert f"| Spend | {usd(b['spend'])} | {usd(a['spend'])} | {change((a['spend'] - b['spend']) / b['spend'])} |" in text
     assert f"| Latency p95 | {ms(b['p95'])} | {ms(a['p95'])} |" in text
-    assert f"| Cache hit rate | {pct(b['hit'])} | {pct(a['hit'])} | - |" in text  # from 0: no percentage
+    hit = rows["Cache hit rate"].places
+    assert f"| Cache hit rate | {pct(b['hit'], hit)} | {pct(a['hit'], hit)} | {pp(a['hit'] - b['hit'], hit)} |" in text
     for section in ("## Implementation Details", "## Challenges & Solutions", "## Future Work"):
         assert f"{section}\n\n<!-- write this section -->" in text
 
@@ -188,3 +193,116 @@ def test_summary(periods, database_url):
     assert f"({count(20)} calls answered from the cache" in text
     span = (max(r.timestamp for r in after) - min(r.timestamp for r in after)).total_seconds() / 86400
     assert f"over the last {days(max(span, 1.0))}\n" in text  # the records' span, at least a day
+
+
+def _cell(text: str) -> float:
+    """The number in a document's cell or operand: '$1,234.5678' → 1234.5678, '2.15%' → 2.15, '-0.47 pp' → -0.47."""
+    return float(text.replace("$", "").replace(",", "").replace("%", "").replace("pp", "").strip())
+
+
+@pytest.fixture
+def runs(tracker, make_record):
+    """A baseline and an optimized run (tags), over uneven spans.
+
+    Both read the chat prompt from the provider's cache at the same 1,500 tokens a request, but the optimized run
+    has twice the chat traffic: it saves more in total, not more per request. The response cache on /api/classify
+    answered 4 of 40 baseline requests and 10 of 30 optimized ones.
+    """
+    recs = []
+
+    def chat(at, run):
+        return make_record(timestamp=at, endpoint="/api/chat", provider="anthropic", model="claude-sonnet-4-5-20250929",
+                           model_requested="claude-sonnet-4-5", tokens_input=2000, tokens_cached_input=1500,
+                           tokens_output=50, cost_usd=0.0022, latency_ms=1500.0, tags={"run": run})  # fmt: skip
+
+    def classify(at, run, hit, status="ok"):
+        return make_record(timestamp=at, endpoint="/api/classify", provider="openai", model="gpt-4o-2024-08-06",
+                           model_requested="gpt-4o", tokens_input=100, tokens_output=10, status=status,
+                           cost_usd=0.0 if hit or status != "ok" else gpt4o_cost(100, 10), cache_hit=hit,
+                           cost_saved_usd=gpt4o_cost(100, 10) if hit else None, latency_ms=900.0,
+                           tags={"run": run})  # fmt: skip
+
+    for i in range(20):
+        recs.append(chat(B0 + timedelta(minutes=97 * i), "baseline"))
+    for i in range(40):
+        recs.append(classify(B0 + timedelta(minutes=97 * i, seconds=30), "baseline", hit=i < 4,
+                             status="error" if i in (10, 20, 30) else "ok"))  # fmt: skip
+    for i in range(40):
+        recs.append(chat(A0 + timedelta(minutes=61 * i), "optimized"))
+    for i in range(30):
+        recs.append(classify(A0 + timedelta(minutes=61 * i, seconds=30), "optimized", hit=i < 10,
+                             status="error" if i == 15 else "ok"))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    return recs
+
+
+def test_an_optimization_is_credited_with_its_change_only(runs, database_url):
+    """Savings by optimization: the change per request on each endpoint, x the after side's requests; caching that
+    was already on, at the same rate per request, is not credited although it saves more in total after."""
+    before, after = res.Selection("before", tags=(("run", "baseline"),)), res.Selection("after", tags=(("run", "optimized"),))
+    result = res.build_results(make_engine(database_url), PriceBook(), before, after)
+    sonnet = PriceBook().rates("anthropic", "claude-sonnet-4-5-20250929", A0).effective()
+    per_chat_request = float(1500 * (sonnet["input"] - sonnet["cached_input"]) / MTOK)
+    credits = {c.name: c for c in result.credits}
+    caching = credits["Provider prompt caching"]
+    assert caching.before_usd == pytest.approx(20 * per_chat_request) and caching.after_usd == pytest.approx(40 * per_chat_request)
+    assert caching.saved_usd == pytest.approx(0.0, abs=1e-12) and not caching.changed
+    assert result.unchanged == [caching]
+    # Response cache: 4 hits in 40 classify requests before, 10 in 30 after.
+    hit = gpt4o_cost(100, 10)
+    cache = credits["Response cache"]
+    expected = 10 * hit - (4 * hit / 40) * 30
+    assert cache.before_usd == pytest.approx(4 * hit) and cache.after_usd == pytest.approx(10 * hit)
+    assert cache.saved_usd == pytest.approx(expected, abs=1e-12) and cache.endpoints == ["/api/classify"]
+    after_requests = sum(r.attempt == 1 for r in runs if r.tags["run"] == "optimized")
+    assert cache.monthly_usd == pytest.approx(expected / after_requests * result.monthly_volume)
+    assert result.savings == [cache]
+    # The document: the change credited, the unchanged one named as such, and the formulas check as printed.
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    assert "| Provider prompt caching |" not in text
+    assert (f"Not credited, as they save the same per request on both sides: provider prompt caching (saved "
+            f"{usd(20 * per_chat_request)} before, {usd(40 * per_chat_request)} after).") in text  # fmt: skip
+    [row] = [line for line in text.splitlines() if line.startswith("| Response cache |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:4] == [usd(4 * hit), usd(10 * hit)]
+    saved, monthly = _cell(cells[4]), cells[5]
+    assert cells[4].startswith("+") and saved == pytest.approx(expected, rel=1e-3)
+    volume = re.search(r"the after side's ([\d,]+) requests\nx ([\d,.]+) requests a month", text)
+    assert volume is not None and _cell(volume.group(1)) == after_requests
+    assert monthly == "+" + usd(saved / after_requests * _cell(volume.group(2)))  # as printed
+    assert monthly == "+" + usd(cache.monthly_usd)  # and right
+
+
+def test_rates_change_in_points_and_formulas_check_as_printed(runs, database_url):
+    """Error and cache-hit rates change in percentage points; projected monthly cost = cost per 1K / 1,000 x the
+    monthly traffic, and the traffic = requests / days x 30, all as printed."""
+    before, after = res.Selection("before", tags=(("run", "baseline"),)), res.Selection("after", tags=(("run", "optimized"),))
+    result = res.build_results(make_engine(database_url), PriceBook(), before, after)
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    sides = {run: [r for r in runs if r.tags["run"] == run] for run in ("baseline", "optimized")}
+    b, a = metrics(sides["baseline"]), metrics(sides["optimized"])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("| ") and line.count("|") == 5}  # fmt: skip
+    for name, key in (("Error rate", "err"), ("Cache hit rate", "hit")):
+        shown_before, shown_after, shown_change = rows[name]
+        assert shown_change.endswith(" pp") and "%" not in shown_change
+        decimals = len(shown_before.split(".")[1].rstrip("%"))
+        assert _cell(shown_before) == pytest.approx(round(b[key] * 100, decimals))
+        assert _cell(shown_after) == pytest.approx(round(a[key] * 100, decimals))
+        assert shown_change == pp(a[key] - b[key], decimals)  # right
+        assert _cell(shown_change) == pytest.approx(_cell(shown_after) - _cell(shown_before))  # and as printed
+    assert rows["Error rate"][2] != "0.0 pp" and b["err"] != a["err"]
+    m = re.search(r"\(([\d,.]+) requests a month: its ([\d,]+) requests / ([\d,.]+) days x 30\)", text)
+    assert m is not None
+    volume, requests, days_ = (_cell(g) for g in m.groups())
+    span = (max(r.timestamp for r in sides["baseline"]) - min(r.timestamp for r in sides["baseline"])).total_seconds()
+    assert requests == b["requests"] and days_ == pytest.approx(span / 86400, abs=0.5 * 10 ** -len(m.group(3).split(".")[-1]))
+    places = len(m.group(1).split(".")[1]) if "." in m.group(1) else 0
+    assert f"{requests / days_ * 30:,.{places}f}" == m.group(1)
+    per_1k, monthly = rows["Cost per 1K requests"], rows["Projected monthly cost"]
+    for side, x in ((0, b), (1, a)):
+        assert _cell(per_1k[side]) == pytest.approx(x["per1k"], rel=1e-4)
+        assert monthly[side] == usd(_cell(per_1k[side]) / 1000 * volume)  # as printed
+        assert monthly[side] == usd(x["per1k"] / 1000 * b["requests"] * 30 / (span / 86400))  # and right

@@ -32,7 +32,7 @@ def seeded(tracker, make_record):
             model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=50 + i, tokens_output=5,
             cost_usd=_cost(50 + i, 5), request_hash=f"c{i % 3}", latency_ms=100.0 + i,
         ))  # fmt: skip
-    # A failed attempt of c0 right after its first call: not an answer (no cache entry), never a hit.
+    # A failed attempt of c1 before its first successful call: it stores nothing, and nothing was stored to answer it.
     recs.append(make_record(timestamp=T0 + timedelta(minutes=1), endpoint="/api/classify", model="gpt-4o",
                             model_requested="gpt-4o", status="error", error_type="server_error", tokens_input=0,
                             tokens_output=0, cost_usd=0.0, request_hash="c1", latency_ms=50.0))  # fmt: skip
@@ -62,16 +62,17 @@ def seeded(tracker, make_record):
 
 
 def replay_hits(recs, ttl):
-    """The would-be hits, by hand: a successful call whose hash was answered successfully at most `ttl` s before."""
+    """The would-be hits, by hand: a call (any status) whose hash a successful call answered at most `ttl` s before."""
     last_ok: dict[str, datetime] = {}
     hits = []
     for r in sorted(recs, key=lambda r: (r.timestamp, r.id)):
-        if r.status != "ok" or r.request_hash is None:
+        if r.request_hash is None:
             continue
         prev = last_ok.get(r.request_hash)
         if prev is not None and not r.cache_hit and (r.timestamp - prev).total_seconds() <= ttl:
             hits.append(r)
-        last_ok[r.request_hash] = r.timestamp
+        if r.status == "ok":
+            last_ok[r.request_hash] = r.timestamp
     return hits
 
 

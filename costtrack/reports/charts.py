@@ -76,7 +76,7 @@ def _spend_by_day(ax: Any, rep: Replay) -> bool:
         return False
     totals: dict[str, float] = {}
     for d in rep.daily:
-        totals[d.model_key] = totals.get(d.model_key, 0.0) + d.spend_usd
+        totals[d.model] = totals.get(d.model, 0.0) + d.spend_usd
     top = [m for m, _ in sorted(totals.items(), key=lambda kv: -kv[1])[:TOP_MODELS] if totals[m] > 0]
     first = date.fromisoformat(rep.daily[0].day)
     last = date.fromisoformat(rep.daily[-1].day)
@@ -84,7 +84,7 @@ def _spend_by_day(ax: Any, rep: Replay) -> bool:
     index = {d.isoformat(): i for i, d in enumerate(days)}
     series: dict[str, list[float]] = {m: [0.0] * len(days) for m in [*top, "other"]}
     for d in rep.daily:
-        series[d.model_key if d.model_key in top else "other"][index[d.day]] += d.spend_usd
+        series[d.model if d.model in top else "other"][index[d.day]] += d.spend_usd
     bottom = [0.0] * len(days)
     for model, values in series.items():
         if not any(values):
@@ -101,7 +101,7 @@ def _spend_by_day(ax: Any, rep: Replay) -> bool:
 def _spend_by_model(ax: Any, rep: Replay) -> bool:
     totals: dict[str, float] = {}
     for g in rep.groups:
-        totals[g.model_key] = totals.get(g.model_key, 0.0) + g.spend_usd
+        totals[g.model] = totals.get(g.model, 0.0) + g.spend_usd
     items = [(m, v) for m, v in sorted(totals.items(), key=lambda kv: kv[1]) if v > 0]
     if not items:
         return False

@@ -41,6 +41,7 @@ from .combined import optimized_spend
 from .context import AuditContext, error_rate
 from .document import Audit, AuditOptions, Column, Finding, Opportunity, Table
 from .failures import failures
+from .formulas import formula_places
 from .model_swap import model_swap
 from .models import CHEAPER_MODELS, cheaper_model, min_cacheable_tokens
 from .output_waste import output_waste, output_waste_candidates
@@ -162,4 +163,5 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
     audit.calculator, audit.breakeven = calculator(ctx, optimized)
     audit.method = method(ctx)
     audit.warnings = warnings(ctx)
+    audit.places = formula_places(audit)
     return audit

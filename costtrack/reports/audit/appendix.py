@@ -19,7 +19,7 @@ def prices_table(ctx: AuditContext, opportunities: list[Opportunity]) -> Table:
     for opp in opportunities:
         if opp.scenario is not None:
             for swap in opp.scenario.swaps:
-                seen.setdefault(("", swap.target), "proposed")
+                seen.setdefault(("", swap.target), "proposed (the name to request)")
     rows = []
     for (provider, model), role in seen.items():
         r = ctx.rates(provider or None, model)
@@ -28,6 +28,7 @@ def prices_table(ctx: AuditContext, opportunities: list[Opportunity]) -> Table:
         rows.append([model, role, float(r["input"]), float(r["cached_input"]), float(r["cache_write"]),
                      float(r["output"])])  # fmt: skip
     rows.sort(key=lambda row: (row[1] != "in use", row[0]))
+    # Models in use as the API answered with them (the records' `model`), as in every table of the audit.
     return Table([Column("Model"), Column("Role"), Column("Input", "rate"), Column("Cached input", "rate"),
                   Column("Cache write", "rate"), Column("Output", "rate")], rows)  # fmt: skip
 

@@ -116,6 +116,8 @@ class Audit:
     #: Timed calls per endpoint and latency bucket (stats.bucket_range): the latency distribution chart's data.
     latency_histogram: dict[str, dict[int, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: Decimals of the operands shown in the document's formulas, so that each checks as printed (formulas.py).
+    places: dict[str, Any] = field(default_factory=dict)
 
     @property
     def calls(self) -> int:

@@ -76,21 +76,24 @@ def model_swap(ctx: AuditContext) -> Finding:
         assert cheap is not None
         after = g.live_spend_usd - saving
         evidence = [
-            (f"{g.endpoint}: {count(g.served)} calls on {g.model_key}, {count(mean_out)} output tokens and "
-             f"{count(g.served_input / g.served)} input tokens per call on average."),
+            (f"{g.endpoint}: {count(g.served)} calls requesting {g.model_key}"
+             + (f" (answered by {g.model})" if g.model != g.model_key else "")
+             + f", {count(mean_out)} output tokens and {count(g.served_input / g.served)} input tokens per call "
+             "on average."),
             f"The same tokens at {target}'s rates ({rate(float(cheap['input']))} input / "
             f"{rate(float(cheap['output']))} output per 1M tokens"
             + (f", against {rate(float(current['input']))} / {rate(float(current['output']))}" if current else "")
             + f") cost {usd(after)} instead of {usd(g.live_spend_usd)}.",
         ]  # fmt: skip
-        if endpoint_words(g.endpoint) & SIMPLE_TASK_WORDS:
-            evidence.append(f"The endpoint's name says it is a simple task ({g.endpoint}): "
-                            "classification, extraction or routing.")  # fmt: skip
+        words = sorted(endpoint_words(g.endpoint) & SIMPLE_TASK_WORDS)
+        if words:
+            evidence.append(f"{g.endpoint} is named like a short-answer task ({', '.join(repr(w) for w in words)}): "
+                            "a label, a score, a route or a few extracted fields.")  # fmt: skip
         cross = provider_of(target) not in (None, g.provider)
         finding.opportunities.append(ctx.opportunity(
             kind="model-swap",
             title=f"{g.model_key} → {target} on {g.endpoint}",
-            description=(f"{g.endpoint} gets short answers from {g.model_key}; a smaller model of the same "
+            description=(f"{g.endpoint} asks {g.model_key} for short answers; a smaller model of the same "
                          f"family ({target}) usually handles such tasks at a fraction of the price."),
             evidence=evidence, savings=saving, per_endpoint={g.endpoint: saving},
             effort="Medium", effort_note="a one-line model change, plus an A/B test to check quality",

@@ -21,17 +21,30 @@ from .thresholds import (
 __all__ = ["output_waste", "output_waste_candidates"]
 
 
+def short_answer_words(g: Group) -> list[str]:
+    """The words of the group's endpoint name that name a short-answer task (classify, extract, label, ...)."""
+    return sorted(endpoint_words(g.endpoint) & SIMPLE_TASK_WORDS)
+
+
+def long_for_its_task(g: Group) -> bool:
+    """The rule: an endpoint named like a short-answer task whose answers average over SIMPLE_TASK_OUTPUT_TOKENS."""
+    return bool(short_answer_words(g)) and g.served_output / g.served > SIMPLE_TASK_OUTPUT_TOKENS
+
+
+def verbose(g: Group) -> bool:
+    """The rule: answers of VERBOSE_OUTPUT_TOKENS+ tokens on average, at VERBOSE_RATIO x the input or more."""
+    mean_out = g.served_output / g.served
+    mean_in = g.served_input / g.served
+    return mean_out >= VERBOSE_OUTPUT_TOKENS and bool(mean_in) and mean_out / mean_in >= VERBOSE_RATIO
+
+
 def output_waste_candidates(ctx: AuditContext) -> list[Group]:
-    """Groups whose answers look longer than their task: long labels, or long answers at or above the input's length."""
+    """Groups whose answers look longer than their task: `long_for_its_task` or `verbose`."""
     out: list[Group] = []
     for g in ctx.rep.groups:
         if g.served < MIN_CALLS or not g.served_output or ctx.rates(g.provider, g.model) is None:
             continue
-        mean_out = g.served_output / g.served
-        mean_in = g.served_input / g.served if g.served else 0.0
-        simple = bool(endpoint_words(g.endpoint) & SIMPLE_TASK_WORDS) and mean_out > SIMPLE_TASK_OUTPUT_TOKENS
-        verbose = mean_out >= VERBOSE_OUTPUT_TOKENS and mean_in and mean_out / mean_in >= VERBOSE_RATIO
-        if simple or verbose:
+        if long_for_its_task(g) or verbose(g):
             out.append(g)
     return out
 
@@ -40,9 +53,9 @@ def output_waste(ctx: AuditContext, candidates: list[Group], rows: list[Any]) ->
     """The output-length finding: what the output tokens above each candidate's median cost."""
     finding = Finding("output-waste", "Output-token waste → shorter answers (max_tokens, structured output)")
     if not candidates:
-        finding.nothing = (f"no classification-like endpoint averages more than {SIMPLE_TASK_OUTPUT_TOKENS} "
-                           f"output tokens, and no endpoint averages {VERBOSE_OUTPUT_TOKENS}+ output tokens at "
-                           f"{VERBOSE_RATIO:g}x its input or more")  # fmt: skip
+        finding.nothing = (f"no endpoint named like a short-answer task (classify, extract, label, score, ...) averages more than "
+                           f"{SIMPLE_TASK_OUTPUT_TOKENS} output tokens, and no endpoint averages "
+                           f"{VERBOSE_OUTPUT_TOKENS}+ output tokens at {VERBOSE_RATIO:g}x its input or more")  # fmt: skip
         return finding
     found = {(r.endpoint, r.provider, r.model): r for r in rows}
     table_rows: list[list[Any]] = []
@@ -60,9 +73,12 @@ def output_waste(ctx: AuditContext, candidates: list[Group], rows: list[Any]) ->
         mean_out = g.served_output / g.served
         mean_in = g.served_input / g.served
         per_endpoint[g.endpoint] = per_endpoint.get(g.endpoint, 0.0) + saving
-        simple = bool(endpoint_words(g.endpoint) & SIMPLE_TASK_WORDS)
-        why = (f"a classification-like endpoint averaging {count(mean_out)} output tokens" if simple else
-               f"{count(mean_out)} output tokens per call, {mean_out / mean_in:.1f}x the input")  # fmt: skip
+        if long_for_its_task(g):
+            words = ", ".join(f"'{w}'" for w in short_answer_words(g))
+            why = (f"named like a short-answer task ({words}) and averaging {count(mean_out)} output tokens, over "
+                   f"the {SIMPLE_TASK_OUTPUT_TOKENS} this detector allows such an endpoint")  # fmt: skip
+        else:
+            why = f"{count(mean_out)} output tokens per call, {mean_out / mean_in:.1f}x the input"
         table_rows.append([g.endpoint, g.model, g.served, mean_in, mean_out, int(r.p50), int(r.max_out), excess,
                            saving, ctx.monthly(saving)])  # fmt: skip
         evidence.append(f"{g.endpoint} on {g.model}: {why}; median {count(int(r.p50))}, longest "
@@ -79,8 +95,10 @@ def output_waste(ctx: AuditContext, candidates: list[Group], rows: list[Any]) ->
     finding.opportunities.append(ctx.opportunity(
         kind="output-waste",
         title=f"Shorter answers on {', '.join(endpoints)}",
-        description=("These endpoints generate more output than their task needs: a label or a few fields "
-                     "come back as sentences, or answers run far longer than the prompt."),
+        description=("These endpoints generate more output than their task needs: an endpoint named like a "
+                     "short-answer task (a label, a score, a few extracted fields) gets answers of over "
+                     f"{SIMPLE_TASK_OUTPUT_TOKENS} tokens on average, or answers of {VERBOSE_OUTPUT_TOKENS}+ tokens "
+                     "run as long as the prompt or longer."),
         evidence=evidence, evidence_table=table, savings=total, per_endpoint=per_endpoint,
         effort="Low", effort_note="prompt wording, max_tokens, a response schema",
         notes=[

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from ...format import count, duration, pct
+from ..operands import rate_move
 from ..simulate import Group
 from .context import AuditContext
 from .document import Column, Finding, Table
@@ -95,7 +96,7 @@ def prompt_cache(ctx: AuditContext, candidates: list[tuple[Group, int]], rows: l
                     f"reads the cache when the previous call on the endpoint came within {duration(lifetime)}; "
                     "the other calls write it (Anthropic bills writes at 1.25x the input rate, OpenAI does not)."),
         metric=(f"cached share of input on {', '.join(endpoints)}: "
-                f"{pct(_cached_share(ctx, endpoints))} → {pct(_target_cached_share(ctx, candidates, rows))}"),
+                f"{rate_move(_cached_share(ctx, endpoints), _target_cached_share(ctx, candidates, rows))}"),
         risks=[("A prompt that changes early (a timestamp or user name at the top) never hits the cache "
                 "(mitigation: move variable parts to the end)."),
                ("Anthropic cache writes cost more than plain input: with sparse traffic a 1-hour cache or none "

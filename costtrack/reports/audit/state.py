@@ -13,24 +13,38 @@ __all__ = ["cache_status", "errors_table", "inventory_table", "latency_table"]
 
 
 def inventory_table(ctx: AuditContext) -> Table:
-    """Spend, calls and tokens per endpoint and requested model, with a total row."""
+    """Spend, calls and tokens per endpoint and requested model, with a total row.
+
+    Model names follow the records' fields: the Model column is `model`, the model the API answered
+    with (as in every other table of the audit and in the price table); Requested as is
+    `model_requested`, the name the app asked for, which the row groups by (a request that failed
+    got no answer, so it is counted under the name it asked for).
+    """
     merged: dict[tuple[str, str], list[Any]] = {}
+    answered: dict[tuple[str, str], set[str]] = {}
+    recorded: dict[tuple[str, str], set[str]] = {}
     for g in ctx.rep.groups:
-        row = merged.setdefault((g.endpoint, g.model_key), [g.endpoint, g.model_key, 0, 0, 0, 0, 0.0, 0.0])
-        row[2] += g.calls
-        row[3] += g.tokens_input
-        row[4] += g.tokens_output
-        row[5] += g.tokens_cached_input
-        row[6] += g.spend_usd
-    rows = sorted(merged.values(), key=lambda r: (-r[6], -r[2], r[0], r[1]))
+        key = (g.endpoint, g.model_key)
+        row = merged.setdefault(key, [g.endpoint, "", g.model_key, 0, 0, 0, 0, 0.0, 0.0])
+        row[3] += g.calls
+        row[4] += g.tokens_input
+        row[5] += g.tokens_output
+        row[6] += g.tokens_cached_input
+        row[7] += g.spend_usd
+        recorded.setdefault(key, set()).add(g.model)
+        if g.calls > g.errors:  # some call got an answer: g.model is the model that gave it
+            answered.setdefault(key, set()).add(g.model)
+    for key, row in merged.items():
+        row[1] = ", ".join(sorted(answered.get(key) or recorded[key]))
+    rows = sorted(merged.values(), key=lambda r: (-r[7], -r[3], r[0], r[2]))
     for row in rows:
-        row[7] = ctx.share(row[6])
-    total = ["**Total**", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
+        row[8] = ctx.share(row[7])
+    total = ["**Total**", "", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
              sum(g.tokens_output for g in ctx.rep.groups), sum(g.tokens_cached_input for g in ctx.rep.groups),
              ctx.baseline, 1.0 if ctx.baseline else None]  # fmt: skip
-    columns = [Column("Endpoint"), Column("Model"), Column("Calls", "count"), Column("Tokens in", "count"),
-               Column("Tokens out", "count"), Column("Cached in", "count"), Column("Spend", "usd"),
-               Column("Share of spend", "pct")]  # fmt: skip
+    columns = [Column("Endpoint"), Column("Model"), Column("Requested as"), Column("Calls", "count"),
+               Column("Tokens in", "count"), Column("Tokens out", "count"), Column("Cached in", "count"),
+               Column("Spend", "usd"), Column("Share of spend", "pct")]  # fmt: skip
     return Table(columns, [*rows, total])
 
 

@@ -18,7 +18,7 @@ __all__ = [
 
 #: Mean output at or under which an endpoint's answers count as short (a label, a few fields, a sentence).
 SHORT_OUTPUT_TOKENS = 50
-#: Mean output above which a classification-like endpoint's answers count as long.
+#: Mean output above which the answers of an endpoint named like a short-answer task (SIMPLE_TASK_WORDS) count as long.
 SIMPLE_TASK_OUTPUT_TOKENS = 50
 #: Mean output and output/input ratio from which any endpoint's answers count as verbose.
 VERBOSE_OUTPUT_TOKENS = 200
@@ -29,7 +29,8 @@ MIN_CALLS = 10
 LOW_CACHED_SHARE = 0.5
 #: How long a provider keeps a prompt prefix warm by default (OpenAI: 5-10 minutes; Anthropic: 5 minutes).
 PROMPT_CACHE_LIFETIME_S = 300.0
-#: Endpoint name words of tasks a small model does well (course: "Simple: classification, extraction, formatting").
+#: Endpoint name words of short-answer tasks: a label, a score, a route or a few extracted fields, which a small
+#: model does well (course: "Simple: classification, extraction, formatting").
 SIMPLE_TASK_WORDS = frozenset({
     "classify", "classification", "classifier", "label", "labels", "labeling", "labelling", "tag", "tagging",
     "categorize", "categorise", "category", "categories", "intent", "sentiment", "detect", "detection",

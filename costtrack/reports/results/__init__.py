@@ -1,12 +1,16 @@
 """Before/after results, what each optimization measurably saved, A/B tests with confidence intervals.
 
 A *selection* is a period ([since, until)), a tag (``run=optimized``), or both. For each
-selection a few SQL aggregates give the metrics of the course's comparison table;
-the attribution reads what the records say each optimization saved: response-cache
+selection a few SQL aggregates give the metrics of the course's comparison table
+(rates change in percentage points, the rest relatively);
+the attribution reads what the records say each optimization saved, per endpoint: response-cache
 hits (`cost_saved_usd`), provider prompt caching (cached tokens at the cached rate
 instead of the input rate), cheap-first fallback (savings of accepted answers minus
 the cost of rejected attempts) and routing (the `route` tag: routed calls against
-the same tokens on the model the endpoint used before).
+the same tokens on the model the endpoint used before). The document credits each
+optimization with the change between the sides (`credit`): per endpoint, what it saves
+per request after minus before, x the after side's requests; one that did not change
+is not credited.
 
 A/B tests (tags `ab_test`, `ab_arm`): per arm the mean cost per call, latency and
 quality score with 95% confidence intervals, and the difference to the control arm
@@ -16,7 +20,9 @@ no scipy).
 
 from .ab_test import AbResult, ArmStats, ab_arms, ab_test
 from .attribution import Attribution, attribution
+from .attribution import Credit as Credit
 from .attribution import Saving as Saving
+from .attribution import credit as credit
 from .document import Results, build_results
 from .document import Row as Row
 from .document import steps as steps

@@ -1,4 +1,11 @@
-"""What each optimization measurably saved: response cache, provider prompt caching, cheap-first fallback, routing."""
+"""What each optimization measurably saved: response cache, provider prompt caching, cheap-first fallback, routing.
+
+`attribution` reads one side's records: what each optimization saved there, in total and per
+endpoint. `credit` compares the two sides of `report results`: an optimization is credited with
+the change of what it saves per request on each endpoint, so one that saved as much before as after
+(caching that was already on) gets nothing, and traffic moving between endpoints is not mistaken
+for a saving.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from ..simulate import has_tag, tag_text
 from ..simulate.queries import buckets, sum_where
 from ..simulate.replay import row_buckets
 
-__all__ = ["Attribution", "Saving", "attribution"]
+__all__ = ["Attribution", "Credit", "Saving", "attribution", "credit"]
 
 
 @dataclass
@@ -28,7 +35,8 @@ class Saving:
     name: str
     evidence: str
     saved_usd: float
-    monthly_usd: float
+    monthly_usd: float  # saved_usd x 30 / the selection's days
+    by_endpoint: dict[str, float] = field(default_factory=dict)  # saved_usd, per endpoint
 
 
 @dataclass
@@ -36,10 +44,69 @@ class Attribution:
     savings: list[Saving] = field(default_factory=list)
     routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models
     notes: list[str] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)  # first attempts per endpoint
 
     @property
     def total_usd(self) -> float:
         return sum(s.saved_usd for s in self.savings)
+
+    def saving(self, name: str) -> Saving | None:
+        return next((s for s in self.savings if s.name == name), None)
+
+
+@dataclass
+class Credit:
+    """What one optimization saved on each side, and what the change between them saved."""
+
+    name: str
+    evidence: str  # what the after side's records show (the before side's when it left no trace after)
+    before_usd: float  # saved on the before side
+    after_usd: float  # saved on the after side
+    saved_usd: float  # the change: per endpoint, (after - before) per request x the after side's requests
+    monthly_usd: float | None  # saved_usd per after-side request x the monthly traffic of the comparison
+    endpoints: list[str] = field(default_factory=list)  # where what it saves per request changed
+
+    @property
+    def changed(self) -> bool:
+        """Whether the optimization saves a different amount per request than before (else it is not credited)."""
+        scale = max(abs(self.before_usd), abs(self.after_usd))
+        return abs(self.saved_usd) > 1e-9 * scale + 1e-15
+
+
+def credit(before: Attribution, after: Attribution, monthly_requests: float) -> list[Credit]:
+    """Each optimization's saving on both sides, and the part the change between them is credited with.
+
+    Per endpoint e, with s the saving and r the requests (first attempts) of a side:
+    credited = sum over e of (s_after(e) / r_after(e) - s_before(e) / r_before(e)) x r_after(e)
+    (an endpoint the before side did not call counts as saving nothing before it), and per month =
+    credited / the after side's requests x `monthly_requests` (the metrics table's basis).
+    """
+    after_requests = sum(after.requests.values())
+    names = [s.name for s in after.savings] + [s.name for s in before.savings if after.saving(s.name) is None]
+    out: list[Credit] = []
+    for name in names:
+        b, a = before.saving(name), after.saving(name)
+        b_by = b.by_endpoint if b else {}
+        a_by = a.by_endpoint if a else {}
+        saved = 0.0
+        moved: list[tuple[float, str]] = []
+        for endpoint in sorted(set(a_by) | set(b_by)):
+            r_b, r_a = before.requests.get(endpoint, 0), after.requests.get(endpoint, 0)
+            per_before = b_by.get(endpoint, 0.0) / r_b if r_b else 0.0
+            part = a_by.get(endpoint, 0.0) - per_before * r_a
+            saved += part
+            moved.append((part, endpoint))
+        evidence = (a or b).evidence  # type: ignore[union-attr]
+        if a is None:
+            evidence = f"none on the after side (before: {evidence})"
+        scale = max(abs(b.saved_usd) if b else 0.0, abs(a.saved_usd) if a else 0.0)
+        changed = [e for part, e in sorted(moved, key=lambda m: -abs(m[0])) if abs(part) > 1e-9 * scale + 1e-15]
+        out.append(Credit(
+            name=name, evidence=evidence, before_usd=b.saved_usd if b else 0.0, after_usd=a.saved_usd if a else 0.0,
+            saved_usd=saved, monthly_usd=saved / after_requests * monthly_requests if after_requests else None,
+            endpoints=changed,
+        ))  # fmt: skip
+    return out
 
 
 def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, Any]:
@@ -51,17 +118,20 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
     live = and_(c.cost_usd.is_not(None), c.cache_hit.is_(False))
     model = func.coalesce(c.model, c.model_requested, "(unknown)").label("model")
     return {
-        "hits": select(sum_where(c.cache_hit, 1).label("hits"),
-                       sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved")).where(where),
-        "cached": select(c.provider, model, func.coalesce(func.sum(c.tokens_cached_input), 0).label("cached"))
+        "hits": select(c.endpoint, sum_where(c.cache_hit, 1).label("hits"),
+                       sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"))
+        .where(where, c.cache_hit.is_(True))
+        .group_by(c.endpoint),
+        "cached": select(c.endpoint, c.provider, model, func.coalesce(func.sum(c.tokens_cached_input), 0).label("cached"))
         .where(where, c.cache_hit.is_(False), c.tokens_cached_input > 0)
-        .group_by(c.provider, c.model, c.model_requested),
+        .group_by(c.endpoint, c.provider, c.model, c.model_requested),
         "fallback": select(
+            c.endpoint,
             sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd.is_not(None)), 1).label("accepted"),
             sum_where(and_(chain, c.cache_hit.is_(False)), func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             sum_where(reason, 1).label("escalated"),
             sum_where(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
-        ).where(where, chain),
+        ).where(where, chain).group_by(c.endpoint),
         "routes": select(route, c.endpoint, c.provider, model, func.count().label("calls"),
                          func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(live, c.cost_usd).label("live_spend"),
                          *buckets(live, c, "l_"))
@@ -70,6 +140,9 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
         "endpoint_models": select(c.endpoint, c.provider, model, func.count().label("calls"))
         .where(where, c.status == "ok", c.cache_hit.is_(False))
         .group_by(c.endpoint, c.provider, c.model, c.model_requested),
+        "requests": select(c.endpoint, sum_where(c.attempt == 1, 1).label("requests"))
+        .where(where)
+        .group_by(c.endpoint),
     }  # fmt: skip
 
 
@@ -81,12 +154,15 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
     def month(x: float) -> float:
         return x * DAYS_PER_MONTH / days
 
-    h = rows[f"{prefix}.hits"][0]
-    if int(h.hits):
-        out.savings.append(Saving("Response cache", f"{count(int(h.hits))} calls answered from the cache (cost_saved_usd)",
-                                  float(h.saved), month(float(h.saved))))  # fmt: skip
+    out.requests = {r.endpoint: int(r.requests) for r in rows[f"{prefix}.requests"]}
+    hit_rows = [r for r in rows[f"{prefix}.hits"] if int(r.hits)]
+    if hit_rows:
+        hits, saved = sum(int(r.hits) for r in hit_rows), sum(float(r.saved) for r in hit_rows)
+        out.savings.append(Saving("Response cache", f"{count(hits)} calls answered from the cache (cost_saved_usd)",
+                                  saved, month(saved), {r.endpoint: float(r.saved) for r in hit_rows}))  # fmt: skip
     cached_saving = 0.0
     cached_tokens = 0
+    cached_by: dict[str, float] = {}
     unpriced: set[str] = set()
     for r in rows[f"{prefix}.cached"]:
         rates = book.rates(r.provider, r.model, at)
@@ -95,26 +171,31 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
             continue
         eff = rates.effective()
         cached_tokens += int(r.cached)
-        cached_saving += float(Decimal(int(r.cached)) * (eff["input"] - eff["cached_input"]) / Decimal(1_000_000))
+        part = float(Decimal(int(r.cached)) * (eff["input"] - eff["cached_input"]) / Decimal(1_000_000))
+        cached_saving += part
+        cached_by[r.endpoint] = cached_by.get(r.endpoint, 0.0) + part
     if cached_tokens:
         out.savings.append(Saving("Provider prompt caching",
                                   f"{count(cached_tokens)} input tokens read from the cache at the cached rate",
-                                  cached_saving, month(cached_saving)))  # fmt: skip
+                                  cached_saving, month(cached_saving), cached_by))  # fmt: skip
     if unpriced:
         out.notes.append(f"prompt-cache savings of {', '.join(sorted(unpriced))} are left out: no price")
-    f = rows[f"{prefix}.fallback"][0] if rows[f"{prefix}.fallback"] else None
-    if f is not None and (int(f.accepted) or int(f.escalated)):
-        net = float(f.saved) - float(f.escalated_cost)
+    f_rows = [r for r in rows[f"{prefix}.fallback"] if int(r.accepted) or int(r.escalated)]
+    if f_rows:
+        accepted, escalated = sum(int(r.accepted) for r in f_rows), sum(int(r.escalated) for r in f_rows)
+        f_saved, f_cost = sum(float(r.saved) for r in f_rows), sum(float(r.escalated_cost) for r in f_rows)
+        net = f_saved - f_cost
         out.savings.append(Saving(
             "Cheap-first fallback",
-            f"{count(int(f.accepted))} answers cheaper than the requested model saved {usd(float(f.saved))}; "
-            f"{count(int(f.escalated))} escalated attempts cost {usd(float(f.escalated_cost))}",
-            net, month(net),
+            f"{count(accepted)} answers cheaper than the requested model saved {usd(f_saved)}; "
+            f"{count(escalated)} escalated attempts cost {usd(f_cost)}",
+            net, month(net), {r.endpoint: float(r.saved) - float(r.escalated_cost) for r in f_rows},
         ))  # fmt: skip
     route_rows = rows[f"{prefix}.routes"]
     if route_rows:
         by_label: dict[str, list[Any]] = {}
         saved = 0.0
+        routed_by: dict[str, float] = {}
         compared = 0
         for r in route_rows:
             acc = by_label.setdefault(str(r.route), [str(r.route), 0, 0.0, None, set()])
@@ -127,7 +208,9 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
             rates = book.rates(ref[0], ref[1], at)
             if rates is None or rates.per_hour is not None:
                 continue
-            saved += row_buckets(r, "l_").price(rates.effective()) - float(r.live_spend)
+            part = row_buckets(r, "l_").price(rates.effective()) - float(r.live_spend)
+            saved += part
+            routed_by[r.endpoint] = routed_by.get(r.endpoint, 0.0) + part
             compared += int(r.calls)
         for acc in by_label.values():
             acc[3] = acc[2] / acc[1] if acc[1] else None
@@ -136,7 +219,7 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
         if compared:
             out.savings.append(Saving(
                 "Routing", f"{count(compared)} routed calls against the same tokens on the model each endpoint used before",
-                saved, month(saved),
+                saved, month(saved), routed_by,
             ))  # fmt: skip
         elif before_models is not None:
             out.notes.append("routed calls used the same models as before on their endpoints: no routing saving to attribute")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Engine, true
 
+from ...format import usd
 from ...pricing import PriceBook
+from ..calc import DAYS_PER_MONTH
+from ..operands import places, rate_change, usd_start
 from ..simulate import run_queries
 from .ab_test import AbResult, ab_test
 from .attribution import (
     Attribution,
+    Credit,
     attribution,
     attribution_queries,
+    credit,
     endpoint_models,
 )
 from .metrics import Metrics, Progress, measure, metric_queries
@@ -31,16 +37,32 @@ def steps(sides: int) -> int:
 
 @dataclass
 class Row:
-    """One metric of the comparison table."""
+    """One metric of the comparison table.
+
+    `change`: relative (+0.25 for +25%), except for rates (fmt "pct"), whose change is the difference
+    in percentage points (after - before: -0.0047 for -0.47 pp), a relative change of a rate reading
+    like a change of the rate itself. `places`: the decimals both values (and a rate's change) are
+    shown with, when they must be more than usual for a formula of the document to check.
+    """
 
     name: str
     fmt: str
     before: float | None
     after: float | None
+    places: int | None = None
+
+    @property
+    def points(self) -> bool:
+        """Whether the change is in percentage points (a rate) rather than relative."""
+        return self.fmt == "pct"
 
     @property
     def change(self) -> float | None:
-        if self.before is None or self.after is None or self.before == 0:
+        if self.before is None or self.after is None:
+            return None
+        if self.points:
+            return self.after - self.before
+        if self.before == 0:
             return None
         return (self.after - self.before) / abs(self.before)
 
@@ -56,10 +78,25 @@ class Results:
     attribution_after: Attribution
     ab: AbResult | None = None
     notes: list[str] = field(default_factory=list)
+    #: Each optimization on both sides and what the change between them saved (attribution.credit).
+    credits: list[Credit] = field(default_factory=list)
+    #: Decimals of the operands the document shows in its formulas: "volume" (the monthly traffic),
+    #: "days" (the before side's), "credit" (the Saved column), so that each formula checks as printed.
+    places: dict[str, int] = field(default_factory=dict)
 
     @property
     def monthly_volume(self) -> float:
         return self.before.requests_per_month
+
+    @property
+    def savings(self) -> list[Credit]:
+        """The optimizations whose saving per request changed between the sides: credited."""
+        return [c for c in self.credits if c.changed]
+
+    @property
+    def unchanged(self) -> list[Credit]:
+        """The optimizations that saved as much per request on both sides: not credited."""
+        return [c for c in self.credits if not c.changed]
 
 
 def _rows(before: Metrics, after: Metrics) -> list[Row]:
@@ -84,6 +121,39 @@ def _rows(before: Metrics, after: Metrics) -> list[Row]:
     if before.quality_n or after.quality_n:
         rows.append(Row("Quality score", "score", before.quality, after.quality))
     return rows
+
+
+def _places(results: Results) -> None:
+    """The decimals that make the document's formulas check as printed (see reports/operands.py).
+
+    Projected monthly cost = cost per 1K requests / 1,000 x the monthly traffic, for both sides; per month
+    = saved / the after side's requests x the monthly traffic, for each credited optimization; the monthly
+    traffic = the before side's requests / its days x 30; and a rate's change = after - before in points.
+    """
+    b, a = results.before, results.after
+    per_1k = next(r for r in results.rows if r.name == "Cost per 1K requests")
+    credited = [c for c in results.savings if c.monthly_usd is not None]
+    volume = results.monthly_volume
+    results.places.update(credit=4, volume=0)
+    if per_1k.before is not None and per_1k.after is not None and a.requests:
+        # The traffic first: digits go to it before the table's cells.
+        operands = [volume, per_1k.before, per_1k.after, *(c.saved_usd for c in credited)]
+
+        def formula(o: Sequence[float]) -> list[float]:
+            return [o[1] / 1000 * o[0], o[2] / 1000 * o[0], *(x / a.requests * o[0] for x in o[3:])]
+
+        start = [0, usd_start(per_1k.before), usd_start(per_1k.after), *(usd_start(c.saved_usd) for c in credited)]
+        chosen = places(operands, start, formula, usd, tied=[[1, 2], list(range(3, len(operands)))])
+        results.places["volume"] = chosen[0]
+        per_1k.places = chosen[1]
+        if credited:
+            results.places["credit"] = chosen[3]
+    shown_volume = results.places["volume"]
+    results.places["days"] = places([b.days], [0], lambda o: [b.requests / o[0] * DAYS_PER_MONTH],
+                                    lambda v: f"{v:,.{shown_volume}f}")[0]  # fmt: skip
+    for row in results.rows:
+        if row.points:
+            row.places, _ = rate_change(row.before, row.after)
 
 
 def build_results(engine: Engine, book: PriceBook, before: Selection, after: Selection, *, ab: bool = False,
@@ -111,9 +181,11 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
     results = Results(
         generated_at=now or datetime.now(timezone.utc), before=m_before, after=m_after, rows=_rows(m_before, m_after),
         enough=m_before.requests >= MIN_REQUESTS and m_after.requests >= MIN_REQUESTS,
-        attribution_before=attribution(rows, "before", book, at_before, m_before.days),
+        attribution_before=attribution(rows, "before", book, at_before, m_before.days, before_models),
         attribution_after=attribution(rows, "after", book, at_after, m_after.days, before_models),
     )  # fmt: skip
+    results.credits = credit(results.attribution_before, results.attribution_after, results.monthly_volume)
+    _places(results)
     if not results.enough:
         results.notes.append(
             f"Too little data to compare: {m_before.requests:,} requests before and {m_after.requests:,} after "

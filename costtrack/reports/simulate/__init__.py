@@ -10,13 +10,15 @@ the optimization audit both run on this engine.
 
 The model, stated once:
 
-- Response cache, TTL `t`: a successful call is a hit when a successful call with
-  the same `request_hash` started at most `t` seconds before it (window function
-  over ``(request_hash ORDER BY timestamp)``). Each hit counts as refreshing the entry,
-  so this is an upper bound for caches whose entries expire `t` after they were
-  stored (`costtrack.MemoryCache`, Redis ``SETEX``): they miss the repeats of a
-  request that keeps coming for longer than `t`. Calls without a hash, failed calls,
-  and calls that already were cache hits are left as they are.
+- Response cache, TTL `t`: a call is a hit when a successful call with the same
+  `request_hash` started at most `t` seconds before it (a running MAX over
+  ``(request_hash ORDER BY timestamp)``), whatever the call's own status: a cache
+  holding that answer would also have answered a request that failed, and the SDK's
+  retries of it. Every successful call, a repeat too, counts as storing the entry
+  afresh, so this is an upper bound for caches whose entries expire `t` after they
+  were stored (`costtrack.MemoryCache`, Redis ``SETEX``): they miss the repeats of a
+  request that keeps coming for longer than `t`. Calls without a hash and calls that
+  already were cache hits are left as they are.
 - Swap ``a=b``: calls whose requested or answered model is `a` are repriced at `b`'s
   rates (PriceBook, at the period's last call) for the same token counts: uncached
   input, cached input, cache writes (5-minute and 1-hour) and output, each at its own

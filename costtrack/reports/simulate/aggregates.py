@@ -98,12 +98,13 @@ class Group:
 
 @dataclass(frozen=True)
 class DayRow:
-    """Spend and calls of one (requested) model on one UTC day."""
+    """Spend and calls of one requested and answered model on one UTC day."""
 
     day: str
-    model_key: str
+    model_key: str  # the requested model (the answered one when none was recorded)
     calls: int
     spend_usd: float
+    model: str = ""  # the answered model (the requested one when none was recorded)
 
 
 @dataclass(frozen=True)

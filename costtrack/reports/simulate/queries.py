@@ -90,47 +90,56 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
 
 
 def daily_query(dialect: str, where: ColumnElement[bool]) -> Any:
-    """Calls and spend per UTC day and requested model."""
+    """Calls and spend per UTC day, requested model and answered model."""
     c = records.c
     day = day_of(dialect, c.timestamp).label("day")
     model = func.coalesce(c.model_requested, c.model, "(unknown)").label("model_key")
+    answered = func.coalesce(c.model, c.model_requested, "(unknown)").label("model_answered")
     return (
-        select(day, model, func.count().label("calls"), func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"))
+        select(day, model, answered, func.count().label("calls"),
+               func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"))
         .where(where)
         .group_by(day, c.model_requested, c.model)
-    )
+    )  # fmt: skip
 
 
 def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> Any:
-    """Per group: the successful calls whose request_hash was answered successfully at most `cache_ttl` s before.
+    """Per group: the calls a response cache with `cache_ttl` would have answered, and their tokens and cost.
 
-    LAG over (request_hash ORDER BY timestamp) on the successful calls only (a failed
-    call stores nothing in a cache); the calls that already were cache hits keep the
-    entry warm but are not counted again. On SQLite the window sorts only the row id,
-    the hash and the time, and the hits are joined back by rowid (the sort is the cost);
-    on Postgres carrying the columns through the sort is cheaper than joining back.
+    A call is a would-be hit when a successful call with the same request_hash started at most
+    `cache_ttl` s before it, whatever the call's own status: a cache holding that answer would
+    also have answered a request that failed, and the SDK's retries of it. Only successful calls
+    store (or, when they repeat one, refresh) the entry; calls that already were cache hits keep it
+    warm but are not counted again.
+
+    A running MAX over (request_hash ORDER BY timestamp) of the successful calls' times, up to the
+    call before, gives the last successful call. On SQLite the window sorts only the row id, the
+    hash, the time and the status, and the hits are joined back by rowid (the sort is the cost); on
+    Postgres carrying the columns through the sort is cheaper than joining back.
     """
     within = float(cache_ttl) + GAP_TOLERANCE_S
     c = records.c
     ts = epoch_of(dialect, c.timestamp)
-    ok = and_(where, c.status == "ok", c.request_hash.is_not(None))
+    hashed = and_(where, c.request_hash.is_not(None))
+    ok_ts = case((c.status == "ok", ts))
     if dialect == "sqlite":
-        rowid = literal_column("records.rowid")
-        gap = (ts - func.lag(ts).over(partition_by=c.request_hash, order_by=(c.timestamp, c.id))).label("gap")
-        window = select(rowid.label("rid"), c.cache_hit.label("was_hit"), gap).where(ok).subquery()
-        r = records.c
-        source: Any = window.join(records, rowid == window.c.rid)
-        hit = and_(window.c.was_hit.is_(False), window.c.gap <= within)
+        partition: Any = c.request_hash
+        carried: list[Any] = [literal_column("records.rowid").label("rid"), c.cache_hit.label("was_hit")]
     else:
         partition = c.request_hash.collate("C")
-        gap = (ts - func.lag(ts).over(partition_by=partition, order_by=(c.timestamp, c.id))).label("gap")
-        window = select(
-            c.endpoint, c.provider, c.model, c.model_requested, c.cache_hit, c.cost_usd, c.tokens_input,
-            c.tokens_output, c.tokens_cached_input, c.tokens_cache_write, c.tokens_cache_write_1h, gap,
-        ).where(ok).subquery()  # fmt: skip
-        r = window.c
+        carried = [c.endpoint, c.provider, c.model, c.model_requested, c.cache_hit.label("was_hit"), c.cost_usd,
+                   c.tokens_input, c.tokens_output, c.tokens_cached_input, c.tokens_cache_write,
+                   c.tokens_cache_write_1h]  # fmt: skip
+    last_ok = func.max(ok_ts).over(partition_by=partition, order_by=(c.timestamp, c.id), rows=(None, -1))
+    window = select(*carried, (ts - last_ok).label("since_ok")).where(hashed).subquery()
+    w = window.c
+    hit = and_(w.was_hit.is_(False), w.since_ok <= within)
+    if dialect == "sqlite":
+        r = records.c
+        source: Any = window.join(records, literal_column("records.rowid") == w.rid)
+    else:
+        r = w
         source = window
-        hit = and_(r.cache_hit.is_(False), r.gap <= within)
     priced = r.cost_usd.is_not(None)
     keys, group_by = _keys(r)
     return (
@@ -162,4 +171,3 @@ def period_where(since: datetime | None, until: datetime | None,
     """[since, until), and `where` when given."""
     cond = period_filter(since, until)
     return cond if where is None else and_(cond, where)
-

@@ -57,13 +57,13 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
 
 
 def merge_daily(rows: Iterable[Any]) -> list[DayRow]:
-    """Rows of `daily_query` (or of `totals_query` by day) → DayRows, by day then model."""
-    acc: dict[tuple[str, str], list[float]] = {}
+    """Rows of `daily_query` (or of `totals_query` by day) → DayRows, by day then requested and answered model."""
+    acc: dict[tuple[str, str, str], list[float]] = {}
     for row in rows:
-        v = acc.setdefault((as_day(row.day), row.model_key), [0, 0.0])
+        v = acc.setdefault((as_day(row.day), row.model_key, row.model_answered), [0, 0.0])
         v[0] += int(row.calls)
         v[1] += float(row.spend)
-    return [DayRow(day, model, int(v[0]), v[1]) for (day, model), v in sorted(acc.items())]
+    return [DayRow(day, key, int(v[0]), v[1], model) for (day, key, model), v in sorted(acc.items())]
 
 
 def merge_hits(groups: dict[tuple[str, str, str, str], Group], rows: Iterable[Any]) -> None:
