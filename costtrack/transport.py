@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 from httpx2._decoders import MultiDecoder  # the decoders the SDK's own reads use
 
+from . import fastjson
 from .budgets import BudgetExceeded
 from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedResponse
 from .call_context import CallContext
@@ -365,7 +366,9 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 class _Reader:
     """Reads one response body as the SDK consumes it; finishes the Call exactly once."""
 
-    __slots__ = ("_call", "_complete", "_decode", "_kept", "_opening", "_pass_on", "_saved", "_splitter", "_store", "_stream")
+    __slots__ = (
+        "_call", "_complete", "_decode", "_kept", "_last", "_opening", "_pass_on", "_saved", "_splitter", "_store", "_stream",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -382,6 +385,8 @@ class _Reader:
             self._kept: list[bytes] = []
             call.chunks = self._kept
         self._complete = False
+        # The last whole events handed on (a stream's): where the SDK stopped, if it met data it cannot read.
+        self._last: bytes | None = None
         self._store = store
         # A stream's bytes, kept for the cache (a plain body is kept in call.chunks already).
         self._saved: list[bytes] | None = [] if store is not None and self._splitter is not None else None
@@ -422,11 +427,13 @@ class _Reader:
         if splitter.idle and end >= 0 and data.find(b"\n\n") == end and data.rfind(b"\r") < 0:
             # One whole event ending at the blank line (a stream's usual network read): nothing to split.
             hidden = self._event(call, reader, data)
+            self._last = data
             kept = b"" if hidden else data if call.hide_usage_chunk else None
         else:
             block = splitter.feed_block(data)
             if not block:
                 return block if call.hide_usage_chunk else chunk
+            self._last = block
             try:
                 kept = self._read(call, reader, block, splitter.plain)
             except Exception:
@@ -558,7 +565,30 @@ class _Reader:
         elif not self._complete and call.reader is None:
             call.finish("incomplete")  # a stream's own end event decides, in Call.record
         else:
+            reader = call.reader
+            if reader is not None and reader.failed is None and self._unreadable_end():
+                # The SDK raised on it (billed or not, as the usage read says); the app saw an error.
+                call.status, call.error_type = "error", "malformed_response"
             call.finish()
+
+    def _unreadable_end(self) -> bool:
+        """Whether a stream ended on data the SDK cannot read: the SDK raises at the first event whose data is not
+        JSON and reads no further, so that event is among the last handed on; or a whole body held no event."""
+        last = self._last
+        if last is None:
+            return self._complete  # read to its end without one whole event
+        if last == b"data: [DONE]\n\n":
+            return False  # the usual last read of a chat stream
+        for block in last.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n"):
+            if not block.strip():
+                continue
+            _, data = event_fields(block + b"\n\n")
+            if data and not data.startswith(b"[DONE]"):
+                try:
+                    fastjson.loads(data)
+                except ValueError:
+                    return True
+        return False
 
     def __del__(self) -> None:
         # A body the app dropped without closing is still recorded.
@@ -581,6 +611,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
                 if pass_on is not None and chunk.endswith(b"\n\n"):
                     out = pass_on(chunk)
                     if out is not None:
+                        self._last = chunk
                         if pass_on is self._opening:
                             self._opened()
                         if out:
@@ -620,6 +651,7 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
                 if pass_on is not None and chunk.endswith(b"\n\n"):
                     out = pass_on(chunk)
                     if out is not None:
+                        self._last = chunk
                         if pass_on is self._opening:
                             self._opened()
                         if out:

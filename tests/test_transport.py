@@ -723,3 +723,57 @@ def test_a_400_about_something_else_reaches_the_app_as_it_came(tracker, records)
     assert wrapped == bare and bare[:2] == ("raised", openai.BadRequestError)
     [rec] = records()
     assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "invalid_request_error", 0.0)
+
+
+# --------------------------------------------------------------------------- streams the SDK cannot read
+
+
+def _broken_stream(reads: str, line_end: bytes = b"\n"):
+    """A chat stream whose third event's data is not JSON: the SDK raises there, as it would without costtrack."""
+    events = [e for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
+    events.insert(2, b"data: {this is not json")
+    body = [e.replace(b"\n", line_end) + line_end * 2 for e in events]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        stream = Pieces(b"".join(body)) if reads == "whole" else Pieces(*body)
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=stream)
+
+    return respond
+
+
+@pytest.mark.parametrize("reads", ["whole", "event by event"])
+def test_a_stream_the_sdk_cannot_read_is_recorded_as_malformed(tracker, records, reads):
+    bare = outcome(lambda: _chunks(openai_client(Recorder(_broken_stream(reads)))))
+    wrapped = outcome(lambda: _chunks(tracker.wrap(openai_client(Recorder(_broken_stream(reads))))))
+    assert wrapped == bare and bare[:2] == ("raised", json.JSONDecodeError)
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "malformed_response")
+    # Read whole, the body had its usage chunk: the provider sent (and billed) all of it. Read event by event, the
+    # SDK stopped before it: the cost is unknown.
+    assert rec.cost_usd is None if reads == "event by event" else rec.cost_usd > 0
+
+
+async def test_a_stream_the_async_sdk_cannot_read_is_recorded_as_malformed(tracker, records):
+    async def chunks(client):
+        try:
+            return [c.model_dump() async for c in await client.chat.completions.create(**CHAT, stream=True)]
+        except ValueError as exc:
+            return ("raised", type(exc), str(exc))
+
+    bare = await chunks(openai_client(Recorder(_broken_stream("event by event")), is_async=True))
+    assert await chunks(tracker.wrap(openai_client(Recorder(_broken_stream("event by event")), is_async=True))) == bare
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "malformed_response")
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+def test_a_stream_the_app_stops_reading_stays_incomplete(tracker, records, line_end):
+    """Stopping early is not a malformed stream, whatever the line endings (the check reads whole events only)."""
+    events = [e for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
+    body = [e.replace(b"\n", line_end) + line_end * 2 for e in events]
+    server = Recorder(lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=Pieces(*body)))
+    stream = tracker.wrap(openai_client(server)).chat.completions.create(**CHAT, stream=True)
+    next(iter(stream))
+    stream.close()
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("incomplete", None)
