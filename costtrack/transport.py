@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from .call_context import CallContext
 from .call_context import context_var as _context
 from .calls import Call
 from .headers import RETRY_HEADER as _RETRY_HEADER
-from .headers import attempt_number, has_header, three_header_values, two_header_values
+from .headers import attempt_number, has_header, header_value, three_header_values, two_header_values
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
 from .sse import EventSplitter, event_fields, next_boundary
@@ -228,10 +229,10 @@ class Instrument:
             call.hide_usage_chunk = False
             return request
 
-    def refused_usage_option(self, call: Call, status: int, raw: bytes) -> bool:
+    def refused_usage_option(self, call: Call, response: httpx2.Response, raw: bytes) -> bool:
         """Whether an error answer to a request costtrack added stream_options to refuses that option; if so this
         client stops adding it (logged once) and the call goes on as the app's own request, without usage."""
-        if status not in _OPTION_REFUSALS or b"stream_options" not in raw:
+        if response.status_code not in _OPTION_REFUSALS or not _refuses_stream_options(response, raw):
             return False
         self.refuses_stream_options = True
         call.hide_usage_chunk = False
@@ -330,6 +331,40 @@ class Instrument:
         """The attempt raised before a response arrived."""
         call.unsent = isinstance(exc, _UNSENT)
         call.finish(error_type(exc))
+
+
+#: Words of an error that refuses a parameter as such (not a value of it): Azure's "Unrecognized request argument
+#: supplied", "unknown field", "extra inputs are not permitted" (pydantic), "not supported".
+_REFUSING = re.compile(r"unrecogni[sz]ed|unknown|unexpected|not permitted|not allowed|extra|not supported|unsupported", re.I)
+
+
+def _refuses_stream_options(response: httpx2.Response, raw: bytes) -> bool:
+    """Whether an error body refuses the stream_options parameter itself: an error message that names it with a
+    refusing word, or a validation error located at it; never text merely echoing the request."""
+    try:
+        decode = _decoder(response.headers, header_value(response.headers, b"content-encoding"))
+        body = fastjson.loads(decode(raw) if decode is not None else raw)
+    except Exception:
+        return False
+    if not isinstance(body, dict):
+        return False
+    messages: list[Any] = []
+    error = body.get("error")
+    if isinstance(error, dict):
+        messages += [error.get("message"), error.get("param")]
+    elif isinstance(error, str):
+        messages.append(error)
+    detail = body.get("detail")  # FastAPI / pydantic: [{"loc": [..., "stream_options"], "msg": ..., "type": ...}]
+    if isinstance(detail, str):
+        messages.append(detail)
+    elif isinstance(detail, list):
+        for item in detail:
+            if isinstance(item, dict) and isinstance(item.get("loc"), list) and "stream_options" in item["loc"][-1:]:
+                return True
+    for message in messages:
+        if isinstance(message, str) and "stream_options" in message and (_REFUSING.search(message) or message == "stream_options"):
+            return True
+    return False
 
 
 def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
@@ -774,7 +809,7 @@ class CostTransport(httpx2.BaseTransport):
                 # A body already in memory (a mock) is read again as it is; a network one is read raw and replayed.
                 in_memory = isinstance(response.stream, httpx2.ByteStream)
                 raw = response.read() if in_memory else b"".join(response.iter_raw())
-                if instrument.refused_usage_option(call, response.status_code, raw):
+                if instrument.refused_usage_option(call, response, raw):
                     response.close()
                     response = self._inner.handle_request(request)  # the app's own request, as it wrote it
                 elif not in_memory:
@@ -820,7 +855,7 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
             if sent is not request and response.status_code in _OPTION_REFUSALS:
                 in_memory = isinstance(response.stream, httpx2.ByteStream)  # see CostTransport
                 raw = await response.aread() if in_memory else b"".join([piece async for piece in response.aiter_raw()])
-                if instrument.refused_usage_option(call, response.status_code, raw):
+                if instrument.refused_usage_option(call, response, raw):
                     await response.aclose()
                     response = await self._inner.handle_async_request(request)  # the app's own request, as it wrote it
                 elif not in_memory:

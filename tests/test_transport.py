@@ -650,17 +650,31 @@ def _network_json(status: int, body: dict) -> httpx2.Response:
 class StrictServer:
     """An older Azure api-version or a strict compatible server: a 400 for stream_options, else a stream without usage."""
 
-    def __init__(self, error: dict | None = None, *, whole: bool = False) -> None:
+    def __init__(self, error: dict | None = None, *, whole: bool = False, refusal: tuple[int, dict] = (400, _REFUSAL),
+                 gzip: bool = False) -> None:  # fmt: skip
         self.asked_options = 0
+        self.requests = 0
         self.error = error  # answered to every request instead (a 400 of its own)
         self.whole = whole  # the stream's body in one piece (an async client's mock), else one event per read
+        self.refusal = refusal  # what a request with stream_options gets
+        self.gzip = gzip  # error bodies compressed, as a proxy may send them
+
+    def _error(self, status: int, body: dict) -> httpx2.Response:
+        if not self.gzip:
+            return _network_json(status, body)
+        import gzip
+
+        data = gzip.compress(json.dumps(body).encode())
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return httpx2.Response(status, headers=headers, stream=Pieces(data[:7], data[7:]))
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests += 1
         if self.error is not None:
-            return _network_json(400, self.error)
+            return self._error(422 if "detail" in self.error else 400, self.error)
         if b'"stream_options"' in request.content:
             self.asked_options += 1
-            return _network_json(400, _REFUSAL)
+            return self._error(*self.refusal)
         events = [event + b"\n\n" for event in fixture("openai_chat_stream.sse").split(b"\n\n") if event and b'"choices":[]' not in event]
         return httpx2.Response(200, headers={"content-type": "text/event-stream"},
                                stream=Pieces(b"".join(events)) if self.whole else Pieces(*events))  # fmt: skip
@@ -686,6 +700,31 @@ def test_a_server_refusing_stream_options_streams_as_the_bare_sdk_does(tracker, 
     assert [(r.status, r.tokens_input, r.cost_usd) for r in recs] == [("ok", 0, None)] * 2  # no usage: cost unknown
     assert all(r.model == "gpt-4o-mini-2024-07-18" and r.ttft_ms is not None for r in recs)
     assert caplog.text.count("refused stream_options") == 1
+
+
+_EXTRA_FORBIDDEN = {"detail": [{"type": "extra_forbidden", "loc": ["body", "stream_options"],
+                                "msg": "Extra inputs are not permitted", "input": {"include_usage": True}}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("refusal", [(400, _REFUSAL), (422, _EXTRA_FORBIDDEN)], ids=["azure", "pydantic"])
+@pytest.mark.parametrize("gzip", [False, True], ids=["plain", "gzip"])
+def test_refusals_are_told_apart_however_worded_or_encoded(tracker, records, refusal, gzip):
+    bare = outcome(lambda: _chunks(openai_client(StrictServer(refusal=refusal, gzip=gzip))))
+    server = StrictServer(refusal=refusal, gzip=gzip)
+    assert outcome(lambda: _chunks(tracker.wrap(openai_client(server)))) == bare and bare[0] == "returned"
+    assert (server.asked_options, server.requests) == (1, 2)
+
+
+def test_a_validation_error_echoing_the_request_is_not_a_refusal(tracker, records):
+    """A 422 about another field that echoes the body (stream_options and all) reaches the app once, as it came,
+    and the client goes on asking for usage."""
+    error = {"detail": [{"type": "missing", "loc": ["body", "messages", 0, "content"], "msg": "Field required",
+                         "input": {"role": "user", "stream_options": {"include_usage": True}}}]}  # fmt: skip
+    bare = outcome(lambda: _chunks(openai_client(StrictServer(error))))
+    server = StrictServer(error)
+    client = tracker.wrap(openai_client(server))
+    assert outcome(lambda: _chunks(client)) == bare and bare[:2] == ("raised", openai.UnprocessableEntityError)
+    assert server.requests == 1 and not client._client._transport.instrument.refuses_stream_options
 
 
 async def test_a_server_refusing_stream_options_async(tracker, records):
