@@ -386,6 +386,33 @@ def test_an_alert_a_sink_missed_is_sent_once_it_is_back(clean_alerts, trackers, 
     assert t.budget_monitor.status()[0].fired == ("0.5",)
 
 
+def test_an_alert_queued_twice_while_being_sent_keeps_its_schedule(clean_alerts, trackers) -> None:
+    """Two refreshes before the alert thread runs queue the due alert twice: it is tried once, then at its next time."""
+    now = Clock(datetime(2026, 6, 3, tzinfo=UTC))
+    sink = Flaky()
+    attempts: list[datetime] = []
+
+    def counted(alert: Alert) -> None:
+        attempts.append(now.at)
+        sink(alert)
+
+    t = trackers(clean_alerts, now=now, budget_options={**MANUAL, "alert_retries": 0, "alert_redeliver": 60.0},
+                 budget=Budget(monthly_usd=10, thresholds=(0.5,), on_alert=counted, projection=False))  # fmt: skip
+    t.add(record(6.0, now.at))
+    t.budget_monitor.check()
+    now.at += timedelta(seconds=61)
+    t.budget_monitor.refresh()
+    t.budget_monitor.refresh()  # the due alert is queued again before the first job ran
+    t.budget_monitor.flush_alerts()
+    assert len(attempts) == 2  # at 0 s and at 61 s: not twice at 61 s
+    now.at += timedelta(seconds=119)
+    t.budget_monitor.check()
+    assert len(attempts) == 2  # next try 120 s after the last, not yet due
+    now.at += timedelta(seconds=2)
+    t.budget_monitor.check()
+    assert len(attempts) == 3
+
+
 def test_an_alert_no_sink_took_is_sent_after_a_restart(clean_alerts, trackers) -> None:
     """The claim of an alert no sink took is released, so the next process (or run) sends it."""
     now = Clock(datetime(2026, 7, 3, tzinfo=UTC))

@@ -546,6 +546,8 @@ class BudgetMonitor:
         key = (b.key, start, label)
         with self._lock:
             owed = self._undelivered.get(key)
+        if owed is not None and owed.due > now:
+            return  # queued twice while it was being sent (a refresh saw the old due time): its next try is set
         claimed = True if owed is not None and owed.holds_claim else self._claim(engine, s, start, label, spend, now)
         if claimed is None:
             self._unfire(s, start, label)
