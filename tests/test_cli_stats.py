@@ -130,6 +130,8 @@ def test_a_model_priced_per_hour_shows_per_hour_not_zero(tracker, make_record, d
     """A self-hosted model priced per hour has no per-call cost: stats says so, never a silent $0."""
     tracker.add(make_record(model="llama3.1:8b", model_requested="llama3.1:8b", provider="ollama", cost_usd=None,
                             price_source="overrides:prices.toml:llama3.1:8b (per hour)", tokens_input=100, tokens_output=20))  # fmt: skip
+    tracker.add(make_record(model="llama3.1:8b", model_requested="llama3.1:8b", provider="ollama", cost_usd=0.0,
+                            status="error", error_type="http_500"))  # a failed call: not billed  # fmt: skip
     tracker.add(make_record(model="gpt-4o-mini", cost_usd=0.25, tokens_input=100, tokens_output=20))
     tracker.flush()
     assert run(["stats", "--by", "model", "--database-url", database_url]) == 0
@@ -256,6 +258,16 @@ def test_demo_replaces_an_earlier_demo_and_leaves_an_apps_database_alone(tracker
         assert run(["stats", "--json", "--database-url", url]) == 0
         counts.append(json.loads(capsys.readouterr().out)["total"]["calls"])
     assert counts[0] >= 40 and counts == [counts[0]] * 2  # one record per attempt (SDK retries included), not doubled
+    # Records of an earlier release's demo (tagged source=demo) are the demo's too: replaced.
+    from costtrack.store.database import make_engine
+    from costtrack.store.schema import records
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(records.update().values(tags={"source": "demo"}))
+    engine.dispose()
+    assert run(["demo", "--calls", "40", "--no-report", "--database-url", url]) == 0
+    assert "replaced the" in capsys.readouterr().err
     # A database with the app's own records: the demo refuses, and changes nothing.
     tracker.add(make_record())
     tracker.flush()

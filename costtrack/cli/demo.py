@@ -65,7 +65,8 @@ def _clear_earlier_demo(engine: Engine, url: str) -> int:
     from ..store.schema import records
 
     source = records.c.tags["source"].as_string()
-    is_demo = source == workload.DEMO_TAGS["source"]
+    # "demo": what demos before this tag wrote (a database made by an earlier release's demo is the demo's too).
+    is_demo = source.in_([workload.DEMO_TAGS["source"], "demo"])
     with engine.begin() as conn:
         others = conn.execute(select(func.count()).select_from(records).where(or_(source.is_(None), ~is_demo))).scalar_one()
         if others:

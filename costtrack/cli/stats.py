@@ -44,8 +44,8 @@ def stats(
 def _spend(group: GroupStats) -> str:
     """The spend cell: unpriced calls are unknown, never $0 ("≥" when only some are priced); calls of a model
     priced per hour cost the hours it served, which no sum over calls gives ("+ per hour")."""
-    if group.per_hour_calls == group.calls and not group.spend_usd:
-        return "per hour"
+    if group.per_hour_calls and not group.spend_usd and not group.unpriced_calls:
+        return "per hour"  # the rest cost nothing (failed calls): never "$0 + per hour"
     if not group.unpriced_calls:
         return usd(group.spend_usd) + (" + per hour" if group.per_hour_calls else "")
     return "unpriced" if group.spend_usd == 0 else f"≥{usd(group.spend_usd)}"
