@@ -38,11 +38,13 @@ are built once, so a repeated model costs a few microseconds.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -211,7 +213,14 @@ class _Override(NamedTuple):
 
     def entry(self) -> _Entry:
         """The resolved entry: fixed prices, or the history the call's date picks from."""
-        return _Entry(periods=self.periods) if len(self.periods) > 1 else _Entry(fixed=self.rates)
+        if len(self.periods) == 1 and self.periods[0][0] is None:
+            return _Entry(fixed=self.rates)
+        return _Entry(periods=self.periods)
+
+    @property
+    def dated_only(self) -> bool:
+        """Every entry has a `since`: before the first, these prices were not in force."""
+        return self.periods[0][0] is not None
 
 
 def _since(value: object, what: str) -> date | None:
@@ -551,7 +560,7 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
 class _Entry:
     """A resolved (provider, model): its Rates for any timestamp, built once per price period."""
 
-    __slots__ = ("_by_price", "_by_tier", "fixed", "model", "periods", "source", "tiered")
+    __slots__ = ("_by_price", "_by_tier", "before", "fixed", "model", "periods", "source", "tiered")
 
     def __init__(self, fixed: Rates | None = None, periods: tuple[tuple[date | None, Rates], ...] | None = None,
                  model: ModelInfo | None = None, source: str = "", tiered: ModelInfo | None = None) -> None:  # fmt: skip
@@ -563,8 +572,11 @@ class _Entry:
         # A catalog model with service-tier prices (flex, priority...): their rates, by (tier, day).
         self.tiered = tiered
         self._by_tier: dict[tuple[str, date], Rates] = {}
+        # A prices-file history whose entries are all dated: what prices a call before the first (the entry or
+        # catalog model it overrides; an _Unknown: nothing). None: the first period covers the time before it.
+        self.before: _Entry | _Unknown | None = None
 
-    def tier_rates_at(self, at: datetime, tier: str) -> Rates:
+    def tier_rates_at(self, at: datetime, tier: str) -> Rates | None:
         """The rates of service tier `tier` at `at`: the catalog's tier prices in force then, else the standard ones."""
         model = self.tiered
         if model is None:
@@ -575,6 +587,7 @@ class _Entry:
         if rates is None:
             # The tier's prices override the standard ones they name, each from its own start date (genai-prices).
             standard = self.rates_at(at)
+            assert standard is not None  # a catalog model always has rates
             model_price = model.get_prices(at, {"service_tier": tier})
             rates = _rates_from_model_price(model_price, f"{standard.source} ({tier})", None)
             if _prices_of(rates) == _prices_of(standard):
@@ -582,7 +595,8 @@ class _Entry:
             self._by_tier[key] = rates
         return rates
 
-    def rates_at(self, at: datetime) -> Rates:
+    def rates_at(self, at: datetime) -> Rates | None:
+        """The rates in force at `at` (None: none, before a dated-only prices-file history with nothing under it)."""
         fixed = self.fixed
         if fixed is not None:
             return fixed
@@ -594,6 +608,9 @@ class _Entry:
             for start, rates in reversed(periods):
                 if start is None or day >= start:
                     return rates
+            before = self.before
+            if before is not None:
+                return before.rates_at(at) if isinstance(before, _Entry) else None
             return periods[0][1]
         assert self.model is not None
         model_price = self.model.get_prices(at if at.tzinfo is not None else at.replace(tzinfo=_UTC))
@@ -699,6 +716,9 @@ class PriceBook:
             self._warn_unpriced(provider, model, entry.reason)
             return Price(None, None)
         rates = entry.rates_at(at) if tier is None else entry.tier_rates_at(at, tier)
+        if rates is None:
+            self._warn_unpriced(provider, model, "its prices-file entries start after the call")
+            return Price(None, None)
         if rates.per_hour is not None:
             return Price(None, rates.source)
         # tuple.__new__: a NamedTuple's own __new__ is Python code, slower than the sum above
@@ -782,13 +802,15 @@ class PriceBook:
         return _Unknown("not in the genai-prices catalog or the prices file")
 
     def _resolve_candidates(self, model: str, candidates: list[tuple[str, str, bool]], prov: str,
-                            self_hosted: bool, own: str = "") -> _Entry | _Unknown | None:  # fmt: skip
-        """The first candidate name in the overrides file or the catalog (`own`: only that provider's catalog)."""
+                            self_hosted: bool, own: str = "", overrides: bool = True) -> _Entry | _Unknown | None:  # fmt: skip
+        """The first candidate name in the overrides file (unless not `overrides`) or the catalog (`own`: only
+        that provider's catalog)."""
         catalog: _Catalog | None = None
         for name, hint, fallback in candidates:
-            override = self._override(name, prov)
+            override = self._override(name, prov) if overrides else None
             if override is not None:
-                return override.entry()
+                underneath = functools.partial(self._resolve_candidates, model, candidates, prov, self_hosted, own, overrides=False)
+                return self._with_earlier(override, name, underneath)
             if catalog is None:
                 catalog = _get_catalog()
             if own:  # only a name the provider lists verbatim: `anthropic/claude-opus-4.6-fast` is not Opus 4.6
@@ -801,11 +823,26 @@ class PriceBook:
                 found = catalog.find(name, prov or hint, strict=False)
             if found is None:
                 continue
-            override = self._override(found.id, prov)  # an override under the catalog's id covers its aliases
+            override = self._override(found.id, prov) if overrides else None  # an override under the id covers its aliases
             if override is not None:
-                return override.entry()
+                underneath = functools.partial(self._catalog_entry, catalog, found, model if fallback else None)
+                return self._with_earlier(override, found.id, underneath)
             return self._catalog_entry(catalog, found, model if fallback else None)
         return None
+
+    def _with_earlier(self, override: _Override, name: str, underneath: Callable[[], _Entry | _Unknown | None]) -> _Entry:
+        """`override`'s entry; for one whose entries are all dated, what prices calls before the first of them:
+        the file's entry for any provider that a provider's own entry hides, else what the file does not override."""
+        entry = override.entry()
+        if override.dated_only:
+            generic = None
+            if override.provider is not None:
+                generic = next((o for o in self._overrides.get(name.lower(), ()) if o.provider is None), None)
+            if generic is not None:
+                entry.before = self._with_earlier(generic, name, underneath)
+            else:
+                entry.before = underneath() or _Unknown("its prices-file entries start after the call")
+        return entry
 
     def _catalog_entry(self, catalog: _Catalog, model: ModelInfo, fallback_from: str | None) -> _Entry | _Unknown:
         owner = catalog.owner(model)

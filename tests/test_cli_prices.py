@@ -248,3 +248,12 @@ def test_missing_prices_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.
     missing = tmp_path / "missing.toml"
     err = run_error(capsys, "prices", "show", "gpt-4o", "--prices-file", str(missing))
     assert "missing.toml" in err
+
+
+def test_a_model_whose_file_prices_start_later_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prices = tmp_path / "dated.toml"
+    prices.write_text('[models."new-model"]\nsince = 2026-01-01\ninput = 3\noutput = 3\n')
+    assert run(["prices", "show", "new-model", "--prices-file", str(prices), "--at", "2025-06-01"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "start later" in err and "2025-06-01" in err
+    assert run(["prices", "show", "new-model", "--prices-file", str(prices), "--at", "2026-06-01"]) == 0

@@ -482,6 +482,50 @@ def test_overrides_with_since_are_a_price_history(tmp_path: Path) -> None:
     assert book.rates("openai", "my-ft-model", datetime(2025, 10, 2, tzinfo=timezone.utc)).valid_from == date(2025, 10, 1)
 
 
+def test_dated_only_entries_price_nothing_before_their_first_date(tmp_path: Path) -> None:
+    """Entries that all carry `since` leave earlier calls to what they override: the catalog, the file's entry for
+    any provider, or nothing (unpriced) for a model only the file knows."""
+    path = write(tmp_path, """
+        [models."gpt-4o-2026"]
+        model = "gpt-4o"
+        provider = "openai"
+        since = 2026-01-01
+        input = 1
+        output = 2
+
+        [models."mine-any"]
+        model = "mine"
+        input = 5
+        output = 5
+
+        [models."mine-openai-2026"]
+        model = "mine"
+        provider = "openai"
+        since = 2026-01-01
+        input = 7
+        output = 7
+
+        [models."new-model"]
+        since = 2026-01-01
+        input = 3
+        output = 3
+    """)
+    book = PriceBook(path, use_env=False)
+    usage = Usage(input=1_000_000, output=1_000_000)
+    before, after = datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2026, 2, 1, tzinfo=timezone.utc)
+    # gpt-4o: the catalog's $2.50 / $10 before, the file's $1 / $2 from 2026.
+    old = book.cost("openai", "gpt-4o", usage, before)
+    assert old.cost_usd == 12.5 and old.price_source.startswith("genai-prices")
+    assert book.cost("openai", "gpt-4o", usage, after).cost_usd == 3.0
+    # mine: OpenAI's own entry from 2026; before it, the entry for any provider.
+    assert book.cost("openai", "mine", usage, before) == Price(10.0, f"overrides:{path.resolve()}:mine-any")
+    assert book.cost("openai", "mine", usage, after) == Price(14.0, f"overrides:{path.resolve()}:mine-openai-2026")
+    # new-model: nothing priced it before 2026.
+    assert book.cost("openai", "new-model", usage, before) == Price(None, None)
+    assert book.cost("openai", "new-model", usage, after).cost_usd == 6.0
+    assert book.rates("openai", "new-model", before) is None
+
+
 def test_missing_overrides_file_raises_prices_file_error(tmp_path: Path) -> None:
     with pytest.raises(PricesFileError, match="does not exist"):
         PriceBook(tmp_path / "nope.toml", use_env=False)

@@ -63,6 +63,9 @@ def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> 
             else:
                 which = f"providers {', '.join(map(repr, others))}: choose one with -p (e.g. -p {others[0]})"
             _common.fail(f"no price for model {model!r}{scope}: the prices file {book.prices_file} has it for {which}")
+        if book.file_providers(model) and book.rates(provider, model, datetime.max.replace(tzinfo=timezone.utc)):
+            _common.fail(f"no price for model {model!r}{scope} at {at:%Y-%m-%d}: its entries in the prices file "
+                         f"{book.prices_file} start later (since = ...); give a later --at or an entry without since")  # fmt: skip
         _common.fail(
             f"no price for model {model!r}{scope}: check the name (try --provider), "
             f"or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
