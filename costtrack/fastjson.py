@@ -32,7 +32,8 @@ def loads_finite(data: bytes) -> tuple[Any, bool]:
     """Parse like `loads`; also whether every number is surely finite (False: it may hold NaN or ±Infinity).
 
     JSON itself has no NaN, but json.loads (and json.dumps, so an SDK's request) accept it: jiter parses
-    strictly first, so the usual body is read once and known finite.
+    strictly first, so the usual body is read once and known finite. A literal beyond a float's range (1e400)
+    still reads as infinity: no SDK writes one (they write Infinity, or refuse it).
     """
     if _from_json is not None:
         try:

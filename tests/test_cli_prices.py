@@ -257,3 +257,9 @@ def test_a_model_whose_file_prices_start_later_says_so(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "start later" in err and "2025-06-01" in err
     assert run(["prices", "show", "new-model", "--prices-file", str(prices), "--at", "2026-06-01"]) == 0
+
+
+def test_an_option_missing_its_value_points_at_its_command_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["prices", "cost", "gpt-4o", "--input-tokens"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith("(see `costtrack prices cost --help`)")

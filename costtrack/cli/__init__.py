@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -56,6 +57,20 @@ def _optional_compare_value(args: list[str]) -> list[str]:
     return out
 
 
+def _command_path(args: list[str]) -> str:
+    """The command `args` name (`costtrack prices cost`), for a parse error that comes without a context (an
+    option missing its value): the leading arguments that are command or group names."""
+    command: Any = typer.main.get_command(app)
+    path = ["costtrack"]
+    for arg in args:
+        commands = getattr(command, "commands", None)
+        if not commands or arg not in commands:
+            break
+        command = commands[arg]
+        path.append(arg)
+    return " ".join(path)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     try:
@@ -74,9 +89,7 @@ def run(argv: list[str] | None = None) -> int:
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
             print(ctx.get_help())
             return 0
-        # Some parse errors (an option missing its value) come without a context: name the command given.
-        path = ctx.command_path if ctx is not None else " ".join(["costtrack", *args[:1]]) if args and not args[0].startswith("-") else "costtrack"
-        hint = f" (see `{path} --help`)"
+        hint = f" (see `{ctx.command_path if ctx is not None else _command_path(args)} --help`)"
         print(f"costtrack: error: {exc.format_message()}{hint}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -222,7 +222,7 @@ def render(report: BenchReport, console: Console) -> None:
         table.add_column(header, justify="right", no_wrap=True)
     for i, r in enumerate(rows):
         last_of_level = i + 1 < len(rows) and rows[i + 1].concurrency != r.concurrency
-        table.add_row(r.target, r.model, *(cell(r) for _, cell in columns), end_section=last_of_level)
+        table.add_row(escape(r.target), escape(r.model), *(cell(r) for _, cell in columns), end_section=last_of_level)
     console.print(table)
     if not wide:
         console.print("(a wider terminal shows TTFT p95, p99, tok/s overall and the client's CPU; --json has everything)",

@@ -95,9 +95,9 @@ def reprice(
         if rows and not dry_run:
             _WRITERS[kind](engine, rows)
     if seen == 0:
-        _common.fail("no records to reprice in that period")
+        _common.no_records(engine, f"since {start:%Y-%m-%d %H:%M} UTC" if start else "to reprice", "widen --since or check the dates")
     verb = "would change" if dry_run else "changed"
     typer.echo(f"{seen:,} records read, {changed:,} {verb}, {unpriced:,} still unpriced")
     if kept:
-        typer.echo(f"{kept:,} priced records kept as they were: no price found for their model now "
+        typer.echo(f"{kept:,} records kept as they were: no price found for their model now "
                    "(their price_source names where their price came from; pass that prices file to reprice them)")

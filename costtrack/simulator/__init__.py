@@ -51,7 +51,8 @@ Realism a cost tracker must cope with:
 
 Failures can be scripted per request (:meth:`Simulator.script`) or drawn at
 random (``error_rate``). A cached prefix expires as the providers' do, by the simulator's clock: OpenAI's
-after 5 minutes unused, Anthropic's after its ttl (5 minutes, or an hour), each read starting it again.
+after 5 minutes unused, Anthropic's after its ttl (5 minutes, or an hour), each read starting it again. Without a
+``clock`` the synthetic one moves a second a request, so a prompt unused for 300 requests is no longer cached.
 
 Batch API: a batch moves one step per ``GET …/batches/{id}``, deterministically:
 ``validating`` (the create answer) → ``in_progress`` (``batch_polls`` polls, the
