@@ -343,8 +343,12 @@ def _refuses_stream_options(response: httpx2.Response, raw: bytes) -> bool:
     refusing word, or a validation error located at it; never text merely echoing the request."""
     try:
         decode = _decoder(response.headers, header_value(response.headers, b"content-encoding"))
-        body = fastjson.loads(decode(raw) if decode is not None else raw)
+        text = decode(raw) if decode is not None else raw
     except Exception:
+        text = raw  # a body in memory comes decoded already
+    try:
+        body = fastjson.loads(text)
+    except ValueError:
         return False
     if not isinstance(body, dict):
         return False

@@ -715,6 +715,23 @@ def test_refusals_are_told_apart_however_worded_or_encoded(tracker, records, ref
     assert (server.asked_options, server.requests) == (1, 2)
 
 
+def test_a_compressed_refusal_in_memory_is_read_too(tracker, records):
+    """A mock or cache answer in memory (decoded on creation) is read as it is."""
+    import gzip
+
+    data = gzip.compress(json.dumps(_REFUSAL).encode())
+    refusing = httpx2.Response(400, headers={"content-type": "application/json", "content-encoding": "gzip"}, content=data)
+    events = [e + b"\n\n" for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e and b'"choices":[]' not in e]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        if b'"stream_options"' in request.content:
+            return refusing
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=b"".join(events))
+
+    bare = outcome(lambda: _chunks(openai_client(Recorder(respond))))
+    assert outcome(lambda: _chunks(tracker.wrap(openai_client(Recorder(respond))))) == bare and bare[0] == "returned"
+
+
 def test_a_validation_error_echoing_the_request_is_not_a_refusal(tracker, records):
     """A 422 about another field that echoes the body (stream_options and all) reaches the app once, as it came,
     and the client goes on asking for usage."""
