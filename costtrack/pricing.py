@@ -227,9 +227,7 @@ def _since(value: object, what: str) -> date | None:
     """An entry's `since`: a TOML date (since = 2025-09-01) or such a date as a string."""
     if value is None:
         return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
+    if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if isinstance(value, str):
         try:
@@ -673,7 +671,10 @@ def _candidates(model: str) -> list[tuple[str, str, bool]]:
 class PriceBook:
     """The catalog plus an overrides file; prices calls at the rates in force at their timestamp."""
 
-    def __init__(self, prices_file: str | os.PathLike[str] | None = None, *, use_env: bool = True) -> None:
+    def __init__(self, prices_file: str | os.PathLike[str] | None = None, *, use_env: bool = True,
+                 warn_unpriced: bool = True) -> None:  # fmt: skip
+        # warn_unpriced=False: no "recorded unpriced" warning (re-pricing, which keeps what it cannot price, says so itself)
+        self.warn_unpriced = warn_unpriced
         if prices_file is None and use_env:
             prices_file = os.environ.get(ENV_PRICES_FILE) or None
         self.prices_file: str | None = None
@@ -748,6 +749,8 @@ class PriceBook:
     # -- resolution
 
     def _warn_unpriced(self, provider: str | None, model: str | None, reason: str) -> None:
+        if not self.warn_unpriced:
+            return
         key = (provider, model)
         if key in self._warned:
             return

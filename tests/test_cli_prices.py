@@ -263,3 +263,17 @@ def test_an_option_missing_its_value_points_at_its_command_help(capsys: pytest.C
     assert run(["prices", "cost", "gpt-4o", "--input-tokens"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.endswith("(see `costtrack prices cost --help`)")
+
+
+def test_prices_for_any_provider_say_when_a_provider_has_its_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without -p the entry for any provider is shown; a provider's own entry (what its calls get) is pointed at."""
+    prices = tmp_path / "two.toml"
+    prices.write_text('[models."mini1"]\nmodel = "gpt-4o-mini"\nprovider = "openai"\ninput = 1\noutput = 1\n'
+                      '[models."mini2"]\nmodel = "gpt-4o-mini"\ninput = 2\noutput = 2\n')  # fmt: skip
+    argv = ["prices", "cost", "gpt-4o-mini", "--prices-file", str(prices), "--input-tokens", "1000000", "--output-tokens", "0", "--json"]
+    assert run(argv) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["cost_usd"] == 2.0 and "get that entry (see -p openai)" in captured.err
+    assert run([*argv, "-p", "openai"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["cost_usd"] == 1.0 and captured.err == ""

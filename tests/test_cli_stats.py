@@ -175,7 +175,7 @@ def test_reprice_after_adding_an_override(tracker, make_record, database_url, tm
     assert rec.cost_usd == pytest.approx(0.5 + 0.75) and "my-model" in rec.price_source
 
 
-def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_record, database_url, tmp_path, capsys):
+def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_record, database_url, tmp_path, capsys, caplog):
     """Re-pricing without the prices file a call was priced from leaves its cost as it is, never unpriced."""
     prices = tmp_path / "prices.toml"
     prices.write_text('[models."my-model"]\ninput = 0.5\noutput = 1.5\n')
@@ -186,9 +186,14 @@ def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_reco
     tracker.flush()
     assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
     assert "1 changed, 1 still unpriced" in capsys.readouterr().out
-    assert run(["reprice", "--database-url", database_url]) == 0
+    from costtrack.logs import reset_once
+
+    reset_once()
+    with caplog.at_level("WARNING", logger="costtrack"):
+        assert run(["reprice", "--database-url", database_url]) == 0
     out = capsys.readouterr().out
     assert "0 changed, 1 still unpriced" in out and "1 records kept as they were" in out
+    assert "recorded unpriced" not in caplog.text  # the call-time warning would contradict "kept"
     priced, unpriced = sorted(tracker.records(), key=lambda r: r.model != "my-model")
     assert priced.cost_usd == pytest.approx(0.5 + 0.75) and f"{prices}" in priced.price_source
     assert (unpriced.cost_usd, unpriced.price_source) == (None, None)

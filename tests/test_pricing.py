@@ -435,6 +435,8 @@ def test_overrides_provider_specific_entry_beats_generic(tmp_path: Path) -> None
         ('[prices."m"]\ninput = 1\noutput = 1\n', "unknown top-level key 'prices'"),
         ('[models]\nm = 3\n', "must be a table"),
         ('[models."m"]\ninput = 1\noutput = 2\nsince = "last week"\n', "must be the date these prices start"),
+        ('[models."m"]\ninput = 1\noutput = 2\nsince = 2026-01-01T10:00:00\n', "must be the date these prices start"),
+        ('[models."m"]\ninput = 1\noutput = 2\nsince = "2026-01-01T10:00"\n', "must be the date these prices start"),
         ('[models."a"]\nmodel = "m"\ninput = 1\noutput = 2\nsince = 2025-09-01\n'
          '[models."b"]\nmodel = "m"\ninput = 3\noutput = 4\nsince = 2025-09-01\n', "priced twice for any provider from 2025-09-01"),
         ('[models."a"]\nmodel = "m"\ninput = 1\noutput = 2\n[models."b"]\nmodel = "m"\ninput = 3\noutput = 4\n',

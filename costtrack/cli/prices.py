@@ -72,6 +72,10 @@ def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> 
         )
     if provider is None:
         provider = book.file_provider(rates)  # the file's only entry for the model, under its provider
+        own = [p for p in book.file_providers(model) if p is not None and p != provider]
+        if own:  # these prices are for any provider; calls through these get their own entries
+            typer.echo(f"note: the prices file also prices {model} for {', '.join(own)}: calls through "
+                       f"{'it' if len(own) == 1 else 'them'} get that entry (see -p {own[0]})", err=True)
     return rates, provider
 
 

@@ -60,7 +60,7 @@ def reprice(
 
     A call priced before that finds no price now (its prices file not given, say) keeps the cost it has.
     """
-    book = PriceBook(prices_file)
+    book = PriceBook(prices_file, warn_unpriced=False)  # what it cannot price it keeps, and counts
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     engine = _common.read_engine(database_url)
     seen = changed = unpriced = kept = 0
