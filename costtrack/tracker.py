@@ -238,25 +238,45 @@ def default_tracker() -> Tracker:
     return tracker
 
 
+#: A setting `configure()` was not given: it keeps what an earlier call set, else the Tracker's default.
+_KEEP: Any = object()
+# What configure() calls have set so far, merged: each call changes only the settings it names.
+_settings: dict[str, Any] = {}
+
+
 def configure(
-    database_url: str | None = None,
+    database_url: str | None = _KEEP,
     *,
-    prices_file: str | os.PathLike[str] | None = None,
-    store_content: bool = False,
-    outbox_dir: str | os.PathLike[str] | None = None,
-    budget: Budget | None = None,
-    budgets: Iterable[Budget] | None = None,
+    prices_file: str | os.PathLike[str] | None = _KEEP,
+    store_content: bool = _KEEP,
+    outbox_dir: str | os.PathLike[str] | None = _KEEP,
+    budget: Budget | None = _KEEP,
+    budgets: Iterable[Budget] | None = _KEEP,
     **options: Any,
 ) -> Tracker:
     """Set the process default tracker; wrapped clients without an explicit tracker use it from now on.
+
+    Each call changes the settings it names and keeps the others as earlier calls set them, so these
+    two lines record into Postgres with a budget (`budget` and `budgets` are one setting: naming either
+    replaces both; `budgets=[]` removes them):
 
         costtrack.configure(database_url="postgresql+psycopg://app@db/costs")
         costtrack.configure(budget=costtrack.Budget(monthly_usd=50, on_alert=notify))
     """
     global _default
-    new = Tracker(database_url, prices_file=prices_file, store_content=store_content, outbox_dir=outbox_dir,
-                  budget=budget, budgets=budgets, **options)  # fmt: skip
+    given = {name: value for name, value in (
+        ("database_url", database_url), ("prices_file", prices_file), ("store_content", store_content),
+        ("outbox_dir", outbox_dir), ("budget", budget), ("budgets", budgets),
+    ) if value is not _KEEP}  # fmt: skip
     with _default_lock:
+        settings = dict(_settings)
+        if "budget" in given or "budgets" in given:
+            settings.pop("budget", None)
+            settings.pop("budgets", None)
+        settings.update(given, **options)
+        new = Tracker(**settings)  # a bad setting raises here, and nothing changes
+        _settings.clear()
+        _settings.update(settings)
         old, _default = _default, new
     if old is not None:
         old.close()

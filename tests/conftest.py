@@ -137,6 +137,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     """No test reads the developer's database URL or writes to the real outbox directory."""
     monkeypatch.delenv("COSTTRACK_DATABASE_URL", raising=False)
     monkeypatch.setenv("COSTTRACK_OUTBOX_DIR", str(tmp_path_factory.mktemp("outbox")))
+    # configure() keeps what earlier calls set: each test starts from none.
+    import costtrack.tracker
+
+    monkeypatch.setattr(costtrack.tracker, "_settings", {}, raising=False)
 
 
 @pytest.fixture

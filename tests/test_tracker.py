@@ -59,6 +59,27 @@ def test_simulated_traffic_totals_match_the_sdk_objects(tracker, records):
     assert sum(r.tokens_output for r in recs) == sum(c.usage.completion_tokens for c in seen)
 
 
+def test_configure_changes_only_the_settings_it_names(tmp_path, monkeypatch):
+    """A second configure() keeps the database and content setting of the first; budgets replace budget."""
+    from costtrack import tracker as tracker_module
+    from costtrack.budgets import Budget
+
+    monkeypatch.setattr(tracker_module, "_default", None)
+    url = f"sqlite:///{tmp_path}/kept.db"
+    first = costtrack.configure(database_url=url, store_content=True, budget=Budget(monthly_usd=50))
+    second = costtrack.configure(budgets=[Budget(monthly_usd=5, user="u42", hard_limit=True)])
+    try:
+        assert second.database_url == first.database_url == url and second.store_content is True
+        assert second.budget_monitor is not None and [b.key for b in second.budget_monitor.budgets] == ["month:5:user=u42"]
+        third = costtrack.configure(budgets=[])
+        assert third.database_url == url and third.budget_monitor is None
+        with pytest.raises(costtrack.DatabaseURLError):
+            costtrack.configure(database_url="not a url")
+        assert costtrack.default_tracker() is third  # a bad setting changes nothing
+    finally:
+        costtrack.default_tracker().close()
+
+
 def test_configure_sets_the_process_default(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path}/default.db"
     tracker = costtrack.configure(database_url=url)
