@@ -40,6 +40,10 @@ def test_audit_writes_document_and_charts(seeded, database_url, tmp_path, capsys
         assert png.read_bytes()[:4] == b"\x89PNG" and f"]({png.name})" in text
     assert "# Optimization Audit" in text and "Batch API for /jobs/nightly" in text
     assert "Wrote" in capsys.readouterr().err
+    # The command to regenerate it names the database it was read from.
+    from costtrack.store.database import safe_url
+
+    assert f"--since 2026-10-01 --database-url {safe_url(database_url)}`" in text
 
 
 def test_audit_without_matplotlib(seeded, database_url, tmp_path, monkeypatch):

@@ -203,6 +203,8 @@ def _staged_charts(output: str, enabled: bool) -> Iterator[tuple[Path | None, st
 def _context(database_url: str | None, command: str) -> dict[str, Any]:
     from .. import __version__
 
+    if database_url is not None:  # given on the command line: the command to regenerate names it too (password masked)
+        command += f" --database-url {_common.display_url(database_url)}"
     return {"version": __version__, "database": _common.display_url(_common.resolve_database_url(database_url)),
             "command": command}  # fmt: skip
 
