@@ -35,6 +35,8 @@ _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
+# The lines of a server-sent event (a field, or a comment): what an event stream's body is made of.
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 # What a server answers a parameter it does not know with (Azure: 400 "Unrecognized request argument supplied").
 _OPTION_REFUSALS = frozenset({400, 422})
 # Failures before a request can have reached the provider: such an attempt is not billed.
@@ -621,6 +623,8 @@ class _Reader:
         for block in last.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n"):
             if not block.strip():
                 continue
+            if self._complete and not any(line.startswith(_SSE_FIELDS) for line in block.split(b"\n")):
+                return True  # a body read to its end that is not server-sent events (an HTML page): the SDK yields nothing
             _, data = event_fields(block + b"\n\n")
             if data and not data.startswith(b"[DONE]"):
                 try:

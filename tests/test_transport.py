@@ -833,3 +833,16 @@ def test_a_stream_the_app_stops_reading_stays_incomplete(tracker, records, line_
     stream.close()
     [rec] = records()
     assert (rec.status, rec.error_type) == ("incomplete", None)
+
+
+def test_a_page_that_is_not_an_event_stream_is_recorded_as_malformed(tracker, records):
+    """An HTML error page served as text/event-stream: the SDK yields nothing from it; the record says why."""
+    page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n\n<body>\n<h1>502 Bad Gateway</h1>\n</body>\n\n</html>\n"
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=Pieces(page[:40], page[40:]))
+
+    bare = outcome(lambda: _chunks(openai_client(Recorder(respond))))
+    assert outcome(lambda: _chunks(tracker.wrap(openai_client(Recorder(respond))))) == bare == ("returned", list, [])
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "malformed_response", None)
