@@ -22,6 +22,7 @@ def test_ids_are_uuid7_and_time_ordered():
     assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     stamps = [int(i, 16) >> 80 for i in ids]
     assert stamps == sorted(stamps)
+    assert all(len(i) == 32 and i == f"{int(i, 16):032x}" for i in ids)  # 32 lowercase hex digits, zero-padded
 
 
 def test_an_app_seeding_the_global_random_does_not_repeat_ids():
