@@ -96,7 +96,20 @@ def cache_key(
             value = headers.get(name)
             if value:
                 head.append(f"{name}={value}\x00")
-    return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(answer_fields(body)))
+    fields = answer_fields(body)
+    if operation == "responses":
+        # A Responses answer repeats these request fields (store, metadata, user...): a hit must not hand one
+        # caller another's, nor the id of a response stored for one that asked store=False.
+        echoed = {name: body[name] for name in RESPONSES_ECHOED if name in body}
+        if echoed:
+            fields = {**fields, **echoed}
+    return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(fields))
+
+
+#: Request fields left out of request hashes (hashing.VOLATILE_KEYS) that a Responses API answer repeats back.
+RESPONSES_ECHOED = (
+    "store", "metadata", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier",
+)  # fmt: skip
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:

@@ -136,6 +136,22 @@ def test_hit_returns_the_same_object_sends_nothing_and_records_what_it_saved(tra
     assert hit.status == "ok" and hit.latency_ms is not None and hit.request_hash == miss.request_hash
 
 
+def test_a_responses_hit_never_hands_on_another_callers_echoed_fields(tracker, make_cache, sim):
+    """The Responses API repeats store, metadata and user in its answer: requests differing in them are not one entry."""
+    client = wrapped(tracker, openai_client(sim), make_cache())
+    ask = {"model": "gpt-4o-mini", "input": "hi"}
+    first = client.responses.create(**ask, store=False, metadata={"job": "A"}, user="alice")
+    second = client.responses.create(**ask, store=True, metadata={"job": "B"}, user="bob")
+    assert (second.store, second.metadata, second.user) == (True, {"job": "B"}, "bob") and second.id != first.id
+    again = client.responses.create(**ask, store=True, metadata={"job": "B"}, user="bob")
+    assert again.model_dump() == second.model_dump()  # the same request is still a hit
+    assert len(sim.requests) == 2
+    # Chat answers repeat none of them: a user tag does not split its entries.
+    client.chat.completions.create(**CHAT, user="alice")
+    client.chat.completions.create(**CHAT, user="bob")
+    assert len(sim.requests) == 3
+
+
 def test_raw_response_of_a_hit_says_so(tracker, make_cache, sim):
     client = wrapped(tracker, openai_client(sim), make_cache())
     live = client.chat.completions.with_raw_response.create(**CHAT)
