@@ -27,6 +27,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -397,7 +398,9 @@ class RedisCache(Cache):
         self._options = redis_options
         self._breaker = _Breaker(retry_after, timer)
         self._sync: Any = None
-        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        # One redis.asyncio client per live event loop (its connections belong to that loop): apps that run a
+        # loop per thread would otherwise rebuild the client, and reconnect, at every switch between them.
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     # Clients, created on first use.
@@ -429,16 +432,17 @@ class RedisCache(Cache):
     def _async_client(self) -> Any:
         """A `redis.asyncio.Redis` for the running event loop (its connections belong to that loop)."""
         loop = asyncio.get_running_loop()
-        current = self._async
-        if current is not None and current[0] is loop:
-            return current[1]
+        client = self._async.get(loop)
+        if client is not None:
+            return client
         import redis.asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         options = {"retry": Retry(NoBackoff(), 0), **self._client_options()}
         client = redis.asyncio.Redis.from_url(self.url, **options)
-        self._async = (loop, client)
+        with self._lock:
+            client = self._async.setdefault(loop, client)
         return client
 
     def _redis_key(self, key: str) -> str:
@@ -558,7 +562,8 @@ class RedisCache(Cache):
 
     async def aclose(self) -> None:
         """Close the async client of the running loop, and the sync one."""
-        current, self._async = self._async, None
-        if current is not None and current[0] is asyncio.get_running_loop():
-            await current[1].aclose()
+        with self._lock:
+            client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
         self.close()

@@ -8,6 +8,7 @@ COSTTRACK_REQUIRE_SERVICES=1. Time is a FakeClock injected into the caches.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -628,6 +629,48 @@ def test_redis_down_calls_go_to_the_provider_with_one_warning(tracker, records, 
     client.chat.completions.create(**CHAT)
     assert cache.stats()["errors"] == 2 and len(_warnings(caplog)) == 1
     assert [r.cache_hit for r in records()] == [False] * 4
+
+
+def test_redis_keeps_one_async_client_per_event_loop(tracker, sim, fake_clock, monkeypatch):
+    """Threads that each run their own loop share one RedisCache: each loop gets one client, kept, not one per switch."""
+    redis_available()
+    import redis.asyncio
+
+    made: list[object] = []
+    real = redis.asyncio.Redis.from_url.__func__
+
+    def counted(cls, *args, **kwargs):  # the real constructor, counted
+        made.append(cls)
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(redis.asyncio.Redis, "from_url", classmethod(counted))
+    # A roomy timeout: three threads connecting at once on two cores must not trip the breaker mid-test.
+    cache = RedisCache(REDIS_URL, ttl=60, timer=fake_clock, namespace=f"t{uuid.uuid4().hex[:12]}", timeout=5.0)
+    loops = 3
+
+    def worker() -> None:
+        client = wrapped(tracker, async_openai_client(sim), cache)
+        loop = asyncio.new_event_loop()
+        try:
+            for _ in range(20):
+                loop.run_until_complete(client.chat.completions.create(**CHAT))
+                time.sleep(0.001)  # let the other threads' loops interleave with this one
+            loop.run_until_complete(cache.aclose())
+        finally:
+            loop.close()
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(loops)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # One client a loop (rebuilt at each switch between loops, they were dozens, and their reconnects timed out).
+        assert len(made) == loops
+        assert len(sim.requests) <= loops  # the loops' first calls may race to fill the entry; the rest are hits
+    finally:
+        cache.clear(cache.namespace)
+        cache.close()
 
 
 async def test_redis_down_async(tracker, sim, fake_clock, caplog):
