@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = [
-    "DatabaseOption", "console", "database_error", "display_url", "fail", "no_records", "print_json", "read_engine",
-    "resolve_database_url",
+    "DatabaseOption", "console", "database_error", "display_url", "fail", "no_records", "no_records_message", "print_json",
+    "read_engine", "record_span", "resolve_database_url",
 ]  # fmt: skip
 
 
@@ -81,25 +81,38 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
     return engine
 
 
-def no_records(engine: Engine, what: str = "in that period", hint: str = "widen --since or check the dates") -> NoReturn:
-    """Fail for a query that found no records: an empty database says how to get some; otherwise the range it covers.
-
-    `what` names the period asked for ("since 2030-01-01 00:00 UTC", "in 2020-01"); `hint` says how to change it.
-    """
+def record_span(engine: Engine) -> str | None:
+    """"from <first> to <last>": the times the database's records cover (None: it has none)."""
     from sqlalchemy import func, select
-    from sqlalchemy.exc import SQLAlchemyError
 
     from ..store.schema import records
 
+    with engine.connect() as conn:
+        first, last = conn.execute(select(func.min(records.c.timestamp), func.max(records.c.timestamp))).one()
+    return None if first is None else f"from {_when(first)} to {_when(last)}"
+
+
+def no_records_message(engine: Engine, what: str = "in that period", hint: str = "widen --since or check the dates") -> str:
+    """What to say of a query that found no records: an empty database, how to get some; else the range it covers.
+
+    `what` names the period asked for ("since 2030-01-01 00:00 UTC", "in 2020-01"); `hint` says how to change it.
+    """
+    span = record_span(engine)
+    if span is None:
+        return ("the database has no records: run `costtrack demo` for a month of sample traffic, or wrap a client "
+                "with costtrack.wrap(...) and make some calls")  # fmt: skip
+    return f"no records {what} (the database has records {span}): {hint}"
+
+
+def no_records(engine: Engine, what: str = "in that period", hint: str = "widen --since or check the dates") -> NoReturn:
+    """Fail (exit 2, one line) with `no_records_message`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
-        with engine.connect() as conn:
-            first, last = conn.execute(select(func.min(records.c.timestamp), func.max(records.c.timestamp))).one()
+        message = no_records_message(engine, what, hint)
     except SQLAlchemyError as exc:
         fail(database_error(exc))
-    if first is None:
-        fail("the database has no records: run `costtrack demo` for a month of sample traffic, or wrap a client "
-             "with costtrack.wrap(...) and make some calls")  # fmt: skip
-    fail(f"no records {what} (the database has records from {_when(first)} to {_when(last)}): {hint}")
+    fail(message)
 
 
 def _when(value: Any) -> str:

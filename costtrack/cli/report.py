@@ -112,33 +112,12 @@ def errors_to_exit() -> Iterator[None]:
 def open_records(database_url: str | None, since: datetime | None, until: datetime | None,
                  what: str = "in that period") -> Engine:  # fmt: skip
     """The records engine, after checking that [since, until) has records (a one-line error otherwise)."""
-    from sqlalchemy import func, select
-
-    from ..store.schema import records
     from ..store.sql import count_records
 
     engine = _common.read_engine(database_url)
     if count_records(engine, since, until):
         return engine
-    with engine.connect() as conn:
-        first, last = conn.execute(select(func.min(records.c.timestamp), func.max(records.c.timestamp))).one()
-    if first is None:
-        raise ConfigError(
-            "the database has no records: run `costtrack demo` for a month of sample traffic, or wrap a client "
-            "with costtrack.wrap(...) and make some calls"
-        )
-    raise ConfigError(f"no records {what} (the database has records from {_when(first)} to {_when(last)}): "
-                      "widen --since or check the dates")  # fmt: skip
-
-
-def _when(value: Any) -> str:
-    from ..format import when
-
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return when(value)
+    raise ConfigError(_common.no_records_message(engine, what))
 
 
 def parse_period(since: str | None, until: str | None, now: datetime) -> tuple[datetime | None, datetime | None]:
@@ -355,13 +334,7 @@ def results(
 
 
 def _range_hint(engine: Engine) -> str:
-    from sqlalchemy import func, select
-
-    from ..store.schema import records
-
-    with engine.connect() as conn:
-        first, last = conn.execute(select(func.min(records.c.timestamp), func.max(records.c.timestamp))).one()
-    return f"the database has records from {_when(first)} to {_when(last)}"
+    return f"the database has records {_common.record_span(engine)}"
 
 
 def _results_command(before: str | None, after: str | None, before_tag: str | None, after_tag: str | None, ab: bool,
