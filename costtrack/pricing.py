@@ -207,9 +207,13 @@ _ENTRY_KEYS = frozenset({"provider", "model", "since", *_PRICE_KEYS})
 class _Override(NamedTuple):
     name: str  # the name it matches (lower case)
     provider: str | None
-    rates: Rates  # the latest prices (the only ones, without `since`)
     # Every entry of this model and provider, by start date (None: from the beginning), ascending: a price history.
-    periods: tuple[tuple[date | None, Rates], ...] = ()
+    periods: tuple[tuple[date | None, Rates], ...]
+
+    @property
+    def rates(self) -> Rates:
+        """The latest prices (the only ones, without `since`)."""
+        return self.periods[-1][1]
 
     def entry(self) -> _Entry:
         """The resolved entry: fixed prices, or the history the call's date picks from."""
@@ -332,10 +336,10 @@ def _parse_overrides(path: Path) -> tuple[dict[str, list[_Override]], str]:
                                       "or give each a different since = YYYY-MM-DD")  # fmt: skip
             # Another period of the same model's prices: a history, ordered by start (no start first).
             periods = tuple(sorted((*other.periods, (since, rates)), key=lambda p: (p[0] is not None, p[0] or date.min)))
-            entries[i] = _Override(key, prov, periods[-1][1], periods)
+            entries[i] = _Override(key, prov, periods)
             break
         else:
-            entries.append(_Override(key, prov, rates, ((since, rates),)))
+            entries.append(_Override(key, prov, ((since, rates),)))
     return index, str(path)
 
 
