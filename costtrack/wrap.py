@@ -47,16 +47,24 @@ def instrumented_copy(http: httpx2.Client | httpx2.AsyncClient, instrument: Inst
 
     A shallow copy keeps every setting of the original (headers, auth, cookies,
     proxies, limits, event hooks) without re-creating it; only the transports
-    are wrapped, and the original client keeps its own.
+    are wrapped, and the original client keeps its own. A transport costtrack already
+    wraps (a client wrapped before) is wrapped anew from the SDK's own: each call is recorded once.
     """
     wrapper = AsyncCostTransport if isinstance(http, httpx2.AsyncClient) else CostTransport
     clone = copy.copy(http)
-    clone._transport = wrapper(http._transport, instrument)  # type: ignore[arg-type]
+    clone._transport = wrapper(_unwrapped(http._transport), instrument)  # type: ignore[arg-type]
     clone._mounts = {
-        pattern: None if transport is None else wrapper(transport, instrument)  # type: ignore[arg-type]
+        pattern: None if transport is None else wrapper(_unwrapped(transport), instrument)  # type: ignore[arg-type]
         for pattern, transport in http._mounts.items()
     }
     return clone
+
+
+def _unwrapped(transport: Any) -> Any:
+    """The SDK's own transport inside costtrack's, if `transport` is one."""
+    while isinstance(transport, (CostTransport, AsyncCostTransport)):
+        transport = transport._inner
+    return transport
 
 
 def _api_of(client: object) -> str:
@@ -109,6 +117,17 @@ def wrap(
     api = _api_of(client)
     _warn_if_unrecorded(client)
     sdk_http = getattr(client, "_client", None)
+    earlier = getattr(getattr(sdk_http, "_transport", None), "instrument", None)
+    if isinstance(earlier, Instrument):
+        # A client costtrack wraps already (a library's, wrapped again by the app): wrapping its transport again
+        # recorded each call twice, doubling the spend. The new wrap replaces the earlier one, keeping what it does not set.
+        log_once("wrap.rewrap", "costtrack: wrap() was given a client costtrack already wraps; each call is recorded "
+                 "once, with this wrap's settings and the earlier wrap's for what this one does not set")  # fmt: skip
+        endpoint = endpoint if endpoint is not None else earlier.endpoint
+        tags = {**earlier.tags, **(tags or {})}
+        tracker = tracker if tracker is not None else earlier._tracker
+        provider = provider or earlier.provider
+        cache = cache if cache is not None else earlier.cache
     instrument = Instrument(
         tracker,
         provider=provider or detect_provider(api, getattr(client, "base_url", "")),

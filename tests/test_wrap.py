@@ -11,6 +11,7 @@ import openai
 import pytest
 
 import costtrack
+from costtrack.logs import reset_once
 from costtrack.wrap import detect_provider
 
 from helpers import Recorder, anthropic_client, openai_client, serve
@@ -41,6 +42,31 @@ def test_original_client_is_untouched(tracker, records):
     original.chat.completions.create(**CHAT)
     assert original._client is http_before
     assert records() == []
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_wrapped_client_wrapped_again_records_each_call_once(tracker, records, caplog, is_async):
+    """A library's wrapped client, wrapped again by the app: one record per call (it was two, doubling the spend),
+    with the new wrap's endpoint and tags, and the earlier wrap's tags and cache for what it does not set."""
+    reset_once()
+    recorder = Recorder(serve("openai_chat.json"))
+    cache = costtrack.MemoryCache()
+    inner = tracker.wrap(openai_client(recorder, is_async=is_async), endpoint="/lib", tags={"lib": "x", "run": "a"}, cache=cache)
+    outer = tracker.wrap(inner, endpoint="/app", tags={"run": "b"})
+    for _ in range(2):  # the second is answered by the earlier wrap's cache
+        result = outer.chat.completions.create(**CHAT)
+        if is_async:
+            result = await result
+    got = sorted(records(), key=lambda r: r.timestamp)
+    assert len(recorder.requests) == 1
+    assert [(r.endpoint, r.tags, r.cache_hit) for r in got] == [("/app", {"lib": "x", "run": "b"}, False),
+                                                                ("/app", {"lib": "x", "run": "b"}, True)]  # fmt: skip
+    assert "already wraps" in caplog.text
+    # The library's own client still records its calls, once, as it did.
+    result = inner.chat.completions.create(**CHAT)
+    if is_async:
+        await result
+    assert [r.endpoint for r in records()].count("/lib") == 1
 
 
 def test_wrap_rejects_other_objects(tracker):
