@@ -159,6 +159,15 @@ class Call:
                     log_once("hold.late", "costtrack: could not annotate a call that ended late", exc_info=True)
         self.tracker.submit(self)
 
+    def discard(self) -> None:
+        """Drop the attempt unrecorded (a redirect the client follows: the request it leads to is the attempt)."""
+        if self.finished:
+            return
+        self.finished = True
+        monitor = self.tracker.budget_monitor
+        if monitor is not None:
+            monitor.release(self)
+
     @property
     def timestamp(self) -> datetime:
         """When the attempt started (UTC)."""
@@ -212,21 +221,19 @@ class Call:
             body_text = raw.decode("utf-8", "replace") if self.store_content else None
             parsed = _json_object(raw)
             if parsed is None:
-                if self.status == "ok" and (self.status_code or 200) < 400:
+                if self.status == "ok" and (self.status_code or 200) < 300:
                     self.status, self.error_type = "error", "malformed_response"
             else:
                 model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
                 model = model or None  # "" names no model
-                if (self.status_code or 200) < 400:
+                if (self.status_code or 200) < 300:
                     usage = parser_for(self.api, self.operation).usage(parsed)
                     tier = _tier_in(parsed)
                 else:
                     self.error_type = _error_type(parsed) or self.error_type
-        if (self.status_code or 200) >= 400:
+        if (self.status_code or 200) >= 300:
             self.status = "error"
-            if self.status_code == 429:
-                self.error_type = "rate_limit_exceeded"  # OpenAI's body says "requests" or "tokens", Anthropic's "rate_limit_error"
-            self.error_type = self.error_type or f"http_{self.status_code}"
+            self.error_type = _status_error_type(self.status_code or 0, self.error_type)
         price: float | None = None
         source: str | None = None
         requested = self.model_requested
@@ -249,7 +256,7 @@ class Call:
         else:
             # Refused (an HTTP error) or never sent: not billed. Any other call without usage, an answer
             # cut mid-way or unreadable, or a request that timed out once sent, may be billed: unknown.
-            cost = 0.0 if self.status == "error" and (self.unsent or (self.status_code or 0) >= 400) else None
+            cost = 0.0 if self.status == "error" and (self.unsent or (self.status_code or 0) >= 300) else None
         if usage is None:
             usage = Usage()
         latency = None if self.ended is None else (self.ended - self.started) * 1000.0
@@ -324,6 +331,18 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def _status_error_type(status: int, body_type: str | None) -> str:
+    """An HTTP error's error_type: the README's common names for the kinds every provider has, whether or not the
+    body was read (the SDKs close a retried attempt's unread), else the body's own type, else `http_<status>`."""
+    if status == 429:
+        return "rate_limit_exceeded"  # OpenAI's body says "requests" or "tokens", Anthropic's "rate_limit_error"
+    if status == 529:
+        return "overloaded_error"  # Anthropic's
+    if status >= 500 and body_type in (None, "api_error"):
+        return "server_error"  # OpenAI's type; Anthropic calls it api_error
+    return body_type or f"http_{status}"
 
 
 def _error_type(body: dict[str, Any]) -> str | None:

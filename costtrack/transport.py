@@ -118,6 +118,9 @@ class Instrument:
         # The server refused a request costtrack had added stream_options to (Azure before api-version 2024-09-01,
         # some compatible servers): this client's streams are sent as the app wrote them from then on.
         self.refuses_stream_options = False
+        # The SDK's HTTP client follows redirects (both SDKs' default; set by wrap): a redirect answer is then a hop
+        # of the attempt, not an attempt, and the request it leads to is recorded instead.
+        self.follow_redirects = False
 
     @property
     def tracker(self) -> Tracker:
@@ -145,7 +148,12 @@ class Instrument:
                 known[path] = operation
         try:
             content = request.content
-        except Exception:  # a streamed upload: not one of the JSON requests recorded here
+        except httpx2.RequestNotRead:
+            # The request of a followed redirect (httpx2 passes the body on unread): bytes in memory, read here.
+            if not isinstance(request.stream, httpx2.ByteStream):
+                return None  # a streamed upload: not one of the JSON requests recorded here
+            content = request.read()
+        except Exception:
             return None
         if content[:1] != b"{":
             return None
@@ -283,6 +291,9 @@ class Instrument:
 
         With `fill` (a cache key), a complete 2xx body is stored in the cache once read.
         """
+        if 300 <= response.status_code < 400 and self.follow_redirects and "location" in response.headers:
+            call.discard()
+            return response
         call.status_code = response.status_code
         store = None
         if fill is not None and self.cache is not None and 200 <= response.status_code < 300:

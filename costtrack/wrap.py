@@ -51,6 +51,7 @@ def instrumented_copy(http: httpx2.Client | httpx2.AsyncClient, instrument: Inst
     wraps (a client wrapped before) is wrapped anew from the SDK's own: each call is recorded once.
     """
     wrapper = AsyncCostTransport if isinstance(http, httpx2.AsyncClient) else CostTransport
+    instrument.follow_redirects = bool(http.follow_redirects)
     clone = copy.copy(http)
     clone._transport = wrapper(_unwrapped(http._transport), instrument)  # type: ignore[arg-type]
     clone._mounts = {

@@ -791,6 +791,30 @@ RESERVE_CASES = {
 }  # fmt: skip
 
 
+def test_a_followed_redirect_gives_back_its_hops_reservation(trackers, sqlite_url) -> None:
+    """A redirect hop is not recorded (the request it leads to is): what the hop reserved is released all the same."""
+    import httpx2
+    import openai
+
+    sim = Simulator()
+
+    def gateway(request: httpx2.Request) -> httpx2.Response:
+        if request.url.host == "api.openai.com":
+            return httpx2.Response(307, headers={"location": str(request.url.copy_with(host="eu.api.openai.com"))})
+        return sim(request)
+
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=1000, hard_limit=True, on_alert=lambda a: None))
+    http = httpx2.Client(transport=httpx2.MockTransport(gateway), follow_redirects=True)
+    client = t.wrap(openai.OpenAI(api_key="sk-test", max_retries=0, http_client=http))
+    for _ in range(3):
+        client.chat.completions.create(**chat_body())
+    t.flush()
+    (status,) = t.budget_monitor.status()
+    assert status.reserved_usd == 0.0 and not t.budget_monitor._reservations
+    recorded = t.records()
+    assert len(recorded) == 3 and status.spend_usd == pytest.approx(sum(r.cost_usd for r in recorded))
+
+
 @pytest.mark.parametrize("case", list(RESERVE_CASES))
 def test_the_reservation_is_the_estimate(case, trackers, sqlite_url) -> None:
     """What a call reserves (computed on the app's thread, mostly without json.loads) is estimate_cost of its body."""

@@ -73,6 +73,72 @@ def test_every_sdk_retry_is_its_own_record(tracker, records):
     assert len({r.request_hash for r in recs}) == 1
 
 
+def _redirecting(request: httpx2.Request) -> httpx2.Response:
+    """A gateway that sends every request on to another host (308: the method and body are kept)."""
+    if request.url.host == "api.openai.com":
+        return httpx2.Response(308, headers={"location": str(request.url.copy_with(host="eu.api.openai.com"))})
+    return serve("openai_chat_stream.sse" if json.loads(request.content).get("stream") else "openai_chat.json")
+
+
+def _redirected_client(follow: bool, is_async: bool):
+    transport = httpx2.MockTransport(_redirecting)
+    if is_async:
+        return openai.AsyncOpenAI(api_key="sk-test", max_retries=0, http_client=httpx2.AsyncClient(transport=transport, follow_redirects=follow))
+    return openai.OpenAI(api_key="sk-test", max_retries=0, http_client=httpx2.Client(transport=transport, follow_redirects=follow))
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_followed_redirect_records_the_answer_not_the_hop(tracker, records, stream, is_async):
+    """The SDKs follow redirects (a gateway, http to https): the answer at the end is the attempt, recorded with its
+    usage; the redirect itself was recorded as a malformed answer, and the answer not at all (review finding)."""
+
+    async def call(client):
+        # The fixture stream carries its usage chunk: asked for, as the bare call must to get it.
+        options = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+        result = client.chat.completions.create(**CHAT, **options)
+        result = await result if is_async else result
+        if not stream:
+            return result.model_dump()
+        if is_async:
+            return [chunk.model_dump() async for chunk in result]
+        return [chunk.model_dump() for chunk in result]
+
+    assert await call(tracker.wrap(_redirected_client(True, is_async))) == await call(_redirected_client(True, is_async))
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.attempt, rec.model) == ("ok", None, 1, "gpt-4o-mini-2024-07-18")
+    assert rec.tokens_input > 0 and rec.cost_usd > 0
+
+
+def test_a_redirect_the_client_does_not_follow_is_an_error_as_the_sdk_raises(tracker, records):
+    seen = outcome(lambda: tracker.wrap(_redirected_client(False, False)).chat.completions.create(**CHAT))
+    assert seen == outcome(lambda: _redirected_client(False, False).chat.completions.create(**CHAT))
+    assert seen[0] == "raised"
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "http_308", 0.0)
+
+
+@pytest.mark.parametrize(
+    "status, body, error_type",
+    [(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "overloaded_error"),
+     (500, {"type": "error", "error": {"type": "api_error", "message": "Internal"}}, "server_error"),
+     (503, None, "server_error")],
+)  # fmt: skip
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_server_error_has_one_type_whether_or_not_its_body_was_read(tracker, records, status, body, error_type, stream):
+    """The SDK closes a retried stream attempt's error without reading its body: its type comes from the status,
+    the same as a plain call's read from the body (it was http_529 against overloaded_error)."""
+    failed = httpx2.Response(status, json=body) if body is not None else httpx2.Response(status)
+    server = Recorder(failed, serve("anthropic_stream.sse" if stream else "anthropic_message.json"))
+    client = tracker.wrap(anthropic_client(server, max_retries=1))
+    answer = client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}], stream=stream)
+    if stream:
+        list(answer)
+    recs = sorted(records(), key=lambda r: r.attempt)
+    assert [(r.attempt, r.status, r.error_type) for r in recs] == [(1, "error", error_type), (2, "ok", None)]
+    assert recs[0].cost_usd == 0.0
+
+
 def _cut_stream(request: httpx2.Request) -> httpx2.Response:
     events = fixture("openai_chat_stream.sse").split(b"\n\n")
 

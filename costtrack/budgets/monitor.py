@@ -331,6 +331,12 @@ class BudgetMonitor:
         """What the tracker queues for a finished call: building its record settles its reservation."""
         return Settling(call, self)
 
+    def release(self, call: Call) -> None:
+        """Give back a call's reservation without a record (a redirect hop, sent on as another request). Never raises."""
+        reservation = self._reservations.pop(id(call), None) if self._reservations else None
+        if reservation is not None:
+            self.record_built(None, reservation)
+
     # ------------------------------------------------------------------ the writer's thread
 
     def record_built(self, record: CallRecord | None, reservation: Reservation | None = None) -> None:
