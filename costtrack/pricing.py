@@ -27,7 +27,7 @@ Self-hosted providers (ollama, vllm, llamacpp, openai-compatible) look up the
 overrides file, then the catalog only under a model's exact id or alias, as
 listed by the provider the name belongs to or by OpenAI or Anthropic
 (`gpt-4o-mini` and `text-embedding-3-small` through a local proxy are priced as
-OpenAI's): `llama3.1:8b` or `deepseek-r1:8b` on a local server is unpriced
+OpenAI's; not `gpt-oss-20b`, open weights run on the app's own machines): `llama3.1:8b` or `deepseek-r1:8b` on a local server is unpriced
 (NULL, one warning), never $0 and never an API's price.
 
 Costs are computed in Decimal, each token bucket at its own rate, and converted
@@ -38,6 +38,8 @@ are built once, so a repeated model costs a few microseconds.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import math
 import os
@@ -73,9 +75,11 @@ __all__ = [
 ENV_PRICES_FILE = "COSTTRACK_PRICES_FILE"
 SELF_HOSTED_PROVIDERS = frozenset({"ollama", "vllm", "llamacpp", "openai-compatible"})
 _FIRST_PARTY = ("openai", "anthropic")  # their exact model ids are priced whatever the provider serving them
+# ...but for the models they publish the weights of, which a self-hosted server runs on the app's own machines.
+_OPEN_WEIGHTS = ("gpt-oss",)
 
 _MTOK = Decimal(1_000_000)
-_HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic)
+_HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic), where the catalog has no Batch rates
 _TWO = Decimal(2)
 _ZERO = Decimal(0)
 _UTC = timezone.utc
@@ -370,7 +374,8 @@ class _Catalog:
         self.version: str = genai_prices.__version__
         self.types = types
         # Private: UpdatePrices() (started by another library) swaps only the global snapshot.
-        self.snapshot: DataSnapshot = DataSnapshot(providers=list(data.providers), from_auto_update=False)
+        providers, self.amended = _amended(data.providers, types)
+        self.snapshot: DataSnapshot = DataSnapshot(providers=providers, from_auto_update=False)
         self._find_provider_by_id = find_provider_by_id
         self._owners: dict[int, Provider] = {}
         for provider in self.snapshot.providers:
@@ -444,11 +449,74 @@ class _Catalog:
         return index
 
 
+def _amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set[int]]:
+    """The catalog's providers with costtrack's corrections of its prices, and the ids of the models corrected.
+
+    Made on copies: genai-prices' own objects stay as they are for any other library in the process. Each
+    correction names its source; a corrected model's price_source says it was amended.
+    """
+    dec = Decimal
+
+    def o3_launch(model: ModelInfo) -> ModelInfo:
+        # OpenAI's o3 launch price sheet (2025-04-16): $10 input, $2.50 cached input, $40 output; the 2025-06-10
+        # cut took 80% off each. The catalog gives the first period the cut's $0.50 cached rate.
+        first, *rest = model.prices  # type: ignore[misc]
+        launch = dataclasses.replace(first, prices=_with(first.prices, cache_read_mtok=dec("2.5")))
+        return dataclasses.replace(model, prices=[launch, *rest])
+
+    def sonnet_4_long_context(model: ModelInfo) -> ModelInfo:
+        # Anthropic's price sheet: Claude Sonnet 4, like Sonnet 4.5, bills a request of more than 200K input tokens
+        # (its 1M-token context) at $6 input and $22.50 output, cache rates alike doubled; the catalog has Sonnet 4 flat.
+        price = model.prices
+        assert isinstance(price, types.ModelPrice)
+
+        def tiered(value: Decimal | None, factor: str) -> Any:
+            return None if value is None else types.TieredPrices(value, [types.Tier(200_000, value * dec(factor))])
+
+        return dataclasses.replace(model, prices=_with(
+            price, input_mtok=tiered(price.input_mtok, "2"), cache_write_mtok=tiered(price.cache_write_mtok, "2"),
+            cache_read_mtok=tiered(price.cache_read_mtok, "2"), cache_write_1h_mtok=tiered(price.cache_write_1h_mtok, "2"),
+            output_mtok=tiered(price.output_mtok, "1.5"),
+        ))  # fmt: skip
+
+    fixes: dict[tuple[str, str], Callable[[ModelInfo], ModelInfo]] = {
+        ("openai", "o3"): o3_launch,
+        ("anthropic", "claude-sonnet-4-0"): sonnet_4_long_context,
+    }
+    out, amended = [], set()
+    for provider in providers:
+        if any((provider.id, model.id) in fixes for model in provider.models):
+            models = []
+            for model in provider.models:
+                fix = fixes.get((provider.id, model.id))
+                if fix is not None:
+                    try:
+                        model = fix(model)
+                        amended.add(id(model))
+                    except (AttributeError, TypeError, ValueError, AssertionError):  # a catalog release shaped otherwise: its own data, uncorrected
+                        log.debug("costtrack: the catalog's %s/%s is not as expected; left as it is", provider.id, model.id)
+                models.append(model)
+            provider = dataclasses.replace(provider, models=models)
+        out.append(provider)
+    return out, amended
+
+
+def _with(price: ModelPrice, **values: Any) -> ModelPrice:
+    """A copy of a catalog ModelPrice with `values` set."""
+    copied = copy.copy(price)
+    for name, value in values.items():
+        if not hasattr(copied, name):
+            raise AttributeError(name)
+        setattr(copied, name, value)
+    return copied
+
+
 class _EmptyCatalog(_Catalog):
     """No catalog: every lookup misses (unpriced unless the prices file has the model)."""
 
     def __init__(self) -> None:
         self.version = "none"
+        self.amended: set[int] = set()
         self._owners = {}
         self._providers = {}
         self._exact = {}
@@ -562,40 +630,76 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
 class _Entry:
     """A resolved (provider, model): its Rates for any timestamp, built once per price period."""
 
-    __slots__ = ("_by_price", "_by_tier", "before", "fixed", "model", "periods", "source", "tiered")
+    __slots__ = ("_by_price", "_by_variant", "before", "fixed", "model", "periods", "source", "variants")
 
     def __init__(self, fixed: Rates | None = None, periods: tuple[tuple[date | None, Rates], ...] | None = None,
-                 model: ModelInfo | None = None, source: str = "", tiered: ModelInfo | None = None) -> None:  # fmt: skip
+                 model: ModelInfo | None = None, source: str = "", variants: ModelInfo | None = None) -> None:  # fmt: skip
         self.fixed = fixed
         self.periods = periods  # catalog order; None start = no constraint (always in force)
         self.model = model  # other constraints (time of day): genai-prices picks, cached per price object
         self.source = source
         self._by_price: dict[int, Rates] = {}
-        # A catalog model with service-tier prices (flex, priority...): their rates, by (tier, day).
-        self.tiered = tiered
-        self._by_tier: dict[tuple[str, date], Rates] = {}
+        # A catalog model with price variants (service tiers, the Batch API's own table): their rates, by (variant, day).
+        self.variants = variants
+        self._by_variant: dict[tuple[str, str, date], Rates | None] = {}
         # A prices-file history whose entries are all dated: what prices a call before the first (the entry or
         # catalog model it overrides; an _Unknown: nothing). None: the first period covers the time before it.
         self.before: _Entry | _Unknown | None = None
 
-    def tier_rates_at(self, at: datetime, tier: str) -> Rates | None:
-        """The rates of service tier `tier` at `at`: the catalog's tier prices in force then, else the standard ones."""
-        model = self.tiered
+    def variant_rates_at(self, at: datetime, key: str, value: str) -> Rates | None:
+        """The rates at `at` of the catalog's price variant `key`=`value` (service_tier=flex, processing=batch),
+        None when the model has no such variant in force then."""
+        model = self.variants
         if model is None:
-            return self.rates_at(at)
+            return None
         at = at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
-        key = (tier, at.astimezone(_UTC).date())
-        rates = self._by_tier.get(key)
-        if rates is None:
-            # The tier's prices override the standard ones they name, each from its own start date (genai-prices).
-            standard = self.rates_at(at)
-            assert standard is not None  # a catalog model always has rates
-            model_price = model.get_prices(at, {"service_tier": tier})
-            rates = _rates_from_model_price(model_price, f"{standard.source} ({tier})", None)
-            if _prices_of(rates) == _prices_of(standard):
-                rates = standard  # no price of that tier in force then: the standard rates, under their own source
-            self._by_tier[key] = rates
+        cache_key = (key, value, at.astimezone(_UTC).date())
+        if cache_key in self._by_variant:
+            return self._by_variant[cache_key]
+        rates = None
+        for variant in model.price_variants or ():
+            if variant.when == {key: value} and (variant.constraint is None or variant.constraint.active(at)):
+                # The variant's prices override the standard ones they name (genai-prices): a bucket it does not
+                # name is billed at the standard rate (OpenAI's Batch table lists no cached-input rate for gpt-4o).
+                standard = self.rates_at(at)
+                assert standard is not None  # a catalog model always has rates
+                rates = _rates_from_model_price(model.get_prices(at, {key: value}), f"{standard.source} ({value})", None)
+                break
+        self._by_variant[cache_key] = rates
         return rates
+
+    def batch_rates_at(self, at: datetime) -> Rates | None:
+        """The Batch API's rates at `at` from the catalog's Batch table: its rates when in force then; before the
+        table's first date, the standard rates of then, each bucket scaled as the table scales it (a bucket the
+        table leaves at its standard rate, or a price that changed since, keeps its place); None without a table."""
+        rates = self.variant_rates_at(at, "processing", "batch")
+        model = self.variants
+        if rates is not None or model is None:
+            return rates
+        at = at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
+        day = at.astimezone(_UTC).date()
+        cache_key = ("processing", "batch before its table", day)
+        if cache_key in self._by_variant:
+            return self._by_variant[cache_key]
+        starts = [v.constraint.start_date for v in model.price_variants or ()
+                  if v.when == {"processing": "batch"} and isinstance(v.constraint, _start_date_constraint())]  # fmt: skip
+        if starts and day < min(starts):
+            first = datetime(*min(starts).timetuple()[:3], tzinfo=_UTC)
+            table, then, now = self.variant_rates_at(first, "processing", "batch"), self.rates_at(first), self.rates_at(at)
+            assert table is not None and then is not None and now is not None  # a catalog model always has rates
+            rates = _scaled(now, table, then, f"{now.source} (batch)")
+        self._by_variant[cache_key] = rates
+        return rates
+
+    def priced_as(self, at: datetime, tier: str | None, batch: bool) -> tuple[Rates | None, bool]:
+        """(rates, whether the cost is still to be halved) for a call at `at` sent through the Batch API (the
+        catalog's Batch rates when it has them in force then, else the standard ones halved) or served at service
+        tier `tier` (its rates where the catalog has them, else the standard ones)."""
+        if batch:
+            variant = self.batch_rates_at(at)
+            return (variant, False) if variant is not None else (self.rates_at(at), True)
+        variant = self.variant_rates_at(at, "service_tier", tier) if tier is not None else None
+        return (variant if variant is not None else self.rates_at(at)), False
 
     def rates_at(self, at: datetime) -> Rates | None:
         """The rates in force at `at` (None: none, before a dated-only prices-file history with nothing under it)."""
@@ -621,6 +725,26 @@ class _Entry:
             rates = _rates_from_model_price(model_price, self.source, None)
             self._by_price[id(model_price)] = rates
         return rates
+
+
+def _start_date_constraint() -> type:
+    return _get_catalog().types.StartDateConstraint  # type: ignore[no-any-return]
+
+
+def _scaled(now: Rates, table: Rates, then: Rates, source: str) -> Rates:
+    """`now`'s rates, each bucket times the ratio of `table` to `then` for that bucket (tiers alike)."""
+    was, to = then.effective(), table.effective()
+    ratio = {bucket: (to[bucket] / rate if rate else _HALF) for bucket, rate in was.items()}
+
+    def scale(rates: Rates, tiers: tuple[Tier, ...]) -> Rates:
+        eff = rates.effective()
+        return Rates(input=eff["input"] * ratio["input"], output=eff["output"] * ratio["output"],
+                     cached_input=eff["cached_input"] * ratio["cached_input"],
+                     cache_write=eff["cache_write"] * ratio["cache_write"],
+                     cache_write_1h=eff["cache_write_1h"] * ratio["cache_write_1h"],
+                     tiers=tiers, source=source, valid_from=rates.valid_from)  # fmt: skip
+
+    return scale(now, tuple(Tier(t.threshold, scale(t.rates, ())) for t in now.tiers))
 
 
 def _prices_of(rates: Rates) -> tuple[Any, ...]:
@@ -704,6 +828,17 @@ class PriceBook:
             return None
         return entry.rates_at(at)
 
+    def priced_as(self, provider: str | None, model: str, at: datetime, *, batch: bool = False,
+                  tier: str | None = None) -> tuple[Rates | None, bool]:  # fmt: skip
+        """The rates of a call sent through the Batch API (`batch`) or served at service tier `tier`, and whether
+        its cost is still to be halved: the Batch API's 50%, where the catalog has no Batch rates of its own."""
+        entry = self._entries.get((provider, model))
+        if entry is None:
+            entry = self._resolve(provider, model)
+        if isinstance(entry, _Unknown):
+            return None, False
+        return entry.priced_as(at, tier, batch)
+
     def cost(self, provider: str | None, model: str | None, usage: Usage, at: datetime, *,
              batch: bool = False, tier: str | None = None) -> Price:  # fmt: skip
         """The USD cost of one call, or Price(None, …) when it cannot be priced per token.
@@ -720,7 +855,10 @@ class PriceBook:
         if isinstance(entry, _Unknown):
             self._warn_unpriced(provider, model, entry.reason)
             return Price(None, None)
-        rates = entry.rates_at(at) if tier is None else entry.tier_rates_at(at, tier)
+        if tier is None and not batch:
+            rates = entry.rates_at(at)
+        else:
+            rates, batch = entry.priced_as(at, tier, batch)
         if rates is None:
             self._warn_unpriced(provider, model, "its prices-file entries start after the call")
             return Price(None, None)
@@ -742,7 +880,7 @@ class PriceBook:
         return ()
 
     def cost_of(self, rates: Rates, usage: Usage, *, batch: bool = False) -> Decimal:
-        """The exact USD cost of `usage` at `rates` (batch: 50% of every bucket)."""
+        """The exact USD cost of `usage` at `rates` (batch: 50% of every bucket; see `priced_as`)."""
         _check_per_token(rates)
         return _cost_of(rates, usage, batch)
 
@@ -826,6 +964,8 @@ class PriceBook:
                     found = None
             elif self_hosted:
                 found = catalog.find(name, "", strict=True)
+                if found is not None and found.id.lower().startswith(_OPEN_WEIGHTS):
+                    found = None  # served by the app's own machines: the catalog's price is a host's (OpenRouter's)
             else:
                 found = catalog.find(name, prov or hint, strict=False)
             if found is None:
@@ -854,14 +994,16 @@ class PriceBook:
     def _catalog_entry(self, catalog: _Catalog, model: ModelInfo, fallback_from: str | None) -> _Entry | _Unknown:
         owner = catalog.owner(model)
         source = f"genai-prices {catalog.version}:{owner.id if owner else '?'}/{model.id}"
+        if id(model) in catalog.amended:
+            source += " (amended by costtrack)"
         if fallback_from is not None:
             source += f" (fallback from {fallback_from})"
         types = catalog.types
         try:
-            # Service-tier prices (flex, priority...) come from the catalog model itself, looked up per tier and day.
-            tiered = model if any("service_tier" in v.when for v in (model.price_variants or ())) else None
+            # Service-tier and Batch prices come from the catalog model itself, looked up per variant and day.
+            variants = model if model.price_variants else None
             if isinstance(model.prices, types.ModelPrice):
-                return _Entry(fixed=_rates_from_model_price(model.prices, source, None), tiered=tiered)
+                return _Entry(fixed=_rates_from_model_price(model.prices, source, None), variants=variants)
             conditional = model.prices
             if all(c.constraint is None or isinstance(c.constraint, types.StartDateConstraint) for c in conditional):
                 periods = tuple(
@@ -873,10 +1015,10 @@ class PriceBook:
                     )
                     for c in conditional
                 )
-                return _Entry(periods=periods, source=source, tiered=tiered)
+                return _Entry(periods=periods, source=source, variants=variants)
             for c in conditional:  # time-of-day prices: validate now, pick per call
                 _rates_from_model_price(c.prices, source, None)
-            return _Entry(model=model, source=source, tiered=tiered)
+            return _Entry(model=model, source=source, variants=variants)
         except _NotTokenPriced as exc:
             return _Unknown(f"{source} prices it in units other than tokens ({exc.args[0]})")
 

@@ -107,7 +107,7 @@ def test_show_embedding_model_on_a_local_server_is_priced_like_chat(capsys: pyte
 def test_openai_prefix_without_provider_uses_openai_history(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(capsys, "prices", "cost", "openai/o3", "--at", "2025-06-01", "--input-tokens", "1000000",
                     "--output-tokens", "0", "--json")  # fmt: skip
-    assert data["cost_usd"] == 10.0 and data["price_source"].endswith(":openai/o3")
+    assert data["cost_usd"] == 10.0 and ":openai/o3" in data["price_source"]
     shown = run_json(capsys, "prices", "show", "openai/gpt-4o", "--at", "2025-01-01", "--json")
     assert shown["source"].endswith(":openai/gpt-4o") and shown["rates"]["cached_input"] == 1.25
 
@@ -171,6 +171,23 @@ def test_cost_anthropic_cache_writes_and_batch(capsys: pytest.CaptureFixture[str
     assert run_json(capsys, *argv)["cost_usd"] == float(expected)
     batch = run_json(capsys, *argv, "--batch")
     assert batch["cost_usd"] == float(expected / 2) and batch["batch"] is True
+
+
+def test_cost_batch_follows_the_batch_table_and_service_tier_its_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    """--batch prices as a recorded batch call is (the catalog's Batch table where it has one, else half);
+    --service-tier as a call served at that tier (o3 flex: $1 input, $0.25 cached, $4 output)."""
+    turbo = ["prices", "cost", "gpt-3.5-turbo-1106", "--input-tokens", "1000000", "--output-tokens", "1000000",
+             "--at", "2026-11-01", "--batch", "--json"]  # fmt: skip
+    data = run_json(capsys, *turbo)
+    assert data["cost_usd"] == 3.0 and data["price_source"].endswith("(batch)")
+    assert sum(data["breakdown_usd"].values()) == 3.0
+    flex = run_json(capsys, "prices", "cost", "o3", "--input-tokens", "6000", "--cached-tokens", "4000",
+                    "--output-tokens", "5000", "--at", "2026-11-01", "--service-tier", "flex", "--json")  # fmt: skip
+    assert flex["cost_usd"] == float((2000 * Decimal(1) + 4000 * Decimal("0.25") + 5000 * Decimal(4)) / MTOK)
+    assert flex["price_source"].endswith("(flex)") and flex["service_tier"] == "flex"
+    error = run_error(capsys, "prices", "cost", "o3", "--input-tokens", "1", "--output-tokens", "1", "--batch",
+                      "--service-tier", "flex")  # fmt: skip
+    assert "--batch and --service-tier" in error
 
 
 def test_cost_o3_history_and_tier(capsys: pytest.CaptureFixture[str]) -> None:

@@ -191,7 +191,7 @@ def test_openai_or_anthropic_prefix_without_provider_is_that_providers_own_entry
     after = book.rates(None, "openai/o3", datetime(2025, 6, 10, tzinfo=timezone.utc))
     assert before is not None and (before.input, before.output) == (Decimal(10), Decimal(40))
     assert after is not None and (after.input, after.output) == (Decimal(2), Decimal(8))
-    assert before.source.endswith(":openai/o3")
+    assert before.source.endswith(":openai/o3 (amended by costtrack)")
     gpt_4o = book.rates(None, "openai/gpt-4o", datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert gpt_4o is not None and gpt_4o.source.endswith(":openai/gpt-4o") and gpt_4o.cached_input == Decimal("1.25")
     sonnet = book.rates(None, "anthropic/claude-sonnet-4-5", AT)
@@ -258,11 +258,67 @@ def test_batch_is_half_of_every_bucket(book: PriceBook) -> None:
     assert old.cost_usd == float(usd((1000, "5"), (1000, "20")))
 
 
+NOV_2026 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # after the catalog's Batch tables start (2026-10-14)
+
+
+def test_batch_follows_the_batch_tables_where_they_differ_from_half(book: PriceBook) -> None:
+    """OpenAI's Batch table: gpt-3.5-turbo-1106 at its standard $1/$2 (it was halved), gpt-4o's cached input at the
+    standard $1.25 (the table lists no batch rate for it); before the table's date, the same rule on the rates of then."""
+    turbo = book.cost("openai", "gpt-3.5-turbo-1106", Usage(input=1_000_000, output=1_000_000), NOV_2026, batch=True)
+    assert turbo.cost_usd == float(usd((1_000_000, "1"), (1_000_000, "2"))) == 3.0
+    assert turbo.price_source is not None and turbo.price_source.endswith(":openai/gpt-3.5-turbo-1106 (batch)")
+    usage = Usage(input=10_000, cached_input=4_000, output=5_000)
+    expected = float(usd((6_000, "1.25"), (4_000, "1.25"), (5_000, "5")))  # input and output halved, cached not
+    for at in (NOV_2026, AT):
+        assert book.cost("openai", "gpt-4o", usage, at, batch=True).cost_usd == expected
+    # o3 before its cut: $10 / $2.50 cached / $40 then; the table halves input and output, keeps cached input.
+    o3 = book.cost("openai", "o3", usage, datetime(2025, 5, 1, tzinfo=timezone.utc), batch=True)
+    assert o3.cost_usd == float(usd((6_000, "5"), (4_000, "2.5"), (5_000, "20")))
+    # Long context in a batch: the table's tiered rates (Sonnet 4.5 over 200k: $3 input, $11.25 output).
+    sonnet = book.cost("anthropic", "claude-sonnet-4-5", Usage(input=250_000, output=1_000), NOV_2026, batch=True)
+    assert sonnet.cost_usd == float(usd((250_000, "3"), (1_000, "11.25")))
+    # No Batch table for the model: half of every bucket.
+    embedding = book.cost("openai", "text-embedding-3-small", Usage(input=1_000_000), NOV_2026, batch=True)
+    opus = book.cost("anthropic", "claude-opus-4-1", Usage(input=1000, output=100), NOV_2026, batch=True)
+    assert embedding.cost_usd == 0.01 and opus.cost_usd == float(usd((1000, "7.5"), (100, "37.5")))
+
+
+def test_catalog_corrections_o3_launch_cached_rate_and_sonnet_4_long_context(book: PriceBook) -> None:
+    """Two catalog errors a review found against the price sheets, corrected on a private copy of the catalog."""
+    import genai_prices.data
+
+    before_cut = datetime(2025, 6, 1, tzinfo=timezone.utc)
+    o3 = book.cost("openai", "o3", Usage(input=10_000, cached_input=8_000, output=5_000), before_cut)
+    assert o3.cost_usd == float(usd((2_000, "10"), (8_000, "2.50"), (5_000, "40"))) == 0.24  # the catalog said $0.50 cached
+    assert o3.price_source is not None and o3.price_source.endswith(":openai/o3 (amended by costtrack)")
+    after_cut = book.cost("openai", "o3", Usage(input=10_000, cached_input=8_000, output=5_000), AT)
+    assert after_cut.cost_usd == float(usd((2_000, "2"), (8_000, "0.50"), (5_000, "8")))
+    # Claude Sonnet 4 above 200k input tokens: $6 input, $0.60 read, $7.50 5m write, $12 1h write, $22.50 output.
+    usage = Usage(input=250_000, cached_input=150_000, cache_write=60_000, cache_write_1h=20_000, output=4_000)
+    long = book.cost("anthropic", "claude-sonnet-4-20250514", usage, AT)
+    assert long.cost_usd == float(usd((40_000, "6"), (150_000, "0.6"), (40_000, "7.5"), (20_000, "12"), (4_000, "22.5"))) == 0.96
+    assert book.cost("anthropic", "claude-sonnet-4-20250514", Usage(input=200_000), AT).cost_usd == 0.6
+    # genai-prices' own objects are left as they were, for any other library in the process.
+    [openai] = [p for p in genai_prices.data.providers if p.id == "openai"]
+    [stock] = [m for m in openai.models if m.id == "o3"]
+    assert stock.prices[0].prices.cache_read_mtok == Decimal("0.5")
+
+
+@pytest.mark.parametrize("provider", ["ollama", "vllm", "llamacpp", "openai-compatible"])
+def test_self_hosted_open_weight_openai_models_are_unpriced(book: PriceBook, provider: str) -> None:
+    """gpt-oss runs on the app's own machines: the catalog's price for it is a host's (OpenRouter's), not the app's."""
+    for name in ("gpt-oss-20b", "openai/gpt-oss-20b", "gpt-oss:20b", "gpt-oss-120b"):
+        assert book.cost(provider, name, Usage(input=1000, output=100), AT) == Price(None, None), name
+    hosted = book.cost("openrouter", "openai/gpt-oss-20b", Usage(input=1000, output=100), AT)
+    assert hosted.cost_usd is not None and hosted.cost_usd > 0
+
+
 @pytest.mark.parametrize(
     ("provider", "model", "usage", "at"),
     [
         ("openai", "gpt-4o-mini", Usage(input=2048, cached_input=1536, output=120), AT),
-        ("openai", "o3", Usage(input=5000, cached_input=1000, output=700, reasoning=500), datetime(2025, 5, 1, tzinfo=timezone.utc)),
+        ("openai", "o3", Usage(input=5000, output=700, reasoning=500), datetime(2025, 5, 1, tzinfo=timezone.utc)),
+        ("openai", "o3", Usage(input=5000, cached_input=1000, output=700, reasoning=500), datetime(2025, 7, 1, tzinfo=timezone.utc)),
         ("anthropic", "claude-sonnet-4-5", Usage(input=26000, cached_input=20000, cache_write=5000, cache_write_1h=3000, output=800), AT),
         ("anthropic", "claude-sonnet-4-5", Usage(input=250_000, cached_input=150_000, cache_write=60_000, cache_write_1h=10_000, output=1_000), AT),
     ],

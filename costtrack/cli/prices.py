@@ -191,7 +191,12 @@ def cost(
     reasoning_tokens: Annotated[
         int, typer.Option("--reasoning-tokens", min=0, help="The part of the output spent on reasoning.")
     ] = 0,
-    batch: Annotated[bool, typer.Option("--batch", help="Batch API: 50% of the standard rates.")] = False,
+    batch: Annotated[
+        bool, typer.Option("--batch", help="Batch API: the catalog's Batch rates, else 50% of the standard rates.")
+    ] = False,
+    service_tier: Annotated[
+        Optional[str], typer.Option("--service-tier", help="Served at this tier (OpenAI's flex, priority): its rates where the catalog has them.")
+    ] = None,
     provider: ProviderOption = None,
     at: AtOption = None,
     prices_file: PricesFileOption = None,
@@ -226,7 +231,14 @@ def cost(
         input=input_tokens, output=output_tokens, cached_input=cached_tokens, cache_write=writes,
         cache_write_1h=cache_write_1h_tokens, reasoning=reasoning_tokens,
     )  # fmt: skip
-    total = book.cost_of(rates, usage, batch=batch)
+    halve = False
+    if batch and service_tier is not None:
+        _common.fail("--batch and --service-tier do not go together: a batch is priced at the Batch API's own rates")
+    if batch or service_tier is not None:
+        tier = None if service_tier is None else service_tier.strip().lower()
+        rates, halve = book.priced_as(provider, model, when, batch=batch, tier=tier)  # type: ignore[assignment]
+        assert rates is not None  # _lookup found the model
+    total = book.cost_of(rates, usage, batch=halve)
     if as_json:
         _common.print_json({
             "cost_usd": float(total),
@@ -236,14 +248,15 @@ def cost(
             "provider": for_provider,
             "at": when.isoformat(),
             "batch": batch,
+            "service_tier": service_tier,
             "usage": {
                 "input": usage.input, "cached_input": usage.cached_input, "cache_write": usage.cache_write,
                 "cache_write_1h": usage.cache_write_1h, "output": usage.output, "reasoning": usage.reasoning,
             },
-            "breakdown_usd": {k: float(v) for k, v in cost_breakdown(rates, usage, batch=batch).items()},
+            "breakdown_usd": {k: float(v) for k, v in cost_breakdown(rates, usage, batch=halve).items()},
         })  # fmt: skip
         return
-    typer.echo(f"${_plain(total)}{'  (batch: 50%)' if batch else ''}")
+    typer.echo(f"${_plain(total)}{'  (batch: 50%)' if halve else ''}")
     typer.echo(f"source: {rates.source}")
     if provider is None and for_provider:
         typer.echo(_inferred_line(for_provider))
