@@ -7,6 +7,7 @@ import contextvars
 import threading
 
 import anthropic
+import httpx2
 import openai
 import pytest
 
@@ -270,6 +271,29 @@ def test_every_instrumented_operation_is_recorded(tracker, records, name, is_asy
     assert rec.latency_ms is not None and rec.model is not None
     if "stream" in name:
         assert rec.ttft_ms is not None and rec.ttft_ms <= rec.latency_ms
+
+
+COMPACTED = {
+    "id": "cmp_1", "created_at": 1763900000, "object": "response.compaction",
+    "output": [{"type": "message", "id": "msg_1", "role": "user", "status": "completed",
+                "content": [{"type": "input_text", "text": "Summarise the meeting notes."}]}],
+    "usage": {"input_tokens": 5000, "input_tokens_details": {"cached_tokens": 1000}, "output_tokens": 800,
+              "output_tokens_details": {"reasoning_tokens": 300}, "total_tokens": 5800},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_compaction_pass_is_recorded_as_a_responses_call(tracker, records, is_async):
+    """responses.compact is billed and answers with a Responses usage (it went unrecorded); its answer names no
+    model, so the record has the one asked for, priced at it (gpt-5: $1.25 input, $0.125 cached, $10 output)."""
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=COMPACTED)), is_async=is_async), endpoint="/chat")
+    result = client.responses.compact(model="gpt-5", input="a long conversation")
+    result = await result if is_async else result
+    assert result.usage.input_tokens == 5000
+    [rec] = records()
+    assert (rec.operation, rec.endpoint, rec.model, rec.status) == ("responses", "/chat", "gpt-5", "ok")
+    assert (rec.tokens_input, rec.tokens_cached_input, rec.tokens_output, rec.tokens_reasoning) == (5000, 1000, 800, 300)
+    assert rec.cost_usd == pytest.approx((4000 * 1.25 + 1000 * 0.125 + 800 * 10) / 1e6, rel=1e-12)
 
 
 def test_anthropic_cloud_clients_are_said_to_go_unrecorded(tracker, records, caplog):

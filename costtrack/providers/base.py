@@ -11,7 +11,9 @@ __all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "none_of", "opera
 
 # Path suffix → operation, per API family; anything else passes through untouched.
 _OPERATIONS = {
-    "openai": {"/chat/completions": "chat.completions", "/responses": "responses", "/embeddings": "embeddings"},
+    # A compaction pass of a conversation (responses.compact) is billed and answers with a Responses API usage.
+    "openai": {"/chat/completions": "chat.completions", "/responses": "responses", "/responses/compact": "responses",
+               "/embeddings": "embeddings"},
     "anthropic": {"/messages": "messages"},
 }
 
