@@ -392,6 +392,10 @@ class _Catalog:
             self._providers[provider_id] = found
             return found
 
+    def source_of(self, price: ModelPrice, source: str) -> str:
+        """`source` for rates read from `price`, saying so when costtrack corrected it."""
+        return f"{source} (amended by costtrack)" if id(price) in self.amended else source
+
     def owner(self, model: ModelInfo) -> Provider | None:
         return self._owners.get(id(model))
 
@@ -450,10 +454,10 @@ class _Catalog:
 
 
 def _amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set[int]]:
-    """The catalog's providers with costtrack's corrections of its prices, and the ids of the models corrected.
+    """The catalog's providers with costtrack's corrections of its prices, and the ids of the prices corrected.
 
     Made on copies: genai-prices' own objects stay as they are for any other library in the process. Each
-    correction names its source; a corrected model's price_source says it was amended.
+    correction names its source; the price_source of a call priced at a corrected price says it was amended.
     """
     dec = Decimal
 
@@ -491,14 +495,21 @@ def _amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set
                 fix = fixes.get((provider.id, model.id))
                 if fix is not None:
                     try:
+                        before = {id(price) for price in _prices_in(model)}
                         model = fix(model)
-                        amended.add(id(model))
+                        amended.update(id(price) for price in _prices_in(model) if id(price) not in before)
                     except (AttributeError, TypeError, ValueError, AssertionError):  # a catalog release shaped otherwise: its own data, uncorrected
                         log.debug("costtrack: the catalog's %s/%s is not as expected; left as it is", provider.id, model.id)
                 models.append(model)
             provider = dataclasses.replace(provider, models=models)
         out.append(provider)
     return out, amended
+
+
+def _prices_in(model: ModelInfo) -> list[ModelPrice]:
+    """A catalog model's standard prices: its one ModelPrice, or each dated period's."""
+    prices = model.prices
+    return [prices] if not isinstance(prices, list) else [conditional.prices for conditional in prices]
 
 
 def _with(price: ModelPrice, **values: Any) -> ModelPrice:
@@ -994,8 +1005,6 @@ class PriceBook:
     def _catalog_entry(self, catalog: _Catalog, model: ModelInfo, fallback_from: str | None) -> _Entry | _Unknown:
         owner = catalog.owner(model)
         source = f"genai-prices {catalog.version}:{owner.id if owner else '?'}/{model.id}"
-        if id(model) in catalog.amended:
-            source += " (amended by costtrack)"
         if fallback_from is not None:
             source += f" (fallback from {fallback_from})"
         types = catalog.types
@@ -1003,14 +1012,15 @@ class PriceBook:
             # Service-tier and Batch prices come from the catalog model itself, looked up per variant and day.
             variants = model if model.price_variants else None
             if isinstance(model.prices, types.ModelPrice):
-                return _Entry(fixed=_rates_from_model_price(model.prices, source, None), variants=variants)
+                return _Entry(fixed=_rates_from_model_price(model.prices, catalog.source_of(model.prices, source), None),
+                              variants=variants)  # fmt: skip
             conditional = model.prices
             if all(c.constraint is None or isinstance(c.constraint, types.StartDateConstraint) for c in conditional):
                 periods = tuple(
                     (
                         c.constraint.start_date if c.constraint is not None else None,
                         _rates_from_model_price(
-                            c.prices, source, c.constraint.start_date if c.constraint is not None else None
+                            c.prices, catalog.source_of(c.prices, source), c.constraint.start_date if c.constraint is not None else None
                         ),
                     )
                     for c in conditional

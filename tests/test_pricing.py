@@ -191,7 +191,7 @@ def test_openai_or_anthropic_prefix_without_provider_is_that_providers_own_entry
     after = book.rates(None, "openai/o3", datetime(2025, 6, 10, tzinfo=timezone.utc))
     assert before is not None and (before.input, before.output) == (Decimal(10), Decimal(40))
     assert after is not None and (after.input, after.output) == (Decimal(2), Decimal(8))
-    assert before.source.endswith(":openai/o3 (amended by costtrack)")
+    assert before.source.endswith(":openai/o3 (amended by costtrack)") and after.source.endswith(":openai/o3")
     gpt_4o = book.rates(None, "openai/gpt-4o", datetime(2025, 1, 1, tzinfo=timezone.utc))
     assert gpt_4o is not None and gpt_4o.source.endswith(":openai/gpt-4o") and gpt_4o.cached_input == Decimal("1.25")
     sonnet = book.rates(None, "anthropic/claude-sonnet-4-5", AT)
@@ -293,11 +293,13 @@ def test_catalog_corrections_o3_launch_cached_rate_and_sonnet_4_long_context(boo
     assert o3.price_source is not None and o3.price_source.endswith(":openai/o3 (amended by costtrack)")
     after_cut = book.cost("openai", "o3", Usage(input=10_000, cached_input=8_000, output=5_000), AT)
     assert after_cut.cost_usd == float(usd((2_000, "2"), (8_000, "0.50"), (5_000, "8")))
+    assert after_cut.price_source is not None and after_cut.price_source.endswith(":openai/o3")  # that period is as it was
     # Claude Sonnet 4 above 200k input tokens: $6 input, $0.60 read, $7.50 5m write, $12 1h write, $22.50 output.
     usage = Usage(input=250_000, cached_input=150_000, cache_write=60_000, cache_write_1h=20_000, output=4_000)
     long = book.cost("anthropic", "claude-sonnet-4-20250514", usage, AT)
     assert long.cost_usd == float(usd((40_000, "6"), (150_000, "0.6"), (40_000, "7.5"), (20_000, "12"), (4_000, "22.5"))) == 0.96
     assert book.cost("anthropic", "claude-sonnet-4-20250514", Usage(input=200_000), AT).cost_usd == 0.6
+    assert long.price_source is not None and long.price_source.endswith(":anthropic/claude-sonnet-4-0 (amended by costtrack)")
     # genai-prices' own objects are left as they were, for any other library in the process.
     [openai] = [p for p in genai_prices.data.providers if p.id == "openai"]
     [stock] = [m for m in openai.models if m.id == "o3"]
