@@ -85,11 +85,22 @@ class Outbox:
         with self._lock:
             if self._fd is None:
                 self._fd, self._path = self._new_file()
-            view = memoryview(data)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            os.fsync(self._fd)
+            fd = self._fd
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            except OSError:
+                # A disk full mid-write left part of a line: cut it off, or the retry's first line would be glued
+                # to it and both unreadable (the record lost). If even that fails, the next spill starts a new file.
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    self._fd, self._path = None, None  # still locked: replayed once this process is gone
+                raise
             self.count += len(records)
 
     def reject(self, records: Sequence[CallRecord]) -> Path:
