@@ -92,6 +92,7 @@ class Tracker:
         self._writer = writer
         self._writer_options: dict[str, Any] = {"outbox_dir": outbox_dir, "max_buffer": max_buffer}
         self._lock = threading.Lock()
+        self._exited = False  # closed at interpreter exit: a writer made later is closed at once (see _close_at_exit)
         self._engine: Engine | None = None
         #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
         # Budgets count what the database holds: without a usable one there is nothing to check against.
@@ -132,6 +133,8 @@ class Tracker:
                     from .store.writer import Writer
 
                     self._writer = Writer(self.database_url, **self._writer_options)
+                    if self._exited:
+                        self._writer.close()  # nothing would close it: what it is given goes to the outbox
                 writer = self._writer
         return writer
 
@@ -220,6 +223,19 @@ class Tracker:
         if self.budget_monitor is not None:
             self.budget_monitor.close()
 
+    def _close_at_exit(self) -> None:
+        """close() at interpreter exit, keeping the closed writer: a record made after it (an exit hook of the app's
+        that runs later, a daemon thread still calling) goes to the outbox, not to a new writer nothing would close."""
+        with self._lock:
+            self._exited = True
+            writer = self._writer
+        if writer is not None:
+            from .store.writer import ATEXIT_CLOSE_TIMEOUT
+
+            writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
+        if self.budget_monitor is not None:
+            self.budget_monitor.close()
+
 
 _live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
 _default: Tracker | None = None
@@ -293,6 +309,6 @@ def _close_all() -> None:
     # Records still queued at interpreter exit are written (or kept in the outbox).
     for tracker in list(_live_trackers):
         try:
-            tracker.close()
+            tracker._close_at_exit()
         except Exception:
             log_once("tracker.exit", "costtrack: could not flush records at exit", exc_info=True)

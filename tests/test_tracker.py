@@ -112,6 +112,39 @@ def test_records_queued_at_exit_are_written(tmp_path):
     assert len(costtrack.Tracker(url).records()) == 300
 
 
+@pytest.mark.parametrize("before_exit", [10, 0])
+def test_calls_made_after_costtracks_exit_hooks_go_to_the_outbox(tmp_path, before_exit):
+    """An exit hook of the app's that runs after costtrack's (registered before costtrack was imported), or a
+    daemon thread still calling: its records went to a new writer nothing closed, lost without a word (review
+    finding). They go to the outbox, which the next writer for the database replays."""
+    from costtrack.store.writer import Writer
+
+    url, outbox = f"sqlite:///{tmp_path}/late.db", tmp_path / "outbox"
+    script = textwrap.dedent(
+        f"""
+        import atexit, sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        from helpers import Recorder, openai_client, serve
+        def late_calls():
+            for _ in range(3):
+                client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "bye"}}])
+        atexit.register(late_calls)  # before costtrack's own hooks: it runs after them
+        import costtrack
+        costtrack.configure(database_url={url!r}, outbox_dir={str(outbox)!r})
+        client = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+        for _ in range({before_exit}):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "submitted after the writer was closed" in done.stderr  # said, not silent
+    assert len(costtrack.Tracker(url).records()) == before_exit
+    writer = Writer(url, outbox_dir=outbox)
+    assert writer.flush(timeout=60) and writer.close()
+    assert len(costtrack.Tracker(url).records()) == before_exit + 3
+
+
 def test_sigterm_turned_into_an_exit_as_the_readme_shows_writes_queued_records(tmp_path):
     url = f"sqlite:///{tmp_path}/term.db"
     script = textwrap.dedent(

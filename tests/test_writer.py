@@ -796,6 +796,76 @@ def test_sqlite_table_locked_by_another_process(sqlite_url, writers, make_record
     assert len(stored(sqlite_url)) == 10
 
 
+def _locked(database_url: str):
+    """Another session holding the records table: a SQLite write lock, or Postgres' ACCESS EXCLUSIVE (as ALTER
+    TABLE, VACUUM FULL or a migration take it). Returns its release."""
+    if database_url.startswith("sqlite"):
+        import sqlite3
+
+        other = sqlite3.connect(database_url[len("sqlite:///") :], isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        other = psycopg.connect(database_url.replace("postgresql+psycopg", "postgresql"))
+        other.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+
+    def release() -> None:
+        other.rollback() if not database_url.startswith("sqlite") else other.execute("ROLLBACK")
+        other.close()
+
+    return release
+
+
+def test_postgres_table_locked_fails_the_write_after_the_lock_timeout(postgres_url, writers, make_record, outbox_dir,
+                                                                      fake_clock, monkeypatch) -> None:  # fmt: skip
+    """A lock held on the table no longer holds the writer for as long as it lasts (it set no lock_timeout: the
+    buffer grew past max_buffer, callers waited, flush() could not spill: review finding): the write fails, as on
+    SQLite after its busy timeout, and the records wait in the outbox until the table is free."""
+    from costtrack.store import database
+
+    monkeypatch.setattr(database, "POSTGRES_LOCK_TIMEOUT", 0.2)  # instead of 30 s
+    w = writers(postgres_url, outbox_dir=outbox_dir, clock=fake_clock)
+    release = _locked(postgres_url)
+    try:
+        recs = [make_record() for _ in range(10)]
+        for r in recs:
+            w.submit(r)
+        assert w.flush(timeout=60) is False
+        assert outbox_lines(outbox_dir) == 10
+    finally:
+        release()
+    fake_clock.advance(1)
+    assert w.flush(timeout=60) is True
+    assert {r.id for r in stored(postgres_url)} == {r.id for r in recs}
+
+
+def test_close_keeps_what_a_hung_database_call_holds_in_the_outbox(database_url, writers, make_record, outbox_dir,
+                                                                    monkeypatch) -> None:  # fmt: skip
+    """At exit or configure(), a write hung on a locked table made close() wait out the whole lock or busy timeout
+    (30 s) before spilling, past a container's 10 s grace: a SIGKILL then lost every record (review finding)."""
+    from costtrack.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CLOSE_STUCK_AFTER", 0.3)
+    w = writers(database_url, outbox_dir=outbox_dir)
+    w.submit(make_record())
+    assert w.flush(timeout=60)  # the schema exists and the connection is open: the lock below is what hangs
+    recs = [make_record() for _ in range(10)]
+    release = _locked(database_url)
+    try:
+        for r in recs:
+            w.submit(r)
+        started = time.monotonic()
+        assert w.close(timeout=60) is False
+        assert time.monotonic() - started < 10  # not the 30 s lock or busy timeout
+        assert outbox_lines(outbox_dir) == 10
+    finally:
+        release()
+    replay = writers(database_url, outbox_dir=outbox_dir)
+    assert replay.flush(timeout=60) is True
+    assert len(stored(database_url)) == 11
+
+
 # --------------------------------------------------------------------------- pending items
 
 

@@ -96,6 +96,9 @@ def _first_line(exc: BaseException) -> str:
 
 #: Seconds in one database or outbox call after which the writer counts as stuck there (a batch takes milliseconds).
 HUNG_AFTER = 1.0
+#: Seconds close() lets one database call hang (a locked table, a host gone) before it keeps what is unwritten in
+#: the outbox and returns: container runtimes kill a process 10 s after asking it to stop.
+CLOSE_STUCK_AFTER = 5.0
 
 _LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
 
@@ -378,7 +381,8 @@ class Writer:
             return False
 
     def _flush(self, timeout: float | None, closing: bool) -> tuple[bool, bool]:
-        """Ask the thread for a pass and wait for it: (pass completed, all stored)."""
+        """Ask the thread for a pass and wait for it: (pass completed, all stored). Closing, stop waiting once the
+        thread has hung in one database call for CLOSE_STUCK_AFTER seconds (close() then spills what it holds)."""
         with self._lock:
             if closing:
                 self._closing = True
@@ -398,7 +402,9 @@ class Writer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False, False
-                self._cond.wait(min(remaining, 1.0) if remaining is not None else 1.0)
+                if closing and self._in_io and self._clock() - self._io_since >= CLOSE_STUCK_AFTER:
+                    return False, False
+                self._cond.wait(min(remaining, 0.25) if remaining is not None else 0.25)
             completed = self._flush_done >= gen
             ok = self._settled >= target and self.stats["lost"] == 0
         return completed, ok and not self._outbox_pending()
@@ -409,8 +415,9 @@ class Writer:
     def close(self, timeout: float | None = None) -> bool:
         """Flush, stop the thread, release the engine. Idempotent; never raises.
 
-        Waits up to `timeout` seconds (None: as long as it takes) for the final write;
-        whatever is still unwritten then is spilled to the outbox from this thread.
+        Waits up to `timeout` seconds (None: as long as it takes) for the final write, but
+        no more than CLOSE_STUCK_AFTER seconds for one database call that hangs; whatever is
+        still unwritten then is spilled to the outbox from this thread.
         Returns True if every record submitted was stored in the database.
         """
         try:
