@@ -747,6 +747,49 @@ def test_a_forked_child_writes_its_own_records(database_url, writers, make_recor
     assert len(got) == 25 and sum(r.endpoint == "/child" for r in got) == 20
 
 
+def test_a_fork_waits_for_the_writer_to_leave_the_database(sqlite_url, writers, make_record, outbox_dir, monkeypatch) -> None:
+    """SQLite is not fork-safe while another thread is inside it: a child forked mid-write inherited its locks held
+    and its writer hung in sqlite3.connect for good (7 children of 60 in a review's run). The fork now waits for the
+    writer thread's database call to end: the child finds the batch that was being written committed, and writes
+    its own."""
+    from costtrack.store import writer as writer_module
+
+    real_insert = writer_module.insert_records
+    inside, go = threading.Event(), threading.Event()
+
+    def slow_insert(engine, batch):  # the writer thread in a database call when the app forks
+        inside.set()
+        go.wait(30)
+        return real_insert(engine, batch)
+
+    w = writers(sqlite_url, outbox_dir=outbox_dir)
+    w.submit(make_record())
+    assert w.flush(timeout=60)
+    monkeypatch.setattr(writer_module, "insert_records", slow_insert)
+    batch = [make_record() for _ in range(5)]
+    for r in batch:
+        w.submit(r)
+    flushing = threading.Thread(target=w.flush, args=(60,))
+    flushing.start()
+    assert inside.wait(30)
+    threading.Timer(0.2, go.set).start()  # the call ends a moment later, while the fork waits for it
+    pid = os.fork()
+    if pid == 0:  # the child: only os._exit, never back into pytest
+        code = 1
+        try:
+            monkeypatch.undo()
+            committed = len(stored(sqlite_url))
+            child = Writer(sqlite_url, outbox_dir=outbox_dir)
+            child.submit(make_record(endpoint="/child"))
+            code = 0 if committed == 6 and child.flush(timeout=30) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    flushing.join(60)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(stored(sqlite_url)) == 7
+
+
 # --------------------------------------------------------------------------- SQLite specifics
 
 

@@ -143,14 +143,35 @@ def _close_all_after_threads() -> None:
     _close_all_at_exit()
 
 
+#: Seconds a fork waits for a writer thread to leave the database (a batch takes milliseconds; a locked one, longer).
+FORK_WAIT = 5.0
+_held_for_fork: list[threading.Lock] = []
+
+
+def _before_fork() -> None:
+    # SQLite is not fork-safe while another thread is inside it: a child forked mid-write inherits SQLite's locks
+    # (its mutexes, its file-lock bookkeeping) held, and its own writer hung forever in sqlite3.connect. The fork
+    # waits for each writer thread to finish its database call (the thread then waits for the fork to be done).
+    for writer in list(_LIVE):
+        lock = getattr(writer, "_db_lock", None)
+        if lock is not None and writer._thread_alive() and lock.acquire(timeout=FORK_WAIT):
+            _held_for_fork.append(lock)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_for_fork:
+        _held_for_fork.pop().release()
+
+
 def _after_fork_in_child() -> None:
+    _held_for_fork.clear()  # the child's writers start afresh, with new locks
     for writer in list(_LIVE):
         writer._reset_after_fork()
 
 
 atexit.register(_close_all_at_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 class Writer:
@@ -257,6 +278,8 @@ class Writer:
         self._stalled_at = -1  # a pass a hand-off gave up waiting for
         self._in_io = False  # the thread is in a database or outbox call (waiting on I/O, not on the GIL)
         self._io_since = 0.0  # when that call began (the writer's clock)
+        # Held by the thread while it is in the database: a fork waits for it (see _before_fork).
+        self._db_lock = threading.Lock()
         self._submitted = 0  # records submitted
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
         self._flush_gen = 0  # flush requests made
@@ -649,12 +672,13 @@ class Writer:
         self._io_since = self._clock()
         self._in_io = True  # blocked on the database, not starved: no caller should wait for this pass
         try:
-            engine = self._get_engine()
-            ensure_schema(engine)
-            try:
-                inserted = insert_records(engine, batch)
-            except _RECORD_ERRORS:
-                inserted = self._store_one_by_one(engine, batch)
+            with self._db_lock:
+                engine = self._get_engine()
+                ensure_schema(engine)
+                try:
+                    inserted = insert_records(engine, batch)
+                except _RECORD_ERRORS:
+                    inserted = self._store_one_by_one(engine, batch)
         except Exception as exc:
             self._db_failed(exc)
             return False
