@@ -396,8 +396,8 @@ class Writer:
             if self._pid != os.getpid():
                 self._reset_after_fork()
             with self._lock:
-                if self._closed:
-                    return self._all_stored()
+                if self._closed or (timeout is not None and timeout <= 0):
+                    return self._all_stored()  # a flush that may not wait says what is stored already
             return self._flush(timeout, closing=False)[1]
         except Exception as exc:  # pragma: no cover - defensive
             self._log_once("flush", logging.ERROR, "costtrack: flush failed: %s", _first_line(exc))
