@@ -23,13 +23,14 @@ abandoned before their end, never are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -399,8 +400,10 @@ class RedisCache(Cache):
         self._breaker = _Breaker(retry_after, timer)
         self._sync: Any = None
         # One redis.asyncio client per live event loop (its connections belong to that loop): apps that run a
-        # loop per thread would otherwise rebuild the client, and reconnect, at every switch between them.
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        # loop per thread would otherwise rebuild the client, and reconnect, at every switch between them. Each
+        # is kept with the async generator that closes it when its loop shuts down (see _close_with_loop).
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+        self._starting: set[asyncio.Future[None]] = set()
         self._lock = threading.Lock()
 
     # Clients, created on first use.
@@ -432,18 +435,36 @@ class RedisCache(Cache):
     def _async_client(self) -> Any:
         """A `redis.asyncio.Redis` for the running event loop (its connections belong to that loop)."""
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is not None:
-            return client
+        held = self._async.get(loop)
+        if held is not None:
+            return held[0]
         import redis.asyncio
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         options = {"retry": Retry(NoBackoff(), 0), **self._client_options()}
         client = redis.asyncio.Redis.from_url(self.url, **options)
+        closer = self._close_with_loop(loop, client)
         with self._lock:
-            client = self._async.setdefault(loop, client)
-        return client
+            held = self._async.setdefault(loop, (client, closer))
+        if held[0] is client:
+            started = asyncio.ensure_future(closer.__anext__())  # started, so the loop's shutdown closes it
+            self._starting.add(started)  # a task the loop holds only weakly: kept until it has run
+            started.add_done_callback(self._starting.discard)
+        return held[0]
+
+    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
+        """Waits for its loop's shutdown (asyncio.run closes the async generators still open), then closes the
+        loop's client: each asyncio.run left one Redis connection open, its loop kept alive by it (review finding)."""
+        try:
+            yield
+        finally:
+            with self._lock:
+                held = self._async.get(loop)
+                if held is not None and held[0] is client:
+                    del self._async[loop]
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     def _redis_key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -563,7 +584,8 @@ class RedisCache(Cache):
     async def aclose(self) -> None:
         """Close the async client of the running loop, and the sync one."""
         with self._lock:
-            client = self._async.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+            held = self._async.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            await held[0].aclose()
+            await held[1].aclose()  # its work is done
         self.close()

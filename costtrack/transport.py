@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx2
 from httpx2._decoders import MultiDecoder  # the decoders the SDK's own reads use
 
@@ -601,7 +602,10 @@ class _Reader:
             entry = self._entry()
             if entry is not None:
                 cache, key, response = entry
-                await cache.aset(key, response)
+                # Shielded: the OpenAI SDK drains a stream after [DONE] under a 0.1 s deadline, which cut a slower
+                # cache write short and left a whole answer uncached.
+                with anyio.CancelScope(shield=True):
+                    await cache.aset(key, response)
         except Exception:
             log_once("cache.fill", "costtrack: could not store a response in the cache", exc_info=True)
 
@@ -610,6 +614,10 @@ class _Reader:
         if isinstance(error, httpx2.StreamConsumed):
             # Read again after it was read (the async OpenAI SDK drains an HTTP/1.1 stream after [DONE]):
             # not a failure of the call; what was read decides.
+            error = None
+        elif isinstance(error, _CANCELLED) and call.reader is not None and call.reader.done:
+            # Cancelled after the stream's end event: the answer was whole (the OpenAI SDK's drain after [DONE]
+            # gives up after 0.1 s on a body slow to end, and swallows that cancel): what was read decides.
             error = None
         if error is not None:
             self._store = None

@@ -673,6 +673,32 @@ def test_redis_keeps_one_async_client_per_event_loop(tracker, sim, fake_clock, m
         cache.close()
 
 
+def test_redis_closes_a_loops_client_when_asyncio_run_ends(tracker, sim, fake_clock):
+    """Each asyncio.run left its loop's client, and one Redis connection, open for good (the client's connections
+    kept the loop, the weak map's key, alive): 20 runs, 20 connections (review finding). The loop's shutdown closes it."""
+    redis_available()
+    import redis
+
+    name = f"ct{uuid.uuid4().hex[:12]}"
+    cache = RedisCache(REDIS_URL, ttl=60, timer=fake_clock, namespace=name, timeout=5.0, client_name=name)
+    admin = redis.Redis.from_url(REDIS_URL)
+
+    async def one_call() -> None:
+        await wrapped(tracker, async_openai_client(sim), cache).chat.completions.create(**CHAT)
+        assert sum(c["name"] == name for c in admin.client_list()) == 1  # the loop's client, in use
+
+    try:
+        for _ in range(5):
+            asyncio.run(one_call())
+            assert len(cache._async) == 0
+            assert sum(c["name"] == name for c in admin.client_list()) == 0
+        assert len(sim.requests) == 1  # the runs still share the cache: the later four are hits
+    finally:
+        cache.clear(cache.namespace)
+        cache.close()
+        admin.close()
+
+
 async def test_redis_down_async(tracker, sim, fake_clock, caplog):
     reset_once()
     cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", ttl=60, timer=fake_clock)

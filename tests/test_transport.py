@@ -139,6 +139,55 @@ def test_a_server_error_has_one_type_whether_or_not_its_body_was_read(tracker, r
     assert recs[0].cost_usd == 0.0
 
 
+class _EndsLate(httpx2.AsyncByteStream):
+    """A network body read as it comes: each read goes on where the last stopped (the SDK drains the rest after
+    [DONE] by reading again), and the connection closes a while after the last event (a slow gateway)."""
+
+    def __init__(self, events: list[bytes], late: float) -> None:
+        self._reads = self._produce(events, late)
+
+    @staticmethod
+    async def _produce(events: list[bytes], late: float):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        for event in events:
+            yield event
+        await asyncio.sleep(late)
+
+    def __aiter__(self):  # type: ignore[no-untyped-def]
+        return self._reads
+
+    async def aclose(self) -> None:
+        await self._reads.aclose()
+
+
+async def test_an_async_stream_whose_body_ends_late_is_whole_and_cached(tracker, records):
+    """After [DONE] the OpenAI SDK drains the body under a 0.1 s deadline and swallows the cancel when it passes:
+    a finished stream was recorded incomplete, and a cache write it cut short left the answer uncached (review)."""
+    import asyncio
+
+    import costtrack
+
+    events = [e + b"\n\n" for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
+
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_EndsLate(events, 0.3))
+
+    class SlowCache(costtrack.MemoryCache):
+        async def aset(self, key, response):  # a remote cache a little slower than the drain's deadline
+            await asyncio.sleep(0.15)
+            await super().aset(key, response)
+
+    cache = SlowCache()
+    client = tracker.wrap(openai_client(Recorder(respond), is_async=True), cache=cache)
+    for _ in range(2):
+        stream = await client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True})
+        assert [c async for c in stream]
+    first, second = sorted(records(), key=lambda r: r.timestamp)
+    assert (first.status, first.error_type, first.cache_hit) == ("ok", None, False) and first.cost_usd > 0
+    assert (second.status, second.cache_hit) == ("ok", True)
+
+
 def _cut_stream(request: httpx2.Request) -> httpx2.Response:
     events = fixture("openai_chat_stream.sse").split(b"\n\n")
 
