@@ -12,6 +12,7 @@ from . import fastjson
 from .call_context import CallContext
 from .hashing import request_hash
 from .logs import log_once
+from .pricing import priced_tier
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status, new_id
 from .usage import Usage
@@ -239,7 +240,7 @@ class Call:
         requested = self.model_requested
         priced_model = model or requested
         billed = usage is not None and (usage.input > 0 or usage.output > 0)
-        tier = _priced_tier(tier)
+        tier = priced_tier(tier)
         if billed and pricebook is not None and priced_model:
             assert usage is not None
             price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
@@ -307,22 +308,12 @@ def _text(value: object) -> str:
     return value if type(value) is str else str(value)
 
 
-#: Service tiers billed at the standard rates (OpenAI's "default"/"auto", Anthropic's "standard"); a batch is priced
-#: by its own flag (`Call.batch`), not as a tier.
-_STANDARD_TIERS = frozenset({"default", "auto", "standard", "batch"})
-
-
 def _tier_in(body: dict[str, Any]) -> str | None:
     """The service tier a whole answer names: OpenAI at the top level, Anthropic inside its usage."""
     tier = body.get("service_tier")
     if tier is None and isinstance(body.get("usage"), dict):
         tier = body["usage"].get("service_tier")
     return tier if isinstance(tier, str) else None
-
-
-def _priced_tier(tier: str | None) -> str | None:
-    """The tier to price at: None for the standard one."""
-    return None if tier is None or tier.lower() in _STANDARD_TIERS else tier.lower()
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -334,14 +325,15 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 
 
 def _status_error_type(status: int, body_type: str | None) -> str:
-    """An HTTP error's error_type: the README's common names for the kinds every provider has, whether or not the
-    body was read (the SDKs close a retried attempt's unread), else the body's own type, else `http_<status>`."""
+    """An HTTP error's error_type: the README's common names for the kinds every provider has (429, 529, other 5xx),
+    whether or not the body was read (the SDKs close a retried attempt's unread); else the body's own type, else
+    `http_<status>`."""
     if status == 429:
         return "rate_limit_exceeded"  # OpenAI's body says "requests" or "tokens", Anthropic's "rate_limit_error"
     if status == 529:
         return "overloaded_error"  # Anthropic's
-    if status >= 500 and body_type in (None, "api_error"):
-        return "server_error"  # OpenAI's type; Anthropic calls it api_error
+    if status >= 500:
+        return "server_error"  # OpenAI's type for them; Anthropic's is api_error, a gateway's anything
     return body_type or f"http_{status}"
 
 

@@ -38,8 +38,6 @@ are built once, so a repeated model costs a few microseconds.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import functools
 import math
 import os
@@ -53,6 +51,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .catalog_fixes import amended
 from .errors import PricesFileError
 from .logs import log, log_once
 from .usage import Usage
@@ -78,6 +77,18 @@ _FIRST_PARTY = ("openai", "anthropic")  # their exact model ids are priced whate
 # ...but for the models they publish the weights of, which a self-hosted server runs on the app's own machines.
 _OPEN_WEIGHTS = ("gpt-oss",)
 
+#: Service tiers billed at the standard rates (OpenAI's "default"/"auto", Anthropic's "standard"); a batch is priced
+#: by its own flag, not as a tier.
+_STANDARD_TIERS = frozenset({"default", "auto", "standard", "batch"})
+
+
+def priced_tier(tier: str | None) -> str | None:
+    """The service tier a call is priced at, as the catalog names it: None for the standard one."""
+    return None if tier is None or tier.strip().lower() in _STANDARD_TIERS else tier.strip().lower()
+
+
+#: What a batch call's price_source ends with when it is priced at half the standard rates (no Batch table for it).
+HALVED = " (batch 50%)"
 _MTOK = Decimal(1_000_000)
 _HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic), where the catalog has no Batch rates
 _TWO = Decimal(2)
@@ -374,7 +385,7 @@ class _Catalog:
         self.version: str = genai_prices.__version__
         self.types = types
         # Private: UpdatePrices() (started by another library) swaps only the global snapshot.
-        providers, self.amended = _amended(data.providers, types)
+        providers, self.amended = amended(data.providers, types)
         self.snapshot: DataSnapshot = DataSnapshot(providers=providers, from_auto_update=False)
         self._find_provider_by_id = find_provider_by_id
         self._owners: dict[int, Provider] = {}
@@ -451,75 +462,6 @@ class _Catalog:
                         index.setdefault(alias, model)
             self._exact = index
         return index
-
-
-def _amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set[int]]:
-    """The catalog's providers with costtrack's corrections of its prices, and the ids of the prices corrected.
-
-    Made on copies: genai-prices' own objects stay as they are for any other library in the process. Each
-    correction names its source; the price_source of a call priced at a corrected price says it was amended.
-    """
-    dec = Decimal
-
-    def o3_launch(model: ModelInfo) -> ModelInfo:
-        # OpenAI's o3 launch price sheet (2025-04-16): $10 input, $2.50 cached input, $40 output; the 2025-06-10
-        # cut took 80% off each. The catalog gives the first period the cut's $0.50 cached rate.
-        first, *rest = model.prices  # type: ignore[misc]
-        launch = dataclasses.replace(first, prices=_with(first.prices, cache_read_mtok=dec("2.5")))
-        return dataclasses.replace(model, prices=[launch, *rest])
-
-    def sonnet_4_long_context(model: ModelInfo) -> ModelInfo:
-        # Anthropic's price sheet: Claude Sonnet 4, like Sonnet 4.5, bills a request of more than 200K input tokens
-        # (its 1M-token context) at $6 input and $22.50 output, cache rates alike doubled; the catalog has Sonnet 4 flat.
-        price = model.prices
-        assert isinstance(price, types.ModelPrice)
-
-        def tiered(value: Decimal | None, factor: str) -> Any:
-            return None if value is None else types.TieredPrices(value, [types.Tier(200_000, value * dec(factor))])
-
-        return dataclasses.replace(model, prices=_with(
-            price, input_mtok=tiered(price.input_mtok, "2"), cache_write_mtok=tiered(price.cache_write_mtok, "2"),
-            cache_read_mtok=tiered(price.cache_read_mtok, "2"), cache_write_1h_mtok=tiered(price.cache_write_1h_mtok, "2"),
-            output_mtok=tiered(price.output_mtok, "1.5"),
-        ))  # fmt: skip
-
-    fixes: dict[tuple[str, str], Callable[[ModelInfo], ModelInfo]] = {
-        ("openai", "o3"): o3_launch,
-        ("anthropic", "claude-sonnet-4-0"): sonnet_4_long_context,
-    }
-    out, amended = [], set()
-    for provider in providers:
-        if any((provider.id, model.id) in fixes for model in provider.models):
-            models = []
-            for model in provider.models:
-                fix = fixes.get((provider.id, model.id))
-                if fix is not None:
-                    try:
-                        before = {id(price) for price in _prices_in(model)}
-                        model = fix(model)
-                        amended.update(id(price) for price in _prices_in(model) if id(price) not in before)
-                    except (AttributeError, TypeError, ValueError, AssertionError):  # a catalog release shaped otherwise: its own data, uncorrected
-                        log.debug("costtrack: the catalog's %s/%s is not as expected; left as it is", provider.id, model.id)
-                models.append(model)
-            provider = dataclasses.replace(provider, models=models)
-        out.append(provider)
-    return out, amended
-
-
-def _prices_in(model: ModelInfo) -> list[ModelPrice]:
-    """A catalog model's standard prices: its one ModelPrice, or each dated period's."""
-    prices = model.prices
-    return [prices] if not isinstance(prices, list) else [conditional.prices for conditional in prices]
-
-
-def _with(price: ModelPrice, **values: Any) -> ModelPrice:
-    """A copy of a catalog ModelPrice with `values` set."""
-    copied = copy.copy(price)
-    for name, value in values.items():
-        if not hasattr(copied, name):
-            raise AttributeError(name)
-        setattr(copied, name, value)
-    return copied
 
 
 class _EmptyCatalog(_Catalog):
@@ -848,7 +790,7 @@ class PriceBook:
             entry = self._resolve(provider, model)
         if isinstance(entry, _Unknown):
             return None, False
-        return entry.priced_as(at, tier, batch)
+        return entry.priced_as(at, priced_tier(tier), batch)
 
     def cost(self, provider: str | None, model: str | None, usage: Usage, at: datetime, *,
              batch: bool = False, tier: str | None = None) -> Price:  # fmt: skip
@@ -875,8 +817,9 @@ class PriceBook:
             return Price(None, None)
         if rates.per_hour is not None:
             return Price(None, rates.source)
+        source = rates.source if not batch else rates.source + HALVED
         # tuple.__new__: a NamedTuple's own __new__ is Python code, slower than the sum above
-        return _new_tuple(Price, (float(_cost_of(rates, usage, batch)), rates.source))
+        return _new_tuple(Price, (float(_cost_of(rates, usage, batch)), source))
 
     def file_provider(self, rates: Rates) -> str | None:
         """The provider a prices-file entry is restricted to, for `rates` read from it (else None)."""

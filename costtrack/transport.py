@@ -35,6 +35,9 @@ _OPERATION_OF: dict[str, dict[str, str]] = {"openai": {}, "anthropic": {}}
 _KEY_HEADERS = frozenset(name.encode() for name in KEY_HEADERS)
 _TIMEOUTS = (httpx2.TimeoutException,)
 _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
+# Redirects that send the same request on (method and body kept); 301/302/303 make a POST a GET, which is not
+# recorded, so such an answer is recorded as the attempt's outcome: an error, not billed.
+_RESENT = frozenset({307, 308})
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 # The lines of a server-sent event (a field, or a comment): what an event stream's body is made of.
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
@@ -119,8 +122,9 @@ class Instrument:
         # The server refused a request costtrack had added stream_options to (Azure before api-version 2024-09-01,
         # some compatible servers): this client's streams are sent as the app wrote them from then on.
         self.refuses_stream_options = False
-        # The SDK's HTTP client follows redirects (both SDKs' default; set by wrap): a redirect answer is then a hop
-        # of the attempt, not an attempt, and the request it leads to is recorded instead.
+        # The SDK's HTTP client follows redirects (both SDKs' default; set by wrap): a 307 or 308 is then a hop of
+        # the attempt, not an attempt, and the request it leads to (the same POST) is recorded instead. A per-request
+        # follow_redirects=False is not seen here: such a hop goes unrecorded (it is not billed).
         self.follow_redirects = False
 
     @property
@@ -292,7 +296,7 @@ class Instrument:
 
         With `fill` (a cache key), a complete 2xx body is stored in the cache once read.
         """
-        if 300 <= response.status_code < 400 and self.follow_redirects and "location" in response.headers:
+        if response.status_code in _RESENT and self.follow_redirects and "location" in response.headers:
             call.discard()
             return response
         call.status_code = response.status_code

@@ -199,6 +199,19 @@ def test_reprice_without_the_prices_file_keeps_what_it_priced(tracker, make_reco
     assert (unpriced.cost_usd, unpriced.price_source) == (None, None)
 
 
+def test_reprice_takes_back_a_catalog_price_the_catalog_no_longer_gives(tracker, make_record, database_url, capsys):
+    """gpt-oss on the app's own vLLM was priced at a host's catalog price: reprice unprices it (it kept it, advising a
+    prices file the price never came from: review finding). A prices-file price stays kept (the test above)."""
+    tracker.add(make_record(model="gpt-oss-20b", model_requested="gpt-oss-20b", provider="vllm", cost_usd=0.4,
+                            price_source="genai-prices 0.2.3:openai/gpt-oss-20b", tokens_input=1000, tokens_output=100))  # fmt: skip
+    tracker.flush()
+    assert run(["reprice", "--database-url", database_url]) == 0
+    out = capsys.readouterr().out
+    assert "1 changed, 1 still unpriced" in out and "kept as they were" not in out
+    [rec] = tracker.records()
+    assert (rec.cost_usd, rec.price_source) == (None, None)
+
+
 def test_reprice_prices_a_call_at_the_service_tier_it_was_served_at(tracker, make_record, database_url, capsys):
     """A flex answer (its tier in its tags) is re-priced at flex rates, not the standard ones."""
     tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", cost_usd=None, price_source=None,

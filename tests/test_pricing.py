@@ -281,6 +281,7 @@ def test_batch_follows_the_batch_tables_where_they_differ_from_half(book: PriceB
     embedding = book.cost("openai", "text-embedding-3-small", Usage(input=1_000_000), NOV_2026, batch=True)
     opus = book.cost("anthropic", "claude-opus-4-1", Usage(input=1000, output=100), NOV_2026, batch=True)
     assert embedding.cost_usd == 0.01 and opus.cost_usd == float(usd((1000, "7.5"), (100, "37.5")))
+    assert opus.price_source is not None and opus.price_source.endswith(":anthropic/claude-opus-4-1 (batch 50%)")
 
 
 def test_catalog_corrections_o3_launch_cached_rate_and_sonnet_4_long_context(book: PriceBook) -> None:

@@ -118,6 +118,26 @@ def test_a_redirect_the_client_does_not_follow_is_an_error_as_the_sdk_raises(tra
     assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "http_308", 0.0)
 
 
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_redirect_that_turns_the_post_into_a_get_is_the_attempts_outcome(tracker, records, status):
+    """301/302/303 send a GET on, which no API answers with a completion: the redirect is the attempt's outcome,
+    recorded (it was dropped with the GET, unrecorded: review finding)."""
+
+    def gateway(request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST":
+            return httpx2.Response(status, headers={"location": "https://eu.api.openai.com/v1/chat/completions"})
+        return httpx2.Response(405, json={"error": {"message": "Method not allowed", "type": "invalid_request_error"}})
+
+    def client():
+        http = httpx2.Client(transport=httpx2.MockTransport(gateway), follow_redirects=True)
+        return openai.OpenAI(api_key="sk-test", max_retries=0, http_client=http)
+
+    seen = outcome(lambda: tracker.wrap(client()).chat.completions.create(**CHAT))
+    assert seen == outcome(lambda: client().chat.completions.create(**CHAT)) and seen[0] == "raised"
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", f"http_{status}", 0.0)
+
+
 @pytest.mark.parametrize(
     "status, body, error_type",
     [(529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}, "overloaded_error"),

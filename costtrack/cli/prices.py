@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..pricing import PriceBook, Rates, cost_breakdown
+from ..pricing import HALVED, PriceBook, Rates, cost_breakdown
 from ..usage import Usage
 from . import _common
 
@@ -235,15 +235,14 @@ def cost(
     if batch and service_tier is not None:
         _common.fail("--batch and --service-tier do not go together: a batch is priced at the Batch API's own rates")
     if batch or service_tier is not None:
-        tier = None if service_tier is None else service_tier.strip().lower()
-        rates, halve = book.priced_as(provider, model, when, batch=batch, tier=tier)  # type: ignore[assignment]
+        rates, halve = book.priced_as(provider, model, when, batch=batch, tier=service_tier)  # type: ignore[assignment]
         assert rates is not None  # _lookup found the model
     total = book.cost_of(rates, usage, batch=halve)
     if as_json:
         _common.print_json({
             "cost_usd": float(total),
             "cost_usd_exact": _plain(total),
-            "price_source": rates.source,
+            "price_source": rates.source + (HALVED if halve else ""),
             "model": model,
             "provider": for_provider,
             "at": when.isoformat(),

@@ -16,6 +16,9 @@ from ..store.sql import iter_records, update_answer_costs, update_costs
 from ..usage import Usage
 from . import _common
 
+#: How a price_source from the catalog begins (see pricing.PriceBook): unlike a prices file's, it is always at hand.
+_CATALOG = "genai-prices "
+
 
 def usage_of(record: CallRecord) -> Usage:
     """The Usage a stored record was priced from."""
@@ -58,7 +61,7 @@ def reprice(
 ) -> None:
     """Price every stored call again with the current catalog and overrides (at each call's own date).
 
-    A call priced before that finds no price now (its prices file not given, say) keeps the cost it has.
+    A call priced from a prices file that finds no price now (that file not given, say) keeps the cost it has.
     """
     book = PriceBook(prices_file, warn_unpriced=False)  # what it cannot price it keeps, and counts
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
@@ -74,9 +77,10 @@ def reprice(
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,
                                  batch=batch, tier=tier)  # fmt: skip
         if cost is None and source is None:
-            if record.price_source is not None:
-                # Priced once (e.g. from a prices file this run was not given): a price found then is not
-                # thrown away because none is found now.
+            if record.price_source is not None and not record.price_source.startswith(_CATALOG):
+                # Priced once from a prices file this run was not given: a price found then is not thrown away
+                # because none is found now. (A catalog price the catalog no longer gives, such as an API's price
+                # for an open-weight model served on the app's own machines, is taken back.)
                 kept += 1
                 continue
             unpriced += 1

@@ -73,7 +73,7 @@ DEFAULT_URL = "sqlite:///costtrack.db"
 ENV_VAR = "COSTTRACK_DATABASE_URL"
 #: Seconds a SQLite connection waits for a lock held by another connection.
 SQLITE_BUSY_TIMEOUT = 30.0
-#: Seconds a Postgres statement waits for a lock (``lock_timeout``) before it fails, like SQLite's busy timeout.
+#: Seconds a Postgres insert waits for a lock (``lock_timeout``) before it fails, like SQLite's busy timeout.
 POSTGRES_LOCK_TIMEOUT = 30.0
 #: WAL pages (4 KiB) between automatic checkpoints on SQLite.
 SQLITE_WAL_AUTOCHECKPOINT = 10_000
@@ -203,8 +203,8 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     every ~40 MB of WAL, relative paths
     made absolute now (so a later chdir does not move the database), and proper
     transactions (BEGIN is emitted by SQLAlchemy, not guessed by the sqlite3 module).
-    Postgres: psycopg 3, a 10 s connect timeout, a 30 s ``lock_timeout``, TCP keepalives (a vanished
-    host is noticed within about a minute), pre-ping on checkout.
+    Postgres: psycopg 3, a 10 s connect timeout, TCP keepalives (a vanished host is noticed
+    within about a minute), pre-ping on checkout (inserts set their own ``lock_timeout``, see store/sql.py).
     Creating the engine does not connect. Extra keyword arguments go to ``create_engine``.
     """
     u = make_url(resolve_url(url))
@@ -216,10 +216,6 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         connect_args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT)
     if "application_name" not in query:
         connect_args.setdefault("application_name", "costtrack")
-    if "options" not in query and "options" not in connect_args:
-        # A lock held on the table (ALTER TABLE, VACUUM FULL, a migration) fails a write after this long, as
-        # SQLite's busy timeout does, instead of holding the writer (and what waits on it) for as long as it lasts.
-        connect_args["options"] = f"-c lock_timeout={int(POSTGRES_LOCK_TIMEOUT * 1000)}"
     # A database host that vanishes (a network partition, a dead VM) is found within ~1 minute
     # instead of the kernel's ~2 hours, so the writer moves on to the outbox.
     for key, value in _POSTGRES_KEEPALIVES.items():

@@ -20,6 +20,7 @@ from pydantic_core import to_json
 from sqlalchemy import Boolean, Engine, and_, bindparam, func, or_, select, update
 
 from ..records import CallRecord
+from . import database
 from .schema import INSERT_COLUMNS, records
 
 __all__ = ["SQLITE_ROW_VALUES", "count_records", "insert_records", "iter_records", "record_to_row", "update_answer_costs", "update_costs"]
@@ -163,6 +164,11 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
             conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             if dialect != "sqlite":
+                # A lock held on the table (ALTER TABLE, VACUUM FULL, a migration) fails the insert after a while, as
+                # SQLite's busy timeout does, rather than holding the writer for as long as it lasts. Set per
+                # transaction, not as a startup option: PgBouncer and Neon's pooler refuse those, and an `options`
+                # of ours would replace the app's PGOPTIONS (its search_path).
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(database.POSTGRES_LOCK_TIMEOUT * 1000)}")
                 return max(conn.exec_driver_sql(_POSTGRES_INSERT, rows).rowcount, 0)
             inserted = 0
             for start, size in _sqlite_chunks(len(rows)):

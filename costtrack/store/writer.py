@@ -143,28 +143,42 @@ def _close_all_after_threads() -> None:
     _close_all_at_exit()
 
 
-#: Seconds a fork waits for a writer thread to leave the database (a batch takes milliseconds; a locked one, longer).
+#: Seconds a fork waits, in all, for SQLite writer threads to leave the database (a batch takes milliseconds).
 FORK_WAIT = 5.0
-_held_for_fork: list[threading.Lock] = []
+# Per forking thread: the locks its fork holds until the parent goes on.
+_held_for_fork: dict[int, list[threading.Lock]] = {}
 
 
 def _before_fork() -> None:
-    # SQLite is not fork-safe while another thread is inside it: a child forked mid-write inherits SQLite's locks
-    # (its mutexes, its file-lock bookkeeping) held, and its own writer hung forever in sqlite3.connect. The fork
-    # waits for each writer thread to finish its database call (the thread then waits for the fork to be done).
+    """Wait for SQLite writer threads to leave the database, and hold them out of it until the fork is done.
+
+    SQLite is not fork-safe while another thread is inside it: a child forked mid-write inherits its locks (mutexes,
+    file-lock bookkeeping) held, and its own writer hung in sqlite3.connect for good. A writer waiting on a lock
+    (past HUNG_AFTER: busy, not inside a write) is not waited for, nor is Postgres, whose driver has no such state.
+    """
+    deadline = time.monotonic() + FORK_WAIT
+    held: list[threading.Lock] = []
     for writer in list(_LIVE):
         lock = getattr(writer, "_db_lock", None)
-        if lock is not None and writer._thread_alive() and lock.acquire(timeout=FORK_WAIT):
-            _held_for_fork.append(lock)
+        engine = getattr(writer, "_engine", None)
+        if lock is None or engine is None or engine.dialect.name != "sqlite" or not writer._thread_alive():
+            continue
+        if writer._in_io and time.monotonic() - writer._io_wall >= HUNG_AFTER:
+            continue
+        if lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            held.append(lock)
+    _held_for_fork[threading.get_ident()] = held
 
 
 def _after_fork_in_parent() -> None:
-    while _held_for_fork:
-        _held_for_fork.pop().release()
+    """Let the writer threads the fork held out of the database go on."""
+    for lock in _held_for_fork.pop(threading.get_ident(), ()):
+        lock.release()
 
 
 def _after_fork_in_child() -> None:
-    _held_for_fork.clear()  # the child's writers start afresh, with new locks
+    """Start the child's writers afresh (new locks, an empty buffer: the parent owns what it had)."""
+    _held_for_fork.clear()
     for writer in list(_LIVE):
         writer._reset_after_fork()
 
@@ -278,6 +292,7 @@ class Writer:
         self._stalled_at = -1  # a pass a hand-off gave up waiting for
         self._in_io = False  # the thread is in a database or outbox call (waiting on I/O, not on the GIL)
         self._io_since = 0.0  # when that call began (the writer's clock)
+        self._io_wall = 0.0  # the same on time.monotonic: how long it has really hung (close(), forks)
         # Held by the thread while it is in the database: a fork waits for it (see _before_fork).
         self._db_lock = threading.Lock()
         self._submitted = 0  # records submitted
@@ -425,7 +440,7 @@ class Writer:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False, False
-                if closing and self._in_io and self._clock() - self._io_since >= CLOSE_STUCK_AFTER:
+                if closing and self._in_io and time.monotonic() - self._io_wall >= CLOSE_STUCK_AFTER:
                     return False, False
                 self._cond.wait(min(remaining, 0.25) if remaining is not None else 0.25)
             completed = self._flush_done >= gen
@@ -630,6 +645,8 @@ class Writer:
                 if ok:
                     self._settled += len(batch)
                     self._cond.notify_all()
+                elif self._closed:
+                    return False  # close() kept this batch in the outbox already, when this write hung
                 else:
                     self._buffer.extendleft(reversed(batch))
                     if self._first_pending_at is None:
@@ -670,6 +687,7 @@ class Writer:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
         self.stats["attempts"] += 1
         self._io_since = self._clock()
+        self._io_wall = time.monotonic()
         self._in_io = True  # blocked on the database, not starved: no caller should wait for this pass
         try:
             with self._db_lock:
@@ -775,6 +793,7 @@ class Writer:
         """Move records (taken from the head of the buffer) to the outbox, durably."""
         records = self._prepare(records)
         self._io_since = self._clock()
+        self._io_wall = time.monotonic()
         self._in_io = True
         try:
             self._outbox.append(records)
