@@ -648,11 +648,24 @@ class _Entry:
         """(rates, whether the cost is still to be halved) for a call at `at` sent through the Batch API (the
         catalog's Batch rates when it has them in force then, else the standard ones halved) or served at service
         tier `tier` (its rates where the catalog has them, else the standard ones)."""
+        before = self.before
+        if before is not None and self._before_history(at):
+            # Before a dated-only prices-file history: priced as what it overrides (a catalog model's Batch table too).
+            return before.priced_as(at, tier, batch) if isinstance(before, _Entry) else (None, False)
         if batch:
             variant = self.batch_rates_at(at)
             return (variant, False) if variant is not None else (self.rates_at(at), True)
         variant = self.variant_rates_at(at, "service_tier", tier) if tier is not None else None
         return (variant if variant is not None else self.rates_at(at)), False
+
+    def _before_history(self, at: datetime) -> bool:
+        """Whether `at` comes before every dated period (so `before` prices it)."""
+        periods = self.periods
+        if periods is None:
+            return False
+        tz = at.tzinfo
+        day = at.date() if tz is None or tz is _UTC else at.astimezone(_UTC).date()
+        return all(start is not None and day < start for start, _ in periods)
 
     def rates_at(self, at: datetime) -> Rates | None:
         """The rates in force at `at` (None: none, before a dated-only prices-file history with nothing under it)."""

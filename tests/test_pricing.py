@@ -584,6 +584,13 @@ def test_dated_only_entries_price_nothing_before_their_first_date(tmp_path: Path
     # new-model: nothing priced it before 2026.
     assert book.cost("openai", "new-model", usage, before) == Price(None, None)
     assert book.cost("openai", "new-model", usage, after).cost_usd == 6.0
+    # A batch before the file's history: the catalog's Batch table for gpt-4o (cached input at its standard $1.25),
+    # as if the file did not override it; from 2026, the file's rates halved.
+    cached = Usage(input=1_000_000, cached_input=400_000, output=1_000_000)
+    old_batch = book.cost("openai", "gpt-4o", cached, before, batch=True)
+    assert old_batch.cost_usd == float(usd((600_000, "1.25"), (400_000, "1.25"), (1_000_000, "5")))
+    assert old_batch.price_source is not None and old_batch.price_source.endswith(":openai/gpt-4o (batch)")
+    assert book.cost("openai", "gpt-4o", cached, after, batch=True).cost_usd == float(usd((1_000_000, "0.5"), (1_000_000, "1")))
     assert book.rates("openai", "new-model", before) is None
 
 

@@ -405,7 +405,8 @@ class Writer:
 
         Returns True if all of them are in the database (and nothing this writer spilled
         is still waiting in the outbox); False if some are only in the outbox, if some
-        could not be stored anywhere, or if `timeout` (seconds) ran out first.
+        could not be stored anywhere, or if `timeout` (seconds) ran out first. `timeout=0`
+        only tells, without asking the thread for a pass.
         """
         try:
             if self._pid != os.getpid():
