@@ -261,6 +261,12 @@ def check_namespace(namespace: str) -> str:
 # --------------------------------------------------------------------------- memory
 
 
+async def _start(closer: AsyncIterator[None]) -> None:
+    """Run `closer` to its first yield (closed before that, it has nothing to do)."""
+    with contextlib.suppress(StopAsyncIteration):
+        await closer.__anext__()
+
+
 class MemoryCache(Cache):
     """An in-process cache: at most `maxsize` responses, each for `ttl` seconds (least recently used evicted).
 
@@ -444,25 +450,27 @@ class RedisCache(Cache):
 
         options = {"retry": Retry(NoBackoff(), 0), **self._client_options()}
         client = redis.asyncio.Redis.from_url(self.url, **options)
-        closer = self._close_with_loop(loop, client)
+        closer = self._close_with_loop(weakref.ref(loop), client)
         with self._lock:
             held = self._async.setdefault(loop, (client, closer))
         if held[0] is client:
-            started = asyncio.ensure_future(closer.__anext__())  # started, so the loop's shutdown closes it
+            started = asyncio.ensure_future(_start(closer))  # started, so the loop's shutdown closes it
             self._starting.add(started)  # a task the loop holds only weakly: kept until it has run
             started.add_done_callback(self._starting.discard)
         return held[0]
 
-    async def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> AsyncIterator[None]:
-        """Waits for its loop's shutdown (asyncio.run closes the async generators still open), then closes the
-        loop's client: each asyncio.run left one Redis connection open, its loop kept alive by it (review finding)."""
+    async def _close_with_loop(self, loop: weakref.ref[asyncio.AbstractEventLoop], client: Any) -> AsyncIterator[None]:
+        """Waits for its loop's shutdown, then closes the loop's client: each asyncio.run left one Redis connection
+        open, and its loop alive (review finding). Only a loop shut down as asyncio.run and asyncio.Runner do it
+        (closing the async generators still open) closes its client so; `aclose()` closes the running loop's."""
         try:
             yield
         finally:
             with self._lock:
-                held = self._async.get(loop)
+                key = loop()
+                held = self._async.get(key) if key is not None else None
                 if held is not None and held[0] is client:
-                    del self._async[loop]
+                    del self._async[key]
             with contextlib.suppress(Exception):
                 await client.aclose()
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .pricing import PriceBook
     from .tracker import Tracker
 
-__all__ = ["Call", "Hold", "hold_calls", "unheld"]
+__all__ = ["ERROR_KINDS", "Call", "Hold", "hold_calls", "unheld"]
 
 class Hold:
     """Finished Calls kept back so a layer above the SDK (fallback, routing) can annotate them first.
@@ -324,6 +324,17 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+#: Error types (in an error body) by the common name records and fallbacks give them.
+ERROR_KINDS = {
+    "rate_limit_error": "rate_limit_exceeded",
+    "rate_limit_exceeded": "rate_limit_exceeded",
+    "overloaded_error": "overloaded_error",
+    "api_error": "server_error",
+    "server_error": "server_error",
+    "timeout_error": "timeout",
+}
+
+
 def _status_error_type(status: int, body_type: str | None) -> str:
     """An HTTP error's error_type: the README's common names for the kinds every provider has (429, 529, other 5xx),
     whether or not the body was read (the SDKs close a retried attempt's unread); else the body's own type, else
@@ -332,8 +343,10 @@ def _status_error_type(status: int, body_type: str | None) -> str:
         return "rate_limit_exceeded"  # OpenAI's body says "requests" or "tokens", Anthropic's "rate_limit_error"
     if status == 529:
         return "overloaded_error"  # Anthropic's
+    if body_type in ERROR_KINDS:
+        return ERROR_KINDS[body_type]  # a 503 saying it is overloaded, a 504 a timeout: as CheapFirst names them
     if status >= 500:
-        return "server_error"  # OpenAI's type for them; Anthropic's is api_error, a gateway's anything
+        return "server_error"  # OpenAI's type for them; a gateway's anything, or an unread body
     return body_type or f"http_{status}"
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from .calls import Call, Hold, hold_calls, unheld
+from .calls import ERROR_KINDS, Call, Hold, hold_calls, unheld
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -65,14 +65,7 @@ RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
 _RAW_HEADERS = ("x-stainless-raw-response",)
 
 # Error types (in an error body) that are worth another model: overloaded, rate limited, a server error.
-_RETRYABLE_KINDS = {
-    "rate_limit_error": "rate_limit_exceeded",
-    "rate_limit_exceeded": "rate_limit_exceeded",
-    "overloaded_error": "overloaded_error",
-    "api_error": "server_error",
-    "server_error": "server_error",
-    "timeout_error": "timeout",
-}
+_RETRYABLE_KINDS = ERROR_KINDS
 
 Entry = Any  # a model name, or a (client, model name) pair
 

@@ -484,6 +484,11 @@ class _EmptyCatalog(_Catalog):
         return None
 
 
+def catalog_available() -> bool:
+    """Whether the genai-prices catalog could be loaded (it needs Python 3.11+)."""
+    return not isinstance(_get_catalog(), _EmptyCatalog)
+
+
 def _get_catalog() -> _Catalog:
     global _catalog
     catalog = _catalog
@@ -815,6 +820,8 @@ class PriceBook:
         if not model:
             self._warn_unpriced(provider, model, "the call has no model name")
             return Price(None, None)
+        if tier is not None:
+            tier = priced_tier(tier)
         entry = self._entries.get((provider, model))
         if entry is None:
             entry = self._resolve(provider, model)

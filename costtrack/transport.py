@@ -38,6 +38,9 @@ _CANCELLED = (asyncio.CancelledError, KeyboardInterrupt)
 # Redirects that send the same request on (method and body kept); 301/302/303 make a POST a GET, which is not
 # recorded, so such an answer is recorded as the attempt's outcome: an error, not billed.
 _RESENT = frozenset({307, 308})
+# Seconds a stream's cache write may hold off a cancel (the SDK's drain deadline, an app's anyio timeout): the
+# write is given time to finish, not unbounded time.
+_FILL_SHIELD = 1.0
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 # The lines of a server-sent event (a field, or a comment): what an event stream's body is made of.
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
@@ -608,7 +611,7 @@ class _Reader:
                 cache, key, response = entry
                 # Shielded: the OpenAI SDK drains a stream after [DONE] under a 0.1 s deadline, which cut a slower
                 # cache write short and left a whole answer uncached.
-                with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _FILL_SHIELD):
                     await cache.aset(key, response)
         except Exception:
             log_once("cache.fill", "costtrack: could not store a response in the cache", exc_info=True)

@@ -212,6 +212,22 @@ def test_reprice_takes_back_a_catalog_price_the_catalog_no_longer_gives(tracker,
     assert (rec.cost_usd, rec.price_source) == (None, None)
 
 
+def test_reprice_where_the_catalog_cannot_load_keeps_catalog_prices(tracker, make_record, database_url, capsys,
+                                                                    monkeypatch):  # fmt: skip
+    """Without the catalog (genai-prices needs Python 3.11+) nothing finds a price: that is not the catalog taking one
+    back, so catalog-priced records keep their costs (a review found them all wiped)."""
+    from costtrack import pricing
+
+    tracker.add(make_record(model="gpt-4o-mini", model_requested="gpt-4o-mini", provider="openai", cost_usd=0.0035,
+                            price_source="genai-prices 0.2.3:openai/gpt-4o-mini", tokens_input=1000, tokens_output=100))  # fmt: skip
+    tracker.flush()
+    monkeypatch.setattr(pricing, "_catalog", pricing._EmptyCatalog())
+    assert run(["reprice", "--database-url", database_url]) == 0
+    assert "1 records kept as they were" in capsys.readouterr().out
+    [rec] = tracker.records()
+    assert rec.cost_usd == 0.0035
+
+
 def test_reprice_prices_a_call_at_the_service_tier_it_was_served_at(tracker, make_record, database_url, capsys):
     """A flex answer (its tier in its tags) is re-priced at flex rates, not the standard ones."""
     tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", cost_usd=None, price_source=None,

@@ -181,9 +181,11 @@ class _EndsLate(httpx2.AsyncByteStream):
         await self._reads.aclose()
 
 
-async def test_an_async_stream_whose_body_ends_late_is_whole_and_cached(tracker, records):
+@pytest.mark.parametrize("late", [0.3, 0.05], ids=["cancel-while-reading", "cancel-while-caching"])
+async def test_an_async_stream_whose_body_ends_late_is_whole_and_cached(tracker, records, late):
     """After [DONE] the OpenAI SDK drains the body under a 0.1 s deadline and swallows the cancel when it passes:
-    a finished stream was recorded incomplete, and a cache write it cut short left the answer uncached (review)."""
+    a finished stream was recorded incomplete (the cancel landing on the body's read), and a cache write it cut
+    short left the answer uncached (the body ends in time, the write does not) (review)."""
     import asyncio
 
     import costtrack
@@ -191,7 +193,7 @@ async def test_an_async_stream_whose_body_ends_late_is_whole_and_cached(tracker,
     events = [e + b"\n\n" for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
 
     def respond(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_EndsLate(events, 0.3))
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_EndsLate(events, late))
 
     class SlowCache(costtrack.MemoryCache):
         async def aset(self, key, response):  # a remote cache a little slower than the drain's deadline
@@ -206,6 +208,20 @@ async def test_an_async_stream_whose_body_ends_late_is_whole_and_cached(tracker,
     first, second = sorted(records(), key=lambda r: r.timestamp)
     assert (first.status, first.error_type, first.cache_hit) == ("ok", None, False) and first.cost_usd > 0
     assert (second.status, second.cache_hit) == ("ok", True)
+
+
+@pytest.mark.parametrize(
+    "status, kind, error_type",
+    [(503, "overloaded_error", "overloaded_error"), (504, "timeout_error", "timeout"), (502, "bad_gateway", "server_error")],
+)
+def test_a_server_errors_body_names_its_kind_as_cheap_first_does(tracker, records, status, kind, error_type):
+    """A read body says what kind of failure it was, in the names records and CheapFirst's fallback reasons share."""
+    failed = httpx2.Response(status, json={"type": "error", "error": {"type": kind, "message": "..."}})
+    client = tracker.wrap(anthropic_client(Recorder(failed)))
+    with pytest.raises(anthropic.APIStatusError):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
+    [rec] = records()
+    assert (rec.status, rec.error_type, rec.cost_usd) == ("error", error_type, 0.0)
 
 
 def _cut_stream(request: httpx2.Request) -> httpx2.Response:

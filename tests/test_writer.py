@@ -886,7 +886,7 @@ def test_postgres_table_locked_fails_the_write_after_the_lock_timeout(postgres_u
 
 
 def test_close_keeps_what_a_hung_database_call_holds_in_the_outbox(database_url, writers, make_record, outbox_dir,
-                                                                    monkeypatch) -> None:  # fmt: skip
+                                                                    monkeypatch, fake_clock) -> None:  # fmt: skip
     """At exit or configure(), a write hung on a locked table made close() wait out the whole lock or busy timeout
     (30 s) before spilling, past a container's 10 s grace: a SIGKILL then lost every record (review finding). Here
     the lock outlasts any timeout: close() returns while the write still hangs, the records in the outbox."""
@@ -896,7 +896,8 @@ def test_close_keeps_what_a_hung_database_call_holds_in_the_outbox(database_url,
     monkeypatch.setattr(writer_module, "CLOSE_STUCK_AFTER", 0.3)
     monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 3600.0)
     monkeypatch.setattr(database, "POSTGRES_LOCK_TIMEOUT", 3600.0)
-    w = writers(database_url, outbox_dir=outbox_dir)
+    # A frozen injected clock: how long a call has hung is told by real time, whatever clock drives batching.
+    w = writers(database_url, outbox_dir=outbox_dir, clock=fake_clock)
     w.submit(make_record())
     assert w.flush(timeout=60)  # the schema exists and the connection is open: the lock below is what hangs
     recs = [make_record() for _ in range(10)]
@@ -916,6 +917,63 @@ def test_close_keeps_what_a_hung_database_call_holds_in_the_outbox(database_url,
     replay = writers(database_url, outbox_dir=outbox_dir)
     assert replay.flush(timeout=60) is True
     assert len(stored(database_url)) == 11
+
+
+def test_a_write_that_hung_past_close_and_then_fails_is_not_spilled_twice(sqlite_url, writers, make_record,
+                                                                         outbox_dir, monkeypatch) -> None:  # fmt: skip
+    """close() kept the hung batch in the outbox; when the write then failed, the thread spilled it again."""
+    from sqlalchemy.exc import OperationalError
+
+    from costtrack.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CLOSE_STUCK_AFTER", 0.3)
+    real_insert, inside, go = writer_module.insert_records, threading.Event(), threading.Event()
+
+    def hangs_then_fails(engine, batch):
+        if len(batch) == 1:
+            return real_insert(engine, batch)  # the first record: schema made, connection open
+        inside.set()
+        go.wait(30)
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(writer_module, "insert_records", hangs_then_fails)
+    w = writers(sqlite_url, outbox_dir=outbox_dir)
+    w.submit(make_record())
+    assert w.flush(timeout=60)
+    for _ in range(10):
+        w.submit(make_record())
+    flushing = threading.Thread(target=w.flush, args=(60,))
+    flushing.start()
+    assert inside.wait(30)
+    assert w.close() is False and outbox_lines(outbox_dir) == 10
+    go.set()
+    w._thread.join(30)
+    flushing.join(30)
+    assert outbox_lines(outbox_dir) == 10
+
+
+def test_a_fork_does_not_wait_for_a_postgres_writer_nor_one_hung_on_a_lock(database_url, writers, make_record,
+                                                                           outbox_dir, monkeypatch) -> None:  # fmt: skip
+    """Only a SQLite writer inside a write holds a fork up: Postgres' driver keeps no state a child inherits, and a
+    writer waiting on a lock (past HUNG_AFTER) is busy-waiting, not writing; a fork waited 5 s for each (review)."""
+    from costtrack.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "FORK_WAIT", 60.0)
+    w = writers(database_url, outbox_dir=outbox_dir)
+    w.submit(make_record())
+    assert w.flush(timeout=60)
+    w._db_lock.acquire()  # as the thread holds it inside a database call
+    try:
+        if database_url.startswith("sqlite"):
+            monkeypatch.setattr(w, "_in_io", True)  # a call that has hung past HUNG_AFTER: waiting on a lock
+            monkeypatch.setattr(w, "_io_wall", time.monotonic() - writer_module.HUNG_AFTER - 1)
+        forking = threading.Thread(target=writer_module._before_fork)
+        forking.start()
+        forking.join(30)
+        assert not forking.is_alive()  # it went on without waiting FORK_WAIT for the lock
+        writer_module._after_fork_in_parent()
+    finally:
+        w._db_lock.release()
 
 
 # --------------------------------------------------------------------------- pending items

@@ -10,7 +10,7 @@ import typer
 
 from ..fallback import saved_against
 from ..periods import parse_since
-from ..pricing import PriceBook
+from ..pricing import PriceBook, catalog_available
 from ..records import CallRecord
 from ..store.sql import iter_records, update_answer_costs, update_costs
 from ..usage import Usage
@@ -77,10 +77,10 @@ def reprice(
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,
                                  batch=batch, tier=tier)  # fmt: skip
         if cost is None and source is None:
-            if record.price_source is not None and not record.price_source.startswith(_CATALOG):
-                # Priced once from a prices file this run was not given: a price found then is not thrown away
-                # because none is found now. (A catalog price the catalog no longer gives, such as an API's price
-                # for an open-weight model served on the app's own machines, is taken back.)
+            if record.price_source is not None and not (record.price_source.startswith(_CATALOG) and catalog_available()):
+                # Priced once from a prices file this run was not given (or from a catalog this Python cannot load):
+                # a price found then is not thrown away because none is found now. A catalog price the loaded
+                # catalog no longer gives (an API's price for an open-weight model on the app's own machines) is.
                 kept += 1
                 continue
             unpriced += 1
