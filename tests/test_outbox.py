@@ -9,6 +9,16 @@ import threading
 from costtrack.store.outbox import Outbox, default_outbox_dir, iter_outbox
 
 
+def _read_back(directory) -> tuple[list, int]:
+    """The records of the one outbox file in `directory`, claimed as a replaying writer would, and its bad lines."""
+    ((fd, _),) = Outbox(directory, "k").claim_orphans()
+    try:
+        ((good, bad),) = list(iter_outbox(fd))
+    finally:
+        os.close(fd)
+    return good, bad
+
+
 def test_appended_records_read_back_in_chunks_with_bad_lines_counted(tmp_path, make_record) -> None:
     recs = [make_record() for _ in range(7)]
     box = Outbox(tmp_path, "k")
@@ -60,11 +70,7 @@ def test_a_disk_full_mid_append_leaves_no_part_line_to_spoil_the_retry(tmp_path,
     box.append(recs[1:])  # the writer's retry, once space is free
     monkeypatch.undo()
     box.close()
-    ((fd, _),) = Outbox(tmp_path, "k").claim_orphans()
-    try:
-        ((good, bad),) = list(iter_outbox(fd))
-    finally:
-        os.close(fd)
+    good, bad = _read_back(tmp_path)
     assert bad == 0 and good == recs
 
 
@@ -73,11 +79,7 @@ def test_a_record_pydantic_cannot_write_whole_is_kept_sanitised(tmp_path, make_r
     box = Outbox(tmp_path, "k")
     box.append([odd, make_record()])
     box.close()
-    ((fd, _),) = Outbox(tmp_path, "k").claim_orphans()
-    try:
-        ((good, bad),) = list(iter_outbox(fd))
-    finally:
-        os.close(fd)
+    good, bad = _read_back(tmp_path)
     assert bad == 0 and len(good) == 2 and good[0].id == odd.id
     assert good[0].tags == {"digest": "\ufffd\ufffd", "parts": ["a?"], "nul": "a\ufffdb"}
 
