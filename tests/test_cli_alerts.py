@@ -102,6 +102,8 @@ def test_budget_from_the_environment_and_scope(sqlite_url, capsys, monkeypatch) 
         (("--monthly-budget", "5", "--thresholds", "half"), None, "--thresholds 'half' is not a list"),
         (("--monthly-budget", "5", "--at", "yesterday"), None, "is not a date"),
         (("--monthly-budget", "5", "--database-url", "mysql://x/y"), None, "unsupported database"),
+        # A period past year 9999: a traceback and exit 1 (read by cron as "crossed": review finding).
+        (("--monthly-budget", "5", "--at", "9999-12-31"), None, "give a date before 9999-12"),
     ],
 )
 def test_bad_input_is_a_one_line_error_exit_2(args, env, needle, capsys, monkeypatch, sqlite_url) -> None:
@@ -112,6 +114,16 @@ def test_bad_input_is_a_one_line_error_exit_2(args, env, needle, capsys, monkeyp
     code, out, err = run(capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("costtrack: error: ") and needle in err
+
+
+def test_thresholds_with_a_percent_sign_are_percentages(sqlite_url, capsys) -> None:
+    """"5%" is 5 percent (it was read as 5.0, 500%, and a crossed threshold went unsaid: review finding)."""
+    seed(sqlite_url, (6.0, "2026-01-10T00:00:00", "/x"))
+    for thresholds, crossed in (("5%,50%", ["5%", "50%"]), ("0.05,0.5", ["5%", "50%"]), ("5,50", ["50%"])):
+        code, out, _ = run(capsys, "--monthly-budget", "10", "--thresholds", thresholds, "--at", AT, "--json",
+                           "--database-url", sqlite_url)  # fmt: skip
+        result = json.loads(out)
+        assert code == 1 and [f"{t * 100:g}%" for t in result["thresholds_crossed"]] == crossed, thresholds
 
 
 def test_previous_months_do_not_count(sqlite_url, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,14 @@ def _amount(value: Any, name: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"Budget {name}={value!r} must be a positive amount in USD")
     return value
+
+
+_DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|20\d{6})$")
+
+
+def _undated(model: str) -> str:
+    """A model name less its snapshot date (OpenAI's -2024-07-18, Anthropic's -20250929)."""
+    return _DATED.sub("", model)
 
 
 def _tag_text(value: Any) -> str:
@@ -230,7 +239,12 @@ class Budget:
 
     def matches_call(self, endpoint: str, user: str | None, tags: Mapping[str, Any], model: str | None) -> bool:
         """Whether a call about to be sent is in scope; `model` is the one asked for."""
-        return self.matches_context(endpoint, user, tags) and (self.model is None or model == self.model)
+        return self.matches_context(endpoint, user, tags) and self.matches_requested(model)
+
+    def matches_requested(self, model: Any) -> bool:
+        """Whether a call asking for `model` may count against this budget: the budget's model, or its undated
+        name when the budget names a dated snapshot (`gpt-4o-mini` is answered by `gpt-4o-mini-2024-07-18`)."""
+        return self.model is None or model == self.model or (type(model) is str and _undated(self.model) == model)
 
     def matches_context(self, endpoint: str, user: str | None, tags: Mapping[str, Any]) -> bool:
         """Whether a call about to be sent is in scope as far as its endpoint, user and tags tell (not its model)."""
@@ -244,9 +258,9 @@ class Budget:
                 return False
         return True
 
-    def sql_conditions(self) -> list[Any]:
-        """SQLAlchemy conditions on the records table for this scope."""
-        from sqlalchemy import or_
+    def sql_conditions(self, dialect: str = "") -> list[Any]:
+        """SQLAlchemy conditions on the records table for this scope (`dialect`: the database's, e.g. "sqlite")."""
+        from sqlalchemy import func, or_
 
         from ..store.schema import records as t
 
@@ -258,7 +272,14 @@ class Budget:
         if self.model is not None:
             conds.append(or_(t.c.model == self.model, t.c.model_requested == self.model))
         if self.tag is not None:
-            conds.append(t.c.tags[self.tag[0]].as_string() == self.tag[1])
+            key, value = self.tag
+            text = t.c.tags[key].as_string() == value
+            if dialect == "sqlite" and value in ("true", "false"):
+                # SQLite's json_extract gives a JSON true as 1, so a boolean tag never equalled "true": its type
+                # says it (the spend of a budget on a boolean tag was $0 after every refresh).
+                path = '$."' + key.replace('"', '\\"') + '"'
+                text = or_(text, func.json_type(t.c.tags, path) == value)
+            conds.append(text)
         return conds
 
 

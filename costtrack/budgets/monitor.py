@@ -190,12 +190,16 @@ class BudgetMonitor:
         if self._hard_scoped:
             ctx = call.context
             endpoint = ctx.endpoint or call.endpoint or call.operation
+            user = ctx.user
+            if type(endpoint) is not str or (user is not None and type(user) is not str):
+                # As the record will have them (a user id given as a number never met its budget's "42").
+                endpoint, user = str(endpoint), None if user is None else str(user)
             if self._hard_by_tag:
-                matching = [s for s in matching if s.budget.matches_context(endpoint, ctx.user, ctx.tags)]
+                matching = [s for s in matching if s.budget.matches_context(endpoint, user, ctx.tags)]
             else:
                 users = self._scopes.get(endpoint)
-                found = users.get(ctx.user) if users is not None else None
-                matching = found if found is not None else self._scope_for(endpoint, ctx.user)
+                found = users.get(user) if users is not None else None
+                matching = found if found is not None else self._scope_for(endpoint, user)
             if not matching:
                 return
         if not self._initial_done:
@@ -219,7 +223,7 @@ class BudgetMonitor:
         else:
             model, amount = self._estimate(call, body)
         if self._hard_by_model:
-            matching = [s for s in matching if s.budget.model is None or s.budget.model == model]
+            matching = [s for s in matching if s.budget.matches_requested(model)]
             if not matching:
                 return
         # Check and reserve, atomically for this process.
@@ -449,6 +453,13 @@ class BudgetMonitor:
                 for s in states:
                     if s.retry:
                         s.fired -= s.retry
+                        for start, label in s.retry:
+                            # A past period's threshold alert is sent again as it was (its figures are final);
+                            # the current period's are found again by _check. A past projection is moot.
+                            if start != s.start and label != _PROJECTED:
+                                t = next((t for t in s.budget.thresholds if threshold_label(t) == label), None)
+                                if t is not None:
+                                    jobs.append((s, start, period_bounds(s.budget.period, start)[1], label, t))
                         s.retry.clear()
                     if s.start is not None:
                         self._check(s, jobs, now=now)
@@ -588,15 +599,14 @@ class BudgetMonitor:
                     b.key, label, len(sinks) - len(failed), len(sinks), wait)  # fmt: skip
 
     def _redeliver_due(self, now: datetime) -> None:
-        """Queue again (at this refresh) the undelivered alerts whose wait is over; forget those of past periods."""
+        """Queue again (at this refresh) the undelivered alerts whose wait is over, past periods' included."""
         if not self._undelivered:
             return
         with self._lock:
             for s in self._states:
                 for key in [k for k in self._undelivered if k[0] == s.budget.key]:
-                    if key[1] != s.start:
-                        del self._undelivered[key]
-                    elif self._undelivered[key].due <= now:
+                    # A past period's too: an alert missed just before the month ended is still news to the sink.
+                    if self._undelivered[key].due <= now:
                         s.retry.add((key[1], key[2]))
 
     def _release(self, engine: Engine, s: State, start: datetime, label: str) -> bool:

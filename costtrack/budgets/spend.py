@@ -42,7 +42,7 @@ def query_totals(engine: Engine, budget: Budget, start: datetime, end: datetime,
         func.sum(case((and_(ts >= start, ts < end), cost), else_=0.0)),
         func.sum(case((ts >= wstart, cost), else_=0.0)),
         func.min(case((ts >= wstart, ts), else_=None)),
-    ).where(ts >= min(start, wstart), ts < max(end, now), cost.is_not(None), *budget.sql_conditions())
+    ).where(ts >= min(start, wstart), ts < max(end, now), cost.is_not(None), *budget.sql_conditions(engine.dialect.name))
     with engine.connect() as conn:
         spend, window_spend, first = conn.execute(stmt).one()
     if isinstance(first, str):  # SQLite hands an aggregate of a datetime column back as text
@@ -62,7 +62,7 @@ def query_top(engine: Engine, budget: Budget, start: datetime, end: datetime, by
     total = func.sum(t.c.cost_usd)
     stmt = (
         select(column, total)
-        .where(t.c.timestamp >= start, t.c.timestamp < end, t.c.cost_usd.is_not(None), *budget.sql_conditions())
+        .where(t.c.timestamp >= start, t.c.timestamp < end, t.c.cost_usd.is_not(None), *budget.sql_conditions(engine.dialect.name))
         .group_by(column)
         .order_by(total.desc())
         .limit(limit)

@@ -25,12 +25,14 @@ app = typer.Typer(
 def _thresholds(text: str) -> tuple[float, ...]:
     values: list[float] = []
     for part in text.split(","):
-        part = part.strip().rstrip("%")
+        part = part.strip()
+        percent = part.endswith("%")
         try:
-            value = float(part)
+            value = float(part.rstrip("%"))
         except ValueError:
-            _common.fail(f"--thresholds {text!r} is not a list of fractions: use e.g. 0.5,0.8,1.0")
-        values.append(value / 100 if value > 10 else value)  # 80 -> 0.8
+            _common.fail(f"--thresholds {text!r} is not a list of fractions: use e.g. 0.5,0.8,1.0 (or 50%,80%,100%)")
+        # "5%" is 0.05 (it was 5.0: 500%); a bare number above 10 is taken for a percentage too (80 -> 0.8).
+        values.append(value / 100 if percent or value > 10 else value)
     return tuple(values)
 
 
@@ -58,6 +60,7 @@ def check(
         check_budget,
         parse_usd,
     )
+    from ..budgets.budget import period_bounds
     from ..periods import parse_instant
 
     try:
@@ -74,7 +77,10 @@ def check(
             endpoint=endpoint, model=model, user=user,
         )  # fmt: skip
         now = parse_instant(at) if at else datetime.now(timezone.utc)
-    except ConfigError as exc:
+        period_bounds(budget.period, now)  # a date whose period ends past year 9999 cannot be checked
+    except (OverflowError, ValueError) as exc:
+        if not isinstance(exc, ConfigError):
+            _common.fail(f"--at {at}: no budget period can be computed for that date ({exc}); give a date before 9999-12")
         _common.fail(str(exc))
     engine = _common.read_engine(database_url)
     try:
