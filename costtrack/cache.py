@@ -401,6 +401,9 @@ class RedisCache(Cache):
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise CacheError(f"not a Redis URL: {redact_url(self.url)!r}: use redis://host:6379/0 (or rediss://, unix://)")
         self.timeout = timeout
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "*?[]\\"):
+            # Keys are found by a SCAN pattern built on it: `*` matched, and `clear()` deleted, another app's keys.
+            raise CacheError(f"invalid cache prefix {prefix!r}: give a non-empty text without * ? [ ] or \\")
         self.prefix = prefix
         self._options = redis_options
         self._breaker = _Breaker(retry_after, timer)

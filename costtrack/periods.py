@@ -13,13 +13,23 @@ _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
+#: The instants a command takes: a day's, a month's or a week's bounds around them stay representable.
+_EARLIEST = datetime(1, 1, 8, tzinfo=timezone.utc)
+_LATEST = datetime(9998, 12, 31, tzinfo=timezone.utc)
+
+
 def parse_instant(text: str) -> datetime:
-    """An ISO date or datetime; naive values are UTC."""
+    """An ISO date or datetime; naive values are UTC. Years 0001 to 9998 (a period around it must fit)."""
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     except ValueError:
         raise ConfigError(f"{text!r} is not a date: use an ISO date or datetime such as 2026-11-01 or 2026-11-01T12:00") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except OverflowError:
+        value = _EARLIEST - timedelta(days=1)  # an offset took it before year 1
+    if not _EARLIEST <= value <= _LATEST:
+        raise ConfigError(f"{text!r} is out of range: give a date from 0001-01-08 to 9998-12-31")
+    return value
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -32,7 +42,9 @@ def parse_since(text: str, now: datetime) -> datetime:
             raise ConfigError(f"--since {text!r} reaches before year 1: give a shorter duration or an ISO date") from None
     try:
         return parse_instant(text)
-    except ConfigError:
+    except ConfigError as exc:
+        if "out of range" in str(exc):
+            raise ConfigError(f"--since {exc}") from None
         raise ConfigError(f"--since {text!r} is not understood: use a duration like 7d, 24h, 30m, or an ISO date like 2026-11-01") from None
 
 

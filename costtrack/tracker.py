@@ -230,9 +230,12 @@ class Tracker:
             self._exited = True
             writer = self._writer
         if writer is not None:
-            from .store.writer import ATEXIT_CLOSE_TIMEOUT
+            from .store.writer import ATEXIT_CLOSE_TIMEOUT, Writer
 
-            writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
+            if isinstance(writer, Writer):
+                writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
+            else:
+                writer.close()  # a stand-in given to Tracker(writer=...): its own close()
         if self.budget_monitor is not None:
             self.budget_monitor.close()
 

@@ -101,6 +101,52 @@ def test_a_database_that_cannot_be_used_is_one_line_and_exit_2(command, database
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.parametrize("command", [["stats"], ["export", "--format", "csv"], ["report", "audit"], ["reprice"],
+                                     ["alerts", "check", "--monthly-budget", "10"]], ids=lambda c: c[0])  # fmt: skip
+@pytest.mark.parametrize("app_tables", ["users", "migrated"])
+def test_another_apps_database_is_an_error_and_left_as_it_was(command, app_tables, tmp_path, capsys):
+    """A read pointed at another app's database added costtrack's tables to it; one with the app's own Alembic
+    migrations ended in a 100-line traceback (review findings)."""
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        if app_tables == "migrated":  # the app's own Alembic history, which costtrack's cannot follow
+            db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+            db.execute("INSERT INTO alembic_version VALUES ('deadbeef1234')")
+    with sqlite3.connect(path) as db:
+        before = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    assert run([*command, "--database-url", f"sqlite:///{path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("costtrack: error:") and "--database-url" in err
+    with sqlite3.connect(path) as db:
+        assert sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")) == before
+
+
+def test_cli_input_the_review_found_untold(tmp_path, capsys, monkeypatch, seeded, database_url):
+    """Each was a traceback (exit 1): a .env saved as UTF-16, a date an offset takes before year 1, an export to a
+    full disk, a cache prefix that globbed another app's keys; and a demo into an in-memory database said it stored
+    its records, then found none."""
+    cases = [
+        (["stats", "--since", "0001-01-01T00:00+01:00", "--database-url", database_url], "out of range"),
+        (["prices", "show", "gpt-4o", "--at", "9999-12-31T23:00"], "out of range"),
+        (["export", "-o", "/dev/full", "--database-url", database_url], "No space left on device"),
+        (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/0", "--prefix", "*"], "invalid cache prefix"),
+        (["demo", "--database-url", "sqlite://", "--calls", "5", "--no-report"], "in-memory database"),
+    ]
+    for argv, message in cases:
+        assert run(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (argv, err)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COSTTRACK_DATABASE_URL", raising=False)
+    (tmp_path / ".env").write_bytes("COSTTRACK_DATABASE_URL=sqlite:///x.db\n".encode("utf-16"))
+    assert run(["stats"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "save it as UTF-8" in err
+
+
 @pytest.mark.parametrize("command", [["stats"], ["export", "--format", "csv"], ["report", "audit"]], ids=lambda c: c[0])
 def test_a_mistyped_sqlite_path_is_an_error_not_a_new_database(command, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -16,7 +16,7 @@ class NullWriter:
     def flush(self, timeout: float | None = None) -> bool:
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         pass
 
 

@@ -59,7 +59,7 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..store.database import ensure_schema, make_engine
+    from ..store.database import ensure_schema, make_engine, safe_url
 
     resolved = resolve_database_url(url)
     engine = make_engine(resolved)
@@ -74,11 +74,32 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
         engine.dispose()
         fail(f"no records database at {database}: check --database-url, or record calls first (run `costtrack demo` for a sample)")
     try:
+        if not create:
+            _refuse_another_apps_database(engine, resolved)
         ensure_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         fail(database_error(exc, resolved))
+    except Exception as exc:  # Alembic's own errors: another app's migrations in this database, say
+        if type(exc).__module__.split(".")[0] != "alembic":
+            raise
+        engine.dispose()
+        fail(f"cannot use {safe_url(resolved)} as the records database: {str(exc).splitlines()[0]} "
+             "(it holds another app's Alembic migrations? give costtrack a database of its own with --database-url)")
     return engine
+
+
+def _refuse_another_apps_database(engine: Engine, url: str) -> None:
+    """A read finding another app's tables and none of costtrack's (a mistyped URL): say so rather than add ours."""
+    from sqlalchemy import inspect
+
+    from ..store.database import safe_url
+
+    names = set(inspect(engine).get_table_names())
+    if names and "records" not in names:
+        engine.dispose()
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        fail(f"{safe_url(url)} holds no costtrack records (its tables: {shown}): check --database-url")
 
 
 def record_span(engine: Engine) -> str | None:

@@ -27,6 +27,9 @@ def demo(
     """Simulate a month of an LLM app (OpenAI and Anthropic, no key, no network), show what it cost, audit it."""
     console = _common.console(stderr=True)
     url = _common.resolve_database_url(database_url)
+    if _in_memory(url):
+        _common.fail(f"{url} is an in-memory database, gone when the demo ends: give a file, e.g. "
+                     "--database-url sqlite:///costtrack-demo.db")
     engine = _common.read_engine(url, create=True)  # a database that cannot be used fails here, before any call
     try:
         replaced = _clear_earlier_demo(engine, url)
@@ -76,3 +79,11 @@ def _clear_earlier_demo(engine: Engine, url: str) -> int:
                 "run the demo on a database of its own: costtrack demo --database-url sqlite:///costtrack-demo.db"
             )
         return int(conn.execute(delete(records).where(is_demo)).rowcount or 0)
+
+
+def _in_memory(url: str) -> bool:
+    """Whether a database URL names an in-memory SQLite database (the demo's records could not be read back)."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return (u.get_backend_name() == "sqlite" and (u.database or ":memory:") == ":memory:") or "mode=memory" in url

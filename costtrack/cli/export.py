@@ -42,8 +42,12 @@ def export(
         target = output.open("w", newline="", encoding="utf-8") if output else nullcontext(sys.stdout)
     except OSError as exc:
         _common.fail(f"cannot write {output}: {exc.strerror}")
-    with target as stream:
-        written = write(iter_records(engine, since=start), stream, format, fields)
+    try:
+        with target as stream:
+            written = write(iter_records(engine, since=start), stream, format, fields)
+            stream.flush()
+    except OSError as exc:  # a full disk, a closed pipe's reader gone: not a traceback
+        _common.fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
     if output:
         typer.echo(f"wrote {written:,} records to {output}", err=True)
 

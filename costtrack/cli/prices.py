@@ -9,6 +9,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..errors import ConfigError
+from ..periods import parse_instant
 from ..pricing import HALVED, PriceBook, Rates, cost_breakdown
 from ..usage import Usage
 from . import _common
@@ -41,14 +43,10 @@ _BUCKETS = (
 def _parse_at(value: str | None) -> datetime:
     if value is None:
         return datetime.now(timezone.utc)
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
     try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        _common.fail(f"--at {value!r} is not a date: use an ISO date or time such as 2025-06-01 or 2025-06-01T12:00Z")
-    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        return parse_instant(value)
+    except ConfigError as exc:
+        _common.fail(f"--at {exc}")
 
 
 def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> tuple[Rates, str | None]:

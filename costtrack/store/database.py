@@ -123,7 +123,11 @@ def resolve_url(url: str | None = None) -> str:
             if dotenv_path.is_file():
                 from dotenv import dotenv_values
 
-                value = dotenv_values(dotenv_path).get(ENV_VAR)
+                try:
+                    value = dotenv_values(dotenv_path).get(ENV_VAR)
+                except (OSError, UnicodeError) as exc:  # unreadable, or saved as UTF-16 by Windows Notepad
+                    raise DatabaseURLError(f"cannot read {dotenv_path} ({exc.__class__.__name__}): save it as UTF-8 "
+                                           f"text, or set ${ENV_VAR} or --database-url") from None
                 if value is not None and value.strip():
                     url, source = value, f" (from {ENV_VAR} in {dotenv_path})"
     if url is None:
