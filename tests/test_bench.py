@@ -585,6 +585,8 @@ def test_cli_interrupt_prints_partial_results(server: Callable[..., LLMServer], 
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--fallback", "a,z"), "no target named 'z'"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--fallback", "a"), "at least two"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "-c", "1,0"), "--concurrency"),
+        (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--timeout", "nan"), "--timeout must be"),  # it sent, then failed
+        (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--wait-ready", "a", "--ready-timeout", "nan"), "--ready-timeout"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--api-key-env", "a=COSTTRACK_NO_SUCH_VAR"), "is not set"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--prompt", "p", "--docs", "."), "one of --prompt"),
         (("-t", "a", "-m", "a=x"), "not NAME=VALUE"),

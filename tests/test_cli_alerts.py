@@ -116,6 +116,13 @@ def test_bad_input_is_a_one_line_error_exit_2(args, env, needle, capsys, monkeyp
     assert err.count("\n") == 1 and err.startswith("costtrack: error: ") and needle in err
 
 
+def test_an_empty_database_is_said_not_passed_at_zero(sqlite_url, capsys) -> None:
+    """A mistyped URL or an app not recording yet passed every check at $0, forever (review finding)."""
+    seed(sqlite_url)  # the schema, no records
+    code, out, err = run(capsys, "--monthly-budget", "10", "--database-url", sqlite_url)
+    assert code == 2 and out == "" and "the database has no records" in err and err.count("\n") == 1
+
+
 def test_thresholds_with_a_percent_sign_are_percentages(sqlite_url, capsys) -> None:
     """"5%" is 5 percent (it was read as 5.0, 500%, and a crossed threshold went unsaid: review finding)."""
     seed(sqlite_url, (6.0, "2026-01-10T00:00:00", "/x"))

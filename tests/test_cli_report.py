@@ -104,6 +104,8 @@ def test_results_by_tag_and_ab_and_summary(seeded, database_url, tmp_path, capsy
     (["report", "results", "--before", "2020-01-01..2020-01-02", "--after", "2026-11-01..2026-11-02"],
      "no records in --before"),
     (["report", "results", "--before-tag", "run", "--after-tag", "run=x"], "is not a tag"),
+    # The same tag on both sides compared the records with themselves (review finding).
+    (["report", "results", "--before-tag", "run=a", "--after-tag", "run=a"], "overlap"),
     (["report", "results", "--before", "yesterday", "--after", "2026-11-01..2026-11-02"], "is not a period"),
     (["report", "results", "--ab", "--since", "2026-10-01"], "no records tagged ab_arm"),
     (["report", "results", "--before", "2026-10-25..2026-11-05", "--after", "2026-11-06..2026-11-20", "--since", "7x"],

@@ -413,3 +413,9 @@ def test_stats_with_records_outside_the_period_gives_the_range_not_the_demo(argv
     assert period in err and hint in err
     assert "the database has records from 2026-10-30 00:00 UTC to 2026-11-02 00:00 UTC" in err
     assert "costtrack demo" not in err  # the database has records: recording more is not the answer
+
+
+def test_version(capsys):
+    assert run(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("costtrack ") and out.count("\n") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -85,8 +86,8 @@ class Bench:
             raise ConfigError("--concurrency levels must be positive")
         if max_tokens < 1:
             raise ConfigError("--max-tokens must be at least 1")
-        if timeout <= 0:
-            raise ConfigError("--timeout must be positive")
+        if not timeout > 0 or math.isinf(timeout):  # NaN too: it passed, and every request then failed
+            raise ConfigError("--timeout must be a positive number of seconds")
         self.targets = list(targets)
         self.by_name = {t.name: t for t in self.targets}
         self.chain: list[Target] | None = None

@@ -20,6 +20,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"costtrack {version('costtrack')}")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            typer.echo("costtrack (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Cost tracking for LLM applications: stats, exports, prices, reports."""
+
+
 app.command("demo")(demo.demo)
 app.command("stats")(stats.stats)
 app.command("export")(export.export)

@@ -84,6 +84,9 @@ def check(
         _common.fail(str(exc))
     engine = _common.read_engine(database_url)
     try:
+        if _common.record_span(engine) is None:
+            # An empty database (a mistyped URL, an app not recording yet) passed every check at $0, forever.
+            _common.no_records(engine)
         result = check_budget(engine, budget, now)
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -55,7 +56,7 @@ def bench(
                                      providers=provider or [], injects=inject or [])  # fmt: skip
         levels = core.parse_concurrency(concurrency)
         prompts = core.load_prompts(prompt, prompt_file, docs)
-        if ready_timeout <= 0 or ready_interval <= 0:
+        if not (ready_timeout > 0 and ready_interval > 0) or math.isinf(ready_timeout) or math.isinf(ready_interval):
             _common.fail("--ready-timeout and --ready-interval must be positive")
         if chart is not None:
             _check_chart(chart)

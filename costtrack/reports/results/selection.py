@@ -47,8 +47,9 @@ class Selection:
         return (self.until - self.since).total_seconds() / 86400
 
     def overlaps(self, other: Selection) -> bool:
-        """Whether both are periods that intersect (with tags, telling the runs apart is the tags' job)."""
-        if self.tags or other.tags:
+        """Whether both are periods that intersect (with tags, telling the runs apart is the tags' job: the same tags
+        on both sides, over intersecting periods, select the same records)."""
+        if (self.tags or other.tags) and self.tags != other.tags:
             return False
         start = max(self.since or datetime.min.replace(tzinfo=timezone.utc),
                     other.since or datetime.min.replace(tzinfo=timezone.utc))  # fmt: skip
