@@ -128,11 +128,18 @@ def test_budget_amounts_periods_and_keys() -> None:
         ({"monthly_usd": 5, "tag": "nokey"}, "key=value"),
         ({"monthly_usd": 5, "on_alert": 3}, "not an alert sink"),
         ({"monthly_usd": 5, "endpoint": ""}, "non-empty"),
+        ({"monthly_usd": 5, "thresholds": 0.8}, r"give a list of fractions"),  # was "'float' object is not iterable"
     ],
 )
 def test_bad_budgets_are_config_errors(kwargs: dict[str, Any], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         Budget(**kwargs)
+
+
+def test_a_typo_in_budget_options_is_a_config_error_naming_the_options(tmp_path) -> None:
+    """It was a bare TypeError from inside the Tracker (review finding)."""
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) 'refresh_intreval': use .*refresh_interval"):
+        Tracker(f"sqlite:///{tmp_path}/t.db", budget=Budget(monthly_usd=5), budget_options={"refresh_intreval": 1})
 
 
 def test_period_bounds() -> None:

@@ -50,6 +50,15 @@ def make_monitor(
     if not items:
         return None
     # Imported here, not at the top: monitor.py imports (and re-exports) this module.
+    import inspect
+
     from .monitor import BudgetMonitor
 
-    return BudgetMonitor(tracker, items, **dict(options or {}))
+    given = dict(options or {})
+    known = set(inspect.signature(BudgetMonitor).parameters) - {"tracker", "budgets"}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        # A typo (refresh_intreval=...) was a bare TypeError from deep inside the Tracker.
+        raise ConfigError(f"budget_options: unknown option(s) {', '.join(map(repr, unknown))}: "
+                          f"use {', '.join(sorted(known))}")  # fmt: skip
+    return BudgetMonitor(tracker, items, **given)
