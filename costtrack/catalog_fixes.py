@@ -64,8 +64,10 @@ def amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set[
                         before = {id(price) for price in prices_in(model)}
                         model = fix(model)
                         corrected.update(id(price) for price in prices_in(model) if id(price) not in before)
-                    except (AttributeError, TypeError, ValueError, AssertionError):  # a catalog release shaped otherwise: its own data, uncorrected
-                        log.debug("costtrack: the catalog's %s/%s is not as expected; left as it is", provider.id, model.id)
+                    except (AttributeError, TypeError, ValueError, AssertionError):
+                        # A catalog release shaped otherwise: its own data, uncorrected.
+                        log.debug("costtrack: the catalog's %s/%s is not as expected; left as it is",
+                                  provider.id, model.id)  # fmt: skip
                 models.append(model)
             provider = dataclasses.replace(provider, models=models)
         out.append(provider)

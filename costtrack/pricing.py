@@ -27,7 +27,8 @@ Self-hosted providers (ollama, vllm, llamacpp, openai-compatible) look up the
 overrides file, then the catalog only under a model's exact id or alias, as
 listed by the provider the name belongs to or by OpenAI or Anthropic
 (`gpt-4o-mini` and `text-embedding-3-small` through a local proxy are priced as
-OpenAI's; not `gpt-oss-20b`, open weights run on the app's own machines): `llama3.1:8b` or `deepseek-r1:8b` on a local server is unpriced
+OpenAI's; not `gpt-oss-20b`, open weights run on the app's own machines):
+`llama3.1:8b` or `deepseek-r1:8b` on a local server is unpriced
 (NULL, one warning), never $0 and never an API's price.
 
 Costs are computed in Decimal, each token bucket at its own rate, and converted
@@ -90,7 +91,8 @@ def priced_tier(tier: str | None) -> str | None:
 #: What a batch call's price_source ends with when it is priced at half the standard rates (no Batch table for it).
 HALVED = " (batch 50%)"
 _MTOK = Decimal(1_000_000)
-_HALF = Decimal("0.5")  # Batch API: 50% of the standard rates (OpenAI and Anthropic), where the catalog has no Batch rates
+# Batch API: 50% of the standard rates (OpenAI and Anthropic), where the catalog has no Batch rates.
+_HALF = Decimal("0.5")
 _TWO = Decimal(2)
 _ZERO = Decimal(0)
 _UTC = timezone.utc

@@ -151,7 +151,7 @@ class Budget:
         self.period = implied or period or "month"
         ts: list[float] = []
         if isinstance(thresholds, (int, float, str)):
-            raise ConfigError(f"Budget thresholds={thresholds!r}: give a list of fractions, e.g. thresholds=[0.8] or [0.5, 0.8, 1.0]")
+            raise ConfigError(f"Budget thresholds={thresholds!r}: give a list of fractions, e.g. [0.8] or [0.5, 0.8, 1.0]")
         for t in thresholds:
             if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
                 raise ConfigError(f"Budget threshold {t!r} is not a positive fraction of the budget (e.g. 0.8 for 80%)")

@@ -62,7 +62,8 @@ def query_top(engine: Engine, budget: Budget, start: datetime, end: datetime, by
     total = func.sum(t.c.cost_usd)
     stmt = (
         select(column, total)
-        .where(t.c.timestamp >= start, t.c.timestamp < end, t.c.cost_usd.is_not(None), *budget.sql_conditions(engine.dialect.name))
+        .where(t.c.timestamp >= start, t.c.timestamp < end, t.c.cost_usd.is_not(None),
+               *budget.sql_conditions(engine.dialect.name))
         .group_by(column)
         .order_by(total.desc())
         .limit(limit)

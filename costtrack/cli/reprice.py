@@ -77,7 +77,8 @@ def reprice(
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,
                                  batch=batch, tier=tier)  # fmt: skip
         if cost is None and source is None:
-            if record.price_source is not None and not (record.price_source.startswith(_CATALOG) and catalog_available()):
+            source_then = record.price_source
+            if source_then is not None and not (source_then.startswith(_CATALOG) and catalog_available()):
                 # Priced once from a prices file this run was not given (or from a catalog this Python cannot load):
                 # a price found then is not thrown away because none is found now. A catalog price the loaded
                 # catalog no longer gives (an API's price for an open-weight model on the app's own machines) is.
