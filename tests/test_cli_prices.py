@@ -190,6 +190,19 @@ def test_cost_batch_follows_the_batch_table_and_service_tier_its_rates(capsys: p
     assert "--batch and --service-tier" in error
 
 
+def test_cost_at_a_tier_the_catalog_lacks_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """A misspelt tier priced at the standard rates without a word (review finding): still priced so, as a recorded
+    call would be, with a note on stderr; the standard tier's names get none."""
+    argv = ["prices", "cost", "o3", "--input-tokens", "1000", "--output-tokens", "10", "--at", "2026-11-01", "--json"]
+    standard = run_json(capsys, *argv)
+    assert run([*argv, "--service-tier", "flexx"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["cost_usd"] == standard["cost_usd"]
+    assert "no 'flexx' rates for o3" in out.err
+    assert run([*argv, "--service-tier", "default"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_cost_o3_history_and_tier(capsys: pytest.CaptureFixture[str]) -> None:
     base = ["prices", "cost", "o3", "--input-tokens", "1000", "--output-tokens", "1000", "--json"]
     assert run_json(capsys, *base, "--at", "2025-06-01")["cost_usd"] == float((1000 * Decimal(10) + 1000 * Decimal(40)) / MTOK)

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ConfigError
 from ..periods import parse_instant
-from ..pricing import HALVED, PriceBook, Rates, cost_breakdown
+from ..pricing import HALVED, PriceBook, Rates, cost_breakdown, priced_tier
 from ..usage import Usage
 from . import _common
 
@@ -235,6 +235,11 @@ def cost(
     if batch or service_tier is not None:
         rates, halve = book.priced_as(provider, model, when, batch=batch, tier=service_tier)  # type: ignore[assignment]
         assert rates is not None  # _lookup found the model
+        tier = priced_tier(service_tier)
+        if tier is not None and not rates.source.endswith(f"({tier})"):
+            # As a recorded call is priced, but said: a misspelt tier would otherwise pass for the standard price.
+            typer.echo(f"note: the catalog has no {tier!r} rates for {model} on {when:%Y-%m-%d}: "
+                       "priced at the standard ones", err=True)  # fmt: skip
     total = book.cost_of(rates, usage, batch=halve)
     if as_json:
         _common.print_json({
