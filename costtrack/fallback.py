@@ -64,9 +64,8 @@ RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
 # Headers the SDKs' `with_raw_response` / `with_streaming_response` add: the result is a raw response.
 _RAW_HEADERS = ("x-stainless-raw-response",)
 
-# Error types (in an error body) that are worth another model: overloaded, rate limited, a server error.
-_RETRYABLE_KINDS = ERROR_KINDS
-
+# ERROR_KINDS (calls.py): the error types in an error body worth another model (overloaded, rate limited, a server
+# error, a timeout), by the names records give them.
 Entry = Any  # a model name, or a (client, model name) pair
 
 
@@ -85,7 +84,7 @@ def _error_kind(exc: BaseException) -> str | None:
         if isinstance(error, Mapping):
             for key in ("type", "code"):
                 value = error.get(key)
-                if isinstance(value, str) and value in _RETRYABLE_KINDS:
+                if isinstance(value, str) and value in ERROR_KINDS:
                     return value
             value = error.get("type")
             return value if isinstance(value, str) else None
@@ -109,8 +108,8 @@ def failure_reason(exc: BaseException) -> str:
         return "rate_limit_exceeded"
     if status == 529:
         return "overloaded_error"
-    if kind in _RETRYABLE_KINDS:
-        return _RETRYABLE_KINDS[kind]
+    if kind in ERROR_KINDS:
+        return ERROR_KINDS[kind]
     if status == 408:
         return "timeout"
     if isinstance(status, int) and status >= 500:
@@ -132,7 +131,7 @@ def is_retryable(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and (status in (408, 409, 429) or status >= 500):
         return True
-    return _error_kind(exc) in _RETRYABLE_KINDS
+    return _error_kind(exc) in ERROR_KINDS
 
 
 # --------------------------------------------------------------------------- the policy

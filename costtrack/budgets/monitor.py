@@ -335,9 +335,14 @@ class BudgetMonitor:
         """What the tracker queues for a finished call: building its record settles its reservation."""
         return Settling(call, self)
 
+    def take_reservation(self, call: Call) -> Reservation | None:
+        """A call's reservation, taken (once: None after)."""
+        reservations = self._reservations
+        return reservations.pop(id(call), None) if reservations else None
+
     def release(self, call: Call) -> None:
         """Give back a call's reservation without a record (a redirect hop, sent on as another request). Never raises."""
-        reservation = self._reservations.pop(id(call), None) if self._reservations else None
+        reservation = self.take_reservation(call)
         if reservation is not None:
             self.record_built(None, reservation)
 

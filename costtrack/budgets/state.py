@@ -153,8 +153,7 @@ class Settling:
     @property
     def reservation(self) -> Reservation | None:
         """The call's reservation, taken from the monitor (once: None after)."""
-        reservations = self.monitor._reservations
-        return reservations.pop(id(self.call), None) if reservations else None
+        return self.monitor.take_reservation(self.call)
 
     def to_record(self) -> CallRecord:
         reservation = self.reservation
