@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -419,3 +421,20 @@ def test_version(capsys):
     assert run(["--version"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("costtrack ") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_export_into_a_pipe_closed_early_stops_quietly(fmt, tracker, make_record, database_url):
+    """`costtrack export | head`: the reader has what it wanted; no error line (it said "Broken pipe", exit 2)."""
+    for _ in range(2000):  # more than a pipe's buffer holds
+        tracker.add(make_record())
+    tracker.flush()
+    command = [sys.executable, "-m", "costtrack", "export", "--format", fmt, "--database-url", database_url]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read()
+    code = process.wait(timeout=60)
+    assert first.strip() and stderr == b""
+    assert code == 1  # as Click and the Python docs have it for a closed pipe: quiet, not success

@@ -46,7 +46,11 @@ def export(
         with target as stream:
             written = write(iter_records(engine, since=start), stream, format, fields)
             stream.flush()
-    except OSError as exc:  # a full disk, a closed pipe's reader gone: not a traceback
+    except BrokenPipeError:
+        if output is None:
+            raise  # the reader of a pipe has what it wanted (`export | head`): see cli.run
+        _common.fail(f"cannot write {output}: broken pipe")
+    except OSError as exc:  # a full disk: not a traceback
         _common.fail(f"cannot write {output or 'the export'}: {exc.strerror or exc}")
     if output:
         typer.echo(f"wrote {written:,} records to {output}", err=True)
