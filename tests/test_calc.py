@@ -512,6 +512,14 @@ def test_cli_from_db_empty(empty_sqlite_url: str, capsys: pytest.CaptureFixture[
         (["-m", "gpt-4o-mini", "--output-share", "0.3", "--requests-per-day", "100", *COURSE], "--monthly-tokens"),
         (["-m", "gpt-4o-mini", "--from-db", "--since", "yesterday"], "--since 'yesterday'"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--gpu-tokens-per-s", "nan"], "not a finite number"),
+        # Finite inputs out of any real range, whose figures overflow (each was a traceback)
+        (["-m", "gpt-4o-mini", "--requests-per-day", "1e308", "--input-tokens", "1e308", "--output-tokens", "100"],
+         "input tokens per day is too large"),
+        (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--hardware-cost", "1e308"], "too large to compute"),
+        (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--gpu-hourly", "1e308"], "too large to compute"),
+        (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--lifespan-years", "1e-308"], "too large to compute"),
+        (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--gpu-monthly", "1e308", "--compare"],
+         "too large to compute"),
     ],
 )
 def test_cli_errors(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,8 +97,11 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
         model, provider = profile.top_model, provider or profile.top_provider
     if want_compare:
         apis, others = _compare_options(o, book, now, workload, catalog, hw, model, provider)
-        rows = core.compare(workload, apis, others, hours_per_day=o["hours_per_day"], peak_factor=o["peak_factor"],
-                            throughput=throughput)  # fmt: skip
+        try:
+            rows = core.compare(workload, apis, others, hours_per_day=o["hours_per_day"], peak_factor=o["peak_factor"],
+                                throughput=throughput)  # fmt: skip
+        except ArithmeticError:
+            raise ConfigError(_TOO_LARGE) from None
         if model is None:
             cheapest = next((r for r in rows if r.kind == "api"), None)
             if cheapest is None:
@@ -116,10 +120,30 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
         throughput=throughput, private_data=o["private_data"], latency_critical=o["latency_critical"],
     )  # fmt: skip
     points = _volumes(o["volumes"])
-    result = core.calculate(scenario, points, rows)
-    data = result.as_dict()
+    try:
+        result = core.calculate(scenario, points, rows)
+        data = result.as_dict()
+    except ArithmeticError:  # OverflowError, and decimal's Overflow and InvalidOperation
+        raise ConfigError(_TOO_LARGE) from None
+    if not _all_finite(data):
+        raise ConfigError(_TOO_LARGE)
     data.update(extra)
     return data, result
+
+
+# Inputs each finite but out of any real range (1e308 requests a day, a lifespan of 1e-300 years).
+_TOO_LARGE = "the inputs give figures too large to compute: give amounts of a realistic size"
+
+
+def _all_finite(value: Any) -> bool:
+    """No number in a JSON-like value is an infinity or NaN."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 # --------------------------------------------------------------------------- inputs
@@ -139,8 +163,6 @@ def _flag(name: str) -> str:
 
 
 def _check_numbers(o: dict[str, Any]) -> None:
-    import math
-
     for name in _NON_NEGATIVE:
         value = o[name]
         if value is not None and not math.isfinite(value):

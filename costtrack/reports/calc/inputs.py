@@ -105,6 +105,8 @@ class Workload:
 
 
 def _check_non_negative(value: float, name: str) -> None:
+    if value == math.inf:  # finite inputs whose product overflows (1e308 requests a day x 1e308 tokens)
+        raise ConfigError(f"{name.replace('_', ' ')} is too large to compute with: give amounts of a realistic size")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} {value!r} must be a finite number, 0 or more")
 
