@@ -11,8 +11,10 @@ the budget. Sinks receive it in costtrack's alert thread, never on the app's thr
 
 A sink that raises (or a webhook answering an error status) is tried again
 ``retries`` times, waiting ``backoff``, then twice that, ... between attempts
-(the ``sleep`` function is injectable), then logged as an error. A sink can never
-break the app's call: it does not run there.
+(the ``sleep`` function is injectable), then logged as an error. An attempt that has
+not returned after ``sink_timeout`` seconds counts as failed: the hung sink is left to
+itself so that other alerts, other sinks and ``close()`` go on. A sink can never break
+the app's call: it does not run there.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "AlertDispatcher",
     "LoggingSink",
     "Sink",
+    "SinkTimeout",
     "WebhookError",
     "WebhookSink",
     "as_sink",
@@ -149,6 +152,14 @@ class WebhookError(Exception):
     """A webhook answered with an error status."""
 
 
+class SinkTimeout(Exception):
+    """A sink did not return within the dispatcher's `sink_timeout`."""
+
+
+#: Seconds one attempt to deliver an alert to a sink may take (a webhook's own timeout is 5 s).
+SINK_TIMEOUT = 30.0
+
+
 def _safe_url(url: str) -> str:
     # Webhook URLs are secrets (Slack's carry the token in the path): show the host only.
     parts = urlsplit(url)
@@ -226,15 +237,26 @@ class AlertDispatcher:
     """Runs alert jobs in one background thread, in order; delivers alerts to sinks with retries.
 
     `retries`: extra attempts per sink after a failure; `backoff`: seconds before the
-    first retry, doubling after each; `sleep`: how to wait (inject a fake in tests).
+    first retry, doubling after each; `sleep`: how to wait (inject a fake in tests);
+    `sink_timeout`: seconds an attempt may take before it counts as failed (None: no limit).
     """
 
-    def __init__(self, *, retries: int = 3, backoff: float = 1.0, sleep: Callable[[float], Any] = time.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        retries: int = 3,
+        backoff: float = 1.0,
+        sleep: Callable[[float], Any] = time.sleep,
+        sink_timeout: float | None = SINK_TIMEOUT,
+    ) -> None:
         if retries < 0 or backoff < 0:
             raise ConfigError("alert retries and backoff must not be negative")
+        if sink_timeout is not None and not sink_timeout > 0:
+            raise ConfigError(f"budget alert_timeout must be a positive number of seconds (or None), not {sink_timeout!r}")
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
+        self.sink_timeout = sink_timeout
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -281,7 +303,7 @@ class AlertDispatcher:
             delay = self.backoff
             for attempt in range(1, attempts + 1):
                 try:
-                    sink(alert)
+                    self._attempt(sink, alert)
                     break
                 except Exception as exc:
                     if attempt < attempts:
@@ -304,6 +326,31 @@ class AlertDispatcher:
         if not failed:
             self.delivered += 1
         return failed
+
+    def _attempt(self, sink: Sink, alert: Alert) -> None:
+        """Call `sink` with `alert`, in a thread of its own when attempts have a time limit; raise what it raised,
+        or SinkTimeout when it has not returned in time."""
+        if self.sink_timeout is None:
+            sink(alert)
+            return
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                sink(alert)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the alert thread, which decides
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=attempt, name="costtrack-alert-sink", daemon=True).start()
+        if not done.wait(self.sink_timeout):
+            raise SinkTimeout(f"no answer in {self.sink_timeout:g} s; left running")
+        error = outcome[0]
+        if error is not None:
+            raise error
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every job queued so far has run (True), or `timeout` seconds passed (False)."""

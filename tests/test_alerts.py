@@ -178,6 +178,45 @@ def test_failing_sink_gives_up_logged_and_other_sinks_still_run(caplog) -> None:
     assert "secret-token" not in caplog.text
 
 
+def test_a_hung_sink_times_out_and_the_other_sinks_and_alerts_go_on(caplog) -> None:
+    """A callable that never returns held the one alert thread: later alerts, other sinks and close() waited on it."""
+    release = threading.Event()
+    got: list[Alert] = []
+
+    def hung(alert: Alert) -> None:
+        release.wait()
+
+    dispatcher = AlertDispatcher(retries=1, backoff=0.0, sleep=lambda s: None, sink_timeout=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="costtrack"):
+            for _ in range(2):
+                dispatcher.submit(lambda: dispatcher.deliver_each(make_alert(), [hung, got.append]))
+            assert dispatcher.flush(10)  # each alert waits 2 x 0.05 s on the hung sink, not for ever
+        assert len(got) == 2 and dispatcher.failed == 2
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 2 and all("no answer in 0.05 s" in e for e in errors)
+        assert dispatcher.close(10)
+    finally:
+        release.set()
+
+
+def test_a_sinks_own_error_passes_through_the_timed_attempt() -> None:
+    dispatcher = AlertDispatcher(retries=0, sink_timeout=5.0)
+
+    def broken(alert: Alert) -> None:
+        raise WebhookError("HTTP 500")
+
+    assert dispatcher.deliver_each(make_alert(), [broken]) == [broken]
+    got: list[Alert] = []
+    assert dispatcher.deliver(make_alert(), [got.append]) and len(got) == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan")])
+def test_sink_timeout_must_be_positive(bad: float) -> None:
+    with pytest.raises(ConfigError, match="alert_timeout"):
+        AlertDispatcher(sink_timeout=bad)
+
+
 def test_dispatcher_runs_jobs_off_the_callers_thread() -> None:
     seen: list[str] = []
     dispatcher = AlertDispatcher()

@@ -142,6 +142,16 @@ def test_a_typo_in_budget_options_is_a_config_error_naming_the_options(tmp_path)
         Tracker(f"sqlite:///{tmp_path}/t.db", budget=Budget(monthly_usd=5), budget_options={"refresh_intreval": 1})
 
 
+def test_alert_timeout_is_a_budget_option(tmp_path) -> None:
+    t = Tracker(f"sqlite:///{tmp_path}/t.db", budget=Budget(monthly_usd=5), budget_options={"alert_timeout": 2.5})
+    try:
+        assert t.budget_monitor is not None and t.budget_monitor.dispatcher.sink_timeout == 2.5
+    finally:
+        t.close()
+    with pytest.raises(ConfigError, match="alert_timeout must be a positive number"):
+        Tracker(f"sqlite:///{tmp_path}/t.db", budget=Budget(monthly_usd=5), budget_options={"alert_timeout": 0})
+
+
 def test_period_bounds() -> None:
     assert period_bounds("month", datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == (
         datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))  # fmt: skip
@@ -352,7 +362,8 @@ def test_a_failing_sink_is_retried_and_never_reaches_the_app(trackers, sqlite_ur
         reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi " * 300}])
         assert reply.choices[0].message.content  # the app's call is unaffected
         t.budget_monitor.check()
-    assert threads == ["costtrack-alerts"] * 3 and sleeps == [0.25, 0.5]
+    # off the app's thread: in costtrack's alert thread, each attempt in a thread of its own (see alert_timeout)
+    assert threads == ["costtrack-alert-sink"] * 3 and sleeps == [0.25, 0.5]
     assert "notifier down" in caplog.text and "failed 3 times" in caplog.text
 
 

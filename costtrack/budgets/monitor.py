@@ -59,7 +59,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..alerts import Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
+from ..alerts import SINK_TIMEOUT, Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
 from ..errors import ConfigError
 from ..logs import log_once
 from ..usage import Usage
@@ -105,7 +105,8 @@ class BudgetMonitor:
     `refresh_interval` seconds between database refreshes (5); `near_limit_refresh` the
     shortest gap between refreshes that calls near a hard limit ask for (0.25);
     `alert_retries` (3), `alert_backoff` (1 s, doubling) and `alert_sleep` for failing
-    sinks; `alert_redeliver` seconds before an alert a sink never took is sent to it again
+    sinks; `alert_timeout` seconds one attempt of a sink may take before it counts as failed (30);
+    `alert_redeliver` seconds before an alert a sink never took is sent to it again
     (60, doubling up to an hour); `default_max_output_tokens` for requests without a max (4096).
     """
 
@@ -120,6 +121,7 @@ class BudgetMonitor:
         alert_backoff: float = 1.0,
         alert_sleep: Callable[[float], Any] = time.sleep,
         alert_redeliver: float = 60.0,
+        alert_timeout: float | None = SINK_TIMEOUT,
         default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
         confirm_flush_timeout: float = 5.0,
     ) -> None:
@@ -150,7 +152,9 @@ class BudgetMonitor:
         self.near_limit_refresh = near_limit_refresh
         self.default_max_output_tokens = default_max_output_tokens
         self.confirm_flush_timeout = confirm_flush_timeout
-        self.dispatcher = AlertDispatcher(retries=alert_retries, backoff=alert_backoff, sleep=alert_sleep)
+        self.dispatcher = AlertDispatcher(
+            retries=alert_retries, backoff=alert_backoff, sleep=alert_sleep, sink_timeout=alert_timeout
+        )
         self.alert_redeliver = alert_redeliver
         # Alerts some sink never took, by (budget key, period start, label): the sinks still owed it, when to
         # try again (tracker time), the wait after that (doubling, at most an hour), and whether this process
