@@ -700,6 +700,21 @@ def test_hard_limit_never_refuses_a_cache_hit(trackers, sqlite_url, tmp_path) ->
     assert len(hits) == 1 and hits[0].cost_usd == 0.0 and hits[0].cost_saved_usd > 0
 
 
+def test_a_naive_injected_clock_is_taken_as_utc_and_the_hard_limit_holds(trackers, sqlite_url) -> None:
+    """A `now=` giving naive datetimes raised against the budgets' period bounds: the limit let every call through."""
+    now = Clock(datetime(2026, 4, 20, 12, 0))  # naive
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=0.0001, hard_limit=True, on_alert=lambda a: None))
+    sim = Simulator()
+    client = t.wrap(openai_client(sim))
+    with pytest.raises(BudgetExceeded):
+        client.chat.completions.create(**chat_body())
+    assert sim.requests == []
+    unlimited = trackers(sqlite_url, now=now, budgets=[])
+    unlimited.wrap(openai_client(sim)).chat.completions.create(**chat_body())
+    unlimited.flush()
+    assert [r.timestamp for r in unlimited.records()] == [datetime(2026, 4, 20, 12, 0, tzinfo=UTC)]
+
+
 async def test_hard_limit_blocks_async_clients(trackers, sqlite_url) -> None:
     now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
     t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=0.0001, hard_limit=True, on_alert=lambda a: None))
