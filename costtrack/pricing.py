@@ -98,6 +98,17 @@ _ZERO = Decimal(0)
 _UTC = timezone.utc
 
 
+def _aware(at: datetime) -> datetime:
+    """`at` with a time zone: a naive datetime is UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
+
+
+def _utc_day(at: datetime) -> date:
+    """The UTC calendar day of `at` (naive: UTC already); prices change at UTC midnight."""
+    tz = at.tzinfo
+    return at.date() if tz is None or tz is _UTC else at.astimezone(_UTC).date()
+
+
 # --------------------------------------------------------------------------- rates
 
 
@@ -612,8 +623,8 @@ class _Entry:
         model = self.variants
         if model is None:
             return None
-        at = at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
-        cache_key = (key, value, at.astimezone(_UTC).date())
+        at = _aware(at)
+        cache_key = (key, value, _utc_day(at))
         if cache_key in self._by_variant:
             return self._by_variant[cache_key]
         rates = None
@@ -636,8 +647,8 @@ class _Entry:
         model = self.variants
         if rates is not None or model is None:
             return rates
-        at = at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
-        day = at.astimezone(_UTC).date()
+        at = _aware(at)
+        day = _utc_day(at)
         cache_key = ("processing", "batch before its table", day)
         if cache_key in self._by_variant:
             return self._by_variant[cache_key]
@@ -670,8 +681,7 @@ class _Entry:
         periods = self.periods
         if periods is None:
             return False
-        tz = at.tzinfo
-        day = at.date() if tz is None or tz is _UTC else at.astimezone(_UTC).date()
+        day = _utc_day(at)
         return all(start is not None and day < start for start, _ in periods)
 
     def rates_at(self, at: datetime) -> Rates | None:
@@ -681,8 +691,7 @@ class _Entry:
             return fixed
         periods = self.periods
         if periods is not None:
-            tz = at.tzinfo
-            day = at.date() if tz is None or tz is _UTC else at.astimezone(_UTC).date()
+            day = _utc_day(at)
             # genai-prices: the last price whose constraint holds wins; none holding → the first.
             for start, rates in reversed(periods):
                 if start is None or day >= start:
@@ -692,7 +701,7 @@ class _Entry:
                 return before.rates_at(at) if isinstance(before, _Entry) else None
             return periods[0][1]
         assert self.model is not None
-        model_price = self.model.get_prices(at if at.tzinfo is not None else at.replace(tzinfo=_UTC))
+        model_price = self.model.get_prices(_aware(at))
         rates = self._by_price.get(id(model_price))
         if rates is None:
             rates = _rates_from_model_price(model_price, self.source, None)
