@@ -5,8 +5,8 @@
 
 Installed on the copy `wrap()` returns, at the resource level: the instance attributes
 `create` (and `parse`) of `client.chat.completions`, `client.responses` and
-`client.messages` are replaced by wrappers that call the original bound methods with
-`model=` swapped, and Anthropic's `messages.stream` by one whose manager runs the chain
+`client.messages` (and `client.beta.messages`) are replaced by wrappers that call the original bound
+methods with `model=` swapped, and Anthropic's `messages.stream` by one whose manager runs the chain
 when entered. The classes are untouched, so return types and IDE completion stay the
 SDK's own; nothing global is patched.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,8 +59,10 @@ def saved_against(tags: Mapping[str, Any], provider: str, saved: float | None) -
 # Resources whose calls carry a `model=` and are recorded, by API family: (attribute path, methods).
 RESOURCES: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
     "openai": ((("chat", "completions"), ("create", "parse")), (("responses",), ("create", "parse"))),
-    "anthropic": ((("messages",), ("create", "parse")),),
+    "anthropic": ((("messages",), ("create", "parse")), (("beta", "messages"), ("create", "parse"))),
 }
+#: Anthropic's Messages resources, whose `stream()` helpers send their request when their manager is entered.
+_MESSAGES_PATHS = (("messages",), ("beta", "messages"))
 
 # Headers the SDKs' `with_raw_response` / `with_streaming_response` add: the result is a raw response.
 _RAW_HEADERS = ("x-stainless-raw-response",)
@@ -296,13 +299,17 @@ class Clients:
         #: The primary's wrap() settings (endpoint, tags, cache), so a call sent elsewhere is recorded as its own.
         self.options = dict(options or {})
         self.is_async = is_async_client(primary)
-        self._wrapped: dict[int, Any] = {}
+        # By the client itself, held weakly: a route may build a client per call, and by id() a later client
+        # took a freed one's id and got its wrapped copy (another tenant's base URL and key); nothing was freed.
+        self._wrapped: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def get(self, client: Any | None) -> Any:
         if client is None:
             return self.primary
-        key = id(client)
-        found = self._wrapped.get(key)
+        try:
+            found = self._wrapped.get(client)
+        except TypeError:  # not weakly referable: wrapped anew each time
+            found = None
         if found is not None:
             return found
         family = _sdk_family(client)
@@ -317,12 +324,16 @@ class Clients:
                 f"{self.owner}: {type(client).__qualname__} is not {want} like the wrapped "
                 f"{type(self.primary).__qualname__}; use {'AsyncOpenAI/AsyncAnthropic' if self.is_async else 'OpenAI/Anthropic'}"
             )
-        if not is_wrapped(client):
-            from .wrap import wrap
+        if is_wrapped(client):
+            return client
+        from .wrap import wrap
 
-            client = wrap(client, tracker=self.tracker, **self.options)
-        self._wrapped[key] = client
-        return client
+        wrapped = wrap(client, tracker=self.tracker, **self.options)
+        try:
+            self._wrapped[client] = wrapped
+        except TypeError:
+            pass
+        return wrapped
 
 
 @dataclass(frozen=True)
@@ -482,13 +493,17 @@ async def _aentered(stream: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 @functools.cache
-def _stream_managers() -> tuple[type, type]:
-    """Managers like the Anthropic SDK's MessageStreamManager (its subclasses), whose request runs along a chain on entering."""
-    from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
+def _stream_managers(beta: bool = False) -> tuple[type, type]:
+    """Managers like the Anthropic SDK's MessageStreamManager (or its beta twin: their subclasses), whose request
+    runs along a chain on entering."""
+    from anthropic.lib import streaming
+
+    sync_base: Any = streaming.BetaMessageStreamManager if beta else streaming.MessageStreamManager
+    async_base: Any = streaming.BetaAsyncMessageStreamManager if beta else streaming.AsyncMessageStreamManager
 
     # Like the SDK's, each keeps what it sends as a private `__api_request` (a callable; async: a coroutine),
     # which a route in front of the chain finds and tags (routing._tag_lazy_request).
-    class ChainedStreamManager(MessageStreamManager):  # type: ignore[type-arg]
+    class ChainedStreamManager(sync_base):  # type: ignore[misc,valid-type]
         def __init__(self, api_request: Callable[[], Any]) -> None:
             self.__api_request, self.__stream = api_request, None
 
@@ -500,7 +515,7 @@ def _stream_managers() -> tuple[type, type]:
             if self.__stream is not None:
                 self.__stream.close()
 
-    class AsyncChainedStreamManager(AsyncMessageStreamManager):  # type: ignore[type-arg]
+    class AsyncChainedStreamManager(async_base):  # type: ignore[misc,valid-type]
         def __init__(self, api_request: Awaitable[Any]) -> None:
             self.__api_request, self.__stream = api_request, None
 
@@ -682,19 +697,31 @@ def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker
         return factory(current, policy, steps(path, name, current), provider)
 
     patch_resources(client, api, make)
-    messages = getattr(client, "messages", None) if api == "anthropic" else None
-    current = getattr(messages, "stream", None)
-    if current is not None:
-        # messages.stream(...) sends its own request when its manager is entered: the chain runs then.
-        enter = _aentered if is_async else _entered
-        chain = [Step(step.model, step.label, functools.partial(enter, step.method)) for step in steps(("messages",), "stream", current)]
-        run = (_async_wrapper if is_async else _sync_wrapper)(current, policy, chain, provider, helper=True)
-        manager = _stream_managers()[1 if is_async else 0]
+    if api != "anthropic":
+        return
+    for path in _MESSAGES_PATHS:
+        try:
+            messages = resolve_path(client, path)
+        except AttributeError:  # an SDK version without this resource
+            continue
+        current = getattr(messages, "stream", None)
+        if current is not None:
+            messages.stream = _chained_stream(current, policy, steps(path, "stream", current), provider, is_async,
+                                              beta=path[0] == "beta")  # fmt: skip
 
-        @functools.wraps(current)
-        def stream(**kwargs: Any) -> Any:
-            if not policy.applies_to(kwargs.get("model")):
-                return current(**kwargs)
-            return manager(run(**kwargs) if is_async else functools.partial(run, **kwargs))
 
-        messages.stream = stream
+def _chained_stream(current: Callable[..., Any], policy: CheapFirst, steps: list[Step], provider: str, is_async: bool,
+                    beta: bool) -> Callable[..., Any]:  # fmt: skip
+    """`messages.stream` (or its beta twin), whose request, sent when its manager is entered, runs along the chain."""
+    enter = _aentered if is_async else _entered
+    chain = [Step(step.model, step.label, functools.partial(enter, step.method)) for step in steps]
+    run = (_async_wrapper if is_async else _sync_wrapper)(current, policy, chain, provider, helper=True)
+    manager = _stream_managers(beta)[1 if is_async else 0]
+
+    @functools.wraps(current)
+    def stream(**kwargs: Any) -> Any:
+        if not policy.applies_to(kwargs.get("model")):
+            return current(**kwargs)
+        return manager(run(**kwargs) if is_async else functools.partial(run, **kwargs))
+
+    return stream

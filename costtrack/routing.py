@@ -385,13 +385,14 @@ def route(*policies: Any) -> Router:
 # --------------------------------------------------------------------------- installing
 
 
-_OPERATIONS = {("chat", "completions"): "chat.completions", ("responses",): "responses", ("messages",): "messages"}
+_OPERATIONS = {("chat", "completions"): "chat.completions", ("responses",): "responses", ("messages",): "messages",
+               ("beta", "messages"): "messages"}  # fmt: skip
 
 # What routing replaces: the fallback's methods, plus the `.stream()` helpers of Responses and Messages, which
 # send their request later, when the app enters the returned manager (chat.completions.stream calls `create`).
 ROUTED = {
     "openai": ((("chat", "completions"), ("create", "parse")), (("responses",), ("create", "parse", "stream"))),
-    "anthropic": ((("messages",), ("create", "parse", "stream")),),
+    "anthropic": ((("messages",), ("create", "parse", "stream")), (("beta", "messages"), ("create", "parse", "stream"))),
 }
 
 

@@ -399,6 +399,36 @@ async def test_async_anthropic_stream_helper_moves_along_the_chain(tracker, reco
     assert first.tags["fallback_reason"] == "overloaded_error" and second.status == "ok"
 
 
+def test_anthropic_beta_messages_move_along_the_chain(tracker, records):
+    """client.beta.messages went straight to the model asked for (review finding): the chain covers the beta twins."""
+    sim = Simulator()
+    sim.script(529)
+    client = costtrack.wrap(anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    answer = client.beta.messages.create(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert type(answer) is anthropic.types.beta.BetaMessage and answer.model.startswith("claude-opus-4-5")
+    manager = client.beta.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert isinstance(manager, anthropic.lib.streaming.BetaMessageStreamManager) and len(sim.requests) == 2
+    with manager as stream:
+        assert type(stream) is anthropic.lib.streaming.BetaMessageStream
+        text = "".join(stream.text_stream)
+    assert text and sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5", "claude-haiku-4-5"]
+    first, second, third = by_attempt(records())[:1] + sorted(by_attempt(records())[1:], key=lambda r: r.timestamp)
+    assert first.tags["fallback_reason"] == "overloaded_error" and second.model_requested == "claude-opus-4-5"
+    assert third.model_requested == "claude-haiku-4-5" and third.status == "ok" and third.cost_saved_usd > 0
+
+
+async def test_async_anthropic_beta_messages_move_along_the_chain(tracker, records):
+    sim = Simulator()
+    sim.script(529)
+    client = costtrack.wrap(async_anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE))
+    answer = await client.beta.messages.create(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert answer.model.startswith("claude-opus-4-5") and sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5"]
+    async with client.beta.messages.stream(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES) as stream:
+        assert type(stream) is anthropic.lib.streaming.BetaAsyncMessageStream
+        final = await stream.get_final_message()
+    assert final.model.startswith("claude-haiku-4-5") and sent(sim)[-1] == "claude-haiku-4-5"
+
+
 def test_anthropic_stream_helper_raises_the_last_error_when_every_model_fails(tracker, records):
     sim = Simulator()
     sim.script(529, 529)

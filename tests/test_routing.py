@@ -393,6 +393,27 @@ def test_messages_stream_helper_is_routed_and_tagged(tracker, records):
     assert rec.tags == {"route": "dev"} and rec.status == "ok"
 
 
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_beta_messages_are_routed_too(tracker, records, is_async):
+    """client.beta.messages skipped routing (review finding): a PII request went to the API, not the local model."""
+    sim = Simulator()
+    make = async_anthropic_client if is_async else anthropic_client
+    local = make(sim, base_url="http://localhost:8080")
+    client = costtrack.wrap(make(sim), tracker=tracker, router=Privacy(contains_pii, local=(local, "local-model")))
+    pii = ask("Write to jane@example.com about her claim.")
+    answer = client.beta.messages.create(model="claude-opus-4-5", max_tokens=20, messages=pii)
+    answer = await answer if is_async else answer
+    manager = client.beta.messages.stream(model="claude-opus-4-5", max_tokens=20, messages=pii)
+    if is_async:
+        async with manager as stream:
+            await stream.get_final_message()
+    else:
+        with manager as stream:
+            stream.get_final_message()
+    assert [r.url.host for r in sim.requests] == ["localhost", "localhost"] and sent(sim) == ["local-model"] * 2
+    assert [r.tags for r in records()] == [{"route": "local"}] * 2
+
+
 async def test_async_messages_stream_helper_is_routed_and_tagged(tracker, records):
     sim = Simulator()
     client = costtrack.wrap(async_anthropic_client(sim), tracker=tracker, router=DevProd(dev="claude-haiku-4-5", env="dev"))
@@ -445,3 +466,36 @@ def test_chat_stream_helper_is_routed_once(tracker, records):
     assert final.model == "gpt-4o-mini-2024-07-18" and sent(sim) == ["gpt-4o-mini"]
     [rec] = records()
     assert rec.tags == {"ab_test": "gpt-4o-vs-gpt-4o-mini", "ab_arm": "variant"}
+
+
+# --------------------------------------------------------------------------- clients a route builds per call
+
+
+def test_a_route_building_a_client_per_call_sends_each_call_to_that_client_and_frees_them(tracker, records):
+    """Clients were cached by id(): a freed client's id, reused by a later one, got the old wrapped copy (another
+    tenant's base URL and key: review finding, 2 of 400 calls), and no wrapped copy was ever freed."""
+    import gc
+    import weakref
+
+    sim = Simulator()
+    made: list[weakref.ref[openai.OpenAI]] = []
+
+    def per_tenant(request: RouteRequest) -> tuple[openai.OpenAI, str]:
+        client = openai_client(sim, base_url=f"https://{request.user}.example.com/v1", api_key=f"sk-{request.user}")
+        made.append(weakref.ref(client))
+        return client, "gpt-4o-mini"
+
+    def live_clients() -> int:
+        gc.collect()
+        return sum(isinstance(o, openai.OpenAI) for o in gc.get_objects())
+
+    client = costtrack.wrap(openai_client(sim), tracker=tracker, router=route(per_tenant))
+    before = live_clients()
+    for i in range(60):
+        with costtrack.context(user=f"t{i}"):
+            client.chat.completions.create(model="gpt-4o", messages=ask("hi"))
+    assert [r.url.host for r in sim.requests] == [f"t{i}.example.com" for i in range(60)]
+    assert [r.headers["authorization"] for r in sim.requests] == [f"Bearer sk-t{i}" for i in range(60)]
+    assert sum(ref() is not None for ref in made) <= 1  # each freed once its call is done
+    assert live_clients() - before <= 2  # and so is its wrapped copy (one per call was kept for good)
+    assert len(records()) == 60
