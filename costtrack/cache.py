@@ -16,8 +16,9 @@ through the same path as a live response, so the SDK builds the same objects, a
 stream replays as a stream, and the record says ``cache_hit=True``, ``cost_usd=0``
 and ``cost_saved_usd`` = what the original call cost.
 
-Only complete 2xx responses are stored: errors, and streams cut, failed or
-abandoned before their end, never are.
+Only complete 2xx answers that carry their usage are stored: errors (an error
+object in a 200 body too), and streams cut, failed or abandoned before their end,
+never are.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def cache_key(
             if value:
                 head.append(f"{name}={value}\x00")
     fields = answer_fields(body)
+    options = body.get("stream_options") if streamed else None
+    if isinstance(options, dict):
+        # include_usage is costtrack's to set, and a hit shows or hides the usage chunk as its caller asked; the
+        # other options shape the events themselves (include_obfuscation adds a field to each).
+        shaping = {name: value for name, value in options.items() if name != "include_usage"}
+        if shaping:
+            fields = {**fields, "stream_options": shaping}
     if operation == "responses":
         # A Responses answer repeats these request fields (store, metadata, user...): a hit must not hand one
         # caller another's, nor the id of a response stored for one that asked store=False.

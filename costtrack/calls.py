@@ -230,6 +230,10 @@ class Call:
                 if (self.status_code or 200) < 300:
                     usage = parser_for(self.api, self.operation).usage(parsed)
                     tier = _tier_in(parsed)
+                    if usage is None and self.status == "ok" and isinstance(parsed.get("error"), dict):
+                        # An error object in a 200 body (a gateway's): the SDK hands it on as an answer, but it is none.
+                        kind = _error_type(parsed)
+                        self.status, self.error_type = "error", ERROR_KINDS.get(kind or "", kind) or "api_error"
                 else:
                     self.error_type = _error_type(parsed) or self.error_type
         if (self.status_code or 200) >= 300:

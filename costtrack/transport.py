@@ -588,7 +588,10 @@ class _Reader:
                 if not self._complete:
                     return None
                 body = b"".join(call.chunks)
-                if not isinstance(json.loads(body), dict):
+                parsed = json.loads(body)
+                # Only an answer: a gateway's 200 carrying an error object (no usage) would be replayed for the whole
+                # TTL where the next call would have reached the provider. A stream is stored only with its usage too.
+                if not isinstance(parsed, dict) or parsed.get("error") is not None or not isinstance(parsed.get("usage"), dict):
                     return None
         except ValueError:
             return None  # not JSON: the SDK will fail on it too

@@ -420,6 +420,50 @@ def test_errors_are_never_cached(tracker, records, make_cache, sim):
     assert [(r.status, r.cache_hit) for r in records()] == [("error", False), ("ok", False), ("ok", True)]
 
 
+def test_an_error_object_in_a_200_body_is_an_error_never_cached(tracker, records, make_cache, sim):
+    """A gateway's 200 carrying {"error": ...} was replayed for the whole TTL and recorded ok (review finding)."""
+    sent: list[httpx2.Request] = []
+
+    def gateway(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        if len(sent) == 1:
+            return httpx2.Response(200, json={"error": {"message": "upstream failed", "type": "server_error"}})
+        return sim(request)
+
+    bare = openai.OpenAI(api_key="sk-test", http_client=httpx2.Client(transport=httpx2.MockTransport(gateway)), max_retries=0)
+    client = wrapped(tracker, bare, make_cache())
+    broken = client.chat.completions.create(**CHAT)
+    assert broken.choices is None  # what the bare SDK hands on
+    answer = client.chat.completions.create(**CHAT)  # went to the provider
+    assert answer.choices and len(sent) == 2
+    assert client.chat.completions.create(**CHAT).model_dump() == answer.model_dump() and len(sent) == 2
+    first, second, hit = records()
+    assert (first.status, first.error_type, first.cost_usd) == ("error", "server_error", None)
+    assert (second.status, second.cache_hit, hit.cache_hit) == ("ok", False, True)
+
+
+def test_an_answer_without_usage_is_not_cached(tracker, records, make_cache, sim):
+    """A hit says what it saved: like a stream, a plain answer is stored only with its usage."""
+    client = wrapped(tracker, openai_client(sim), make_cache())
+    sim.script("no_usage")
+    client.chat.completions.create(**CHAT)
+    client.chat.completions.create(**CHAT)
+    client.chat.completions.create(**CHAT)
+    assert len(sim.requests) == 2
+    assert [r.cache_hit for r in records()] == [False, False, True]
+
+
+def test_stream_options_that_shape_the_events_change_the_key(tracker, make_cache, sim):
+    """include_obfuscation adds a field to each event: a caller must not get another's choice (review finding)."""
+    client = wrapped(tracker, openai_client(sim), make_cache())
+    list(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_obfuscation": False}))
+    list(client.chat.completions.create(**CHAT, stream=True))
+    list(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True}))
+    assert len(sim.requests) == 2  # one for each choice of obfuscation; the last call is the second's hit
+    assert cache_key("openai", "chat.completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True}}) == (
+        cache_key("openai", "chat.completions", {**CHAT, "stream": True}))  # fmt: skip
+
+
 def test_malformed_bodies_are_not_cached(tracker, make_cache, sim):
     client = wrapped(tracker, openai_client(sim), make_cache())
     sim.script("malformed")
