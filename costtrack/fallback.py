@@ -98,7 +98,7 @@ def failure_reason(exc: BaseException) -> str:
     """A short name for why an attempt failed, in the records' error_type vocabulary.
 
     `rate_limit_exceeded`, `overloaded_error`, `server_error`, `timeout`,
-    `connection_error`, else the exception's class name.
+    `connection_error`, `conflict`, else the exception's class name.
     """
     names = _mro_names(exc)
     if "APITimeoutError" in names or isinstance(exc, httpx2.TimeoutException):
@@ -115,6 +115,8 @@ def failure_reason(exc: BaseException) -> str:
         return ERROR_KINDS[kind]
     if status == 408:
         return "timeout"
+    if status == 409:
+        return "conflict"  # retried by the SDKs, and so worth the next model (is_retryable)
     if isinstance(status, int) and status >= 500:
         return "server_error"
     return type(exc).__name__

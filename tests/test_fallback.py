@@ -708,6 +708,9 @@ def test_retryable_classification():
     assert is_retryable(status(429)) and failure_reason(status(429)) == "rate_limit_exceeded"
     assert is_retryable(status(529)) and failure_reason(status(529)) == "overloaded_error"
     assert is_retryable(status(503)) and failure_reason(status(503)) == "server_error"
+    # Retried by the SDKs, so worth the next model, with a reason of the README's list (409 was "APIStatusError")
+    assert is_retryable(status(408)) and failure_reason(status(408)) == "timeout"
+    assert is_retryable(status(409)) and failure_reason(status(409)) == "conflict"
     assert is_retryable(openai.APITimeoutError(request)) and failure_reason(openai.APITimeoutError(request)) == "timeout"
     assert is_retryable(openai.APIConnectionError(request=request))
     assert not is_retryable(status(400)) and not is_retryable(status(401)) and not is_retryable(status(404))
