@@ -15,7 +15,7 @@ from .logs import log_once
 from .pricing import priced_tier
 from .providers import StreamReader, parser_for
 from .records import CallRecord, Status, new_id
-from .usage import Usage
+from .usage import Usage, billed_extras
 
 if TYPE_CHECKING:
     from .pricing import PriceBook
@@ -272,6 +272,8 @@ class Call:
             tags.update(self.extra_tags)
         if tier is not None:
             tags["service_tier"] = tier  # priced at that tier's rates: `costtrack reprice` reads it back
+        if usage.audio_input or usage.audio_output or usage.web_searches:
+            tags.update(billed_extras(usage))  # priced apart, with no column of their own: reprice reads them back
         if tags and not all(type(key) is str for key in tags):
             tags = {_text(key): value for key, value in tags.items()}  # JSON object keys are text
         # Every value below is already of its field's type (tests/test_calls.py checks they

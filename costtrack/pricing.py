@@ -11,6 +11,9 @@ auto-update), plus an optional TOML overrides file that wins over it:
     cached_input = 0.05      # optional (default: the input rate)
     cache_write = 0.6        # optional, 5-minute writes (default: the input rate)
     cache_write_1h = 1.0     # optional, 1-hour writes (default: 2x the input rate)
+    input_audio = 40         # optional, audio input and output tokens (default: the text rates)
+    output_audio = 80
+    web_search = 10          # optional, USD per 1,000 server-side web searches (default: none billed)
 
     [models."llama3.1:8b"]   # self-hosted, priced per hour: calls are recorded
     per_hour = 0.8           # unpriced, the rate feeds the API-vs-self-hosted calculator
@@ -39,6 +42,7 @@ are built once, so a repeated model costs a few microseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -94,6 +98,7 @@ _MTOK = Decimal(1_000_000)
 # Batch API: 50% of the standard rates (OpenAI and Anthropic), where the catalog has no Batch rates.
 _HALF = Decimal("0.5")
 _TWO = Decimal(2)
+_THOUSAND = Decimal(1000)
 _ZERO = Decimal(0)
 _UTC = timezone.utc
 
@@ -134,6 +139,10 @@ class Rates:
     tiers: tuple[Tier, ...] = ()
     source: str = ""
     valid_from: date | None = None  # start of this price period, when the catalog dates it
+    # Audio input and output tokens (None: billed as text), and USD per 1,000 server-side web searches (None: no fee known).
+    input_audio: Decimal | None = None
+    output_audio: Decimal | None = None
+    web_search: Decimal | None = None
 
     def for_input(self, input_tokens: int) -> Rates:
         """The rates that apply to a call with `input_tokens` total input tokens (its tier, if any)."""
@@ -173,13 +182,33 @@ _new_tuple = tuple.__new__
 def _bucket_terms(rates: Rates, usage: Usage) -> tuple[tuple[str, int, Decimal], ...]:
     """(bucket, tokens, USD per 1M) for each token bucket of `usage`, at the tier its input reaches."""
     r = rates.for_input(usage.input) if rates.tiers else rates
-    return (
-        ("input", usage.uncached_input, r.input),
+    audio_in, audio_out = _audio_parts(r, usage)
+    terms = (
+        ("input", usage.uncached_input - audio_in, r.input),
         ("cached_input", usage.cached_input, r.input if r.cached_input is None else r.cached_input),
         ("cache_write", usage.cache_write_5m, r.input if r.cache_write is None else r.cache_write),
         ("cache_write_1h", usage.cache_write_1h, r.input * _TWO if r.cache_write_1h is None else r.cache_write_1h),
-        ("output", usage.output, r.output),
+        ("output", usage.output - audio_out, r.output),
     )
+    if audio_in:
+        terms += (("input_audio", audio_in, r.input_audio),)  # type: ignore[assignment]
+    if audio_out:
+        terms += (("output_audio", audio_out, r.output_audio),)  # type: ignore[assignment]
+    return terms
+
+
+def _audio_parts(rates: Rates, usage: Usage) -> tuple[int, int]:
+    """The audio input (of the uncached input) and audio output tokens billed at audio rates: 0 without such a rate."""
+    audio_in = min(usage.audio_input, usage.uncached_input) if rates.input_audio is not None else 0
+    audio_out = min(usage.audio_output, usage.output) if rates.output_audio is not None else 0
+    return max(audio_in, 0), max(audio_out, 0)
+
+
+def _search_fees(rates: Rates, usage: Usage) -> Decimal:
+    """USD for the call's server-side web searches (per 1,000 searches; never halved by the Batch API)."""
+    if not usage.web_searches or rates.web_search is None:
+        return _ZERO
+    return usage.web_searches * rates.web_search / _THOUSAND
 
 
 def cost_breakdown(rates: Rates, usage: Usage, *, batch: bool = False) -> dict[str, Decimal]:
@@ -190,6 +219,9 @@ def cost_breakdown(rates: Rates, usage: Usage, *, batch: bool = False) -> dict[s
     for bucket, tokens, rate in _bucket_terms(rates, usage):
         value = tokens * rate / _MTOK
         out[bucket] = value * factor if factor is not None else value
+    fees = _search_fees(rates.for_input(usage.input) if rates.tiers else rates, usage)
+    if fees:
+        out["web_search"] = fees
     return out
 
 
@@ -222,13 +254,23 @@ def _cost_of(rates: Rates, usage: Usage, batch: bool) -> Decimal:
             acc += writes_1h * (rate_in * _TWO if rate is None else rate)
     if usage.output:
         acc += usage.output * rates.output
+    if usage.audio_input or usage.audio_output:
+        # Counted above at the text rates; the difference to their own rates, where the model has them.
+        audio_in, audio_out = _audio_parts(rates, usage)
+        if audio_in:
+            acc += audio_in * (rates.input_audio - rate_in)  # type: ignore[operator]
+        if audio_out:
+            acc += audio_out * (rates.output_audio - rates.output)  # type: ignore[operator]
     acc /= _MTOK
-    return acc * _HALF if batch else acc
+    if batch:
+        acc *= _HALF
+    return acc + _search_fees(rates, usage) if usage.web_searches else acc
 
 
 # --------------------------------------------------------------------------- overrides file
 
-_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "per_hour")
+_PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "cache_write_1h", "per_hour", "input_audio", "output_audio",
+               "web_search")  # fmt: skip
 _ENTRY_KEYS = frozenset({"provider", "model", "since", *_PRICE_KEYS})
 
 
@@ -350,6 +392,9 @@ def _parse_overrides(path: Path) -> tuple[dict[str, list[_Override]], str]:
             per_hour=prices.get("per_hour"),
             source=source,
             valid_from=since,
+            input_audio=prices.get("input_audio"),
+            output_audio=prices.get("output_audio"),
+            web_search=prices.get("web_search"),
         )
         key = name.strip().lower()
         prov = provider.strip().lower() if provider else None
@@ -554,6 +599,9 @@ _TOKEN_PRICE_KEYS = {
     "cached_input": ("cache_read_mtok", "cache_text_read_mtok"),
     "cache_write": ("cache_write_5m_mtok", "cache_write_mtok", "cache_text_write_5m_mtok", "cache_text_write_mtok"),
     "cache_write_1h": ("cache_write_1h_mtok", "cache_text_write_1h_mtok"),
+    "input_audio": ("input_audio_mtok",),
+    "output_audio": ("output_audio_mtok",),
+    "web_search": ("web_searches_kcount",),
 }
 
 
@@ -581,6 +629,9 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
             cache_write_1h=dec["cache_write_1h"],
             source=source,
             valid_from=valid_from,
+            input_audio=dec["input_audio"],
+            output_audio=dec["output_audio"],
+            web_search=dec["web_search"],
         )
 
     tiered = [v for v in raw.values() if v is not None and not isinstance(v, Decimal)]
@@ -589,10 +640,7 @@ def _rates_from_model_price(model_price: ModelPrice, source: str, valid_from: da
     if not thresholds:
         return base
     tiers = tuple(Tier(t, at_level(t + 1)) for t in thresholds)
-    return Rates(
-        input=base.input, output=base.output, cached_input=base.cached_input, cache_write=base.cache_write,
-        cache_write_1h=base.cache_write_1h, tiers=tiers, source=source, valid_from=valid_from,
-    )  # fmt: skip
+    return dataclasses.replace(base, tiers=tiers)
 
 
 # --------------------------------------------------------------------------- resolved entries
@@ -724,13 +772,12 @@ def _scaled(now: Rates, table: Rates, then: Rates, source: str) -> Rates:
                      cached_input=eff["cached_input"] * ratio["cached_input"],
                      cache_write=eff["cache_write"] * ratio["cache_write"],
                      cache_write_1h=eff["cache_write_1h"] * ratio["cache_write_1h"],
-                     tiers=tiers, source=source, valid_from=rates.valid_from)  # fmt: skip
+                     tiers=tiers, source=source, valid_from=rates.valid_from,
+                     input_audio=None if rates.input_audio is None else rates.input_audio * ratio["input"],
+                     output_audio=None if rates.output_audio is None else rates.output_audio * ratio["output"],
+                     web_search=rates.web_search)  # fmt: skip
 
     return scale(now, tuple(Tier(t.threshold, scale(t.rates, ())) for t in now.tiers))
-
-
-def _prices_of(rates: Rates) -> tuple[Any, ...]:
-    return (rates.input, rates.output, rates.cached_input, rates.cache_write, rates.cache_write_1h, rates.tiers)
 
 
 class _Unknown(NamedTuple):

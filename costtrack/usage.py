@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Usage"]
+__all__ = ["EXTRA_TAGS", "Usage", "billed_extras", "extras_from_tags"]
 
 
 # Not frozen: every record makes one, and a frozen dataclass's __init__ (object.__setattr__ per field)
@@ -23,6 +25,11 @@ class Usage:
       ``cache_write_1h`` were 1-hour writes (the rest are 5-minute writes).
     - ``output``: every output token billed, reasoning included.
     - ``reasoning``: the part of ``output`` spent on reasoning.
+    - ``audio_input`` / ``audio_output``: the parts of ``input`` / ``output`` that are audio
+      (OpenAI's ``audio_tokens`` details), billed at the audio rates where a model has them.
+    - ``web_searches``: server-side web searches the call ran (Anthropic's
+      ``server_tool_use.web_search_requests``, OpenAI's ``tool_usage.web_search.num_requests``),
+      billed per search on top of the tokens.
     """
 
     # The parsers build a Usage positionally, in this order: keep it.
@@ -32,6 +39,9 @@ class Usage:
     cache_write: int = 0
     cache_write_1h: int = 0
     reasoning: int = 0
+    audio_input: int = 0
+    audio_output: int = 0
+    web_searches: int = 0
 
     @property
     def uncached_input(self) -> int:
@@ -42,3 +52,22 @@ class Usage:
     def cache_write_5m(self) -> int:
         """Cache-write tokens billed at the 5-minute write rate."""
         return max(self.cache_write - self.cache_write_1h, 0)
+
+
+#: The record tags that keep what Usage bills apart and the record has no column for, by Usage field.
+EXTRA_TAGS = {"audio_input": "audio_input_tokens", "audio_output": "audio_output_tokens", "web_searches": "web_searches"}
+
+
+def billed_extras(usage: Usage) -> dict[str, int]:
+    """The tags that keep `usage`'s audio tokens and web searches (those not zero) for re-pricing."""
+    return {tag: getattr(usage, field) for field, tag in EXTRA_TAGS.items() if getattr(usage, field)}
+
+
+def extras_from_tags(tags: Mapping[str, Any]) -> dict[str, int]:
+    """Usage fields read back from a record's tags (see billed_extras); a value that is not a count is left out."""
+    out: dict[str, int] = {}
+    for field, tag in EXTRA_TAGS.items():
+        value = tags.get(tag)
+        if type(value) is int and value > 0:
+            out[field] = value
+    return out

@@ -41,7 +41,8 @@ def run_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 def test_show_json_rates_and_source(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(capsys, "prices", "show", "gpt-4o-mini", "--provider", "openai", "--at", "2025-09-01", "--json")
-    assert data["rates"] == {"input": 0.15, "cached_input": 0.075, "cache_write": None, "cache_write_1h": None, "output": 0.6}
+    assert data["rates"] == {"input": 0.15, "cached_input": 0.075, "cache_write": None, "cache_write_1h": None, "output": 0.6,
+                             "input_audio": None, "output_audio": None, "web_search_per_1k": 10.0}  # fmt: skip
     assert data["effective_rates"]["cache_write"] == 0.15  # unpriced bucket: billed at the input rate
     assert data["source"].endswith(":openai/gpt-4o-mini") and data["tiers"] == []
     assert data["at"].startswith("2025-09-01")
@@ -49,10 +50,12 @@ def test_show_json_rates_and_source(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_show_json_tiers(capsys: pytest.CaptureFixture[str]) -> None:
     data = run_json(capsys, "prices", "show", "claude-sonnet-4-5", "-p", "anthropic", "--json")
-    assert data["rates"] == {"input": 3.0, "cached_input": 0.3, "cache_write": 3.75, "cache_write_1h": 6.0, "output": 15.0}
+    assert data["rates"] == {"input": 3.0, "cached_input": 0.3, "cache_write": 3.75, "cache_write_1h": 6.0, "output": 15.0,
+                             "input_audio": None, "output_audio": None, "web_search_per_1k": 10.0}  # fmt: skip
     assert data["tiers"] == [
         {"above_input_tokens": 200000,
-         "rates": {"input": 6.0, "cached_input": 0.6, "cache_write": 7.5, "cache_write_1h": 12.0, "output": 22.5}},
+         "rates": {"input": 6.0, "cached_input": 0.6, "cache_write": 7.5, "cache_write_1h": 12.0, "output": 22.5,
+                   "input_audio": None, "output_audio": None, "web_search_per_1k": 10.0}},
     ]  # fmt: skip
 
 
@@ -159,6 +162,22 @@ def test_cost_json_gpt_4o_mini_cached(capsys: pytest.CaptureFixture[str]) -> Non
     assert data["cost_usd"] == float(expected)
     assert Decimal(data["cost_usd_exact"]) == expected
     assert data["price_source"].endswith(":openai/gpt-4o-mini")
+
+
+def test_cost_audio_tokens_and_web_searches(capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "prices", "cost", "gpt-audio", "--input-tokens", "1000", "--audio-input-tokens", "800",
+                    "--output-tokens", "500", "--audio-output-tokens", "400", "--at", "2026-11-02", "--json")  # fmt: skip
+    # gpt-audio: text $2.50 / $10, audio $32 / $64 per 1M tokens
+    expected = (Decimal(200) * Decimal("2.5") + Decimal(800) * 32 + Decimal(100) * 10 + Decimal(400) * 64) / MTOK
+    assert Decimal(data["cost_usd_exact"]) == expected
+    assert data["breakdown_usd"]["input_audio"] == float(Decimal(800) * 32 / MTOK)
+    searched = run_json(capsys, "prices", "cost", "claude-sonnet-4-5", "--input-tokens", "9000", "--output-tokens", "400",
+                        "--web-searches", "2", "--at", "2025-09-01", "--json")  # fmt: skip
+    assert Decimal(searched["cost_usd_exact"]) == (Decimal(9000) * 3 + Decimal(400) * 15) / MTOK + Decimal("0.02")
+    assert searched["breakdown_usd"]["web_search"] == 0.02
+    err = run_error(capsys, "prices", "cost", "gpt-audio", "--input-tokens", "100", "--audio-input-tokens", "200",
+                    "--output-tokens", "1")  # fmt: skip
+    assert "--audio-input-tokens 200 is more than the uncached input (100)" in err
 
 
 def test_cost_anthropic_cache_writes_and_batch(capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,6 +114,45 @@ def test_reasoning_tokens_not_double_counted(book: PriceBook) -> None:
     assert o4.cost_usd == float(usd((100, "1.10"), (1500, "4.40")))
 
 
+# ------------------------------------------------------------------ audio tokens, web searches
+
+
+def test_audio_tokens_at_their_own_rates_and_as_text_without_them() -> None:
+    rates = Rates(input=Decimal("2.5"), output=Decimal("10"), input_audio=Decimal("32"), output_audio=Decimal("64"))
+    usage = Usage(input=1000, output=500, audio_input=800, audio_output=400)
+    expected = usd((200, "2.5"), (800, "32"), (100, "10"), (400, "64"))
+    assert PriceBook.cost_of(PriceBook(use_env=False), rates, usage) == expected
+    assert sum(cost_breakdown(rates, usage).values()) == expected
+    text_only = Rates(input=Decimal("2.5"), output=Decimal("10"))  # a sheet with no audio rate: billed as text
+    assert PriceBook(use_env=False).cost_of(text_only, usage) == usd((1000, "2.5"), (500, "10"))
+
+
+def test_web_searches_are_billed_per_thousand_and_not_halved_by_batch(book: PriceBook) -> None:
+    """Anthropic's Batch tables list no web-search fee: it stays at the standard $10 per 1,000 (as genai-prices bills
+    a bucket a variant does not name)."""
+    usage = Usage(input=9000, output=400, web_searches=2)
+    plain = book.cost("anthropic", "claude-sonnet-4-5", usage, AT)
+    assert plain.cost_usd == float(usd((9000, "3"), (400, "15")) + Decimal("0.02"))
+    batch = book.cost("anthropic", "claude-sonnet-4-5", usage, AT, batch=True)
+    assert batch.cost_usd == float(usd((9000, "1.5"), (400, "7.5")) + Decimal("0.02"))
+    rates = book.rates("anthropic", "claude-sonnet-4-5", AT)
+    assert rates is not None and sum(cost_breakdown(rates, usage).values()) == usd((9000, "3"), (400, "15")) + Decimal("0.02")
+
+
+def test_prices_file_audio_and_web_search_rates(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        [models."my-voice"]
+        input = 1
+        output = 2
+        input_audio = 10
+        output_audio = 20
+        web_search = 5
+    """)
+    book = PriceBook(path, use_env=False)
+    price = book.cost("openai", "my-voice", Usage(input=1000, output=100, audio_input=600, audio_output=50, web_searches=4), AT)
+    assert price.cost_usd == float(usd((400, "1"), (600, "10"), (50, "2"), (50, "20")) + Decimal("0.02"))
+
+
 # ------------------------------------------------------------------ model names
 
 

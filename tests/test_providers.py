@@ -552,3 +552,54 @@ def test_azure_stream_opening_with_an_empty_model_takes_the_model_of_later_chunk
     assert (rec.provider, rec.model, rec.model_requested) == ("azure", "gpt-4o-mini-2024-07-18", "prod-mini")
     # gpt-4o-mini: 1,024 uncached input at $0.15, 1,024 cached at $0.075, 2 output at $0.60 per 1M tokens
     assert rec.cost_usd == pytest.approx(usd((1024, "0.15"), (1024, "0.075"), (2, "0.60")), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- audio tokens, web searches
+
+AUDIO_DAY = datetime(2026, 11, 2, tzinfo=timezone.utc)
+
+
+def test_openai_audio_tokens_are_priced_at_the_audio_rates(tracker, records):
+    """Audio tokens were billed at the text rates (7x under for gpt-audio: review finding)."""
+    body = {**json.loads(fixture("openai_chat.json")), "model": "gpt-audio-2025-08-28", "usage": {
+        "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 800},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 400}}}  # fmt: skip
+    tracker.now = lambda: AUDIO_DAY
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    client.chat.completions.create(model="gpt-audio", messages=[{"role": "user", "content": "hi"}], modalities=["text", "audio"])
+    [rec] = records()
+    # gpt-audio: text $2.50 in / $10 out, audio $32 in / $64 out per 1M tokens
+    assert rec.cost_usd == pytest.approx(usd((200, "2.50"), (800, "32"), (100, "10"), (400, "64")), rel=1e-12)
+    assert (rec.tokens_input, rec.tokens_output) == (1000, 500)
+    assert rec.tags == {"audio_input_tokens": 800, "audio_output_tokens": 400}
+    from costtrack.cli.reprice import usage_of
+
+    again = tracker.pricebook.cost(rec.provider, rec.model, usage_of(rec), rec.timestamp)
+    assert again.cost_usd == rec.cost_usd  # reprice reads the audio counts back from the tags
+
+
+def test_anthropic_web_searches_are_billed_per_search(tracker, records):
+    """server_tool_use.web_search_requests ($10 per 1,000 searches) was not billed (review finding)."""
+    stream = fixture("anthropic_stream.sse").replace(
+        b'"usage":{"output_tokens":57}', b'"usage":{"output_tokens":57,"server_tool_use":{"web_search_requests":2}}'
+    )
+    assert b"web_search_requests" in stream
+    client = tracker.wrap(anthropic_client(Recorder(httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                                    content=stream))))  # fmt: skip
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "news?"}]) as s:
+        s.get_final_message()
+    [rec] = records()
+    tokens = usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15"))
+    assert rec.cost_usd == pytest.approx(tokens + 2 * 10 / 1000, rel=1e-12)
+    assert rec.tags == {"web_searches": 2}
+
+
+def test_openai_responses_web_searches_are_billed_per_search(tracker, records):
+    body = {**json.loads(fixture("openai_responses.json")), "tool_usage": {"web_search": {"num_requests": 3}}}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    response = client.responses.create(model="gpt-4o", input="news?", tools=[{"type": "web_search"}])
+    assert response.tool_usage is not None and response.tool_usage.web_search.num_requests == 3
+    [rec] = records()
+    # gpt-4o: $2.50 input, $1.25 cached, $10 output per 1M tokens; web search $10 per 1,000 searches
+    assert rec.cost_usd == pytest.approx(usd((952, "2.50"), (2048, "1.25"), (400, "10")) + 3 * 10 / 1000, rel=1e-12)

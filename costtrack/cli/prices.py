@@ -38,6 +38,9 @@ _BUCKETS = (
     ("cache_write_1h", "cache write, 1 hour"),
     ("output", "output (reasoning included)"),
 )
+#: Rows shown only for a model with its own audio rates.
+_AUDIO_BUCKETS = (("input_audio", "audio input"), ("output_audio", "audio output"))
+_ZERO = Decimal(0)
 
 
 def _parse_at(value: str | None) -> datetime:
@@ -94,6 +97,9 @@ def _rates_json(rates: Rates) -> dict[str, Any]:
         "cache_write": _num(rates.cache_write),
         "cache_write_1h": _num(rates.cache_write_1h),
         "output": _num(rates.output),
+        "input_audio": _num(rates.input_audio),
+        "output_audio": _num(rates.output_audio),
+        "web_search_per_1k": _num(rates.web_search),
     }
 
 
@@ -151,7 +157,12 @@ def show(
         cells = [_cell(rates, key, own[key] is None)]
         cells += [_cell(tier.rates, key, getattr(tier.rates, key) is None) for tier in rates.tiers]
         table.add_row(label, *cells)
+    for key, label in _AUDIO_BUCKETS:
+        if getattr(rates, key) is not None:  # else billed as text: the rows above
+            table.add_row(label, *(_plain(getattr(r, key) or _ZERO) for r in (rates, *(t.rates for t in rates.tiers))))
     console.print(table)
+    if rates.web_search is not None:
+        console.print(f"web search: ${_plain(rates.web_search)} per 1,000 searches", highlight=False)
     if rates.valid_from:
         console.print(f"in force since {rates.valid_from.isoformat()}", highlight=False)
     console.print(f"source: {escape(rates.source)}", highlight=False)
@@ -189,6 +200,15 @@ def cost(
     reasoning_tokens: Annotated[
         int, typer.Option("--reasoning-tokens", min=0, help="The part of the output spent on reasoning.")
     ] = 0,
+    audio_input_tokens: Annotated[
+        int, typer.Option("--audio-input-tokens", min=0, help="The part of the uncached input that is audio.")
+    ] = 0,
+    audio_output_tokens: Annotated[
+        int, typer.Option("--audio-output-tokens", min=0, help="The part of the output that is audio.")
+    ] = 0,
+    web_searches: Annotated[
+        int, typer.Option("--web-searches", min=0, help="Server-side web searches the call ran.")
+    ] = 0,
     batch: Annotated[
         bool, typer.Option("--batch", help="Batch API: the catalog's Batch rates, else 50% of the standard rates.")
     ] = False,
@@ -217,6 +237,16 @@ def cost(
             f"--reasoning-tokens {reasoning_tokens} is more than --output-tokens {output_tokens}: "
             "output tokens include reasoning tokens"
         )
+    if audio_input_tokens > input_tokens - cached_tokens - writes:
+        _common.fail(
+            f"--audio-input-tokens {audio_input_tokens} is more than the uncached input "
+            f"({input_tokens - cached_tokens - writes}): audio input tokens are part of --input-tokens"
+        )
+    if audio_output_tokens > output_tokens:
+        _common.fail(
+            f"--audio-output-tokens {audio_output_tokens} is more than --output-tokens {output_tokens}: "
+            "output tokens include audio tokens"
+        )
     when = _parse_at(at)
     book = PriceBook(prices_file)
     rates, for_provider = _lookup(book, provider, model, when)
@@ -227,7 +257,8 @@ def cost(
         )
     usage = Usage(
         input=input_tokens, output=output_tokens, cached_input=cached_tokens, cache_write=writes,
-        cache_write_1h=cache_write_1h_tokens, reasoning=reasoning_tokens,
+        cache_write_1h=cache_write_1h_tokens, reasoning=reasoning_tokens, audio_input=audio_input_tokens,
+        audio_output=audio_output_tokens, web_searches=web_searches,
     )  # fmt: skip
     halve = False
     if batch and service_tier is not None:
@@ -254,6 +285,7 @@ def cost(
             "usage": {
                 "input": usage.input, "cached_input": usage.cached_input, "cache_write": usage.cache_write,
                 "cache_write_1h": usage.cache_write_1h, "output": usage.output, "reasoning": usage.reasoning,
+                "audio_input": usage.audio_input, "audio_output": usage.audio_output, "web_searches": usage.web_searches,
             },
             "breakdown_usd": {k: float(v) for k, v in cost_breakdown(rates, usage, batch=halve).items()},
         })  # fmt: skip

@@ -13,7 +13,7 @@ from ..periods import parse_since
 from ..pricing import PriceBook, catalog_available
 from ..records import CallRecord
 from ..store.sql import iter_records, update_answer_costs, update_costs
-from ..usage import Usage
+from ..usage import Usage, extras_from_tags
 from . import _common
 
 #: How a price_source from the catalog begins (see pricing.PriceBook): unlike a prices file's, it is always at hand.
@@ -25,7 +25,7 @@ def usage_of(record: CallRecord) -> Usage:
     return Usage(
         input=record.tokens_input, output=record.tokens_output, cached_input=record.tokens_cached_input,
         cache_write=record.tokens_cache_write, cache_write_1h=record.tokens_cache_write_1h,
-        reasoning=record.tokens_reasoning,
+        reasoning=record.tokens_reasoning, **extras_from_tags(record.tags),
     )  # fmt: skip
 
 

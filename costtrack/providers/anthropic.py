@@ -26,9 +26,11 @@ def message_usage(usage: Any) -> Usage | None:
     details = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
     total_input = as_int(usage.get("input_tokens")) + read + write
     reasoning = as_int(details.get("thinking_tokens"))
-    # In field order (input, output, cached_input, cache_write, cache_write_1h, reasoning): a class called with
-    # keywords first packs them into a dict, 4k instructions a record.
-    return Usage(total_input, as_int(usage.get("output_tokens")), read, write, min(write_1h, write), reasoning)
+    tools = usage.get("server_tool_use")
+    searches = as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else 0
+    # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions a record.
+    return Usage(total_input, as_int(usage.get("output_tokens")), read, write, min(write_1h, write), reasoning, 0, 0,
+                 searches)  # fmt: skip
 
 
 class MessageStreamReader:

@@ -44,19 +44,26 @@ def chat_usage(usage: Any) -> Usage | None:
     cached_input = _detail(usage, "prompt_tokens_details", "cached_tokens")
     cache_write = _detail(usage, "prompt_tokens_details", "cache_write_tokens")
     reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens")
+    audio_input = _detail(usage, "prompt_tokens_details", "audio_tokens")
+    audio_output = _detail(usage, "completion_tokens_details", "audio_tokens")
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
-    return Usage(as_int(prompt), as_int(usage.get("completion_tokens")), cached_input, cache_write, 0, reasoning)
+    return Usage(as_int(prompt), as_int(usage.get("completion_tokens")), cached_input, cache_write, 0, reasoning,
+                 audio_input, audio_output)  # fmt: skip
 
 
-def responses_usage(usage: Any) -> Usage | None:
-    """Usage of a Responses API response: input_tokens include cached ones, output_tokens reasoning."""
+def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
+    """Usage of a Responses API response: input_tokens include cached ones, output_tokens reasoning; its
+    `tool_usage` (beside `usage`) counts the web searches billed."""
     if not isinstance(usage, dict):
         return None
     cached_input = _detail(usage, "input_tokens_details", "cached_tokens")
     cache_write = _detail(usage, "input_tokens_details", "cache_write_tokens")
     reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
+    searches = _detail(tool_usage, "web_search", "num_requests") if isinstance(tool_usage, dict) else 0
     # In field order (see Usage), as in chat_usage.
-    return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0, reasoning)
+    return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0,
+                 reasoning, 0, 0, searches)  # fmt: skip
+
 
 
 def _tier_of(body: dict[str, Any]) -> str | None:
@@ -375,7 +382,7 @@ class ResponsesStreamReader:
             if isinstance(response, dict):
                 if isinstance(response.get("model"), str) and response["model"]:
                     self.model = response["model"]
-                usage = responses_usage(response.get("usage"))
+                usage = responses_usage(response.get("usage"), response.get("tool_usage"))
                 if usage is not None:
                     self.usage = usage
                     self.service_tier = _tier_of(response)
@@ -396,6 +403,8 @@ class _Parser:
 
     def usage(self, body: dict[str, Any]) -> Usage | None:
         """Usage of a whole response body, or None when absent or malformed."""
+        if self._usage is responses_usage:
+            return responses_usage(body.get("usage"), body.get("tool_usage"))
         return self._usage(body.get("usage"))
 
     def stream_reader(self, hide_usage_chunk: bool) -> Any:
