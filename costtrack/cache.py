@@ -191,8 +191,8 @@ class Cache(ABC):
         cacheable: Callable[[dict[str, Any]], bool] | None = None,
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl is not None and not ttl > 0:
-            raise CacheError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
+            raise CacheError(f"ttl must be a positive number of seconds or None, got {ttl!r} (an hour is ttl=3600)")
         self.ttl = ttl
         self.namespace = check_namespace(namespace)
         self.cacheable = cacheable

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
+from .errors import ConfigError
 from .logs import log_once
 from .transport import AsyncCostTransport, CostTransport, Instrument
 
@@ -116,6 +117,7 @@ def wrap(
         client = costtrack.wrap(OpenAI(), endpoint="/api/summarize")
     """
     api = _api_of(client)
+    _check_options(tags, cache)
     _warn_if_unrecorded(client)
     sdk_http = getattr(client, "_client", None)
     earlier = getattr(getattr(sdk_http, "_transport", None), "instrument", None)
@@ -146,6 +148,19 @@ def wrap(
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
     options = {"endpoint": endpoint, "tags": tags, "cache": cache}
     return _install_policies(wrapped, api, instrument.provider, tracker, fallback, router, options)
+
+
+def _check_options(tags: Any, cache: Any) -> None:
+    """Refuse at once what would fail at every call (`cache=True`, `tags="run=x"`), saying what to give."""
+    from .cache import Cache
+
+    if cache is not None and not isinstance(cache, Cache):
+        raise ConfigError(
+            f"wrap(cache=...): expected a costtrack.MemoryCache or costtrack.RedisCache, not {cache!r} "
+            "(e.g. cache=costtrack.MemoryCache(ttl=3600))"
+        )
+    if tags is not None and not isinstance(tags, Mapping):
+        raise ConfigError(f"wrap(tags=...): expected a dict such as {{'run': 'x'}}, not {tags!r}")
 
 
 def _install_policies(client: C, api: str, provider: str, tracker: Tracker | None, fallback: Any, router: Any,

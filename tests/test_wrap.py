@@ -309,3 +309,24 @@ def test_anthropic_cloud_clients_are_said_to_go_unrecorded(tracker, records, cap
     with caplog.at_level("WARNING", logger="costtrack"):
         tracker.wrap(anthropic_client(Recorder(serve("anthropic_message.json"))))
     assert not caplog.records  # the Anthropic API itself is recorded: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [({"cache": True}, "costtrack.MemoryCache"), ({"cache": "redis://localhost"}, "costtrack.MemoryCache"),
+     ({"tags": "run=x"}, "a dict such as")],
+)  # fmt: skip
+def test_options_that_would_fail_at_every_call_are_refused_at_wrap(options, needle):
+    """wrap(cache=True) was taken, then every call logged a traceback and nothing was cached (review finding)."""
+    from costtrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=needle):
+        costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))), **options)
+
+
+@pytest.mark.parametrize("ttl", ["1h", True, 0, -5, float("nan")])
+def test_a_cache_ttl_that_is_not_a_positive_number_is_one_clear_error(ttl):
+    from costtrack.cache import CacheError
+
+    with pytest.raises(CacheError, match="ttl must be a positive number of seconds"):
+        costtrack.MemoryCache(ttl=ttl)
