@@ -366,6 +366,8 @@ def test_demo_runs_offline_records_and_audits(tmp_path, capsys, monkeypatch):
     assert run(["demo", "--calls", "300", "--database-url", url]) == 0
     captured = capsys.readouterr()
     assert "/api/classify" in captured.out and "TOTAL" in captured.out
+    # The next commands it suggests read the database it wrote, not ./costtrack.db (review finding)
+    assert f"`costtrack stats --by model --database-url {url}`" in " ".join(captured.err.split())
     audit = (tmp_path / "docs" / "optimization-audit.md").read_text()
     assert "## 1. Current State Analysis" in audit and "/api/classify" in audit
     assert run(["stats", "--json", "--by", "endpoint", "--database-url", url]) == 0

@@ -57,8 +57,10 @@ def demo(
 
         audit(output="docs/optimization-audit.md", since="31d", until=None, cache_ttl="1h", hardware="rtx4090",
               charts=True, template=None, prices_file=None, database_url=url)  # fmt: skip
-    console.print("Next: `costtrack stats --by model`, `costtrack simulate --swap gpt-4o=gpt-4o-mini`, "
-                  "`costtrack export --format csv -o calls.csv`")
+    # A database given here is not the one the next commands read by default: they name it too (password masked).
+    flag = f" --database-url {_common.display_url(database_url)}" if database_url is not None else ""
+    console.print(f"Next: `costtrack stats --by model{flag}`, `costtrack simulate --swap gpt-4o=gpt-4o-mini{flag}`, "
+                  f"`costtrack export --format csv -o calls.csv{flag}`")
 
 
 def _clear_earlier_demo(engine: Engine, url: str) -> int:
