@@ -482,6 +482,17 @@ def test_cli_from_db(tracker: Any, database_url: str, capsys: pytest.CaptureFixt
     assert data["breakeven_requests_per_day"] == pytest.approx(be)
 
 
+def test_cli_from_db_with_only_unpriced_models_says_so(tracker: Any, database_url: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """It said "give --model ..., or --from-db", --from-db given (review finding)."""
+    for i in range(3):
+        tracker.add(CallRecord(timestamp=START + timedelta(hours=i), provider="ollama", model="llama3.1:8b", operation="chat",
+                               endpoint="/api/chat", tokens_input=500, tokens_output=100))  # fmt: skip
+    assert tracker.flush(10)
+    err = run_error(capsys, "--from-db", "--database-url", database_url)
+    assert "none of the 3 recorded calls has a priced model" in err and "give --model" in err
+
+
 def test_cli_from_db_empty(empty_sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     err = run_error(capsys, "--from-db", "--database-url", empty_sqlite_url)
     assert "no calls recorded" in err

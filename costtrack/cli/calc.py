@@ -108,6 +108,11 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
                 raise ConfigError("--models lists no API model: add one (e.g. gpt-4o-mini), or give --model")
             model = cheapest.name
             provider = next((a.provider for a in apis if a.model == model), None)
+    if model is None and profile is not None:
+        raise ConfigError(
+            f"none of the {profile.calls:,} recorded calls has a priced model to compare with (unpriced models are not "
+            "API prices): give --model (an API model such as gpt-4o-mini), or --compare to use the cheapest"
+        )
     if model is None:
         raise ConfigError(
             "give --model (an API model such as gpt-4o-mini), or --from-db to use your most-called model, "
