@@ -13,14 +13,18 @@ per-hour price in a prices file to compare them with the API (`costtrack prices 
 
 import sys
 
-from openai import OpenAI
+from openai import APIConnectionError, OpenAI
 
 import costtrack
 
 base_url = sys.argv[1] if len(sys.argv) > 1 else "http://localhost:11434/v1"
 model = sys.argv[2] if len(sys.argv) > 2 else "llama3.1:8b"
 
-client = costtrack.wrap(OpenAI(base_url=base_url, api_key="not-needed"), endpoint="/api/local")
-reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say hi in five words."}])
+client = costtrack.wrap(OpenAI(base_url=base_url, api_key="not-needed", max_retries=0), endpoint="/api/local")
+try:
+    reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say hi in five words."}])
+except APIConnectionError:
+    costtrack.flush()  # the failed attempt is recorded too
+    sys.exit(f"no server answers at {base_url}: start one (`ollama serve`), or give its URL as the first argument")
 print(reply.choices[0].message.content)
 costtrack.flush()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from servers import LLMServer
 
@@ -67,6 +68,13 @@ def test_local_server_example_records_the_provider_from_the_url(server, tmp_path
     (record,) = stored(tmp_path)
     assert record["endpoint"] == "/api/local" and record["model_requested"] == "llama3.1:8b"
     assert record["tokens_output"] == 6 and record["cost_usd"] is None  # a local model has no list price
+
+
+def test_local_server_example_without_a_server_says_what_to_do(tmp_path) -> None:
+    run = run_example("local_server.py", tmp_path, f"http://127.0.0.1:{free_port()}/v1", "llama3.1:8b")
+    assert run.returncode == 1 and "no server answers" in run.stderr and "Traceback" not in run.stderr
+    (record,) = stored(tmp_path)
+    assert record["status"] == "error" and record["error_type"] == "connection_error"
 
 
 @pytest.mark.parametrize("name", ["openai_quickstart.py", "anthropic_quickstart.py"])
