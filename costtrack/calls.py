@@ -315,10 +315,12 @@ def _text(value: object) -> str:
 
 
 def _tier_in(body: dict[str, Any]) -> str | None:
-    """The service tier a whole answer names: OpenAI at the top level, Anthropic inside its usage."""
+    """The service tier a whole answer names: OpenAI at the top level, Anthropic inside its usage, where its fast
+    mode (`speed: "fast"`, billed at its own rates) is taken as the tier `fast`."""
     tier = body.get("service_tier")
     if tier is None and isinstance(body.get("usage"), dict):
-        tier = body["usage"].get("service_tier")
+        usage = body["usage"]
+        tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
     return tier if isinstance(tier, str) else None
 
 

@@ -721,7 +721,10 @@ class _Entry:
         if batch:
             variant = self.batch_rates_at(at)
             return (variant, False) if variant is not None else (self.rates_at(at), True)
-        variant = self.variant_rates_at(at, "service_tier", tier) if tier is not None else None
+        variant = None
+        if tier is not None:
+            # OpenAI's tiers are service_tier variants in the catalog; Anthropic's fast mode is a speed one.
+            variant = self.variant_rates_at(at, "service_tier", tier) or self.variant_rates_at(at, "speed", tier)
         return (variant if variant is not None else self.rates_at(at)), False
 
     def _before_history(self, at: datetime) -> bool:

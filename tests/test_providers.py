@@ -603,3 +603,28 @@ def test_openai_responses_web_searches_are_billed_per_search(tracker, records):
     [rec] = records()
     # gpt-4o: $2.50 input, $1.25 cached, $10 output per 1M tokens; web search $10 per 1,000 searches
     assert rec.cost_usd == pytest.approx(usd((952, "2.50"), (2048, "1.25"), (400, "10")) + 3 * 10 / 1000, rel=1e-12)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
+def test_anthropic_fast_mode_is_priced_at_its_own_rates(tracker, records, streamed):
+    """An answer whose usage says speed "fast" was billed at the standard rates, half its cost (review finding)."""
+    if streamed:
+        body = fixture("anthropic_stream.sse").replace(b'"service_tier":"standard"', b'"service_tier":"standard","speed":"fast"')
+        body = body.replace(b"claude-sonnet-4-5-20250929", b"claude-opus-5")
+        response = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    else:
+        message = json.loads(fixture("anthropic_message.json"))
+        message["model"] = "claude-opus-5"
+        message["usage"]["speed"] = "fast"
+        response = httpx2.Response(200, json=message)
+    client = tracker.wrap(anthropic_client(Recorder(response)))
+    answer = client.messages.create(model="claude-opus-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                    speed="fast", stream=streamed)  # fmt: skip
+    if streamed:
+        list(answer)
+    [rec] = records()
+    # claude-opus-5 fast mode: $10 input, $1 cache read, $12.50 5-minute write, $20 1-hour write, $50 output per 1M
+    # tokens (the standard rates doubled)
+    expected = usd((30, "10"), (10000, "1"), (500, "12.5"), (1500, "20"), (57, "50"))
+    assert rec.cost_usd == pytest.approx(expected, rel=1e-12) and rec.price_source.endswith("(fast)")
+    assert rec.tags["service_tier"] == "fast"

@@ -51,8 +51,8 @@ class MessageStreamReader:
 
     @property
     def service_tier(self) -> str | None:
-        """The service tier the message's usage names (None: not said)."""
-        tier = self._raw.get("service_tier")
+        """The service tier the message's usage names (None: not said); its fast mode (`speed: "fast"`) is `fast`."""
+        tier = "fast" if self._raw.get("speed") == "fast" else self._raw.get("service_tier")
         return tier if isinstance(tier, str) else None
 
     @property
