@@ -306,3 +306,37 @@ def test_rates_change_in_points_and_formulas_check_as_printed(runs, database_url
         assert _cell(per_1k[side]) == pytest.approx(x["per1k"], rel=1e-4)
         assert monthly[side] == usd(_cell(per_1k[side]) / 1000 * volume)  # as printed
         assert monthly[side] == usd(x["per1k"] / 1000 * b["requests"] * 30 / (span / 86400))  # and right
+
+
+def test_prompt_caching_saving_is_net_of_cache_writes(tracker, make_record, database_url):
+    """Cache reads save input - cached rate; cache writes cost their rate - input rate (5-minute and 1-hour writes
+    each at their own rate), which the saving subtracts; a call that only wrote the cache counts too."""
+    def chat(hour, cached, write, write_1h, **kw):
+        return make_record(timestamp=A0 + timedelta(hours=hour), endpoint="/api/chat", provider="anthropic",
+                           model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=3000,
+                           tokens_cached_input=cached, tokens_cache_write=write, tokens_cache_write_1h=write_1h,
+                           tokens_output=40, cost_usd=0.004, **kw)  # fmt: skip
+
+    recs = [chat(0, 0, 2000, 0), chat(1, 2000, 0, 0), chat(2, 2000, 0, 0), chat(3, 0, 2500, 2500),
+            chat(4, 2500, 0, 0, status="incomplete"),
+            make_record(timestamp=A0 + timedelta(hours=5), endpoint="/api/classify", provider="openai",
+                        model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=1500,
+                        tokens_cached_input=1024, tokens_output=5, cost_usd=0.003)]  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    book = PriceBook()
+    s = book.rates("anthropic", "claude-sonnet-4-5-20250929", A0).effective()
+    o = book.rates("openai", "gpt-4o-2024-08-06", A0).effective()
+    assert s["cache_write"] > s["input"] and s["cache_write_1h"] > s["cache_write"]  # the premium this test is about
+    chat_saved = float(((2000 + 2000 + 2500) * (s["input"] - s["cached_input"])
+                        - 2000 * (s["cache_write"] - s["input"]) - 2500 * (s["cache_write_1h"] - s["input"])) / MTOK)
+    classify_saved = float(1024 * (o["input"] - o["cached_input"]) / MTOK)
+    caching = next(x for x in summary.attribution.savings if x.name == "Provider prompt caching")
+    assert caching.by_endpoint == pytest.approx({"/api/chat": chat_saved, "/api/classify": classify_saved}, abs=1e-15)
+    assert caching.saved_usd == pytest.approx(chat_saved + classify_saved, abs=1e-15)
+    assert caching.evidence.startswith(f"{count(2000 + 2000 + 2500 + 1024)} input tokens read")
+    assert f"net of {count(2000 + 2500)} written" in caching.evidence
+    text = render("summary", {"summary": summary, "version": "t", "database": "d", "command": "c"})
+    assert f"**Provider prompt caching**: {usd(chat_saved + classify_saved)} over the period" in text
