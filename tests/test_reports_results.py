@@ -340,3 +340,50 @@ def test_prompt_caching_saving_is_net_of_cache_writes(tracker, make_record, data
     assert f"net of {count(2000 + 2500)} written" in caching.evidence
     text = render("summary", {"summary": summary, "version": "t", "database": "d", "command": "c"})
     assert f"**Provider prompt caching**: {usd(chat_saved + classify_saved)} over the period" in text
+
+
+def test_fallback_counts_answers_from_a_cheaper_model_apart(tracker, make_record, database_url):
+    """Only answers from a model cheaper than the requested one are counted as cheaper: the requested model
+    answering after an escalation, or a cheap model asked for by name, saved nothing, and a dearer one cost more.
+    The dollar figure stays over every answer, less the escalated attempts."""
+    book = PriceBook()
+
+    def cost(model, tin, tout):
+        r = book.rates("openai", model, A0).effective()
+        return float((tin * r["input"] + tout * r["output"]) / MTOK)
+
+    recs = []
+
+    def answer(i, requested, model, chain):
+        saved = cost(requested, 200, 30) - cost(model, 200, 30)  # what CheapFirst stores: the requested model's price
+        recs.append(make_record(timestamp=A0 + timedelta(minutes=i), endpoint="/api/summarize", model=model,
+                                model_requested=model, tokens_input=200, tokens_output=30,
+                                cost_usd=cost(model, 200, 30), cost_saved_usd=saved, attempt=2 if "+" in chain else 1,
+                                tags={"fallback_chain": chain.strip("+"), "fallback_requested": requested}))  # fmt: skip
+
+    def escalated(i, requested, model, chain):
+        recs.append(make_record(timestamp=A0 + timedelta(minutes=i, seconds=-1), endpoint="/api/summarize", model=model,
+                                model_requested=model, tokens_input=200, tokens_output=30, cost_usd=cost(model, 200, 30),
+                                tags={"fallback_chain": chain, "fallback_requested": requested,
+                                      "fallback_reason": "rejected"}))  # fmt: skip
+
+    for i in range(3):  # gpt-4o asked for, gpt-4o-mini's answer accepted: cheaper
+        answer(i, "gpt-4o", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")
+    for i in range(3, 5):  # gpt-4o-mini rejected, gpt-4o (the requested model) answered: not cheaper
+        escalated(i, "gpt-4o", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")
+        answer(i, "gpt-4o", "gpt-4o", "gpt-4o-mini>gpt-4o+")
+    answer(5, "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")  # the cheap model asked for by name
+    escalated(6, "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")  # escalated past the requested model: dearer
+    answer(6, "gpt-4o-mini", "gpt-4o", "gpt-4o-mini>gpt-4o+")
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    fallback = next(x for x in summary.attribution.savings if x.name == "Cheap-first fallback")
+    answers = [r for r in recs if "fallback_reason" not in r.tags]
+    rejected = [r for r in recs if "fallback_reason" in r.tags]
+    saved, spent = sum(r.cost_saved_usd for r in answers), sum(r.cost_usd for r in rejected)
+    assert fallback.evidence == (f"{count(7)} chain answers ({count(3)} from a model cheaper than the requested one, "
+                                 f"{count(1)} from a dearer one) saved {usd(saved)} against the requested model; "
+                                 f"{count(3)} escalated attempts cost {usd(spent)}")  # fmt: skip
+    assert fallback.saved_usd == pytest.approx(saved - spent, abs=1e-15)

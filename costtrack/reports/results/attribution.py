@@ -138,6 +138,10 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
         "fallback": select(
             c.endpoint,
             sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd.is_not(None)), 1).label("accepted"),
+            # An answer saved money only when its model is cheaper than the requested one for its tokens:
+            # the requested model itself (after an escalation) saves 0, a dearer one less than 0.
+            sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd > 0), 1).label("cheaper"),
+            sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd < 0), 1).label("dearer"),
             sum_where(and_(chain, c.cache_hit.is_(False)), func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             sum_where(reason, 1).label("escalated"),
             sum_where(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
@@ -176,17 +180,9 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
     unpriced = sorted({r.model for r in rows[f"{prefix}.cached"] if _rates(book, r, at) is None})
     if unpriced:
         out.notes.append(f"prompt-cache savings of {', '.join(unpriced)} are left out: no price")
-    f_rows = [r for r in rows[f"{prefix}.fallback"] if int(r.accepted) or int(r.escalated)]
-    if f_rows:
-        accepted, escalated = sum(int(r.accepted) for r in f_rows), sum(int(r.escalated) for r in f_rows)
-        f_saved, f_cost = sum(float(r.saved) for r in f_rows), sum(float(r.escalated_cost) for r in f_rows)
-        net = f_saved - f_cost
-        out.savings.append(Saving(
-            "Cheap-first fallback",
-            f"{count(accepted)} answers cheaper than the requested model saved {usd(f_saved)}; "
-            f"{count(escalated)} escalated attempts cost {usd(f_cost)}",
-            net, month(net), {r.endpoint: float(r.saved) - float(r.escalated_cost) for r in f_rows},
-        ))  # fmt: skip
+    fallback = _fallback(rows[f"{prefix}.fallback"], month)
+    if fallback is not None:
+        out.savings.append(fallback)
     route_rows = rows[f"{prefix}.routes"]
     if route_rows:
         by_label: dict[str, list[Any]] = {}
@@ -253,6 +249,26 @@ def _prompt_caching(rows: list[Any], book: PriceBook, at: datetime, month: Calla
     if written:
         evidence += f", net of {count(written)} written to it at the cache-write rate"
     return Saving("Provider prompt caching", evidence, saved, month(saved), by_endpoint)
+
+
+def _fallback(rows: list[Any], month: Callable[[float], float]) -> Saving | None:
+    """Cheap-first fallback: what its answers saved against the requested model, less the escalated attempts."""
+    f_rows = [r for r in rows if int(r.accepted) or int(r.escalated)]
+    if not f_rows:
+        return None
+    accepted, escalated = sum(int(r.accepted) for r in f_rows), sum(int(r.escalated) for r in f_rows)
+    cheaper, dearer = sum(int(r.cheaper) for r in f_rows), sum(int(r.dearer) for r in f_rows)
+    f_saved, f_cost = sum(float(r.saved) for r in f_rows), sum(float(r.escalated_cost) for r in f_rows)
+    net = f_saved - f_cost
+    # The dollar figure is over every answer (a dearer one's saving is negative), so the count beside it is too;
+    # how many came from a cheaper model is said apart.
+    models = f"{count(cheaper)} from a model cheaper than the requested one"
+    if dearer:
+        models += f", {count(dearer)} from a dearer one"
+    evidence = (f"{count(accepted)} chain answers ({models}) saved {usd(f_saved)} against the requested model; "
+                f"{count(escalated)} escalated attempts cost {usd(f_cost)}")  # fmt: skip
+    return Saving("Cheap-first fallback", evidence, net, month(net),
+                  {r.endpoint: float(r.saved) - float(r.escalated_cost) for r in f_rows})  # fmt: skip
 
 
 def endpoint_models(rows: list[Any]) -> dict[str, tuple[str, str]]:
