@@ -175,13 +175,15 @@ def test_current_state_figures(workload, database_url):
         assert row[6] == pytest.approx(sum(r.status == "error" for r in calls) / len(calls))
     everything = [r.latency_ms for r in workload]
     assert latency["**All endpoints**"][3:6] == [nearest_rank(everything, p) for p in (50, 95, 99)]
-    inventory = {(row[0], row[2]): row for row in audit.inventory.rows}
+    inventory = {(row[0], row[1], row[2]): row for row in audit.inventory.rows}
     classify = [r for r in workload if r.endpoint == "/api/classify" and r.model_requested == "gpt-4o"]
-    row = inventory[("/api/classify", "gpt-4o")]
-    assert row[1] == "gpt-4o-2024-08-06"  # the model that answered (the failed calls got no answer)
-    assert row[3:8] == [len(classify), sum(r.tokens_input for r in classify), sum(r.tokens_output for r in classify), 0,
-                        pytest.approx(sum(r.cost_usd for r in classify), abs=1e-12)]  # fmt: skip
-    assert row[8] == pytest.approx(sum(r.cost_usd for r in classify) / exp["spend"])
+    answered = [r for r in classify if r.status != "error"]
+    row = inventory[("/api/classify", "gpt-4o-2024-08-06", "gpt-4o")]  # the model that answered
+    assert row[3:8] == [len(answered), sum(r.tokens_input for r in answered), sum(r.tokens_output for r in answered), 0,
+                        pytest.approx(sum(r.cost_usd for r in answered), abs=1e-12)]  # fmt: skip
+    assert row[8] == pytest.approx(sum(r.cost_usd for r in answered) / exp["spend"])
+    failed = inventory[("/api/classify", "(failed: no answer)", "gpt-4o")]  # the failed calls got no answer
+    assert failed[3] == sum(r.status == "error" for r in classify) == 2
     assert audit.error_rate == pytest.approx(sum(r.status == "error" for r in workload) / len(workload))
     assert audit.failed_calls == sum(r.status == "error" for r in workload)
     assert audit.incomplete_calls == sum(r.status == "incomplete" for r in workload) > 0
@@ -513,7 +515,7 @@ def test_models_are_named_as_answered_in_every_table(workload, database_url):
     the name the app asked for is in a column that says so."""
     audit = build_audit(make_engine(database_url), PriceBook(), since=None)
     assert [c.title for c in audit.inventory.columns[:3]] == ["Endpoint", "Model", "Requested as"]
-    inventory = {(row[0], row[2]): row[1] for row in audit.inventory.rows[:-1]}
+    inventory = {(row[0], row[2]): row[1] for row in audit.inventory.rows[:-1] if row[1] != "(failed: no answer)"}
     answered = {}
     for r in workload:
         if r.status != "error":
@@ -538,3 +540,46 @@ def test_success_metrics_give_rate_changes_in_points(workload, database_url):
         assert m is not None, opp.metric
         before, after, change = (float(g) for g in m.groups())
         assert change == pytest.approx(after - before)
+
+
+def test_inventory_rows_count_the_calls_of_the_model_they_name(tracker, make_record, database_url):
+    """A failed call got no answer (its `model` is the name it asked for): the inventory counts failed calls apart,
+    so each row's calls, tokens and spend are those of the model in its Model cell, also when the requested name is
+    the answered one, and when a failed call was billed."""
+    at = T0
+    mini = rates("openai", "gpt-4o-mini-2024-07-18", at)
+    recs = []
+    for i in range(6):  # requested as an alias, answered by a snapshot; two failures stored under the alias
+        ok = i < 4
+        recs.append(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/answer",
+                                model="gpt-4o-mini-2024-07-18" if ok else "gpt-4o-mini", model_requested="gpt-4o-mini",
+                                status="ok" if ok else "error", tokens_input=300 if ok else 0,
+                                tokens_output=40 if ok else 0, cost_usd=price(mini, 300, 40) if ok else 0.0))  # fmt: skip
+    for i in range(5):  # requested by the name that answers; one failure billed for its input
+        ok = i != 2
+        recs.append(make_record(timestamp=T0 + timedelta(minutes=10 + i), endpoint="/api/search", operation="embeddings",
+                                model="text-embedding-3-small", model_requested="text-embedding-3-small",
+                                status="ok" if ok else "error", tokens_input=20 if ok else 15, tokens_output=0,
+                                cost_usd=4e-7 if ok else 3e-7))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    expected: dict[tuple[str, str, str], list] = {}
+    for r in recs:
+        label = r.model if r.status != "error" else "(failed: no answer)"
+        row = expected.setdefault((r.endpoint, label, r.model_requested), [0, 0, 0, 0.0])
+        row[0] += 1
+        row[1] += r.tokens_input
+        row[2] += r.tokens_output
+        row[3] += r.cost_usd
+    got = {(row[0], row[1], row[2]): [row[3], row[4], row[5], row[7]] for row in audit.inventory.rows[:-1]}
+    assert got.keys() == expected.keys()
+    for key, (calls, tin, tout, spend) in expected.items():
+        assert got[key][:3] == [calls, tin, tout], key
+        assert got[key][3] == pytest.approx(spend, abs=1e-15), key
+    assert got[("/api/answer", "gpt-4o-mini-2024-07-18", "gpt-4o-mini")][0] == 4
+    assert got[("/api/search", "text-embedding-3-small", "text-embedding-3-small")][0] == 4
+    assert audit.inventory.rows[-1][3] == len(recs)
+    text = _render(audit)
+    assert "| /api/answer | (failed: no answer) | gpt-4o-mini | 2 |" in text

@@ -387,3 +387,20 @@ def test_fallback_counts_answers_from_a_cheaper_model_apart(tracker, make_record
                                  f"{count(1)} from a dearer one) saved {usd(saved)} against the requested model; "
                                  f"{count(3)} escalated attempts cost {usd(spent)}")  # fmt: skip
     assert fallback.saved_usd == pytest.approx(saved - spent, abs=1e-15)
+
+
+def test_routed_calls_name_only_the_models_that_answered(tracker, make_record, database_url):
+    """A failed routed call got no answer: its stored `model` (the name it asked for) is not among the route's models,
+    while its call still counts."""
+    recs = [make_record(timestamp=A0 + timedelta(minutes=i), endpoint="/api/classify", model="gpt-4o-mini-2024-07-18",
+                        model_requested="gpt-4o-mini", tags={"route": "cheap"}) for i in range(3)]  # fmt: skip
+    recs.append(make_record(timestamp=A0 + timedelta(minutes=5), endpoint="/api/classify", model="gpt-4o-mini",
+                            model_requested="gpt-4o-mini", status="error", tokens_input=0, tokens_output=0,
+                            cost_usd=0.0, tags={"route": "cheap"}))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    [route] = summary.attribution.routes
+    assert route[0] == "cheap" and route[1] == len(recs)
+    assert route[4] == "gpt-4o-mini-2024-07-18"

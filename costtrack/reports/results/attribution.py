@@ -43,7 +43,7 @@ class Saving:
 @dataclass
 class Attribution:
     savings: list[Saving] = field(default_factory=list)
-    routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models
+    routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models answering
     notes: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)  # first attempts per endpoint
 
@@ -147,6 +147,7 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
             sum_where(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
         ).where(where, chain).group_by(c.endpoint),
         "routes": select(route, c.endpoint, c.provider, model, func.count().label("calls"),
+                         sum_where(c.status != "error", 1).label("answered"),
                          func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(live, c.cost_usd).label("live_spend"),
                          *buckets(live, c, "l_"))
         .where(where, route_tagged)
@@ -193,7 +194,8 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
             acc = by_label.setdefault(str(r.route), [str(r.route), 0, 0.0, None, set()])
             acc[1] += int(r.calls)
             acc[2] += float(r.spend)
-            acc[4].add(r.model)
+            if int(r.answered):  # a failed call got no answer: its `model` is only the name it asked for
+                acc[4].add(r.model)
             ref = (before_models or {}).get(r.endpoint)
             if ref is None or ref[1] == r.model:
                 continue

@@ -63,6 +63,11 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             func.count().label("calls"),
             sum_where(c.attempt == 1, 1).label("requests"),
             sum_where(c.status == "error", 1).label("errors"),
+            # What the failed calls hold, so that a table by answered model can count them apart: they got no answer.
+            sum_where(c.status == "error", func.coalesce(c.cost_usd, 0.0)).label("err_spend"),
+            sum_where(c.status == "error", c.tokens_input).label("err_tin"),
+            sum_where(c.status == "error", c.tokens_output).label("err_tout"),
+            sum_where(c.status == "error", c.tokens_cached_input).label("err_tcached"),
             sum_where(c.cache_hit, 1).label("hits"),
             sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),

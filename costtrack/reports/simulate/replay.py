@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
-from .aggregates import Buckets, DayRow, Group, Replay
+from .aggregates import Buckets, DayRow, Failed, Group, Replay
 from .execution import run_queries
 from .queries import period_where, replay_queries
 from .sql import as_day
@@ -31,6 +31,7 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.calls += int(row.calls)
         g.requests += int(row.requests)
         g.errors += int(row.errors)
+        g.failed = g.failed + Failed(float(row.err_spend), int(row.err_tin), int(row.err_tout), int(row.err_tcached))
         g.cache_hits += int(row.hits)
         g.saved_usd += float(row.saved)
         g.spend_usd += float(row.spend)
