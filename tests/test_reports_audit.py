@@ -583,3 +583,32 @@ def test_inventory_rows_count_the_calls_of_the_model_they_name(tracker, make_rec
     assert audit.inventory.rows[-1][3] == len(recs)
     text = _render(audit)
     assert "| /api/answer | (failed: no answer) | gpt-4o-mini | 2 |" in text
+
+
+def test_tokens_and_cost_per_endpoint_share_one_base(tracker, make_record, database_url):
+    """Each column of the per-endpoint table is per request (first attempt), over the same calls: all of the
+    endpoint's calls, as in the inventory (a cut stream, a billed retry, and a response-cache hit at $0)."""
+    at = T0
+    sonnet = rates("anthropic", "claude-sonnet-4-5-20250929", at)
+
+    def chat(minute, tin, tout, **kw):
+        return make_record(timestamp=T0 + timedelta(minutes=minute), endpoint="/api/chat", provider="anthropic",
+                           model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=tin,
+                           tokens_output=tout, cost_usd=kw.pop("cost", price(sonnet, tin, tout)), **kw)  # fmt: skip
+
+    recs = [chat(i, 2000, 100) for i in range(6)]
+    recs += [chat(10, 2000, 30, status="incomplete"), chat(11, 2000, 12, status="incomplete")]  # cut streams, billed
+    recs.append(chat(12, 2000, 0, status="error", attempt=2, cost=price(sonnet, 2000, 0)))  # a billed failed retry
+    recs.append(chat(13, 2000, 100, cache_hit=True, cost=0.0, cost_saved_usd=price(sonnet, 2000, 100)))
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [row] = audit.per_request_tokens.rows
+    requests = sum(r.attempt == 1 for r in recs)
+    assert requests == 9 and [c.title for c in audit.per_request_tokens.columns][1] == "Requests"
+    assert row[1] == requests
+    assert row[2] == pytest.approx(sum(r.tokens_input for r in recs) / requests)
+    assert row[3] == pytest.approx(sum(r.tokens_output for r in recs) / requests)
+    assert row[4] == pytest.approx(sum(r.cost_usd for r in recs) / requests)
+    assert row[4] == pytest.approx(audit.breakeven["current_per_request"])  # the calculator's cost per request
