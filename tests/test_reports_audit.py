@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from costtrack.format import count, ms, pct, usd
+from costtrack.format import count, days, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports.audit import AuditOptions, build_audit, min_cacheable_tokens
 from costtrack.reports.render import render
@@ -612,3 +612,21 @@ def test_tokens_and_cost_per_endpoint_share_one_base(tracker, make_record, datab
     assert row[3] == pytest.approx(sum(r.tokens_output for r in recs) / requests)
     assert row[4] == pytest.approx(sum(r.cost_usd for r in recs) / requests)
     assert row[4] == pytest.approx(audit.breakeven["current_per_request"])  # the calculator's cost per request
+
+
+@pytest.mark.parametrize("span_hours", [0.0, 19.2, 36.0])
+def test_period_length_is_the_same_in_the_header_and_the_body(tracker, make_record, database_url, span_hours):
+    """The header gives the days the monthly projection divides by, as the body does: under a day (one record, or
+    calls at one instant) counts as one day in both."""
+    for i, hours in enumerate((0.0, span_hours / 2, span_hours)):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=hours), endpoint="/api/answer", cost_usd=0.01,
+                                request_hash=f"p{i}"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    text = _render(audit)
+    length = days(max(span_hours / 24, 1.0))
+    header = re.search(r"between .* and .*\n?.*?\(([^)]*)\), read from", text)
+    assert header is not None and header.group(1).split(",")[0] == length
+    assert f"over {length}\n" in text
+    m = re.search(r"x 30 / ([\d.,]+) = ", text)
+    assert m is not None and _amount(m.group(1)) == pytest.approx(max(span_hours / 24, 1.0), abs=5e-4)
