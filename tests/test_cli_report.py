@@ -97,6 +97,19 @@ def test_results_by_tag_and_ab_and_summary(seeded, database_url, tmp_path, capsy
     assert summary.startswith("## Performance") and "Cost per 1K requests" in summary
 
 
+def test_audit_of_unpriced_calls_reports_an_unknown_spend(tracker, make_record, database_url, tmp_path, capsys):
+    """Unpriced calls alone: the line the audit prints reads the spend as unknown, not $0/month."""
+    for i in range(3):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), model="mystery-llm", model_requested="mystery-llm",
+                                cost_usd=None, price_source=None))  # fmt: skip
+    tracker.flush()
+    out = tmp_path / "audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts",
+                "--database-url", database_url]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "3 calls, spend unknown (unpriced calls)" in err and "$0" not in err
+
+
 @pytest.mark.parametrize("hours", [12, 6, 1])
 def test_results_over_periods_of_half_a_day_or_less(seeded, database_url, tmp_path, hours):
     """A period of 12 h or less is a fraction of a day: the traffic's formula shows it as such (it read 0 days, and

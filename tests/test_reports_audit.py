@@ -630,3 +630,36 @@ def test_period_length_is_the_same_in_the_header_and_the_body(tracker, make_reco
     assert f"over {length}\n" in text
     m = re.search(r"x 30 / ([\d.,]+) = ", text)
     assert m is not None and _amount(m.group(1)) == pytest.approx(max(span_hours / 24, 1.0), abs=5e-4)
+
+
+def test_unpriced_calls_alone_cost_an_unknown_amount_not_zero(tracker, make_record, database_url):
+    """Every call with tokens unpriced (and a failed call billed $0): the spend, its monthly projection, the cost per
+    request and the calculator's API columns read unknown, never $0; the empty price table says why."""
+    for i in range(12):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/answer", model="mystery-llm",
+                                model_requested="mystery-llm", tokens_input=300, tokens_output=40, cost_usd=None,
+                                price_source=None, request_hash=f"u{i}"))  # fmt: skip
+    tracker.add(make_record(timestamp=T0 + timedelta(hours=13), endpoint="/api/answer", model="mystery-llm",
+                            model_requested="mystery-llm", status="error", tokens_input=0, tokens_output=0,
+                            cost_usd=0.0))  # fmt: skip
+    tracker.add(make_record(timestamp=T0 + timedelta(hours=14), endpoint="/api/answer", model="mystery-llm",
+                            model_requested="mystery-llm", status="incomplete", tokens_input=300, tokens_output=7,
+                            cost_usd=None, price_source=None, request_hash="cut"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    assert not audit.spend_known
+    errors = {row[1]: row for row in audit.errors.rows}
+    assert errors["incomplete"][4] is None and errors["error"][4] == 0.0  # the cut stream's cost is unknown
+    assert [row[1:4] for row in audit.calculator.rows] == [[None, None, None]] * 4
+    answered, failed, total = audit.inventory.rows
+    assert answered[1] == "mystery-llm" and answered[7] is None and total[7] is None
+    assert failed[3] == 1 and failed[7] == 0.0  # the failed call is priced: $0, as billed
+    [per_endpoint] = audit.per_request_tokens.rows
+    assert per_endpoint[4] is None and per_endpoint[2] == pytest.approx(13 * 300 / 14)  # 14 requests: failed, cut
+    assert not audit.prices
+    text = _render(audit)
+    assert "a month**" not in text.split("## 1.")[0] and "**In short:** what the app spends is **unknown**" in text
+    assert "- Spend in the period: **unknown**" in text and "$0 per request" not in text
+    assert "| 100 | unpriced | unpriced | unpriced |" in text
+    assert "| **Total** |  |  | 14 | 3,900 | 487 | 0 | unpriced |" in text
+    assert "None: no call in the period was priced (see *Unpriced models*)" in text

@@ -19,6 +19,7 @@ from helpers import nearest_rank
 B0 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # before: 2026-11-01..2026-11-05
 A0 = datetime(2026, 11, 10, tzinfo=timezone.utc)  # after: 2026-11-10..2026-11-14
 MTOK = Decimal(1_000_000)
+MIN = res.MIN_REQUESTS
 
 
 
@@ -404,3 +405,28 @@ def test_routed_calls_name_only_the_models_that_answered(tracker, make_record, d
     [route] = summary.attribution.routes
     assert route[0] == "cheap" and route[1] == len(recs)
     assert route[4] == "gpt-4o-mini-2024-07-18"
+
+
+def test_unpriced_calls_alone_cost_an_unknown_amount_not_zero(tracker, make_record, database_url):
+    """A side whose calls are all unpriced has an unknown spend, cost per 1K requests and monthly cost, never $0;
+    so do the README summary and an A/B arm."""
+    for i in range(2 * MIN):
+        tracker.add(make_record(timestamp=(B0 if i < MIN else A0) + timedelta(minutes=i), model="mystery-llm",
+                                model_requested="mystery-llm", tokens_input=200, tokens_output=20, cost_usd=None,
+                                price_source=None, tags={"ab_test": "t", "ab_arm": "control" if i % 2 else "cheap"}))  # fmt: skip
+    assert tracker.flush()
+    engine = make_engine(database_url)
+    result = res.build_results(engine, PriceBook(), res.Selection("before", B0, B0 + timedelta(days=1)),
+                               res.Selection("after", A0, A0 + timedelta(days=1)), ab=True)  # fmt: skip
+    rows = {r.name: r for r in result.rows}
+    for name in ("Spend", "Cost per 1K requests", "Projected monthly cost"):
+        assert rows[name].before is None and rows[name].after is None, name
+    assert rows["Requests"].before == MIN
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    assert "| Spend | unpriced | unpriced | - |" in text and "| Cost per 1K requests | unpriced | unpriced | - |" in text
+    assert f"before: {count(MIN)} unpriced calls and no priced cost: its spend and cost per request are unknown" in text
+    assert result.ab is not None and result.ab.control.spend_usd is None
+    assert f"**control** ({count(MIN // 2)} calls, unpriced)" in text
+    summary = res.build_summary(engine, PriceBook(), res.Selection("period", since=B0))
+    assert "| Cost per 1K requests | unpriced |" in render("summary", {"summary": summary, "version": "t",
+                                                                     "database": "d", "command": "c"})  # fmt: skip

@@ -19,8 +19,10 @@ def calculator(ctx: AuditContext, optimized: float) -> tuple[Table, dict[str, An
     """Cost at each of VOLUMES_PER_MONTH, current and optimized, against self-hosting; and the figures behind it."""
     rep = ctx.rep
     requests = rep.requests or rep.calls
-    current_per = ctx.baseline / requests if requests else 0.0
-    optimized_per = optimized / requests if requests else 0.0
+    # Unpriced calls alone cost an unknown amount, not $0: so does each volume of today's mix and of the optimized one.
+    known = ctx.spend_known
+    current_per = (ctx.baseline / requests if requests else 0.0) if known else None
+    optimized_per = (optimized / requests if requests else 0.0) if known else None
     tokens_out = sum(g.live.output for g in rep.groups)
     tokens = sum(total_tokens(g.live) for g in rep.groups)
     info: dict[str, Any] = {"requests": requests, "requests_per_month": monthly(requests, rep.days),
@@ -56,10 +58,13 @@ def calculator(ctx: AuditContext, optimized: float) -> tuple[Table, dict[str, An
         )  # fmt: skip
     rows: list[list[Any]] = []
     for volume in VOLUMES_PER_MONTH:
-        cur_cost, opt_cost = current_per * volume, optimized_per * volume
         loc = local.get(volume)
-        rows.append([volume, cur_cost, opt_cost, cur_cost - opt_cost, loc[0] if loc else None,
-                     loc[1] if loc else None])  # fmt: skip
+        if current_per is None or optimized_per is None:
+            api: list[float | None] = [None, None, None]
+        else:
+            cur_cost, opt_cost = current_per * volume, optimized_per * volume
+            api = [cur_cost, opt_cost, cur_cost - opt_cost]
+        rows.append([volume, *api, loc[0] if loc else None, loc[1] if loc else None])
     table = Table([Column("Requests / month", "count"), Column("Current mix", "usd"),
                    Column("Optimized mix", "usd"), Column("Saved", "usd"),
                    Column(f"Self-hosted ({ctx.options.hardware})", "usd"), Column("GPUs", "count")], rows)  # fmt: skip

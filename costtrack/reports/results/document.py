@@ -194,7 +194,10 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
             "shown without changes; record more traffic and run the report again."
         )
     for m in (m_before, m_after):
-        if m.unpriced_calls:
+        if m.unpriced_calls and m.spend_usd is None:
+            results.notes.append(f"{m.selection.label}: {m.unpriced_calls:,} unpriced calls and no priced cost: its "
+                                 "spend and cost per request are unknown, not $0")  # fmt: skip
+        elif m.unpriced_calls:
             results.notes.append(f"{m.selection.label}: {m.unpriced_calls:,} unpriced calls are missing from the spend")
     if ab:
         results.ab = ab_test(engine, (ab_where or after).where(dialect), ab_name)

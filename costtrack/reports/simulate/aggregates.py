@@ -45,10 +45,12 @@ class Failed:
     tokens_input: int = 0
     tokens_output: int = 0
     tokens_cached_input: int = 0
+    unpriced_calls: int = 0
 
     def __add__(self, other: Failed) -> Failed:
         return Failed(self.spend_usd + other.spend_usd, self.tokens_input + other.tokens_input,
-                      self.tokens_output + other.tokens_output, self.tokens_cached_input + other.tokens_cached_input)  # fmt: skip
+                      self.tokens_output + other.tokens_output, self.tokens_cached_input + other.tokens_cached_input,
+                      self.unpriced_calls + other.unpriced_calls)  # fmt: skip
 
 
 @dataclass

@@ -68,6 +68,7 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             sum_where(c.status == "error", c.tokens_input).label("err_tin"),
             sum_where(c.status == "error", c.tokens_output).label("err_tout"),
             sum_where(c.status == "error", c.tokens_cached_input).label("err_tcached"),
+            sum_where(and_(c.status == "error", unpriced_filter()), 1).label("err_unpriced"),
             sum_where(c.cache_hit, 1).label("hits"),
             sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),

@@ -31,7 +31,8 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.calls += int(row.calls)
         g.requests += int(row.requests)
         g.errors += int(row.errors)
-        g.failed = g.failed + Failed(float(row.err_spend), int(row.err_tin), int(row.err_tout), int(row.err_tcached))
+        g.failed = g.failed + Failed(float(row.err_spend), int(row.err_tin), int(row.err_tout), int(row.err_tcached),
+                                     int(row.err_unpriced))  # fmt: skip
         g.cache_hits += int(row.hits)
         g.saved_usd += float(row.saved)
         g.spend_usd += float(row.spend)
