@@ -662,4 +662,22 @@ def test_unpriced_calls_alone_cost_an_unknown_amount_not_zero(tracker, make_reco
     assert "- Spend in the period: **unknown**" in text and "$0 per request" not in text
     assert "| 100 | unpriced | unpriced | unpriced |" in text
     assert "| **Total** |  |  | 14 | 3,900 | 487 | 0 | unpriced |" in text
-    assert "None: no call in the period was priced (see *Unpriced models*)" in text
+    assert "None: no priced call in the period used tokens (see *Unpriced models*)" in text
+
+
+def test_self_hosted_column_needs_no_api_price(tracker, make_record, database_url):
+    """Only failed calls (nothing priced, no tokens): the self-hosted cost at each volume is the GPU's own monthly cost
+    (one GPU: no throughput is known), not 'unpriced'; only the breakeven needs an API price."""
+    for i in range(10):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/answer", model="gpt-4o-mini",
+                                model_requested="gpt-4o-mini", status="error", error_type="server_error",
+                                tokens_input=0, tokens_output=0, cost_usd=0.0))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    gpu_monthly = 1600 / (3 * 12) + 450 / 1000 * 8 * 30 * 0.12  # rtx4090 (owned), 8 h/day
+    for row in audit.calculator.rows:
+        assert row[4] == pytest.approx(gpu_monthly) and row[5] == 1, row
+    assert "error" in audit.breakeven and audit.breakeven["gpu_monthly"] == pytest.approx(gpu_monthly)
+    text = _render(audit)
+    assert f"| 100,000 | $0 | $0 | $0 | {usd(gpu_monthly)} | 1 |" in text
+    assert f"one GPU costs {usd(gpu_monthly)} a month" in text

@@ -33,6 +33,9 @@ def calculator(ctx: AuditContext, optimized: float) -> tuple[Table, dict[str, An
     if hw is None or not tokens or not requests or not ctx.baseline:
         info["error"] = ("no priced tokens in the period" if hw is not None else
                          f"unknown hardware profile {ctx.options.hardware!r}")  # fmt: skip
+        if hw is not None and requests:  # a GPU's cost does not depend on API prices: only the breakeven does
+            local = _self_hosted(ctx, hw, requests)
+            info.update(hardware_label=hw.label or hw.name, gpu_monthly=float(hw.monthly(ctx.options.hours_per_day)))
     else:
         days = rep.days
         # One blended rate for every token (the recorded mix), so the API side is the recorded cost per request.
@@ -69,6 +72,22 @@ def calculator(ctx: AuditContext, optimized: float) -> tuple[Table, dict[str, An
                    Column("Optimized mix", "usd"), Column("Saved", "usd"),
                    Column(f"Self-hosted ({ctx.options.hardware})", "usd"), Column("GPUs", "count")], rows)  # fmt: skip
     return table, info
+
+
+def _self_hosted(ctx: AuditContext, hw: calc.Hardware, requests: int) -> dict[float, tuple[float, int]]:
+    """Self-hosting's monthly cost and GPUs at each volume, from the recorded traffic alone (no API price needed).
+
+    The workload is the tokens of every call that reached a provider, priced or not, per request.
+    """
+    rep = ctx.rep
+    tin, tout = sum(g.sent_input for g in rep.groups), sum(g.sent_output for g in rep.groups)
+    workload = calc.Workload.per_request(requests / rep.days, tin / requests, tout / requests)
+    out: dict[float, tuple[float, int]] = {}
+    for volume in VOLUMES_PER_MONTH:
+        scaled = workload.scaled(volume / calc.DAYS_PER_MONTH / workload.requests_per_day)  # type: ignore[operator]
+        cost = calc.local_cost(scaled, hw, ctx.options.hours_per_day, calc.DEFAULT_PEAK_FACTOR, calc.Throughput())
+        out[volume] = (cost.monthly_usd, cost.gpus)
+    return out
 
 
 def total_tokens(b: Any) -> int:

@@ -82,6 +82,8 @@ class Group:
     long_context_calls: int = 0
     live_spend_usd: float = 0.0
     live: Buckets = field(default_factory=Buckets)
+    sent_input: int = 0  # tokens of the calls that reached the provider (not cache hits), priced or not
+    sent_output: int = 0
     served: int = 0  # successful calls that reached the provider
     served_input: int = 0
     served_output: int = 0

@@ -81,6 +81,8 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             sum_where(c.tokens_input > 128_000, 1).label("long"),
             sum_where(live, c.cost_usd).label("live_spend"),
             *buckets(live, c, "l_"),
+            sum_where(c.cache_hit.is_(False), c.tokens_input).label("sent_in"),
+            sum_where(c.cache_hit.is_(False), c.tokens_output).label("sent_out"),
             sum_where(served, 1).label("served"),
             sum_where(served, c.tokens_input).label("served_in"),
             sum_where(served, c.tokens_output).label("served_out"),

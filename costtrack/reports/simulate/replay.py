@@ -45,6 +45,8 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.long_context_calls += int(row.long)
         g.live_spend_usd += float(row.live_spend)
         g.live = g.live + row_buckets(row, "l_")
+        g.sent_input += int(row.sent_in)
+        g.sent_output += int(row.sent_out)
         g.served += int(row.served)
         g.served_input += int(row.served_in)
         g.served_output += int(row.served_out)
