@@ -681,3 +681,29 @@ def test_self_hosted_column_needs_no_api_price(tracker, make_record, database_ur
     text = _render(audit)
     assert f"| 100,000 | $0 | $0 | $0 | {usd(gpu_monthly)} | 1 |" in text
     assert f"one GPU costs {usd(gpu_monthly)} a month" in text
+
+
+@pytest.mark.parametrize(("failed", "cut", "says"), [
+    (0, 0, "No call failed or was cut in the period."),
+    (2, 0, "The table lists them by endpoint and error type."),
+    (0, 1, "The table lists the cut calls by endpoint."),
+    (2, 1, "The table lists both."),
+])  # fmt: skip
+def test_errors_sentence_names_what_the_table_lists(tracker, make_record, database_url, failed, cut, says):
+    """'The table lists both' only when there are failed and cut calls; without either there is no table."""
+    recs = [make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/answer", request_hash=f"ok{i}")
+            for i in range(5)]  # fmt: skip
+    recs += [make_record(timestamp=T0 + timedelta(minutes=10 + i), endpoint="/api/answer", status="error",
+                         error_type="server_error", tokens_input=0, tokens_output=0, cost_usd=0.0) for i in range(failed)]
+    recs += [make_record(timestamp=T0 + timedelta(minutes=20 + i), endpoint="/api/answer", status="incomplete")
+             for i in range(cut)]  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    tracker.flush()
+    text = _render(build_audit(make_engine(database_url), PriceBook(), since=None))
+    errors = text.split("### Errors")[1].split("### Cache status")[0]
+    sentence = f"Error rate: **{pct(failed / len(recs))}** of calls ({count(failed)} failed)"
+    endings = ["No call failed or was cut in the period.", "The table lists them by endpoint and error type.",
+               "The table lists the cut calls by endpoint.", "The table lists both."]  # fmt: skip
+    assert sentence in errors and [e for e in endings if e in errors] == [says]
+    assert ("| Endpoint | Status | Error type |" in errors) == bool(failed or cut)
