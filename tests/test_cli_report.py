@@ -97,6 +97,41 @@ def test_results_by_tag_and_ab_and_summary(seeded, database_url, tmp_path, capsy
     assert summary.startswith("## Performance") and "Cost per 1K requests" in summary
 
 
+def test_audit_of_unpriced_calls_reports_an_unknown_spend(tracker, make_record, database_url, tmp_path, capsys):
+    """Unpriced calls alone: the line the audit prints reads the spend as unknown, not $0/month."""
+    for i in range(3):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), model="mystery-llm", model_requested="mystery-llm",
+                                cost_usd=None, price_source=None))  # fmt: skip
+    tracker.flush()
+    out = tmp_path / "audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts",
+                "--database-url", database_url]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "3 calls, spend unknown (unpriced calls)" in err and "$0" not in err
+
+
+@pytest.mark.parametrize("hours", [12, 6, 1])
+def test_results_over_periods_of_half_a_day_or_less(seeded, database_url, tmp_path, hours):
+    """A period of 12 h or less is a fraction of a day: the traffic's formula shows it as such (it read 0 days, and
+    the report ended in ZeroDivisionError), and checks as printed."""
+    import re
+
+    out = tmp_path / "results.md"
+    mid = T0 + timedelta(hours=hours)
+    before = f"{T0:%Y-%m-%dT%H:%M}..{mid:%Y-%m-%dT%H:%M}"
+    after = f"{mid:%Y-%m-%dT%H:%M}..{mid + timedelta(hours=hours):%Y-%m-%dT%H:%M}"
+    assert cli(["report", "results", "--before", before, "--after", after, "-o", str(out),
+                "--database-url", database_url]) == 0  # fmt: skip
+    m = re.search(r"\(([\d,.]+) requests a month: its ([\d,]+) requests / ([\d.]+) days x 30\)", out.read_text())
+    assert m is not None
+    volume, requests, days = (float(g.replace(",", "")) for g in m.groups())
+    assert requests == 2 * 3 * hours  # two endpoints, a call on each every 20 minutes
+    decimals = len(m.group(3).split(".")[1]) if "." in m.group(3) else 0
+    assert days == pytest.approx(hours / 24, abs=0.5 * 10**-decimals) and days > 0  # right
+    assert m.group(1) == f"{requests / days * 30:,.0f}"  # and as printed
+    assert volume == pytest.approx(requests / (hours / 24) * 30, rel=1e-9)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["report", "results"], "give --before and --after"),
     (["report", "results", "--before", "2026-11-01..2026-11-02"], "--after (or --after-tag) is missing"),

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from costtrack.format import count, ms, pct, usd
+from costtrack.format import count, days, ms, pct, usd
 from costtrack.pricing import PriceBook
 from costtrack.reports.audit import AuditOptions, build_audit, min_cacheable_tokens
 from costtrack.reports.render import render
@@ -175,13 +175,15 @@ def test_current_state_figures(workload, database_url):
         assert row[6] == pytest.approx(sum(r.status == "error" for r in calls) / len(calls))
     everything = [r.latency_ms for r in workload]
     assert latency["**All endpoints**"][3:6] == [nearest_rank(everything, p) for p in (50, 95, 99)]
-    inventory = {(row[0], row[2]): row for row in audit.inventory.rows}
+    inventory = {(row[0], row[1], row[2]): row for row in audit.inventory.rows}
     classify = [r for r in workload if r.endpoint == "/api/classify" and r.model_requested == "gpt-4o"]
-    row = inventory[("/api/classify", "gpt-4o")]
-    assert row[1] == "gpt-4o-2024-08-06"  # the model that answered (the failed calls got no answer)
-    assert row[3:8] == [len(classify), sum(r.tokens_input for r in classify), sum(r.tokens_output for r in classify), 0,
-                        pytest.approx(sum(r.cost_usd for r in classify), abs=1e-12)]  # fmt: skip
-    assert row[8] == pytest.approx(sum(r.cost_usd for r in classify) / exp["spend"])
+    answered = [r for r in classify if r.status != "error"]
+    row = inventory[("/api/classify", "gpt-4o-2024-08-06", "gpt-4o")]  # the model that answered
+    assert row[3:8] == [len(answered), sum(r.tokens_input for r in answered), sum(r.tokens_output for r in answered), 0,
+                        pytest.approx(sum(r.cost_usd for r in answered), abs=1e-12)]  # fmt: skip
+    assert row[8] == pytest.approx(sum(r.cost_usd for r in answered) / exp["spend"])
+    failed = inventory[("/api/classify", "(failed: no answer)", "gpt-4o")]  # the failed calls got no answer
+    assert failed[3] == sum(r.status == "error" for r in classify) == 2
     assert audit.error_rate == pytest.approx(sum(r.status == "error" for r in workload) / len(workload))
     assert audit.failed_calls == sum(r.status == "error" for r in workload)
     assert audit.incomplete_calls == sum(r.status == "incomplete" for r in workload) > 0
@@ -513,7 +515,7 @@ def test_models_are_named_as_answered_in_every_table(workload, database_url):
     the name the app asked for is in a column that says so."""
     audit = build_audit(make_engine(database_url), PriceBook(), since=None)
     assert [c.title for c in audit.inventory.columns[:3]] == ["Endpoint", "Model", "Requested as"]
-    inventory = {(row[0], row[2]): row[1] for row in audit.inventory.rows[:-1]}
+    inventory = {(row[0], row[2]): row[1] for row in audit.inventory.rows[:-1] if row[1] != "(failed: no answer)"}
     answered = {}
     for r in workload:
         if r.status != "error":
@@ -538,3 +540,170 @@ def test_success_metrics_give_rate_changes_in_points(workload, database_url):
         assert m is not None, opp.metric
         before, after, change = (float(g) for g in m.groups())
         assert change == pytest.approx(after - before)
+
+
+def test_inventory_rows_count_the_calls_of_the_model_they_name(tracker, make_record, database_url):
+    """A failed call got no answer (its `model` is the name it asked for): the inventory counts failed calls apart,
+    so each row's calls, tokens and spend are those of the model in its Model cell, also when the requested name is
+    the answered one, and when a failed call was billed."""
+    at = T0
+    mini = rates("openai", "gpt-4o-mini-2024-07-18", at)
+    recs = []
+    for i in range(6):  # requested as an alias, answered by a snapshot; two failures stored under the alias
+        ok = i < 4
+        recs.append(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/answer",
+                                model="gpt-4o-mini-2024-07-18" if ok else "gpt-4o-mini", model_requested="gpt-4o-mini",
+                                status="ok" if ok else "error", tokens_input=300 if ok else 0,
+                                tokens_output=40 if ok else 0, cost_usd=price(mini, 300, 40) if ok else 0.0))  # fmt: skip
+    for i in range(5):  # requested by the name that answers; one failure billed for its input
+        ok = i != 2
+        recs.append(make_record(timestamp=T0 + timedelta(minutes=10 + i), endpoint="/api/search", operation="embeddings",
+                                model="text-embedding-3-small", model_requested="text-embedding-3-small",
+                                status="ok" if ok else "error", tokens_input=20 if ok else 15, tokens_output=0,
+                                cost_usd=4e-7 if ok else 3e-7))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    expected: dict[tuple[str, str, str], list] = {}
+    for r in recs:
+        label = r.model if r.status != "error" else "(failed: no answer)"
+        row = expected.setdefault((r.endpoint, label, r.model_requested), [0, 0, 0, 0.0])
+        row[0] += 1
+        row[1] += r.tokens_input
+        row[2] += r.tokens_output
+        row[3] += r.cost_usd
+    got = {(row[0], row[1], row[2]): [row[3], row[4], row[5], row[7]] for row in audit.inventory.rows[:-1]}
+    assert got.keys() == expected.keys()
+    for key, (calls, tin, tout, spend) in expected.items():
+        assert got[key][:3] == [calls, tin, tout], key
+        assert got[key][3] == pytest.approx(spend, abs=1e-15), key
+    assert got[("/api/answer", "gpt-4o-mini-2024-07-18", "gpt-4o-mini")][0] == 4
+    assert got[("/api/search", "text-embedding-3-small", "text-embedding-3-small")][0] == 4
+    assert audit.inventory.rows[-1][3] == len(recs)
+    text = _render(audit)
+    assert "| /api/answer | (failed: no answer) | gpt-4o-mini | 2 |" in text
+
+
+def test_tokens_and_cost_per_endpoint_share_one_base(tracker, make_record, database_url):
+    """Each column of the per-endpoint table is per request (first attempt), over the same calls: all of the
+    endpoint's calls, as in the inventory (a cut stream, a billed retry, and a response-cache hit at $0)."""
+    at = T0
+    sonnet = rates("anthropic", "claude-sonnet-4-5-20250929", at)
+
+    def chat(minute, tin, tout, **kw):
+        return make_record(timestamp=T0 + timedelta(minutes=minute), endpoint="/api/chat", provider="anthropic",
+                           model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=tin,
+                           tokens_output=tout, cost_usd=kw.pop("cost", price(sonnet, tin, tout)), **kw)  # fmt: skip
+
+    recs = [chat(i, 2000, 100) for i in range(6)]
+    recs += [chat(10, 2000, 30, status="incomplete"), chat(11, 2000, 12, status="incomplete")]  # cut streams, billed
+    recs.append(chat(12, 2000, 0, status="error", attempt=2, cost=price(sonnet, 2000, 0)))  # a billed failed retry
+    recs.append(chat(13, 2000, 100, cache_hit=True, cost=0.0, cost_saved_usd=price(sonnet, 2000, 100)))
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [row] = audit.per_request_tokens.rows
+    requests = sum(r.attempt == 1 for r in recs)
+    assert requests == 9 and [c.title for c in audit.per_request_tokens.columns][1] == "Requests"
+    assert row[1] == requests
+    assert row[2] == pytest.approx(sum(r.tokens_input for r in recs) / requests)
+    assert row[3] == pytest.approx(sum(r.tokens_output for r in recs) / requests)
+    assert row[4] == pytest.approx(sum(r.cost_usd for r in recs) / requests)
+    assert row[4] == pytest.approx(audit.breakeven["current_per_request"])  # the calculator's cost per request
+
+
+@pytest.mark.parametrize("span_hours", [0.0, 19.2, 36.0])
+def test_period_length_is_the_same_in_the_header_and_the_body(tracker, make_record, database_url, span_hours):
+    """The header gives the days the monthly projection divides by, as the body does: under a day (one record, or
+    calls at one instant) counts as one day in both."""
+    for i, hours in enumerate((0.0, span_hours / 2, span_hours)):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=hours), endpoint="/api/answer", cost_usd=0.01,
+                                request_hash=f"p{i}"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    text = _render(audit)
+    length = days(max(span_hours / 24, 1.0))
+    header = re.search(r"between .* and .*\n?.*?\(([^)]*)\), read from", text)
+    assert header is not None and header.group(1).split(",")[0] == length
+    assert f"over {length}\n" in text
+    m = re.search(r"x 30 / ([\d.,]+) = ", text)
+    assert m is not None and _amount(m.group(1)) == pytest.approx(max(span_hours / 24, 1.0), abs=5e-4)
+
+
+def test_unpriced_calls_alone_cost_an_unknown_amount_not_zero(tracker, make_record, database_url):
+    """Every call with tokens unpriced (and a failed call billed $0): the spend, its monthly projection, the cost per
+    request and the calculator's API columns read unknown, never $0; the empty price table says why."""
+    for i in range(12):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/answer", model="mystery-llm",
+                                model_requested="mystery-llm", tokens_input=300, tokens_output=40, cost_usd=None,
+                                price_source=None, request_hash=f"u{i}"))  # fmt: skip
+    tracker.add(make_record(timestamp=T0 + timedelta(hours=13), endpoint="/api/answer", model="mystery-llm",
+                            model_requested="mystery-llm", status="error", tokens_input=0, tokens_output=0,
+                            cost_usd=0.0))  # fmt: skip
+    tracker.add(make_record(timestamp=T0 + timedelta(hours=14), endpoint="/api/answer", model="mystery-llm",
+                            model_requested="mystery-llm", status="incomplete", tokens_input=300, tokens_output=7,
+                            cost_usd=None, price_source=None, request_hash="cut"))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    assert not audit.spend_known
+    errors = {row[1]: row for row in audit.errors.rows}
+    assert errors["incomplete"][4] is None and errors["error"][4] == 0.0  # the cut stream's cost is unknown
+    assert [row[1:4] for row in audit.calculator.rows] == [[None, None, None]] * 4
+    answered, failed, total = audit.inventory.rows
+    assert answered[1] == "mystery-llm" and answered[7] is None and total[7] is None
+    assert failed[3] == 1 and failed[7] == 0.0  # the failed call is priced: $0, as billed
+    [per_endpoint] = audit.per_request_tokens.rows
+    assert per_endpoint[4] is None and per_endpoint[2] == pytest.approx(13 * 300 / 14)  # 14 requests: failed, cut
+    assert not audit.prices
+    text = _render(audit)
+    assert "a month**" not in text.split("## 1.")[0] and "**In short:** what the app spends is **unknown**" in text
+    assert "- Spend in the period: **unknown**" in text and "$0 per request" not in text
+    assert "| 100 | unpriced | unpriced | unpriced |" in text
+    assert "| **Total** |  |  | 14 | 3,900 | 487 | 0 | unpriced |" in text
+    assert "None: no priced call in the period used tokens (see *Unpriced models*)" in text
+
+
+def test_self_hosted_column_needs_no_api_price(tracker, make_record, database_url):
+    """Only failed calls (nothing priced, no tokens): the self-hosted cost at each volume is the GPU's own monthly cost
+    (one GPU: no throughput is known), not 'unpriced'; only the breakeven needs an API price."""
+    for i in range(10):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/answer", model="gpt-4o-mini",
+                                model_requested="gpt-4o-mini", status="error", error_type="server_error",
+                                tokens_input=0, tokens_output=0, cost_usd=0.0))  # fmt: skip
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    gpu_monthly = 1600 / (3 * 12) + 450 / 1000 * 8 * 30 * 0.12  # rtx4090 (owned), 8 h/day
+    for row in audit.calculator.rows:
+        assert row[4] == pytest.approx(gpu_monthly) and row[5] == 1, row
+    assert "error" in audit.breakeven and audit.breakeven["gpu_monthly"] == pytest.approx(gpu_monthly)
+    text = _render(audit)
+    assert f"| 100,000 | $0 | $0 | $0 | {usd(gpu_monthly)} | 1 |" in text
+    assert f"one GPU costs {usd(gpu_monthly)} a month" in text
+
+
+@pytest.mark.parametrize(("failed", "cut", "says"), [
+    (0, 0, "No call failed or was cut in the period."),
+    (2, 0, "The table lists them by endpoint and error type."),
+    (0, 1, "The table lists the cut calls by endpoint."),
+    (2, 1, "The table lists both."),
+])  # fmt: skip
+def test_errors_sentence_names_what_the_table_lists(tracker, make_record, database_url, failed, cut, says):
+    """'The table lists both' only when there are failed and cut calls; without either there is no table."""
+    recs = [make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/answer", request_hash=f"ok{i}")
+            for i in range(5)]  # fmt: skip
+    recs += [make_record(timestamp=T0 + timedelta(minutes=10 + i), endpoint="/api/answer", status="error",
+                         error_type="server_error", tokens_input=0, tokens_output=0, cost_usd=0.0) for i in range(failed)]
+    recs += [make_record(timestamp=T0 + timedelta(minutes=20 + i), endpoint="/api/answer", status="incomplete")
+             for i in range(cut)]  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    tracker.flush()
+    text = _render(build_audit(make_engine(database_url), PriceBook(), since=None))
+    errors = text.split("### Errors")[1].split("### Cache status")[0]
+    sentence = f"Error rate: **{pct(failed / len(recs))}** of calls ({count(failed)} failed)"
+    endings = ["No call failed or was cut in the period.", "The table lists them by endpoint and error type.",
+               "The table lists the cut calls by endpoint.", "The table lists both."]  # fmt: skip
+    assert sentence in errors and [e for e in endings if e in errors] == [says]
+    assert ("| Endpoint | Status | Error type |" in errors) == bool(failed or cut)

@@ -19,6 +19,7 @@ from helpers import nearest_rank
 B0 = datetime(2026, 11, 1, tzinfo=timezone.utc)  # before: 2026-11-01..2026-11-05
 A0 = datetime(2026, 11, 10, tzinfo=timezone.utc)  # after: 2026-11-10..2026-11-14
 MTOK = Decimal(1_000_000)
+MIN = res.MIN_REQUESTS
 
 
 
@@ -306,3 +307,126 @@ def test_rates_change_in_points_and_formulas_check_as_printed(runs, database_url
         assert _cell(per_1k[side]) == pytest.approx(x["per1k"], rel=1e-4)
         assert monthly[side] == usd(_cell(per_1k[side]) / 1000 * volume)  # as printed
         assert monthly[side] == usd(x["per1k"] / 1000 * b["requests"] * 30 / (span / 86400))  # and right
+
+
+def test_prompt_caching_saving_is_net_of_cache_writes(tracker, make_record, database_url):
+    """Cache reads save input - cached rate; cache writes cost their rate - input rate (5-minute and 1-hour writes
+    each at their own rate), which the saving subtracts; a call that only wrote the cache counts too."""
+    def chat(hour, cached, write, write_1h, **kw):
+        return make_record(timestamp=A0 + timedelta(hours=hour), endpoint="/api/chat", provider="anthropic",
+                           model="claude-sonnet-4-5-20250929", model_requested="claude-sonnet-4-5", tokens_input=3000,
+                           tokens_cached_input=cached, tokens_cache_write=write, tokens_cache_write_1h=write_1h,
+                           tokens_output=40, cost_usd=0.004, **kw)  # fmt: skip
+
+    recs = [chat(0, 0, 2000, 0), chat(1, 2000, 0, 0), chat(2, 2000, 0, 0), chat(3, 0, 2500, 2500),
+            chat(4, 2500, 0, 0, status="incomplete"),
+            make_record(timestamp=A0 + timedelta(hours=5), endpoint="/api/classify", provider="openai",
+                        model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=1500,
+                        tokens_cached_input=1024, tokens_output=5, cost_usd=0.003)]  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    book = PriceBook()
+    s = book.rates("anthropic", "claude-sonnet-4-5-20250929", A0).effective()
+    o = book.rates("openai", "gpt-4o-2024-08-06", A0).effective()
+    assert s["cache_write"] > s["input"] and s["cache_write_1h"] > s["cache_write"]  # the premium this test is about
+    chat_saved = float(((2000 + 2000 + 2500) * (s["input"] - s["cached_input"])
+                        - 2000 * (s["cache_write"] - s["input"]) - 2500 * (s["cache_write_1h"] - s["input"])) / MTOK)
+    classify_saved = float(1024 * (o["input"] - o["cached_input"]) / MTOK)
+    caching = next(x for x in summary.attribution.savings if x.name == "Provider prompt caching")
+    assert caching.by_endpoint == pytest.approx({"/api/chat": chat_saved, "/api/classify": classify_saved}, abs=1e-15)
+    assert caching.saved_usd == pytest.approx(chat_saved + classify_saved, abs=1e-15)
+    assert caching.evidence.startswith(f"{count(2000 + 2000 + 2500 + 1024)} input tokens read")
+    assert f"net of {count(2000 + 2500)} written" in caching.evidence
+    text = render("summary", {"summary": summary, "version": "t", "database": "d", "command": "c"})
+    assert f"**Provider prompt caching**: {usd(chat_saved + classify_saved)} over the period" in text
+
+
+def test_fallback_counts_answers_from_a_cheaper_model_apart(tracker, make_record, database_url):
+    """Only answers from a model cheaper than the requested one are counted as cheaper: the requested model
+    answering after an escalation, or a cheap model asked for by name, saved nothing, and a dearer one cost more.
+    The dollar figure stays over every answer, less the escalated attempts."""
+    book = PriceBook()
+
+    def cost(model, tin, tout):
+        r = book.rates("openai", model, A0).effective()
+        return float((tin * r["input"] + tout * r["output"]) / MTOK)
+
+    recs = []
+
+    def answer(i, requested, model, chain):
+        saved = cost(requested, 200, 30) - cost(model, 200, 30)  # what CheapFirst stores: the requested model's price
+        recs.append(make_record(timestamp=A0 + timedelta(minutes=i), endpoint="/api/summarize", model=model,
+                                model_requested=model, tokens_input=200, tokens_output=30,
+                                cost_usd=cost(model, 200, 30), cost_saved_usd=saved, attempt=2 if "+" in chain else 1,
+                                tags={"fallback_chain": chain.strip("+"), "fallback_requested": requested}))  # fmt: skip
+
+    def escalated(i, requested, model, chain):
+        recs.append(make_record(timestamp=A0 + timedelta(minutes=i, seconds=-1), endpoint="/api/summarize", model=model,
+                                model_requested=model, tokens_input=200, tokens_output=30, cost_usd=cost(model, 200, 30),
+                                tags={"fallback_chain": chain, "fallback_requested": requested,
+                                      "fallback_reason": "rejected"}))  # fmt: skip
+
+    for i in range(3):  # gpt-4o asked for, gpt-4o-mini's answer accepted: cheaper
+        answer(i, "gpt-4o", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")
+    for i in range(3, 5):  # gpt-4o-mini rejected, gpt-4o (the requested model) answered: not cheaper
+        escalated(i, "gpt-4o", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")
+        answer(i, "gpt-4o", "gpt-4o", "gpt-4o-mini>gpt-4o+")
+    answer(5, "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")  # the cheap model asked for by name
+    escalated(6, "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini>gpt-4o")  # escalated past the requested model: dearer
+    answer(6, "gpt-4o-mini", "gpt-4o", "gpt-4o-mini>gpt-4o+")
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    fallback = next(x for x in summary.attribution.savings if x.name == "Cheap-first fallback")
+    answers = [r for r in recs if "fallback_reason" not in r.tags]
+    rejected = [r for r in recs if "fallback_reason" in r.tags]
+    saved, spent = sum(r.cost_saved_usd for r in answers), sum(r.cost_usd for r in rejected)
+    assert fallback.evidence == (f"{count(7)} chain answers ({count(3)} from a model cheaper than the requested one, "
+                                 f"{count(1)} from a dearer one) saved {usd(saved)} against the requested model; "
+                                 f"{count(3)} escalated attempts cost {usd(spent)}")  # fmt: skip
+    assert fallback.saved_usd == pytest.approx(saved - spent, abs=1e-15)
+
+
+def test_routed_calls_name_only_the_models_that_answered(tracker, make_record, database_url):
+    """A failed routed call got no answer: its stored `model` (the name it asked for) is not among the route's models,
+    while its call still counts."""
+    recs = [make_record(timestamp=A0 + timedelta(minutes=i), endpoint="/api/classify", model="gpt-4o-mini-2024-07-18",
+                        model_requested="gpt-4o-mini", tags={"route": "cheap"}) for i in range(3)]  # fmt: skip
+    recs.append(make_record(timestamp=A0 + timedelta(minutes=5), endpoint="/api/classify", model="gpt-4o-mini",
+                            model_requested="gpt-4o-mini", status="error", tokens_input=0, tokens_output=0,
+                            cost_usd=0.0, tags={"route": "cheap"}))  # fmt: skip
+    for rec in recs:
+        tracker.add(rec)
+    assert tracker.flush()
+    summary = res.build_summary(make_engine(database_url), PriceBook(), res.Selection("period", since=A0))
+    [route] = summary.attribution.routes
+    assert route[0] == "cheap" and route[1] == len(recs)
+    assert route[4] == "gpt-4o-mini-2024-07-18"
+
+
+def test_unpriced_calls_alone_cost_an_unknown_amount_not_zero(tracker, make_record, database_url):
+    """A side whose calls are all unpriced has an unknown spend, cost per 1K requests and monthly cost, never $0;
+    so do the README summary and an A/B arm."""
+    for i in range(2 * MIN):
+        tracker.add(make_record(timestamp=(B0 if i < MIN else A0) + timedelta(minutes=i), model="mystery-llm",
+                                model_requested="mystery-llm", tokens_input=200, tokens_output=20, cost_usd=None,
+                                price_source=None, tags={"ab_test": "t", "ab_arm": "control" if i % 2 else "cheap"}))  # fmt: skip
+    assert tracker.flush()
+    engine = make_engine(database_url)
+    result = res.build_results(engine, PriceBook(), res.Selection("before", B0, B0 + timedelta(days=1)),
+                               res.Selection("after", A0, A0 + timedelta(days=1)), ab=True)  # fmt: skip
+    rows = {r.name: r for r in result.rows}
+    for name in ("Spend", "Cost per 1K requests", "Projected monthly cost"):
+        assert rows[name].before is None and rows[name].after is None, name
+    assert rows["Requests"].before == MIN
+    text = render("results", {"results": result, "version": "t", "database": "d", "command": "c"})
+    assert "| Spend | unpriced | unpriced | - |" in text and "| Cost per 1K requests | unpriced | unpriced | - |" in text
+    assert f"before: {count(MIN)} unpriced calls and no priced cost: its spend and cost per request are unknown" in text
+    assert result.ab is not None and result.ab.control.spend_usd is None
+    assert f"**control** ({count(MIN // 2)} calls, unpriced)" in text
+    summary = res.build_summary(engine, PriceBook(), res.Selection("period", since=B0))
+    assert "| Cost per 1K requests | unpriced |" in render("summary", {"summary": summary, "version": "t",
+                                                                     "database": "d", "command": "c"})  # fmt: skip

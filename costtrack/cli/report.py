@@ -247,11 +247,13 @@ def audit(
 
         saved = result.savings_monthly_usd
         share = pct(saved / result.baseline_monthly_usd) if result.baseline_monthly_usd else "-"
-        _common.console(stderr=True).print(
-            f"Wrote {path}{extra}: {result.calls:,} calls, {usd(result.baseline_monthly_usd)}/month; "
-            f"{len(result.opportunities)} opportunities, the top {len(result.top)} save {usd(saved)}/month ({share}).",
-            highlight=False, markup=False, soft_wrap=True,
-        )  # fmt: skip
+        if result.spend_known:
+            spend = (f"{usd(result.baseline_monthly_usd)}/month; {len(result.opportunities)} opportunities, the top "
+                     f"{len(result.top)} save {usd(saved)}/month ({share})")
+        else:  # unpriced calls alone: an unknown cost, not $0
+            spend = f"spend unknown (unpriced calls); {len(result.opportunities)} opportunities"
+        _common.console(stderr=True).print(f"Wrote {path}{extra}: {result.calls:,} calls, {spend}.", highlight=False,
+                                           markup=False, soft_wrap=True)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- results

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from ..format import pct, pp, usd_places
 
-__all__ = ["MOST_EXTRA", "as_shown", "places", "rate_change", "rate_move", "usd_start"]
+__all__ = ["MOST_EXTRA", "as_shown", "least_places", "places", "rate_change", "rate_move", "usd_start"]
 
 #: The most decimals added to the operands' usual ones, all together (then each gets that many).
 MOST_EXTRA = 8
@@ -21,6 +21,14 @@ MOST_EXTRA = 8
 def as_shown(value: float, decimals: int) -> float:
     """`value` as it reads with `decimals` decimals."""
     return float(f"{value:.{decimals}f}")
+
+
+def least_places(value: float) -> int:
+    """The fewest decimals that show a nonzero `value` as nonzero (0.4 → 1, 0.04 → 2, 3.7 → 0)."""
+    decimals = 0
+    while value and not as_shown(value, decimals) and decimals < 15:
+        decimals += 1
+    return decimals
 
 
 def usd_start(value: float) -> int:
@@ -51,8 +59,11 @@ def places(operands: Sequence[float], start: Sequence[int],
     groups.sort(key=min)
     base = [max(start[i] for i in g) for g in groups]
 
-    def read(values: Sequence[float]) -> list[str]:
-        return [s(v) for s, v in zip(shows, formula(values))]
+    def read(values: Sequence[float]) -> list[str] | None:
+        try:
+            return [s(v) for s, v in zip(shows, formula(values))]
+        except ZeroDivisionError:  # a divisor shown with too few decimals reads as 0: more are needed
+            return None
 
     def spread(extra: Sequence[int]) -> tuple[int, ...]:
         chosen = list(start)

@@ -98,6 +98,15 @@ def unpriced_filter() -> ColumnElement[bool]:
     )
 
 
+def known_spend(spend: float, unpriced_calls: int) -> float | None:
+    """A total's spend, or None (unknown) when it has unpriced calls and nothing priced above $0.
+
+    Unpriced is never $0: a total made only of unknown costs is unknown. A partly priced one is
+    the priced part, which the documents note leaves the unpriced calls out.
+    """
+    return None if unpriced_calls and not spend else spend
+
+
 def per_hour_filter() -> ColumnElement[bool]:
     """Rows of a model priced per hour (self-hosted): a price_source, tokens, and no per-call cost."""
     return and_(

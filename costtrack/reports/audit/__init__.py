@@ -159,6 +159,7 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
         method=[],
     )  # fmt: skip
     audit.latency_histogram = latency.histogram
+    audit.spend_known = ctx.spend_known
     audit.cache_status, audit.cache_lines = cache_status(ctx)
     audit.calculator, audit.breakeven = calculator(ctx, optimized)
     audit.method = method(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...format import count, duration
+from ..stats import known_spend
 from .calculator import total_tokens
 from .context import AuditContext
 from .document import Column, Opportunity, Table
@@ -34,19 +35,27 @@ def prices_table(ctx: AuditContext, opportunities: list[Opportunity]) -> Table:
 
 
 def per_request_tokens(ctx: AuditContext) -> Table:
-    """Served calls, tokens per call, cost per request and requests per month, by endpoint."""
+    """Requests, tokens and cost per request, and requests per month, by endpoint: every column per request.
+
+    Tokens and cost are those of all the endpoint's calls (SDK retries, failed and cut calls, and
+    response-cache hits at $0), as in the inventory, so cost per request is the calculator's.
+    """
     acc: dict[str, list[float]] = {}
+    unpriced: dict[str, int] = {}
     for g in ctx.rep.groups:
-        a = acc.setdefault(g.endpoint, [0, 0, 0, 0.0, 0])
-        a[0] += g.served
-        a[1] += g.served_input
-        a[2] += g.served_output
+        a = acc.setdefault(g.endpoint, [0, 0, 0, 0.0])
+        a[0] += g.requests
+        a[1] += g.tokens_input
+        a[2] += g.tokens_output
         a[3] += g.spend_usd
-        a[4] += g.requests
-    rows = [[e, a[0], a[1] / a[0] if a[0] else None, a[2] / a[0] if a[0] else None,
-             a[3] / a[4] if a[4] else None, ctx.monthly(a[4])] for e, a in sorted(acc.items())]  # fmt: skip
-    return Table([Column("Endpoint"), Column("Served calls", "count"), Column("Input tokens / call", "count"),
-                  Column("Output tokens / call", "count"), Column("Cost / request", "usd"),
+        unpriced[g.endpoint] = unpriced.get(g.endpoint, 0) + g.unpriced_calls
+    rows = []
+    for e, a in sorted(acc.items()):
+        spend = known_spend(a[3], unpriced[e])  # unpriced calls alone: unknown, not $0
+        per = [x / a[0] if a[0] and x is not None else None for x in (a[1], a[2], spend)]
+        rows.append([e, a[0], *per, ctx.monthly(a[0])])
+    return Table([Column("Endpoint"), Column("Requests", "count"), Column("Input tokens / request", "count"),
+                  Column("Output tokens / request", "count"), Column("Cost / request", "usd"),
                   Column("Requests / month", "count")], rows)  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ...pricing import PriceBook
 from ..simulate import Group, Replay, monthly
+from ..stats import known_spend
 from .document import AuditOptions, Opportunity
 
 __all__ = ["AuditContext", "error_rate"]
@@ -40,6 +41,11 @@ class AuditContext:
     def baseline(self) -> float:
         """The period's recorded spend."""
         return self.rep.spend_usd
+
+    @property
+    def spend_known(self) -> bool:
+        """Whether the period's spend is known: not when it has unpriced calls and nothing priced (never $0)."""
+        return known_spend(self.baseline, sum(g.unpriced_calls for g in self.rep.groups)) is not None
 
     def monthly(self, amount: float) -> float:
         """An amount over the period, projected to a month."""

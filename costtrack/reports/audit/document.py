@@ -88,7 +88,7 @@ class Audit:
     until: datetime | None
     options: AuditOptions
     replay: Replay
-    baseline_usd: float
+    baseline_usd: float  # the priced spend: $0 when nothing is priced (see spend_known)
     baseline_monthly_usd: float
     days: float
     span_days: float
@@ -116,6 +116,8 @@ class Audit:
     #: Timed calls per endpoint and latency bucket (stats.bucket_range): the latency distribution chart's data.
     latency_histogram: dict[str, dict[int, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: False when the period has unpriced calls and nothing priced: its spend is unknown, and reads so (never $0).
+    spend_known: bool = True
     #: Decimals of the operands shown in the document's formulas, so that each checks as printed (formulas.py).
     places: dict[str, Any] = field(default_factory=dict)
 

@@ -27,6 +27,8 @@ def formula_places(audit: Audit) -> dict[str, Any]:
                                        lambda o: [o[0] * DAYS_PER_MONTH / o[1]], usd)  # fmt: skip
     be = audit.breakeven
     cur, opt, rpm = be["current_per_request"], be["optimized_per_request"], be["requests_per_month"]
+    if cur is None or opt is None:  # unknown (nothing priced): no formula prints them
+        cur = opt = 0.0
 
     def calculator(o: Any) -> list[float]:
         return [o[0] * 1000, *(o[0] * v for v in VOLUMES_PER_MONTH), *(o[1] * v for v in VOLUMES_PER_MONTH),

@@ -10,7 +10,8 @@ from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
 from ..simulate import GAP_TOLERANCE_S, Group, epoch_of, has_tag, tag_text
-from ..stats import PERCENTILES, Percentiles
+from ..simulate.queries import sum_where
+from ..stats import PERCENTILES, Percentiles, unpriced_filter
 
 __all__ = ["SideRow", "latency_percentiles", "output_query", "prompt_cache_query", "side_query", "split_side"]
 
@@ -29,7 +30,7 @@ def side_query(dialect: str, where: ColumnElement[bool]) -> Any:
     flag = case((flag_tagged, tag_text(dialect, "interactive"))).label("flag")
     return (
         select(c.endpoint, c.status, c.error_type, reason, flag, func.count().label("calls"),
-               func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"))
+               func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(unpriced_filter(), 1).label("unpriced"))
         .where(where, or_(c.status != "ok", reason_tagged, flag_tagged))
         .group_by(c.endpoint, c.status, c.error_type, reason, flag)
     )  # fmt: skip
@@ -44,6 +45,7 @@ class SideRow:
     flag: str = ""
     calls: int = 0
     spend: float = 0.0
+    unpriced: int = 0  # calls of unknown cost (stats.unpriced_filter), missing from `spend`
 
 
 def split_side(rows: list[Any]) -> tuple[list[SideRow], list[SideRow], list[SideRow]]:
@@ -52,18 +54,20 @@ def split_side(rows: list[Any]) -> tuple[list[SideRow], list[SideRow], list[Side
     fallback: dict[tuple[str, str], list[float]] = {}
     flags: dict[tuple[str, str], list[float]] = {}
     for r in rows:
-        n, spend = int(r.calls), float(r.spend)
+        n, spend, unpriced = int(r.calls), float(r.spend), int(r.unpriced)
         for acc, key, wanted in ((errors, (r.endpoint, r.status, r.error_type or "(none)"), r.status != "ok"),
                                  (fallback, (r.endpoint, str(r.reason)), r.reason is not None),
                                  (flags, (r.endpoint, str(r.flag)), r.flag is not None)):  # fmt: skip
             if wanted:
-                v = acc.setdefault(key, [0, 0.0])  # type: ignore[attr-defined]
+                v = acc.setdefault(key, [0, 0.0, 0])  # type: ignore[attr-defined]
                 v[0] += n
                 v[1] += spend
+                v[2] += unpriced
     return (
-        [SideRow(e, status=s, error_type=t, calls=int(v[0]), spend=v[1]) for (e, s, t), v in errors.items()],
-        [SideRow(e, reason=x, calls=int(v[0]), spend=v[1]) for (e, x), v in fallback.items()],
-        [SideRow(e, flag=x, calls=int(v[0]), spend=v[1]) for (e, x), v in flags.items()],
+        [SideRow(e, status=s, error_type=t, calls=int(v[0]), spend=v[1], unpriced=int(v[2]))
+         for (e, s, t), v in errors.items()],
+        [SideRow(e, reason=x, calls=int(v[0]), spend=v[1], unpriced=int(v[2])) for (e, x), v in fallback.items()],
+        [SideRow(e, flag=x, calls=int(v[0]), spend=v[1], unpriced=int(v[2])) for (e, x), v in flags.items()],
     )
 
 

@@ -5,43 +5,58 @@ from __future__ import annotations
 from typing import Any
 
 from ...format import count, pct, usd
-from ..stats import PERCENTILES, PercentileResult
+from ..stats import PERCENTILES, PercentileResult, known_spend
 from .context import AuditContext, error_rate
 from .document import Column, Table
 
-__all__ = ["cache_status", "errors_table", "inventory_table", "latency_table"]
+__all__ = ["NO_ANSWER", "cache_status", "errors_table", "inventory_table", "latency_table"]
+
+
+#: The Model cell of failed calls: they got no answer, so no model answered them.
+NO_ANSWER = "(failed: no answer)"
 
 
 def inventory_table(ctx: AuditContext) -> Table:
-    """Spend, calls and tokens per endpoint and requested model, with a total row.
+    """Spend, calls and tokens per endpoint, answered model and requested model, with a total row.
 
     Model names follow the records' fields: the Model column is `model`, the model the API answered
     with (as in every other table of the audit and in the price table); Requested as is
-    `model_requested`, the name the app asked for, which the row groups by (a request that failed
-    got no answer, so it is counted under the name it asked for).
+    `model_requested`, the name the app asked for. A failed call got no answer (its stored `model` is
+    the name it asked for), so the failed calls of a requested model are a row of their own, under
+    NO_ANSWER: each row's calls, tokens and spend are those of the model its label names.
     """
-    merged: dict[tuple[str, str], list[Any]] = {}
-    answered: dict[tuple[str, str], set[str]] = {}
-    recorded: dict[tuple[str, str], set[str]] = {}
+    merged: dict[tuple[str, str, str], list[Any]] = {}
+
+    unpriced: dict[tuple[str, str, str], int] = {}
+
+    def add(endpoint: str, model: str, requested: str, calls: int, tin: int, tout: int, cached: int,
+            spend: float, unpriced_calls: int) -> None:  # fmt: skip
+        if not calls:
+            return
+        key = (endpoint, model, requested)
+        row = merged.setdefault(key, [endpoint, model, requested, 0, 0, 0, 0, 0.0, 0.0])
+        for i, value in enumerate((calls, tin, tout, cached, spend), start=3):
+            row[i] += value
+        unpriced[key] = unpriced.get(key, 0) + unpriced_calls
+
     for g in ctx.rep.groups:
-        key = (g.endpoint, g.model_key)
-        row = merged.setdefault(key, [g.endpoint, "", g.model_key, 0, 0, 0, 0, 0.0, 0.0])
-        row[3] += g.calls
-        row[4] += g.tokens_input
-        row[5] += g.tokens_output
-        row[6] += g.tokens_cached_input
-        row[7] += g.spend_usd
-        recorded.setdefault(key, set()).add(g.model)
-        if g.calls > g.errors:  # some call got an answer: g.model is the model that gave it
-            answered.setdefault(key, set()).add(g.model)
-    for key, row in merged.items():
-        row[1] = ", ".join(sorted(answered.get(key) or recorded[key]))
-    rows = sorted(merged.values(), key=lambda r: (-r[7], -r[3], r[0], r[2]))
+        f = g.failed
+        add(g.endpoint, g.model, g.model_key, g.calls - g.errors, g.tokens_input - f.tokens_input,
+            g.tokens_output - f.tokens_output, g.tokens_cached_input - f.tokens_cached_input, g.spend_usd - f.spend_usd,
+            g.unpriced_calls - f.unpriced_calls)  # fmt: skip
+        add(g.endpoint, NO_ANSWER, g.model_key, g.errors, f.tokens_input, f.tokens_output, f.tokens_cached_input,
+            f.spend_usd, f.unpriced_calls)  # fmt: skip
+    # The rows of one endpoint and requested model stay together (its failed calls after its answers), by spend.
+    spend: dict[tuple[str, str], float] = {}
+    for row in merged.values():
+        spend[(row[0], row[2])] = spend.get((row[0], row[2]), 0.0) + row[7]
+    rows = sorted(merged.values(), key=lambda r: (-spend[(r[0], r[2])], r[0], r[2], r[1] == NO_ANSWER, -r[7], -r[3], r[1]))
     for row in rows:
         row[8] = ctx.share(row[7])
+        row[7] = known_spend(row[7], unpriced[(row[0], row[1], row[2])])  # unpriced calls alone: unknown, not $0
     total = ["**Total**", "", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
              sum(g.tokens_output for g in ctx.rep.groups), sum(g.tokens_cached_input for g in ctx.rep.groups),
-             ctx.baseline, 1.0 if ctx.baseline else None]  # fmt: skip
+             ctx.baseline if ctx.spend_known else None, 1.0 if ctx.baseline else None]  # fmt: skip
     columns = [Column("Endpoint"), Column("Model"), Column("Requested as"), Column("Calls", "count"),
                Column("Tokens in", "count"), Column("Tokens out", "count"), Column("Cached in", "count"),
                Column("Spend", "usd"), Column("Share of spend", "pct")]  # fmt: skip
@@ -74,7 +89,7 @@ def latency_table(ctx: AuditContext, percentiles: PercentileResult) -> Table:
 
 def errors_table(ctx: AuditContext, rows: list[Any]) -> Table:
     """Failed and cut calls by endpoint, status and error type, with what they cost."""
-    out = [[r.endpoint, r.status, r.error_type, int(r.calls), float(r.spend)] for r in rows]
+    out = [[r.endpoint, r.status, r.error_type, int(r.calls), known_spend(float(r.spend), r.unpriced)] for r in rows]
     out.sort(key=lambda r: (-r[3], r[0], r[2]))
     return Table([Column("Endpoint"), Column("Status"), Column("Error type"), Column("Calls", "count"),
                   Column("Cost", "usd")], out)  # fmt: skip

@@ -5,9 +5,9 @@ selection a few SQL aggregates give the metrics of the course's comparison table
 (rates change in percentage points, the rest relatively);
 the attribution reads what the records say each optimization saved, per endpoint: response-cache
 hits (`cost_saved_usd`), provider prompt caching (cached tokens at the cached rate
-instead of the input rate), cheap-first fallback (savings of accepted answers minus
-the cost of rejected attempts) and routing (the `route` tag: routed calls against
-the same tokens on the model the endpoint used before). The document credits each
+instead of the input rate, less what cache writes cost above the input rate), cheap-first
+fallback (savings of accepted answers minus the cost of rejected attempts) and routing
+(the `route` tag: routed calls against the same tokens on the model the endpoint used before). The document credits each
 optimization with the change between the sides (`credit`): per endpoint, what it saves
 per request after minus before, x the after side's requests; one that did not change
 is not credited.

@@ -11,6 +11,8 @@ from sqlalchemy.sql import ColumnElement
 from ...errors import ConfigError
 from ...store.schema import records
 from ..simulate import execute, has_tag, tag_number, tag_text
+from ..simulate.queries import sum_where
+from ..stats import known_spend, unpriced_filter
 from .selection import Selection
 from .statistics import Comparison, Sample, welch
 from .thresholds import MIN_REQUESTS
@@ -22,7 +24,7 @@ __all__ = ["AbResult", "ArmStats", "ab_arms", "ab_test"]
 class ArmStats:
     arm: str
     calls: int
-    spend_usd: float
+    spend_usd: float | None  # None: unknown, every call with tokens unpriced (stats.known_spend)
     cost: Sample
     latency: Sample
     quality: Sample
@@ -73,6 +75,7 @@ def ab_test(engine: Engine, where: ColumnElement[bool], name: str | None = None)
     values = {"cost": c.cost_usd, "latency": c.latency_ms, "quality": quality}
     means = (
         select(arm, func.count().label("calls"), func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"),
+               sum_where(unpriced_filter(), 1).label("unpriced"),
                *(func.count(v).label(f"{k}_n") for k, v in values.items()),
                *(func.avg(v).label(f"{k}_mean") for k, v in values.items()))
         .where(cond)
@@ -96,8 +99,8 @@ def ab_test(engine: Engine, where: ColumnElement[bool], name: str | None = None)
             ss = getattr(r, f"{k}_ss")
             samples[k] = Sample(n, float(mean) if mean is not None else None,
                                 float(ss) / (n - 1) if n >= 2 and ss is not None else None)  # fmt: skip
-        stats[str(r.arm)] = ArmStats(str(r.arm), int(r.calls), float(r.spend), samples["cost"], samples["latency"],
-                                     samples["quality"])  # fmt: skip
+        stats[str(r.arm)] = ArmStats(str(r.arm), int(r.calls), known_spend(float(r.spend), int(r.unpriced)),
+                                     samples["cost"], samples["latency"], samples["quality"])  # fmt: skip
     if len(stats) < 2:
         raise ConfigError(f"--ab: test {name!r} has one arm in the selection ({', '.join(stats)}): "
                           "nothing to compare")  # fmt: skip

@@ -9,12 +9,13 @@ for a saving.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from ...format import count, usd
@@ -42,7 +43,7 @@ class Saving:
 @dataclass
 class Attribution:
     savings: list[Saving] = field(default_factory=list)
-    routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models
+    routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models answering
     notes: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)  # first attempts per endpoint
 
@@ -109,6 +110,13 @@ def credit(before: Attribution, after: Attribution, monthly_requests: float) -> 
     return out
 
 
+def _cache_writes(c: Any) -> list[Any]:
+    """The prompt-cache writes of a group: 5-minute ones (`tokens_cache_write` holds both kinds) and 1-hour ones."""
+    write_5m = c.tokens_cache_write - c.tokens_cache_write_1h
+    return [func.coalesce(func.sum(case((write_5m > 0, write_5m), else_=0)), 0).label("write_5m"),
+            func.coalesce(func.sum(c.tokens_cache_write_1h), 0).label("write_1h")]  # fmt: skip
+
+
 def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, Any]:
     c = records.c
     chain = has_tag(dialect, "fallback_chain")
@@ -122,17 +130,24 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
                        sum_where(c.cache_hit, func.coalesce(c.cost_saved_usd, 0.0)).label("saved"))
         .where(where, c.cache_hit.is_(True))
         .group_by(c.endpoint),
-        "cached": select(c.endpoint, c.provider, model, func.coalesce(func.sum(c.tokens_cached_input), 0).label("cached"))
-        .where(where, c.cache_hit.is_(False), c.tokens_cached_input > 0)
+        "cached": select(c.endpoint, c.provider, model, func.coalesce(func.sum(c.tokens_cached_input), 0).label("cached"),
+                         *_cache_writes(c))
+        .where(where, c.cache_hit.is_(False),
+               or_(c.tokens_cached_input > 0, c.tokens_cache_write > 0, c.tokens_cache_write_1h > 0))
         .group_by(c.endpoint, c.provider, c.model, c.model_requested),
         "fallback": select(
             c.endpoint,
             sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd.is_not(None)), 1).label("accepted"),
+            # An answer saved money only when its model is cheaper than the requested one for its tokens:
+            # the requested model itself (after an escalation) saves 0, a dearer one less than 0.
+            sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd > 0), 1).label("cheaper"),
+            sum_where(and_(chain, c.cache_hit.is_(False), c.cost_saved_usd < 0), 1).label("dearer"),
             sum_where(and_(chain, c.cache_hit.is_(False)), func.coalesce(c.cost_saved_usd, 0.0)).label("saved"),
             sum_where(reason, 1).label("escalated"),
             sum_where(reason, func.coalesce(c.cost_usd, 0.0)).label("escalated_cost"),
         ).where(where, chain).group_by(c.endpoint),
         "routes": select(route, c.endpoint, c.provider, model, func.count().label("calls"),
+                         sum_where(c.status != "error", 1).label("answered"),
                          func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(live, c.cost_usd).label("live_spend"),
                          *buckets(live, c, "l_"))
         .where(where, route_tagged)
@@ -160,37 +175,15 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
         hits, saved = sum(int(r.hits) for r in hit_rows), sum(float(r.saved) for r in hit_rows)
         out.savings.append(Saving("Response cache", f"{count(hits)} calls answered from the cache (cost_saved_usd)",
                                   saved, month(saved), {r.endpoint: float(r.saved) for r in hit_rows}))  # fmt: skip
-    cached_saving = 0.0
-    cached_tokens = 0
-    cached_by: dict[str, float] = {}
-    unpriced: set[str] = set()
-    for r in rows[f"{prefix}.cached"]:
-        rates = book.rates(r.provider, r.model, at)
-        if rates is None or rates.per_hour is not None:
-            unpriced.add(r.model)
-            continue
-        eff = rates.effective()
-        cached_tokens += int(r.cached)
-        part = float(Decimal(int(r.cached)) * (eff["input"] - eff["cached_input"]) / Decimal(1_000_000))
-        cached_saving += part
-        cached_by[r.endpoint] = cached_by.get(r.endpoint, 0.0) + part
-    if cached_tokens:
-        out.savings.append(Saving("Provider prompt caching",
-                                  f"{count(cached_tokens)} input tokens read from the cache at the cached rate",
-                                  cached_saving, month(cached_saving), cached_by))  # fmt: skip
+    caching = _prompt_caching(rows[f"{prefix}.cached"], book, at, month)
+    if caching is not None:
+        out.savings.append(caching)
+    unpriced = sorted({r.model for r in rows[f"{prefix}.cached"] if _rates(book, r, at) is None})
     if unpriced:
-        out.notes.append(f"prompt-cache savings of {', '.join(sorted(unpriced))} are left out: no price")
-    f_rows = [r for r in rows[f"{prefix}.fallback"] if int(r.accepted) or int(r.escalated)]
-    if f_rows:
-        accepted, escalated = sum(int(r.accepted) for r in f_rows), sum(int(r.escalated) for r in f_rows)
-        f_saved, f_cost = sum(float(r.saved) for r in f_rows), sum(float(r.escalated_cost) for r in f_rows)
-        net = f_saved - f_cost
-        out.savings.append(Saving(
-            "Cheap-first fallback",
-            f"{count(accepted)} answers cheaper than the requested model saved {usd(f_saved)}; "
-            f"{count(escalated)} escalated attempts cost {usd(f_cost)}",
-            net, month(net), {r.endpoint: float(r.saved) - float(r.escalated_cost) for r in f_rows},
-        ))  # fmt: skip
+        out.notes.append(f"prompt-cache savings of {', '.join(unpriced)} are left out: no price")
+    fallback = _fallback(rows[f"{prefix}.fallback"], month)
+    if fallback is not None:
+        out.savings.append(fallback)
     route_rows = rows[f"{prefix}.routes"]
     if route_rows:
         by_label: dict[str, list[Any]] = {}
@@ -201,7 +194,8 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
             acc = by_label.setdefault(str(r.route), [str(r.route), 0, 0.0, None, set()])
             acc[1] += int(r.calls)
             acc[2] += float(r.spend)
-            acc[4].add(r.model)
+            if int(r.answered):  # a failed call got no answer: its `model` is only the name it asked for
+                acc[4].add(r.model)
             ref = (before_models or {}).get(r.endpoint)
             if ref is None or ref[1] == r.model:
                 continue
@@ -224,6 +218,59 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
         elif before_models is not None:
             out.notes.append("routed calls used the same models as before on their endpoints: no routing saving to attribute")
     return out
+
+
+def _rates(book: PriceBook, row: Any, at: datetime) -> dict[str, Decimal] | None:
+    """The row's model's effective rates, None when it has no per-token price."""
+    rates = book.rates(row.provider, row.model, at)
+    return None if rates is None or rates.per_hour is not None else rates.effective()
+
+
+def _prompt_caching(rows: list[Any], book: PriceBook, at: datetime, month: Callable[[float], float]) -> Saving | None:
+    """Provider prompt caching, net: reads at input - cached rate, less writes at their rate - input rate.
+
+    A write is billed above the input rate (Anthropic: 1.25x for 5 minutes, 2x for 1 hour), so a saving
+    that counted reads only would overstate what caching saved.
+    """
+    saved, read, written = 0.0, 0, 0
+    by_endpoint: dict[str, float] = {}
+    for r in rows:
+        eff = _rates(book, r, at)
+        if eff is None:
+            continue
+        cached, w5, w1h = int(r.cached), int(r.write_5m), int(r.write_1h)
+        part = float((cached * (eff["input"] - eff["cached_input"]) - w5 * (eff["cache_write"] - eff["input"])
+                      - w1h * (eff["cache_write_1h"] - eff["input"])) / Decimal(1_000_000))  # fmt: skip
+        saved += part
+        read += cached
+        written += w5 + w1h
+        by_endpoint[r.endpoint] = by_endpoint.get(r.endpoint, 0.0) + part
+    if not read and not written:
+        return None
+    evidence = f"{count(read)} input tokens read from the cache at the cached rate"
+    if written:
+        evidence += f", net of {count(written)} written to it at the cache-write rate"
+    return Saving("Provider prompt caching", evidence, saved, month(saved), by_endpoint)
+
+
+def _fallback(rows: list[Any], month: Callable[[float], float]) -> Saving | None:
+    """Cheap-first fallback: what its answers saved against the requested model, less the escalated attempts."""
+    f_rows = [r for r in rows if int(r.accepted) or int(r.escalated)]
+    if not f_rows:
+        return None
+    accepted, escalated = sum(int(r.accepted) for r in f_rows), sum(int(r.escalated) for r in f_rows)
+    cheaper, dearer = sum(int(r.cheaper) for r in f_rows), sum(int(r.dearer) for r in f_rows)
+    f_saved, f_cost = sum(float(r.saved) for r in f_rows), sum(float(r.escalated_cost) for r in f_rows)
+    net = f_saved - f_cost
+    # The dollar figure is over every answer (a dearer one's saving is negative), so the count beside it is too;
+    # how many came from a cheaper model is said apart.
+    models = f"{count(cheaper)} from a model cheaper than the requested one"
+    if dearer:
+        models += f", {count(dearer)} from a dearer one"
+    evidence = (f"{count(accepted)} chain answers ({models}) saved {usd(f_saved)} against the requested model; "
+                f"{count(escalated)} escalated attempts cost {usd(f_cost)}")  # fmt: skip
+    return Saving("Cheap-first fallback", evidence, net, month(net),
+                  {r.endpoint: float(r.saved) - float(r.escalated_cost) for r in f_rows})  # fmt: skip
 
 
 def endpoint_models(rows: list[Any]) -> dict[str, tuple[str, str]]:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, true
 from ...format import usd
 from ...pricing import PriceBook
 from ..calc import DAYS_PER_MONTH
-from ..operands import places, rate_change, usd_start
+from ..operands import least_places, places, rate_change, usd_start
 from ..simulate import run_queries
 from .ab_test import AbResult, ab_test
 from .attribution import (
@@ -149,7 +149,8 @@ def _places(results: Results) -> None:
         if credited:
             results.places["credit"] = chosen[3]
     shown_volume = results.places["volume"]
-    results.places["days"] = places([b.days], [0], lambda o: [b.requests / o[0] * DAYS_PER_MONTH],
+    # An explicit period under a day (12 h: 0.5 days) must not read as 0 days, nor be divided by as 0.
+    results.places["days"] = places([b.days], [least_places(b.days)], lambda o: [b.requests / o[0] * DAYS_PER_MONTH],
                                     lambda v: f"{v:,.{shown_volume}f}")[0]  # fmt: skip
     for row in results.rows:
         if row.points:
@@ -193,7 +194,10 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
             "shown without changes; record more traffic and run the report again."
         )
     for m in (m_before, m_after):
-        if m.unpriced_calls:
+        if m.unpriced_calls and m.spend_usd is None:
+            results.notes.append(f"{m.selection.label}: {m.unpriced_calls:,} unpriced calls and no priced cost: its "
+                                 "spend and cost per request are unknown, not $0")  # fmt: skip
+        elif m.unpriced_calls:
             results.notes.append(f"{m.selection.label}: {m.unpriced_calls:,} unpriced calls are missing from the spend")
     if ab:
         results.ab = ab_test(engine, (ab_where or after).where(dialect), ab_name)

@@ -14,7 +14,7 @@ from ...store.schema import records
 from ..calc import DAYS_PER_MONTH
 from ..simulate import has_tag, run_queries, tag_number
 from ..simulate.queries import sum_where
-from ..stats import Percentiles
+from ..stats import Percentiles, known_spend
 from .selection import Selection
 
 __all__ = ["Metrics", "Progress", "measure", "metric_queries"]
@@ -27,7 +27,7 @@ class Metrics:
     selection: Selection
     calls: int
     requests: int
-    spend_usd: float
+    spend_usd: float | None  # None: unknown, every call with tokens unpriced (stats.known_spend)
     errors: int
     cache_hits: int
     tokens_input: int
@@ -54,7 +54,7 @@ class Metrics:
 
     @property
     def cost_per_request(self) -> float | None:
-        return self.spend_usd / self.requests if self.requests else None
+        return self.spend_usd / self.requests if self.requests and self.spend_usd is not None else None
 
     @property
     def cost_per_1k(self) -> float | None:
@@ -131,7 +131,8 @@ def measure(engine: Engine, selection: Selection, *, rows: dict[str, list[Any]] 
     p = latency.result(refined).overall
     m = rows["m.metrics"][0]
     return Metrics(
-        selection=selection, calls=int(m.calls), requests=int(m.requests), spend_usd=float(m.spend),
+        selection=selection, calls=int(m.calls), requests=int(m.requests),
+        spend_usd=known_spend(float(m.spend), int(m.unpriced)),
         errors=int(m.errors), cache_hits=int(m.hits), tokens_input=int(m.tin), tokens_output=int(m.tout),
         quality_n=int(m.quality_n), quality=float(m.quality) if m.quality is not None else None,
         latency_mean_ms=float(m.latency) if m.latency is not None else None,

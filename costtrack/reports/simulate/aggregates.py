@@ -37,6 +37,22 @@ class Buckets:
         return float(total / _MTOK)
 
 
+@dataclass(frozen=True)
+class Failed:
+    """What the failed calls (status error) of a group cost and hold: they got no answer."""
+
+    spend_usd: float = 0.0
+    tokens_input: int = 0
+    tokens_output: int = 0
+    tokens_cached_input: int = 0
+    unpriced_calls: int = 0
+
+    def __add__(self, other: Failed) -> Failed:
+        return Failed(self.spend_usd + other.spend_usd, self.tokens_input + other.tokens_input,
+                      self.tokens_output + other.tokens_output, self.tokens_cached_input + other.tokens_cached_input,
+                      self.unpriced_calls + other.unpriced_calls)  # fmt: skip
+
+
 @dataclass
 class Group:
     """The calls of one (endpoint, provider, requested model, answered model) in the period.
@@ -53,6 +69,7 @@ class Group:
     calls: int = 0
     requests: int = 0  # first attempts: the app's requests (retries and escalations excluded)
     errors: int = 0
+    failed: Failed = field(default_factory=Failed)  # the spend and tokens of the `errors` calls
     cache_hits: int = 0
     saved_usd: float = 0.0  # cost_saved_usd of the cache hits
     spend_usd: float = 0.0
@@ -65,6 +82,8 @@ class Group:
     long_context_calls: int = 0
     live_spend_usd: float = 0.0
     live: Buckets = field(default_factory=Buckets)
+    sent_input: int = 0  # tokens of the calls that reached the provider (not cache hits), priced or not
+    sent_output: int = 0
     served: int = 0  # successful calls that reached the provider
     served_input: int = 0
     served_output: int = 0

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
-from .aggregates import Buckets, DayRow, Group, Replay
+from .aggregates import Buckets, DayRow, Failed, Group, Replay
 from .execution import run_queries
 from .queries import period_where, replay_queries
 from .sql import as_day
@@ -31,6 +31,8 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.calls += int(row.calls)
         g.requests += int(row.requests)
         g.errors += int(row.errors)
+        g.failed = g.failed + Failed(float(row.err_spend), int(row.err_tin), int(row.err_tout), int(row.err_tcached),
+                                     int(row.err_unpriced))  # fmt: skip
         g.cache_hits += int(row.hits)
         g.saved_usd += float(row.saved)
         g.spend_usd += float(row.spend)
@@ -43,6 +45,8 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.long_context_calls += int(row.long)
         g.live_spend_usd += float(row.live_spend)
         g.live = g.live + row_buckets(row, "l_")
+        g.sent_input += int(row.sent_in)
+        g.sent_output += int(row.sent_out)
         g.served += int(row.served)
         g.served_input += int(row.served_in)
         g.served_output += int(row.served_out)
