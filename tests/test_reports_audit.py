@@ -707,3 +707,19 @@ def test_errors_sentence_names_what_the_table_lists(tracker, make_record, databa
                "The table lists the cut calls by endpoint.", "The table lists both."]  # fmt: skip
     assert sentence in errors and [e for e in endings if e in errors] == [says]
     assert ("| Endpoint | Status | Error type |" in errors) == bool(failed or cut)
+
+
+def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(workload, database_url, tmp_path, capsys):
+    """They left --database-url out: run as printed, they read ./costtrack.db (review finding)."""
+    import shlex
+
+    from costtrack.cli import run as cli
+
+    out = tmp_path / "audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--database-url", database_url]) == 0
+    # Every whole command (those naming the period), not a flag named in passing (`costtrack simulate --batch-share`)
+    commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", out.read_text()) if "--since" in c]
+    assert len(commands) >= 3 and all(c.endswith(f"--database-url {database_url}") for c in commands), commands
+    capsys.readouterr()
+    assert cli([*shlex.split(commands[0])[1:], "--json"]) == 0  # runs as printed, on the audit's records
+    assert capsys.readouterr().out.lstrip().startswith("{")

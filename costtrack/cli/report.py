@@ -227,7 +227,9 @@ def audit(
         book = _pricebook(prices_file)
         engine = open_records(database_url, start, end, f"since {since}" + (f" until {until}" if until else ""))
         period_args = f"--since {since}" + (f" --until {until}" if until else "")
-        options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args)
+        # The simulate commands the audit prints read the same database: named when it was named here.
+        database_args = f"--database-url {_common.display_url(database_url)}" if database_url is not None else ""
+        options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args)
         with delayed_progress(11, "auditing") as step:
             result = build_audit(engine, book, since=start, until=end, options=options, now=now, progress=step)
             command = f"costtrack report audit -o {output} {period_args}"

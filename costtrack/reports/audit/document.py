@@ -77,6 +77,7 @@ class AuditOptions:
     prompt_cache_lifetime: float = PROMPT_CACHE_LIFETIME_S
     workers: int = 2
     period_args: str = ""  # how the CLI named the period (--since ...), for the commands the audit prints
+    database_args: str = ""  # and the database, when the CLI named one (--database-url ..., password masked)
 
 
 @dataclass
