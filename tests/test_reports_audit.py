@@ -263,6 +263,10 @@ def test_one_record_and_unpriced_only(tracker, make_record, database_url):
     text = render("audit", {"audit": audit, "charts": [], "charts_note": "none", "version": "t", "database": "d",
                             "command": "c"})  # fmt: skip
     assert "not computed: no priced tokens in the period" in text and "mystery" in text
+    audit.warnings = ["first note", "second note"]
+    text = render("audit", {"audit": audit, "charts": [], "charts_note": "none", "version": "t", "database": "d",
+                            "command": "c"})  # fmt: skip
+    assert "> **Note:** first note\n\n> **Note:** second note\n" in text  # two blockquotes, not one merged
 
 
 def test_min_cacheable_tokens():
