@@ -11,10 +11,13 @@ the budget. Sinks receive it in costtrack's alert thread, never on the app's thr
 
 A sink that raises (or a webhook answering an error status) is tried again
 ``retries`` times, waiting ``backoff``, then twice that, ... between attempts
-(the ``sleep`` function is injectable), then logged as an error. An attempt that has
-not returned after ``sink_timeout`` seconds counts as failed: the hung sink is left to
-itself so that other alerts, other sinks and ``close()`` go on. A sink can never break
-the app's call: it does not run there.
+(the ``sleep`` function is injectable), then logged as an error. Each sink runs in a
+thread of its own (always the same one, so a sink may keep thread-bound state such as
+a database connection): an attempt that has not returned after ``sink_timeout`` seconds
+counts as failed and is not retried, and while it still runs the sink is skipped (an
+alert it misses is sent again later, see the budget monitor), so a hung sink holds up
+neither other alerts, other sinks nor ``close()``. A sink can never break the app's
+call: it does not run there.
 """
 
 from __future__ import annotations
@@ -257,6 +260,7 @@ class AlertDispatcher:
         self.backoff = backoff
         self.sleep = sleep
         self.sink_timeout = sink_timeout
+        self._workers: dict[Any, _SinkThread] = {}  # each sink's own thread, by the sink
         self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -306,7 +310,8 @@ class AlertDispatcher:
                     self._attempt(sink, alert)
                     break
                 except Exception as exc:
-                    if attempt < attempts:
+                    # A timed-out attempt may still deliver: another now could send the alert twice.
+                    if attempt < attempts and not isinstance(exc, SinkTimeout):
                         log.warning(
                             "costtrack: alert sink %s failed (attempt %d of %d: %s); trying again in %gs",
                             _sink_name(sink), attempt, attempts, exc, delay,
@@ -320,37 +325,29 @@ class AlertDispatcher:
                         failed.append(sink)
                         self.failed += 1
                         log.error(
-                            "costtrack: alert sink %s failed %d times (%s): %s",
-                            _sink_name(sink), attempts, exc, alert.text().splitlines()[0],
+                            "costtrack: alert sink %s failed %d time%s (%s): %s",
+                            _sink_name(sink), attempt, "" if attempt == 1 else "s", exc, alert.text().splitlines()[0],
                         )  # fmt: skip
+                        break
         if not failed:
             self.delivered += 1
         return failed
 
     def _attempt(self, sink: Sink, alert: Alert) -> None:
-        """Call `sink` with `alert`, in a thread of its own when attempts have a time limit; raise what it raised,
-        or SinkTimeout when it has not returned in time."""
+        """Call `sink` with `alert`, in its own thread when attempts have a time limit; raise what it raised, or
+        SinkTimeout when it has not returned in time (or is still running an earlier attempt)."""
         if self.sink_timeout is None:
             sink(alert)
             return
-        outcome: list[BaseException | None] = []
-        done = threading.Event()
-
-        def attempt() -> None:
-            try:
-                sink(alert)
-                outcome.append(None)
-            except BaseException as exc:  # handed to the alert thread, which decides
-                outcome.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=attempt, name="costtrack-alert-sink", daemon=True).start()
-        if not done.wait(self.sink_timeout):
-            raise SinkTimeout(f"no answer in {self.sink_timeout:g} s; left running")
-        error = outcome[0]
-        if error is not None:
-            raise error
+        try:
+            key: Any = (sink, hash(sink))  # a bound method is made anew at each access, equal to the last
+        except TypeError:
+            key = id(sink)
+        with self._lock:
+            worker = self._workers.get(key)
+            if worker is None:
+                worker = self._workers[key] = _SinkThread(sink)
+        worker.call(alert, self.sink_timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every job queued so far has run (True), or `timeout` seconds passed (False)."""
@@ -370,8 +367,57 @@ class AlertDispatcher:
         done = self.flush(timeout)
         with self._lock:
             thread, self._thread = self._thread, None
+            workers, self._workers = list(self._workers.values()), {}
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             if done:
                 thread.join(timeout=1.0)
+        for worker in workers:
+            worker.stop()
         return done
+
+
+class _SinkThread:
+    """One sink's thread: its attempts run there one at a time, so a sink always runs on the same thread."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self._jobs: queue.SimpleQueue[tuple[Alert, threading.Event, list[BaseException | None]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._busy = False  # an attempt is under way (set by the caller, cleared when it returns)
+
+    def call(self, alert: Alert, timeout: float) -> None:
+        """Run the sink with `alert` in this thread; raise what it raised, or SinkTimeout."""
+        if self._busy:
+            raise SinkTimeout("still running an earlier attempt")
+        done = threading.Event()
+        outcome: list[BaseException | None] = []
+        self._busy = True
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="costtrack-alert-sink", daemon=True)
+            self._thread.start()
+        self._jobs.put((alert, done, outcome))
+        if not done.wait(timeout):
+            raise SinkTimeout(f"no answer in {timeout:g} s; left running")
+        error = outcome[0]
+        if error is not None:
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            alert, done, outcome = job
+            try:
+                self.sink(alert)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the alert thread, which decides
+                outcome.append(exc)
+            finally:
+                self._busy = False
+                done.set()
+
+    def stop(self) -> None:
+        """End the thread once its attempt (if any) returns."""
+        self._jobs.put(None)

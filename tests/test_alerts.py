@@ -179,25 +179,60 @@ def test_failing_sink_gives_up_logged_and_other_sinks_still_run(caplog) -> None:
 
 
 def test_a_hung_sink_times_out_and_the_other_sinks_and_alerts_go_on(caplog) -> None:
-    """A callable that never returns held the one alert thread: later alerts, other sinks and close() waited on it."""
+    """A callable that never returns held the one alert thread: later alerts, other sinks and close() waited on it.
+    A timed-out attempt is not retried (it may still deliver: a retry sent alerts twice, review finding), and while
+    it runs the sink is skipped, so no thread piles up behind it."""
     release = threading.Event()
+    calls: list[Alert] = []
     got: list[Alert] = []
 
     def hung(alert: Alert) -> None:
+        calls.append(alert)
         release.wait()
 
-    dispatcher = AlertDispatcher(retries=1, backoff=0.0, sleep=lambda s: None, sink_timeout=0.05)
+    def sink_threads() -> int:
+        return sum(t.name == "costtrack-alert-sink" for t in threading.enumerate())
+
+    before = sink_threads()
+    dispatcher = AlertDispatcher(retries=2, backoff=0.0, sleep=lambda s: None, sink_timeout=0.05)
     try:
         with caplog.at_level(logging.WARNING, logger="costtrack"):
-            for _ in range(2):
+            for _ in range(3):
                 dispatcher.submit(lambda: dispatcher.deliver_each(make_alert(), [hung, got.append]))
-            assert dispatcher.flush(10)  # each alert waits 2 x 0.05 s on the hung sink, not for ever
-        assert len(got) == 2 and dispatcher.failed == 2
+            assert dispatcher.flush(10)  # the first alert waits 0.05 s on the hung sink, the others not at all
+        assert len(got) == 3 and dispatcher.failed == 3 and len(calls) == 1
         errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-        assert len(errors) == 2 and all("no answer in 0.05 s" in e for e in errors)
+        assert len(errors) == 3 and "no answer in 0.05 s" in errors[0]
+        assert all("still running an earlier attempt" in e for e in errors[1:])
+        assert sink_threads() - before == 2  # one per sink, however many alerts
+        release.set()
+        for _ in range(500):  # the hung attempt returns: the sink takes alerts again
+            if dispatcher.deliver(make_alert(), [hung]):
+                break
+            threading.Event().wait(0.01)
+        assert len(calls) == 2
         assert dispatcher.close(10)
     finally:
         release.set()
+
+
+def test_a_sink_runs_in_one_thread_of_its_own() -> None:
+    """Each attempt in a new thread broke a sink holding thread-bound state (an sqlite3 connection: review finding)."""
+    import sqlite3
+
+    connection: list[sqlite3.Connection] = []
+    threads: list[int] = []
+
+    def sink(alert: Alert) -> None:
+        if not connection:
+            connection.append(sqlite3.connect(":memory:"))  # usable only in the thread that made it
+        connection[0].execute("select 1")
+        threads.append(threading.get_ident())
+
+    dispatcher = AlertDispatcher(retries=0)
+    assert all(dispatcher.deliver(make_alert(), [sink]) for _ in range(3))
+    assert len(set(threads)) == 1 and threads[0] != threading.get_ident()
+    dispatcher.close()
 
 
 def test_a_sinks_own_error_passes_through_the_timed_attempt() -> None:
@@ -209,6 +244,7 @@ def test_a_sinks_own_error_passes_through_the_timed_attempt() -> None:
     assert dispatcher.deliver_each(make_alert(), [broken]) == [broken]
     got: list[Alert] = []
     assert dispatcher.deliver(make_alert(), [got.append]) and len(got) == 1
+    dispatcher.close()
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan")])
