@@ -175,6 +175,8 @@ class Call:
         stamp = self._timestamp
         if type(stamp) is float:
             stamp = self._timestamp = datetime.fromtimestamp(stamp, timezone.utc)
+        elif stamp.tzinfo is None:  # type: ignore[union-attr]
+            stamp = self._timestamp = stamp.replace(tzinfo=timezone.utc)  # type: ignore[union-attr]  # an injected clock's
         return stamp  # type: ignore[return-value]
 
     @property

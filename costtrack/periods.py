@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import ConfigError
 
-__all__ = ["month_range", "parse_instant", "parse_range", "parse_since"]
+__all__ = ["as_utc", "month_range", "parse_instant", "parse_range", "parse_since"]
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -16,6 +16,11 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 #: The instants a command takes: a day's, a month's or a week's bounds around them stay representable.
 _EARLIEST = datetime(1, 1, 8, tzinfo=timezone.utc)
 _LATEST = datetime(9998, 12, 31, tzinfo=timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` with a time zone: a naive datetime (an injected clock's) is UTC, as everywhere in costtrack."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def parse_instant(text: str) -> datetime:

@@ -38,21 +38,6 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _as_utc(now: Callable[[], datetime]) -> Callable[[], datetime]:
-    """An injected clock whose naive datetimes are taken to be UTC, as everywhere in costtrack: compared with the
-    budgets' aware period bounds, a naive one raised, and the hard limit let every call through."""
-    if getattr(now, "_costtrack_utc", False):
-        return now
-
-    def aware() -> datetime:
-        stamp = now()
-        return stamp.replace(tzinfo=timezone.utc) if isinstance(stamp, datetime) and stamp.tzinfo is None else stamp
-
-    aware._costtrack_utc = True  # type: ignore[attr-defined]
-    aware.__wrapped__ = now  # type: ignore[attr-defined]
-    return aware
-
-
 class Tracker:
     """Prices finished calls and hands their records to a background writer.
 
@@ -133,8 +118,6 @@ class Tracker:
 
     @now.setter
     def now(self, now: Callable[[], datetime]) -> None:
-        if now is not _utcnow:
-            now = _as_utc(now)
         self._now = now
         #: What a call is stamped with on the app's thread: the default clock's float (the
         #: datetime is made in the writer thread, Call.timestamp), or the injected clock's datetime.

@@ -704,6 +704,7 @@ def test_a_naive_injected_clock_is_taken_as_utc_and_the_hard_limit_holds(tracker
     """A `now=` giving naive datetimes raised against the budgets' period bounds: the limit let every call through."""
     now = Clock(datetime(2026, 4, 20, 12, 0))  # naive
     t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=0.0001, hard_limit=True, on_alert=lambda a: None))
+    assert t.now is now  # kept as given (a test moves it), read as UTC where it is used
     sim = Simulator()
     client = t.wrap(openai_client(sim))
     with pytest.raises(BudgetExceeded):

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..alerts import SINK_TIMEOUT, Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
 from ..errors import ConfigError
 from ..logs import log_once
+from ..periods import as_utc
 from ..usage import Usage
 
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ class BudgetMonitor:
             except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
                 log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", one_line(exc))
                 return False
-            now = self.tracker.now()
+            now = as_utc(self.tracker.now())
             states = self._states
             for attempt in range(_REFRESH_ATTEMPTS):
                 with self._lock:
@@ -552,7 +553,7 @@ class BudgetMonitor:
         try:
             self.tracker.flush(timeout=self.confirm_flush_timeout)
             engine = self._engine()
-            now = self.tracker.now()
+            now = as_utc(self.tracker.now())
             totals = query_totals(engine, b, start, end, now)
         except Exception as exc:  # noqa: BLE001 - the alert is tried again
             self._unfire(s, start, label)  # tried again at the next refresh
@@ -663,7 +664,7 @@ class BudgetMonitor:
 
     def status(self, now: datetime | None = None) -> list[BudgetStatus]:
         """Each budget's current period as this process sees it (no database access)."""
-        now = now or self.tracker.now()
+        now = now or as_utc(self.tracker.now())
         out = []
         with self._lock:
             for s in self._states:
