@@ -440,3 +440,16 @@ def test_export_into_a_pipe_closed_early_stops_quietly(fmt, tracker, make_record
     code = process.wait(timeout=60)
     assert first.strip() and stderr == b""
     assert code == 1  # as Click and the Python docs have it for a closed pipe: quiet, not success
+
+
+def test_printed_database_flags_are_shell_quoted_with_the_password_masked():
+    """A path with a space broke the pasted command, a query's `&` sent it to the background (review finding)."""
+    import shlex
+
+    from costtrack.cli._common import database_flag
+
+    spaced = database_flag("sqlite:////tmp/my demo.db")
+    assert shlex.split(spaced) == ["--database-url", "sqlite:////tmp/my demo.db"]
+    query = database_flag("postgresql+psycopg://app:s3cret@db:5432/app?sslmode=require&application_name=x")
+    [_, url] = shlex.split(query)
+    assert "s3cret" not in query and url.endswith("/app?sslmode=require&application_name=x")

@@ -51,6 +51,14 @@ def display_url(url: str) -> str:
     return safe_url(url)
 
 
+def database_flag(url: str) -> str:
+    """`--database-url URL` for a command to print, shell-quoted (a path with a space, a query with `&`) and its
+    password masked (the reader puts theirs back)."""
+    import shlex
+
+    return f"--database-url {shlex.quote(display_url(url))}"
+
+
 def read_engine(url: str | None, *, create: bool = False) -> Engine:
     """An engine on the records database, its schema up to date; a bad or unreadable database ends in a one-line error.
 

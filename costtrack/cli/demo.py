@@ -58,7 +58,7 @@ def demo(
         audit(output="docs/optimization-audit.md", since="31d", until=None, cache_ttl="1h", hardware="rtx4090",
               charts=True, template=None, prices_file=None, database_url=url)  # fmt: skip
     # A database given here is not the one the next commands read by default: they name it too (password masked).
-    flag = f" --database-url {_common.display_url(database_url)}" if database_url is not None else ""
+    flag = f" {_common.database_flag(database_url)}" if database_url is not None else ""
     console.print(f"Next: `costtrack stats --by model{flag}`, `costtrack simulate --swap gpt-4o=gpt-4o-mini{flag}`, "
                   f"`costtrack export --format csv -o calls.csv{flag}`")
 

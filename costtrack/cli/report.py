@@ -183,7 +183,7 @@ def _context(database_url: str | None, command: str) -> dict[str, Any]:
     from .. import __version__
 
     if database_url is not None:  # given on the command line: the command to regenerate names it too (password masked)
-        command += f" --database-url {_common.display_url(database_url)}"
+        command += f" {_common.database_flag(database_url)}"
     return {"version": __version__, "database": _common.display_url(_common.resolve_database_url(database_url)),
             "command": command}  # fmt: skip
 
@@ -228,7 +228,7 @@ def audit(
         engine = open_records(database_url, start, end, f"since {since}" + (f" until {until}" if until else ""))
         period_args = f"--since {since}" + (f" --until {until}" if until else "")
         # The simulate commands the audit prints read the same database: named when it was named here.
-        database_args = f"--database-url {_common.display_url(database_url)}" if database_url is not None else ""
+        database_args = _common.database_flag(database_url) if database_url is not None else ""
         options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args)
         with delayed_progress(11, "auditing") as step:
             result = build_audit(engine, book, since=start, until=end, options=options, now=now, progress=step)
