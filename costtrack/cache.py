@@ -16,9 +16,8 @@ through the same path as a live response, so the SDK builds the same objects, a
 stream replays as a stream, and the record says ``cache_hit=True``, ``cost_usd=0``
 and ``cost_saved_usd`` = what the original call cost.
 
-Only complete 2xx answers that carry their usage are stored: errors (an error
-object in a 200 body too), and streams cut, failed or abandoned before their end,
-never are.
+Only complete 2xx answers are stored: errors (an error object in a 200 body too),
+and streams cut, failed or abandoned before their end, never are.
 """
 
 from __future__ import annotations

@@ -581,7 +581,7 @@ class _Reader:
         reader = call.reader
         try:
             if reader is not None:
-                if not reader.done or reader.failed or reader.usage is None or self._saved is None:
+                if not reader.done or reader.failed or self._saved is None:
                     return None
                 body = b"".join(self._saved)
             else:
@@ -589,9 +589,9 @@ class _Reader:
                     return None
                 body = b"".join(call.chunks)
                 parsed = json.loads(body)
-                # Only an answer: a gateway's 200 carrying an error object (no usage) would be replayed for the whole
-                # TTL where the next call would have reached the provider. A stream is stored only with its usage too.
-                if not isinstance(parsed, dict) or parsed.get("error") is not None or not isinstance(parsed.get("usage"), dict):
+                # Only an answer: a gateway's 200 carrying an error object would be replayed for the whole TTL where
+                # the next call would have reached the provider.
+                if not isinstance(parsed, dict) or parsed.get("error") is not None:
                     return None
         except ValueError:
             return None  # not JSON: the SDK will fail on it too

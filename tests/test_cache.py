@@ -442,15 +442,39 @@ def test_an_error_object_in_a_200_body_is_an_error_never_cached(tracker, records
     assert (second.status, second.cache_hit, hit.cache_hit) == ("ok", False, True)
 
 
-def test_an_answer_without_usage_is_not_cached(tracker, records, make_cache, sim):
-    """A hit says what it saved: like a stream, a plain answer is stored only with its usage."""
-    client = wrapped(tracker, openai_client(sim), make_cache())
-    sim.script("no_usage")
-    client.chat.completions.create(**CHAT)
-    client.chat.completions.create(**CHAT)
-    client.chat.completions.create(**CHAT)
-    assert len(sim.requests) == 2
-    assert [r.cache_hit for r in records()] == [False, False, True]
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_answer_without_usage_is_cached_its_saving_unknown(tracker, records, make_cache, stream):
+    """A local server that sends no usage still gets its repeated requests answered from the cache (a hit then
+    saves an unknown amount), streamed or not."""
+    usage = b',"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}'
+    if stream:
+        chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"llama3.1:8b","choices":[%s]}'
+        body = b"".join(b"data: " + chunk % c + b"\n\n" for c in (
+            b'{"index":0,"delta":{"content":"Hi"},"finish_reason":null}',
+            b'{"index":0,"delta":{},"finish_reason":"stop"}')) + b"data: [DONE]\n\n"  # fmt: skip
+        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    else:
+        body = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "llama3.1:8b", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}).encode()  # fmt: skip
+        answer = httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
+    assert usage not in body
+    sent: list[httpx2.Request] = []
+
+    def server(request: httpx2.Request) -> httpx2.Response:
+        sent.append(request)
+        return answer
+
+    bare = openai.OpenAI(base_url="http://localhost:11434/v1", api_key="x", max_retries=0,
+                         http_client=httpx2.Client(transport=httpx2.MockTransport(server)))  # fmt: skip
+    client = wrapped(tracker, bare, make_cache())
+    for _ in range(3):
+        reply = client.chat.completions.create(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        if stream:
+            assert [c.choices[0].delta.content for c in reply] == ["Hi", None]
+        else:
+            assert reply.choices[0].message.content == "Hi"
+    assert len(sent) == 1
+    assert [(r.cache_hit, r.cost_saved_usd) for r in records()] == [(False, None), (True, None), (True, None)]
 
 
 def test_stream_options_that_shape_the_events_change_the_key(tracker, make_cache, sim):
