@@ -152,13 +152,16 @@ class Rates:
         return self
 
     def effective(self) -> dict[str, Decimal]:
-        """The rate each bucket is billed at, fallbacks applied (USD per 1M tokens)."""
+        """The rate each bucket is billed at, fallbacks applied (USD per 1M tokens; web searches: per 1,000)."""
         return {
             "input": self.input,
             "cached_input": self.input if self.cached_input is None else self.cached_input,
             "cache_write": self.input if self.cache_write is None else self.cache_write,
             "cache_write_1h": self.input * _TWO if self.cache_write_1h is None else self.cache_write_1h,
             "output": self.output,
+            "input_audio": self.input if self.input_audio is None else self.input_audio,
+            "output_audio": self.output if self.output_audio is None else self.output_audio,
+            "web_search": _ZERO if self.web_search is None else self.web_search,
         }
 
 

@@ -54,8 +54,13 @@ class Usage:
         return max(self.cache_write - self.cache_write_1h, 0)
 
 
-#: The record tags that keep what Usage bills apart and the record has no column for, by Usage field.
-EXTRA_TAGS = {"audio_input": "audio_input_tokens", "audio_output": "audio_output_tokens", "web_searches": "web_searches"}
+#: The record tags that keep what Usage bills apart and the record has no column for, by Usage field. Prefixed, so
+#: that an app's own tag of the same name (`web_searches`) is neither billed nor overwritten.
+EXTRA_TAGS = {
+    "audio_input": "costtrack.audio_input_tokens",
+    "audio_output": "costtrack.audio_output_tokens",
+    "web_searches": "costtrack.web_searches",
+}
 
 
 def billed_extras(usage: Usage) -> dict[str, int]:

@@ -572,7 +572,7 @@ def test_openai_audio_tokens_are_priced_at_the_audio_rates(tracker, records):
     # gpt-audio: text $2.50 in / $10 out, audio $32 in / $64 out per 1M tokens
     assert rec.cost_usd == pytest.approx(usd((200, "2.50"), (800, "32"), (100, "10"), (400, "64")), rel=1e-12)
     assert (rec.tokens_input, rec.tokens_output) == (1000, 500)
-    assert rec.tags == {"audio_input_tokens": 800, "audio_output_tokens": 400}
+    assert rec.tags == {"costtrack.audio_input_tokens": 800, "costtrack.audio_output_tokens": 400}
     from costtrack.cli.reprice import usage_of
 
     again = tracker.pricebook.cost(rec.provider, rec.model, usage_of(rec), rec.timestamp)
@@ -592,7 +592,7 @@ def test_anthropic_web_searches_are_billed_per_search(tracker, records):
     [rec] = records()
     tokens = usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15"))
     assert rec.cost_usd == pytest.approx(tokens + 2 * 10 / 1000, rel=1e-12)
-    assert rec.tags == {"web_searches": 2}
+    assert rec.tags == {"costtrack.web_searches": 2}
 
 
 def test_openai_responses_web_searches_are_billed_per_search(tracker, records):
@@ -628,3 +628,21 @@ def test_anthropic_fast_mode_is_priced_at_its_own_rates(tracker, records, stream
     expected = usd((30, "10"), (10000, "1"), (500, "12.5"), (1500, "20"), (57, "50"))
     assert rec.cost_usd == pytest.approx(expected, rel=1e-12) and rec.price_source.endswith("(fast)")
     assert rec.tags["service_tier"] == "fast"
+
+
+def test_an_apps_own_tags_are_never_read_as_billed_extras(tracker, records):
+    """Unprefixed, an app's tag web_searches=500 was billed $5 on `costtrack reprice`, and a call that searched
+    overwrote the app's tag of that name (review finding)."""
+    from costtrack.cli.reprice import usage_of
+
+    stream = fixture("anthropic_stream.sse").replace(
+        b'"usage":{"output_tokens":57}', b'"usage":{"output_tokens":57,"server_tool_use":{"web_search_requests":2}}'
+    )
+    answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=stream)
+    client = tracker.wrap(anthropic_client(Recorder(answer)), tags={"web_searches": 500, "audio_input_tokens": "mine"})
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]) as s:
+        s.get_final_message()
+    [rec] = records()
+    assert rec.tags == {"web_searches": 500, "audio_input_tokens": "mine", "costtrack.web_searches": 2}
+    usage = usage_of(rec)
+    assert (usage.web_searches, usage.audio_input) == (2, 0)

@@ -23,7 +23,7 @@ from ...pricing import PriceBook
 from ...store.schema import records
 from ..calc import DAYS_PER_MONTH
 from ..simulate import has_tag, tag_text
-from ..simulate.queries import buckets, sum_where
+from ..simulate.queries import buckets, extra_columns, sum_where
 from ..simulate.replay import row_buckets
 
 __all__ = ["Attribution", "Credit", "Saving", "attribution", "credit"]
@@ -149,7 +149,7 @@ def attribution_queries(dialect: str, where: ColumnElement[bool]) -> dict[str, A
         "routes": select(route, c.endpoint, c.provider, model, func.count().label("calls"),
                          sum_where(c.status != "error", 1).label("answered"),
                          func.coalesce(func.sum(c.cost_usd), 0.0).label("spend"), sum_where(live, c.cost_usd).label("live_spend"),
-                         *buckets(live, c, "l_"))
+                         *buckets(live, c, "l_", extra_columns(dialect)))
         .where(where, route_tagged)
         .group_by(route, c.endpoint, c.provider, c.model, c.model_requested),
         "endpoint_models": select(c.endpoint, c.provider, model, func.count().label("calls"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from ..calc import DAYS_PER_MONTH
 
 _MTOK = Decimal(1_000_000)
+_THOUSAND = Decimal(1000)  # web searches are priced per 1,000: x 1,000 per 1M
 
 
 @dataclass(frozen=True)
@@ -20,20 +21,26 @@ class Buckets:
     write_5m: int = 0
     write_1h: int = 0
     output: int = 0
+    # Billed apart (see usage.EXTRA_TAGS): the audio parts of `uncached` and `output`, and server-side web searches.
+    audio_in: int = 0
+    audio_out: int = 0
+    searches: int = 0
 
     def __add__(self, other: Buckets) -> Buckets:
-        return Buckets(self.uncached + other.uncached, self.cached + other.cached, self.write_5m + other.write_5m,
-                       self.write_1h + other.write_1h, self.output + other.output)  # fmt: skip
+        return Buckets(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     def __sub__(self, other: Buckets) -> Buckets:
-        return Buckets(self.uncached - other.uncached, self.cached - other.cached, self.write_5m - other.write_5m,
-                       self.write_1h - other.write_1h, self.output - other.output)  # fmt: skip
+        return Buckets(*(a - b for a, b in zip(astuple(self), astuple(other))))
 
     def price(self, rates: dict[str, Decimal]) -> float:
-        """The USD cost of these tokens at `rates` (Rates.effective(): USD per 1M tokens)."""
+        """The USD cost of these tokens at `rates` (Rates.effective(): USD per 1M tokens, web searches per 1,000)."""
         total = (self.uncached * rates["input"] + self.cached * rates["cached_input"]
                  + self.write_5m * rates["cache_write"] + self.write_1h * rates["cache_write_1h"]
                  + self.output * rates["output"])  # fmt: skip
+        if self.audio_in or self.audio_out or self.searches:
+            total += (self.audio_in * (rates["input_audio"] - rates["input"])
+                      + self.audio_out * (rates["output_audio"] - rates["output"])
+                      + self.searches * rates["web_search"] * _THOUSAND)  # fmt: skip
         return float(total / _MTOK)
 
 

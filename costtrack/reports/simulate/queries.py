@@ -9,8 +9,9 @@ from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
+from ...usage import EXTRA_TAGS
 from ..stats import period_filter, unpriced_filter
-from .sql import day_of, epoch_of, tag_text
+from .sql import day_of, epoch_of, has_tag_prefix, tag_number, tag_text
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
 #: a millisecond of the TTL counts as equal to it.
@@ -21,16 +22,31 @@ def sum_where(condition: Any, value: Any) -> Any:
     return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
 
 
-def buckets(where: Any, cols: Any, prefix: str) -> list[Any]:
+def buckets(where: Any, cols: Any, prefix: str, extras: list[Any] | None = None) -> list[Any]:
+    """Sums of the token buckets (and, given `extra_columns`, of the extras) of the rows `where` holds."""
     uncached = cols.tokens_input - cols.tokens_cached_input - cols.tokens_cache_write
     write_5m = cols.tokens_cache_write - cols.tokens_cache_write_1h
-    return [
+    sums = [
         sum_where(where, case((uncached > 0, uncached), else_=0)).label(f"{prefix}uncached"),
         sum_where(where, cols.tokens_cached_input).label(f"{prefix}cached"),
         sum_where(where, case((write_5m > 0, write_5m), else_=0)).label(f"{prefix}w5"),
         sum_where(where, cols.tokens_cache_write_1h).label(f"{prefix}w1h"),
         sum_where(where, cols.tokens_output).label(f"{prefix}out"),
     ]
+    for name, value in zip(("aud_in", "aud_out", "searches"), extras or ()):
+        sums.append(sum_where(where, value).label(f"{prefix}{name}"))
+    return sums
+
+
+def extra_columns(dialect: str, tags: Any = None) -> list[Any]:
+    """Per row: its audio input and output tokens and web searches, kept in tags (usage.EXTRA_TAGS), else 0.
+
+    Read only from rows whose tags name one (a text search), so most rows cost no JSON parsing.
+    """
+    tags = records.c.tags if tags is None else tags
+    marked = has_tag_prefix(dialect, "costtrack.", tags)
+    return [case((marked, func.coalesce(tag_number(dialect, EXTRA_TAGS[field], tags), 0)), else_=0)
+            for field in ("audio_input", "audio_output", "web_searches")]  # fmt: skip
 
 
 def _keys(cols: Any) -> tuple[list[Any], list[Any]]:
@@ -80,7 +96,7 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
             sum_where(c.tokens_input > 128_000, 1).label("long"),
             sum_where(live, c.cost_usd).label("live_spend"),
-            *buckets(live, c, "l_"),
+            *buckets(live, c, "l_", extra_columns(dialect)),
             sum_where(c.cache_hit.is_(False), c.tokens_input).label("sent_in"),
             sum_where(c.cache_hit.is_(False), c.tokens_output).label("sent_out"),
             sum_where(served, 1).label("served"),
@@ -137,7 +153,8 @@ def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> An
         partition = c.request_hash.collate("C")
         carried = [c.endpoint, c.provider, c.model, c.model_requested, c.cache_hit.label("was_hit"), c.cost_usd,
                    c.tokens_input, c.tokens_output, c.tokens_cached_input, c.tokens_cache_write,
-                   c.tokens_cache_write_1h]  # fmt: skip
+                   c.tokens_cache_write_1h,
+                   *(value.label(f"x{i}") for i, value in enumerate(extra_columns(dialect)))]  # fmt: skip
     last_ok = func.max(ok_ts).over(partition_by=partition, order_by=(c.timestamp, c.id), rows=(None, -1))
     window = select(*carried, (ts - last_ok).label("since_ok")).where(hashed).subquery()
     w = window.c
@@ -145,14 +162,16 @@ def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> An
     if dialect == "sqlite":
         r = records.c
         source: Any = window.join(records, literal_column("records.rowid") == w.rid)
+        extras = extra_columns(dialect)
     else:
         r = w
         source = window
+        extras = [w.x0, w.x1, w.x2]
     priced = r.cost_usd.is_not(None)
     keys, group_by = _keys(r)
     return (
         select(*keys, func.count().label("would_hit"), sum_where(priced, r.cost_usd).label("hit_spend"),
-               *buckets(priced, r, "h_"))
+               *buckets(priced, r, "h_", extras))
         .select_from(source)
         .where(hit)
         .group_by(*group_by)

@@ -17,7 +17,10 @@ from .sql import as_day
 
 
 def row_buckets(row: Any, prefix: str) -> Buckets:
-    return Buckets(*(int(getattr(row, f"{prefix}{name}")) for name in ("uncached", "cached", "w5", "w1h", "out")))
+    """The Buckets a query's `buckets(...)` columns sum (the extras are 0 where a query does not read them)."""
+    tokens = (int(getattr(row, f"{prefix}{name}")) for name in ("uncached", "cached", "w5", "w1h", "out"))
+    extras = (int(getattr(row, f"{prefix}{name}", 0) or 0) for name in ("aud_in", "aud_out", "searches"))
+    return Buckets(*tokens, *extras)
 
 
 def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:

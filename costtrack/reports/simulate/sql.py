@@ -60,15 +60,22 @@ def tag_text(dialect: str, key: str) -> ColumnElement[str]:
     return records.c.tags.op("->>")(literal(key))
 
 
-def tag_number(dialect: str, key: str) -> ColumnElement[float]:
-    """A numeric tag's value as a float; NULL when absent or not a number."""
+def tag_number(dialect: str, key: str, tags: Any = None) -> ColumnElement[float]:
+    """A numeric tag's value as a float; NULL when absent or not a number. `tags`: the column (records.tags)."""
     _check_tag_key(key)
+    tags = records.c.tags if tags is None else tags
     if dialect == "sqlite":
         path = f'$."{key}"'
-        return case((func.json_type(records.c.tags, path).in_(("integer", "real")),
-                     func.json_extract(records.c.tags, path) * 1.0))  # fmt: skip
-    value = records.c.tags.op("->")(literal(key))
-    return case((func.jsonb_typeof(value) == "number", cast(records.c.tags.op("->>")(literal(key)), Float)))
+        return case((func.json_type(tags, path).in_(("integer", "real")), func.json_extract(tags, path) * 1.0))
+    value = tags.op("->")(literal(key))
+    return case((func.jsonb_typeof(value) == "number", cast(tags.op("->>")(literal(key)), Float)))
+
+
+def has_tag_prefix(dialect: str, prefix: str, tags: Any = None) -> ColumnElement[bool]:
+    """Rows whose tags may name a key starting with `prefix` (a text search: cheap, and never misses one)."""
+    _check_tag_key(prefix)
+    tags = records.c.tags if tags is None else tags
+    return type_coerce(tags, Text).like(f'%"{prefix}%') if dialect == "sqlite" else cast(tags, Text).like(f'%"{prefix}%')
 
 
 def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
