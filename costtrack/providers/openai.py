@@ -41,11 +41,18 @@ def chat_usage(usage: Any) -> Usage | None:
     if prompt is None:
         # Some compatible servers (and the embeddings API) only send total_tokens.
         prompt = usage.get("input_tokens", usage.get("total_tokens"))
-    cached_input = _detail(usage, "prompt_tokens_details", "cached_tokens")
-    cache_write = _detail(usage, "prompt_tokens_details", "cache_write_tokens")
-    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens")
-    audio_input = _detail(usage, "prompt_tokens_details", "audio_tokens")
-    audio_output = _detail(usage, "completion_tokens_details", "audio_tokens")
+    # Each details object looked up once (every record parses one in the writer thread).
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict):
+        cached_input, cache_write = as_int(details.get("cached_tokens")), as_int(details.get("cache_write_tokens"))
+        audio_input = as_int(details.get("audio_tokens"))
+    else:
+        cached_input = cache_write = audio_input = 0
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict):
+        reasoning, audio_output = as_int(details.get("reasoning_tokens")), as_int(details.get("audio_tokens"))
+    else:
+        reasoning = audio_output = 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
     return Usage(as_int(prompt), as_int(usage.get("completion_tokens")), cached_input, cache_write, 0, reasoning,
                  audio_input, audio_output)  # fmt: skip
