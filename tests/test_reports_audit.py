@@ -250,6 +250,7 @@ def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url
     text = render("audit", {"audit": audit, "charts": [], "charts_note": "none", "version": "t", "database": "d",
                             "command": "c"})  # fmt: skip
     assert "No detector found an opportunity" in text and "Nothing to plan" in text
+    assert "optimized: no optimization was found to apply" in text and "top 0" not in text  # "the top 0 optimizations"
 
 
 def test_one_record_and_unpriced_only(tracker, make_record, database_url):
