@@ -392,6 +392,20 @@ def _refuses_stream_options(response: httpx2.Response, raw: bytes) -> bool:
     return False
 
 
+def _is_answer(body: dict[str, Any]) -> bool:
+    """Whether a whole 200 body is an answer worth replaying: one with its usage, or, from a server that sends none,
+    one shaped like an answer (choices, content, output or embeddings). Not an error object (a gateway's 200 would be
+    replayed for the whole TTL where the next call would have reached the provider), nor a Responses object not done."""
+    if body.get("error") is not None or body.get("object") == "error":
+        return False
+    status = body.get("status")
+    if isinstance(status, str) and status not in ("completed", "incomplete"):
+        return False  # a Responses object queued, in progress, failed or cancelled
+    if isinstance(body.get("usage"), dict):
+        return True
+    return any(isinstance(body.get(key), list) and body[key] for key in ("choices", "content", "output", "data"))
+
+
 def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.Request:
     """A copy of `request` asking for stream usage; the app's own request object is left as it was."""
     content = request.content
@@ -581,7 +595,9 @@ class _Reader:
         reader = call.reader
         try:
             if reader is not None:
-                if not reader.done or reader.failed or self._saved is None:
+                # With its usage (so a hit can say what it saved); a server that sends none is not cached, nor an
+                # empty stream or one whose error a compatible server put in a chunk.
+                if not reader.done or reader.failed or reader.usage is None or self._saved is None:
                     return None
                 body = b"".join(self._saved)
             else:
@@ -589,9 +605,7 @@ class _Reader:
                     return None
                 body = b"".join(call.chunks)
                 parsed = json.loads(body)
-                # Only an answer: a gateway's 200 carrying an error object would be replayed for the whole TTL where
-                # the next call would have reached the provider.
-                if not isinstance(parsed, dict) or parsed.get("error") is not None:
+                if not isinstance(parsed, dict) or not _is_answer(parsed):
                     return None
         except ValueError:
             return None  # not JSON: the SDK will fail on it too

@@ -442,39 +442,62 @@ def test_an_error_object_in_a_200_body_is_an_error_never_cached(tracker, records
     assert (second.status, second.cache_hit, hit.cache_hit) == ("ok", False, True)
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_an_answer_without_usage_is_cached_its_saving_unknown(tracker, records, make_cache, stream):
-    """A local server that sends no usage still gets its repeated requests answered from the cache (a hit then
-    saves an unknown amount), streamed or not."""
-    usage = b',"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}'
-    if stream:
-        chunk = b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"llama3.1:8b","choices":[%s]}'
-        body = b"".join(b"data: " + chunk % c + b"\n\n" for c in (
-            b'{"index":0,"delta":{"content":"Hi"},"finish_reason":null}',
-            b'{"index":0,"delta":{},"finish_reason":"stop"}')) + b"data: [DONE]\n\n"  # fmt: skip
-        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
-    else:
-        body = json.dumps({"id": "x", "object": "chat.completion", "created": 1, "model": "llama3.1:8b", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}).encode()  # fmt: skip
-        answer = httpx2.Response(200, headers={"content-type": "application/json"}, content=body)
-    assert usage not in body
-    sent: list[httpx2.Request] = []
-
+def _local_server(answer: httpx2.Response, sent: list[httpx2.Request]) -> openai.OpenAI:
     def server(request: httpx2.Request) -> httpx2.Response:
         sent.append(request)
         return answer
 
-    bare = openai.OpenAI(base_url="http://localhost:11434/v1", api_key="x", max_retries=0,
+    return openai.OpenAI(base_url="http://localhost:11434/v1", api_key="x", max_retries=0,
                          http_client=httpx2.Client(transport=httpx2.MockTransport(server)))  # fmt: skip
-    client = wrapped(tracker, bare, make_cache())
+
+
+def test_an_answer_without_usage_is_cached_its_saving_unknown(tracker, records, make_cache):
+    """A local server that sends no usage still gets its repeated requests answered from the cache (a hit then saves an
+    unknown amount): it lost its cache for a while (review finding)."""
+    body = {"id": "x", "object": "chat.completion", "created": 1, "model": "llama3.1:8b",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}  # fmt: skip
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(httpx2.Response(200, json=body), sent), make_cache())
     for _ in range(3):
-        reply = client.chat.completions.create(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}], stream=stream)
-        if stream:
-            assert [c.choices[0].delta.content for c in reply] == ["Hi", None]
-        else:
-            assert reply.choices[0].message.content == "Hi"
+        assert client.chat.completions.create(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}]).choices
     assert len(sent) == 1
     assert [(r.cache_hit, r.cost_saved_usd) for r in records()] == [(False, None), (True, None), (True, None)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"object": "error", "message": "model not found"}, {"detail": "Not Found"}, {}, {"id": "x", "choices": []},
+     {"id": "r", "object": "response", "status": "queued", "error": None, "output": [], "usage": None},
+     {"id": "r", "object": "response", "status": "failed", "error": None, "output": [], "usage": None}],
+    ids=["object-error", "detail", "empty", "no-choices", "queued", "failed"],
+)  # fmt: skip
+def test_a_200_that_is_not_an_answer_is_never_cached(tracker, make_cache, body):
+    """Without the usage rule these were replayed for the whole TTL (review finding)."""
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(httpx2.Response(200, json=body), sent), make_cache())
+    for _ in range(2):
+        client.chat.completions.create(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}])
+    assert len(sent) == 2
+
+
+@pytest.mark.parametrize(
+    "events",
+    [[b'{"error":"CUDA out of memory","error_type":"generation"}'], []],
+    ids=["error-string-chunk", "empty"],
+)
+def test_a_stream_that_is_not_an_answer_is_never_cached(tracker, records, make_cache, events):
+    body = b"".join(b"data: " + e + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    sent: list[httpx2.Request] = []
+    answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    client = wrapped(tracker, _local_server(answer, sent), make_cache())
+    for _ in range(2):
+        try:
+            list(client.chat.completions.create(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}], stream=True))
+        except openai.APIError:
+            pass  # the SDK raises on an error chunk, as the bare SDK does
+    assert len(sent) == 2
+    if events:
+        assert [r.status for r in records()] == ["error", "error"]  # it was recorded ok
 
 
 def test_stream_options_that_shape_the_events_change_the_key(tracker, make_cache, sim):
