@@ -27,6 +27,7 @@ import os
 import queue
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,7 @@ __all__ = [
     "AlertDispatcher",
     "LoggingSink",
     "Sink",
+    "SinkError",
     "SinkTimeout",
     "WebhookError",
     "WebhookSink",
@@ -157,6 +159,10 @@ class WebhookError(Exception):
 
 class SinkTimeout(Exception):
     """A sink did not return within the dispatcher's `sink_timeout`."""
+
+
+class SinkError(Exception):
+    """A sink raised what is not an Exception (SystemExit): a failed attempt, the alert kept for redelivery."""
 
 
 #: Seconds one attempt to deliver an alert to a sink may take (a webhook's own timeout is 5 s).
@@ -337,11 +343,18 @@ class AlertDispatcher:
         """Call `sink` with `alert`, in its own thread when attempts have a time limit; raise what it raised, or
         SinkTimeout when it has not returned in time (or is still running an earlier attempt)."""
         if self.sink_timeout is None:
-            sink(alert)
+            try:
+                sink(alert)
+            except Exception:
+                raise
+            except BaseException as exc:  # SystemExit from a sink: a failed attempt, not the end of the alert thread
+                raise SinkError(f"the sink raised {type(exc).__name__}") from exc
             return
-        try:
-            key: Any = (sink, hash(sink))  # a bound method is made anew at each access, equal to the last
-        except TypeError:
+        # By identity, not equality (two WebhookSinks of one URL may carry different headers); a bound method is
+        # made anew at each access, so it is known by its object and function.
+        if isinstance(sink, (types.MethodType, types.BuiltinMethodType)):
+            key: Any = (id(sink.__self__), getattr(sink, "__func__", None) or sink.__name__)
+        else:
             key = id(sink)
         with self._lock:
             worker = self._workers.get(key)
@@ -367,12 +380,15 @@ class AlertDispatcher:
         done = self.flush(timeout)
         with self._lock:
             thread, self._thread = self._thread, None
-            workers, self._workers = list(self._workers.values()), {}
+            # A sink still running a timed-out attempt stays known as busy (used again, the dispatcher skips it);
+            # the others' threads end, and start anew if it is used again.
+            idle = [key for key, worker in self._workers.items() if not worker.busy]
+            stopped = [self._workers.pop(key) for key in idle]
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             if done:
                 thread.join(timeout=1.0)
-        for worker in workers:
+        for worker in stopped:
             worker.stop()
         return done
 
@@ -386,8 +402,14 @@ class _SinkThread:
         self._thread: threading.Thread | None = None
         self._busy = False  # an attempt is under way (set by the caller, cleared when it returns)
 
+    @property
+    def busy(self) -> bool:
+        """An attempt is under way."""
+        return self._busy
+
     def call(self, alert: Alert, timeout: float) -> None:
-        """Run the sink with `alert` in this thread; raise what it raised, or SinkTimeout."""
+        """Run the sink with `alert` in this thread; raise what it raised (SinkError for what is not an Exception),
+        or SinkTimeout."""
         if self._busy:
             raise SinkTimeout("still running an earlier attempt")
         done = threading.Event()
@@ -401,7 +423,7 @@ class _SinkThread:
             raise SinkTimeout(f"no answer in {timeout:g} s; left running")
         error = outcome[0]
         if error is not None:
-            raise error
+            raise error if isinstance(error, Exception) else SinkError(f"the sink raised {type(error).__name__}")
 
     def _run(self) -> None:
         while True:

@@ -235,6 +235,67 @@ def test_a_sink_runs_in_one_thread_of_its_own() -> None:
     dispatcher.close()
 
 
+def test_equal_sinks_are_each_called_as_themselves() -> None:
+    """Workers were found by equality: of two WebhookSinks of one URL, the second posted with the first's headers."""
+    called: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Named)
+
+        def __hash__(self) -> int:
+            return 1
+
+        def __call__(self, alert: Alert) -> None:
+            called.append(self.name)
+
+    dispatcher = AlertDispatcher(retries=0)
+    assert dispatcher.deliver(make_alert(), [Named("a"), Named("b")])
+    assert called == ["a", "b"]
+    dispatcher.close()
+
+
+@pytest.mark.parametrize("sink_timeout", [5.0, None], ids=["own-thread", "alert-thread"])
+def test_a_sink_raising_system_exit_is_a_failed_attempt(sink_timeout, caplog) -> None:
+    """It was re-raised in the alert thread, which died mid-alert: the claim kept, no redelivery, the next sink skipped."""
+    got: list[Alert] = []
+
+    def exits(alert: Alert) -> None:
+        raise SystemExit(3)
+
+    dispatcher = AlertDispatcher(retries=1, sleep=lambda s: None, sink_timeout=sink_timeout)
+    with caplog.at_level(logging.ERROR, logger="costtrack"):
+        dispatcher.submit(lambda: dispatcher.deliver_each(make_alert(), [exits, got.append]))
+        assert dispatcher.flush(10)
+    assert len(got) == 1 and dispatcher.failed == 1
+    assert "the sink raised SystemExit" in caplog.text
+    dispatcher.submit(lambda: got.append(make_alert()))  # the alert thread lives on
+    assert dispatcher.flush(10) and len(got) == 2
+    dispatcher.close()
+
+
+def test_a_hung_sink_stays_skipped_across_close_and_reuse() -> None:
+    """close() forgot the busy worker: used again, the dispatcher ran the hung sink a second time beside the first."""
+    release, running = threading.Event(), []
+
+    def hung(alert: Alert) -> None:
+        running.append(alert)
+        release.wait()
+
+    dispatcher = AlertDispatcher(retries=0, sink_timeout=0.05)
+    try:
+        assert dispatcher.deliver_each(make_alert(), [hung]) == [hung]
+        dispatcher.close(1)
+        assert dispatcher.deliver_each(make_alert(), [hung]) == [hung]  # skipped: still running
+        assert len(running) == 1
+    finally:
+        release.set()
+        dispatcher.close(1)
+
+
 def test_a_sinks_own_error_passes_through_the_timed_attempt() -> None:
     dispatcher = AlertDispatcher(retries=0, sink_timeout=5.0)
 
