@@ -152,8 +152,9 @@ class Rates:
         return self
 
     def effective(self) -> dict[str, Decimal]:
-        """The rate each bucket is billed at, fallbacks applied (USD per 1M tokens; web searches: per 1,000)."""
-        return {
+        """The rate each bucket is billed at, fallbacks applied (USD per 1M tokens), and `web_search_per_1k` (USD per
+        1,000 searches) when the model has a search fee."""
+        rates = {
             "input": self.input,
             "cached_input": self.input if self.cached_input is None else self.cached_input,
             "cache_write": self.input if self.cache_write is None else self.cache_write,
@@ -161,8 +162,10 @@ class Rates:
             "output": self.output,
             "input_audio": self.input if self.input_audio is None else self.input_audio,
             "output_audio": self.output if self.output_audio is None else self.output_audio,
-            "web_search": _ZERO if self.web_search is None else self.web_search,
         }
+        if self.web_search is not None:
+            rates["web_search_per_1k"] = self.web_search
+        return rates
 
 
 class Tier(NamedTuple):

@@ -126,26 +126,36 @@ def test_a_swap_prices_web_searches_and_audio_on_the_target_too(tracker, make_re
     book = PriceBook()
     from costtrack.usage import Usage, billed_extras
 
-    for i, (model, usage) in enumerate([
-        ("claude-sonnet-4-5-20250929", Usage(input=2000, output=300, web_searches=5)),
-        ("gpt-audio-2025-08-28", Usage(input=1000, output=500, audio_input=800, audio_output=400)),
+    for i, (requested, model, usage) in enumerate([
+        ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", Usage(input=2000, output=300, web_searches=5)),
+        # 600 of the input cached: only the 400 uncached tokens are billed as audio (a swap billed all 800: review)
+        ("gpt-audio", "gpt-audio-2025-08-28",
+         Usage(input=1000, cached_input=600, output=500, audio_input=800, audio_output=400)),
     ]):  # fmt: skip
         cost, source = book.cost("anthropic" if "claude" in model else "openai", model, usage, at)
         for n in range(2):  # the same request twice, an hour apart: the second a would-be cache hit
             tracker.add(make_record(timestamp=at + timedelta(hours=n, minutes=i), endpoint=f"/e{i}", model=model,
-                                    model_requested=model.rsplit("-2", 1)[0], tokens_input=usage.input,
+                                    model_requested=requested, tokens_input=usage.input,
+                                    tokens_cached_input=usage.cached_input,
                                     tokens_output=usage.output, cost_usd=cost, price_source=source,
                                     request_hash=f"h{i}", tags=billed_extras(usage)))  # fmt: skip
     tracker.flush()
     # claude-sonnet-4-6 and gpt-audio-2025-08-28 bill as the models swapped away from: nothing is saved.
     result = sim.run(make_engine(database_url), book, since=None, until=None, cache_ttl=ttl,
                      swaps=[sim.Swap("claude-sonnet-4-5", "claude-sonnet-4-6"), sim.Swap("gpt-audio", "gpt-audio-2025-08-28")])
-    assert result.total.swap_savings_usd == pytest.approx(0.0, abs=1e-12)
+    assert {e.endpoint: e.swap_savings_usd for e in result.endpoints} == pytest.approx({"/e0": 0.0, "/e1": 0.0}, abs=1e-12)
+    assert sum(result.rates["gpt-audio-2025-08-28"][k] > 0 for k in ("input_audio", "output_audio")) == 2
     # To Haiku ($1/$5 per 1M tokens against $3/$15, the same $10 per 1,000 searches): the tokens' difference only,
     # 2,000 x $2 + 300 x $10 per 1M a call, for the calls the cache would not have answered.
     result = sim.run(make_engine(database_url), book, since=None, until=None, cache_ttl=ttl,
                      swaps=[sim.Swap("claude-sonnet-4-5", "claude-haiku-4-5")])  # fmt: skip
     assert result.total.swap_savings_usd == pytest.approx(0.007 * (2 if ttl is None else 1), abs=1e-12)
+    # To a model with no known search fee the fees are saved, and a note says so (they were priced $0 silently).
+    result = sim.run(make_engine(database_url), book, since=None, until=None, cache_ttl=ttl,
+                     swaps=[sim.Swap("claude-sonnet-4-5", "claude-3-haiku-20240307")])  # fmt: skip
+    assert "web_search_per_1k" not in result.rates["claude-3-haiku-20240307"]
+    assert any("web searches were swapped to claude-3-haiku-20240307, which has no known search fee" in n
+               for n in result.notes)  # fmt: skip
 
 
 def test_batch_share_of_noninteractive_endpoints(seeded, database_url):

@@ -9,6 +9,7 @@ from decimal import Decimal
 from ..calc import DAYS_PER_MONTH
 
 _MTOK = Decimal(1_000_000)
+_ZERO = Decimal(0)
 _THOUSAND = Decimal(1000)  # web searches are priced per 1,000: x 1,000 per 1M
 
 
@@ -33,14 +34,15 @@ class Buckets:
         return Buckets(*(a - b for a, b in zip(astuple(self), astuple(other))))
 
     def price(self, rates: dict[str, Decimal]) -> float:
-        """The USD cost of these tokens at `rates` (Rates.effective(): USD per 1M tokens, web searches per 1,000)."""
+        """The USD cost of these tokens at `rates` (Rates.effective(): USD per 1M tokens, web searches per 1,000; a
+        model with no search fee bills none)."""
         total = (self.uncached * rates["input"] + self.cached * rates["cached_input"]
                  + self.write_5m * rates["cache_write"] + self.write_1h * rates["cache_write_1h"]
                  + self.output * rates["output"])  # fmt: skip
         if self.audio_in or self.audio_out or self.searches:
             total += (self.audio_in * (rates["input_audio"] - rates["input"])
                       + self.audio_out * (rates["output_audio"] - rates["output"])
-                      + self.searches * rates["web_search"] * _THOUSAND)  # fmt: skip
+                      + self.searches * rates.get("web_search_per_1k", _ZERO) * _THOUSAND)  # fmt: skip
         return float(total / _MTOK)
 
 

@@ -38,15 +38,22 @@ def buckets(where: Any, cols: Any, prefix: str, extras: list[Any] | None = None)
     return sums
 
 
-def extra_columns(dialect: str, tags: Any = None) -> list[Any]:
-    """Per row: its audio input and output tokens and web searches, kept in tags (usage.EXTRA_TAGS), else 0.
+def extra_columns(dialect: str) -> list[Any]:
+    """Per row: its audio input and output tokens and web searches, kept in tags (usage.EXTRA_TAGS), else 0; audio
+    tokens at most the uncached input and the output they are part of, as pricing.cost bills them.
 
     Read only from rows whose tags name one (a text search), so most rows cost no JSON parsing.
     """
-    tags = records.c.tags if tags is None else tags
-    marked = has_tag_prefix(dialect, "costtrack.", tags)
-    return [case((marked, func.coalesce(tag_number(dialect, EXTRA_TAGS[field], tags), 0)), else_=0)
-            for field in ("audio_input", "audio_output", "web_searches")]  # fmt: skip
+    c = records.c
+    marked = has_tag_prefix(dialect, "costtrack.")
+    audio_in, audio_out, searches = (func.coalesce(tag_number(dialect, EXTRA_TAGS[field]), 0)
+                                     for field in ("audio_input", "audio_output", "web_searches"))  # fmt: skip
+    uncached = c.tokens_input - c.tokens_cached_input - c.tokens_cache_write
+    return [
+        case((marked, case((audio_in < uncached, audio_in), (uncached > 0, uncached), else_=0)), else_=0),
+        case((marked, case((audio_out < c.tokens_output, audio_out), else_=c.tokens_output)), else_=0),
+        case((marked, searches), else_=0),
+    ]
 
 
 def _keys(cols: Any) -> tuple[list[Any], list[Any]]:

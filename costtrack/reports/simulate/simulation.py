@@ -129,6 +129,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     notes: list[str] = []
     matched = {swap.label(): 0 for swap in scenario.swaps}
     long_swapped = 0
+    unfeed: dict[str, int] = {}  # web searches swapped to a model with no known search fee, by that model
     for g in replay_.groups:
         cache_saving = g.hit_spend_usd if use_cache else 0.0
         swap = next((s for s in scenario.swaps if s.matches(g)), None)
@@ -136,6 +137,8 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
             matched[swap.label()] += g.calls
             rates = targets[swap.target]
             long_swapped += g.long_context_calls
+            if g.live.searches and "web_search_per_1k" not in rates:
+                unfeed[swap.target] = unfeed.get(swap.target, 0) + g.live.searches
             before = g.rest_spend_usd + (0.0 if use_cache else g.hit_spend_usd)
             after = g.rest.price(rates) + (0.0 if use_cache else g.hit.price(rates))
             swap_saving = before - after
@@ -175,6 +178,9 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     for label, calls in matched.items():
         if not calls:
             notes.append(f"--swap {label}: no call in the period used {label.split('=')[0]}")
+    for target, searches in unfeed.items():
+        notes.append(f"{searches:,} web searches were swapped to {target}, which has no known search fee: priced at $0 "
+                     "there (the saving counts their fees)")
     if long_swapped:
         notes.append(f"{long_swapped:,} swapped calls had over 128K input tokens: long-context tiers are not applied")
     if scenario.batch_share and scenario.batch_endpoints is not None and not scenario.batch_endpoints:
