@@ -710,6 +710,8 @@ def test_a_naive_injected_clock_is_taken_as_utc_and_the_hard_limit_holds(tracker
     with pytest.raises(BudgetExceeded):
         client.chat.completions.create(**chat_body())
     assert sim.requests == []
+    [status] = t.budget_monitor.status(now=datetime(2026, 4, 20, 13, 0))  # a naive `now` passed in: UTC too
+    assert status.period_start == datetime(2026, 4, 1, tzinfo=UTC)
     unlimited = trackers(sqlite_url, now=now, budgets=[])
     unlimited.wrap(openai_client(sim)).chat.completions.create(**chat_body())
     unlimited.flush()

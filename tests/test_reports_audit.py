@@ -720,11 +720,17 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
 
     from costtrack.cli import run as cli
 
-    out = tmp_path / "audit.md"
+    out = tmp_path / "my audit.md"  # a space: the regenerate command quotes it (review finding)
     assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--database-url", database_url]) == 0
+    text = out.read_text()
     # Every whole command (those naming the period), not a flag named in passing (`costtrack simulate --batch-share`)
-    commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", out.read_text()) if "--since" in c]
+    commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", text) if "--since" in c]
     assert len(commands) >= 3 and all(c.endswith(f"--database-url {database_url}") for c in commands), commands
     capsys.readouterr()
     assert cli([*shlex.split(commands[0])[1:], "--json"]) == 0  # runs as printed, on the audit's records
     assert capsys.readouterr().out.lstrip().startswith("{")
+    assert f"`costtrack calc --from-db --database-url {database_url}`" in text
+    [regenerate] = re.findall(r"Regenerate with `(costtrack report audit [^`]+)`", text)
+    assert shlex.split(regenerate)[4] == str(out)  # -o FILE, one argument
+    out.unlink()
+    assert cli(shlex.split(regenerate)[1:]) == 0 and out.exists()  # runs as printed

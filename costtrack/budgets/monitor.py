@@ -664,7 +664,7 @@ class BudgetMonitor:
 
     def status(self, now: datetime | None = None) -> list[BudgetStatus]:
         """Each budget's current period as this process sees it (no database access)."""
-        now = now or as_utc(self.tracker.now())
+        now = as_utc(now or self.tracker.now())
         out = []
         with self._lock:
             for s in self._states:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -226,13 +227,13 @@ def audit(
             raise ConfigError(f"--hardware {hardware!r} is not a hardware profile: use one of {names}")
         book = _pricebook(prices_file)
         engine = open_records(database_url, start, end, f"since {since}" + (f" until {until}" if until else ""))
-        period_args = f"--since {since}" + (f" --until {until}" if until else "")
+        period_args = f"--since {shlex.quote(since)}" + (f" --until {shlex.quote(until)}" if until else "")
         # The simulate commands the audit prints read the same database: named when it was named here.
         database_args = _common.database_flag(database_url) if database_url is not None else ""
         options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args)
         with delayed_progress(11, "auditing") as step:
             result = build_audit(engine, book, since=start, until=end, options=options, now=now, progress=step)
-            command = f"costtrack report audit -o {output} {period_args}"
+            command = f"costtrack report audit -o {shlex.quote(output)} {period_args}"
             with _staged_charts(output, charts) as (chart_dir, stem):
                 chart_list: list[Any] = []
                 note = "Charts are written only beside a file (-o FILE)." if output == "-" else "Charts skipped (--no-charts)."
@@ -347,10 +348,10 @@ def _results_command(before: str | None, after: str | None, before_tag: str | No
     for flag, value in (("--before", before), ("--after", after), ("--before-tag", before_tag),
                         ("--after-tag", after_tag)):  # fmt: skip
         if value:
-            parts.append(f"{flag} {value}")
+            parts.append(f"{flag} {shlex.quote(value)}")  # a tag value may hold spaces: the command runs as printed
     if ab:
-        parts.append("--ab" + (f" --ab-test {ab_test}" if ab_test else ""))
-    parts.append(f"-o {output}")
+        parts.append("--ab" + (f" --ab-test {shlex.quote(ab_test)}" if ab_test else ""))
+    parts.append(f"-o {shlex.quote(output)}")
     return " ".join(parts)
 
 
