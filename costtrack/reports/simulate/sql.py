@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Float, Text, case, cast, func, literal, type_coerce
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql import ColumnElement
 
 from ...errors import ConfigError
@@ -60,10 +62,10 @@ def tag_text(dialect: str, key: str) -> ColumnElement[str]:
     return records.c.tags.op("->>")(literal(key))
 
 
-def tag_number(dialect: str, key: str, tags: Any = None) -> ColumnElement[float]:
-    """A numeric tag's value as a float; NULL when absent or not a number. `tags`: the column (records.tags)."""
+def tag_number(dialect: str, key: str) -> ColumnElement[float]:
+    """A numeric tag's value as a float; NULL when absent or not a number."""
     _check_tag_key(key)
-    tags = records.c.tags if tags is None else tags
+    tags = records.c.tags
     if dialect == "sqlite":
         path = f'$."{key}"'
         return case((func.json_type(tags, path).in_(("integer", "real")), func.json_extract(tags, path) * 1.0))
@@ -71,11 +73,18 @@ def tag_number(dialect: str, key: str, tags: Any = None) -> ColumnElement[float]
     return case((func.jsonb_typeof(value) == "number", cast(tags.op("->>")(literal(key)), Float)))
 
 
-def has_tag_prefix(dialect: str, prefix: str, tags: Any = None) -> ColumnElement[bool]:
-    """Rows whose tags may name a key starting with `prefix` (a text search: cheap, and never misses one)."""
-    _check_tag_key(prefix)
-    tags = records.c.tags if tags is None else tags
-    return type_coerce(tags, Text).like(f'%"{prefix}%') if dialect == "sqlite" else cast(tags, Text).like(f'%"{prefix}%')
+def has_any_tag(dialect: str, keys: Sequence[str]) -> ColumnElement[bool]:
+    """Rows whose tags may name one of `keys` (SQLite: a text search for their common prefix, cheap and never missing
+    one; Postgres: jsonb's `?|`, which reads no value)."""
+    for key in keys:
+        _check_tag_key(key)
+    if dialect == "sqlite":
+        prefix = keys[0]
+        for key in keys:
+            while not key.startswith(prefix):
+                prefix = prefix[:-1]
+        return type_coerce(records.c.tags, Text).like(f'%"{prefix}%')
+    return records.c.tags.op("?|")(array(list(keys), type_=Text))
 
 
 def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
