@@ -396,11 +396,14 @@ def _is_answer(body: dict[str, Any]) -> bool:
     """Whether a whole 200 body is an answer worth replaying: one with its usage, or, from a server that sends none,
     one shaped like an answer (choices, content, output or embeddings). Not an error object (a gateway's 200 would be
     replayed for the whole TTL where the next call would have reached the provider), nor a Responses object not done."""
-    if body.get("error") is not None or body.get("object") == "error":
+    if body.get("error") or body.get("object") == "error":  # a truthy error, as the SDKs read it ("error": null is none)
         return False
-    status = body.get("status")
-    if isinstance(status, str) and status not in ("completed", "incomplete"):
-        return False  # a Responses object queued, in progress, failed or cancelled
+    if body.get("object") == "response" and body.get("status") not in ("completed", "incomplete"):
+        return False  # queued, in progress, failed or cancelled
+    choices = body.get("choices")
+    if isinstance(choices, list) and any(isinstance(c, dict) and (c.get("error") or c.get("finish_reason") == "error")
+                                         for c in choices):  # fmt: skip
+        return False  # a router's error inside the answer (OpenRouter): an empty answer, replayed for the TTL
     if isinstance(body.get("usage"), dict):
         return True
     return any(isinstance(body.get(key), list) and body[key] for key in ("choices", "content", "output", "data"))

@@ -480,6 +480,48 @@ def test_a_200_that_is_not_an_answer_is_never_cached(tracker, make_cache, body):
     assert len(sent) == 2
 
 
+@pytest.mark.parametrize("error", [None, "", False, 0, [], {}], ids=["null", "empty-str", "false", "zero", "list", "dict"])
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_falsy_error_member_is_no_error(tracker, records, make_cache, error, stream):
+    """The SDKs raise only on a truthy `error`: an answer carrying `"error": false` is an answer, recorded ok and cached
+    (for a while such chunks failed the stream; review finding)."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    if stream:
+        chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "error": error,
+                   "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]},
+                  {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "error": error,
+                   "choices": [], "usage": usage}]  # fmt: skip
+        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    else:
+        answer = httpx2.Response(200, json={"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                                            "status": "success", "error": error, "usage": usage, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]})  # fmt: skip
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(answer, sent), make_cache())
+    for _ in range(2):
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        if stream:
+            list(reply)
+    assert len(sent) == 1
+    assert [(r.status, r.cache_hit) for r in records()] == [("ok", False), ("ok", True)]
+
+
+@pytest.mark.parametrize("with_usage", [True, False])
+def test_an_error_inside_a_choice_is_never_cached(tracker, make_cache, with_usage):
+    """A router's 200 whose choice says finish_reason "error" (OpenRouter): an empty answer, replayed for the TTL."""
+    body: dict[str, Any] = {"id": "gen", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "finish_reason": "error", "error": {"code": 502, "message": "Upstream error"},
+         "message": {"role": "assistant", "content": ""}}]}  # fmt: skip
+    if with_usage:
+        body["usage"] = {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(httpx2.Response(200, json=body), sent), make_cache())
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert len(sent) == 2
+
+
 @pytest.mark.parametrize(
     "events",
     [[b'{"error":"CUDA out of memory","error_type":"generation"}'], []],

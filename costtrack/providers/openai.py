@@ -319,10 +319,9 @@ class ChatStreamReader:
         if self._model is None and self._model_data is None and isinstance(chunk.get("model"), str) and chunk["model"]:
             self._model = chunk["model"]  # the first chunk naming a model names the stream's ("" names none: Azure's first)
         error = chunk.get("error")
-        if isinstance(error, dict):
-            self.failed = str(error.get("type") or error.get("code") or "stream_error")
-        elif error is not None and error != "":  # a compatible server's `"error": "CUDA OOM"`: a failed stream too
-            self.failed = str(chunk.get("error_type") or "stream_error")
+        if error:  # as the SDK, which raises on a truthy error only (a compatible server's "error": "CUDA OOM" too)
+            kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else chunk.get("error_type")
+            self.failed = str(kind or "stream_error")
         choices = chunk.get("choices")
         content = False
         if not self._seen_content and isinstance(choices, list) and choices:
