@@ -233,7 +233,7 @@ def test_document_shows_the_figures(workload, database_url, tmp_path):
             "cut or abandoned mid-way") in text  # fmt: skip
 
 
-def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url):
+def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url, tmp_path, capsys):
     at = T0
     mini = rates("openai", "gpt-4o-mini-2024-07-18", at)
     for i in range(12):
@@ -251,6 +251,12 @@ def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url
                             "command": "c"})  # fmt: skip
     assert "No detector found an opportunity" in text and "Nothing to plan" in text
     assert "optimized: no optimization was found to apply" in text and "top 0" not in text  # "the top 0 optimizations"
+    from costtrack.cli import run as cli
+
+    assert cli(["report", "audit", "-o", str(tmp_path / "a.md"), "--since", "2020-01-01", "--no-charts",
+                "--database-url", database_url]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "0 opportunities with a measurable saving" in err and "top 0" not in err  # the CLI's line said it too
 
 
 def test_one_record_and_unpriced_only(tracker, make_record, database_url):
@@ -721,8 +727,12 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
     from costtrack.cli import run as cli
 
     out = tmp_path / "my audit.md"  # a space: the regenerate command quotes it (review finding)
-    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--database-url", database_url]) == 0
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--cache-ttl", "24h",
+                "--database-url", database_url]) == 0  # fmt: skip
     text = out.read_text()
+    # The other commands it suggests read the same database (they read ./costtrack.db: third review)
+    assert f"`costtrack stats --by endpoint --database-url {database_url}`" in text
+    assert f"--after-tag run=optimized --database-url {database_url}`" in text
     # Every whole command (those naming the period), not a flag named in passing (`costtrack simulate --batch-share`)
     commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", text) if "--since" in c]
     assert len(commands) >= 3 and all(c.endswith(f"--database-url {database_url}") for c in commands), commands
@@ -732,5 +742,7 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
     assert f"`costtrack calc --from-db --database-url {database_url}`" in text
     [regenerate] = re.findall(r"Regenerate with `(costtrack report audit [^`]+)`", text)
     assert shlex.split(regenerate)[4] == str(out)  # -o FILE, one argument
+    assert "--cache-ttl 24h" in regenerate and "--no-charts" in regenerate  # every option that shaped it
     out.unlink()
-    assert cli(shlex.split(regenerate)[1:]) == 0 and out.exists()  # runs as printed
+    assert cli(shlex.split(regenerate)[1:]) == 0 and out.read_text().split("Regenerate with")[1] == text.split(
+        "Regenerate with")[1]  # runs as printed, and regenerates the same document (but its time)

@@ -67,3 +67,18 @@ def test_ab_errors(tracker, make_record, database_url):
         res.ab_test(engine, where, "a")
     with pytest.raises(ConfigError, match="no records of that test"):
         res.ab_test(engine, where, "zzz")
+
+
+def test_the_regenerate_command_of_an_ab_document_keeps_its_period(ab_records, database_url, tmp_path):
+    """`report results --ab --since ...` printed a command without --since: run, it read the default 30 days."""
+    import re
+    import shlex
+
+    from costtrack.cli import run as cli
+
+    out = tmp_path / "ab results.md"
+    assert cli(["report", "results", "--ab", "--since", "2026-11-09", "-o", str(out), "--database-url", database_url]) == 0
+    [command] = re.findall(r"Regenerate with `(costtrack report results [^`]+)`", out.read_text())
+    args = shlex.split(command)
+    assert args[args.index("--since") + 1] == "2026-11-09" and args[args.index("-o") + 1] == str(out)
+    assert args[args.index("--database-url") + 1] == database_url

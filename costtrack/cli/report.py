@@ -233,7 +233,9 @@ def audit(
         options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args)
         with delayed_progress(11, "auditing") as step:
             result = build_audit(engine, book, since=start, until=end, options=options, now=now, progress=step)
-            command = f"costtrack report audit -o {shlex.quote(output)} {period_args}"
+            command = f"costtrack report audit -o {shlex.quote(output)} {period_args}" + _shaping_args(
+                ("--cache-ttl", cache_ttl if cache_ttl != "1h" else None), ("--hardware", hardware if hardware != "rtx4090" else None),
+                ("--no-charts", not charts), ("--template", template), ("--prices-file", prices_file))  # fmt: skip
             with _staged_charts(output, charts) as (chart_dir, stem):
                 chart_list: list[Any] = []
                 note = "Charts are written only beside a file (-o FILE)." if output == "-" else "Charts skipped (--no-charts)."
@@ -250,11 +252,15 @@ def audit(
 
         saved = result.savings_monthly_usd
         share = pct(saved / result.baseline_monthly_usd) if result.baseline_monthly_usd else "-"
-        if result.spend_known:
-            spend = (f"{usd(result.baseline_monthly_usd)}/month; {len(result.opportunities)} opportunities, the top "
+        found = len(result.opportunities)
+        plural = "y" if found == 1 else "ies"
+        if result.spend_known and result.top:
+            spend = (f"{usd(result.baseline_monthly_usd)}/month; {found} opportunit{plural}, the top "
                      f"{len(result.top)} save {usd(saved)}/month ({share})")
+        elif result.spend_known:
+            spend = f"{usd(result.baseline_monthly_usd)}/month; {found} opportunit{plural} with a measurable saving"
         else:  # unpriced calls alone: an unknown cost, not $0
-            spend = f"spend unknown (unpriced calls); {len(result.opportunities)} opportunities"
+            spend = f"spend unknown (unpriced calls); {found} opportunit{plural}"
         _common.console(stderr=True).print(f"Wrote {path}{extra}: {result.calls:,} calls, {spend}.", highlight=False,
                                            markup=False, soft_wrap=True)  # fmt: skip
 
@@ -326,7 +332,8 @@ def results(
         except NoRecords as exc:
             open_records(database_url, None, None)  # an empty database gets its own message
             raise ConfigError(f"{exc}; {_range_hint(engine)}") from None
-        command = _results_command(before, after, before_tag, after_tag, ab, ab_test, output)
+        command = _results_command(before, after, before_tag, after_tag, ab, ab_test, output) + _shaping_args(
+            ("--since", since if ab_where is not None else None), ("--template", template), ("--prices-file", prices_file))
         text = render("results", {"results": result, **_context(database_url, command)}, template)
         path = _write(text, output, "the results")
     if path is not None:
@@ -340,6 +347,14 @@ def results(
 
 def _range_hint(engine: Engine) -> str:
     return f"the database has records {_common.record_span(engine)}"
+
+
+def _shaping_args(*options: tuple[str, Any]) -> str:
+    """The options given that shape a document, for its regenerate command: ` --flag value` each (a bare flag for
+    True), shell-quoted; None and False are left out."""
+    parts = [flag if value is True else f"{flag} {shlex.quote(str(value))}" for flag, value in options
+             if value is not None and value is not False]  # fmt: skip
+    return "".join(" " + part for part in parts)
 
 
 def _results_command(before: str | None, after: str | None, before_tag: str | None, after_tag: str | None, ab: bool,

@@ -137,11 +137,14 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
             matched[swap.label()] += g.calls
             rates = targets[swap.target]
             long_swapped += g.long_context_calls
-            if g.live.searches and "web_search_per_1k" not in rates:
-                unfeed[swap.target] = unfeed.get(swap.target, 0) + g.live.searches
+            searches = g.rest.searches + (0 if use_cache else g.hit.searches)  # those the swap prices
+            if searches and "web_search_per_1k" not in rates:
+                unfeed[swap.target] = unfeed.get(swap.target, 0) + searches
             before = g.rest_spend_usd + (0.0 if use_cache else g.hit_spend_usd)
             after = g.rest.price(rates) + (0.0 if use_cache else g.hit.price(rates))
             swap_saving = before - after
+            if abs(swap_saving) < 1e-12:
+                swap_saving = 0.0  # a swap to the same rates: float noise of the sums, not a saving ($-0.000000000000000014)
         else:
             swap_saving = 0.0
         remaining = g.spend_usd - cache_saving - swap_saving
