@@ -898,7 +898,10 @@ class PriceBook:
         if tier is None and not batch:
             rates = entry.rates_at(at)
         else:
-            rates, batch = entry.priced_as(at, tier, batch)
+            rates, halve = entry.priced_as(at, tier, batch)
+            if tier is not None and not batch and rates is not None and not rates.source.endswith(f"({tier})"):
+                self._warn_tier(provider, model, tier)
+            batch = halve
         if rates is None:
             self._warn_unpriced(provider, model, "its prices-file entries start after the call")
             return Price(None, None)
@@ -930,6 +933,13 @@ class PriceBook:
         self._entries.clear()
 
     # -- resolution
+
+    def _warn_tier(self, provider: str | None, model: str, tier: str) -> None:
+        """Once per model and tier: an answer served at a tier the catalog has no rates for is priced standard."""
+        if self.warn_unpriced:
+            log_once(f"pricing.tier:{provider}:{model}:{tier}",
+                     "costtrack: no %r rates for model %r (provider %r) in the price catalog: its calls served at that "
+                     "tier are priced at the standard rates (tag service_tier=%s)", tier, model, provider, tier)  # fmt: skip
 
     def _warn_unpriced(self, provider: str | None, model: str | None, reason: str) -> None:
         if not self.warn_unpriced:

@@ -491,12 +491,24 @@ def test_openai_answers_are_priced_at_the_service_tier_they_name(tracker, record
     assert rec.tags.get("service_tier") == (None if tier == "default" else tier)
 
 
-def test_a_tier_the_catalog_has_no_price_for_then_is_priced_standard(tracker, records):
-    """Before the catalog's flex prices start (2026-10-15 for o3) a flex answer gets the standard rates, under their source."""
+def test_a_tier_the_catalog_has_no_price_for_then_is_priced_standard(tracker, records, caplog):
+    """Before the catalog's flex prices start (2026-10-15 for o3) a flex answer gets the standard rates, under their
+    source, and a warning says so once (it was silent: review finding)."""
+    import logging
+
+    from costtrack.logs import reset_once
+
+    reset_once()
     tracker.now = lambda: datetime(2025, 9, 1, tzinfo=timezone.utc)
-    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=_with_tier("openai_chat_reasoning.json", "flex")))))
-    client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}])
-    [rec] = records()
+    client = tracker.wrap(openai_client(Recorder(*[httpx2.Response(200, json=_with_tier("openai_chat_reasoning.json", "flex"))
+                                                   for _ in range(2)])))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        for _ in range(2):
+            client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}])
+        tracker.flush()
+    warned = [r.getMessage() for r in caplog.records if "'flex' rates for model" in r.getMessage()]
+    assert len(warned) == 1 and "priced at the standard rates" in warned[0]
+    rec = records()[0]
     assert rec.cost_usd == pytest.approx(usd((1000, "2"), (1500, "8")), rel=1e-12)
     assert rec.price_source.endswith("openai/o3") and rec.tags["service_tier"] == "flex"
 
