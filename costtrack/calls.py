@@ -232,10 +232,10 @@ class Call:
                 if (self.status_code or 200) < 300:
                     usage = parser_for(self.api, self.operation).usage(parsed)
                     tier = _tier_in(parsed)
-                    if usage is None and self.status == "ok" and isinstance(parsed.get("error"), dict):
-                        # An error object in a 200 body (a gateway's): the SDK hands it on as an answer, but it is none.
-                        kind = _error_type(parsed)
-                        self.status, self.error_type = "error", ERROR_KINDS.get(kind or "", kind) or "api_error"
+                    if self.status == "ok":
+                        failure = _answer_error(parsed, usage is None)
+                        if failure is not None:
+                            self.status, self.error_type = "error", failure
                 else:
                     self.error_type = _error_type(parsed) or self.error_type
         if (self.status_code or 200) >= 300:
@@ -247,6 +247,8 @@ class Call:
         priced_model = model or requested
         billed = usage is not None and (usage.input > 0 or usage.output > 0)
         tier = priced_tier(tier)
+        if tier == "priority" and self.api == "anthropic":
+            tier = None  # Anthropic's Priority Tier is committed capacity billed at the standard rates
         if billed and pricebook is not None and priced_model:
             assert usage is not None
             price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
@@ -257,7 +259,8 @@ class Call:
             cost = price
             if self.compare_model is not None and price is not None and pricebook is not None and usage is not None:
                 provider, compare = self.compare_model
-                reference, _ = pricebook.cost(provider, compare, usage, self.timestamp, batch=self.batch, tier=tier)
+                reference, _ = pricebook.cost(provider, compare, usage, self.timestamp, batch=self.batch, tier=tier,
+                                              warn=False)  # never called at that tier: nothing to warn of
                 if reference is not None:
                     saved = reference - price
         else:
@@ -324,6 +327,22 @@ def _tier_in(body: dict[str, Any]) -> str | None:
         usage = body["usage"]
         tier = "fast" if usage.get("speed") == "fast" else usage.get("service_tier")
     return tier if isinstance(tier, str) else None
+
+
+def _answer_error(body: dict[str, Any], no_usage: bool) -> str | None:
+    """The error type of a 200 that is no answer (the SDK hands it on as one): an error object beside no usage (a
+    gateway's), or a choice that ended in an error (OpenRouter's finish_reason "error"); None for an answer."""
+    if no_usage and body.get("error"):  # truthy, as the SDKs read it ("error": {} or null is none)
+        kind = _error_type(body)
+        return ERROR_KINDS.get(kind or "", kind) or "api_error"
+    choices = body.get("choices")
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and (choice.get("error") or choice.get("finish_reason") == "error"):
+                error = choice.get("error")
+                code = error.get("code") if isinstance(error, dict) else None
+                return "upstream_error" if code is None else f"upstream_{code}"
+    return None
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

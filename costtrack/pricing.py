@@ -853,6 +853,7 @@ class PriceBook:
         }
         self._entries: dict[tuple[str | None, str], _Entry | _Unknown] = {}
         self._warned: set[tuple[str | None, str | None]] = set()
+        self._warned_tiers: set[tuple[str | None, str, str]] = set()
         self._lock = threading.Lock()
 
     # -- public API
@@ -878,11 +879,12 @@ class PriceBook:
         return entry.priced_as(at, priced_tier(tier), batch)
 
     def cost(self, provider: str | None, model: str | None, usage: Usage, at: datetime, *,
-             batch: bool = False, tier: str | None = None) -> Price:  # fmt: skip
+             batch: bool = False, tier: str | None = None, warn: bool = True) -> Price:  # fmt: skip
         """The USD cost of one call, or Price(None, …) when it cannot be priced per token.
 
         `tier`: the service tier the answer says it was served at (OpenAI's `flex`, `priority`...), priced at the
-        catalog's rates for that tier where it has them; None is the standard tier.
+        catalog's rates for that tier where it has them (else standard, with a warning unless `warn` is False);
+        None is the standard tier.
         """
         if not model:
             self._warn_unpriced(provider, model, "the call has no model name")
@@ -899,7 +901,7 @@ class PriceBook:
             rates = entry.rates_at(at)
         else:
             rates, halve = entry.priced_as(at, tier, batch)
-            if tier is not None and not batch and rates is not None and not rates.source.endswith(f"({tier})"):
+            if tier is not None and warn and not batch and rates is not None and not rates.source.endswith(f"({tier})"):
                 self._warn_tier(provider, model, tier)
             batch = halve
         if rates is None:
@@ -936,7 +938,9 @@ class PriceBook:
 
     def _warn_tier(self, provider: str | None, model: str, tier: str) -> None:
         """Once per model and tier: an answer served at a tier the catalog has no rates for is priced standard."""
-        if self.warn_unpriced:
+        key = (provider, model, tier)
+        if self.warn_unpriced and key not in self._warned_tiers:
+            self._warned_tiers.add(key)  # checked before log_once's lock: a call at that tier pays a set lookup
             log_once(f"pricing.tier:{provider}:{model}:{tier}",
                      "costtrack: no %r rates for model %r (provider %r) in the price catalog: its calls served at that "
                      "tier are priced at the standard rates (tag service_tier=%s)", tier, model, provider, tier)  # fmt: skip

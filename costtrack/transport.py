@@ -398,7 +398,7 @@ def _is_answer(body: dict[str, Any]) -> bool:
     replayed for the whole TTL where the next call would have reached the provider), nor a Responses object not done."""
     if body.get("error") or body.get("object") == "error":  # a truthy error, as the SDKs read it ("error": null is none)
         return False
-    if body.get("object") == "response" and body.get("status") not in ("completed", "incomplete"):
+    if body.get("object") == "response" and body.get("status") not in ("completed", "incomplete", None):
         return False  # queued, in progress, failed or cancelled
     choices = body.get("choices")
     if isinstance(choices, list) and any(isinstance(c, dict) and (c.get("error") or c.get("finish_reason") == "error")

@@ -508,18 +508,48 @@ def test_a_falsy_error_member_is_no_error(tracker, records, make_cache, error, s
 
 
 @pytest.mark.parametrize("with_usage", [True, False])
-def test_an_error_inside_a_choice_is_never_cached(tracker, make_cache, with_usage):
-    """A router's 200 whose choice says finish_reason "error" (OpenRouter): an empty answer, replayed for the TTL."""
-    body: dict[str, Any] = {"id": "gen", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [
-        {"index": 0, "finish_reason": "error", "error": {"code": 502, "message": "Upstream error"},
-         "message": {"role": "assistant", "content": ""}}]}  # fmt: skip
-    if with_usage:
-        body["usage"] = {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_an_error_inside_a_choice_is_an_error_never_cached(tracker, records, make_cache, with_usage, stream):
+    """A router's 200 whose choice says finish_reason "error" (OpenRouter): an empty answer, replayed for the TTL and
+    recorded ok (review findings)."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5}
+    choice = {"index": 0, "finish_reason": "error", "error": {"code": 502, "message": "Upstream error"}}
+    if stream:
+        chunks = [{"id": "gen", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                   "choices": [{**choice, "delta": {"content": ""}}]}]  # fmt: skip
+        if with_usage:
+            chunks.append({"id": "gen", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                           "choices": [], "usage": usage})  # fmt: skip
+        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    else:
+        whole: dict[str, Any] = {"id": "gen", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                                 "choices": [{**choice, "message": {"role": "assistant", "content": ""}}]}  # fmt: skip
+        if with_usage:
+            whole["usage"] = usage
+        answer = httpx2.Response(200, json=whole)
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(answer, sent), make_cache())
+    for _ in range(2):
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        if stream:
+            list(reply)
+    assert len(sent) == 2
+    assert [(r.status, r.error_type) for r in records()] == [("error", "upstream_502")] * 2
+
+
+def test_a_responses_answer_without_a_status_is_cached(tracker, make_cache):
+    """openai types Response.status as optional: a compatible server's answer without one is an answer."""
+    body = {"id": "r", "object": "response", "created_at": 1, "model": "gpt-4o-mini", "output": [
+        {"type": "message", "id": "m", "role": "assistant", "status": "completed",
+         "content": [{"type": "output_text", "text": "Hi", "annotations": []}]}],
+        "usage": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6,
+                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}}  # fmt: skip
     sent: list[httpx2.Request] = []
     client = wrapped(tracker, _local_server(httpx2.Response(200, json=body), sent), make_cache())
     for _ in range(2):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    assert len(sent) == 2
+        assert client.responses.create(model="gpt-4o-mini", input="hi").output_text == "Hi"
+    assert len(sent) == 1
 
 
 @pytest.mark.parametrize(

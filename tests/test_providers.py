@@ -541,6 +541,21 @@ def test_anthropic_standard_tier_is_no_tier(tracker, records):
     assert "service_tier" not in rec.tags and "(standard)" not in (rec.price_source or "")
 
 
+def test_anthropic_priority_tier_is_billed_standard_without_a_warning(tracker, records, caplog):
+    """Anthropic's Priority Tier is committed capacity at the standard rates: no catalog has rates for it, and every
+    call warned that it had none (review finding)."""
+    import logging
+
+    message = json.loads(fixture("anthropic_message.json"))
+    message["usage"]["service_tier"] = "priority"
+    client = tracker.wrap(anthropic_client(Recorder(httpx2.Response(200, json=message))))
+    with caplog.at_level(logging.WARNING, logger="costtrack"):
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
+        [rec] = records()
+    assert "service_tier" not in rec.tags and not [r for r in caplog.records if "rates for model" in r.getMessage()]
+    assert rec.cost_usd == pytest.approx(usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15")), rel=1e-12)
+
+
 @pytest.mark.parametrize("reads", ["whole", "event by event"])
 def test_azure_stream_opening_with_an_empty_model_takes_the_model_of_later_chunks(tracker, records, reads):
     """Azure opens a stream with a prompt-filter chunk naming model "" (no choices): the record takes the model

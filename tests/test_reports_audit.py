@@ -256,7 +256,7 @@ def test_detectors_say_when_they_find_nothing(tracker, make_record, database_url
     assert cli(["report", "audit", "-o", str(tmp_path / "a.md"), "--since", "2020-01-01", "--no-charts",
                 "--database-url", database_url]) == 0  # fmt: skip
     err = capsys.readouterr().err
-    assert "0 opportunities with a measurable saving" in err and "top 0" not in err  # the CLI's line said it too
+    assert "no opportunity found" in err and "top 0" not in err  # the CLI's line said "the top 0 save $0" too
 
 
 def test_one_record_and_unpriced_only(tracker, make_record, database_url):
@@ -727,19 +727,24 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
     from costtrack.cli import run as cli
 
     out = tmp_path / "my audit.md"  # a space: the regenerate command quotes it (review finding)
+    prices = tmp_path / "my prices.toml"
+    prices.write_text('[models."in-house"]\ninput = 1\noutput = 2\n')
     assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--cache-ttl", "24h",
-                "--database-url", database_url]) == 0  # fmt: skip
+                "--hardware", "a100_40gb", "--prices-file", str(prices), "--database-url", database_url]) == 0  # fmt: skip
     text = out.read_text()
+    # Every command it suggests reads the same records at the same prices (the prices file was left out: review)
+    shared = f"--prices-file {shlex.quote(str(prices))} --database-url {database_url}"
+    assert f"`costtrack calc --from-db --hardware a100_40gb {shared}`" in text
+    assert f"`costtrack report results --ab {shared}`" in text
     # The other commands it suggests read the same database (they read ./costtrack.db: third review)
-    assert f"`costtrack stats --by endpoint --database-url {database_url}`" in text
-    assert f"--after-tag run=optimized --database-url {database_url}`" in text
+    assert f"`costtrack stats --by endpoint --database-url {database_url}`" in text  # stats prices nothing
+    assert f"--after-tag run=optimized {shared}`" in text
     # Every whole command (those naming the period), not a flag named in passing (`costtrack simulate --batch-share`)
     commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", text) if "--since" in c]
-    assert len(commands) >= 3 and all(c.endswith(f"--database-url {database_url}") for c in commands), commands
+    assert len(commands) >= 3 and all(c.endswith(shared) for c in commands), commands
     capsys.readouterr()
     assert cli([*shlex.split(commands[0])[1:], "--json"]) == 0  # runs as printed, on the audit's records
     assert capsys.readouterr().out.lstrip().startswith("{")
-    assert f"`costtrack calc --from-db --database-url {database_url}`" in text
     [regenerate] = re.findall(r"Regenerate with `(costtrack report audit [^`]+)`", text)
     assert shlex.split(regenerate)[4] == str(out)  # -o FILE, one argument
     assert "--cache-ttl 24h" in regenerate and "--no-charts" in regenerate  # every option that shaped it

@@ -228,9 +228,10 @@ def audit(
         book = _pricebook(prices_file)
         engine = open_records(database_url, start, end, f"since {since}" + (f" until {until}" if until else ""))
         period_args = f"--since {shlex.quote(since)}" + (f" --until {shlex.quote(until)}" if until else "")
-        # The simulate commands the audit prints read the same database: named when it was named here.
+        # The commands the audit prints read the same records at the same prices: named when they were named here.
         database_args = _common.database_flag(database_url) if database_url is not None else ""
-        options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args)
+        options = AuditOptions(cache_ttl=ttl, hardware=hardware, period_args=period_args, database_args=database_args,
+                               prices_args=_shaping_args(("--prices-file", prices_file)).strip())  # fmt: skip
         with delayed_progress(11, "auditing") as step:
             result = build_audit(engine, book, since=start, until=end, options=options, now=now, progress=step)
             command = f"costtrack report audit -o {shlex.quote(output)} {period_args}" + _shaping_args(
@@ -258,7 +259,8 @@ def audit(
             spend = (f"{usd(result.baseline_monthly_usd)}/month; {found} opportunit{plural}, the top "
                      f"{len(result.top)} save {usd(saved)}/month ({share})")
         elif result.spend_known:
-            spend = f"{usd(result.baseline_monthly_usd)}/month; {found} opportunit{plural} with a measurable saving"
+            spend = f"{usd(result.baseline_monthly_usd)}/month; " + (
+                f"{found} opportunit{plural}, none with a measurable saving" if found else "no opportunity found")
         else:  # unpriced calls alone: an unknown cost, not $0
             spend = f"spend unknown (unpriced calls); {found} opportunit{plural}"
         _common.console(stderr=True).print(f"Wrote {path}{extra}: {result.calls:,} calls, {spend}.", highlight=False,

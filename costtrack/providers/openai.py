@@ -323,6 +323,11 @@ class ChatStreamReader:
             kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else chunk.get("error_type")
             self.failed = str(kind or "stream_error")
         choices = chunk.get("choices")
+        if isinstance(choices, list) and self.failed is None:
+            for choice in choices:  # a router's upstream failure inside the stream (OpenRouter's finish_reason "error")
+                if isinstance(choice, dict) and (choice.get("error") or choice.get("finish_reason") == "error"):
+                    code = choice["error"].get("code") if isinstance(choice.get("error"), dict) else None
+                    self.failed = "upstream_error" if code is None else f"upstream_{code}"
         content = False
         if not self._seen_content and isinstance(choices, list) and choices:
             delta = choices[0].get("delta") if isinstance(choices[0], dict) else None

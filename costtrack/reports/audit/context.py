@@ -80,5 +80,5 @@ class AuditContext:
 
     def command(self, levers: str) -> str:
         """The `costtrack simulate` command for these levers over the audit's period."""
-        args = " ".join(a for a in (self.options.period_args, self.options.database_args) if a)
+        args = " ".join(a for a in (self.options.period_args, self.options.reading_args) if a)
         return f"costtrack simulate {levers}{' ' + args if args else ''}"

@@ -78,6 +78,12 @@ class AuditOptions:
     workers: int = 2
     period_args: str = ""  # how the CLI named the period (--since ...), for the commands the audit prints
     database_args: str = ""  # and the database, when the CLI named one (--database-url ..., password masked)
+    prices_args: str = ""  # and the prices file (--prices-file ...), for the commands that price
+
+    @property
+    def reading_args(self) -> str:
+        """The prices file and the database, for a printed command that prices records."""
+        return " ".join(a for a in (self.prices_args, self.database_args) if a)
 
 
 @dataclass

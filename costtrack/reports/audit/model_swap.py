@@ -100,7 +100,8 @@ def model_swap(ctx: AuditContext) -> Finding:
             notes=[
                 (f"Run an A/B test first: `costtrack.wrap(client, router=costtrack.route(costtrack.ABTest("
                  f"control=\"{g.model_key}\", variant=\"{target}\", share=0.2)))`, then "
-                 "`costtrack report results --ab` compares cost, latency and quality with confidence intervals."),
+                 f"`costtrack report results --ab{' ' + ctx.options.reading_args if ctx.options.reading_args else ''}` "
+                 "compares cost, latency and quality with confidence intervals."),
                 (f"Or fall back: `costtrack.CheapFirst([\"{target}\", \"{g.model_key}\"], accept=is_valid_label)` "
                  "escalates only the answers your check rejects."),
                 ("Record a quality score per call (`costtrack.context(tags={\"quality\": score})`) so the "

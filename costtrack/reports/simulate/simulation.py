@@ -143,7 +143,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
             before = g.rest_spend_usd + (0.0 if use_cache else g.hit_spend_usd)
             after = g.rest.price(rates) + (0.0 if use_cache else g.hit.price(rates))
             swap_saving = before - after
-            if abs(swap_saving) < 1e-12:
+            if abs(swap_saving) <= 1e-9 * max(abs(before), abs(after)):
                 swap_saving = 0.0  # a swap to the same rates: float noise of the sums, not a saving ($-0.000000000000000014)
         else:
             swap_saving = 0.0
