@@ -162,6 +162,18 @@ def test_a_swap_prices_web_searches_and_audio_on_the_target_too(tracker, make_re
     assert [e.swap_savings_usd for e in same.endpoints if e.endpoint == "/e1"] == [0.0]  # exactly: no float noise
 
 
+def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tracker, make_record, database_url):
+    """A flex call swapped was priced at the target's standard rates without a word (review note)."""
+    for tags in ({"service_tier": "flex"}, {}, {"service_tier": "flex"}):
+        tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", tokens_input=1000, tokens_output=100,
+                                cost_usd=0.0014, tags=tags))  # fmt: skip
+    tracker.flush()
+    result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("o3", "o4-mini")])
+    assert any(n.startswith("2 calls of the swapped models were served at a service tier") for n in result.notes)
+    plain = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("gpt-4o", "gpt-4o-mini")])
+    assert not any("service tier" in n for n in plain.notes)
+
+
 def test_batch_share_of_noninteractive_endpoints(seeded, database_url):
     engine = make_engine(database_url)
     result = sim.run(engine, PriceBook(), since=None, until=None, batch_share=0.3)

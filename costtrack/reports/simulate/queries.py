@@ -11,7 +11,7 @@ from sqlalchemy.sql import ColumnElement
 from ...store.schema import records
 from ...usage import EXTRA_TAGS
 from ..stats import period_filter, unpriced_filter
-from .sql import day_of, epoch_of, has_any_tag, tag_number, tag_text
+from .sql import day_of, epoch_of, has_any_tag, has_tag, tag_number, tag_text
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
 #: a millisecond of the TTL counts as equal to it.
@@ -102,6 +102,7 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
             sum_where(c.tokens_input > 128_000, 1).label("long"),
+            sum_where(has_tag(dialect, "service_tier"), 1).label("tiered"),
             sum_where(live, c.cost_usd).label("live_spend"),
             *buckets(live, c, "l_", extra_columns(dialect)),
             sum_where(c.cache_hit.is_(False), c.tokens_input).label("sent_in"),

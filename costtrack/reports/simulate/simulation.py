@@ -129,6 +129,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     notes: list[str] = []
     matched = {swap.label(): 0 for swap in scenario.swaps}
     long_swapped = 0
+    tiered_swapped = 0
     unfeed: dict[str, int] = {}  # web searches swapped to a model with no known search fee, by that model
     for g in replay_.groups:
         cache_saving = g.hit_spend_usd if use_cache else 0.0
@@ -137,6 +138,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
             matched[swap.label()] += g.calls
             rates = targets[swap.target]
             long_swapped += g.long_context_calls
+            tiered_swapped += g.tiered_calls
             searches = g.rest.searches + (0 if use_cache else g.hit.searches)  # those the swap prices
             if searches and "web_search_per_1k" not in rates:
                 unfeed[swap.target] = unfeed.get(swap.target, 0) + searches
@@ -184,6 +186,10 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     for target, searches in unfeed.items():
         notes.append(f"{searches:,} web searches were swapped to {target}, which has no known search fee: priced at $0 "
                      "there (the saving counts their fees)")
+    if tiered_swapped:
+        notes.append(f"{tiered_swapped:,} calls of the swapped models were served at a service tier (flex, priority, fast; tag "
+                     "service_tier): the target is priced at its standard rates, so the saving includes the tier's "
+                     "difference")  # fmt: skip
     if long_swapped:
         notes.append(f"{long_swapped:,} swapped calls had over 128K input tokens: long-context tiers are not applied")
     if scenario.batch_share and scenario.batch_endpoints is not None and not scenario.batch_endpoints:
