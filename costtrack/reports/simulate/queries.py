@@ -102,7 +102,6 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),
             sum_where(c.tokens_input > 128_000, 1).label("long"),
-            sum_where(has_tag(dialect, "service_tier"), 1).label("tiered"),
             sum_where(live, c.cost_usd).label("live_spend"),
             *buckets(live, c, "l_", extra_columns(dialect)),
             sum_where(c.cache_hit.is_(False), c.tokens_input).label("sent_in"),
@@ -184,6 +183,13 @@ def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> An
         .where(hit)
         .group_by(*group_by)
     )  # fmt: skip
+
+
+def tiered_query(dialect: str, where: ColumnElement[bool]) -> Any:
+    """Per group: the calls served at a service tier (tag service_tier), for a swap's note. Apart from the totals:
+    only `simulate --swap` needs it, and its text search costs every row."""
+    keys, group_by = _keys(records.c)
+    return select(*keys, func.count().label("tiered")).where(where, has_tag(dialect, "service_tier")).group_by(*group_by)
 
 
 def replay_queries(dialect: str, where: ColumnElement[bool], cache_ttl: float | None) -> dict[str, Any]:

@@ -46,7 +46,6 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.tokens_output += int(row.tout)
         g.tokens_cached_input += int(row.tcached)
         g.long_context_calls += int(row.long)
-        g.tiered_calls += int(row.tiered)
         g.live_spend_usd += float(row.live_spend)
         g.live = g.live + row_buckets(row, "l_")
         g.sent_input += int(row.sent_in)

@@ -15,6 +15,7 @@ from ...pricing import PriceBook
 from ..calc import BATCH_DISCOUNT
 from .aggregates import Replay, monthly
 from .batch_scope import resolve_batch_scope
+from .queries import period_where, tiered_query
 from .replay import replay
 from .scenarios import Scenario, Swap
 
@@ -206,6 +207,19 @@ def run(engine: Engine, book: PriceBook, *, since: datetime | None, until: datet
         batch_endpoints: str = "noninteractive") -> Simulation:  # fmt: skip
     """Read the period once and play the scenario on it (what `costtrack simulate` does)."""
     rep = replay(engine, since=since, until=until, cache_ttl=cache_ttl)
+    if swaps:
+        _count_tiered(engine, rep, since, until)
     scope = resolve_batch_scope(engine, rep, batch_endpoints) if batch_share else None
     scenario = Scenario(cache_ttl=cache_ttl, swaps=tuple(swaps), batch_share=batch_share, batch_endpoints=scope)
     return simulate(rep, scenario, book)
+
+
+def _count_tiered(engine: Engine, rep: Replay, since: datetime | None, until: datetime | None) -> None:
+    """Each group's calls served at a service tier (see Group.tiered_calls), read only when a swap needs them."""
+    with engine.connect() as conn:
+        rows = conn.execute(tiered_query(engine.dialect.name, period_where(since, until))).all()
+    groups = {(g.endpoint, g.provider, g.model_key, g.model): g for g in rep.groups}
+    for row in rows:
+        group = groups.get((row.endpoint, row.provider, row.model_key, row.model_answered))
+        if group is not None:
+            group.tiered_calls += int(row.tiered)
