@@ -14,6 +14,7 @@ from .hashing import request_hash
 from .logs import log_once
 from .pricing import priced_tier
 from .providers import StreamReader, parser_for
+from .providers.openai import choice_error
 from .records import CallRecord, Status, new_id
 from .usage import Usage, billed_extras
 
@@ -335,14 +336,7 @@ def _answer_error(body: dict[str, Any], no_usage: bool) -> str | None:
     if no_usage and body.get("error"):  # truthy, as the SDKs read it ("error": {} or null is none)
         kind = _error_type(body)
         return ERROR_KINDS.get(kind or "", kind) or "api_error"
-    choices = body.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict) and (choice.get("error") or choice.get("finish_reason") == "error"):
-                error = choice.get("error")
-                code = error.get("code") if isinstance(error, dict) else None
-                return "upstream_error" if code is None else f"upstream_{code}"
-    return None
+    return choice_error(body.get("choices"))
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

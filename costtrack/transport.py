@@ -22,6 +22,7 @@ from .headers import RETRY_HEADER as _RETRY_HEADER
 from .headers import attempt_number, has_header, header_value, three_header_values, two_header_values
 from .logs import log_once
 from .providers import StreamReader, operation_for_path, parser_for
+from .providers.openai import choice_error
 from .sse import EventSplitter, event_fields, next_boundary
 
 if TYPE_CHECKING:
@@ -400,9 +401,7 @@ def _is_answer(body: dict[str, Any]) -> bool:
         return False
     if body.get("object") == "response" and body.get("status") not in ("completed", "incomplete", None):
         return False  # queued, in progress, failed or cancelled
-    choices = body.get("choices")
-    if isinstance(choices, list) and any(isinstance(c, dict) and (c.get("error") or c.get("finish_reason") == "error")
-                                         for c in choices):  # fmt: skip
+    if choice_error(body.get("choices")) is not None:
         return False  # a router's error inside the answer (OpenRouter): an empty answer, replayed for the TTL
     if isinstance(body.get("usage"), dict):
         return True

@@ -442,6 +442,12 @@ def test_an_error_object_in_a_200_body_is_an_error_never_cached(tracker, records
     assert (second.status, second.cache_hit, hit.cache_hit) == ("ok", False, True)
 
 
+def _event_stream(chunks: list[dict[str, Any]]) -> httpx2.Response:
+    """A chat stream of these chunks, then [DONE], as a server sends it."""
+    body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+
+
 def _local_server(answer: httpx2.Response, sent: list[httpx2.Request]) -> openai.OpenAI:
     def server(request: httpx2.Request) -> httpx2.Response:
         sent.append(request)
@@ -491,8 +497,7 @@ def test_a_falsy_error_member_is_no_error(tracker, records, make_cache, error, s
                    "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]},
                   {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini", "error": error,
                    "choices": [], "usage": usage}]  # fmt: skip
-        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        answer = _event_stream(chunks)
     else:
         answer = httpx2.Response(200, json={"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                                             "status": "success", "error": error, "usage": usage, "choices": [
@@ -520,8 +525,7 @@ def test_an_error_inside_a_choice_is_an_error_never_cached(tracker, records, mak
         if with_usage:
             chunks.append({"id": "gen", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
                            "choices": [], "usage": usage})  # fmt: skip
-        body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
-        answer = httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+        answer = _event_stream(chunks)
     else:
         whole: dict[str, Any] = {"id": "gen", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                                  "choices": [{**choice, "message": {"role": "assistant", "content": ""}}]}  # fmt: skip

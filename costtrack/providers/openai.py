@@ -9,7 +9,7 @@ from .. import fastjson
 from ..usage import Usage
 from .base import as_int, first_of, none_of
 
-__all__ = ["PARSERS", "chat_usage", "responses_usage"]
+__all__ = ["PARSERS", "chat_usage", "choice_error", "responses_usage"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _USAGE_NULL = (b":null", b": null")  # after '"usage"': how the API and json.dumps write a chunk's usage null
@@ -71,6 +71,18 @@ def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
     return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0,
                  reasoning, 0, 0, searches)  # fmt: skip
 
+
+
+def choice_error(choices: Any) -> str | None:
+    """The error type of a router's upstream failure inside an answer or chunk (OpenRouter: a choice with an error or
+    finish_reason "error"), `upstream_<code>`; None when no choice carries one."""
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and (choice.get("error") or choice.get("finish_reason") == "error"):
+                error = choice.get("error")
+                code = error.get("code") if isinstance(error, dict) else None
+                return "upstream_error" if code is None else f"upstream_{code}"
+    return None
 
 
 def _tier_of(body: dict[str, Any]) -> str | None:
@@ -323,11 +335,8 @@ class ChatStreamReader:
             kind = (error.get("type") or error.get("code")) if isinstance(error, dict) else chunk.get("error_type")
             self.failed = str(kind or "stream_error")
         choices = chunk.get("choices")
-        if isinstance(choices, list) and self.failed is None:
-            for choice in choices:  # a router's upstream failure inside the stream (OpenRouter's finish_reason "error")
-                if isinstance(choice, dict) and (choice.get("error") or choice.get("finish_reason") == "error"):
-                    code = choice["error"].get("code") if isinstance(choice.get("error"), dict) else None
-                    self.failed = "upstream_error" if code is None else f"upstream_{code}"
+        if self.failed is None:
+            self.failed = choice_error(choices)
         content = False
         if not self._seen_content and isinstance(choices, list) and choices:
             delta = choices[0].get("delta") if isinstance(choices[0], dict) else None

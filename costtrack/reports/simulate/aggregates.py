@@ -57,9 +57,7 @@ class Failed:
     unpriced_calls: int = 0
 
     def __add__(self, other: Failed) -> Failed:
-        return Failed(self.spend_usd + other.spend_usd, self.tokens_input + other.tokens_input,
-                      self.tokens_output + other.tokens_output, self.tokens_cached_input + other.tokens_cached_input,
-                      self.unpriced_calls + other.unpriced_calls)  # fmt: skip
+        return Failed(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 @dataclass
