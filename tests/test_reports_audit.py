@@ -301,6 +301,25 @@ def test_one_swap_per_endpoint_and_model_across_snapshots(tracker, make_record, 
     assert swaps[0].savings_usd == pytest.approx(sum(r.cost_usd - price(mini, 50, 3) for r in recs), abs=1e-12)
 
 
+
+def test_a_swap_of_calls_served_at_a_tier_says_so_in_its_assumption(tracker, make_record, database_url):
+    """The audit's model swap priced flex calls at the target's standard rates without a word (simulate said so)."""
+    for i in range(20):
+        tags = {"service_tier": "flex"} if i % 4 == 0 else {}
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/label", model="gpt-4o-2024-08-06",
+                                model_requested="gpt-4o", tokens_input=50, tokens_output=3, cost_usd=0.0002,
+                                request_hash=f"t{i}", tags=tags))  # fmt: skip
+    tracker.add(make_record(timestamp=T0, endpoint="/api/other", model="gpt-4o-2024-08-06", model_requested="gpt-4o",
+                            tokens_input=50, tokens_output=3, cost_usd=0.0002, tags={"service_tier": "flex"}))
+    tracker.flush()
+    audit = build_audit(make_engine(database_url), PriceBook(), since=None)
+    [swap] = [o for o in audit.opportunities if o.kind == "model-swap" and o.title.endswith("/api/label")]
+    assert "5 of the calls were served at a service tier (flex, priority, fast)" in swap.assumption
+    assert "gpt-4o-mini is priced at its standard rates" in swap.assumption
+    text = render("audit", {"audit": audit, "charts": [], "charts_note": "none", "version": "t", "database": "d",
+                            "command": "c"})  # fmt: skip
+    assert "5 of the calls were served at a service tier" in text
+
 def test_daily_spend_is_by_utc_day(workload, database_url, backend):
     """Spend by day (the chart's data) per UTC day and model, whatever the database session's time zone."""
     kwargs = {"connect_args": {"options": "-c timezone=America/New_York"}} if backend == "postgresql" else {}

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.sql import ColumnElement
 
 from ...pricing import PriceBook
-from ..simulate import Group, Replay, monthly
+from ..simulate import Group, Replay, count_tiered, monthly
 from ..stats import known_spend
 from .document import AuditOptions, Opportunity
 
@@ -36,6 +36,7 @@ class AuditContext:
     options: AuditOptions
     dialect: str
     _rates: dict[tuple[str, str], dict[str, Decimal] | None] = field(default_factory=dict)
+    _tiered_read: bool = False
 
     @property
     def baseline(self) -> float:
@@ -62,6 +63,12 @@ class AuditContext:
             found = self.book.rates(provider, model, self.at)
             self._rates[key] = None if found is None or found.per_hour is not None else found.effective()
         return self._rates[key]
+
+    def read_tiered(self) -> None:
+        """Read the groups' calls served at a service tier (Group.tiered_calls), once: only a model swap needs them."""
+        if not self._tiered_read:
+            count_tiered(self.engine, self.rep, self.where)
+            self._tiered_read = True
 
     def opportunity(self, *, savings: float | None, per_endpoint: dict[str, float] | None = None,
                     **kw: Any) -> Opportunity:  # fmt: skip

@@ -68,7 +68,9 @@ def model_swap(ctx: AuditContext) -> Finding:
             reasons.append(f"{g.endpoint}: no price for the cheaper {target}")
             continue
         swap = Swap(g.model_key, target, frozenset({g.endpoint}))
+        ctx.read_tiered()
         sim = simulate(ctx.rep, Scenario(swaps=(swap,)), ctx.book)
+        tiered = sum(t.tiered_calls for t in ctx.rep.groups if swap.matches(t))
         saving = sim.total.swap_savings_usd
         if saving <= 0:
             continue
@@ -110,6 +112,9 @@ def model_swap(ctx: AuditContext) -> Finding:
             assumption=(f"Priced with {target}'s real rates (price catalog, at {ctx.at:%Y-%m-%d}) for the same "
                         "token counts; long-context tiers are not applied"
                         + ("; the providers' tokenizers differ, so token counts will change" if cross else "")
+                        + (f"; {count(tiered)} of the calls were served at a service tier (flex, priority, fast), and "
+                           f"{target} is priced at its standard rates, so the saving includes the tier's difference"
+                           if tiered else "")
                         + ". Quality is not measured by this estimate."),
             metric=(f"cost per request on {g.endpoint}: {usd(g.live_spend_usd / g.requests if g.requests else None)}"
                     f" → {usd(after / g.requests if g.requests else None)}, with the quality score no lower "

@@ -62,7 +62,7 @@ from .replay import merge_hits as merge_hits
 from .replay import merge_totals as merge_totals
 from .replay import period_span, replay, replay_from
 from .scenarios import Scenario, Swap
-from .simulation import EndpointResult, Simulation, run, simulate, swap_rates
+from .simulation import EndpointResult, Simulation, count_tiered, run, simulate, swap_rates
 from .sql import as_day, day_of, epoch_of, has_tag, tag_filter, tag_number, tag_text
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "Swap",
     "as_day",
     "classify_interactivity",
+    "count_tiered",
     "daily_query",
     "day_of",
     "epoch_of",

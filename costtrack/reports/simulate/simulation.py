@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine
 
 from ...errors import ConfigError
 from ...pricing import PriceBook
@@ -208,18 +208,19 @@ def run(engine: Engine, book: PriceBook, *, since: datetime | None, until: datet
     """Read the period once and play the scenario on it (what `costtrack simulate` does)."""
     rep = replay(engine, since=since, until=until, cache_ttl=cache_ttl)
     if swaps:
-        _count_tiered(engine, rep, since, until)
+        count_tiered(engine, rep, period_where(since, until))
     scope = resolve_batch_scope(engine, rep, batch_endpoints) if batch_share else None
     scenario = Scenario(cache_ttl=cache_ttl, swaps=tuple(swaps), batch_share=batch_share, batch_endpoints=scope)
     return simulate(rep, scenario, book)
 
 
-def _count_tiered(engine: Engine, rep: Replay, since: datetime | None, until: datetime | None) -> None:
-    """Each group's calls served at a service tier (see Group.tiered_calls), read only when a swap needs them."""
+def count_tiered(engine: Engine, rep: Replay, where: ColumnElement[bool]) -> None:
+    """Set each group's calls served at a service tier (see Group.tiered_calls): a query of its own, run only when a
+    swap needs them."""
     with engine.connect() as conn:
-        rows = conn.execute(tiered_query(engine.dialect.name, period_where(since, until))).all()
+        rows = conn.execute(tiered_query(engine.dialect.name, where)).all()
     groups = {(g.endpoint, g.provider, g.model_key, g.model): g for g in rep.groups}
     for row in rows:
         group = groups.get((row.endpoint, row.provider, row.model_key, row.model_answered))
         if group is not None:
-            group.tiered_calls += int(row.tiered)
+            group.tiered_calls = int(row.tiered)
