@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXTRA_TAGS", "Usage", "billed_extras", "extras_from_tags"]
+__all__ = ["EXTRA_TAGS", "MAX_EXTRA_COUNT", "Usage", "billed_extras", "extras_from_tags"]
 
 
 # Not frozen: every record makes one, and a frozen dataclass's __init__ (object.__setattr__ per field)
@@ -68,11 +68,15 @@ def billed_extras(usage: Usage) -> dict[str, int]:
     return {tag: getattr(usage, field) for field, tag in EXTRA_TAGS.items() if getattr(usage, field)}
 
 
+#: Counts in tags at or above this are none: the reports read them in SQL as a bigint of 18 digits at most.
+MAX_EXTRA_COUNT = 10**18
+
+
 def extras_from_tags(tags: Mapping[str, Any]) -> dict[str, int]:
     """Usage fields read back from a record's tags (see billed_extras); a value that is not a count is left out."""
     out: dict[str, int] = {}
     for field, tag in EXTRA_TAGS.items():
         value = tags.get(tag)
-        if type(value) is int and value > 0:
+        if type(value) is int and 0 < value < MAX_EXTRA_COUNT:
             out[field] = value
     return out

@@ -162,6 +162,27 @@ def test_a_swap_prices_web_searches_and_audio_on_the_target_too(tracker, make_re
     assert [e.swap_savings_usd for e in same.endpoints if e.endpoint == "/e1"] == [0.0]  # exactly: no float noise
 
 
+
+@pytest.mark.parametrize("value", [2.5, "3", -1, True, 0, 10**20])
+def test_a_count_tag_that_is_not_a_whole_positive_number_is_read_as_none(tracker, make_record, database_url, value):
+    """An app-set `costtrack.web_searches: 2.5` was billed 2.5 searches by simulate and none by reprice: both read a
+    count as usage.extras_from_tags does (a positive whole number), on SQLite and Postgres alike."""
+    from costtrack.usage import extras_from_tags
+
+    at = datetime(2026, 11, 3, tzinfo=timezone.utc)
+    for i, searches in enumerate([value, 4]):
+        tracker.add(make_record(timestamp=at + timedelta(minutes=i), endpoint=f"/s{i}", model="claude-sonnet-4-5-20250929",
+                                model_requested="claude-sonnet-4-5", tokens_input=100, tokens_output=10,
+                                cost_usd=0.001, request_hash=f"s{i}", tags={"costtrack.web_searches": searches}))  # fmt: skip
+    tracker.flush()
+    assert extras_from_tags({"costtrack.web_searches": value}) == {}
+    result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None,
+                     swaps=[sim.Swap("claude-sonnet-4-5", "claude-3-haiku-20240307")])  # fmt: skip
+    assert [n for n in result.notes if "web searches" in n] == [
+        "4 web searches were swapped to claude-3-haiku-20240307, which has no known search fee: priced at $0 there "
+        "(the saving counts their fees)"
+    ]
+
 def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tracker, make_record, database_url):
     """A flex call swapped was priced at the target's standard rates without a word (review note)."""
     for tags in ({"service_tier": "flex"}, {}, {"service_tier": "flex"}):

@@ -11,7 +11,7 @@ from sqlalchemy.sql import ColumnElement
 from ...store.schema import records
 from ...usage import EXTRA_TAGS
 from ..stats import period_filter, unpriced_filter
-from .sql import day_of, epoch_of, has_any_tag, has_tag, tag_number, tag_text
+from .sql import day_of, epoch_of, has_any_tag, has_tag, tag_count, tag_text
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
 #: a millisecond of the TTL counts as equal to it.
@@ -46,7 +46,7 @@ def extra_columns(dialect: str) -> list[Any]:
     """
     c = records.c
     marked = has_any_tag(dialect, list(EXTRA_TAGS.values()))
-    audio_in, audio_out, searches = (func.coalesce(tag_number(dialect, EXTRA_TAGS[field]), 0)
+    audio_in, audio_out, searches = (func.coalesce(tag_count(dialect, EXTRA_TAGS[field]), 0)
                                      for field in ("audio_input", "audio_output", "web_searches"))  # fmt: skip
     uncached = c.tokens_input - c.tokens_cached_input - c.tokens_cache_write
     return [

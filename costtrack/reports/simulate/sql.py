@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Float, Text, case, cast, func, literal, type_coerce
+from sqlalchemy import BigInteger, Float, Text, and_, case, cast, func, literal, type_coerce
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql import ColumnElement
 
 from ...errors import ConfigError
 from ...store.schema import records
+from ...usage import MAX_EXTRA_COUNT
 
 
 def epoch_of(dialect: str, column: Any) -> ColumnElement[float]:
@@ -71,6 +72,21 @@ def tag_number(dialect: str, key: str) -> ColumnElement[float]:
         return case((func.json_type(tags, path).in_(("integer", "real")), func.json_extract(tags, path) * 1.0))
     value = tags.op("->")(literal(key))
     return case((func.jsonb_typeof(value) == "number", cast(tags.op("->>")(literal(key)), Float)))
+
+
+def tag_count(dialect: str, key: str) -> ColumnElement[int]:
+    """A count kept in a tag (usage.EXTRA_TAGS): its value when a positive whole JSON number, else NULL, as
+    usage.extras_from_tags reads it back for `costtrack reprice` (2.5, "3", true, -1 or 10**20 count as none)."""
+    _check_tag_key(key)
+    tags = records.c.tags
+    if dialect == "sqlite":
+        path = f'$."{key}"'
+        value = func.json_extract(tags, path)
+        return case((and_(func.json_type(tags, path) == "integer", value > 0, value < MAX_EXTRA_COUNT), value))
+    text = tags.op("->>")(literal(key))
+    # jsonb keeps 2.0 as written: a whole number is digits only (18 at most: a bigint, as SQLite's integers)
+    whole = and_(func.jsonb_typeof(tags.op("->")(literal(key))) == "number", text.op("~")("^[0-9]{1,18}$"))
+    return case((whole, cast(text, BigInteger)))
 
 
 def has_any_tag(dialect: str, keys: Sequence[str]) -> ColumnElement[bool]:
