@@ -223,6 +223,22 @@ class Tracker:
         if self.budget_monitor is not None:
             self.budget_monitor.close()
 
+    async def aclose(self) -> None:
+        """`close()` for async code: waits in a worker thread, not on the event loop."""
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Tracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def _close_at_exit(self) -> None:
         """close() at interpreter exit, keeping the closed writer: a record made after it (an exit hook of the app's
         that runs later, a daemon thread still calling) goes to the outbox, not to a new writer nothing would close."""

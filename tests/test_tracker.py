@@ -255,3 +255,21 @@ def test_a_bad_database_url_from_the_environment_turns_budgets_off_too(monkeypat
     assert tracker.budget_monitor is None
     client = tracker.wrap(openai_client(Recorder(*[serve("openai_chat.json") for _ in range(5)])))
     assert len([client.chat.completions.create(**CHAT) for _ in range(5)]) == 5
+
+
+def test_a_tracker_closes_at_the_end_of_a_with_block(tmp_path, outbox_dir, make_record) -> None:
+    """`with Tracker(...)` and `async with` close it, its records written (it supported neither)."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/t.db"
+    with costtrack.Tracker(url, outbox_dir=outbox_dir) as tracker:
+        tracker.add(make_record())
+    assert tracker._writer is None  # closed
+
+    async def main() -> costtrack.Tracker:
+        async with costtrack.Tracker(url, outbox_dir=outbox_dir) as atracker:
+            atracker.add(make_record())
+        return atracker
+
+    assert asyncio.run(main())._writer is None
+    assert sqlite3.connect(f"{tmp_path}/t.db").execute("select count(*) from records").fetchone() == (2,)
