@@ -1,4 +1,4 @@
-"""Number formatting for people, in one place: dollars, counts, percentages, milliseconds.
+"""Formatting for people, in one place: dollars, counts, percentages, milliseconds, Markdown code spans.
 
 The report templates use these same functions as Jinja filters (reports/render.py).
 """
@@ -6,10 +6,12 @@ The report templates use these same functions as Jinja filters (reports/render.p
 from __future__ import annotations
 
 import math
+import re
 
 __all__ = [
     "FORMATS",
     "change",
+    "code",
     "count",
     "days",
     "delta",
@@ -167,3 +169,12 @@ def fmt(value: object, kind: str | None, places: int | None = None) -> str:
     if places is not None and kind in _PLACES:
         return FORMATS[kind](value, places)  # type: ignore[arg-type,operator,call-arg]
     return FORMATS[kind](value)  # type: ignore[arg-type,operator]
+
+
+def code(text: str) -> str:
+    """`text` as a Markdown code span that shows it as is, backticks included: fenced by one backtick more than its
+    longest run of them (a database URL or an endpoint with one broke the span, and the command shown with it)."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""  # CommonMark drops one space at each end
+    return f"{fence}{pad}{text}{pad}{fence}"

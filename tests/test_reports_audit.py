@@ -770,3 +770,33 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
     out.unlink()
     assert cli(shlex.split(regenerate)[1:]) == 0 and out.read_text().split("Regenerate with")[1] == text.split(
         "Regenerate with")[1]  # runs as printed, and regenerates the same document (but its time)
+
+
+def test_printed_commands_with_a_backtick_stay_whole_code_spans(make_record, tmp_path, outbox_dir):
+    """A backtick in an endpoint or the output's path ended the Markdown code span early: the command shown was cut."""
+    import shlex
+
+    from markdown_it import MarkdownIt
+
+    from costtrack.cli import run as cli
+    from costtrack.tracker import Tracker
+
+    url = f"sqlite:///{tmp_path}/app.db"
+    endpoint = "/api/`classify`"
+    with Tracker(url, outbox_dir=outbox_dir) as tracker:
+        for i in range(30):
+            tracker.add(make_record(timestamp=T0 + timedelta(minutes=30 * i), endpoint=endpoint,
+                                    model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=40,
+                                    tokens_output=4, cost_usd=0.0001, request_hash=f"c{i // 2}"))  # fmt: skip
+    out = tmp_path / "audit`s.md"
+    assert cli(["report", "audit", "-o", str(out), "--no-charts", "--database-url", url]) == 0
+    text = out.read_text()
+    spans = [child.content for token in MarkdownIt("commonmark").parse(text) if token.type == "inline"
+             for child in token.children or [] if child.type == "code_inline"]  # fmt: skip
+    commands = [s for s in spans if s.startswith("costtrack ")]
+    simulate = [c for c in commands if c.startswith("costtrack simulate ") and "--endpoint" in c]
+    assert simulate and all(shlex.split(c)[shlex.split(c).index("--endpoint") + 1] == endpoint for c in simulate)
+    [regenerate] = [c for c in commands if c.startswith("costtrack report audit ")]
+    assert shlex.split(regenerate)[4] == str(out)
+    out.unlink()
+    assert cli(shlex.split(regenerate)[1:]) == 0 and out.exists()  # runs as shown

@@ -71,6 +71,7 @@ def environment(extra_dir: Path | None = None) -> Environment:
     env.filters["fmt"] = fmt.fmt
     env.filters["delta"] = fmt.delta
     env.filters["cell"] = md_cell
+    env.filters["code"] = fmt.code
     return env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...format import count, rate, usd
+from ...format import code, count, rate, usd
 from ..simulate import Scenario, Swap, simulate
 from .context import AuditContext
 from .document import Finding
@@ -102,7 +102,7 @@ def model_swap(ctx: AuditContext) -> Finding:
             notes=[
                 (f"Run an A/B test first: `costtrack.wrap(client, router=costtrack.route(costtrack.ABTest("
                  f"control=\"{g.model_key}\", variant=\"{target}\", share=0.2)))`, then "
-                 f"`costtrack report results --ab{' ' + ctx.options.reading_args if ctx.options.reading_args else ''}` "
+                 f"{code('costtrack report results --ab' + (' ' + ctx.options.reading_args if ctx.options.reading_args else ''))} "
                  "compares cost, latency and quality with confidence intervals."),
                 (f"Or fall back: `costtrack.CheapFirst([\"{target}\", \"{g.model_key}\"], accept=is_valid_label)` "
                  "escalates only the answers your check rejects."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from ...format import count, duration, pct
+from ...format import code, count, duration, pct
 from ..operands import rate_move
 from ..simulate import Group
 from .context import AuditContext
@@ -88,8 +88,8 @@ def prompt_cache(ctx: AuditContext, candidates: list[tuple[Group, int]], rows: l
             ("OpenAI caches prefixes of 1,024 tokens or more automatically; on Anthropic mark the end of the "
              "static part with `\"cache_control\": {\"type\": \"ephemeral\"}` (5-minute cache; `\"ttl\": \"1h\"` "
              "for sparse traffic, at twice the input rate for writes)."),
-            (f"Measure with `costtrack stats --by endpoint"
-             f"{' ' + ctx.options.database_args if ctx.options.database_args else ''}`: the cached input column should rise."),
+            (f"Measure with {code('costtrack stats --by endpoint' + (' ' + ctx.options.database_args if ctx.options.database_args else ''))}"
+             ": the cached input column should rise."),
         ],
         assumption=("Only token counts are stored (not prompts, unless store_content=True), so the shared prefix "
                     "is estimated as the smallest prompt seen on the endpoint and model: a system prompt sent with "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...format import count, duration, pct, usd
+from ...format import code, count, duration, pct, usd
 from ..operands import rate_move
 from ..simulate import Scenario, Simulation, simulate
 from .context import AuditContext
@@ -56,7 +56,7 @@ def response_cache(ctx: AuditContext) -> Finding:
             ("Cache only where the same request must get the same answer (temperature 0, classification, "
              "extraction, embeddings, summaries of unchanged documents); leave free-form chat out."),
             "Invalidation: the TTL bounds staleness; bump the cache namespace when prompts or source data change.",
-            (f"A longer TTL saves more and serves staler answers: compare with `{ctx.command('--cache-ttl 30m')}` and "
+            (f"A longer TTL saves more and serves staler answers: compare with {code(ctx.command('--cache-ttl 30m'))} and "
              "`--cache-ttl 24h` before choosing."),
         ],
         assumption=("A call is a would-be hit when a successful call with the same request_hash started at most "

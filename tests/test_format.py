@@ -1,0 +1,30 @@
+"""Formatting helpers: Markdown code spans that show any text as is."""
+
+from __future__ import annotations
+
+import pytest
+from markdown_it import MarkdownIt
+
+from costtrack.format import code
+
+
+def _spans(markdown: str) -> list[str]:
+    tokens = MarkdownIt("commonmark").parseInline(markdown)
+    return [child.content for token in tokens for child in token.children or [] if child.type == "code_inline"]
+
+
+@pytest.mark.parametrize("text", [
+    "costtrack stats",
+    "costtrack stats --database-url 'sqlite:///a`b.db'",
+    "`starts with one",
+    "ends with two``",
+    "a ``` run of three and one ` more",
+    "`",
+])  # fmt: skip
+def test_a_code_span_shows_its_text_as_is(text):
+    """A backtick in a database URL or an endpoint ended the span early and broke the command it showed."""
+    assert _spans(f"Run {code(text)} now.") == [text]
+
+
+def test_line_breaks_become_spaces():
+    assert _spans(code("a\nb\r\nc")) == ["a b  c"]
