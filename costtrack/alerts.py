@@ -345,10 +345,8 @@ class AlertDispatcher:
         if self.sink_timeout is None:
             try:
                 sink(alert)
-            except Exception:
-                raise
             except BaseException as exc:  # SystemExit from a sink: a failed attempt, not the end of the alert thread
-                raise SinkError(f"the sink raised {type(exc).__name__}") from exc
+                raise _failure(exc)  # noqa: B904 - _failure chains it
             return
         # By identity, not equality (two WebhookSinks of one URL may carry different headers); a bound method is
         # made anew at each access, so it is known by its object and function.
@@ -380,17 +378,26 @@ class AlertDispatcher:
         done = self.flush(timeout)
         with self._lock:
             thread, self._thread = self._thread, None
-            # A sink still running a timed-out attempt stays known as busy (used again, the dispatcher skips it);
-            # the others' threads end, and start anew if it is used again.
-            idle = [key for key, worker in self._workers.items() if not worker.busy]
-            stopped = [self._workers.pop(key) for key in idle]
+            workers = list(self._workers.values())
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             if done:
                 thread.join(timeout=1.0)
-        for worker in stopped:
+        # A sink still running a timed-out attempt keeps its thread (used again, the dispatcher skips it); the
+        # others' threads end, and start anew if the sink is used again.
+        for worker in workers:
             worker.stop()
         return done
+
+
+def _failure(exc: BaseException) -> Exception:
+    """What a sink raised, as the failed attempt it counts as: an Exception as it is, anything else (SystemExit,
+    KeyboardInterrupt) as a SinkError, so that it never ends the thread that called the sink."""
+    if isinstance(exc, Exception):
+        return exc
+    error = SinkError(f"the sink raised {type(exc).__name__}")
+    error.__cause__ = exc
+    return error
 
 
 class _SinkThread:
@@ -398,8 +405,10 @@ class _SinkThread:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self._jobs: queue.SimpleQueue[tuple[Alert, threading.Event, list[BaseException | None]] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        # Guards the thread and its queue: an attempt queued as close() stops an idle thread gets a new one,
+        # never a queue whose thread has just been told to end (it waited out its whole time limit).
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Alert, threading.Event, list[BaseException]] | None] | None = None
         self._busy = False  # an attempt is under way (set by the caller, cleared when it returns)
 
     @property
@@ -410,36 +419,41 @@ class _SinkThread:
     def call(self, alert: Alert, timeout: float) -> None:
         """Run the sink with `alert` in this thread; raise what it raised (SinkError for what is not an Exception),
         or SinkTimeout."""
-        if self._busy:
-            raise SinkTimeout("still running an earlier attempt")
         done = threading.Event()
-        outcome: list[BaseException | None] = []
-        self._busy = True
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="costtrack-alert-sink", daemon=True)
-            self._thread.start()
-        self._jobs.put((alert, done, outcome))
+        outcome: list[BaseException] = []
+        with self._lock:
+            if self._busy:
+                raise SinkTimeout("still running an earlier attempt")
+            self._busy = True
+            if self._jobs is None:
+                self._jobs = queue.SimpleQueue()
+                threading.Thread(target=self._run, args=(self._jobs,), name="costtrack-alert-sink", daemon=True).start()
+            self._jobs.put((alert, done, outcome))
         if not done.wait(timeout):
             raise SinkTimeout(f"no answer in {timeout:g} s; left running")
-        error = outcome[0]
-        if error is not None:
-            raise error if isinstance(error, Exception) else SinkError(f"the sink raised {type(error).__name__}")
+        if outcome:
+            raise _failure(outcome[0])
 
-    def _run(self) -> None:
+    def _run(self, jobs: queue.SimpleQueue[tuple[Alert, threading.Event, list[BaseException]] | None]) -> None:
         while True:
-            job = self._jobs.get()
+            job = jobs.get()
             if job is None:
                 return
             alert, done, outcome = job
             try:
                 self.sink(alert)
-                outcome.append(None)
             except BaseException as exc:  # handed to the alert thread, which decides
                 outcome.append(exc)
             finally:
                 self._busy = False
                 done.set()
 
-    def stop(self) -> None:
-        """End the thread once its attempt (if any) returns."""
-        self._jobs.put(None)
+    def stop(self) -> bool:
+        """End the thread unless an attempt is under way (True if it was idle); the next call starts a new one."""
+        with self._lock:
+            if self._busy:
+                return False
+            if self._jobs is not None:
+                self._jobs.put(None)
+                self._jobs = None
+            return True

@@ -324,3 +324,18 @@ def test_dispatcher_runs_jobs_off_the_callers_thread() -> None:
     dispatcher.submit(lambda: seen.append("again"))  # restarts after close
     assert dispatcher.flush(5) and seen[-1] == "again"
     dispatcher.close()
+
+
+def test_an_attempt_right_after_close_stops_the_sinks_thread_still_runs() -> None:
+    """close() stopping an idle sink's thread as the alert thread handed it an attempt: the attempt was queued behind
+    the stop, never ran, and waited out its whole time limit (then the sink stayed "busy" for good)."""
+    from costtrack.alerts import _SinkThread
+
+    got: list[int] = []
+    worker = _SinkThread(lambda alert: got.append(threading.get_ident()))
+    worker.call(make_alert(), 5.0)
+    for _ in range(20):
+        assert worker.stop()  # idle: its thread is told to end
+        worker.call(make_alert(), 5.0)  # at once: on a new thread, not behind the stop
+    assert len(got) == 21 and not worker.busy
+    assert worker.stop()
