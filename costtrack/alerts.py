@@ -22,6 +22,8 @@ call: it does not run there.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
 import queue
@@ -344,7 +346,7 @@ class AlertDispatcher:
         SinkTimeout when it has not returned in time (or is still running an earlier attempt)."""
         if self.sink_timeout is None:
             try:
-                sink(alert)
+                _call(sink, alert)
             except BaseException as exc:  # SystemExit from a sink: a failed attempt, not the end of the alert thread
                 raise _failure(exc)  # noqa: B904 - _failure chains it
             return
@@ -388,6 +390,18 @@ class AlertDispatcher:
         for worker in workers:
             worker.stop()
         return done
+
+
+def _call(sink: Sink, alert: Alert) -> None:
+    """Call `sink` with `alert`; an async sink (`async def notify(alert)`) is run to its end here, on an event loop of
+    this thread's own (its coroutine, never awaited, was taken for a delivered alert)."""
+    result = sink(alert)
+    if inspect.isawaitable(result):
+        asyncio.run(_awaited(result))
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
 
 
 def _failure(exc: BaseException) -> Exception:
@@ -441,7 +455,7 @@ class _SinkThread:
                 return
             alert, done, outcome = job
             try:
-                self.sink(alert)
+                _call(self.sink, alert)
             except BaseException as exc:  # handed to the alert thread, which decides
                 outcome.append(exc)
             finally:

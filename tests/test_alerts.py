@@ -339,3 +339,24 @@ def test_an_attempt_right_after_close_stops_the_sinks_thread_still_runs() -> Non
         worker.call(make_alert(), 5.0)  # at once: on a new thread, not behind the stop
     assert len(got) == 21 and not worker.busy
     assert worker.stop()
+
+
+@pytest.mark.parametrize("sink_timeout", [5.0, None], ids=["own-thread", "alert-thread"])
+def test_an_async_sink_is_run_to_its_end(sink_timeout) -> None:
+    """`on_alert=async def notify(alert)` was called and never awaited: the alert counted as delivered, never sent."""
+    import asyncio
+
+    got: list[Alert] = []
+
+    async def notify(alert: Alert) -> None:
+        await asyncio.sleep(0)
+        got.append(alert)
+
+    async def refuses(alert: Alert) -> None:
+        raise WebhookError("503 from the chat service")
+
+    dispatcher = AlertDispatcher(retries=0, sink_timeout=sink_timeout)
+    alert = make_alert()
+    assert dispatcher.deliver_each(alert, [notify, refuses]) == [refuses]
+    assert got == [alert]
+    dispatcher.close()
