@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .callbacks import is_async_function, plain_answer
 from .errors import CosttrackError
 from .hashing import VOLATILE_KEYS, answer_fields, canonical, digest
 from .logs import log, log_once
@@ -192,6 +193,9 @@ class Cache(ABC):
     ) -> None:
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0):
             raise CacheError(f"ttl must be a positive number of seconds or None, got {ttl!r} (an hour is ttl=3600)")
+        if cacheable is not None and (not callable(cacheable) or is_async_function(cacheable)):
+            raise CacheError(f"cacheable must be a plain function, cacheable(body) -> bool, not {cacheable!r}: it "
+                             "decides before the request is sent")  # fmt: skip
         self.ttl = ttl
         self.namespace = check_namespace(namespace)
         self.cacheable = cacheable
@@ -209,7 +213,7 @@ class Cache(ABC):
         if policy is None:
             return True
         try:
-            return bool(policy(body))
+            return bool(plain_answer(policy(body), "the cache's cacheable() policy"))
         except Exception:
             log_once("cache.policy", "costtrack: the cache's cacheable() policy raised; the request is not cached",
                      exc_info=True)  # fmt: skip

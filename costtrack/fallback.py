@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
+from .callbacks import is_async_function, plain_answer
 from .calls import ERROR_KINDS, Call, Hold, hold_calls, unheld
 from .errors import ConfigError
 
@@ -367,15 +369,25 @@ def _judge_of(policy: CheapFirst, kwargs: Mapping[str, Any], streamed: bool, raw
     if raw is None:
         return judge
 
-    def parsed(response: Any) -> bool:
+    def parsed(response: Any) -> Any:
         # The SDK caches what parse() returns, so the app's own parse() gets this same object.
         try:
             answer = response.parse()
         except Exception:  # noqa: BLE001 - whatever parse() raises, the app meets it in its own parse()
             return True  # unreadable: the app's own parse() meets the same error; nothing to judge
+        if inspect.isawaitable(answer):
+            return _judge_parsed(answer, judge)  # an async client's parse() (Anthropic's): awaited by _ajudged
         return judge(answer)
 
     return parsed
+
+
+async def _judge_parsed(pending: Awaitable[Any], judge: Callable[[Any], Any]) -> Any:
+    try:
+        answer = await pending
+    except Exception:  # noqa: BLE001 - as in parsed(): the app's own parse() meets it
+        return True
+    return judge(answer)
 
 
 class _Run:
@@ -532,10 +544,31 @@ def _stream_managers(beta: bool = False) -> tuple[type, type]:
     return ChainedStreamManager, AsyncChainedStreamManager
 
 
-def _judged(judge: Callable[[Any], bool], result: Any) -> bool:
+def _judged(judge: Callable[[Any], Any], result: Any) -> bool:
     # Outside the chain's hold: calls the judge makes (an LLM judge) are records of their own, not attempts.
     with unheld():
-        return bool(judge(result))
+        return _verdict(judge(result), "accept")
+
+
+async def _ajudged(judge: Callable[[Any], Any], result: Any) -> bool:
+    """`_judged` on an async client: `accept` may be async (an LLM judge on an AsyncOpenAI client)."""
+    with unheld():
+        verdict = judge(result)
+        while inspect.isawaitable(verdict):  # a raw response's parse(), then an async accept
+            verdict = await verdict
+    return bool(verdict)
+
+
+def _verdict(value: Any, name: str) -> bool:
+    """A callback's answer on a sync client, where an async callback's coroutine would pass for True."""
+    return bool(plain_answer(value, f"CheapFirst: {name}, on a sync client,"))
+
+
+async def _averdict(value: Any) -> bool:
+    """A callback's answer on an async client, awaited when it is async."""
+    while inspect.isawaitable(value):
+        value = await value
+    return bool(value)
 
 
 def reusable(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -574,7 +607,7 @@ def _sync_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list[
                         if streamed and not helper:
                             result = _peek(result)
                     except Exception as exc:
-                        if not policy.retry_on(exc):
+                        if not _verdict(policy.retry_on(exc), "retry_on"):
                             raise
                         run.escalated(hold, failure_reason(exc))
                         error = exc
@@ -626,13 +659,13 @@ def _async_wrapper(original: Callable[..., Any], policy: CheapFirst, steps: list
                         if streamed and not helper:
                             result = await _apeek(result)
                     except Exception as exc:
-                        if not policy.retry_on(exc):
+                        if not await _averdict(policy.retry_on(exc)):
                             raise
                         run.escalated(hold, failure_reason(exc))
                         error = exc
                         continue
                     error = None
-                    if judge is not None and not _judged(judge, result):
+                    if judge is not None and not await _ajudged(judge, result):
                         run.escalated(hold, "rejected")
                         continue
                     run.answered(hold)
@@ -680,6 +713,11 @@ def install(client: Any, policy: CheapFirst, *, api: str, provider: str, tracker
     clients = Clients(client, api, tracker, "CheapFirst", options)
     others = {id(c): clients.get(c) for c in policy.clients()}  # wrapped and checked now, not at the first call
     is_async = clients.is_async
+    if not is_async:
+        for name in ("accept", "retry_on"):
+            if is_async_function(getattr(policy, name)):
+                raise ConfigError(f"CheapFirst: {name} is an async function, and this client is sync; give it a plain "
+                                  "function (an async one works on AsyncOpenAI and AsyncAnthropic clients)")  # fmt: skip
 
     def steps(path: Sequence[str], name: str, current: Callable[..., Any]) -> list[Step]:
         chain = []

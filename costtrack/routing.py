@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .call_context import context, current
+from .callbacks import plain_answer, require_plain
 from .errors import ConfigError
 from .fallback import CheapFirst, Clients, check_entry, patch_resources, resolve_path, reusable
 from .fallback import install as install_fallback
@@ -156,6 +157,7 @@ class Tiered(Policy):
     ) -> None:
         if not callable(classify):
             raise ConfigError("Tiered: classify must be a callable, classify(messages) -> 'cheap' or 'strong'")
+        require_plain(classify, "Tiered: classify")
         table = {"cheap": cheap, "strong": strong, **dict(tiers or {})}
         self.tiers = {str(label): _check_target(target, f"Tiered tier {label!r}") for label, target in table.items()}
         self.classify = classify
@@ -165,7 +167,7 @@ class Tiered(Policy):
         return f"Tiered({', '.join(f'{k}={_model_of(v)!r}' for k, v in self.tiers.items())})"
 
     def decide(self, request: RouteRequest) -> Decision:
-        label = self.classify(request if self.on_request else request.messages)
+        label = plain_answer(self.classify(request if self.on_request else request.messages), "Tiered: classify")
         if label not in self.tiers:
             raise ConfigError(f"Tiered: the classifier returned {label!r}; expected one of {', '.join(self.tiers)}")
         return Decision(self.tiers[label], {"route": label})
@@ -186,6 +188,7 @@ class Privacy(Policy):
     def __init__(self, is_private: Callable[[Any], bool], *, local: Target, on_request: bool = False) -> None:
         if not callable(is_private):
             raise ConfigError("Privacy: is_private must be a callable, is_private(messages) -> bool")
+        require_plain(is_private, "Privacy: is_private")
         self.is_private = is_private
         self.local = _check_target(local, "Privacy local")
         self.on_request = on_request
@@ -194,7 +197,7 @@ class Privacy(Policy):
         return f"Privacy(local={_model_of(self.local)!r})"
 
     def decide(self, request: RouteRequest) -> Decision:
-        if self.is_private(request if self.on_request else request.messages):
+        if plain_answer(self.is_private(request if self.on_request else request.messages), "Privacy: is_private"):
             return Decision(self.local, {"route": "local"}, final=True)
         return Decision(None, {"route": "api"})
 
@@ -297,13 +300,14 @@ class _Callable(Policy):
     """A plain function as a policy: fn(request) -> Decision, a target, or None."""
 
     def __init__(self, fn: Callable[[RouteRequest], Any]) -> None:
+        require_plain(fn, "a routing function")
         self.fn = fn
 
     def __repr__(self) -> str:
         return f"policy({getattr(self.fn, '__name__', self.fn)!r})"
 
     def decide(self, request: RouteRequest) -> Decision | None:
-        out = self.fn(request)
+        out = plain_answer(self.fn(request), "a routing function")
         if out is None or isinstance(out, Decision):
             return out
         return Decision(_check_target(out, "routing function"))

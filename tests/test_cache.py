@@ -654,6 +654,23 @@ def test_a_policy_that_raises_means_not_cached(tracker, make_cache, sim, caplog)
     assert sum("cacheable() policy raised" in r.getMessage() for r in caplog.records) == 1
 
 
+
+def test_an_async_cacheable_policy_is_refused(tracker, make_cache, sim, caplog, recwarn):
+    """Its coroutine, never awaited, passed for True: every request was cached, whatever it would have said."""
+    reset_once()
+
+    async def cacheable(body: dict[str, Any]) -> bool:
+        return False
+
+    with pytest.raises(CacheError, match="cacheable must be a plain function"):
+        make_cache(cacheable=cacheable)
+    client = wrapped(tracker, openai_client(sim), make_cache(cacheable=lambda body: cacheable(body)))
+    client.chat.completions.create(**CHAT)
+    client.chat.completions.create(**CHAT)
+    assert len(sim.requests) == 2  # not cached
+    assert sum("cacheable() policy raised" in r.getMessage() for r in caplog.records) == 1
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
 # --------------------------------------------------------------------------- namespaces, clear
 
 

@@ -647,6 +647,62 @@ def test_anthropic_raw_responses_are_judged_too(tracker, records):
     assert by_attempt(records())[-1].tags["fallback_exhausted"] is True
 
 
+
+async def test_async_raw_responses_are_judged_on_their_parsed_answer(tracker, records):
+    """Anthropic's async raw response parses in a coroutine: the judge got the coroutine (AttributeError in the app)."""
+    sim = Simulator()
+    judged = []
+
+    def accept(answer):
+        judged.append(answer)
+        return answer.model.startswith("claude-opus-4-5")
+
+    client = costtrack.wrap(async_anthropic_client(sim), tracker=tracker, fallback=CheapFirst(CLAUDE, accept=accept))
+    raw = await client.messages.with_raw_response.create(model="claude-opus-4-5", max_tokens=64, messages=MESSAGES)
+    assert [type(a) for a in judged] == [anthropic.types.Message] * 2
+    assert (await raw.parse()) is judged[-1]
+    assert sent(sim) == ["claude-haiku-4-5", "claude-opus-4-5"]
+    assert by_attempt(records())[0].tags["fallback_reason"] == "rejected"
+
+
+@pytest.mark.parametrize("raw", [False, True])
+async def test_an_async_judge_and_retry_on_are_awaited_on_async_clients(tracker, records, raw):
+    """An async `accept` (an LLM judge on an AsyncOpenAI client) was never awaited: its coroutine passed for True."""
+    sim = Simulator()
+    sim.script(500)
+    seen: list[str] = []
+
+    async def accept(answer):
+        seen.append(answer.model)
+        return answer.model.startswith("gpt-4o-2024")
+
+    async def retry_on(exc):
+        return isinstance(exc, openai.InternalServerError)
+
+    client = costtrack.wrap(async_openai_client(sim), tracker=tracker,
+                            fallback=CheapFirst(["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"], accept=accept, retry_on=retry_on))  # fmt: skip
+    create = client.chat.completions.with_raw_response.create if raw else client.chat.completions.create
+    answer = await create(model="gpt-4o", messages=MESSAGES)
+    assert (answer.parse() if raw else answer).model.startswith("gpt-4o-2024")  # OpenAI's raw parse() is sync
+    assert sent(sim) == ["gpt-4o-mini", "gpt-4.1-mini", "gpt-4o"]  # a 500 escalated, the second answer rejected
+    assert len(seen) == 2 and [r.tags["fallback_reason"] for r in by_attempt(records())[:2]] == ["server_error", "rejected"]
+    sim.script(400)
+    with pytest.raises(openai.BadRequestError):  # retry_on said no: raised at once
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def test_an_async_judge_on_a_sync_client_is_refused(tracker, recwarn):
+    async def accept(answer):
+        return True
+
+    with pytest.raises(ConfigError, match="accept is an async function, and this client is sync"):
+        costtrack.wrap(openai_client(Simulator()), tracker=tracker, fallback=CheapFirst(CHAIN, accept=accept))
+    client = costtrack.wrap(openai_client(Simulator()), tracker=tracker,
+                            fallback=CheapFirst(CHAIN, accept=lambda answer: accept(answer)))  # fmt: skip
+    with pytest.raises(ConfigError, match="accept, on a sync client, returned an awaitable"):
+        chat(client)
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
 def test_streaming_responses_are_not_judged(tracker, records):
     sim = Simulator()
     client = costtrack.wrap(openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, accept=lambda r: False))

@@ -315,6 +315,28 @@ def test_a_function_is_a_policy():
     assert route(lambda r: Decision("x", {"route": "custom"})).plan(request).tags == {"route": "custom"}
 
 
+
+def test_async_classifiers_are_refused_where_routing_decides_at_once(recwarn):
+    """An async `is_private` was never awaited: its coroutine passed for True and every call went to the local model."""
+
+    async def is_private(messages):
+        return False
+
+    class Check:
+        async def __call__(self, messages):
+            return False
+
+    local = ("local", "llama3.2")
+    for make in (lambda fn: Privacy(fn, local="llama3.2"), lambda fn: Tiered(fn, cheap="a", strong="b"), route):
+        for fn in (is_private, Check()):
+            with pytest.raises(ConfigError, match="must be a plain function, not an async one"):
+                make(fn)
+    request = RouteRequest("chat.completions", "gpt-4o", "gpt-4o", [], None, {})
+    for policy in (Privacy(lambda m: is_private(m), local=local[1]), route(lambda r: is_private(r))):
+        with pytest.raises(ConfigError, match="returned an awaitable; it must be a plain function"):
+            (policy if isinstance(policy, Router) else route(policy)).plan(request)
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
+
 def test_copies_keep_the_router(tracker, records):
     sim = Simulator()
     client = costtrack.wrap(openai_client(sim), tracker=tracker, router=DevProd(dev="gpt-4o-mini", env="dev"))
