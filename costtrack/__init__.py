@@ -24,7 +24,7 @@ from .errors import ConfigError, CosttrackError, DatabaseURLError, PricesFileErr
 from .fallback import CheapFirst
 from .records import CallRecord
 from .routing import ABTest, Decision, DevProd, Privacy, Router, RouteRequest, Tiered, route
-from .tracker import Tracker, configure, default_tracker, flush
+from .tracker import Tracker, aflush, configure, default_tracker, flush
 from .usage import Usage
 from .wrap import wrap
 
@@ -54,6 +54,7 @@ __all__ = [
     "Tiered",
     "Tracker",
     "Usage",
+    "aflush",
     "arun_batch",
     "configure",
     "context",

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
+import anyio.to_thread
+
 from .callbacks import is_async_function, plain_answer
 from .errors import CosttrackError
 from .hashing import VOLATILE_KEYS, answer_fields, canonical, digest
@@ -246,6 +249,17 @@ class Cache(ABC):
     def clear(self, namespace: str | None = None) -> int:
         """Delete the entries of one namespace (every namespace if None); return how many."""
         ...
+
+    async def aclear(self, namespace: str | None = None) -> int:
+        """`clear` for async code: runs in a worker thread, not on the event loop (a Redis scan may take seconds)."""
+        return await anyio.to_thread.run_sync(self.clear, namespace)
+
+    def close(self) -> None:  # noqa: B027 - a cache that holds nothing open (memory) has nothing to do
+        """Release what the cache holds open (a Redis client's connections); nothing for a memory cache."""
+
+    async def aclose(self) -> None:
+        """`close` for async code."""
+        self.close()
 
     def stats(self) -> dict[str, int]:
         """Counters since creation: hits, misses, sets, errors."""

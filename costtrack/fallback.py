@@ -20,7 +20,6 @@ prices what it saved against the requested model (`cost_saved_usd`, and the tag
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import time
@@ -29,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx2
 
 from .callbacks import is_async_function, plain_answer
@@ -191,7 +191,7 @@ class CheapFirst:
             error is raised at once.
         backoff: seconds to wait before each escalation, or `backoff(step) -> seconds`
             (step 1 is the second model); default none.
-        sleep, async_sleep: how to wait (injected in tests; default `time.sleep`, `asyncio.sleep`).
+        sleep, async_sleep: how to wait (injected in tests; default `time.sleep`, `anyio.sleep`: asyncio or trio).
 
     Applies to calls whose requested model is in the chain; they start at the chain's
     first model. Other calls go through untouched. The SDK's own retries stay as the
@@ -237,7 +237,7 @@ class CheapFirst:
         self.retry_on = retry_on or is_retryable
         self.backoff = backoff
         self.sleep = sleep or time.sleep
-        self.async_sleep = async_sleep or asyncio.sleep
+        self.async_sleep = async_sleep or anyio.sleep
 
     def __repr__(self) -> str:
         return f"CheapFirst([{', '.join(label_of(c, m) for c, m in self.chain)}])"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import os
@@ -12,6 +11,9 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from .budgets import Budget, BudgetMonitor, make_monitor
 from .calls import Call
@@ -210,9 +212,9 @@ class Tracker:
             return not self._dropped
         return self._writer.flush(timeout)
 
-    async def aflush(self, timeout: float | None = None) -> bool:
-        """`flush()` for async code: waits in a worker thread, not on the event loop."""
-        return await asyncio.to_thread(self.flush, timeout)
+    async def aflush(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - flush()'s own, passed on
+        """`flush()` for async code (asyncio or trio): waits in a worker thread, not on the event loop."""
+        return await anyio.to_thread.run_sync(self.flush, timeout)
 
     def close(self) -> None:
         """Flush and stop the writer (and send pending budget alerts); later records start a new one."""
@@ -224,8 +226,8 @@ class Tracker:
             self.budget_monitor.close()
 
     async def aclose(self) -> None:
-        """`close()` for async code: waits in a worker thread, not on the event loop."""
-        await asyncio.to_thread(self.close)
+        """`close()` for async code (asyncio or trio): waits in a worker thread, not on the event loop."""
+        await anyio.to_thread.run_sync(self.close)
 
     def __enter__(self) -> Tracker:
         return self
@@ -321,6 +323,11 @@ def configure(
 def flush(timeout: float | None = None) -> bool:
     """Return once every record of the default tracker so far is stored."""
     return default_tracker().flush(timeout)
+
+
+async def aflush(timeout: float | None = None) -> bool:  # noqa: ASYNC109 - flush()'s own, passed on
+    """`flush()` for async code: waits in a worker thread, not on the event loop."""
+    return await default_tracker().aflush(timeout)
 
 
 @atexit.register

@@ -829,12 +829,23 @@ class _AsyncRecordedBody(_Reader, httpx2.AsyncByteStream):
             self._finish()
 
 
-class CostTransport(httpx2.BaseTransport):
-    """Sync transport: records instrumented requests and hands every request to the SDK's own transport."""
+def _released(owner: Callable[[], Any] | None) -> bool:
+    """Whether the HTTP client that owns a transport (a weak reference to it) is closed or gone."""
+    client = None if owner is None else owner()
+    return client is None or bool(getattr(client, "is_closed", True))
 
-    def __init__(self, inner: httpx2.BaseTransport, instrument: Instrument) -> None:
+
+class CostTransport(httpx2.BaseTransport):
+    """Sync transport: records instrumented requests and hands every request to the SDK's own transport.
+
+    `owner`: a weak reference to the HTTP client `inner` belongs to (the client that was wrapped), or None.
+    """
+
+    def __init__(self, inner: httpx2.BaseTransport, instrument: Instrument,
+                 owner: Callable[[], Any] | None = None) -> None:  # fmt: skip
         self._inner = inner
         self.instrument = instrument
+        self.owner = owner
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
@@ -873,15 +884,21 @@ class CostTransport(httpx2.BaseTransport):
         return instrument.response(call, response, is_async=False, fill=key)
 
     def close(self) -> None:
-        """The SDK's own transport belongs to the client that was wrapped: left open."""
+        """Close the SDK's transport once the client that was wrapped is closed or gone (`wrap(OpenAI())` keeps no
+        other handle on its pool, whose connections were otherwise never closed); while that client is in use, its
+        pool stays open for it (a wrap per request, collected, closed the pool under the others' calls)."""
+        if _released(self.owner):
+            self._inner.close()
 
 
 class AsyncCostTransport(httpx2.AsyncBaseTransport):
     """Async twin of CostTransport."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, instrument: Instrument) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport, instrument: Instrument,
+                 owner: Callable[[], Any] | None = None) -> None:  # fmt: skip
         self._inner = inner
         self.instrument = instrument
+        self.owner = owner
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
@@ -919,4 +936,6 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
         return instrument.response(call, response, is_async=True, fill=key)
 
     async def aclose(self) -> None:
-        """The SDK's own transport belongs to the client that was wrapped: left open."""
+        """Close the SDK's transport once the client that was wrapped is closed or gone (see CostTransport.close)."""
+        if _released(self.owner):
+            await self._inner.aclose()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
@@ -54,12 +55,43 @@ def instrumented_copy(http: httpx2.Client | httpx2.AsyncClient, instrument: Inst
     wrapper = AsyncCostTransport if isinstance(http, httpx2.AsyncClient) else CostTransport
     instrument.follow_redirects = bool(http.follow_redirects)
     clone = copy.copy(http)
-    clone._transport = wrapper(_unwrapped(http._transport), instrument)  # type: ignore[arg-type]
+    if getattr(type(http), "__del__", None) is not None:
+        clone.__class__ = _without_finalizer(type(http))
+    owner = _owner_of(http)
+    clone._transport = wrapper(_unwrapped(http._transport), instrument, owner)  # type: ignore[arg-type]
     clone._mounts = {
-        pattern: None if transport is None else wrapper(_unwrapped(transport), instrument)  # type: ignore[arg-type]
+        pattern: None if transport is None else wrapper(_unwrapped(transport), instrument, owner)  # type: ignore[arg-type]
         for pattern, transport in http._mounts.items()
     }
     return clone
+
+
+_QUIET: dict[type, type] = {}
+
+
+def _without_finalizer(cls: type) -> type:
+    """`cls` (the SDKs' HTTP client class, which closes its pool when collected) without that: a wrapped copy closes
+    the pool it shares with the client that was wrapped only when the app closes it (see CostTransport.close);
+    collected, it closed the pool under that client's calls (a wrap made per request)."""
+    quiet = _QUIET.get(cls)
+    if quiet is None:
+        quiet = _QUIET[cls] = type(cls.__name__, (cls,), {"__del__": _keep_open, "__module__": cls.__module__})
+    return quiet
+
+
+def _keep_open(self: Any) -> None:
+    pass
+
+
+def _owner_of(http: httpx2.Client | httpx2.AsyncClient) -> Callable[[], Any] | None:
+    """A weak reference to the HTTP client whose transports these are: the first one wrapped, when wrapped again."""
+    owner = getattr(http._transport, "owner", None)
+    if isinstance(http._transport, (CostTransport, AsyncCostTransport)):
+        return owner  # a wrapped client wrapped again: the pool is still the first client's
+    try:
+        return weakref.ref(http)
+    except TypeError:  # a client class without weak references: its pool is left to it, as before
+        return lambda: http
 
 
 def _unwrapped(transport: Any) -> Any:

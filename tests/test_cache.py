@@ -992,3 +992,17 @@ def test_cli_redis_url_from_the_environment(monkeypatch):
     monkeypatch.setenv("COSTTRACK_REDIS_URL", "redis://127.0.0.1:1/0")
     result = CliRunner().invoke(app, ["clear"])
     assert result.exit_code == 2 and "127.0.0.1:1" in result.output
+
+
+def test_every_cache_has_aclear_close_and_aclose(make_cache, cache_kind):
+    """A memory cache had no close()/aclose() (code closing any cache failed on it), and no cache had aclear()."""
+    cache = make_cache()
+    cache.set("k", CachedResponse(200, (("content-type", "application/json"),), b"{}"))
+
+    async def main() -> int:
+        cleared = await cache.aclear()
+        await cache.aclose()
+        return cleared
+
+    assert asyncio.run(main()) >= 1 and cache.get("k") is None
+    cache.close()

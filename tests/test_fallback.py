@@ -776,3 +776,17 @@ def test_retryable_classification():
     )
     assert is_retryable(overloaded) and failure_reason(overloaded) == "overloaded_error"
     assert not is_retryable(ValueError("bug"))
+
+
+def test_the_default_backoff_works_under_trio(tracker, records):
+    """It slept with asyncio.sleep: under trio, 'no running event loop' in the app's call (review finding)."""
+    trio = pytest.importorskip("trio")
+    sim = Simulator()
+    sim.script(429)
+
+    async def main():
+        client = costtrack.wrap(async_openai_client(sim), tracker=tracker, fallback=CheapFirst(CHAIN, backoff=0.001))
+        return await chat(client)
+
+    assert trio.run(main).model.startswith("gpt-4o-2024")
+    assert sent(sim) == CHAIN

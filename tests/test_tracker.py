@@ -273,3 +273,33 @@ def test_a_tracker_closes_at_the_end_of_a_with_block(tmp_path, outbox_dir, make_
 
     assert asyncio.run(main())._writer is None
     assert sqlite3.connect(f"{tmp_path}/t.db").execute("select count(*) from records").fetchone() == (2,)
+
+
+def test_aflush_and_aclose_work_under_trio_too(tmp_path, outbox_dir) -> None:
+    """They waited with asyncio.to_thread: under trio, 'no running event loop' (review finding)."""
+    trio = pytest.importorskip("trio")
+    from costtrack.simulator import Simulator, async_openai_client
+
+    url = f"sqlite:///{tmp_path}/t.db"
+
+    async def main() -> int:
+        async with costtrack.Tracker(url, outbox_dir=outbox_dir) as tracker:
+            client = tracker.wrap(async_openai_client(Simulator()))
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            assert await tracker.aflush()
+            return len(tracker.records())
+
+    assert trio.run(main) == 1
+
+
+async def test_the_module_level_aflush_waits_off_the_loop(tmp_path) -> None:
+    from costtrack.simulator import Simulator, async_openai_client
+
+    tracker = costtrack.configure(database_url=f"sqlite:///{tmp_path}/d.db")
+    try:
+        client = costtrack.wrap(async_openai_client(Simulator()))
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert await costtrack.aflush()
+        assert len(tracker.records()) == 1
+    finally:
+        await tracker.aclose()

@@ -330,3 +330,54 @@ def test_a_cache_ttl_that_is_not_a_positive_number_is_one_clear_error(ttl):
 
     with pytest.raises(CacheError, match="ttl must be a positive number of seconds"):
         costtrack.MemoryCache(ttl=ttl)
+
+
+def _open_connections(client) -> int:
+    transport = client._client._transport
+    return len(getattr(transport, "_inner", transport)._pool.connections)
+
+
+def test_closing_a_wrapped_client_closes_the_pool_it_alone_holds(tracker):
+    """`with costtrack.wrap(OpenAI()) as client:` left its connection open: nothing else held the pool to close it."""
+    import gc
+
+    from servers import LLMServer
+
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with LLMServer(tokens=3) as server:
+        with tracker.wrap(openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)) as client:
+            client.chat.completions.create(**ask)
+            assert _open_connections(client) == 1
+        assert _open_connections(client) == 0  # as the bare client's own `with` leaves it
+        # A client the app keeps using keeps its pool: a wrap made per request and collected does not close it
+        bare = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+        bare.chat.completions.create(**ask)
+        for _ in range(3):
+            tracker.wrap(bare, endpoint="/per-request").chat.completions.create(**ask)
+            gc.collect()
+        wrapped = tracker.wrap(bare)
+        wrapped.close()
+        assert _open_connections(bare) == 1
+        bare.chat.completions.create(**ask)
+        bare.close()
+        wrapped = tracker.wrap(openai.OpenAI(base_url=server.url, api_key="k", max_retries=0))
+        wrapped.chat.completions.create(**ask)
+        wrapped.close()  # the wrapped one was collected: its pool is the wrapped client's to close
+        assert _open_connections(wrapped) == 0
+    assert tracker.flush() and len(tracker.records()) == 5  # the wrapped clients' calls
+
+
+async def test_closing_an_async_wrapped_client_closes_the_pool_it_alone_holds(tracker):
+    from servers import LLMServer
+
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with LLMServer(tokens=3) as server:
+        async with tracker.wrap(openai.AsyncOpenAI(base_url=server.url, api_key="k", max_retries=0)) as client:
+            await client.chat.completions.create(**ask)
+            assert _open_connections(client) == 1
+        assert _open_connections(client) == 0
+        bare = openai.AsyncOpenAI(base_url=server.url, api_key="k", max_retries=0)
+        await bare.chat.completions.create(**ask)
+        await tracker.wrap(bare).close()
+        assert _open_connections(bare) == 1
+        await bare.close()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ..call_context import CallContext, current
 from ..calls import Call
 from ..errors import CosttrackError
@@ -579,13 +581,13 @@ async def arun_batch(
     completion_window: str = "24h",
     metadata: Mapping[str, str] | None = None,
     poll_interval: float = 30.0,
-    timeout: float | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - the batch job's deadline, as run_batch's
     cancel_on_timeout: bool = True,
     progress: bool | Console = True,
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> BatchResults:
-    """`run_batch` for an `openai.AsyncOpenAI` client; `sleep` is an async sleep (default asyncio.sleep)."""
+    """`run_batch` for an `openai.AsyncOpenAI` client; `sleep` is an async sleep (default anyio.sleep: asyncio or trio)."""
     job = _job(
         client, requests, is_async=True, url=url, endpoint=endpoint, tags=tags, tracker=tracker,
         completion_window=completion_window, metadata=metadata, poll_interval=poll_interval, timeout=timeout,

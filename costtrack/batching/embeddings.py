@@ -84,8 +84,9 @@ class EmbeddingBatcher:
 
     # ------------------------------------------------------------------ sync
 
-    def embed(self, text: str) -> list[float]:
-        """The embedding of `text`; blocks until the request carrying it returns. Thread-safe."""
+    def embed(self, text: str) -> list[float] | str:
+        """The embedding of `text` (a base64 str with `encoding_format="base64"`); blocks until the request carrying it
+        returns. Thread-safe."""
         if self._is_async:
             raise TypeError("embed() needs a sync client (openai.OpenAI); use `await aembed()` with AsyncOpenAI")
         self._check(text)
@@ -140,8 +141,9 @@ class EmbeddingBatcher:
 
     # ------------------------------------------------------------------ async
 
-    async def aembed(self, text: str) -> list[float]:
-        """The embedding of `text`, batched with the other tasks' inputs (an AsyncOpenAI client).
+    async def aembed(self, text: str) -> list[float] | str:
+        """The embedding of `text` (a base64 str with `encoding_format="base64"`), batched with the other tasks' inputs
+        (an AsyncOpenAI client).
 
         With a sync client it runs `embed` in a worker thread.
         """

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .batch_api import Bar
 
@@ -18,6 +18,28 @@ __all__ = ["gather_limited"]
 T = TypeVar("T")
 
 
+@overload
+async def gather_limited(
+    items: Iterable[Awaitable[T] | Callable[[], Awaitable[T]]],
+    *,
+    limit: int = ...,
+    return_exceptions: Literal[False] = ...,
+    progress: bool | Console = ...,
+    description: str = ...,
+) -> list[T]: ...
+
+
+@overload
+async def gather_limited(
+    items: Iterable[Awaitable[T] | Callable[[], Awaitable[T]]],
+    *,
+    limit: int = ...,
+    return_exceptions: bool,
+    progress: bool | Console = ...,
+    description: str = ...,
+) -> list[T | Exception]: ...
+
+
 async def gather_limited(
     items: Iterable[Awaitable[T] | Callable[[], Awaitable[T]]],
     *,
@@ -25,7 +47,7 @@ async def gather_limited(
     return_exceptions: bool = False,
     progress: bool | Console = False,
     description: str = "requests",
-) -> list[T]:
+) -> list[T] | list[T | Exception]:
     """Await many calls with at most `limit` in flight at once; the results come back in input order.
 
         answers = await costtrack.gather_limited(
