@@ -40,6 +40,7 @@ import anyio.to_thread
 
 from .callbacks import is_async_function, plain_answer
 from .errors import CosttrackError
+from .forks import renew_locks_in_child
 from .hashing import VOLATILE_KEYS, answer_fields, canonical, digest
 from .logs import log, log_once
 
@@ -205,6 +206,12 @@ class Cache(ABC):
         self.timer = timer
         self._counts = {"hits": 0, "misses": 0, "sets": 0, "errors": 0}
         self._count_lock = threading.Lock()
+        renew_locks_in_child(self)
+
+    def _renew_locks(self) -> None:
+        self._count_lock = threading.Lock()
+        if hasattr(self, "_lock"):
+            self._lock = threading.Lock()
 
     # The transport's side.
 

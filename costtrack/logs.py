@@ -5,12 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 
+from .forks import renews_in_child
+
 __all__ = ["log", "log_once", "reset_once"]
 
 log = logging.getLogger("costtrack")
 
 _seen: set[str] = set()
 _lock = threading.Lock()
+
+
+@renews_in_child
+def _renew_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
 
 
 def log_once(key: str, message: str, *args: object, level: int = logging.WARNING, exc_info: bool = False) -> None:

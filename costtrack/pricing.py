@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .catalog_fixes import amended
 from .errors import PricesFileError
+from .forks import renew_locks_in_child, renews_in_child
 from .logs import log, log_once
 from .usage import Usage
 
@@ -855,6 +856,10 @@ class PriceBook:
         self._warned: set[tuple[str | None, str | None]] = set()
         self._warned_tiers: set[tuple[str | None, str, str]] = set()
         self._lock = threading.Lock()
+        renew_locks_in_child(self)
+
+    def _renew_locks(self) -> None:
+        self._lock = threading.Lock()
 
     # -- public API
 
@@ -1079,6 +1084,12 @@ class PriceBook:
 
 _default: PriceBook | None = None
 _default_lock = threading.Lock()
+
+
+@renews_in_child
+def _renew_module_locks() -> None:
+    global _catalog_lock, _default_lock
+    _catalog_lock, _default_lock = threading.Lock(), threading.Lock()
 
 
 def default_pricebook() -> PriceBook:

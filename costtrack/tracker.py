@@ -18,6 +18,7 @@ import anyio.to_thread
 from .budgets import Budget, BudgetMonitor, make_monitor
 from .calls import Call
 from .errors import DatabaseURLError
+from .forks import renew_locks_in_child, renews_in_child
 from .logs import log_once
 from .pricing import PriceBook
 from .records import CallRecord
@@ -94,6 +95,7 @@ class Tracker:
         self._writer = writer
         self._writer_options: dict[str, Any] = {"outbox_dir": outbox_dir, "max_buffer": max_buffer}
         self._lock = threading.Lock()
+        renew_locks_in_child(self)
         self._exited = False  # closed at interpreter exit: a writer made later is closed at once (see _close_at_exit)
         self._engine: Engine | None = None
         #: The budgets' monitor (None without budgets): running totals, hard limits, alerts.
@@ -206,6 +208,9 @@ class Tracker:
         ensure_schema(engine)  # cheap once it has succeeded
         return engine
 
+    def _renew_locks(self) -> None:
+        self._lock = threading.Lock()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Return once every record so far is stored (True), or kept in the outbox or lost (False)."""
         if self._writer is None:
@@ -261,6 +266,12 @@ class Tracker:
 _live_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()
 _default: Tracker | None = None
 _default_lock = threading.Lock()
+
+
+@renews_in_child
+def _renew_default_lock() -> None:
+    global _default_lock
+    _default_lock = threading.Lock()
 
 
 def default_tracker() -> Tracker:

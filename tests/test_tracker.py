@@ -303,3 +303,44 @@ async def test_the_module_level_aflush_waits_off_the_loop(tmp_path) -> None:
         assert len(tracker.records()) == 1
     finally:
         await tracker.aclose()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX-only")
+def test_a_child_forked_while_another_thread_held_a_lock_records_and_exits(tmp_path):
+    """A fork while the writer thread priced a record (or an app thread built the writer) left that lock held in the
+    child for good: its first call or its exit hung, and its records never reached the database (review finding).
+    Here the parent holds every such lock at the fork, as those threads would have."""
+    url = f"sqlite:///{tmp_path}/fork.db"
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        import costtrack
+        from costtrack import logs, pricing, tracker as tracker_module
+        from costtrack.store import database
+        from helpers import Recorder, openai_client, serve
+        tracker = costtrack.configure(database_url={url!r})
+        client = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+        ask = dict(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        client.chat.completions.create(**ask)
+        assert costtrack.flush()
+        locks = [tracker.pricebook._lock, tracker._lock, pricing._catalog_lock, pricing._default_lock,
+                 tracker_module._default_lock, logs._lock, database._lock, database._ALEMBIC_LOCK]
+        for lock in locks:
+            lock.acquire()
+        pid = os.fork()
+        if pid == 0:
+            client.chat.completions.create(**ask)
+            sys.exit(0)  # its record is written at exit
+        for lock in locks:
+            lock.release()
+        deadline = time.monotonic() + 60
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                sys.exit("the child hung")
+            time.sleep(0.05)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(costtrack.Tracker(url).records()) == 2

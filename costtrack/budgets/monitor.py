@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..alerts import SINK_TIMEOUT, Alert, AlertDispatcher, LoggingSink, Sink, env_sinks
 from ..errors import ConfigError
+from ..forks import renew_locks_in_child
 from ..logs import log_once
 from ..periods import as_utc
 from ..usage import Usage
@@ -166,6 +167,7 @@ class BudgetMonitor:
         self._refresh_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._initial_lock = threading.Lock()
+        renew_locks_in_child(self)
         self._reservations: dict[int, Reservation] = {}
         self._day_rates: dict[Any, tuple[Any, ...]] = {}  # model -> _rates_for_day() (of one provider)
         self._pending: dict[str, list[tuple[State, datetime, float]]] = {}
@@ -178,6 +180,10 @@ class BudgetMonitor:
         self._fired_by = f"{socket.gethostname()}:{os.getpid()}"
 
     # ------------------------------------------------------------------ the app's thread
+
+    def _renew_locks(self) -> None:
+        self._lock, self._refresh_lock = threading.Lock(), threading.Lock()
+        self._start_lock, self._initial_lock = threading.Lock(), threading.Lock()
 
     def before_send(self, call: Call) -> None:
         """Check and reserve a call's estimate against the hard-limited budgets in its scope.

@@ -49,6 +49,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from ..errors import DatabaseURLError
+from ..forks import renews_in_child
 
 __all__ = [
     "DEFAULT_URL",
@@ -377,6 +378,12 @@ _lock = threading.Lock()
 # Alembic keeps per-run state in module globals: two migrations in one process at once
 # (trackers on different databases) must take turns. The database lock covers other processes.
 _ALEMBIC_LOCK = threading.Lock()
+
+
+@renews_in_child
+def _renew_locks() -> None:
+    global _lock, _ALEMBIC_LOCK
+    _lock, _ALEMBIC_LOCK = threading.Lock(), threading.Lock()
 
 
 def _alembic_upgrade(conn: Connection, revision: str) -> None:
