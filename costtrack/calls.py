@@ -285,7 +285,9 @@ class Call:
         # Every value below is already of its field's type (tests/test_calls.py checks they
         # validate), so the record is built without pydantic's validation pass.
         return CallRecord.trusted({
-            "id": new_id(),
+            # One id however many times the call is made a record: close() building a batch the writer thread is
+            # building too (it timed out) stores the same record twice, and the insert keeps one.
+            "id": self.__dict__.setdefault("record_id", new_id()),
             "timestamp": self.timestamp,
             "provider": self.provider,
             "model": model or requested,

@@ -212,7 +212,7 @@ class Tracker:
         self._lock = threading.Lock()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Return once every record so far is stored (True), or kept in the outbox or lost (False)."""
+        """Return once every record so far is stored (True), or kept in the outbox, refused by the database or lost (False)."""
         if self._writer is None:
             return not self._dropped
         return self._writer.flush(timeout)

@@ -405,7 +405,8 @@ class Writer:
 
         Returns True if all of them are in the database (and nothing this writer spilled
         is still waiting in the outbox); False if some are only in the outbox, if some
-        could not be stored anywhere, or if `timeout` (seconds) ran out first. `timeout=0`
+        could not be stored anywhere or were refused by the database (set aside in a
+        rejected-*.jsonl file), or if `timeout` (seconds) ran out first. `timeout=0`
         only tells, without asking the thread for a pass.
         """
         try:
@@ -445,11 +446,12 @@ class Writer:
                     return False, False
                 self._cond.wait(min(remaining, 0.25) if remaining is not None else 0.25)
             completed = self._flush_done >= gen
-            ok = self._settled >= target and self.stats["lost"] == 0
+            ok = self._settled >= target and self.stats["lost"] == 0 and self.stats["rejected"] == 0
         return completed, ok and not self._outbox_pending()
 
     def _all_stored(self) -> bool:
-        return self._settled >= self._submitted and self.stats["lost"] == 0 and not self._outbox_pending()
+        return (self._settled >= self._submitted and self.stats["lost"] == 0 and self.stats["rejected"] == 0
+                and not self._outbox_pending())
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, stop the thread, release the engine. Idempotent; never raises.
