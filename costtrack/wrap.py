@@ -71,8 +71,8 @@ _QUIET: dict[type, type] = {}
 
 def _without_finalizer(cls: type) -> type:
     """`cls` (the SDKs' HTTP client class, which closes its pool when collected) without that: a wrapped copy closes
-    the pool it shares with the client that was wrapped only when the app closes it (see CostTransport.close);
-    collected, it closed the pool under that client's calls (a wrap made per request)."""
+    the pool it shares with the client that was wrapped only when the app closes it (see CostTransport.close), never
+    when collected: a wrap made per request would close the pool under that client's other calls."""
     quiet = _QUIET.get(cls)
     if quiet is None:
         quiet = _QUIET[cls] = type(cls.__name__, (cls,), {"__del__": _keep_open, "__module__": cls.__module__})
