@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 from typing import Any
 
@@ -91,6 +94,29 @@ def _command_path(args: list[str]) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
+    try:
+        return _run(argv)
+    except OSError as exc:
+        return _os_error(exc)
+
+
+def _os_error(exc: OSError) -> int:
+    """An OSError no command turned into a message: a pipe its reader closed (quiet, exit 1, as Click has it), or an
+    output that cannot be written (`> /dev/full`, a full disk) and the like: one line, exit 2. Output still buffered
+    is dropped, so that Python's flush at exit adds no traceback of its own."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if exc.errno == errno.EPIPE:
+        return 1
+    where = f": {exc.filename}" if exc.filename else " (writing the output)"
+    print(f"costtrack: error: {exc.strerror or exc}{where}", file=sys.stderr)
+    return 2
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         args = _optional_compare_value(sys.argv[1:] if argv is None else list(argv))
         result = app(args=args, prog_name="costtrack", standalone_mode=False)

@@ -1,0 +1,36 @@
+"""The command line's entry point: output that cannot be written, for every command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+COSTTRACK = [sys.executable, "-m", "costtrack"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["prices"], ["prices", "show", "gpt-4o-mini"], ["stats"]])
+def test_output_that_cannot_be_written_is_one_line_exit_2(args, tmp_path):
+    """`costtrack stats > /dev/full` (a full disk) ended in a 50-line traceback, exit 1 (review finding): for
+    `alerts check` exit 1 means a threshold was crossed."""
+    database = ["--database-url", f"sqlite:///{tmp_path}/none.db"] if args == ["stats"] else []
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([*COSTTRACK, *args, *database], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    if args == ["stats"]:  # an empty database: its own one-line error, which is not the output
+        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "no records" in run.stderr.lower()
+        return
+    assert run.returncode == 2, run.stderr
+    assert run.stderr == "costtrack: error: No space left on device (writing the output)\n"
+
+
+@pytest.mark.parametrize("args", [[], ["prices"], ["db"], ["report"]])
+def test_a_groups_help_into_a_closed_pipe_stops_quietly(args):
+    """`costtrack prices | true`: the help a bare group prints met the closed pipe in a traceback (review finding)."""
+    process = subprocess.Popen([*COSTTRACK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before anything is written
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1 and stderr == b""
