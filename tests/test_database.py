@@ -102,6 +102,16 @@ def test_bad_url_from_the_environment_names_its_source(workdir, monkeypatch) -> 
         resolve_url(None)
 
 
+
+def test_a_dotenv_line_naming_the_database_that_cannot_be_parsed_is_an_error(workdir) -> None:
+    """python-dotenv skipped it with a warning, and the default ./costtrack.db was used, created by `db upgrade`."""
+    (workdir / ".env").write_text('OTHER=1\nCOSTTRACK_DATABASE_URL="postgresql://u:secret@h/db\n')
+    with pytest.raises(DatabaseURLError, match=r"\.env, line 2, cannot be read") as raised:
+        resolve_url(None)
+    assert "secret" not in str(raised.value) and "\n" not in str(raised.value)
+    (workdir / ".env").write_text("this line is the app's own and not ours ===\nCOSTTRACK_DATABASE_URL=sqlite:///x.db\n")
+    assert resolve_url(None) == "sqlite:///x.db"  # a line of the app's that dotenv cannot read is its business
+
 def test_missing_postgres_driver(monkeypatch) -> None:
     real = database.find_spec
     monkeypatch.setattr(database, "find_spec", lambda name: None if name == "psycopg" else real(name))

@@ -125,6 +125,7 @@ def resolve_url(url: str | None = None) -> str:
                 from dotenv import dotenv_values
 
                 try:
+                    _check_dotenv(dotenv_path)
                     value = dotenv_values(dotenv_path).get(ENV_VAR)
                 except (OSError, UnicodeError) as exc:  # unreadable, or saved as UTF-16 by Windows Notepad
                     raise DatabaseURLError(f"cannot read {dotenv_path} ({exc.__class__.__name__}): save it as UTF-8 "
@@ -134,6 +135,19 @@ def resolve_url(url: str | None = None) -> str:
     if url is None:
         return DEFAULT_URL
     return _normalise(url.strip(), source)
+
+
+def _check_dotenv(path: Path) -> None:
+    """Raise DatabaseURLError when a line of the `.env` file that names COSTTRACK_DATABASE_URL cannot be parsed:
+    python-dotenv skips it with a warning, and the default database was used instead, created if need be."""
+    from dotenv.parser import parse_stream
+
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            if binding.error and ENV_VAR in binding.original.string:
+                line = binding.original.string.strip().splitlines()[0] if binding.original.string.strip() else ""
+                raise DatabaseURLError(f"{path}, line {binding.original.line}, cannot be read: {_mask(line[:80])!r}; "
+                                       f"write it as {ENV_VAR}=sqlite:///costtrack.db (quotes closed)")
 
 
 def _normalise(raw: str, source: str) -> str:
