@@ -922,6 +922,13 @@ class PriceBook:
         """The provider a prices-file entry is restricted to, for `rates` read from it (else None)."""
         return self._override_providers.get(rates.source)
 
+    def providers(self) -> list[str]:
+        """Every provider a price can be looked up under: the catalog's, the prices file's, the self-hosted kinds and
+        the others `wrap` records (azure), sorted."""
+        names = {p.id for p in _get_catalog().snapshot.providers} | set(SELF_HOSTED_PROVIDERS) | {"azure"}
+        names |= {entry.provider for entries in self._overrides.values() for entry in entries if entry.provider}
+        return sorted(names)
+
     def file_providers(self, model: str) -> tuple[str | None, ...]:
         """The providers of the prices file's entries for `model` (None: an entry for any provider), file order."""
         for name, _, _ in _candidates(model):

@@ -326,3 +326,17 @@ def test_prices_for_any_provider_say_when_a_provider_has_its_own(tmp_path: Path,
     assert run([*argv, "-p", "openai"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["cost_usd"] == 1.0 and captured.err == ""
+
+
+def test_an_unknown_provider_is_an_error_not_ignored(capsys, tmp_path):
+    """`-p nosuch` was ignored: exit 0 with OpenAI's price and "provider": "nosuch" in the JSON (review finding)."""
+    for argv in (["prices", "show", "gpt-4o", "-p", "nosuch"],
+                 ["prices", "cost", "gpt-4o", "-p", "nosuch", "--input-tokens", "1000", "--output-tokens", "1", "--json"],
+                 ["calc", "-m", "gpt-4o", "-p", "nosuch", "--requests-per-day", "100", "--input-tokens", "5",
+                  "--output-tokens", "5"]):  # fmt: skip
+        message = run_error(capsys, *argv)
+        assert message.startswith("costtrack: error: unknown provider 'nosuch': use one of openai, anthropic")
+    assert run_json(capsys, "prices", "show", "gpt-4o", "-p", "Azure", "--json")["provider"] == "Azure"
+    prices = tmp_path / "p.toml"
+    prices.write_text('[models."house"]\nprovider = "inhouse"\ninput = 1\noutput = 2\n')
+    assert run_json(capsys, "prices", "show", "house", "-p", "inhouse", "--json", "--prices-file", str(prices))["rates"]["input"] == 1

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from rich.console import Console
     from sqlalchemy import Engine
 
+    from ..pricing import PriceBook
+
 __all__ = [
-    "DatabaseOption", "console", "database_error", "display_url", "fail", "no_records", "no_records_message", "print_json",
+    "DatabaseOption", "check_provider", "console", "database_error", "display_url", "fail", "no_records", "no_records_message", "print_json",
     "read_engine", "record_span", "resolve_database_url",
 ]  # fmt: skip
 
@@ -24,6 +26,18 @@ def fail(message: str) -> NoReturn:
     """Print a one-line error that says what to do, and exit with code 2."""
     typer.echo(f"costtrack: error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def check_provider(book: PriceBook, provider: str | None) -> str | None:
+    """`--provider` as given, or a one-line error naming the known ones (a mistyped one was ignored, exit 0)."""
+    if provider is None:
+        return None
+    known = book.providers()
+    if provider.strip().lower() not in known:
+        first = [p for p in ("openai", "anthropic", "azure", "google", "ollama", "vllm") if p in known]
+        fail(f"unknown provider {provider!r}: use one of {', '.join(first)}, ... ({len(known)} in all: "
+             "`costtrack prices show MODEL` names a model's), or list it in the prices file")
+    return provider
 
 
 def print_json(data: Any) -> None:
