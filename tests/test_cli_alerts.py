@@ -123,6 +123,19 @@ def test_an_empty_database_is_said_not_passed_at_zero(sqlite_url, capsys) -> Non
     assert code == 2 and out == "" and "the database has no records" in err and err.count("\n") == 1
 
 
+
+@pytest.mark.parametrize(("flag", "value", "known"), [("--endpoint", "/api/caht", "'/api/chat'"),
+                                                     ("--model", "gpt4o-mini", "'gpt-4o-mini'"),
+                                                     ("--user", "u42", "none")])  # fmt: skip
+def test_a_scope_no_record_ever_had_is_said_not_passed_at_zero(flag, value, known, sqlite_url, capsys) -> None:
+    """A mistyped endpoint or model passed every check at $0, forever, exit 0 (review finding)."""
+    seed(sqlite_url, (6.0, "2026-01-02T00:00", "/api/chat"))
+    code, out, err = run(capsys, "--monthly-budget", "10", flag, value, "--at", AT, "--database-url", sqlite_url)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"no record has {flag[2:]} {value!r}: check the name (the database's: {known})" in err
+    code, out, _ = run(capsys, "--monthly-budget", "10", "--model", "gpt-4o-mini", "--at", AT, "--database-url", sqlite_url)
+    assert code == 1 and "month_to_date_usd: $6.0000" in out
+
 def test_thresholds_with_a_percent_sign_are_percentages(sqlite_url, capsys) -> None:
     """"5%" is 5 percent (it was read as 5.0, 500%, and a crossed threshold went unsaid: review finding)."""
     seed(sqlite_url, (6.0, "2026-01-10T00:00:00", "/x"))

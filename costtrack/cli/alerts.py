@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ..errors import ConfigError
 from . import _common
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["app", "check"]
 
@@ -34,6 +37,26 @@ def _thresholds(text: str) -> tuple[float, ...]:
         # "5%" is 0.05 (it was 5.0: 500%); a bare number above 10 is taken for a percentage too (80 -> 0.8).
         values.append(value / 100 if percent or value > 10 else value)
     return tuple(values)
+
+
+def _check_scope(engine: Engine, **scope: str | None) -> None:
+    """A one-line error when no record ever had the scope's endpoint, model or user: a mistyped one passed at $0."""
+    from sqlalchemy import func, or_, select
+
+    from ..store.schema import records
+
+    c = records.c
+    for name, value in scope.items():
+        if value is None:
+            continue
+        column = {"endpoint": c.endpoint, "model": func.coalesce(c.model_requested, c.model), "user": c.user}[name]
+        matches = or_(c.model == value, c.model_requested == value) if name == "model" else column == value
+        with engine.connect() as conn:
+            if conn.execute(select(c.id).where(matches).limit(1)).first() is not None:
+                continue
+            known = list(conn.execute(select(column).where(column.is_not(None)).distinct().limit(6)).scalars())
+        listed = ", ".join(map(repr, known[:5])) + (", ..." if len(known) > 5 else "")
+        _common.fail(f"no record has {name} {value!r}: check the name (the database's: {listed or 'none'})")
 
 
 @app.command("check")
@@ -87,6 +110,7 @@ def check(
         if _common.record_span(engine) is None:
             # An empty database (a mistyped URL, an app not recording yet) passed every check at $0, forever.
             _common.no_records(engine)
+        _check_scope(engine, endpoint=endpoint, model=model, user=user)
         result = check_budget(engine, budget, now)
     finally:
         engine.dispose()
