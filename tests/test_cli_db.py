@@ -96,6 +96,19 @@ def test_unknown_revision_is_one_line_exit_2(sqlite_url, capsys) -> None:
     assert_one_line_error(capsys, "nope")
 
 
+
+def test_a_revision_behind_the_schema_is_an_error_not_ignored(tmp_path, capsys) -> None:
+    """`--revision 0001` on a database at the newest printed "schema at revision 0003", exit 0 (review finding)."""
+    url = f"sqlite:///{tmp_path}/r.db"
+    assert run(["db", "upgrade", "--revision", "0001", "--database-url", url]) == 0  # forward, from nothing: fine
+    assert run(["db", "upgrade", "--database-url", url]) == 0
+    capsys.readouterr()
+    for revision in ("0001", "base"):
+        assert run(["db", "upgrade", "--revision", revision, "--database-url", url]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is at schema revision {head_revision()}, past {revision}" in err
+    assert current_revision(make_engine(url)) == head_revision()
+
 def test_db_without_a_command_shows_help(capsys) -> None:
     assert run(["db"]) == 0
     assert "upgrade" in capsys.readouterr().out

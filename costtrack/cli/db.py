@@ -42,4 +42,8 @@ def upgrade(
             raise DatabaseURLError(f"cannot migrate the database at {safe_url(engine.url)}: {msg}") from None
     finally:
         engine.dispose()
+    if revision not in ("head", "heads") and rev != revision and not revision.startswith(("+", "-")):
+        # Alembic's upgrade to an older revision does nothing: the request was silently ignored.
+        raise DatabaseURLError(f"{safe_url(url)} is at schema revision {rev}, past {revision}: `db upgrade` only "
+                               "migrates forward; give --revision head (the default) or a later revision")
     typer.echo(f"{safe_url(url)}: schema at revision {rev}")
