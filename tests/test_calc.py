@@ -522,6 +522,8 @@ def test_cli_from_db_empty(empty_sqlite_url: str, capsys: pytest.CaptureFixture[
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--volumes", "1K,x"], "--volumes"),
         (["-m", "gpt-4o-mini", "--output-share", "0.3", "--requests-per-day", "100", *COURSE], "--monthly-tokens"),
         (["-m", "gpt-4o-mini", "--from-db", "--since", "yesterday"], "--since 'yesterday'"),
+        # A --since without --from-db was never read, a bad one never checked (review finding)
+        (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--since", "7x"], "--since 7x goes with --from-db"),
         (["-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--gpu-tokens-per-s", "nan"], "not a finite number"),
         # Finite inputs out of any real range, whose figures overflow (each was a traceback)
         (["-m", "gpt-4o-mini", "--requests-per-day", "1e308", "--input-tokens", "1e308", "--output-tokens", "100"],

@@ -306,6 +306,15 @@ def test_cli_json_and_endpoint_filter(seeded, database_url, capsys):
     assert data["monthly"]["actual_usd"] == pytest.approx(data["total"]["actual_usd"] * 30, rel=1e-9)  # < 1 day: x 30
 
 
+
+def test_cli_refuses_two_targets_for_one_model(seeded, database_url, capsys):
+    """The second was ignored and its note said gpt-4o had no calls in the period, exit 0 (review finding)."""
+    code = cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "GPT-4o=claude-haiku-4-5", "--database-url",
+                database_url])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--swap GPT-4o=claude-haiku-4-5: GPT-4o is swapped already (--swap gpt-4o=gpt-4o-mini)" in err
+
 def test_cli_table(seeded, database_url, capsys):
     assert cli(["simulate", "--batch-share", "1", "--since", "2026-10-01", "--database-url", database_url]) == 0
     out = capsys.readouterr().out

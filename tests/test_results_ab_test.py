@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from costtrack.cli import run as cli
 from costtrack.errors import ConfigError
 from costtrack.reports import results as res
 from costtrack.store.database import make_engine
@@ -67,6 +68,14 @@ def test_ab_errors(tracker, make_record, database_url):
         res.ab_test(engine, where, "a")
     with pytest.raises(ConfigError, match="no records of that test"):
         res.ab_test(engine, where, "zzz")
+
+
+def test_an_ab_test_name_without_ab_is_an_error(ab_records, database_url, capsys):
+    """`--ab-test foo` with --before/--after was ignored, exit 0 (review finding)."""
+    code = cli(["report", "results", "--ab-test", "a", "--before", "2026-11-01..2026-11-08", "--after",
+                "2026-11-08..2026-11-15", "--database-url", database_url])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--ab-test goes with --ab" in err
 
 
 def test_the_regenerate_command_of_an_ab_document_keeps_its_period(ab_records, database_url, tmp_path):

@@ -76,6 +76,8 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
 
     now = datetime.now(timezone.utc)
     _check_numbers(o)
+    if o["since"] != "30d" and not o["from_db"]:
+        raise ConfigError(f"--since {o['since']} goes with --from-db (it picks the records the workload is read from)")
     book = PriceBook(o["prices_file"])
     catalog = core.load_hardware()
 

@@ -304,6 +304,8 @@ def results(
         check("results", template)
         sel_before = _selection("before", before, before_tag, "before")
         sel_after = _selection("after", after, after_tag, "after")
+        if ab_test is not None and not ab:
+            raise ConfigError("--ab-test goes with --ab: give both (--ab compares the arms of the test it names)")
         if since is not None and (sel_before is not None or sel_after is not None):
             raise ConfigError("--since goes with --ab alone: the --before/--after sides carry their own periods or tags")
         since = since or "30d"

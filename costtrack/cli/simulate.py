@@ -46,6 +46,12 @@ def simulate(
                               "--batch-share (e.g. 0.3)")  # fmt: skip
         ttl = engine_.parse_duration(cache_ttl) if cache_ttl is not None else None
         swaps = [engine_.parse_swap(s) for s in swap or []]
+        sources: dict[str, str] = {}
+        for s in swaps:
+            earlier = sources.setdefault(s.source.lower(), s.label())
+            if earlier != s.label():  # only the first applied, and the second's note said the model had no calls
+                raise ConfigError(f"--swap {s.label()}: {s.source} is swapped already (--swap {earlier}); give one "
+                                  "target per model")  # fmt: skip
         share = batch_share or 0.0
         if batch_share is not None and not 0.0 <= batch_share <= 1.0:
             raise ConfigError(f"--batch-share {batch_share:g} is a share: give a number from 0 to 1 (0.3 for 30%)")
