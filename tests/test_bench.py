@@ -591,6 +591,8 @@ def test_cli_interrupt_prints_partial_results(server: Callable[..., LLMServer], 
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--prompt", "p", "--docs", "."), "one of --prompt"),
         (("-t", "a", "-m", "a=x"), "not NAME=VALUE"),
         (("-t", "a=http://127.0.0.1:9/v1", "-t", "a=http://127.0.0.1:9/v1", "-m", "a=x"), "given twice"),
+        # A missing file said "cannot be read as UTF-8 text (FileNotFoundError)"
+        (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--prompt-file", "/no/such/p.txt"), "/no/such/p.txt: No such file"),
     ],
 )
 def test_cli_bad_input_is_one_line_exit_2(cli: Callable[..., tuple[int, str, str]], sqlite_url: str, args: tuple[str, ...],

@@ -89,6 +89,10 @@ def test_unopenable_sqlite_is_one_line_exit_2(tmp_path, capsys) -> None:
     (tmp_path / "file").write_text("x")
     assert run(["db", "upgrade", "--database-url", f"sqlite:///{tmp_path}/file/c.db"]) == 2
     assert_one_line_error(capsys, "cannot migrate", "directory exists and is writable")
+    # A file that is not SQLite: its directory is fine, the file is not (the hint said to check the directory)
+    (tmp_path / "notes.db").write_text("not a database, but long enough to have a header page............" * 20)
+    assert run(["db", "upgrade", "--database-url", f"sqlite:///{tmp_path}/notes.db"]) == 2
+    assert_one_line_error(capsys, "cannot migrate", "that file is not a SQLite database")
 
 
 def test_unknown_revision_is_one_line_exit_2(sqlite_url, capsys) -> None:

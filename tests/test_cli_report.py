@@ -151,6 +151,7 @@ def test_results_over_periods_of_half_a_day_or_less(seeded, database_url, tmp_pa
     (["report", "audit", "--since", "2026-10-01", "--cache-ttl", "0"], "--cache-ttl must be more than 0"),
     (["report", "audit", "--since", "2026-10-01", "--hardware", "abacus"], "is not a hardware profile"),
     (["report", "audit", "--since", "2026-10-01", "--template", "/no/such.j2"], "does not exist"),
+    (["report", "audit", "--since", "2026-10-01", "--template", "/dev/null"], "/dev/null is not a file"),  # "does not exist"
 ])  # fmt: skip
 def test_errors_are_one_line_exit_2(seeded, database_url, capsys, args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

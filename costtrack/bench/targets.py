@@ -339,8 +339,10 @@ def load_prompts(prompt: str | None = None, prompt_file: str | os.PathLike[str] 
         path = Path(prompt_file)
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--prompt-file {path}: cannot be read as UTF-8 text ({exc.__class__.__name__})") from None
+        except OSError as exc:
+            raise ConfigError(f"--prompt-file {path}: {exc.strerror or exc.__class__.__name__}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--prompt-file {path}: cannot be read as UTF-8 text; save it as UTF-8") from None
         if not text.strip():
             raise ConfigError(f"--prompt-file {path} is empty")
         return [text]

@@ -82,7 +82,7 @@ def _load(document: str, template: str | Path | None) -> tuple[Environment, str,
         return environment(), name, f"built-in template {name}"
     path = Path(template).expanduser()
     if not path.is_file():
-        problem = "is a directory" if path.is_dir() else "does not exist"
+        problem = "is a directory" if path.is_dir() else "is not a file" if path.exists() else "does not exist"
         raise ConfigError(f"template {path} {problem}: give the path of a Jinja2 template file")
     return environment(path.resolve().parent), path.name, f"template {path}"
 

@@ -435,7 +435,7 @@ def upgrade(target: Engine | str | None = None, revision: str = "head") -> str |
         return rev
     except DBAPIError as exc:
         raise DatabaseURLError(
-            f"cannot migrate the database at {safe_url(engine.url)}: {_first_line(exc)}; {_reach_hint(engine)}"
+            f"cannot migrate the database at {safe_url(engine.url)}: {_first_line(exc)}; {_reach_hint(engine, exc)}"
         ) from None
     finally:
         if engine is not target:
@@ -520,8 +520,10 @@ def forget_schema(engine: Engine) -> None:
     _schema_ok.discard(engine)
 
 
-def _reach_hint(engine: Engine) -> str:
+def _reach_hint(engine: Engine, exc: BaseException | None = None) -> str:
     if is_sqlite(engine):
+        if exc is not None and "not a database" in _first_line(exc):
+            return "that file is not a SQLite database: give the path of a costtrack database, or a new file"
         return "check that the file's directory exists and is writable"
     return "check that Postgres is running and the host, port, user, password and database in the URL"
 
