@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true",
                         help="serve whole bodies already in memory (as a cache or a test does) instead of network-read ones")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=5000,
-                        help="wrapped calls before the timed ones (default 5000): enough records that SQLite's page cache, which a "
+                        help="wrapped calls before the timed ones (default 5000; at least 200): enough records that SQLite's page cache, which a "
                              "fresh database file grows page by page for its first thousands of records, is full, as in an app that "
                              "has run for a while; 200 times a fresh file's first calls")  # fmt: skip
     parser.add_argument("--chunks", type=int, default=20,

@@ -340,3 +340,6 @@ def test_an_unknown_provider_is_an_error_not_ignored(capsys, tmp_path):
     prices = tmp_path / "p.toml"
     prices.write_text('[models."house"]\nprovider = "inhouse"\ninput = 1\noutput = 2\n')
     assert run_json(capsys, "prices", "show", "house", "-p", "inhouse", "--json", "--prices-file", str(prices))["rates"]["input"] == 1
+    # A model the file prices for every provider takes any name, as `wrap(provider="mygateway")` records it
+    prices.write_text('[models."house"]\ninput = 1\noutput = 2\n')
+    assert run_json(capsys, "prices", "show", "house", "-p", "mygateway", "--json", "--prices-file", str(prices))["rates"]["input"] == 1

@@ -109,6 +109,14 @@ def test_a_dotenv_line_naming_the_database_that_cannot_be_parsed_is_an_error(wor
     with pytest.raises(DatabaseURLError, match=r"\.env, line 2, cannot be read") as raised:
         resolve_url(None)
     assert "secret" not in str(raised.value) and "\n" not in str(raised.value)
+    # A long URL: masked before it is cut short (cut first, the @ fell past the cut and the password showed)
+    (workdir / ".env").write_text('COSTTRACK_DATABASE_URL="postgresql+psycopg://costtrack_service:Sup3rS3cret'
+                                  'Passw0rdXYZ123456@db.example.internal:5432/costtrack_production\n')
+    with pytest.raises(DatabaseURLError, match="line 1") as raised:
+        resolve_url(None)
+    assert "Sup3r" not in str(raised.value)
+    (workdir / ".env").write_text('COSTTRACK_DATABASE_URL_OLD="unclosed\nCOSTTRACK_DATABASE_URL=sqlite:///y.db\n')
+    assert resolve_url(None) == "sqlite:///y.db"  # another variable's line, whose name only starts like ours
     (workdir / ".env").write_text("this line is the app's own and not ours ===\nCOSTTRACK_DATABASE_URL=sqlite:///x.db\n")
     assert resolve_url(None) == "sqlite:///x.db"  # a line of the app's that dotenv cannot read is its business
 

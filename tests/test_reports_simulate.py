@@ -314,6 +314,8 @@ def test_cli_refuses_two_targets_for_one_model(seeded, database_url, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "--swap GPT-4o=claude-haiku-4-5: GPT-4o is swapped already (--swap gpt-4o=gpt-4o-mini)" in err
+    assert cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "GPT-4o=GPT-4o-mini", "--database-url",
+                database_url]) == 0  # the same swap twice, in another case: one target
 
 def test_cli_table(seeded, database_url, capsys):
     assert cli(["simulate", "--batch-share", "1", "--since", "2026-10-01", "--database-url", database_url]) == 0

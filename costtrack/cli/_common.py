@@ -28,10 +28,11 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def check_provider(book: PriceBook, provider: str | None) -> str | None:
-    """`--provider` as given, or a one-line error naming the known ones (a mistyped one was ignored, exit 0)."""
-    if provider is None:
-        return None
+def check_provider(book: PriceBook, provider: str | None, model: str | None = None) -> str | None:
+    """`--provider` as given, or a one-line error naming the known ones (a mistyped one was ignored, exit 0). Any name
+    goes for a model the prices file prices for every provider (`wrap(provider=...)` records any name)."""
+    if provider is None or (model is not None and None in book.file_providers(model)):
+        return provider
     known = book.providers()
     if provider.strip().lower() not in known:
         first = [p for p in ("openai", "anthropic", "azure", "google", "ollama", "vllm") if p in known]

@@ -94,7 +94,7 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
 
     want_compare = o["compare"] or o["models"] is not None
     rows: list[core.CompareRow] | None = None
-    model, provider = o["model"], _common.check_provider(book, o["provider"])
+    model, provider = o["model"], _common.check_provider(book, o["provider"], o["model"])
     if model is None and profile is not None and profile.top_model:
         model, provider = profile.top_model, provider or profile.top_provider
     if want_compare:

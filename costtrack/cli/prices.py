@@ -54,7 +54,7 @@ def _parse_at(value: str | None) -> datetime:
 
 def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> tuple[Rates, str | None]:
     """The rates for MODEL, and the provider they are for (the prices file's, when -p was not given)."""
-    _common.check_provider(book, provider)
+    _common.check_provider(book, provider, model)
     rates = book.rates(provider, model, at)
     if rates is None:
         scope = f" for provider {provider!r}" if provider else ""

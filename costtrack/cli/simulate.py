@@ -49,7 +49,7 @@ def simulate(
         sources: dict[str, str] = {}
         for s in swaps:
             earlier = sources.setdefault(s.source.lower(), s.label())
-            if earlier != s.label():  # only the first applied, and the second's note said the model had no calls
+            if earlier.lower() != s.label().lower():  # only the first applied, and the second's note said the model had no calls
                 raise ConfigError(f"--swap {s.label()}: {s.source} is swapped already (--swap {earlier}); give one "
                                   "target per model")  # fmt: skip
         share = batch_share or 0.0

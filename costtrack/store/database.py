@@ -137,6 +137,9 @@ def resolve_url(url: str | None = None) -> str:
     return _normalise(url.strip(), source)
 
 
+_NAMES_URL = re.compile(rf"\s*(?:export\s+)?{ENV_VAR}\s*=")
+
+
 def _check_dotenv(path: Path) -> None:
     """Raise DatabaseURLError when a line of the `.env` file that names COSTTRACK_DATABASE_URL cannot be parsed:
     python-dotenv skips it with a warning, and the default database was used instead, created if need be."""
@@ -144,9 +147,9 @@ def _check_dotenv(path: Path) -> None:
 
     with path.open(encoding="utf-8") as stream:
         for binding in parse_stream(stream):
-            if binding.error and ENV_VAR in binding.original.string:
+            if binding.error and _NAMES_URL.match(binding.original.string):
                 line = binding.original.string.strip().splitlines()[0] if binding.original.string.strip() else ""
-                raise DatabaseURLError(f"{path}, line {binding.original.line}, cannot be read: {_mask(line[:80])!r}; "
+                raise DatabaseURLError(f"{path}, line {binding.original.line}, cannot be read: {_mask(line)[:80]!r}; "
                                        f"write it as {ENV_VAR}=sqlite:///costtrack.db (quotes closed)")
 
 
