@@ -23,6 +23,7 @@ call: it does not run there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -37,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .forks import renew_locks_in_child
 from .logs import log
 
 __all__ = [
@@ -277,6 +279,15 @@ class AlertDispatcher:
         #: Alerts delivered to every sink / sink attempts that failed for good.
         self.delivered = 0
         self.failed = 0
+        renew_locks_in_child(self)
+
+    def _renew_locks(self) -> None:
+        """In a forked child: no alert thread, nothing queued (the parent runs what it queued), locks anew."""
+        self._queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread = None
+        self._unfinished = 0
 
     def submit(self, job: Callable[[], None]) -> None:
         """Queue `job` for the alert thread (started on first use). Never raises."""
@@ -291,6 +302,7 @@ class AlertDispatcher:
         while True:
             job = self._queue.get()
             if job is None:
+                _close_thread_loop()
                 with self._idle:
                     self._idle.notify_all()
                 return
@@ -392,12 +404,28 @@ class AlertDispatcher:
         return done
 
 
+_loops = threading.local()
+
+
 def _call(sink: Sink, alert: Alert) -> None:
-    """Call `sink` with `alert`; an async sink (`async def notify(alert)`) is run to its end here, on an event loop of
-    this thread's own (its coroutine, never awaited, was taken for a delivered alert)."""
+    """Call `sink` with `alert`; an async sink (`async def notify(alert)`) is run to its end here, on the event loop of
+    this thread's own, the same for every attempt (its coroutine, never awaited, was taken for a delivered alert; a
+    loop per attempt broke a sink keeping an async HTTP client between alerts)."""
     result = sink(alert)
     if inspect.isawaitable(result):
-        asyncio.run(_awaited(result))
+        loop = getattr(_loops, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _loops.loop = asyncio.new_event_loop()
+        loop.run_until_complete(_awaited(result))
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop `_call` made for this thread, as the thread ends."""
+    loop = getattr(_loops, "loop", None)
+    if loop is not None and not loop.is_closed():
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def _awaited(value: Any) -> Any:
@@ -424,6 +452,13 @@ class _SinkThread:
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[tuple[Alert, threading.Event, list[BaseException]] | None] | None = None
         self._busy = False  # an attempt is under way (set by the caller, cleared when it returns)
+        renew_locks_in_child(self)
+
+    def _renew_locks(self) -> None:
+        """In a forked child: the parent's thread is not there; the next attempt starts one of the child's own."""
+        self._lock = threading.Lock()
+        self._jobs = None
+        self._busy = False
 
     @property
     def busy(self) -> bool:
@@ -452,6 +487,7 @@ class _SinkThread:
         while True:
             job = jobs.get()
             if job is None:
+                _close_thread_loop()
                 return
             alert, done, outcome = job
             try:
