@@ -54,9 +54,14 @@ _UNSENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx
 _new = object.__new__
 
 
+def _cancelled(exc: BaseException) -> bool:
+    """The app stopped waiting: asyncio's or trio's cancellation (trio's is checked by name: trio is optional), Ctrl-C."""
+    return isinstance(exc, _CANCELLED) or (type(exc).__name__ == "Cancelled" and type(exc).__module__.startswith("trio"))
+
+
 def error_type(exc: BaseException) -> str:
     """The record's outcome for an exception raised while sending or reading: an error type, or "incomplete"."""
-    if isinstance(exc, _CANCELLED):
+    if _cancelled(exc):
         return "incomplete"  # the app stopped waiting (task cancelled, Ctrl-C): not the provider's failure
     if isinstance(exc, _TIMEOUTS):
         return "timeout"
@@ -641,7 +646,7 @@ class _Reader:
             # Read again after it was read (the async OpenAI SDK drains an HTTP/1.1 stream after [DONE]):
             # not a failure of the call; what was read decides.
             error = None
-        elif isinstance(error, _CANCELLED) and call.reader is not None and call.reader.done:
+        elif error is not None and _cancelled(error) and call.reader is not None and call.reader.done:
             # Cancelled after the stream's end event: the answer was whole (the OpenAI SDK's drain after [DONE]
             # gives up after 0.1 s on a body slow to end, and swallows that cancel): what was read decides.
             error = None

@@ -997,3 +997,23 @@ def test_a_page_that_is_not_an_event_stream_is_recorded_as_malformed(tracker, re
     assert outcome(lambda: _chunks(tracker.wrap(openai_client(Recorder(respond))))) == bare == ("returned", list, [])
     [rec] = records()
     assert (rec.status, rec.error_type, rec.cost_usd) == ("error", "malformed_response", None)
+
+
+def test_a_call_trio_cancels_is_incomplete_as_on_asyncio(tracker, records):
+    """Only asyncio's CancelledError was known: a call cancelled under trio was recorded error/Cancelled (review
+    finding), which counted in the reports' error rates."""
+    trio = pytest.importorskip("trio")
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        await trio.sleep(10)
+        raise AssertionError("not reached")
+
+    async def main() -> None:
+        client = tracker.wrap(openai.AsyncOpenAI(api_key="sk-test", max_retries=0,
+                                                 http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(slow))))  # fmt: skip
+        with trio.move_on_after(0.05):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+    trio.run(main)
+    [record] = records()
+    assert record.status == "incomplete" and record.error_type is None
