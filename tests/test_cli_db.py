@@ -104,7 +104,10 @@ def test_unknown_revision_is_one_line_exit_2(sqlite_url, capsys) -> None:
 def test_a_revision_behind_the_schema_is_an_error_not_ignored(tmp_path, capsys) -> None:
     """`--revision 0001` on a database at the newest printed "schema at revision 0003", exit 0 (review finding)."""
     url = f"sqlite:///{tmp_path}/r.db"
+    assert run(["db", "upgrade", "--revision", "base", "--database-url", url]) == 0  # nothing to do: fine
     assert run(["db", "upgrade", "--revision", "0001", "--database-url", url]) == 0  # forward, from nothing: fine
+    assert run(["db", "upgrade", "--revision", "0001+1", "--database-url", url]) == 0  # Alembic's relative form
+    assert current_revision(make_engine(url)) == "0002"
     assert run(["db", "upgrade", "--database-url", url]) == 0
     capsys.readouterr()
     for revision in ("0001", "base"):

@@ -42,8 +42,25 @@ def upgrade(
             raise DatabaseURLError(f"cannot migrate the database at {safe_url(engine.url)}: {msg}") from None
     finally:
         engine.dispose()
-    if revision not in ("head", "heads") and rev != revision and not revision.startswith(("+", "-")):
+    if _behind(revision, rev):
         # Alembic's upgrade to an older revision does nothing: the request was silently ignored.
         raise DatabaseURLError(f"{safe_url(url)} is at schema revision {rev}, past {revision}: `db upgrade` only "
                                "migrates forward; give --revision head (the default) or a later revision")
     typer.echo(f"{safe_url(url)}: schema at revision {rev}")
+
+
+def _behind(revision: str, reached: str | None) -> bool:
+    """Whether `revision` is behind the schema the database reached (Alembic's upgrade to it then does nothing)."""
+    if revision in ("head", "heads") or any(mark in revision for mark in "+-@:"):
+        return False  # the newest, or a relative or branch form: whatever Alembic made of it is what was asked
+    if revision == "base":
+        return reached is not None
+    from alembic.script import ScriptDirectory
+
+    from ..store.database import alembic_config
+
+    try:
+        target = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except Exception:  # noqa: BLE001 - Alembic resolved it for the upgrade already; nothing to add here
+        return False
+    return target is not None and reached != target.revision
