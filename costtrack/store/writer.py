@@ -296,6 +296,7 @@ class Writer:
         # Held by the thread while it is in the database: a fork waits for it (see _before_fork).
         self._db_lock = threading.Lock()
         self._submitted = 0  # records submitted
+        self._refused = 0  # of those, refused by the database (kept in rejected-*.jsonl): not all are in the database
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
         self._flush_gen = 0  # flush requests made
         self._flush_done = 0  # flush requests served
@@ -446,11 +447,11 @@ class Writer:
                     return False, False
                 self._cond.wait(min(remaining, 0.25) if remaining is not None else 0.25)
             completed = self._flush_done >= gen
-            ok = self._settled >= target and self.stats["lost"] == 0 and self.stats["rejected"] == 0
+            ok = self._settled >= target and self.stats["lost"] == 0 and self._refused == 0
         return completed, ok and not self._outbox_pending()
 
     def _all_stored(self) -> bool:
-        return (self._settled >= self._submitted and self.stats["lost"] == 0 and self.stats["rejected"] == 0
+        return (self._settled >= self._submitted and self.stats["lost"] == 0 and self._refused == 0
                 and not self._outbox_pending())
 
     def close(self, timeout: float | None = None) -> bool:
@@ -686,7 +687,7 @@ class Writer:
                 self._cond.notify_all()
         return records
 
-    def _store(self, batch: Sequence[CallRecord]) -> bool:
+    def _store(self, batch: Sequence[CallRecord], own: bool = True) -> bool:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
         self.stats["attempts"] += 1
         self._io_since = self._clock()
@@ -699,7 +700,7 @@ class Writer:
                 try:
                     inserted = insert_records(engine, batch)
                 except _RECORD_ERRORS:
-                    inserted = self._store_one_by_one(engine, batch)
+                    inserted = self._store_one_by_one(engine, batch, own)
         except Exception as exc:
             self._db_failed(exc)
             return False
@@ -717,7 +718,7 @@ class Writer:
                 self._log_once("on_records", logging.ERROR, "costtrack: the on_records hook failed: %s", _first_line(exc), exc_info=True)
         return True
 
-    def _store_one_by_one(self, engine: Engine, batch: Sequence[CallRecord]) -> int:
+    def _store_one_by_one(self, engine: Engine, batch: Sequence[CallRecord], own: bool = True) -> int:
         inserted = 0
         rejected: list[CallRecord] = []
         reason = ""
@@ -734,6 +735,8 @@ class Writer:
                 rejected.append(record)
         if rejected:
             self.stats["rejected"] += len(rejected)
+            if own:  # this writer's own records (spilled and replayed too), not an outbox another process left
+                self._refused += len(rejected)
             try:
                 path = self._outbox.reject(rejected)
                 where = f"kept in {path}"
@@ -862,7 +865,7 @@ class Writer:
             try:
                 for records, unreadable in iter_outbox(fd, chunk):
                     bad += unreadable
-                    if records and not self._store(records):
+                    if records and not self._store(records, own=not orphan):
                         return  # keep the file (and its lock) for the next attempt
                     total += len(records)
             except OSError as exc:
