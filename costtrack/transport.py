@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -840,6 +841,28 @@ def _released(owner: Callable[[], Any] | None) -> bool:
     return client is None or bool(getattr(client, "is_closed", True))
 
 
+# costtrack's transports by the SDK transport they share (wrapped copies of one client, a wrapped client wrapped again):
+# the pool is closed with the last of them, never under another one still in use.
+_sharing: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
+
+
+def _share(transport: Any, inner: Any) -> None:
+    try:
+        _sharing.setdefault(inner, weakref.WeakSet()).add(transport)
+    except TypeError:  # a transport without weak references: never closed by costtrack, as before
+        pass
+
+
+def _last_user(transport: Any) -> bool:
+    """Whether no other of costtrack's transports over the same SDK transport is open (`transport` is closing)."""
+    transport.closed = True
+    try:
+        peers = _sharing.get(transport._inner)
+        return peers is not None and all(peer.closed for peer in list(peers))
+    except (RuntimeError, TypeError):  # changed while read (another thread wrapping): leave the pool open
+        return False
+
+
 class CostTransport(httpx2.BaseTransport):
     """Sync transport: records instrumented requests and hands every request to the SDK's own transport.
 
@@ -851,6 +874,8 @@ class CostTransport(httpx2.BaseTransport):
         self._inner = inner
         self.instrument = instrument
         self.owner = owner
+        self.closed = False
+        _share(self, inner)
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
@@ -890,9 +915,9 @@ class CostTransport(httpx2.BaseTransport):
 
     def close(self) -> None:
         """Close the SDK's transport once the client that was wrapped is closed or gone (`wrap(OpenAI())` keeps no
-        other handle on its pool, whose connections were otherwise never closed); while that client is in use, its
-        pool stays open for it (a wrap per request, collected, closed the pool under the others' calls)."""
-        if _released(self.owner):
+        other handle on its pool, whose connections were otherwise never closed) and no other wrapped copy sharing
+        it is open; while any of them is in use, the pool stays open for it."""
+        if _last_user(self) and _released(self.owner):
             self._inner.close()
 
 
@@ -904,6 +929,8 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
         self._inner = inner
         self.instrument = instrument
         self.owner = owner
+        self.closed = False
+        _share(self, inner)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send the request; an instrumented one is timed and its body read on the way back."""
@@ -942,5 +969,5 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Close the SDK's transport once the client that was wrapped is closed or gone (see CostTransport.close)."""
-        if _released(self.owner):
+        if _last_user(self) and _released(self.owner):
             await self._inner.aclose()

@@ -381,3 +381,28 @@ async def test_closing_an_async_wrapped_client_closes_the_pool_it_alone_holds(tr
         await tracker.wrap(bare).close()
         assert _open_connections(bare) == 1
         await bare.close()
+
+
+def test_closing_one_of_two_wraps_of_a_pool_leaves_it_open_for_the_other(tracker):
+    """`wrap(w1).close()`, or one of two wraps of one dropped client, closed the pool under the other's stream
+    (APIConnectionError mid-stream: review finding)."""
+    from servers import LLMServer
+
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with LLMServer(tokens=40, token_delay=0.001) as server:
+        w1 = tracker.wrap(openai.OpenAI(base_url=server.url, api_key="k", max_retries=0))
+        stream = w1.chat.completions.create(**ask, stream=True)
+        next(iter(stream))
+        tracker.wrap(w1, endpoint="/again").close()
+        assert len(list(stream)) > 5  # read to its end
+        w1.close()
+        assert _open_connections(w1) == 0  # the last one closes it
+        bare = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+        a, b = tracker.wrap(bare, endpoint="/a"), tracker.wrap(bare, endpoint="/b")
+        del bare
+        stream = b.chat.completions.create(**ask, stream=True)
+        next(iter(stream))
+        a.close()
+        assert len(list(stream)) > 5
+        b.close()
+        assert _open_connections(b) == 0
