@@ -19,7 +19,7 @@ every other chunk, only when the request asks, as the wrapped one does). --in-me
 whole bodies already in memory instead, as a cache or a test does.
 
 Timing starts after --warmup wrapped calls (5,000): a fresh database file's first few thousand
-records also grow SQLite's page cache a page at a time (page faults, in the writer's CPU), a cost
+records cost the writer page faults (most likely SQLite's page cache filling with new pages), a cost
 of the file's first minutes that an app running for a while no longer pays; `--warmup 200` shows it.
 """
 
@@ -164,9 +164,9 @@ def main() -> None:
     parser.add_argument("--in-memory", action="store_true",
                         help="serve whole bodies already in memory (as a cache or a test does) instead of network-read ones")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=5000,
-                        help="wrapped calls before the timed ones (default 5000; at least 200): enough records that SQLite's page cache, which a "
-                             "fresh database file grows page by page for its first thousands of records, is full, as in an app that "
-                             "has run for a while; 200 times a fresh file's first calls")  # fmt: skip
+                        help="wrapped calls before the timed ones (default 5000; at least 200): a database file's first few thousand "
+                             "records cost the writer page faults an app that has run for a while no longer pays; 200 times a fresh "
+                             "file's first calls")  # fmt: skip
     parser.add_argument("--chunks", type=int, default=20,
                         help="content chunks of a stream (default 20): run 2 and 60 to split a stream's cost into per stream and per chunk")  # fmt: skip
     args = parser.parse_args()
