@@ -591,6 +591,9 @@ def test_cli_interrupt_prints_partial_results(server: Callable[..., LLMServer], 
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--prompt", "p", "--docs", "."), "one of --prompt"),
         (("-t", "a", "-m", "a=x"), "not NAME=VALUE"),
         (("-t", "a=http://127.0.0.1:9/v1", "-t", "a=http://127.0.0.1:9/v1", "-m", "a=x"), "given twice"),
+        # Out of any real range: the run was taken and never ended (review finding)
+        (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "-n", "99999999999999999999"), "give at most 1,000,000"),
+        (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "-c", "1,100000"), "give at most 10,000"),
         # A missing file said "cannot be read as UTF-8 text (FileNotFoundError)"
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--prompt-file", "/no/such/p.txt"), "/no/such/p.txt: No such file"),
     ],

@@ -29,6 +29,10 @@ from .warmup import NullWriter, canned_answer
 # BenchReport, LevelResult and percentile lived here: importing them from this module still works.
 __all__ = ["Bench", "BenchReport", "LevelResult", "percentile"]
 
+#: Bounds of a run: requests per target and level, and a level's calls in flight (open sockets, one per call).
+MAX_REQUESTS = 1_000_000
+MAX_CONCURRENCY = 10_000
+
 
 class Bench:
     """A benchmark over `targets` (see the module docstring).
@@ -82,8 +86,13 @@ class Bench:
                 raise ConfigError(f"target {target.name!r} needs the {target.sdk} SDK: pip install 'costtrack[{target.sdk}]'")
         if requests < 1:
             raise ConfigError("--requests must be at least 1")
+        if requests > MAX_REQUESTS:  # 1e20 was taken, and the run never ended
+            raise ConfigError(f"--requests {requests:,} is more than a benchmark needs: give at most {MAX_REQUESTS:,}")
         if not concurrency or any(c < 1 for c in concurrency):
             raise ConfigError("--concurrency levels must be positive")
+        if max(concurrency) > MAX_CONCURRENCY:
+            raise ConfigError(f"--concurrency {max(concurrency):,} is more than one process can hold open: give at most "
+                              f"{MAX_CONCURRENCY:,}")  # fmt: skip
         if max_tokens < 1:
             raise ConfigError("--max-tokens must be at least 1")
         if not timeout > 0 or math.isinf(timeout):  # NaN too: it passed, and every request then failed
