@@ -111,7 +111,8 @@ def _os_error(exc: OSError) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if exc.errno == errno.EPIPE:
         return 1
-    where = f": {exc.filename}" if exc.filename else " (writing the output)"
+    writing = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # what a full or failing output gives
+    where = f": {exc.filename}" if exc.filename else " (writing the output)" if writing else ""
     print(f"costtrack: error: {exc.strerror or exc}{where}", file=sys.stderr)
     return 2
 
