@@ -851,7 +851,11 @@ RESERVE_CASES = {
     "budget_scope, context_kw, label",
     [({"user": "42"}, {"user": 42}, "a user id given as a number"),
      ({"model": "gpt-4o-mini-2024-07-18"}, {}, "a budget on the dated model, calls asking for its alias"),
-     ({"tag": {"vip": True}}, {"tags": {"vip": True}}, "a boolean tag")],
+     ({"tag": {"vip": True}}, {"tags": {"vip": True}}, "a boolean tag"),
+     # On SQLite json_extract gives a list or object minified and null as NULL: their spend was $0 at each refresh
+     ({"tag": {"team": ["a", "b"]}}, {"tags": {"team": ["a", "b"]}}, "a list tag"),
+     ({"tag": ("team", {"id": 7, "name": "x"})}, {"tags": {"team": {"id": 7, "name": "x"}}}, "an object tag"),
+     ({"tag": {"team": None}}, {"tags": {"team": None}}, "a null tag")],
 )  # fmt: skip
 def test_a_hard_limit_refuses_whatever_form_its_scope_takes(trackers, database_url, budget_scope, context_kw, label):
     """Review findings: each of these never refused (the user compared as 42 against "42", the model asked for

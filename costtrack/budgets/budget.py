@@ -107,6 +107,7 @@ class Budget:
 
     __slots__ = (
         "_key",
+        "_tag_value",
         "amount_usd",
         "endpoint",
         "hard_limit",
@@ -166,6 +167,8 @@ class Budget:
         self.model = model
         self.user = user
         self.tag = _parse_tag(tag)
+        # The value as given ({key: value} or (key, value)): a list, an object or None is matched as JSON, not text
+        self._tag_value = _given_value(tag)
         items = ([on_alert] if on_alert is not None else []) + list(sinks)
         self.sinks: tuple[Sink, ...] = tuple(as_sink(s) for s in items)
         self.hard_limit = bool(hard_limit)
@@ -262,7 +265,8 @@ class Budget:
 
     def sql_conditions(self, dialect: str = "") -> list[Any]:
         """SQLAlchemy conditions on the records table for this scope (`dialect`: the database's, e.g. "sqlite")."""
-        from sqlalchemy import func, or_
+        from sqlalchemy import and_, func, literal, or_
+        from sqlalchemy.dialects.postgresql import JSONB
 
         from ..store.schema import records as t
 
@@ -275,14 +279,39 @@ class Budget:
             conds.append(or_(t.c.model == self.model, t.c.model_requested == self.model))
         if self.tag is not None:
             key, value = self.tag
+            given = self._tag_value
+            path = '$."' + key.replace('"', '\\"') + '"'
+            if given is None or isinstance(given, (list, dict)):
+                # SQLite's json_extract gives a JSON null as NULL and a list or object minified; Postgres' ->> writes
+                # them spaced: compared as JSON (a budget on such a tag counted $0 after every refresh on SQLite).
+                if dialect == "sqlite":
+                    kind = func.json_type(t.c.tags, path)
+                    conds.append(kind == "null" if given is None else and_(
+                        kind.in_(("array", "object")),
+                        func.json_extract(t.c.tags, path) == json.dumps(given, separators=(",", ":"))))
+                else:
+                    conds.append(func.jsonb_typeof(t.c.tags[key]) == "null" if given is None
+                                 else t.c.tags[key] == literal(given, JSONB))
+                return conds
             text = t.c.tags[key].as_string() == value
             if dialect == "sqlite" and value in ("true", "false"):
                 # SQLite's json_extract gives a JSON true as 1, so a boolean tag never equalled "true": its type
                 # says it (the spend of a budget on a boolean tag was $0 after every refresh).
-                path = '$."' + key.replace('"', '\\"') + '"'
                 text = or_(text, func.json_type(t.c.tags, path) == value)
             conds.append(text)
         return conds
+
+
+_TEXT = object()  # a tag given as text ('key=value'): its value is that text, whatever it reads like
+
+
+def _given_value(tag: Any) -> Any:
+    """The tag's value as given in a mapping or pair (for JSON matching), or _TEXT."""
+    if isinstance(tag, Mapping) and len(tag) == 1:
+        return next(iter(tag.values()))
+    if isinstance(tag, tuple) and len(tag) == 2:
+        return tag[1]
+    return _TEXT
 
 
 def _parse_tag(tag: Any) -> tuple[str, str] | None:
