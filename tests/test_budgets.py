@@ -661,6 +661,9 @@ def test_hard_limit_blocks_before_anything_is_sent(clean_alerts, trackers) -> No
     err = info.value
     message = str(err)
     assert "$1.00/month" in message and "$0.9999" in message and "monthly_usd=" in message and "raise it" in message.lower()
+    # Reservations are named for what they may be: a finished call counts at its estimate until its record is built
+    # (it said "in flight", and a back-to-back loop took the refusal as final: review finding)
+    assert "in flight or finished and not yet recorded (at their estimates, settled at their real cost" in message
     assert err.spend_usd == pytest.approx(0.9999) and err.estimate_usd > 0 and err.budget is t.budget_monitor.budgets[0]
     assert err.period_start == datetime(2026, 4, 1, tzinfo=UTC)
     # Anthropic: raised as is (also an AnthropicError, so the SDK neither wraps nor retries it).

@@ -22,7 +22,8 @@ def refusal(call: Call, estimate: float, s: State, start: datetime, spend: float
     suggestion = max(math.ceil((spend + reserved + estimate) * 2), 1)
     message = (
         f"costtrack: call not sent: it would pass the budget {b.describe()} [{b.key!r}, hard_limit=True]. "
-        f"Spent this {b.period} ({label}, UTC): ${spend:,.4f}; in flight: ${reserved:,.4f}; this call, estimated: "
+        f"Spent this {b.period} ({label}, UTC): ${spend:,.4f}; in flight or finished and not yet recorded (at their "
+        f"estimates, settled at their real cost within a second): ${reserved:,.4f}; this call, estimated: "
         f"${estimate:,.4f}; budget: ${b.amount_usd:,.2f}. To raise it, pass a larger amount, e.g. "
         f"costtrack.Budget({b.amount_field}={suggestion}, ...) to costtrack.configure(); or set hard_limit=False to "
         f"be alerted without refusing calls. It resets at {end:%Y-%m-%d %H:%M} UTC."
