@@ -470,6 +470,33 @@ def test_an_alert_no_sink_took_is_sent_after_a_restart(clean_alerts, trackers) -
     assert len(sink.got) == 1  # claimed and sent: once across processes
 
 
+
+def test_an_alert_still_being_delivered_at_close_is_sent_by_the_next_run(clean_alerts, trackers) -> None:
+    """A sink still retrying when the process closed kept the alert's claim, and no later run sent it (review finding:
+    the 50% alert of a run whose webhook was down never arrived)."""
+    import threading
+
+    now = Clock(datetime(2026, 7, 3, tzinfo=UTC))
+    entered, release, later = threading.Event(), threading.Event(), []
+    budget = dict(monthly_usd=10, thresholds=(0.5,), projection=False)
+
+    def retrying(alert: Any) -> None:  # a webhook retrying past the process's end
+        entered.set()
+        release.wait(30)
+
+    t1 = trackers(clean_alerts, now=now, budget=Budget(**budget, on_alert=retrying))
+    t1.add(record(6.0, now.at))
+    try:
+        t1.flush()
+        t1.budget_monitor.refresh()  # queues the alert; the alert thread claims it and calls the sink
+        assert entered.wait(10)
+        t1.budget_monitor.close(timeout=0.05)
+        t2 = trackers(clean_alerts, now=now, budget=Budget(**budget, on_alert=later.append))
+        t2.budget_monitor.check()
+        assert [a.threshold for a in later] == [0.5]
+    finally:
+        release.set()
+
 def test_an_alert_whose_claim_cannot_be_released_is_sent_by_its_claimer(clean_alerts, trackers) -> None:
     """The database refuses to delete the claim of an alert no sink took: this process keeps it and sends it later."""
     engine = make_engine(clean_alerts)

@@ -163,6 +163,8 @@ class BudgetMonitor:
         # still holds the alert's claim in the database (its row could not be released). Sent when the sinks
         # are back, never lost; only the sinks that missed it get it again.
         self._undelivered: dict[tuple[str, datetime, str], _Undelivered] = {}
+        # Alerts claimed in the database whose delivery is under way: released if close() cannot wait for it.
+        self._sending: dict[tuple[str, datetime, str], tuple[State, datetime, str]] = {}
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -601,7 +603,13 @@ class BudgetMonitor:
             top_endpoints=top_endpoints, top_models=top_models, hard_limit=b.hard_limit, at=now,
         )  # fmt: skip
         sinks = s.sinks if owed is None else owed.sinks
-        failed = self.dispatcher.deliver_each(alert, sinks)
+        with self._lock:
+            self._sending[key] = (s, start, label)
+        try:
+            failed = self.dispatcher.deliver_each(alert, sinks)
+        finally:
+            with self._lock:
+                self._sending.pop(key, None)
         if not failed:
             with self._lock:
                 self._undelivered.pop(key, None)
@@ -727,4 +735,13 @@ class BudgetMonitor:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
         self._wake.clear()
-        self.dispatcher.close(timeout)
+        if not self.dispatcher.close(timeout):
+            # An alert still being delivered (a sink retrying) keeps its claim once this process is gone, and no later
+            # run would send it: released, so the next one does (this one's attempt may still deliver it too).
+            with self._lock:
+                sending = list(self._sending.values())
+            for s, start, label in sending:
+                try:
+                    self._release(self._engine(), s, start, label)
+                except Exception as exc:  # noqa: BLE001 - closing goes on
+                    log_once("budgets.release", "costtrack: could not release an alert's claim at close: %s", one_line(exc))
