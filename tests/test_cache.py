@@ -486,6 +486,17 @@ def test_a_200_that_is_not_an_answer_is_never_cached(tracker, make_cache, body):
     assert len(sent) == 2
 
 
+def _ask_twice(tracker: Any, cache: Any, answer: Any, stream: bool) -> list[httpx2.Request]:
+    """The same chat request twice through a wrapped client served `answer` by a local server; the requests it got."""
+    sent: list[httpx2.Request] = []
+    client = wrapped(tracker, _local_server(answer, sent), cache)
+    for _ in range(2):
+        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream)
+        if stream:
+            list(reply)
+    return sent
+
+
 @pytest.mark.parametrize("error", [None, "", False, 0, [], {}], ids=["null", "empty-str", "false", "zero", "list", "dict"])
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_a_falsy_error_member_is_no_error(tracker, records, make_cache, error, stream):
@@ -502,12 +513,7 @@ def test_a_falsy_error_member_is_no_error(tracker, records, make_cache, error, s
         answer = httpx2.Response(200, json={"id": "x", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                                             "status": "success", "error": error, "usage": usage, "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]})  # fmt: skip
-    sent: list[httpx2.Request] = []
-    client = wrapped(tracker, _local_server(answer, sent), make_cache())
-    for _ in range(2):
-        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream)
-        if stream:
-            list(reply)
+    sent = _ask_twice(tracker, make_cache(), answer, stream)
     assert len(sent) == 1
     assert [(r.status, r.cache_hit) for r in records()] == [("ok", False), ("ok", True)]
 
@@ -532,12 +538,7 @@ def test_an_error_inside_a_choice_is_an_error_never_cached(tracker, records, mak
         if with_usage:
             whole["usage"] = usage
         answer = httpx2.Response(200, json=whole)
-    sent: list[httpx2.Request] = []
-    client = wrapped(tracker, _local_server(answer, sent), make_cache())
-    for _ in range(2):
-        reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=stream)
-        if stream:
-            list(reply)
+    sent = _ask_twice(tracker, make_cache(), answer, stream)
     assert len(sent) == 2
     assert [(r.status, r.error_type) for r in records()] == [("error", "upstream_502")] * 2
 
