@@ -320,15 +320,20 @@ class AlertDispatcher:
         return not self.deliver_each(alert, sinks)
 
     def deliver_each(self, alert: Alert, sinks: Iterable[Sink]) -> list[Sink]:
-        """Send `alert` to each sink (called in the alert thread); the sinks that failed every attempt."""
+        """Send `alert` to each sink (called in the alert thread); the sinks that failed every attempt.
+
+        In rounds: every sink is tried once, then the ones that failed are tried again after the backoff, so a
+        failing sink's waits never delay the others' alert.
+        """
         failed: list[Sink] = []
-        for sink in sinks:
-            attempts = self.retries + 1
-            delay = self.backoff
-            for attempt in range(1, attempts + 1):
+        pending = list(sinks)
+        attempts = self.retries + 1
+        delay = self.backoff
+        for attempt in range(1, attempts + 1):
+            again: list[Sink] = []
+            for sink in pending:
                 try:
                     self._attempt(sink, alert)
-                    break
                 except Exception as exc:
                     # A timed-out attempt may still deliver: another now could send the alert twice.
                     if attempt < attempts and not isinstance(exc, SinkTimeout):
@@ -336,11 +341,7 @@ class AlertDispatcher:
                             "costtrack: alert sink %s failed (attempt %d of %d: %s); trying again in %gs",
                             _sink_name(sink), attempt, attempts, exc, delay,
                         )  # fmt: skip
-                        try:
-                            self.sleep(delay)
-                        except Exception:
-                            log.debug("costtrack: the alert retry sleep failed", exc_info=True)
-                        delay *= 2
+                        again.append(sink)
                     else:
                         failed.append(sink)
                         self.failed += 1
@@ -348,7 +349,14 @@ class AlertDispatcher:
                             "costtrack: alert sink %s failed %d time%s (%s): %s",
                             _sink_name(sink), attempt, "" if attempt == 1 else "s", exc, alert.text().splitlines()[0],
                         )  # fmt: skip
-                        break
+            if not again:
+                break
+            try:
+                self.sleep(delay)
+            except Exception:
+                log.debug("costtrack: the alert retry sleep failed", exc_info=True)
+            delay *= 2
+            pending = again
         if not failed:
             self.delivered += 1
         return failed

@@ -178,6 +178,30 @@ def test_failing_sink_gives_up_logged_and_other_sinks_still_run(caplog) -> None:
     assert "secret-token" not in caplog.text
 
 
+def test_a_failing_sinks_backoff_does_not_delay_the_others() -> None:
+    """Retries go in rounds: every sink is tried before anyone waits, and failing sinks wait out one backoff
+    together (a failing webhook first in the list held a working sink's alert for its 7 s of backoff)."""
+    got: list[Alert] = []
+    seen_at_sleep: list[int] = []
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        seen_at_sleep.append(len(got))
+        sleeps.append(seconds)
+
+    def broken(alert: Alert) -> None:
+        raise WebhookError("HTTP 500")
+
+    def also_broken(alert: Alert) -> None:
+        raise WebhookError("HTTP 503")
+
+    dispatcher = AlertDispatcher(retries=2, backoff=1.0, sleep=sleep)
+    failed = dispatcher.deliver_each(make_alert(), [broken, also_broken, got.append])
+    assert failed == [broken, also_broken] and dispatcher.failed == 2
+    assert len(got) == 1 and seen_at_sleep == [1, 1]  # delivered before the first wait
+    assert sleeps == [1.0, 2.0]  # one backoff for both failing sinks, not one each
+
+
 def test_a_hung_sink_times_out_and_the_other_sinks_and_alerts_go_on(caplog) -> None:
     """A callable that never returns held the one alert thread: later alerts, other sinks and close() waited on it.
     A timed-out attempt is not retried (it may still deliver: a retry sent alerts twice, review finding), and while
