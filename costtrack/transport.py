@@ -229,6 +229,20 @@ class Instrument:
         except Exception:
             log_once("budget.check", "costtrack: could not check a call against its budgets; it is sent", exc_info=True)
 
+    @staticmethod
+    async def aadmit(call: Call) -> None:
+        """`admit` for an async client: the hard limit's first read of the database is made in a worker thread, so
+        the event loop never waits on the database."""
+        monitor = call.tracker.budget_monitor
+        if monitor is None or not monitor.hard:
+            return
+        if not monitor.ready:
+            try:
+                await anyio.to_thread.run_sync(monitor.prepare)
+            except Exception:
+                log_once("budget.check", "costtrack: could not check a call against its budgets; it is sent", exc_info=True)
+        Instrument.admit(call)
+
     def open(self, request: httpx2.Request) -> tuple[Call | None, str | None]:
         """Both transports' first step: the per-request cache directive, and a Call (None: send unrecorded).
 
@@ -950,7 +964,7 @@ class AsyncCostTransport(httpx2.AsyncBaseTransport):
             except Exception:
                 log_once("cache.lookup", "costtrack: the cache lookup failed; the request is sent", exc_info=True)
         if call.tracker.budget_monitor is not None:
-            instrument.admit(call)
+            await instrument.aadmit(call)
         sent = instrument.sendable(call, request) if call.hide_usage_chunk else request
         try:
             response = await self._inner.handle_async_request(sent)

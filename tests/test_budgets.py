@@ -762,6 +762,27 @@ async def test_hard_limit_blocks_async_clients(trackers, sqlite_url) -> None:
     await asyncio.to_thread(t.flush)
 
 
+async def test_an_async_clients_first_hard_limited_call_reads_the_database_off_the_event_loop(trackers, sqlite_url) -> None:
+    """The first hard-limited call reads what earlier runs spent: on an async client that read ran on the event loop,
+    holding up every other task for as long as the database took (a Postgres across a network, a locked file)."""
+    t = trackers(sqlite_url, budget=Budget(monthly_usd=100.0, hard_limit=True, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    assert monitor is not None
+    readers: list[threading.Thread] = []
+    refresh = monitor.refresh
+
+    def noted_refresh() -> bool:
+        readers.append(threading.current_thread())
+        return refresh()
+
+    monitor.refresh = noted_refresh  # type: ignore[method-assign]
+    sim = Simulator()
+    await t.wrap(async_openai_client(sim)).chat.completions.create(**chat_body())
+    assert len(sim.requests) == 1 and monitor.ready
+    assert readers and threading.current_thread() not in readers
+    await asyncio.to_thread(t.flush)
+
+
 def test_hard_limit_lets_calls_through_and_settles_reservations(trackers, sqlite_url) -> None:
     now = Clock(datetime(2026, 4, 20, tzinfo=UTC))
     t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=1.0, hard_limit=True, endpoint="/api/chat", on_alert=lambda a: None))

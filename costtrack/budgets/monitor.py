@@ -45,7 +45,7 @@ the budget every such call wakes the refresher, at most every
 ``near_limit_refresh`` seconds), and their calls in flight are not seen at all: a
 fleet can pass a hard limit by what it spends in about one refresh interval. The
 first hard-limited call of a process waits for one read of the database, so a
-restart does not start from zero.
+restart does not start from zero (an async client's in a worker thread: see ``prepare``).
 """
 
 from __future__ import annotations
@@ -483,6 +483,18 @@ class BudgetMonitor:
                         self._check(s, jobs, now=now)
             self._submit(jobs)
             return True
+
+    @property
+    def ready(self) -> bool:
+        """The refresher runs and the first read of the database is done: before_send reads nothing."""
+        return self._initial_done and self._thread is not None
+
+    def prepare(self) -> None:
+        """Start the refresher and make the first read of the database (what before_send does on its first call), so an
+        async client can do them in a worker thread rather than on its event loop."""
+        if self._thread is None:
+            self._start()
+        self._initial_refresh()
 
     def _initial_refresh(self) -> None:
         with self._initial_lock:
