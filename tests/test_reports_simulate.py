@@ -317,6 +317,18 @@ def test_cli_refuses_two_targets_for_one_model(seeded, database_url, capsys):
     assert cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "GPT-4o=GPT-4o-mini", "--database-url",
                 database_url]) == 0  # the same swap twice, in another case: one target
 
+def test_cli_refuses_two_targets_for_a_snapshot_and_its_alias(seeded, database_url, capsys):
+    """gpt-4o's calls are answered by gpt-4o-2024-08-06: a swap of each took them both, the second was ignored."""
+    code = cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "gpt-4o-2024-08-06=claude-haiku-4-5",
+                "--database-url", database_url])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert ("--swap gpt-4o=gpt-4o-mini and --swap gpt-4o-2024-08-06=claude-haiku-4-5 both take the calls asking for "
+            "gpt-4o answered by gpt-4o-2024-08-06") in err
+    assert cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "gpt-4o-2024-08-06=GPT-4o-mini", "--database-url",
+                database_url]) == 0  # one target, named twice
+
+
 def test_cli_table(seeded, database_url, capsys):
     assert cli(["simulate", "--batch-share", "1", "--since", "2026-10-01", "--database-url", database_url]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Engine
 from ...errors import ConfigError
 from ...pricing import PriceBook
 from ..calc import BATCH_DISCOUNT
-from .aggregates import Replay, monthly
+from .aggregates import Group, Replay, monthly
 from .batch_scope import resolve_batch_scope
 from .queries import period_where, tiered_query
 from .replay import replay
@@ -114,6 +114,20 @@ def swap_rates(book: PriceBook, target: str, at: datetime) -> dict[str, Decimal]
     return rates.effective()
 
 
+def _swap_for(group: Group, swaps: Sequence[Swap]) -> Swap | None:
+    """The swap that takes a group's calls (None: none); two with different targets is an error (a dated snapshot
+    and its alias name one model's calls: the second was ignored)."""
+    found = [s for s in swaps if s.matches(group)]
+    if not found:
+        return None
+    first = found[0]
+    for other in found[1:]:
+        if other.target.lower() != first.target.lower():
+            raise ConfigError(f"--swap {first.label()} and --swap {other.label()} both take the calls asking for "
+                              f"{group.model_key} answered by {group.model}: give one target per model")  # fmt: skip
+    return first
+
+
 def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation:
     """Play `scenario` on the aggregates of `replay_` (whose TTL must be the scenario's, or it must have none)."""
     if scenario.cache_ttl and replay_.cache_ttl != scenario.cache_ttl:
@@ -134,7 +148,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     unfeed: dict[str, int] = {}  # web searches swapped to a model with no known search fee, by that model
     for g in replay_.groups:
         cache_saving = g.hit_spend_usd if use_cache else 0.0
-        swap = next((s for s in scenario.swaps if s.matches(g)), None)
+        swap = _swap_for(g, scenario.swaps)
         if swap is not None:
             matched[swap.label()] += g.calls
             rates = targets[swap.target]
