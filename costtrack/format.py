@@ -174,7 +174,9 @@ def fmt(value: object, kind: str | None, places: int | None = None) -> str:
 def code(text: str) -> str:
     """`text` as a Markdown code span that shows it as is, backticks included: fenced by one backtick more than its
     longest run of them (a database URL or an endpoint with one broke the span, and the command shown with it)."""
-    text = text.replace("\r", " ").replace("\n", " ")
+    text = text.replace("\r", " ").replace("\n", " ") or " "  # an empty span is none: a space shows as one
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""  # CommonMark drops one space at each end
+    # CommonMark drops one space at each end of a span that starts and ends with one (and is not all spaces).
+    ends = text[:1] + text[-1:]
+    pad = " " if "`" in ends or (ends == "  " and text.strip(" ")) else ""
     return f"{fence}{pad}{text}{pad}{fence}"

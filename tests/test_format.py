@@ -20,10 +20,17 @@ def _spans(markdown: str) -> list[str]:
     "ends with two``",
     "a ``` run of three and one ` more",
     "`",
+    " ",
+    "  two spaces  ",
 ])  # fmt: skip
 def test_a_code_span_shows_its_text_as_is(text):
     """A backtick in a database URL or an endpoint ended the span early and broke the command it showed."""
     assert _spans(f"Run {code(text)} now.") == [text]
+
+
+def test_an_empty_text_is_still_a_code_span():
+    """Two backticks opened a span nothing closed: the text around it showed them as they are."""
+    assert _spans(f"Run {code('')} now.") == [" "]
 
 
 def test_line_breaks_become_spaces():
