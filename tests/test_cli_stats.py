@@ -56,6 +56,18 @@ def test_unpriced_spend_is_shown_as_unknown_not_zero(seeded, tracker, make_recor
             if line.count("│") > 3}  # fmt: skip
     assert rows["/api/u"] == "unpriced" and rows["/api/a"] == "≥$0.001000" and rows["/api/b"] == "$0.0100"
     assert rows["TOTAL"] == "≥$0.0110"
+    assert run(["stats", "--by", "endpoint", "--database-url", database_url]) == 0
+    shares = {line.split("│")[1].strip(): line.split("│")[4].strip() for line in capsys.readouterr().out.splitlines()
+              if line.count("│") > 4}  # fmt: skip
+    assert shares["/api/u"] == "-"  # no share of a cost nobody knows (it said 0.0%)
+    assert run(["stats", "--by", "endpoint", "--json", "--database-url", database_url]) == 0
+    data = json.loads(capsys.readouterr().out)
+    groups = {g["key"]: g for g in data["groups"]}
+    # Unknown is null, never 0.0 (review finding); a partly priced figure says it is a lower bound.
+    assert groups["/api/u"]["spend_usd"] is None and groups["/api/u"]["spend_complete"] is False
+    assert groups["/api/a"]["spend_usd"] == pytest.approx(0.001) and groups["/api/a"]["spend_complete"] is False
+    assert groups["/api/b"]["spend_usd"] == pytest.approx(0.01) and groups["/api/b"]["spend_complete"] is True
+    assert data["total"]["spend_usd"] == pytest.approx(0.011) and data["total"]["spend_complete"] is False
 
 
 @pytest.mark.parametrize(
@@ -190,6 +202,9 @@ def test_a_model_priced_per_hour_shows_per_hour_not_zero(tracker, make_record, d
     assert run(["stats", "--json", "--by", "model", "--database-url", database_url]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["per_hour_calls"] == 1 and data["unpriced_models"] == []
+    models = {g["key"]: g for g in data["groups"]}
+    assert models["llama3.1:8b"]["spend_usd"] is None and models["llama3.1:8b"]["spend_complete"] is False
+    assert data["total"]["spend_usd"] == pytest.approx(0.25) and data["total"]["spend_complete"] is False
 
 
 def test_endpoint_names_are_printed_as_they_are(tracker, make_record, database_url, capsys):

@@ -60,9 +60,11 @@ def render(result: Stats, console: Console) -> None:
         table.add_column(header, justify="right", no_wrap=True)
     total = result.total
     for group in [*result.groups, total]:
-        share = group.spend_usd / total.spend_usd if total.spend_usd else 0.0
+        # A share of what no call's price gives (unpriced, per hour, or no spend at all) is no share: "-", as the audit has it.
+        unknown = not total.spend_usd or (not group.spend_usd and not group.spend_known)
+        share = "-" if unknown else pct(group.spend_usd / total.spend_usd)
         table.add_row(
-            "TOTAL" if group is total else escape(group.key), count(group.calls), _spend(group), pct(share),
+            "TOTAL" if group is total else escape(group.key), count(group.calls), _spend(group), share,
             count(group.tokens_input), count(group.tokens_output), count(group.latency_p50_ms),
             count(group.latency_p95_ms), count(group.latency_p99_ms), pct(group.error_rate),
             f"{count(group.cache_hits)} ({pct(group.cache_hit_rate)})", usd(group.saved_usd),

@@ -48,12 +48,24 @@ class GroupStats:
         """Share of calls answered from the response cache."""
         return self.cache_hits / self.calls if self.calls else 0.0
 
+    @property
+    def spend_known(self) -> bool:
+        """Whether spend_usd is every call's cost: no unpriced call, none of a model priced per hour."""
+        return not self.unpriced_calls and not self.per_hour_calls
+
     def as_dict(self) -> dict[str, Any]:
-        """Figures as a JSON-ready dict, rates included (dollars rounded to 1e-10, below any price step)."""
+        """Figures as a JSON-ready dict, rates included (dollars rounded to 1e-10, below any price step).
+
+        `spend_usd` is null when no call of the group has a known cost (unpriced, or priced per hour) and some
+        have tokens: unknown, never 0; `spend_complete` says whether it is every call's cost or a lower bound.
+        """
         data = asdict(self)
         for key in ("spend_usd", "saved_usd"):
             data[key] = round(data[key], 10)
-        return {**data, "error_rate": self.error_rate, "cache_hit_rate": self.cache_hit_rate}
+        if not self.spend_usd and not self.spend_known:
+            data["spend_usd"] = None
+        return {**data, "spend_complete": self.spend_known, "error_rate": self.error_rate,
+                "cache_hit_rate": self.cache_hit_rate}  # fmt: skip
 
 
 @dataclass(frozen=True)
