@@ -855,8 +855,19 @@ class PriceBook:
         self._entries: dict[tuple[str | None, str], _Entry | _Unknown] = {}
         self._warned: set[tuple[str | None, str | None]] = set()
         self._warned_tiers: set[tuple[str | None, str, str]] = set()
+        #: Why this book prices nothing (the prices file named by the environment cannot be read), or None.
+        self.unreadable: str | None = None
         self._lock = threading.Lock()
         renew_locks_in_child(self)
+
+    @classmethod
+    def without_prices(cls, reason: str) -> PriceBook:
+        """A book that prices nothing, for a prices file the environment names but that cannot be read (`reason`):
+        calls are recorded unpriced (cost NULL), never at catalog prices the file may have meant to replace, so that
+        `costtrack reprice` prices them once it is fixed."""
+        book = cls(use_env=False)
+        book.unreadable = reason
+        return book
 
     def _renew_locks(self) -> None:
         self._lock = threading.Lock()
@@ -960,6 +971,10 @@ class PriceBook:
     def _warn_unpriced(self, provider: str | None, model: str | None, reason: str) -> None:
         if not self.warn_unpriced:
             return
+        if self.unreadable is not None:
+            log_once("pricing.unreadable", "costtrack: %s; every call is recorded unpriced (cost NULL) until it is fixed: "
+                     "then `costtrack reprice` prices them", self.unreadable)  # fmt: skip
+            return
         key = (provider, model)
         if key in self._warned:
             return
@@ -995,6 +1010,8 @@ class PriceBook:
         return entry
 
     def _resolve_uncached(self, provider: str | None, model: str) -> _Entry | _Unknown:
+        if self.unreadable is not None:
+            return _Unknown(self.unreadable)
         prov = (provider or "").strip().lower()
         self_hosted = prov in SELF_HOSTED_PROVIDERS
         candidates = _candidates(model)

@@ -17,10 +17,10 @@ import anyio.to_thread
 
 from .budgets import Budget, BudgetMonitor, make_monitor
 from .calls import Call
-from .errors import DatabaseURLError
+from .errors import DatabaseURLError, PricesFileError
 from .forks import renew_locks_in_child, renews_in_child
 from .logs import log_once
-from .pricing import PriceBook
+from .pricing import ENV_PRICES_FILE, PriceBook
 from .records import CallRecord
 
 if TYPE_CHECKING:
@@ -91,7 +91,18 @@ class Tracker:
         self.now = now
         # Set here as well as by the `now` setter: a subclass may define now() as a method.
         self.stamp = time.time if self.now is _utcnow else self.now
-        self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
+        if pricebook is None:
+            try:
+                pricebook = PriceBook(prices_file)
+            except PricesFileError as exc:
+                if prices_file is not None:
+                    raise  # given here: the caller hears of it at once, as of a bad URL given here
+                # Named by the environment, read as the first wrapped call runs: the app's calls go on, recorded
+                # unpriced, and say why once (they were all dropped, and costtrack.flush() raised the error).
+                pricebook = PriceBook.without_prices(f"${ENV_PRICES_FILE} cannot be used: {exc}")
+                log_once("pricing.unreadable", "costtrack: %s; every call is recorded unpriced (cost NULL) until it is "
+                         "fixed: then `costtrack reprice` prices them", pricebook.unreadable)  # fmt: skip
+        self.pricebook = pricebook
         self._writer = writer
         self._writer_options: dict[str, Any] = {"outbox_dir": outbox_dir, "max_buffer": max_buffer}
         self._lock = threading.Lock()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.to_thread
 import httpx2
 from httpx2._decoders import MultiDecoder  # the decoders the SDK's own reads use
 

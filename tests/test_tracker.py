@@ -248,6 +248,36 @@ def test_a_bad_database_url_from_the_environment_never_reaches_the_app(monkeypat
     assert len([r for r in caplog.records if "not recorded" in r.getMessage()]) == 1
 
 
+def test_a_malformed_prices_file_from_the_environment_records_calls_unpriced(tmp_path, monkeypatch, caplog):
+    """It dropped every call (one log line about "a request", the error deep in its traceback), costtrack.flush()
+    raised it, and no table was made (review finding): the calls are kept, unpriced, and it is said once why."""
+    from costtrack import tracker as tracker_module
+    from costtrack.errors import PricesFileError
+    from costtrack.logs import reset_once
+
+    reset_once()
+    bad = tmp_path / "prices.toml"
+    bad.write_text('[models."gpt-4o-mini"]\ninput = "2.5"\noutput = 1\n')
+    monkeypatch.setenv("COSTTRACK_PRICES_FILE", str(bad))
+    monkeypatch.setenv("COSTTRACK_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    monkeypatch.setattr(tracker_module, "_default", None)  # the process default, made from the environment
+    try:
+        with caplog.at_level("WARNING", logger="costtrack"):
+            client = costtrack.wrap(openai_client(Recorder(*[serve("openai_chat.json") for _ in range(3)])))
+            answers = [client.chat.completions.create(**CHAT) for _ in range(3)]
+            assert costtrack.flush() is True
+        assert [a.usage.prompt_tokens for a in answers] == [2048] * 3
+        stored = costtrack.default_tracker().records()
+        assert len(stored) == 3 and {(r.cost_usd, r.price_source) for r in stored} == {(None, None)}
+        assert {r.tokens_input for r in stored} == {2048}  # kept for `costtrack reprice` once the file is fixed
+        said = [r.getMessage() for r in caplog.records if "COSTTRACK_PRICES_FILE" in r.getMessage()]
+        assert len(said) == 1 and "must be a number" in said[0] and "costtrack reprice" in said[0]
+    finally:
+        costtrack.default_tracker().close()
+    with pytest.raises(PricesFileError, match="must be a number"):  # given in code: at once
+        costtrack.Tracker(f"sqlite:///{tmp_path}/given.db", prices_file=bad)
+
+
 def test_a_bad_database_url_from_the_environment_turns_budgets_off_too(monkeypatch, outbox_dir):
     # Budgets count what the database holds; a hard limit must not pile up reservations that never settle.
     monkeypatch.setenv("COSTTRACK_DATABASE_URL", "mysql://app@db/costs")
