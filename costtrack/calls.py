@@ -16,7 +16,7 @@ from .pricing import priced_tier
 from .providers import StreamReader, parser_for
 from .providers.openai import choice_error
 from .records import CallRecord, Status, new_id
-from .usage import Usage, billed_extras
+from .usage import TIER_TAG, Usage, billed_extras
 
 if TYPE_CHECKING:
     from .pricing import PriceBook
@@ -277,7 +277,7 @@ class Call:
         if self.extra_tags:
             tags.update(self.extra_tags)
         if tier is not None:
-            tags["service_tier"] = tier  # priced at that tier's rates: `costtrack reprice` reads it back
+            tags[TIER_TAG] = tier  # priced at that tier's rates: `costtrack reprice` reads it back
         if usage.audio_input or usage.audio_output or usage.web_searches:
             tags.update(billed_extras(usage))  # priced apart, with no column of their own: reprice reads them back
         if tags and not all(type(key) is str for key in tags):

@@ -966,7 +966,7 @@ class PriceBook:
             self._warned_tiers.add(key)  # checked before log_once's lock: a call at that tier pays a set lookup
             log_once(f"pricing.tier:{provider}:{model}:{tier}",
                      "costtrack: no %r rates for model %r (provider %r) in the price catalog: its calls served at that "
-                     "tier are priced at the standard rates (tag service_tier=%s)", tier, model, provider, tier)  # fmt: skip
+                     "tier are priced at the standard rates (tag costtrack.service_tier=%s)", tier, model, provider, tier)  # fmt: skip
 
     def _warn_unpriced(self, provider: str | None, model: str | None, reason: str) -> None:
         if not self.warn_unpriced:

@@ -80,3 +80,38 @@ def extras_from_tags(tags: Mapping[str, Any]) -> dict[str, int]:
         if type(value) is int and 0 < value < MAX_EXTRA_COUNT:
             out[field] = value
     return out
+
+
+#: The tags that keep how a call was billed, for re-pricing: sent through a Batch API (and which batch), served at a
+#: service tier. Prefixed, as EXTRA_TAGS: an app's own `batch` or `service_tier` tag is neither read as one nor
+#: overwritten (`costtrack reprice` re-priced a call its app tagged service_tier=priority at the priority rates).
+BATCH_TAG = "costtrack.batch"
+BATCH_ID_TAG = "costtrack.batch_id"
+TIER_TAG = "costtrack.service_tier"
+#: What records made before those tags had: read only where the record's price_source shows costtrack priced them so.
+LEGACY_BATCH_TAG = "batch"
+LEGACY_TIER_TAG = "service_tier"
+#: What a price_source ends with when the call was priced as a Batch API call (at half the standard rates, or at
+#: the catalog's Batch rates).
+BATCH_SOURCE_ENDINGS = (" (batch 50%)", " (batch)")
+
+
+def batched(tags: Mapping[str, Any], price_source: str | None) -> bool:
+    """Whether a stored call was sent through a Batch API, as its tags say (an older record's unprefixed `batch`
+    tag counts only when its price_source shows it was priced so)."""
+    if tags.get(BATCH_TAG) is True:
+        return True
+    return tags.get(LEGACY_BATCH_TAG) is True and price_source is not None and price_source.endswith(BATCH_SOURCE_ENDINGS)
+
+
+def served_tier(tags: Mapping[str, Any], price_source: str | None) -> str | None:
+    """The service tier a stored call was served at (None: standard), as its tags say (an older record's unprefixed
+    `service_tier` tag counts only when its price_source ends with that tier)."""
+    tier = tags.get(TIER_TAG)
+    if isinstance(tier, str):
+        return tier
+    tier = tags.get(LEGACY_TIER_TAG)
+    if isinstance(tier, str) and price_source is not None and price_source.endswith(f"({tier})"):
+        return tier
+    return None
+

@@ -29,6 +29,7 @@ from costtrack.simulator import (
     count_text_tokens,
     openai_client,
 )
+from costtrack.usage import batched
 
 from helpers import batch_chat as chat
 from helpers import live_chat
@@ -100,11 +101,11 @@ def test_batch_lifecycle_order_and_records(tracker, records, fake_clock):
     for r in stored:
         assert r.provider == "openai" and r.operation == "chat.completions" and r.endpoint == "/jobs/nightly"
         assert r.model == "gpt-4o-mini-2024-07-18" and r.model_requested == "gpt-4o-mini"
-        assert r.tags == {"batch": True, "batch_id": results.id}
+        assert r.tags == {"costtrack.batch": True, "costtrack.batch_id": results.id}
         assert r.status == "ok" and r.latency_ms is None and r.attempt == 1
         assert r.cost_usd == pytest.approx(cost_of(r), rel=1e-9)
-        # `costtrack reprice` reads tags.batch: it finds the same discounted cost.
-        again, _ = tracker.pricebook.cost(r.provider, r.model, usage_of(r), r.timestamp, batch=bool(r.tags.get("batch")))
+        # `costtrack reprice` reads the batch tag back: it finds the same discounted cost.
+        again, _ = tracker.pricebook.cost(r.provider, r.model, usage_of(r), r.timestamp, batch=batched(r.tags, r.price_source))
         assert again == pytest.approx(r.cost_usd, rel=1e-12)
 
 
@@ -140,7 +141,7 @@ def test_failed_lines_are_reported_and_recorded_as_errors(tracker, records):
     assert len(stored) == 4
     errors = [r for r in stored if r.status == "error"]
     assert sorted(r.error_type for r in errors) == ["invalid_request_error", "server_error"]
-    assert all(r.cost_usd == 0 and r.tokens_input == 0 and r.tags["batch"] is True for r in errors)
+    assert all(r.cost_usd == 0 and r.tokens_input == 0 and r.tags["costtrack.batch"] is True for r in errors)
 
 
 def test_timeout_cancels_and_returns_partial_results(tracker, records, fake_clock):
@@ -234,7 +235,7 @@ def test_embeddings_and_responses_batches(tracker, records):
         assert r.cost_usd == pytest.approx(r.tokens_input * EMBED_IN / 2, rel=1e-9)
         # wrap(endpoint=...) applies when neither run_batch nor the context names one; tags merge.
         assert r.endpoint == "/api/search" and r.user == "u1"
-        assert r.tags == {"team": "search", "run": "nightly", "batch": True, "batch_id": vectors.id}
+        assert r.tags == {"team": "search", "run": "nightly", "costtrack.batch": True, "costtrack.batch_id": vectors.id}
     (response,) = [r for r in stored if r.operation == "responses"]
     assert response.endpoint == "/jobs/responses" and response.tags["job"] == 7
     assert response.cost_usd == pytest.approx(cost_of(response), rel=1e-9)

@@ -13,6 +13,8 @@ import pytest
 
 from costtrack.cli import run
 
+from helpers import Recorder, openai_client, serve
+
 
 @pytest.fixture
 def seeded(tracker, make_record):
@@ -294,13 +296,48 @@ def test_reprice_where_the_catalog_cannot_load_keeps_catalog_prices(tracker, mak
 def test_reprice_prices_a_call_at_the_service_tier_it_was_served_at(tracker, make_record, database_url, capsys):
     """A flex answer (its tier in its tags) is re-priced at flex rates, not the standard ones."""
     tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", cost_usd=None, price_source=None,
-                            timestamp=datetime(2026, 11, 2, tzinfo=timezone.utc), tags={"service_tier": "flex"},
+                            timestamp=datetime(2026, 11, 2, tzinfo=timezone.utc), tags={"costtrack.service_tier": "flex"},
                             tokens_input=1_000_000, tokens_output=1_000_000))  # fmt: skip
     tracker.flush()
     assert run(["reprice", "--database-url", database_url]) == 0
     assert "1 changed" in capsys.readouterr().out
     [rec] = tracker.records()
     assert rec.cost_usd == pytest.approx(1.0 + 4.0) and rec.price_source.endswith("(flex)")  # o3 flex: $1 / $4 per 1M
+
+
+def test_reprice_reads_no_billing_fact_from_the_apps_own_tags(tracker, database_url, capsys):
+    """An app's own `batch` and `service_tier` tags were read back as how the call was billed: reprice halved a
+    call tagged batch="nightly" and priced one tagged service_tier="priority" at the priority rates (review finding)."""
+    import costtrack
+
+    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"), serve("openai_chat.json"))))
+    for tags in ({"batch": "nightly"}, {"batch": True, "service_tier": "priority"}):
+        with costtrack.context(tags=tags):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    tracker.flush()
+    before = {r.id: (r.cost_usd, r.price_source) for r in tracker.records()}
+    assert run(["reprice", "--database-url", database_url]) == 0
+    assert "0 changed" in capsys.readouterr().out
+    assert {r.id: (r.cost_usd, r.price_source) for r in tracker.records()} == before
+    assert all(r.tags.get("batch") is not None and "costtrack.service_tier" not in r.tags for r in tracker.records())
+
+
+def test_reprice_reads_the_billing_tags_of_records_made_before_they_were_prefixed(tracker, make_record, database_url,
+                                                                                  capsys):  # fmt: skip
+    """Records stored before costtrack prefixed its tags (`batch`, `service_tier`) keep their discount and tier: their
+    price_source shows costtrack priced them so."""
+    at = datetime(2026, 11, 2, tzinfo=timezone.utc)
+    tokens = {"tokens_input": 1_000_000, "tokens_output": 1_000_000, "timestamp": at, "cost_usd": None}
+    tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", tags={"service_tier": "flex"},
+                            price_source="genai-prices 0.2.3:openai/o3 (flex)", **tokens))  # fmt: skip
+    tracker.add(make_record(model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", tags={"batch": True, "batch_id": "b"},
+                            price_source="genai-prices 0.2.3:openai/gpt-4o-mini (batch 50%)", **tokens))  # fmt: skip
+    tracker.flush()
+    assert run(["reprice", "--database-url", database_url]) == 0
+    assert "2 changed" in capsys.readouterr().out
+    flex, batch = sorted(tracker.records(), key=lambda r: r.model != "o3-2025-04-16")
+    assert flex.cost_usd == pytest.approx(1.0 + 4.0) and flex.price_source.endswith("(flex)")  # o3 flex: $1 / $4 per 1M
+    assert batch.cost_usd == pytest.approx((0.15 + 0.60) / 2) and "batch" in batch.price_source
 
 
 def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_url, tmp_path, capsys):

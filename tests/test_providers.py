@@ -488,7 +488,7 @@ def test_openai_answers_are_priced_at_the_service_tier_they_name(tracker, record
     client.chat.completions.create(model="o3", messages=[{"role": "user", "content": "6*7"}], service_tier="auto")
     [rec] = records()
     assert rec.cost_usd == pytest.approx(expected, rel=1e-12) and rec.price_source.endswith(source_ends)
-    assert rec.tags.get("service_tier") == (None if tier == "default" else tier)
+    assert rec.tags.get("costtrack.service_tier") == (None if tier == "default" else tier)
 
 
 def test_a_tier_the_catalog_has_no_price_for_then_is_priced_standard(tracker, records, caplog):
@@ -510,7 +510,7 @@ def test_a_tier_the_catalog_has_no_price_for_then_is_priced_standard(tracker, re
     assert len(warned) == 1 and "priced at the standard rates" in warned[0]
     rec = records()[0]
     assert rec.cost_usd == pytest.approx(usd((1000, "2"), (1500, "8")), rel=1e-12)
-    assert rec.price_source.endswith("openai/o3") and rec.tags["service_tier"] == "flex"
+    assert rec.price_source.endswith("openai/o3") and rec.tags["costtrack.service_tier"] == "flex"
 
 
 @pytest.mark.parametrize("reads", ["whole", "event by event"])
@@ -531,14 +531,14 @@ def test_a_stream_is_priced_at_the_tier_its_usage_chunk_names(tracker, records, 
     [rec] = records()
     # gpt-4o-mini at priority: $0.25 input, $0.125 cached input, $1.00 output per 1M tokens
     assert rec.cost_usd == pytest.approx(usd((1024, "0.25"), (1024, "0.125"), (2, "1.00")), rel=1e-12)
-    assert rec.tags["service_tier"] == "priority"
+    assert rec.tags["costtrack.service_tier"] == "priority"
 
 
 def test_anthropic_standard_tier_is_no_tier(tracker, records):
     client = tracker.wrap(anthropic_client(Recorder(serve("anthropic_message.json"))))
     client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
     [rec] = records()
-    assert "service_tier" not in rec.tags and "(standard)" not in (rec.price_source or "")
+    assert not {"service_tier", "costtrack.service_tier"} & rec.tags.keys() and "(standard)" not in (rec.price_source or "")
 
 
 def test_anthropic_priority_tier_is_billed_standard_without_a_warning(tracker, records, caplog):
@@ -552,7 +552,7 @@ def test_anthropic_priority_tier_is_billed_standard_without_a_warning(tracker, r
     with caplog.at_level(logging.WARNING, logger="costtrack"):
         client.messages.create(model="claude-sonnet-4-5", max_tokens=9, messages=[{"role": "user", "content": "x"}])
         [rec] = records()
-    assert "service_tier" not in rec.tags and not [r for r in caplog.records if "rates for model" in r.getMessage()]
+    assert not {"service_tier", "costtrack.service_tier"} & rec.tags.keys() and not [r for r in caplog.records if "rates for model" in r.getMessage()]
     assert rec.cost_usd == pytest.approx(usd((30, "3"), (10000, "0.30"), (500, "3.75"), (1500, "6"), (57, "15")), rel=1e-12)
 
 
@@ -654,7 +654,7 @@ def test_anthropic_fast_mode_is_priced_at_its_own_rates(tracker, records, stream
     # tokens (the standard rates doubled)
     expected = usd((30, "10"), (10000, "1"), (500, "12.5"), (1500, "20"), (57, "50"))
     assert rec.cost_usd == pytest.approx(expected, rel=1e-12) and rec.price_source.endswith("(fast)")
-    assert rec.tags["service_tier"] == "fast"
+    assert rec.tags["costtrack.service_tier"] == "fast"
 
 
 def test_an_apps_own_tags_are_never_read_as_billed_extras(tracker, records):

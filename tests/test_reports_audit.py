@@ -305,12 +305,12 @@ def test_one_swap_per_endpoint_and_model_across_snapshots(tracker, make_record, 
 def test_a_swap_of_calls_served_at_a_tier_says_so_in_its_assumption(tracker, make_record, database_url):
     """The audit's model swap priced flex calls at the target's standard rates without a word (simulate said so)."""
     for i in range(20):
-        tags = {"service_tier": "flex"} if i % 4 == 0 else {}
+        tags = {"costtrack.service_tier": "flex"} if i % 4 == 0 else {}
         tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/label", model="gpt-4o-2024-08-06",
                                 model_requested="gpt-4o", tokens_input=50, tokens_output=3, cost_usd=0.0002,
                                 request_hash=f"t{i}", tags=tags))  # fmt: skip
     tracker.add(make_record(timestamp=T0, endpoint="/api/other", model="gpt-4o-2024-08-06", model_requested="gpt-4o",
-                            tokens_input=50, tokens_output=3, cost_usd=0.0002, tags={"service_tier": "flex"}))
+                            tokens_input=50, tokens_output=3, cost_usd=0.0002, tags={"costtrack.service_tier": "flex"}))
     tracker.flush()
     audit = build_audit(make_engine(database_url), PriceBook(), since=None)
     [swap] = [o for o in audit.opportunities if o.kind == "model-swap" and o.title.endswith("/api/label")]

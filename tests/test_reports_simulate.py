@@ -185,12 +185,16 @@ def test_a_count_tag_that_is_not_a_whole_positive_number_is_read_as_none(tracker
 
 def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tracker, make_record, database_url):
     """A flex call swapped was priced at the target's standard rates without a word (review note)."""
-    for tags in ({"service_tier": "flex"}, {}, {"service_tier": "flex"}):
+    # The last two: a record from before costtrack prefixed its tags (its price_source shows the tier), and the
+    # app's own tag (standard rates): only the first counts.
+    for tags, source in (({"costtrack.service_tier": "flex"}, None), ({}, None), ({"costtrack.service_tier": "flex"}, None),
+                         ({"service_tier": "flex"}, "genai-prices 0.2.3:openai/o3 (flex)"),
+                         ({"service_tier": "priority"}, "genai-prices 0.2.3:openai/o3")):  # fmt: skip
         tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", tokens_input=1000, tokens_output=100,
-                                cost_usd=0.0014, tags=tags))  # fmt: skip
+                                cost_usd=0.0014, tags=tags, **({"price_source": source} if source else {})))  # fmt: skip
     tracker.flush()
     result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("o3", "o4-mini")])
-    assert any(n.startswith("2 calls of the swapped models were served at a service tier") for n in result.notes)
+    assert any(n.startswith("3 calls of the swapped models were served at a service tier") for n in result.notes)
     plain = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("gpt-4o", "gpt-4o-mini")])
     assert not any("service tier" in n for n in plain.notes)
 
@@ -208,9 +212,13 @@ def test_batch_share_of_noninteractive_endpoints(seeded, database_url):
 
 def test_calls_already_batched_are_not_discounted_again(tracker, make_record, database_url):
     # Three nightly calls: two went through a Batch API (billed at half), one did not.
-    costs = {"b1": (0.004, {"batch": True, "batch_id": "b1"}), "b2": (0.002, {"batch": True}), "live": (0.010, {"batch": "no"})}
-    for cost, tags in costs.values():
-        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags=tags, tokens_input=1000, tokens_output=100))
+    # A record from before costtrack prefixed its tags counts as batched when its price_source says it was priced so.
+    old = "genai-prices 0.2.3:openai/gpt-4o-mini (batch 50%)"
+    costs = {"b1": (0.004, {"costtrack.batch": True, "costtrack.batch_id": "b1"}, None), "b2": (0.002, {"batch": True}, old),
+             "live": (0.010, {"batch": True}, None)}  # the app's own tag: not a Batch API call
+    for cost, tags, source in costs.values():
+        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags=tags, tokens_input=1000, tokens_output=100,
+                                **({"price_source": source} if source else {})))  # fmt: skip
     tracker.flush()
     engine = make_engine(database_url)
     result = sim.run(engine, PriceBook(), since=None, until=None, batch_share=1.0)
@@ -225,7 +233,7 @@ def test_calls_already_batched_are_not_discounted_again(tracker, make_record, da
 
 def test_an_endpoint_batched_already_is_not_proposed_again(tracker, make_record, database_url):
     for cost in (0.004, 0.002):
-        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags={"batch": True}, tokens_input=1000))
+        tracker.add(make_record(endpoint="/jobs/nightly", cost_usd=cost, tags={"costtrack.batch": True}, tokens_input=1000))
     tracker.flush()
     from costtrack.reports.audit import build_audit
 

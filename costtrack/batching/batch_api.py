@@ -18,6 +18,7 @@ from ..calls import Call
 from ..errors import CosttrackError
 from ..logs import log
 from ..providers import operation_for_path
+from ..usage import BATCH_ID_TAG, BATCH_TAG
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -462,7 +463,7 @@ def _record(job: _Job, batch_id: str, index: int, status: int, body: dict[str, A
         call.batch = True
         call.status_code = status
         call.chunks = [json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()]
-        call.extra_tags = {"batch": True, "batch_id": batch_id}
+        call.extra_tags = {BATCH_TAG: True, BATCH_ID_TAG: batch_id}
         # call.ended stays None: a batch request has no latency of its own (latency_ms is null).
         job.tracker.submit(call)
     except Exception:  # noqa: BLE001 - recording never breaks the job

@@ -13,7 +13,7 @@ from ..periods import parse_since
 from ..pricing import PriceBook, catalog_available
 from ..records import CallRecord
 from ..store.sql import iter_records, update_answer_costs, update_costs
-from ..usage import Usage, extras_from_tags
+from ..usage import Usage, batched, extras_from_tags, served_tier
 from . import _common
 
 #: How a price_source from the catalog begins (see pricing.PriceBook): unlike a prices file's, it is always at hand.
@@ -72,8 +72,8 @@ def reprice(
         seen += 1
         if not (record.tokens_input or record.tokens_output):
             continue  # nothing billed to price
-        usage, batch = usage_of(record), bool(record.tags.get("batch"))
-        tier = record.tags.get("service_tier") if isinstance(record.tags.get("service_tier"), str) else None
+        usage, batch = usage_of(record), batched(record.tags, record.price_source)
+        tier = served_tier(record.tags, record.price_source)
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,
                                  batch=batch, tier=tier)  # fmt: skip
         if cost is None and source is None:

@@ -87,7 +87,7 @@ class Group:
     tokens_output: int = 0
     tokens_cached_input: int = 0
     long_context_calls: int = 0
-    tiered_calls: int = 0  # served at a service tier other than the standard one (flex, priority, fast: tag service_tier)
+    tiered_calls: int = 0  # served at a service tier other than the standard one (flex, priority, fast: tag costtrack.service_tier)
     live_spend_usd: float = 0.0
     live: Buckets = field(default_factory=Buckets)
     sent_input: int = 0  # tokens of the calls that reached the provider (not cache hits), priced or not

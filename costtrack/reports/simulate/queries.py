@@ -11,7 +11,8 @@ from sqlalchemy.sql import ColumnElement
 from ...store.schema import records
 from ...usage import EXTRA_TAGS
 from ..stats import period_filter, unpriced_filter
-from .sql import day_of, epoch_of, has_any_tag, has_tag, tag_count, tag_text
+from .sql import batched as sql_batched
+from .sql import day_of, epoch_of, has_any_tag, tag_count, tiered
 
 #: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
 #: a millisecond of the TTL counts as equal to it.
@@ -73,7 +74,7 @@ def _keys(cols: Any) -> tuple[list[Any], list[Any]]:
 def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[str] | None = None) -> Any:
     """Per (endpoint, provider, requested model, answered model), and UTC `day` when given: counts, spend, tokens."""
     c = records.c
-    batched = tag_text(dialect, "batch") == "true"  # sent through a Batch API (costtrack.batching tags them)
+    batched = sql_batched(dialect)  # sent through a Batch API (costtrack.batching tags them)
     live = and_(c.cost_usd.is_not(None), c.cache_hit.is_(False))
     served = and_(c.status == "ok", c.cache_hit.is_(False))
     timed = and_(c.cache_hit.is_(False), c.latency_ms.is_not(None))
@@ -186,10 +187,10 @@ def hits_query(dialect: str, where: ColumnElement[bool], cache_ttl: float) -> An
 
 
 def tiered_query(dialect: str, where: ColumnElement[bool]) -> Any:
-    """Per group: the calls served at a service tier (tag service_tier), for a swap's note. Apart from the totals:
-    only `simulate --swap` needs it, and its text search costs every row."""
+    """Per group: the calls served at a service tier (tag costtrack.service_tier), for a swap's note. Apart from the
+    totals: only `simulate --swap` needs it, and its text search costs every row."""
     keys, group_by = _keys(records.c)
-    return select(*keys, func.count().label("tiered")).where(where, has_tag(dialect, "service_tier")).group_by(*group_by)
+    return select(*keys, func.count().label("tiered")).where(where, tiered(dialect)).group_by(*group_by)
 
 
 def replay_queries(dialect: str, where: ColumnElement[bool], cache_ttl: float | None) -> dict[str, Any]:

@@ -203,7 +203,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
                      "there (the saving counts their fees)")
     if tiered_swapped:
         notes.append(f"{tiered_swapped:,} calls of the swapped models were served at a service tier (flex, priority, fast; tag "
-                     "service_tier): the target is priced at its standard rates, so the saving includes the tier's "
+                     "costtrack.service_tier): the target is priced at its standard rates, so the saving includes the tier's "
                      "difference")  # fmt: skip
     if long_swapped:
         notes.append(f"{long_swapped:,} swapped calls had over 128K input tokens: long-context tiers are not applied")

@@ -7,13 +7,20 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Text, and_, case, cast, func, literal, type_coerce
+from sqlalchemy import BigInteger, Float, Text, and_, case, cast, func, literal, or_, type_coerce
 from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.sql import ColumnElement
 
 from ...errors import ConfigError
 from ...store.schema import records
-from ...usage import MAX_EXTRA_COUNT
+from ...usage import (
+    BATCH_SOURCE_ENDINGS,
+    BATCH_TAG,
+    LEGACY_BATCH_TAG,
+    LEGACY_TIER_TAG,
+    MAX_EXTRA_COUNT,
+    TIER_TAG,
+)
 
 
 def epoch_of(dialect: str, column: Any) -> ColumnElement[float]:
@@ -106,6 +113,21 @@ def has_any_tag(dialect: str, keys: Sequence[str]) -> ColumnElement[bool]:
 def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
     """Records whose tag `key` equals `value` (compared as text: run=1 matches 1 and "1")."""
     return tag_text(dialect, key) == value
+
+
+def batched(dialect: str) -> ColumnElement[bool]:
+    """Records of calls sent through a Batch API, read as usage.batched reads one record."""
+    c = records.c
+    legacy = and_(tag_text(dialect, LEGACY_BATCH_TAG) == "true",
+                  or_(*(c.price_source.endswith(ending, autoescape=True) for ending in BATCH_SOURCE_ENDINGS)))  # fmt: skip
+    return or_(tag_text(dialect, BATCH_TAG) == "true", legacy)
+
+
+def tiered(dialect: str) -> ColumnElement[bool]:
+    """Records of calls served at a service tier, read as usage.served_tier reads one record."""
+    legacy = and_(has_tag(dialect, LEGACY_TIER_TAG),
+                  records.c.price_source.like(literal("%(").concat(tag_text(dialect, LEGACY_TIER_TAG)).concat(")")))  # fmt: skip
+    return or_(has_tag(dialect, TIER_TAG), legacy)
 
 
 def has_tag(dialect: str, key: str) -> ColumnElement[bool]:
