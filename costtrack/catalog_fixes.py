@@ -49,9 +49,26 @@ def amended(providers: list[Provider], types: Any) -> tuple[list[Provider], set[
             output_mtok=tiered(price.output_mtok, "1.5"),
         ))  # fmt: skip
 
+    def audio_rates(text: tuple[str, str], audio: tuple[str, str]) -> Callable[[ModelInfo], ModelInfo]:
+        # OpenAI's price sheet bills the audio-preview models' audio tokens at their own rates (gpt-4o-audio-preview's
+        # 2024-12-17 and 2025-06-03 snapshots: $40 input, $80 output; gpt-4o-mini-audio-preview's: $10 and $20), as
+        # it does gpt-audio's; the catalog has their text rates only, so audio was billed as text (9 to 38x too low).
+        def fix(model: ModelInfo) -> ModelInfo:
+            price = model.prices
+            if not isinstance(price, types.ModelPrice) or (price.input_mtok, price.output_mtok) != tuple(map(dec, text)):
+                raise ValueError("the audio-preview model's text rates are not the ones corrected here")
+            if getattr(price, "input_audio_mtok", None) is not None or getattr(price, "output_audio_mtok", None) is not None:
+                raise ValueError("the catalog has audio rates of its own for it")
+            rates = with_values(price, input_audio_mtok=dec(audio[0]), output_audio_mtok=dec(audio[1]))
+            return dataclasses.replace(model, prices=rates)
+
+        return fix
+
     fixes: dict[tuple[str, str], Callable[[ModelInfo], ModelInfo]] = {
         ("openai", "o3"): o3_launch,
         ("anthropic", "claude-sonnet-4-0"): sonnet_4_long_context,
+        ("openai", "gpt-4o-audio-preview"): audio_rates(("2.5", "10"), ("40", "80")),
+        ("openai", "gpt-4o-mini-audio-preview"): audio_rates(("0.15", "0.6"), ("10", "20")),
     }
     out, corrected = [], set()
     for provider in providers:

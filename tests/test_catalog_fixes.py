@@ -33,6 +33,10 @@ def test_corrections_are_copies_and_mark_only_the_prices_they_change(catalog) ->
     sonnet = _model(fixed, "anthropic", "claude-sonnet-4-0")
     assert [id(p) in corrected for p in prices_in(sonnet)] == [True]
     assert _model(fixed, "anthropic", "claude-haiku-4-5") is _model(providers, "anthropic", "claude-haiku-4-5")
+    for name, audio in (("gpt-4o-audio-preview", (40, 80)), ("gpt-4o-mini-audio-preview", (10, 20))):
+        stock, ours = _model(providers, "openai", name), _model(fixed, "openai", name)
+        assert stock.prices.input_audio_mtok is None and (ours.prices.input_audio_mtok, ours.prices.output_audio_mtok) == audio
+        assert [id(p) in corrected for p in prices_in(ours)] == [True]
 
 
 def test_a_catalog_release_with_other_prices_is_left_as_it_is(catalog) -> None:

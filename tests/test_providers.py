@@ -606,6 +606,26 @@ def test_openai_audio_tokens_are_priced_at_the_audio_rates(tracker, records):
     assert again.cost_usd == rec.cost_usd  # reprice reads the audio counts back from the tags
 
 
+@pytest.mark.parametrize(("model", "text", "audio"), [
+    ("gpt-4o-audio-preview-2025-06-03", ("2.50", "10"), ("40", "80")),
+    ("gpt-4o-audio-preview-2024-12-17", ("2.50", "10"), ("40", "80")),
+    ("gpt-4o-mini-audio-preview-2024-12-17", ("0.15", "0.60"), ("10", "20")),
+])  # fmt: skip
+def test_audio_preview_models_bill_audio_at_their_audio_rates(tracker, records, model, text, audio):
+    """The catalog has the audio-preview models' text rates only: their audio was billed as text, 9 to 38x under
+    OpenAI's price sheet, silently (review finding); costtrack's copy of the catalog adds the sheet's audio rates."""
+    body = {**json.loads(fixture("openai_chat.json")), "model": model, "usage": {
+        "prompt_tokens": 1100, "completion_tokens": 600, "total_tokens": 1700,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 1000},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 500}}}  # fmt: skip
+    tracker.now = lambda: AUDIO_DAY
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], modalities=["text", "audio"])
+    [rec] = records()
+    assert rec.cost_usd == pytest.approx(usd((100, text[0]), (1000, audio[0]), (100, text[1]), (500, audio[1])), rel=1e-12)
+    assert rec.price_source.endswith("audio-preview (amended by costtrack)")
+
+
 def test_anthropic_web_searches_are_billed_per_search(tracker, records):
     """server_tool_use.web_search_requests ($10 per 1,000 searches) was not billed (review finding)."""
     stream = fixture("anthropic_stream.sse").replace(
