@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -179,6 +180,33 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     assert (rec.tokens_input, rec.tokens_output) == (0, 0)
 
 
+@pytest.mark.parametrize(("usage", "tokens", "cost"), [
+    # No prompt_tokens beside total_tokens: what is not output is input (the output was counted twice).
+    ({"prompt_tokens": None, "completion_tokens": 500, "total_tokens": 100_500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
+    ({"completion_tokens": 500, "total_tokens": 100_500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
+    # A whole number written as a float is that number (it read as 0, and the call was priced on its output only).
+    ({"prompt_tokens": 100000.0, "completion_tokens": 500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
+    # A count sent but unreadable: the cost is unknown, not the readable part's (priced at $0.015 as if exact).
+    ({"prompt_tokens": 100_000, "completion_tokens": None}, (0, 0), None),
+    ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 0), None),
+    ({"completion_tokens": 500}, (0, 0), None),
+    # The embeddings API's usage has no completion_tokens at all: none.
+    ({"prompt_tokens": 100_000, "total_tokens": 100_000}, (100_000, 0), usd((100_000, "0.15"))),
+])  # fmt: skip
+def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly_priced(tracker, records, usage, tokens,
+                                                                                        cost):  # fmt: skip
+    """Review finding: a null prompt_tokens counted the output twice, a float count read as 0 and a null
+    completion_tokens as 0, each priced as if exact."""
+    body = {**json.loads(fixture("openai_chat.json")), "model": "gpt-4o-mini-2024-07-18", "usage": usage}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's, dumping the SDK object a float count was put in
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output) == tokens and rec.status == "ok"
+    assert rec.cost_usd == (None if cost is None else pytest.approx(cost, rel=1e-12))
+
+
 def test_unknown_model_is_recorded_with_tokens_and_null_cost(tracker, records):
     """Pitfall 5: a model the catalog doesn't know is unpriced (null), never $0."""
     body = json.loads(fixture("openai_chat.json"))
@@ -228,7 +256,7 @@ _ERROR_CHUNK = (
         # The usage-only chunk costtrack asked for: kept unparsed for `usage`, and hidden.
         (_USAGE_CHUNK, b"", (1, 2), False),
         (_USAGE_CHUNK.replace(b'":[]', b'": []'), b"", (1, 2), False),
-        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', b"", (0, 2), False),
+        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', b"", None, False),  # no input count: unknown
         # Usage in a chunk that has content too (a compatible server's): kept, and the chunk handed on.
         (b'data: {"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":3}}\n\n', "same", (3, 0), False),
         (_CHAT_EVENT % b'"x"' + b'data: {"choices":[],"usage":{}}\n\n', None, None, False),  # two events: read one by one

@@ -51,6 +51,16 @@ def as_int(value: Any) -> int:
     return value if type(value) is int and value > 0 else 0
 
 
+def count_of(value: Any) -> int | None:
+    """A token count a server must send: a non-negative whole number (100000.0, as some compatible servers write it,
+    too), else None: unreadable, so the call's cost is unknown rather than priced on part of its tokens."""
+    if type(value) is int:
+        return value if value >= 0 else None
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
 class StreamReader(Protocol):
     """Reads a provider's event stream as it passes, one event at a time."""
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import as_int, first_of, none_of
+from .base import as_int, count_of, first_of, none_of
 
 __all__ = ["PARSERS", "chat_usage", "choice_error", "responses_usage"]
 
@@ -37,10 +37,20 @@ def chat_usage(usage: Any) -> Usage | None:
     """Usage of a chat completion: prompt_tokens already include cached ones, completion_tokens reasoning."""
     if not isinstance(usage, dict):
         return None
+    # Both counts must be readable, or the cost is unknown: priced on the readable one it was a silent undercount.
+    # An absent completion_tokens is none (the embeddings API's usage); one sent as null is unreadable.
+    completion = usage.get("completion_tokens")
+    output = count_of(completion) if completion is not None or "completion_tokens" in usage else 0
     prompt = usage.get("prompt_tokens")
     if prompt is None:
-        # Some compatible servers (and the embeddings API) only send total_tokens.
-        prompt = usage.get("input_tokens", usage.get("total_tokens"))
+        prompt = usage.get("input_tokens")
+    if prompt is None:
+        # Some compatible servers send total_tokens only, or no prompt_tokens beside it: what is not output is input.
+        total = count_of(usage.get("total_tokens"))
+        prompt = None if total is None or output is None or total < output else total - output
+    input_ = count_of(prompt)
+    if input_ is None or output is None:
+        return None
     # Each details object looked up once (every record parses one in the writer thread).
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict):
@@ -54,8 +64,7 @@ def chat_usage(usage: Any) -> Usage | None:
     else:
         reasoning = audio_output = 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
-    return Usage(as_int(prompt), as_int(usage.get("completion_tokens")), cached_input, cache_write, 0, reasoning,
-                 audio_input, audio_output)  # fmt: skip
+    return Usage(input_, output, cached_input, cache_write, 0, reasoning, audio_input, audio_output)
 
 
 def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
