@@ -172,6 +172,43 @@ def test_empty_database(empty_sqlite_url, capsys, command, tmp_path, monkeypatch
     assert not Path("docs").exists()
 
 
+def _bench_records(tracker, make_record, n=30):
+    """What `costtrack bench` records: an API target's requests, repeated prompts, under bench:api."""
+    for i in range(n):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=1, seconds=i), endpoint="bench:api", provider="openai",
+                                model="gpt-4o-2024-08-06", model_requested="gpt-4o", tokens_input=500, tokens_output=50,
+                                cost_usd=(500 * 2.5 + 50 * 10) / 1e6, request_hash="same-prompt", latency_ms=300.0,
+                                tags={"bench_run": "r1", "concurrency": 4}))  # fmt: skip
+    tracker.flush()
+
+
+@pytest.mark.parametrize("command", [["report", "audit", "-o", "-"], ["simulate", "--cache-ttl", "1h"],
+                                     ["report", "summary", "-o", "-"]])  # fmt: skip
+def test_bench_records_are_no_part_of_the_apps_traffic(seeded, tracker, make_record, database_url, capsys, command):
+    """`costtrack bench` records went into the audit, simulate and the summary as the app's calls (review finding):
+    spend, request counts, a response cache "on bench:api" for its repeated prompt; calc --from-db left them out."""
+    args = [*command, "--since", "2026-10-01", "--database-url", database_url]
+    assert cli(args) == 0
+    without = capsys.readouterr().out
+    _bench_records(tracker, make_record)
+    assert cli(args) == 0
+    with_bench = capsys.readouterr().out
+    assert "bench:api" not in with_bench
+    assert without == with_bench
+
+
+def test_a_database_of_bench_records_only_is_no_app_traffic(tracker, make_record, database_url, capsys, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    """The audit wrote a document of 0 calls and simulate failed with a traceback (review finding)."""
+    monkeypatch.chdir(tmp_path)
+    _bench_records(tracker, make_record)
+    for command in (["report", "audit"], ["simulate", "--cache-ttl", "1h"], ["report", "summary"]):
+        assert cli([*command, "--since", "2026-10-01", "--database-url", database_url]) == 2
+        err = capsys.readouterr().err
+        assert "only `costtrack bench` records (bench:* endpoints)" in err and err.count("\n") == 1
+    assert not Path("docs").exists()
+
+
 class FakeTimer:
     """Stands in for threading.Timer: the test decides when the delay has passed."""
 

@@ -86,7 +86,16 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
     bench: list[core.BenchThroughput] = []
     if o["from_db"]:
         profile, bench = _read_db(o, now)
-        extra["from_db"] = {"since": o["since"], "workload": profile.as_dict(), "bench": [b.as_dict() for b in bench]}
+        extra["from_db"] = {"since": o["since"], "workload": None if profile is None else profile.as_dict(),
+                            "bench": [b.as_dict() for b in bench]}  # fmt: skip
+        if profile is None and not _workload_given(o):
+            # Only benchmark runs (a local model measured before the app has traffic): the flags give the workload.
+            raise ConfigError(
+                f"no calls of the app recorded since {_since_text(o, now)} (bench:* endpoints excluded): give the workload "
+                "with --requests-per-day, --input-tokens and --output-tokens (--from-db then measures the GPU from "
+                f"{len(bench)} bench run{'s' if len(bench) != 1 else ''}), record calls with costtrack.wrap(...) or "
+                "`costtrack demo`, or widen --since"
+            )  # fmt: skip
     workload = _workload(o, profile)
 
     hw = _hardware(o, catalog, book, now)
@@ -189,7 +198,8 @@ def _check_numbers(o: dict[str, Any]) -> None:
         raise ConfigError(f"--peak-factor {o['peak_factor']:g} must be 1 or more: the peak is at least the average rate")
 
 
-def _read_db(o: dict[str, Any], now: datetime) -> tuple[core.DbWorkload, list[core.BenchThroughput]]:
+def _read_db(o: dict[str, Any], now: datetime) -> tuple[core.DbWorkload | None, list[core.BenchThroughput]]:
+    """The app's workload (None: no call of the app in the period) and the self-hosted bench runs, from the records."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from ..periods import parse_since
@@ -201,12 +211,19 @@ def _read_db(o: dict[str, Any], now: datetime) -> tuple[core.DbWorkload, list[co
         bench = core.bench_throughput(engine, since=start)
     except SQLAlchemyError as exc:
         raise ConfigError(_common.database_error(exc)) from None
-    if profile is None:
-        raise ConfigError(
-            f"no calls recorded since {start:%Y-%m-%d %H:%M} UTC (bench:* endpoints excluded): record some with "
-            "costtrack.wrap(...) or `costtrack demo`, widen --since, or give --requests-per-day instead of --from-db"
-        )
     return profile, bench
+
+
+def _since_text(o: dict[str, Any], now: datetime) -> str:
+    from ..periods import parse_since
+
+    return f"{parse_since(o['since'], now):%Y-%m-%d %H:%M} UTC"
+
+
+def _workload_given(o: dict[str, Any]) -> bool:
+    """Whether the flags alone describe the workload (per request, or in monthly tokens)."""
+    per_request = all(o[k] is not None for k in ("requests_per_day", "input_tokens", "output_tokens"))
+    return per_request or o["monthly_tokens"] is not None
 
 
 def _workload(o: dict[str, Any], profile: core.DbWorkload | None) -> core.Workload:

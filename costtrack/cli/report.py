@@ -112,12 +112,21 @@ def errors_to_exit() -> Iterator[None]:
 
 def open_records(database_url: str | None, since: datetime | None, until: datetime | None,
                  what: str = "in that period") -> Engine:  # fmt: skip
-    """The records engine, after checking that [since, until) has records (a one-line error otherwise)."""
+    """The records engine, after checking that [since, until) has records of the app's own calls (a one-line error
+    otherwise: none at all, or only `costtrack bench`'s, which the reports leave out)."""
+    from sqlalchemy import func, select
+
+    from ..reports.simulate import period_where
+    from ..store.schema import records
     from ..store.sql import count_records
 
     engine = _common.read_engine(database_url)
     if count_records(engine, since, until):
-        return engine
+        with engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(records).where(period_where(since, until))).scalar_one():
+                return engine
+        raise ConfigError(f"only `costtrack bench` records (bench:* endpoints) {what}: the reports cover the app's own "
+                          "calls; wrap the app's client with costtrack.wrap() and run it, or see `costtrack stats`")  # fmt: skip
     raise ConfigError(_common.no_records_message(engine, what))
 
 

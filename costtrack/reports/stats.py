@@ -101,6 +101,16 @@ def period_filter(since: datetime | None, until: datetime | None) -> ColumnEleme
     return and_(true(), *clauses)
 
 
+#: The endpoints `costtrack bench` records its requests under (bench:NAME): measurements, not the app's traffic.
+BENCH_PREFIX = "bench:"
+
+
+def app_traffic() -> ColumnElement[bool]:
+    """Records of the app's own calls: not `costtrack bench`'s (which the audit, simulate and results leave out, as
+    calc --from-db's workload does; stats lists them as endpoints of their own)."""
+    return records.c.endpoint.not_like(f"{BENCH_PREFIX}%")
+
+
 def unpriced_filter() -> ColumnElement[bool]:
     """Rows that used tokens but found no price (a per-hour model has a price_source, so it is priced)."""
     return and_(

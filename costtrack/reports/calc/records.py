@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..stats import BENCH_PREFIX
 from .inputs import Throughput, Workload
 
 __all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
@@ -43,7 +44,7 @@ class DbWorkload:
 
 @dataclass(frozen=True)
 class BenchThroughput:
-    """One benchmark endpoint's measured throughput: calls over the wall time of the run."""
+    """One benchmark run's measured throughput (a self-hosted endpoint's best run): calls over the run's wall time."""
 
     endpoint: str
     calls: int
@@ -51,20 +52,21 @@ class BenchThroughput:
     requests_per_s: float
     tokens_per_s: float | None
     model: str | None
+    run: str | None = None  # the bench_run tag
+    concurrency: str | None = None  # the concurrency tag
 
     def throughput(self) -> Throughput:
         """Output tokens/s when the run produced tokens (it carries over to other output sizes), else requests/s."""
-        source = f"measured: {self.endpoint} ({self.calls:,} calls in {self.seconds:,.1f} s)"
+        at = "".join(f", {name} {value}" for name, value in (("run", self.run), ("concurrency", self.concurrency)) if value)
+        source = f"measured: {self.endpoint}{at} ({self.calls:,} calls in {self.seconds:,.1f} s)"
         if self.tokens_per_s:
             return Throughput(tokens_per_s=self.tokens_per_s, source=source)
         return Throughput(requests_per_s=self.requests_per_s, source=source)
 
     def as_dict(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "calls": self.calls, "seconds": self.seconds,
-                "requests_per_s": self.requests_per_s, "tokens_per_s": self.tokens_per_s, "model": self.model}  # fmt: skip
-
-
-BENCH_PREFIX = "bench:"
+                "requests_per_s": self.requests_per_s, "tokens_per_s": self.tokens_per_s, "model": self.model,
+                "run": self.run, "concurrency": self.concurrency}  # fmt: skip
 
 
 def _served_filter(since: datetime | None, until: datetime | None) -> Any:
@@ -125,19 +127,27 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
 
 
 def bench_throughput(engine: Any, *, since: datetime | None = None, until: datetime | None = None) -> list[BenchThroughput]:
-    """Measured throughput of each `bench:*` endpoint in [since, until), highest first (tokens/s, then requests/s).
+    """Measured throughput of each self-hosted `bench:*` endpoint in [since, until): its best run (bench_run and
+    concurrency tags), highest first (tokens/s, then requests/s).
 
-    A run's wall time is from its first call's start to its last call's start,
-    plus a mean call's latency (for the last call to finish).
+    Only servers of the app's own (Ollama, vLLM, llama.cpp, another compatible server): an API target's speed says
+    nothing of a GPU's. A run's wall time is from its first call's start to its last call's start, plus a mean call's
+    latency (for the last call to finish); each run apart, so the time between runs is no part of one.
     """
     from sqlalchemy import and_, func, select
 
+    from ...pricing import SELF_HOSTED_PROVIDERS
     from ...store.schema import records
+    from ..simulate.sql import tag_text
 
     c = records.c
+    dialect = engine.dialect.name
+    run, concurrency = tag_text(dialect, "bench_run"), tag_text(dialect, "concurrency")
     query = (
         select(
             c.endpoint,
+            run.label("run"),
+            concurrency.label("concurrency"),
             func.count().label("calls"),
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.min(c.timestamp).label("first"),
@@ -145,21 +155,28 @@ def bench_throughput(engine: Any, *, since: datetime | None = None, until: datet
             func.avg(c.latency_ms).label("latency"),
             func.max(c.model).label("model"),
         )
-        .where(and_(_served_filter(since, until), c.endpoint.like(f"{BENCH_PREFIX}%")))
-        .group_by(c.endpoint)
+        .where(and_(_served_filter(since, until), c.endpoint.like(f"{BENCH_PREFIX}%"), c.provider.in_(sorted(SELF_HOSTED_PROVIDERS))))
+        .group_by(c.endpoint, run, concurrency)
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-    out: list[BenchThroughput] = []
+    best: dict[str, BenchThroughput] = {}
     for row in rows:
         seconds = (row.last - row.first).total_seconds() + (float(row.latency or 0.0) / 1000)
         if seconds <= 0:
             continue
         calls = int(row.calls)
         tokens = int(row.tout)
-        out.append(BenchThroughput(
+        found = BenchThroughput(
             endpoint=row.endpoint, calls=calls, seconds=seconds, requests_per_s=calls / seconds,
             tokens_per_s=tokens / seconds if tokens else None, model=row.model,
-        ))  # fmt: skip
-    out.sort(key=lambda b: (-(b.tokens_per_s or 0.0), -b.requests_per_s, b.endpoint))
-    return out
+            run=None if row.run is None else str(row.run), concurrency=None if row.concurrency is None else str(row.concurrency),
+        )  # fmt: skip
+        kept = best.get(row.endpoint)
+        if kept is None or _rank(found) < _rank(kept):
+            best[row.endpoint] = found
+    return sorted(best.values(), key=_rank)
+
+
+def _rank(b: BenchThroughput) -> tuple[float, float, str]:
+    return -(b.tokens_per_s or 0.0), -b.requests_per_s, b.endpoint

@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
 from ...usage import EXTRA_TAGS
-from ..stats import period_filter, unpriced_filter
+from ..stats import app_traffic, period_filter, unpriced_filter
 from .sql import batched as sql_batched
 from .sql import day_of, epoch_of, has_any_tag, tag_count, tiered
 
@@ -210,6 +210,6 @@ def replay_queries(dialect: str, where: ColumnElement[bool], cache_ttl: float | 
 
 def period_where(since: datetime | None, until: datetime | None,
                  where: ColumnElement[bool] | None = None) -> ColumnElement[bool]:  # fmt: skip
-    """[since, until), and `where` when given."""
-    cond = period_filter(since, until)
+    """The app's calls (not `costtrack bench`'s) in [since, until), and `where` when given."""
+    cond = and_(period_filter(since, until), app_traffic())
     return cond if where is None else and_(cond, where)
