@@ -166,6 +166,8 @@ def fmt(value: object, kind: str | None, places: int | None = None) -> str:
     """`value` formatted as `kind` (a key of FORMATS), with `places` decimals when given (usd, pct, pp, number); text as is."""
     if kind is None or kind == "text":
         return "-" if value is None else str(value)
+    if isinstance(value, str):
+        return value  # a word in place of a figure ("per hour")
     if places is not None and kind in _PLACES:
         return FORMATS[kind](value, places)  # type: ignore[arg-type,operator,call-arg]
     return FORMATS[kind](value)  # type: ignore[arg-type,operator]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import ClassVar
@@ -108,6 +109,75 @@ def test_audit_of_unpriced_calls_reports_an_unknown_spend(tracker, make_record, 
                 "--database-url", database_url]) == 0  # fmt: skip
     err = capsys.readouterr().err
     assert "3 calls, spend unknown (unpriced calls)" in err and "$0" not in err
+
+
+def _unpriced_job(tracker, make_record):
+    """A nightly job on a model without a price: repeated requests, cost unknown."""
+    for i in range(12):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=20 * i, seconds=30), endpoint="/jobs/digest",
+                                model="mystery-llm", model_requested="mystery-llm", cost_usd=None, price_source=None,
+                                tokens_input=800, tokens_output=100, request_hash=f"d{i % 3}"))  # fmt: skip
+    tracker.flush()
+
+
+def test_an_endpoint_of_unpriced_calls_is_unpriced_in_the_audit_never_0(seeded, tracker, make_record, database_url,
+                                                                        tmp_path):  # fmt: skip
+    """Its would-be cache hits were a row of `$0 | $0`, and the Batch API finding said its calls "cost nothing"
+    (review finding)."""
+    _unpriced_job(tracker, make_record)
+    out = tmp_path / "audit.md"
+    assert cli(["report", "audit", "-o", str(out), "--since", "2026-10-01", "--no-charts", "--cache-ttl", "24h",
+                "--database-url", database_url]) == 0  # fmt: skip
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| /jobs/digest |")]
+    assert rows and all("$0" not in row for row in rows)  # inventory, latency, would-be hits, calculator
+    assert rows[0].endswith("| unpriced | - |")  # the inventory: no spend, no share of spend (it said 0.0%)
+    assert "| /jobs/digest | 12 | 9 | 75.0% | unpriced | unpriced |" in rows  # the would-be cache hits
+    assert "cost nothing" not in text
+
+
+def test_a_model_priced_per_hour_is_per_hour_in_the_audit_never_0(seeded, tracker, make_record, database_url, capsys):
+    """Its calls (cost null, a price_source) were a `$0 | 0.0%` row, and the audit said no model was unpriced without a
+    word of them (review finding): as in `costtrack stats`, they are "per hour" and the audit says what that means."""
+    for i in range(5):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/local", provider="ollama",
+                                model="llama3.1:8b", model_requested="llama3.1:8b", cost_usd=None, tokens_input=300,
+                                tokens_output=40, price_source="overrides:prices.toml:llama3.1:8b (per hour)"))  # fmt: skip
+    tracker.flush()
+    assert cli(["report", "audit", "-o", "-", "--no-charts", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    text = capsys.readouterr().out
+    [row] = [line for line in text.splitlines() if line.startswith("| /api/local | llama3.1:8b |")]
+    assert row.endswith("| per hour | - |")
+    assert "5 calls went to self-hosted models priced per hour (llama3.1:8b)" in text
+
+
+@pytest.mark.parametrize("seed", [True, False])
+def test_simulate_shows_an_unknown_cost_as_unpriced(seeded, tracker, make_record, database_url, capsys, seed):
+    """simulate printed `$0 | $0 | $0` for an endpoint of unpriced calls, and on a database of them only
+    "Per month: $0 actual, $0 simulated, $0 saved" (review finding)."""
+    if not seed:
+        from costtrack.store.database import make_engine
+
+        engine = make_engine(database_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM records")
+        engine.dispose()
+    _unpriced_job(tracker, make_record)
+    args = ["simulate", "--cache-ttl", "1h", "--batch-share", "1", "--since", "2026-10-01", "--database-url", database_url]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if "/jobs/digest" in line and "│" in line]
+    assert "unpriced" in row and "$0" not in row
+    assert ("Per month: unknown" in out) is not seed and ("Per month: $" in out) is seed
+    assert cli([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    [job] = [e for e in data["endpoints"] if e["endpoint"] == "/jobs/digest"]
+    assert job["actual_usd"] is None and job["cache_savings_usd"] is None and job["unpriced_calls"] == 12
+    assert (data["monthly"]["actual_usd"] is None) is not seed
+    if not seed:  # the audit's Batch API detector: the job's calls have no known cost, not "cost nothing"
+        assert cli(["report", "audit", "-o", "-", "--no-charts", "--since", "2026-10-01", "--database-url", database_url]) == 0
+        text = capsys.readouterr().out
+        assert "/jobs/digest looks non-interactive, but its calls have no known cost" in text and "cost nothing" not in text
 
 
 @pytest.mark.parametrize("hours", [12, 6, 1])

@@ -110,14 +110,18 @@ def render(result: Simulation, console: Console) -> None:
         cells = [e.endpoint if e is not result.total else "TOTAL", count(e.calls)]
         if s.cache_ttl:
             cells.append(count(e.would_hit))
-        cells += [usd(e.actual_usd), usd(e.simulated_usd), usd(e.savings_usd), pct(e.savings_share)]
+        # An endpoint of unpriced calls only: "unpriced", never $0.
+        cells += [usd(e.usd(e.actual_usd)), usd(e.usd(e.simulated_usd)), usd(e.usd(e.savings_usd)), pct(e.savings_share)]
         if len(active) > 1:
-            cells += [usd(getattr(e, attr)) for _, attr in active]
+            cells += [usd(e.usd(getattr(e, attr))) for _, attr in active]
         table.add_row(*(escape(c) for c in cells), end_section=e is result.endpoints[-1])
     console.print(table)
     t = result.total
-    console.print(f"Per month: {usd(result.monthly(t.actual_usd))} actual, {usd(result.monthly(t.simulated_usd))} "
-                  f"simulated, {usd(result.monthly(t.savings_usd))} saved ({pct(t.savings_share)}).", highlight=False)  # fmt: skip
+    if t.unknown:
+        console.print("Per month: unknown (no call of the period has a price: see `costtrack stats`).", highlight=False)
+    else:
+        console.print(f"Per month: {usd(result.monthly(t.actual_usd))} actual, {usd(result.monthly(t.simulated_usd))} "
+                      f"simulated, {usd(result.monthly(t.savings_usd))} saved ({pct(t.savings_share)}).", highlight=False)  # fmt: skip
     for name, rates in result.rates.items():
         console.print(f"{escape(name)} rates per 1M tokens: ${rates['input']:g} input, ${rates['cached_input']:g} cached "
                       f"input, ${rates['output']:g} output (price catalog)", highlight=False)  # fmt: skip

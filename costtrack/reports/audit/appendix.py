@@ -86,4 +86,9 @@ def warnings(ctx: AuditContext) -> list[str]:
     unpriced = sum(g.unpriced_calls for g in rep.groups)
     if unpriced:
         out.append(f"{count(unpriced)} calls are unpriced: their cost is unknown and missing from every total.")
+    per_hour = sum(g.per_hour_calls for g in rep.groups)
+    if per_hour:
+        models = sorted({g.model for g in rep.groups if g.per_hour_calls})
+        out.append(f"{count(per_hour)} calls went to self-hosted models priced per hour ({', '.join(models)}): what they "
+                   "cost is the hours served, which no total here counts; `costtrack calc` compares them with the API.")  # fmt: skip
     return out

@@ -27,14 +27,17 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         if calls and batched == calls:
             finding.nothing = f"{', '.join(sorted(scope))} look non-interactive, and all their calls already go through a Batch API"
         else:
-            finding.nothing = (f"{', '.join(sorted(scope))} look non-interactive, but their calls cost nothing in the "
-                               "period")  # fmt: skip
+            unknown = any(e.unpriced_calls for e in rows) and not any(e.actual_usd for e in rows)
+            cost = "have no known cost (unpriced models: see `costtrack stats`)" if unknown else "cost nothing in the period"
+            one = len(scope) == 1
+            finding.nothing = (f"{', '.join(sorted(scope))} {'looks' if one else 'look'} non-interactive, but "
+                               f"{'its' if one else 'their'} calls {cost}")  # fmt: skip
         return finding
     why = {i.endpoint: i.reason for i in interactivity}
     table = Table([Column("Endpoint"), Column("Why"), Column("Calls", "count"), Column("Spend", "usd"),
                    Column("Saved", "usd"), Column("Saved / month", "usd")],
-                  [[e.endpoint, why[e.endpoint], e.calls, e.actual_usd, e.batch_savings_usd,
-                    ctx.monthly(e.batch_savings_usd)] for e in rows])  # fmt: skip
+                  [[e.endpoint, why[e.endpoint], e.calls, e.usd(e.actual_usd), e.usd(e.batch_savings_usd),
+                    None if e.unknown else ctx.monthly(e.batch_savings_usd)] for e in rows])  # fmt: skip
     names = ", ".join(e.endpoint for e in rows if e.batch_savings_usd > 0)
     finding.opportunities.append(ctx.opportunity(
         kind="batch",
@@ -55,8 +58,8 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         ],
         assumption=("Endpoints are non-interactive when their records are tagged interactive=false or their name "
                     "reads like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker); all "
-                    "of their calls not already batched (tagged batch=true) are moved to the Batch API at 50% of "
-                    "the cost they had."),
+                    "of their calls not already batched (tagged costtrack.batch=true by costtrack.batching) are moved "
+                    "to the Batch API at 50% of the cost they had."),
         metric=(f"share of {names} calls through the Batch API: {pct(batched / calls if calls else 0.0)} → 100%; their monthly cost "
                 f"{usd(ctx.monthly(sum(e.actual_usd for e in rows)))} → "
                 f"{usd(ctx.monthly(sum(e.simulated_usd for e in rows)))}"),

@@ -28,9 +28,10 @@ def inventory_table(ctx: AuditContext) -> Table:
     merged: dict[tuple[str, str, str], list[Any]] = {}
 
     unpriced: dict[tuple[str, str, str], int] = {}
+    per_hour: dict[tuple[str, str, str], int] = {}
 
     def add(endpoint: str, model: str, requested: str, calls: int, tin: int, tout: int, cached: int,
-            spend: float, unpriced_calls: int) -> None:  # fmt: skip
+            spend: float, unpriced_calls: int, per_hour_calls: int) -> None:  # fmt: skip
         if not calls:
             return
         key = (endpoint, model, requested)
@@ -38,22 +39,28 @@ def inventory_table(ctx: AuditContext) -> Table:
         for i, value in enumerate((calls, tin, tout, cached, spend), start=3):
             row[i] += value
         unpriced[key] = unpriced.get(key, 0) + unpriced_calls
+        per_hour[key] = per_hour.get(key, 0) + per_hour_calls
 
     for g in ctx.rep.groups:
         f = g.failed
         add(g.endpoint, g.model, g.model_key, g.calls - g.errors, g.tokens_input - f.tokens_input,
             g.tokens_output - f.tokens_output, g.tokens_cached_input - f.tokens_cached_input, g.spend_usd - f.spend_usd,
-            g.unpriced_calls - f.unpriced_calls)  # fmt: skip
+            g.unpriced_calls - f.unpriced_calls, g.per_hour_calls)  # fmt: skip
         add(g.endpoint, NO_ANSWER, g.model_key, g.errors, f.tokens_input, f.tokens_output, f.tokens_cached_input,
-            f.spend_usd, f.unpriced_calls)  # fmt: skip
+            f.spend_usd, f.unpriced_calls, 0)  # fmt: skip
     # The rows of one endpoint and requested model stay together (its failed calls after its answers), by spend.
     spend: dict[tuple[str, str], float] = {}
     for row in merged.values():
         spend[(row[0], row[2])] = spend.get((row[0], row[2]), 0.0) + row[7]
     rows = sorted(merged.values(), key=lambda r: (-spend[(r[0], r[2])], r[0], r[2], r[1] == NO_ANSWER, -r[7], -r[3], r[1]))
     for row in rows:
+        key = (row[0], row[1], row[2])
         row[8] = ctx.share(row[7])
-        row[7] = known_spend(row[7], unpriced[(row[0], row[1], row[2])])  # unpriced calls alone: unknown, not $0
+        row[7] = known_spend(row[7], unpriced[key])  # unpriced calls alone: unknown, not $0
+        if per_hour[key] and not row[7] and not unpriced[key]:
+            row[7] = "per hour"  # a self-hosted model's cost is the hours it served, which no call has: never $0
+        if row[7] is None or isinstance(row[7], str):
+            row[8] = None  # no share of a cost nobody knows
     total = ["**Total**", "", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
              sum(g.tokens_output for g in ctx.rep.groups), sum(g.tokens_cached_input for g in ctx.rep.groups),
              ctx.baseline if ctx.spend_known else None, 1.0 if ctx.baseline else None]  # fmt: skip

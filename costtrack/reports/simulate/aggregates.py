@@ -80,9 +80,10 @@ class Group:
     cache_hits: int = 0
     saved_usd: float = 0.0  # cost_saved_usd of the cache hits
     spend_usd: float = 0.0
-    batched_calls: int = 0  # sent through a Batch API already (tagged batch=true)
+    batched_calls: int = 0  # sent through a Batch API already (tagged costtrack.batch=true)
     batched_spend_usd: float = 0.0  # what they cost, at the batch price
     unpriced_calls: int = 0
+    per_hour_calls: int = 0  # of a self-hosted model priced per hour: no per-call cost (the hours served are its cost)
     tokens_input: int = 0
     tokens_output: int = 0
     tokens_cached_input: int = 0

@@ -45,13 +45,25 @@ class EndpointResult:
     def savings_share(self) -> float | None:
         return self.savings_usd / self.actual_usd if self.actual_usd else None
 
+    @property
+    def unknown(self) -> bool:
+        """No call of it has a known cost (all unpriced): its dollar figures are unknown, never $0."""
+        return not self.actual_usd and self.unpriced_calls > 0
+
+    def usd(self, value: float) -> float | None:
+        """One of its dollar figures, or None when they are unknown."""
+        return None if self.unknown else value
+
     def as_dict(self) -> dict[str, Any]:
+        def money(value: float) -> float | None:
+            return None if self.unknown else round(value, 10)
+
         return {
             "endpoint": self.endpoint, "calls": self.calls, "requests": self.requests,
-            "actual_usd": round(self.actual_usd, 10), "simulated_usd": round(self.simulated_usd, 10),
-            "savings_usd": round(self.savings_usd, 10), "savings_share": self.savings_share,
-            "cache_savings_usd": round(self.cache_savings_usd, 10), "swap_savings_usd": round(self.swap_savings_usd, 10),
-            "batch_savings_usd": round(self.batch_savings_usd, 10), "would_be_cache_hits": self.would_hit,
+            "actual_usd": money(self.actual_usd), "simulated_usd": money(self.simulated_usd),
+            "savings_usd": money(self.savings_usd), "savings_share": self.savings_share,
+            "cache_savings_usd": money(self.cache_savings_usd), "swap_savings_usd": money(self.swap_savings_usd),
+            "batch_savings_usd": money(self.batch_savings_usd), "would_be_cache_hits": self.would_hit,
             "unpriced_calls": self.unpriced_calls,
         }  # fmt: skip
 
@@ -93,9 +105,9 @@ class Simulation:
             },
             "swap_rates_per_mtok": self.rates,
             "total": self.total.as_dict(),
-            "monthly": {"actual_usd": round(self.monthly(self.total.actual_usd), 10),
-                        "simulated_usd": round(self.monthly(self.total.simulated_usd), 10),
-                        "savings_usd": round(self.monthly(self.total.savings_usd), 10)},
+            "monthly": {key: None if self.total.unknown else round(self.monthly(value), 10) for key, value in (
+                ("actual_usd", self.total.actual_usd), ("simulated_usd", self.total.simulated_usd),
+                ("savings_usd", self.total.savings_usd))},
             "endpoints": [e.as_dict() for e in self.endpoints],
             "notes": self.notes,
         }  # fmt: skip
