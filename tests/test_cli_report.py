@@ -151,6 +151,25 @@ def test_a_model_priced_per_hour_is_per_hour_in_the_audit_never_0(seeded, tracke
     assert "5 calls went to self-hosted models priced per hour (llama3.1:8b)" in text
 
 
+def test_prompt_caching_on_unpriced_models_is_in_use_not_absent(tracker, make_record, database_url, capsys):
+    """The summary and the results said "no prompt-cache read" beside 958,208 cached tokens of an unpriced model,
+    and the summary never showed its own note about them (review finding)."""
+    for i in range(20):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/api/chat", model="my-local-model",
+                                model_requested="my-local-model", cost_usd=None, price_source=None, tokens_input=2000,
+                                tokens_cached_input=1500, tokens_output=50))  # fmt: skip
+    tracker.flush()
+    assert cli(["report", "summary", "-o", "-", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    text = capsys.readouterr().out
+    assert "Provider prompt caching is in use (30,000 input tokens read from or written to the cache)" in text
+    assert "No optimization strategy shows" not in text and "prompt-cache savings of my-local-model are left out" in text
+    assert cli(["report", "results", "-o", "-", "--before", "2026-11-01T00:00..2026-11-01T10:00", "--after",
+                "2026-11-01T10:00..2026-11-01T20:00", "--database-url", database_url]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "Provider prompt caching is in use on models without a price (30,000 input tokens" in text
+    assert "no prompt-cache read" not in text
+
+
 @pytest.mark.parametrize("seed", [True, False])
 def test_simulate_shows_an_unknown_cost_as_unpriced(seeded, tracker, make_record, database_url, capsys, seed):
     """simulate printed `$0 | $0 | $0` for an endpoint of unpriced calls, and on a database of them only

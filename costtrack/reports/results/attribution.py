@@ -46,6 +46,9 @@ class Attribution:
     routes: list[list[Any]] = field(default_factory=list)  # label, calls, spend, cost per call, models answering
     notes: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)  # first attempts per endpoint
+    #: Input tokens read from or written to a provider's prompt cache by models without a price: caching is in use,
+    #: though what it saved is unknown.
+    unpriced_cache_tokens: int = 0
 
     @property
     def total_usd(self) -> float:
@@ -178,7 +181,9 @@ def attribution(rows: dict[str, list[Any]], prefix: str, book: PriceBook, at: da
     caching = _prompt_caching(rows[f"{prefix}.cached"], book, at, month)
     if caching is not None:
         out.savings.append(caching)
-    unpriced = sorted({r.model for r in rows[f"{prefix}.cached"] if _rates(book, r, at) is None})
+    no_price = [r for r in rows[f"{prefix}.cached"] if _rates(book, r, at) is None]
+    out.unpriced_cache_tokens = sum(int(r.cached) + int(r.write_5m) + int(r.write_1h) for r in no_price)
+    unpriced = sorted({r.model for r in no_price})
     if unpriced:
         out.notes.append(f"prompt-cache savings of {', '.join(unpriced)} are left out: no price")
     fallback = _fallback(rows[f"{prefix}.fallback"], month)
