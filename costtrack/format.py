@@ -79,7 +79,7 @@ def pp(value: float | None, places: int = 2) -> str:
 
 def ms(value: float | None) -> str:
     """Milliseconds."""
-    return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.2f} ms"
+    return "-" if value is None else f"{value:,.0f} ms" if abs(value) >= 10 else f"{value:.2f} ms"
 
 
 def change(value: float | None) -> str:

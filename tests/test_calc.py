@@ -493,6 +493,13 @@ def test_cli_from_db_with_only_unpriced_models_says_so(tracker: Any, database_ur
     assert "none of the 3 recorded calls has a priced model" in err and "give --model" in err
 
 
+def test_owned_hardware_rented_by_the_flags_is_labelled_rented(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--gpu-monthly 100` on the default profile printed "NVIDIA RTX 4090 (owned): rent $100.00" (review finding)."""
+    data = run_json(capsys, "-m", "gpt-4o-mini", "--requests-per-day", "100", *COURSE, "--gpu-monthly", "100")
+    hardware = data["inputs"]["hardware"]
+    assert hardware["label"] == "NVIDIA RTX 4090 (rented)" and hardware["rented"] is True
+
+
 def test_cli_from_db_empty(empty_sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     err = run_error(capsys, "--from-db", "--database-url", empty_sqlite_url)
     assert "no calls of the app recorded" in err and "--requests-per-day" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from costtrack.format import code
+from costtrack.format import code, ms
 
 
 def _spans(markdown: str) -> list[str]:
@@ -35,3 +35,8 @@ def test_an_empty_text_is_still_a_code_span():
 
 def test_line_breaks_become_spaces():
     assert _spans(code("a\nb\r\nc")) == ["a b  c"]
+
+
+def test_negative_milliseconds_get_a_thousands_separator_as_positive_ones():
+    """A confidence interval's lower end printed as -3147.53 ms beside 7,305 ms (review finding)."""
+    assert (ms(-3147.53), ms(7305.2), ms(-4.5), ms(4.5), ms(None)) == ("-3,148 ms", "7,305 ms", "-4.50 ms", "4.50 ms", "-")

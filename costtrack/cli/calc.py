@@ -297,6 +297,8 @@ def _hardware(o: dict[str, Any], catalog: core.HardwareCatalog, book: PriceBook,
         changes.update(rent_per_hour=o["gpu_hourly"], rent_per_month=None)
     if o["gpu_monthly"] is not None:
         changes.update(rent_per_month=o["gpu_monthly"], rent_per_hour=None)
+    if rented and not hw.rented and hw.label.endswith(" (owned)"):
+        changes["label"] = hw.label[: -len(" (owned)")] + " (rented)"  # a profile of owned hardware, rented by the flags
     if changes:
         hw = replace(hw, **changes, source=f"{hw.source} (overridden by flags)")
     return hw

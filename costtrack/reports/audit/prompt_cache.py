@@ -88,8 +88,8 @@ def prompt_cache(ctx: AuditContext, candidates: list[tuple[Group, int]], rows: l
             ("OpenAI caches prefixes of 1,024 tokens or more automatically; on Anthropic mark the end of the "
              "static part with `\"cache_control\": {\"type\": \"ephemeral\"}` (5-minute cache; `\"ttl\": \"1h\"` "
              "for sparse traffic, at twice the input rate for writes)."),
-            (f"Measure with {code('costtrack stats --by endpoint' + (' ' + ctx.options.database_args if ctx.options.database_args else ''))}"
-             ": the cached input column should rise."),
+            (f"Measure with {code('costtrack stats --by endpoint --json' + (' ' + ctx.options.database_args if ctx.options.database_args else ''))}"
+             ": each endpoint's tokens_cached_input should rise (as this audit's Cached in column)."),
         ],
         assumption=("Only token counts are stored (not prompts, unless store_content=True), so the shared prefix "
                     "is estimated as the smallest prompt seen on the endpoint and model: a system prompt sent with "
