@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from costtrack.catalog_fixes import amended, prices_in
+from costtrack.catalog_fixes import amended, prices_in, with_values
 
 
 @pytest.fixture
@@ -47,4 +47,17 @@ def test_a_catalog_release_with_other_prices_is_left_as_it_is(catalog) -> None:
     [openai] = [p for p in providers if p.id == "openai"]
     release = [dataclasses.replace(openai, models=[cut_first if m is o3 else m for m in openai.models])]
     fixed, corrected = amended(release, types)
-    assert _model(fixed, "openai", "o3") is cut_first and not corrected
+    assert _model(fixed, "openai", "o3") is cut_first
+    assert not any(id(p) in corrected for p in prices_in(cut_first))
+
+
+def test_an_audio_preview_model_with_audio_rates_of_its_own_is_left_as_it_is(catalog) -> None:
+    """A later genai-prices that lists the audio rates itself keeps them (costtrack's copy never overwrites them)."""
+    providers, types = catalog
+    stock = _model(providers, "openai", "gpt-4o-audio-preview")
+    listed = dataclasses.replace(stock, prices=with_values(stock.prices, input_audio_mtok=Decimal(41),
+                                                           output_audio_mtok=Decimal(81)))  # fmt: skip
+    [openai] = [p for p in providers if p.id == "openai"]
+    release = [dataclasses.replace(openai, models=[listed if m is stock else m for m in openai.models])]
+    fixed, corrected = amended(release, types)
+    assert _model(fixed, "openai", "gpt-4o-audio-preview") is listed and id(listed.prices) not in corrected
