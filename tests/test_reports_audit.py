@@ -756,7 +756,7 @@ def test_the_simulate_commands_the_audit_prints_read_the_database_it_read(worklo
     assert f"`costtrack calc --from-db --hardware a100_40gb {shared}`" in text
     assert f"`costtrack report results --ab {shared}`" in text
     # The other commands it suggests read the same database (they read ./costtrack.db: third review)
-    assert f"`costtrack stats --by endpoint --database-url {database_url}`" in text  # stats prices nothing
+    assert f"`costtrack stats --by endpoint --json --database-url {database_url}`" in text  # stats prices nothing
     assert f"--after-tag run=optimized {shared}`" in text
     # Every whole command (those naming the period), not a flag named in passing (`costtrack simulate --batch-share`)
     commands = [c for c in re.findall(r"`(costtrack simulate [^`]+)`", text) if "--since" in c]
