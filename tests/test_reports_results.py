@@ -92,6 +92,20 @@ def metrics(rs):
     }  # fmt: skip
 
 
+def test_a_period_opening_before_the_records_begin_counts_the_days_they_cover(periods, database_url):
+    """--before 2026-10-01..2026-11-09 over records from 2026-10-26 divided their requests by 40 days (1,093 a month
+    against 2,946 by tags: review finding); the days before tracking began, and after now, are no part of the period."""
+    before = res.Selection("before", B0 - timedelta(days=20), B0 + timedelta(days=5))  # tracking began at B0
+    after = res.Selection("after", A0, A0 + timedelta(days=10))  # ends 5 days after "now"
+    now = A0 + timedelta(days=5)
+    result = res.build_results(make_engine(database_url), PriceBook(), before, after, now=now)
+    assert result.before.days == pytest.approx(5.0) and result.after.days == pytest.approx(5.0)
+    assert result.before.requests_per_month == pytest.approx(result.before.requests * 30 / 5)
+    inside = res.build_results(make_engine(database_url), PriceBook(), res.Selection("b", B0, B0 + timedelta(days=5)),
+                               res.Selection("a", A0, A0 + timedelta(days=5)), now=now)  # fmt: skip
+    assert inside.before.days == 5.0 and inside.after.days == 5.0  # a period inside the records: as given
+
+
 def test_metrics_comparison(periods, database_url):
     recs, _ = periods
     before = res.Selection("before", B0, B0 + timedelta(days=5))

@@ -157,6 +157,20 @@ def _places(results: Results) -> None:
             row.places, _ = rate_change(row.before, row.after)
 
 
+def _tracked_from(engine: Engine) -> datetime | None:
+    """When the app's records begin: its first call in the database (benchmark runs aside)."""
+    from sqlalchemy import func, select
+
+    from ...store.schema import records
+    from ..stats import app_traffic
+
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(records.c.timestamp)).where(app_traffic())).scalar()
+    if first is None:
+        return None
+    return first if first.tzinfo is not None else first.replace(tzinfo=timezone.utc)
+
+
 def build_results(engine: Engine, book: PriceBook, before: Selection, after: Selection, *, ab: bool = False,
                   ab_name: str | None = None, ab_where: Selection | None = None,
                   now: datetime | None = None, progress: Progress | None = None) -> Results:  # fmt: skip
@@ -176,6 +190,9 @@ def build_results(engine: Engine, book: PriceBook, before: Selection, after: Sel
     empty = [(f, m.selection) for f, m in (("--before", m_before), ("--after", m_after)) if m.calls == 0]
     if empty:
         raise NoRecords([f for f, _ in empty], [s for _, s in empty])
+    tracked_from = _tracked_from(engine)
+    for m in (m_before, m_after):
+        m.tracked_from, m.now = tracked_from, now or datetime.now(timezone.utc)
     before_models = endpoint_models(rows["before.endpoint_models"])
     at_before = m_before.last or now or datetime.now(timezone.utc)
     at_after = m_after.last or now or datetime.now(timezone.utc)

@@ -41,13 +41,24 @@ class Metrics:
     first: datetime | None
     last: datetime | None
     unpriced_calls: int
+    #: When the app's records begin (its first call in the database) and the time of the report: an explicit period
+    #: counts only the part of it the records could cover (a window opening before tracking began, or ending after
+    #: now, divided its requests by days nothing was recorded in).
+    tracked_from: datetime | None = None
+    now: datetime | None = None
 
     @property
     def days(self) -> float:
-        """The period's length, or the days its records span (at least one)."""
+        """The period's length (the part of it after the records begin and before now), or the days its records span
+        (at least one)."""
         explicit = self.selection.period_days
         if explicit is not None:
-            return explicit
+            since, until = self.selection.since, self.selection.until
+            assert since is not None and until is not None
+            start = max(since, self.tracked_from) if self.tracked_from is not None else since
+            end = min(until, self.now) if self.now is not None else until
+            covered = (end - start).total_seconds() / 86400
+            return covered if 0 < covered < explicit else explicit
         if self.first is None or self.last is None:
             return 1.0
         return max((self.last - self.first).total_seconds() / 86400, 1.0)
