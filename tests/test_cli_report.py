@@ -131,6 +131,8 @@ def test_an_endpoint_of_unpriced_calls_is_unpriced_in_the_audit_never_0(seeded, 
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| /jobs/digest |")]
     assert rows and all("$0" not in row for row in rows)  # inventory, latency, would-be hits, calculator
+    # The spend is the priced calls' part: a lower bound, said so (review finding).
+    assert "**In short:** the app spends **at least $" in text and "(its unpriced calls, whose cost is unknown" in text
     assert rows[0].endswith("| unpriced | - |")  # the inventory: no spend, no share of spend (it said 0.0%)
     assert "| /jobs/digest | 12 | 9 | 75.0% | unpriced | unpriced |" in rows  # the would-be cache hits
     assert "cost nothing" not in text
