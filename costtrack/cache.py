@@ -111,10 +111,12 @@ def cache_key(
         shaping = {name: value for name, value in options.items() if name != "include_usage"}
         if shaping:
             fields = {**fields, "stream_options": shaping}
-    if operation == "responses":
-        # A Responses answer repeats these request fields (store, metadata, user...): a hit must not hand one
-        # caller another's, nor the id of a response stored for one that asked store=False.
-        echoed = {name: body[name] for name in RESPONSES_ECHOED if name in body}
+    kept = _KEPT_APART.get(operation)
+    if kept:
+        # An answer repeats these request fields (a Responses answer its store, metadata, user...; a chat completion
+        # its service_tier), or they decide what the provider keeps (a chat completion stored with store=True): a hit
+        # must not hand one caller another's, nor leave unstored a completion its caller asked to store.
+        echoed = {name: body[name] for name in kept if name in body}
         if echoed:
             fields = {**fields, **echoed}
     return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(fields))
@@ -124,6 +126,10 @@ def cache_key(
 RESPONSES_ECHOED = (
     "store", "metadata", "user", "safety_identifier", "prompt_cache_key", "prompt_cache_retention", "service_tier",
 )  # fmt: skip
+#: The same for a chat completion: the tier it was served at comes back in the answer, and store (with its metadata)
+#: keeps the completion at OpenAI for the app to list or retrieve.
+CHAT_KEPT_APART = ("service_tier", "store", "metadata")
+_KEPT_APART = {"responses": RESPONSES_ECHOED, "chat.completions": CHAT_KEPT_APART}
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:
@@ -411,6 +417,8 @@ class RedisCache(Cache):
         url: ``redis://[user:password@]host:port/db`` (default: $COSTTRACK_REDIS_URL,
             else redis://127.0.0.1:6379/0).
         prefix: the first part of every Redis key (``costtrack:cache:<namespace>:<hash>``).
+        timer: the clock entries expire by and `retry_after` is counted on (inject a fake one in tests, and advance
+            it past `retry_after` to have Redis tried again: while it stands still, Redis stays skipped).
     """
 
     def __init__(

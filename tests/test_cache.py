@@ -323,6 +323,11 @@ SCHEMA = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type":
         pytest.param({"response_format": SCHEMA}, id="response_format-schema"),
         pytest.param({"seed": 42}, id="seed"),
         pytest.param({"n": 2}, id="n"),
+        # The answer names the tier it was served at, and store=True asks OpenAI to keep the completion (with its
+        # metadata): a hit handed a priority caller a flex answer, and left a store=True caller's completion unstored.
+        pytest.param({"service_tier": "flex"}, id="service_tier"),
+        pytest.param({"store": True}, id="store"),
+        pytest.param({"metadata": {"run": "b"}, "store": True}, id="metadata"),
     ],
 )
 def test_openai_parameters_that_change_the_key(tracker, make_cache, sim, changed):
@@ -354,8 +359,8 @@ def test_anthropic_parameters_that_change_the_key(tracker, make_cache, sim, chan
     [
         pytest.param({"messages": [{"content": "What is the capital of France?", "role": "user"}]}, id="key-order"),
         pytest.param({"user": "someone-else"}, id="user"),
-        pytest.param({"metadata": {"run": "b"}, "store": True}, id="metadata"),
         pytest.param({"temperature": 1.0}, id="temperature-1-vs-1.0"),
+        pytest.param({"stream": False}, id="stream-false"),
     ],
 )
 def test_parameters_that_do_not_change_the_key(tracker, make_cache, sim, variant):

@@ -207,6 +207,30 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
     assert rec.cost_usd == (None if cost is None else pytest.approx(cost, rel=1e-12))
 
 
+@pytest.mark.parametrize(("error", "expected"), [
+    ({"code": None, "message": "boom"}, "response_failed"),  # it was recorded as the error type "None"
+    ({"code": None, "type": "server_error", "message": "boom"}, "server_error"),
+    ({"code": "rate_limit_exceeded", "message": "slow down"}, "rate_limit_exceeded"),
+])  # fmt: skip
+def test_a_failed_responses_stream_names_its_error_type(tracker, records, error, expected):
+    """Review finding: a response.failed event whose error has "code": null gave error_type "None"."""
+    base = {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini-2024-07-18", "output": [],
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}  # fmt: skip
+    usage = {"input_tokens": 10, "output_tokens": 2, "total_tokens": 12,
+             "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
+    events = [("response.created", {"type": "response.created", "sequence_number": 0,
+                                    "response": {**base, "status": "in_progress"}}),
+              ("response.failed", {"type": "response.failed", "sequence_number": 1,
+                                   "response": {**base, "status": "failed", "error": error, "usage": usage}})]  # fmt: skip
+    body = b"".join(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events)
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                                 content=body))))  # fmt: skip
+    seen = [event.type for event in client.responses.create(model="gpt-4o-mini", input="hi", stream=True)]
+    assert seen == ["response.created", "response.failed"]
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", expected)
+
+
 def test_unknown_model_is_recorded_with_tokens_and_null_cost(tracker, records):
     """Pitfall 5: a model the catalog doesn't know is unpriced (null), never $0."""
     body = json.loads(fixture("openai_chat.json"))

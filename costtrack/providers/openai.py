@@ -422,7 +422,8 @@ class ResponsesStreamReader:
                 self.done = True
                 if event == "response.failed":
                     error = response.get("error") if isinstance(response, dict) else None
-                    self.failed = str(error.get("code") if isinstance(error, dict) else "response_failed")
+                    code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
+                    self.failed = str(code or "response_failed")  # "code": null was recorded as the error type "None"
             elif event == "error":
                 self.failed = str(parsed.get("code") or "stream_error")
         return False, False
