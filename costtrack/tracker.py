@@ -91,18 +91,7 @@ class Tracker:
         self.now = now
         # Set here as well as by the `now` setter: a subclass may define now() as a method.
         self.stamp = time.time if self.now is _utcnow else self.now
-        if pricebook is None:
-            try:
-                pricebook = PriceBook(prices_file)
-            except PricesFileError as exc:
-                if prices_file is not None:
-                    raise  # given here: the caller hears of it at once, as of a bad URL given here
-                # Named by the environment, read as the first wrapped call runs: the app's calls go on, recorded
-                # unpriced, and say why once (they were all dropped, and costtrack.flush() raised the error).
-                pricebook = PriceBook.without_prices(f"${ENV_PRICES_FILE} cannot be used: {exc}")
-                log_once("pricing.unreadable", "costtrack: %s; every call is recorded unpriced (cost NULL) until it is "
-                         "fixed: then `costtrack reprice` prices them", pricebook.unreadable)  # fmt: skip
-        self.pricebook = pricebook
+        self.pricebook = pricebook if pricebook is not None else PriceBook(prices_file)
         self._writer = writer
         self._writer_options: dict[str, Any] = {"outbox_dir": outbox_dir, "max_buffer": max_buffer}
         self._lock = threading.Lock()
@@ -292,7 +281,16 @@ def default_tracker() -> Tracker:
     if tracker is None:
         with _default_lock:
             if _default is None:
-                _default = Tracker()
+                try:
+                    _default = Tracker()
+                except PricesFileError as exc:
+                    # Made from the environment as the first wrapped call runs, where raising would drop every call
+                    # (and make costtrack.flush() raise): the calls are recorded unpriced and it is said once why.
+                    # The environment sets no hard limit (its budget only alerts), so none goes unguarded.
+                    book = PriceBook.without_prices(f"${ENV_PRICES_FILE} cannot be used: {exc}")
+                    log_once("pricing.unreadable", "costtrack: %s; every call is recorded unpriced (cost NULL) until "
+                             "it is fixed: then `costtrack reprice` prices them", book.unreadable)  # fmt: skip
+                    _default = Tracker(pricebook=book)
             tracker = _default
     return tracker
 

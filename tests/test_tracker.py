@@ -276,6 +276,13 @@ def test_a_malformed_prices_file_from_the_environment_records_calls_unpriced(tmp
         costtrack.default_tracker().close()
     with pytest.raises(PricesFileError, match="must be a number"):  # given in code: at once
         costtrack.Tracker(f"sqlite:///{tmp_path}/given.db", prices_file=bad)
+    # A tracker the app makes itself hears of the environment's file at once too: its hard limits would otherwise
+    # estimate every call at $0 and refuse none (review finding).
+    with pytest.raises(PricesFileError, match="must be a number"):
+        costtrack.Tracker(f"sqlite:///{tmp_path}/made.db", budget=costtrack.Budget(monthly_usd=1, hard_limit=True))
+    from costtrack.cli import run
+
+    assert run(["demo", "--calls", "5", "--database-url", f"sqlite:///{tmp_path}/demo.db"]) == 2  # the CLI: one line
 
 
 def test_a_bad_database_url_from_the_environment_turns_budgets_off_too(monkeypatch, outbox_dir):
