@@ -16,7 +16,7 @@ from .pricing import priced_tier
 from .providers import StreamReader, parser_for
 from .providers.openai import choice_error
 from .records import CallRecord, Status, new_id
-from .usage import TIER_TAG, Usage, billed_extras
+from .usage import TIER_TAG, UNREADABLE_TAG, Usage, billed_extras
 
 if TYPE_CHECKING:
     from .pricing import PriceBook
@@ -252,7 +252,8 @@ class Call:
             tier = None  # Anthropic's Priority Tier is committed capacity billed at the standard rates
         if billed and pricebook is not None and priced_model:
             assert usage is not None
-            price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
+            if not usage.unreadable:  # a count it could not read: the cost is unknown, not the readable part's
+                price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
         saved = self.cost_saved_usd
         if self.cache_hit:
             cost, saved = 0.0, price  # nothing billed; saved what the original call cost
@@ -280,6 +281,8 @@ class Call:
             tags[TIER_TAG] = tier  # priced at that tier's rates: `costtrack reprice` reads it back
         if usage.audio_input or usage.audio_output or usage.web_searches:
             tags.update(billed_extras(usage))  # priced apart, with no column of their own: reprice reads them back
+        if usage.unreadable:
+            tags[UNREADABLE_TAG] = True  # reprice keeps its cost unknown
         if tags and not all(type(key) is str for key in tags):
             tags = {_text(key): value for key, value in tags.items()}  # JSON object keys are text
         # Every value below is already of its field's type (tests/test_calls.py checks they

@@ -42,6 +42,9 @@ class Usage:
     audio_input: int = 0
     audio_output: int = 0
     web_searches: int = 0
+    #: A count the provider sent could not be read (null, fractional, negative): the others are kept, and the call's
+    #: cost is unknown rather than priced on part of its tokens.
+    unreadable: bool = False
 
     @property
     def uncached_input(self) -> int:
@@ -85,6 +88,8 @@ def extras_from_tags(tags: Mapping[str, Any]) -> dict[str, int]:
 #: The tags that keep how a call was billed, for re-pricing: sent through a Batch API (and which batch), served at a
 #: service tier. Prefixed, as EXTRA_TAGS: an app's own `batch` or `service_tier` tag is neither read as one nor
 #: overwritten (`costtrack reprice` re-priced a call its app tagged service_tier=priority at the priority rates).
+#: The tag of a record whose usage had a count costtrack could not read (its cost is unknown; reprice keeps it so).
+UNREADABLE_TAG = "costtrack.usage_unreadable"
 BATCH_TAG = "costtrack.batch"
 BATCH_ID_TAG = "costtrack.batch_id"
 TIER_TAG = "costtrack.service_tier"

@@ -184,19 +184,23 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     # No prompt_tokens beside total_tokens: what is not output is input (the output was counted twice).
     ({"prompt_tokens": None, "completion_tokens": 500, "total_tokens": 100_500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
     ({"completion_tokens": 500, "total_tokens": 100_500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
+    # No completion_tokens beside total_tokens: the rest of the total is output.
+    ({"prompt_tokens": 100_000, "total_tokens": 100_500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
     # A whole number written as a float is that number (it read as 0, and the call was priced on its output only).
     ({"prompt_tokens": 100000.0, "completion_tokens": 500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
-    # A count sent but unreadable: the cost is unknown, not the readable part's (priced at $0.015 as if exact).
-    ({"prompt_tokens": 100_000, "completion_tokens": None}, (0, 0), None),
-    ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 0), None),
-    ({"completion_tokens": 500}, (0, 0), None),
-    # The embeddings API's usage has no completion_tokens at all: none.
+    # A count sent but unreadable: the readable one is kept, the cost is unknown (it was priced at $0.015 as if exact).
+    ({"prompt_tokens": 100_000, "completion_tokens": None}, (100_000, 0), None),
+    ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 500), None),
+    ({"prompt_tokens": "1000", "completion_tokens": 500, "total_tokens": 1500}, (0, 500), None),
+    ({"completion_tokens": 500}, (0, 500), None),
+    # The embeddings API's usage has no completion_tokens at all, and a total that is its prompt: no output.
     ({"prompt_tokens": 100_000, "total_tokens": 100_000}, (100_000, 0), usd((100_000, "0.15"))),
 ])  # fmt: skip
-def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly_priced(tracker, records, usage, tokens,
-                                                                                        cost):  # fmt: skip
-    """Review finding: a null prompt_tokens counted the output twice, a float count read as 0 and a null
-    completion_tokens as 0, each priced as if exact."""
+def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly_priced(tracker, records, database_url,
+                                                                                        capsys, usage, tokens, cost):  # fmt: skip
+    """Review findings: a null prompt_tokens counted the output twice, a float count read as 0 and a null
+    completion_tokens as 0, each priced as if exact; then an unreadable count dropped the readable one and the call
+    read as $0 in `costtrack stats`. Unknown is counted as unpriced, and `costtrack reprice` keeps it unknown."""
     body = {**json.loads(fixture("openai_chat.json")), "model": "gpt-4o-mini-2024-07-18", "usage": usage}
     client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
     with warnings.catch_warnings():
@@ -205,6 +209,15 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
     [rec] = records()
     assert (rec.tokens_input, rec.tokens_output) == tokens and rec.status == "ok"
     assert rec.cost_usd == (None if cost is None else pytest.approx(cost, rel=1e-12))
+    assert rec.tags.get("costtrack.usage_unreadable") is (True if cost is None else None)
+    if cost is None:
+        from costtrack.cli import run
+
+        assert run(["reprice", "--database-url", database_url]) == 0
+        assert "0 changed, 1 still unpriced" in capsys.readouterr().out
+        assert run(["stats", "--json", "--database-url", database_url]) == 0
+        total = json.loads(capsys.readouterr().out)["total"]
+        assert (total["spend_usd"], total["unpriced_calls"], total["spend_complete"]) == (None, 1, False)
 
 
 @pytest.mark.parametrize(("error", "expected"), [
@@ -280,7 +293,7 @@ _ERROR_CHUNK = (
         # The usage-only chunk costtrack asked for: kept unparsed for `usage`, and hidden.
         (_USAGE_CHUNK, b"", (1, 2), False),
         (_USAGE_CHUNK.replace(b'":[]', b'": []'), b"", (1, 2), False),
-        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', b"", None, False),  # no input count: unknown
+        (b'data: {"choices":[],"usage" : {"completion_tokens":2}}\n\n', b"", "unreadable", False),  # no input count: unknown
         # Usage in a chunk that has content too (a compatible server's): kept, and the chunk handed on.
         (b'data: {"choices":[{"index":0,"delta":{"content":"x"}}],"usage":{"prompt_tokens":3}}\n\n', "same", (3, 0), False),
         (_CHAT_EVENT % b'"x"' + b'data: {"choices":[],"usage":{}}\n\n', None, None, False),  # two events: read one by one
@@ -299,7 +312,8 @@ def test_chat_stream_reader_passes_on_chunks_that_need_no_parsing(data, handed_o
     reader = ChatStreamReader(hide_usage_chunk=True)
     assert reader.pass_on(data) == (data if handed_on == "same" else handed_on)
     assert reader.done is done
-    assert reader.usage == (None if usage is None else Usage(input=usage[0], output=usage[1]))
+    expected = Usage(output=2, unreadable=True) if usage == "unreadable" else None if usage is None else Usage(*usage)
+    assert reader.usage == expected
     if handed_on == "same" and usage is None and not done:  # it holds nothing next_marker would stop at
         assert reader.next_marker(data, 0) < 0
     elif b'"usage" :' not in data:

@@ -13,7 +13,7 @@ from ..periods import parse_since
 from ..pricing import PriceBook, catalog_available
 from ..records import CallRecord
 from ..store.sql import iter_records, update_answer_costs, update_costs
-from ..usage import Usage, batched, extras_from_tags, served_tier
+from ..usage import UNREADABLE_TAG, Usage, batched, extras_from_tags, served_tier
 from . import _common
 
 #: How a price_source from the catalog begins (see pricing.PriceBook): unlike a prices file's, it is always at hand.
@@ -72,6 +72,9 @@ def reprice(
         seen += 1
         if not (record.tokens_input or record.tokens_output):
             continue  # nothing billed to price
+        if record.tags.get(UNREADABLE_TAG) is True:
+            unpriced += 1
+            continue  # a count of its usage could not be read: its cost stays unknown, whatever the prices
         usage, batch = usage_of(record), batched(record.tags, record.price_source)
         tier = served_tier(record.tags, record.price_source)
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,

@@ -38,19 +38,23 @@ def chat_usage(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     # Both counts must be readable, or the cost is unknown: priced on the readable one it was a silent undercount.
-    # An absent completion_tokens is none (the embeddings API's usage); one sent as null is unreadable.
-    completion = usage.get("completion_tokens")
-    output = count_of(completion) if completion is not None or "completion_tokens" in usage else 0
+    # A count sent but unreadable (null, fractional, negative) marks the usage unreadable; the other is kept.
+    # Some compatible servers leave one out beside total_tokens: it is the total less the other (the embeddings
+    # API's usage has no completion_tokens, and a total equal to its prompt_tokens: no output).
+    total = count_of(usage.get("total_tokens"))
     prompt = usage.get("prompt_tokens")
     if prompt is None:
         prompt = usage.get("input_tokens")
-    if prompt is None:
-        # Some compatible servers send total_tokens only, or no prompt_tokens beside it: what is not output is input.
-        total = count_of(usage.get("total_tokens"))
-        prompt = None if total is None or output is None or total < output else total - output
-    input_ = count_of(prompt)
+    completion = usage.get("completion_tokens")
+    input_ = count_of(prompt) if prompt is not None else None
+    output = count_of(completion) if completion is not None else None
+    unreadable = (prompt is not None and input_ is None) or (completion is not None and output is None)
+    if input_ is None and output is not None and total is not None and total >= output and prompt is None:
+        input_ = total - output
+    elif output is None and input_ is not None and completion is None and "completion_tokens" not in usage:
+        output = total - input_ if total is not None and total >= input_ else 0
     if input_ is None or output is None:
-        return None
+        unreadable = True
     # Each details object looked up once (every record parses one in the writer thread).
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict):
@@ -64,7 +68,8 @@ def chat_usage(usage: Any) -> Usage | None:
     else:
         reasoning = audio_output = 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
-    return Usage(input_, output, cached_input, cache_write, 0, reasoning, audio_input, audio_output)
+    return Usage(input_ or 0, output or 0, cached_input, cache_write, 0, reasoning, audio_input, audio_output, 0,
+                 unreadable)  # fmt: skip
 
 
 def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
