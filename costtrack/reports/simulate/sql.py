@@ -16,6 +16,7 @@ from ...store.schema import records
 from ...usage import (
     BATCH_SOURCE_ENDINGS,
     BATCH_TAG,
+    LEGACY_BATCH_ID_TAG,
     LEGACY_BATCH_TAG,
     LEGACY_TIER_TAG,
     MAX_EXTRA_COUNT,
@@ -118,15 +119,16 @@ def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
 def batched(dialect: str) -> ColumnElement[bool]:
     """Records of calls sent through a Batch API, read as usage.batched reads one record."""
     c = records.c
-    legacy = and_(tag_text(dialect, LEGACY_BATCH_TAG) == "true",
-                  or_(*(c.price_source.endswith(ending, autoescape=True) for ending in BATCH_SOURCE_ENDINGS)))  # fmt: skip
+    evidence = [has_tag(dialect, LEGACY_BATCH_ID_TAG), *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
+    legacy = and_(tag_text(dialect, LEGACY_BATCH_TAG) == "true", or_(*evidence))
     return or_(tag_text(dialect, BATCH_TAG) == "true", legacy)
 
 
 def tiered(dialect: str) -> ColumnElement[bool]:
     """Records of calls served at a service tier, read as usage.served_tier reads one record."""
-    legacy = and_(has_tag(dialect, LEGACY_TIER_TAG),
-                  records.c.price_source.like(literal("%(").concat(tag_text(dialect, LEGACY_TIER_TAG)).concat(")")))  # fmt: skip
+    source = records.c.price_source
+    written = or_(source.is_(None), source.like(literal("%(").concat(tag_text(dialect, LEGACY_TIER_TAG)).concat(")")))
+    legacy = and_(has_tag(dialect, LEGACY_TIER_TAG), written)
     return or_(has_tag(dialect, TIER_TAG), legacy)
 
 
