@@ -104,6 +104,10 @@ def test_a_period_opening_before_the_records_begin_counts_the_days_they_cover(pe
     inside = res.build_results(make_engine(database_url), PriceBook(), res.Selection("b", B0, B0 + timedelta(days=5)),
                                res.Selection("a", A0, A0 + timedelta(days=5)), now=now)  # fmt: skip
     assert inside.before.days == 5.0 and inside.after.days == 5.0  # a period inside the records: as given
+    # Records beginning an hour before the window closes: a day at least, as a tag's span (it read as 1/24 of one).
+    late = res.build_results(make_engine(database_url), PriceBook(), res.Selection("b", B0 - timedelta(days=7), B0 + timedelta(hours=1)),
+                             res.Selection("a", A0, A0 + timedelta(days=5)), now=now)  # fmt: skip
+    assert late.before.days == 1.0
 
 
 def test_metrics_comparison(periods, database_url):

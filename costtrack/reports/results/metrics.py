@@ -58,7 +58,9 @@ class Metrics:
             start = max(since, self.tracked_from) if self.tracked_from is not None else since
             end = min(until, self.now) if self.now is not None else until
             covered = (end - start).total_seconds() / 86400
-            return covered if 0 < covered < explicit else explicit
+            # At least a day (as a tag's span), unless the period itself is shorter: 10 calls in the last 45 minutes
+            # before a week's window closed read as 7,200 requests a month.
+            return min(max(covered, 1.0), explicit)
         if self.first is None or self.last is None:
             return 1.0
         return max((self.last - self.first).total_seconds() / 86400, 1.0)
