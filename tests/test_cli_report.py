@@ -172,6 +172,30 @@ def test_prompt_caching_on_unpriced_models_is_in_use_not_absent(tracker, make_re
     assert "no prompt-cache read" not in text
 
 
+def test_a_database_of_per_hour_calls_is_per_hour_in_simulate_and_the_audit_never_0(tracker, make_record, database_url,
+                                                                                    capsys):  # fmt: skip
+    """simulate printed `$0 | $0 | $0` and "Per month: $0 actual"; the audit said the app spends $0 a month, its total
+    was $0 and its detectors said the calls "cost nothing" (review finding)."""
+    for i in range(10):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=10 * i), endpoint="/jobs/local", provider="ollama",
+                                model="llama3.1:8b", model_requested="llama3.1:8b", cost_usd=None, tokens_input=300,
+                                tokens_output=40, request_hash=f"r{i % 2}",
+                                price_source="overrides:prices.toml:llama3.1:8b (per hour)"))  # fmt: skip
+    tracker.flush()
+    args = ["--since", "2026-10-01", "--database-url", database_url]
+    assert cli(["simulate", "--cache-ttl", "1h", "--batch-share", "1", *args]) == 0
+    out = capsys.readouterr().out
+    [row] = [line for line in out.splitlines() if "/jobs/local" in line and "│" in line]
+    assert "per hour" in row and "$0" not in row and "Per month: unknown" in out
+    assert cli(["report", "audit", "-o", "-", "--no-charts", "--cache-ttl", "1h", *args]) == 0
+    text = capsys.readouterr().out
+    assert "**In short:** the app's calls went to self-hosted models priced per hour" in text
+    [total] = [line for line in text.splitlines() if line.startswith("| **Total** |")]
+    assert "| per hour |" in total and "$0" not in total
+    assert "cost nothing" not in text and "priced per hour, whose cost is the hours served" in text
+    assert "which no Batch API serves" in text
+
+
 @pytest.mark.parametrize("seed", [True, False])
 def test_simulate_shows_an_unknown_cost_as_unpriced(seeded, tracker, make_record, database_url, capsys, seed):
     """simulate printed `$0 | $0 | $0` for an endpoint of unpriced calls, and on a database of them only

@@ -86,7 +86,7 @@ def render(result: Simulation, console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..format import count, days, pct, usd, when
+    from ..format import count, days, fmt, pct, usd, when
 
     s = result.scenario
     rep = result.replay
@@ -110,15 +110,16 @@ def render(result: Simulation, console: Console) -> None:
         cells = [e.endpoint if e is not result.total else "TOTAL", count(e.calls)]
         if s.cache_ttl:
             cells.append(count(e.would_hit))
-        # An endpoint of unpriced calls only: "unpriced", never $0.
-        cells += [usd(e.usd(e.actual_usd)), usd(e.usd(e.simulated_usd)), usd(e.usd(e.savings_usd)), pct(e.savings_share)]
+        # An endpoint of unpriced (or per-hour) calls only: "unpriced" ("per hour"), never $0.
+        cells += [fmt(e.shown(v), "usd") for v in (e.actual_usd, e.simulated_usd, e.savings_usd)] + [pct(e.savings_share)]
         if len(active) > 1:
-            cells += [usd(e.usd(getattr(e, attr))) for _, attr in active]
+            cells += [fmt(e.shown(getattr(e, attr)), "usd") for _, attr in active]
         table.add_row(*(escape(c) for c in cells), end_section=e is result.endpoints[-1])
     console.print(table)
     t = result.total
     if t.unknown:
-        console.print("Per month: unknown (no call of the period has a price: see `costtrack stats`).", highlight=False)
+        why = "has a price" if t.unpriced_calls else "has a per-call price (self-hosted, priced per hour)"
+        console.print(f"Per month: unknown (no call of the period {why}: see `costtrack stats`).", highlight=False)
     else:
         console.print(f"Per month: {usd(result.monthly(t.actual_usd))} actual, {usd(result.monthly(t.simulated_usd))} "
                       f"simulated, {usd(result.monthly(t.savings_usd))} saved ({pct(t.savings_share)}).", highlight=False)  # fmt: skip

@@ -160,6 +160,7 @@ def build_audit(engine: Engine, book: PriceBook, *, since: datetime | None, unti
     )  # fmt: skip
     audit.latency_histogram = latency.histogram
     audit.spend_known = ctx.spend_known
+    audit.per_hour_calls = sum(g.per_hour_calls for g in rep.groups)
     audit.cache_status, audit.cache_lines = cache_status(ctx)
     audit.calculator, audit.breakeven = calculator(ctx, optimized)
     audit.method = method(ctx)

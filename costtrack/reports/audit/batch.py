@@ -27,8 +27,12 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         if calls and batched == calls:
             finding.nothing = f"{', '.join(sorted(scope))} look non-interactive, and all their calls already go through a Batch API"
         else:
-            unknown = any(e.unpriced_calls for e in rows) and not any(e.actual_usd for e in rows)
-            cost = "have no known cost (unpriced models: see `costtrack stats`)" if unknown else "cost nothing in the period"
+            if any(e.actual_usd for e in rows) or not all(e.unknown for e in rows):
+                cost = "cost nothing in the period"
+            elif any(e.unpriced_calls for e in rows):
+                cost = "have no known cost (unpriced models: see `costtrack stats`)"
+            else:
+                cost = "went to self-hosted models priced per hour, which no Batch API serves"
             one = len(scope) == 1
             finding.nothing = (f"{', '.join(sorted(scope))} {'looks' if one else 'look'} non-interactive, but "
                                f"{'its' if one else 'their'} calls {cost}")  # fmt: skip
@@ -36,8 +40,8 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
     why = {i.endpoint: i.reason for i in interactivity}
     table = Table([Column("Endpoint"), Column("Why"), Column("Calls", "count"), Column("Spend", "usd"),
                    Column("Saved", "usd"), Column("Saved / month", "usd")],
-                  [[e.endpoint, why[e.endpoint], e.calls, e.usd(e.actual_usd), e.usd(e.batch_savings_usd),
-                    None if e.unknown else ctx.monthly(e.batch_savings_usd)] for e in rows])  # fmt: skip
+                  [[e.endpoint, why[e.endpoint], e.calls, e.shown(e.actual_usd), e.shown(e.batch_savings_usd),
+                    e.shown(ctx.monthly(e.batch_savings_usd))] for e in rows])  # fmt: skip
     names = ", ".join(e.endpoint for e in rows if e.batch_savings_usd > 0)
     finding.opportunities.append(ctx.opportunity(
         kind="batch",

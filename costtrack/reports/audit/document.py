@@ -125,6 +125,8 @@ class Audit:
     warnings: list[str] = field(default_factory=list)
     #: False when the period has unpriced calls and nothing priced: its spend is unknown, and reads so (never $0).
     spend_known: bool = True
+    #: Calls of self-hosted models priced per hour: their cost is the hours served, in no total.
+    per_hour_calls: int = 0
     #: Decimals of the operands shown in the document's formulas, so that each checks as printed (formulas.py).
     places: dict[str, Any] = field(default_factory=dict)
 

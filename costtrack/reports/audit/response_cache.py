@@ -24,15 +24,19 @@ def response_cache(ctx: AuditContext) -> Finding:
         return finding
     savings = sim.total.cache_savings_usd
     if savings <= 0:
-        unknown = all(e.unknown for e in rows)
-        finding.nothing = (f"{count(sim.total.would_hit)} calls repeated a request within {duration(ttl)}, but "
-                           + ("their cost is unknown (unpriced models: see `costtrack stats`), so what caching them "
-                              "saves cannot be told" if unknown else "they cost nothing, so caching them saves no money"))  # fmt: skip
+        if not all(e.unknown for e in rows):
+            why = "they cost nothing, so caching them saves no money"
+        elif any(e.unpriced_calls for e in rows):
+            why = "their cost is unknown (unpriced models: see `costtrack stats`), so what caching them saves cannot be told"
+        else:
+            why = ("they went to self-hosted models priced per hour, whose cost is the hours served: caching them saves "
+                   "GPU time, not a per-call price")  # fmt: skip
+        finding.nothing = f"{count(sim.total.would_hit)} calls repeated a request within {duration(ttl)}, but {why}"
         return finding
     table = Table([Column("Endpoint"), Column("Calls", "count"), Column("Would-be hits", "count"),
                    Column("Hit rate", "pct"), Column("Saved", "usd"), Column("Saved / month", "usd")],
-                  [[e.endpoint, e.calls, e.would_hit, e.would_hit / e.calls if e.calls else None, e.usd(e.cache_savings_usd),
-                    None if e.unknown else ctx.monthly(e.cache_savings_usd)] for e in rows])  # fmt: skip
+                  [[e.endpoint, e.calls, e.would_hit, e.would_hit / e.calls if e.calls else None, e.shown(e.cache_savings_usd),
+                    e.shown(ctx.monthly(e.cache_savings_usd))] for e in rows])  # fmt: skip
     top = sorted(rows, key=lambda e: -e.cache_savings_usd)
     # The figure is the whole replay's (what `costtrack simulate --cache-ttl` gives): every endpoint whose
     # would-be hits save money is named, in the title, the notes and the success metric alike.

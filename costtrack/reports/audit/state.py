@@ -61,9 +61,12 @@ def inventory_table(ctx: AuditContext) -> Table:
             row[7] = "per hour"  # a self-hosted model's cost is the hours it served, which no call has: never $0
         if row[7] is None or isinstance(row[7], str):
             row[8] = None  # no share of a cost nobody knows
+    total_spend: Any = ctx.baseline if ctx.spend_known else None
+    if not ctx.baseline and any(per_hour.values()) and not any(unpriced.values()):
+        total_spend = "per hour"  # every call's cost is the hours served
     total = ["**Total**", "", "", ctx.rep.calls, sum(g.tokens_input for g in ctx.rep.groups),
              sum(g.tokens_output for g in ctx.rep.groups), sum(g.tokens_cached_input for g in ctx.rep.groups),
-             ctx.baseline if ctx.spend_known else None, 1.0 if ctx.baseline else None]  # fmt: skip
+             total_spend, 1.0 if ctx.baseline else None]  # fmt: skip
     columns = [Column("Endpoint"), Column("Model"), Column("Requested as"), Column("Calls", "count"),
                Column("Tokens in", "count"), Column("Tokens out", "count"), Column("Cached in", "count"),
                Column("Spend", "usd"), Column("Share of spend", "pct")]  # fmt: skip

@@ -36,6 +36,7 @@ class EndpointResult:
     batch_savings_usd: float
     would_hit: int
     unpriced_calls: int
+    per_hour_calls: int = 0  # of self-hosted models priced per hour: their cost is the hours served, no call's
 
     @property
     def savings_usd(self) -> float:
@@ -47,12 +48,18 @@ class EndpointResult:
 
     @property
     def unknown(self) -> bool:
-        """No call of it has a known cost (all unpriced): its dollar figures are unknown, never $0."""
-        return not self.actual_usd and self.unpriced_calls > 0
+        """No call of it has a per-call cost (unpriced, or priced per hour): its dollar figures are unknown, never $0."""
+        return not self.actual_usd and (self.unpriced_calls > 0 or self.per_hour_calls > 0)
 
     def usd(self, value: float) -> float | None:
         """One of its dollar figures, or None when they are unknown."""
         return None if self.unknown else value
+
+    def shown(self, value: float) -> float | str | None:
+        """One of its dollar figures as a table shows it: None (unpriced) or "per hour" when unknown."""
+        if not self.unknown:
+            return value
+        return "per hour" if not self.unpriced_calls else None
 
     def as_dict(self) -> dict[str, Any]:
         def money(value: float) -> float | None:
@@ -186,16 +193,18 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         acc[1] += cache_saving
         acc[2] += swap_saving
         acc[3] += batch_saving
-        cnt = counts.setdefault(g.endpoint, [0, 0, 0, 0])
+        cnt = counts.setdefault(g.endpoint, [0, 0, 0, 0, 0])
         cnt[0] += g.calls
         cnt[1] += g.requests
         cnt[2] += g.would_hit if use_cache else 0
         cnt[3] += g.unpriced_calls
+        cnt[4] += g.per_hour_calls
     rows = [
         EndpointResult(
             endpoint=name, calls=counts[name][0], requests=counts[name][1], actual_usd=a[0],
             simulated_usd=a[0] - a[1] - a[2] - a[3], cache_savings_usd=a[1], swap_savings_usd=a[2],
             batch_savings_usd=a[3], would_hit=counts[name][2], unpriced_calls=counts[name][3],
+            per_hour_calls=counts[name][4],
         )
         for name, a in per_endpoint.items()
     ]  # fmt: skip
@@ -205,7 +214,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         actual_usd=sum(e.actual_usd for e in rows), simulated_usd=sum(e.simulated_usd for e in rows),
         cache_savings_usd=sum(e.cache_savings_usd for e in rows), swap_savings_usd=sum(e.swap_savings_usd for e in rows),
         batch_savings_usd=sum(e.batch_savings_usd for e in rows), would_hit=sum(e.would_hit for e in rows),
-        unpriced_calls=sum(e.unpriced_calls for e in rows),
+        unpriced_calls=sum(e.unpriced_calls for e in rows), per_hour_calls=sum(e.per_hour_calls for e in rows),
     )  # fmt: skip
     for label, calls in matched.items():
         if not calls:
