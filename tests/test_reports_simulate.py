@@ -183,7 +183,7 @@ def test_a_count_tag_that_is_not_a_whole_positive_number_is_read_as_none(tracker
         "(the saving counts their fees)"
     ]
 
-def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tracker, make_record, database_url):
+def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tracker, make_record, database_url, capsys):
     """A flex call swapped was priced at the target's standard rates without a word (review note)."""
     # The last two: a record from before costtrack prefixed its tags (its price_source shows the tier), and the
     # app's own tag (standard rates): only the first counts.
@@ -195,6 +195,10 @@ def test_a_swap_of_calls_served_at_a_tier_says_the_target_is_priced_standard(tra
     tracker.flush()
     result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("o3", "o4-mini")])
     assert any(n.startswith("3 calls of the swapped models were served at a service tier") for n in result.notes)
+    # The CLI says so too (it never read the tiers: review finding).
+    assert cli(["simulate", "--swap", "o3=o4-mini", "--since", "2020-01-01", "--json", "--database-url", database_url]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any(n.startswith("3 calls of the swapped models were served at a service tier") for n in notes), notes
     plain = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, swaps=[sim.Swap("gpt-4o", "gpt-4o-mini")])
     assert not any("service tier" in n for n in plain.notes)
 
@@ -335,8 +339,10 @@ def test_cli_refuses_two_targets_for_a_snapshot_and_its_alias(seeded, database_u
     assert code == 2 and err.count("\n") == 1
     assert ("--swap gpt-4o=gpt-4o-mini and --swap gpt-4o-2024-08-06=claude-haiku-4-5 both take the calls asking for "
             "gpt-4o answered by gpt-4o-2024-08-06") in err
-    assert cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "gpt-4o-2024-08-06=GPT-4o-mini", "--database-url",
-                database_url]) == 0  # one target, named twice
+    assert cli(["simulate", "--swap", "gpt-4o=gpt-4o-mini", "--swap", "gpt-4o-2024-08-06=GPT-4o-mini", "--json",
+                "--database-url", database_url]) == 0  # one target, named twice
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert not [n for n in notes if "no call in the period used" in n], notes  # both name the calls (review finding)
 
 
 def test_cli_table(seeded, database_url, capsys):

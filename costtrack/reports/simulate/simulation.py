@@ -133,18 +133,15 @@ def swap_rates(book: PriceBook, target: str, at: datetime) -> dict[str, Decimal]
     return rates.effective()
 
 
-def _swap_for(group: Group, swaps: Sequence[Swap]) -> Swap | None:
-    """The swap that takes a group's calls (None: none); two with different targets is an error (a dated snapshot
-    and its alias name one model's calls: the second was ignored)."""
+def _swaps_for(group: Group, swaps: Sequence[Swap]) -> list[Swap]:
+    """The swaps that take a group's calls, all to one target (the first applies); two with different targets is an
+    error (a dated snapshot and its alias name one model's calls: the second was ignored)."""
     found = [s for s in swaps if s.matches(group)]
-    if not found:
-        return None
-    first = found[0]
     for other in found[1:]:
-        if other.target.lower() != first.target.lower():
-            raise ConfigError(f"--swap {first.label()} and --swap {other.label()} both take the calls asking for "
+        if other.target.lower() != found[0].target.lower():
+            raise ConfigError(f"--swap {found[0].label()} and --swap {other.label()} both take the calls asking for "
                               f"{group.model_key} answered by {group.model}: give one target per model")  # fmt: skip
-    return first
+    return found
 
 
 def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation:
@@ -167,9 +164,11 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
     unfeed: dict[str, int] = {}  # web searches swapped to a model with no known search fee, by that model
     for g in replay_.groups:
         cache_saving = g.hit_spend_usd if use_cache else 0.0
-        swap = _swap_for(g, scenario.swaps)
+        taking = _swaps_for(g, scenario.swaps)
+        swap = taking[0] if taking else None
+        for named in taking:  # each names these calls: none is said to have found no call
+            matched[named.label()] += g.calls
         if swap is not None:
-            matched[swap.label()] += g.calls
             rates = targets[swap.target]
             long_swapped += g.long_context_calls
             tiered_swapped += g.tiered_calls
