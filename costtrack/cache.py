@@ -117,6 +117,10 @@ def cache_key(
         # its service_tier), or they decide what the provider keeps (a chat completion stored with store=True): a hit
         # must not hand one caller another's, nor leave unstored a completion its caller asked to store.
         echoed = {name: body[name] for name in kept if name in body}
+        if operation == "chat.completions" and echoed.get("store") is not True:
+            # Not stored (store false or left out, the default): store and the metadata kept with it change nothing.
+            echoed.pop("store", None)
+            echoed.pop("metadata", None)
         if echoed:
             fields = {**fields, **echoed}
     return digest("".join(head).encode("utf-8", "surrogatepass") + canonical(fields))
@@ -129,7 +133,8 @@ RESPONSES_ECHOED = (
 #: The same for a chat completion: the tier it was served at comes back in the answer, and store (with its metadata)
 #: keeps the completion at OpenAI for the app to list or retrieve.
 CHAT_KEPT_APART = ("service_tier", "store", "metadata")
-_KEPT_APART = {"responses": RESPONSES_ECHOED, "chat.completions": CHAT_KEPT_APART}
+#: An Anthropic answer names the tier it was served at (usage.service_tier): "auto" and "standard_only" differ.
+_KEPT_APART = {"responses": RESPONSES_ECHOED, "chat.completions": CHAT_KEPT_APART, "messages": ("service_tier",)}
 
 
 def default_cacheable(body: Mapping[str, Any]) -> bool:

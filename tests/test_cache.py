@@ -345,6 +345,7 @@ def test_openai_parameters_that_change_the_key(tracker, make_cache, sim, changed
         pytest.param({"stop_sequences": ["END"]}, id="stop_sequences"),
         pytest.param({"tools": [{"name": "lookup", "input_schema": {"type": "object", "properties": {}}}]}, id="tools"),
         pytest.param({"model": "claude-opus-4-5"}, id="model"),
+        pytest.param({"service_tier": "standard_only"}, id="service_tier"),  # the answer names the tier served
     ],
 )
 def test_anthropic_parameters_that_change_the_key(tracker, make_cache, sim, changed):
@@ -361,6 +362,7 @@ def test_anthropic_parameters_that_change_the_key(tracker, make_cache, sim, chan
         pytest.param({"user": "someone-else"}, id="user"),
         pytest.param({"temperature": 1.0}, id="temperature-1-vs-1.0"),
         pytest.param({"stream": False}, id="stream-false"),
+        pytest.param({"store": False, "metadata": {"run": "b"}}, id="store-false-is-not-stored"),
     ],
 )
 def test_parameters_that_do_not_change_the_key(tracker, make_cache, sim, variant):

@@ -324,6 +324,16 @@ def test_a_database_of_bench_records_only_is_no_app_traffic(tracker, make_record
     assert not Path("docs").exists()
 
 
+def test_an_endpoint_named_like_bench_in_another_case_is_the_apps_own(tracker, make_record, database_url, capsys):
+    """Only `costtrack bench`'s own `bench:` prefix is left out, alike on both databases (SQLite's case-blind LIKE
+    left out a `Bench:checkout` endpoint that Postgres kept)."""
+    for i in range(3):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="Bench:checkout"))
+    tracker.flush()
+    assert cli(["simulate", "--cache-ttl", "1h", "--since", "2026-10-01", "--json", "--database-url", database_url]) == 0
+    assert [e["endpoint"] for e in json.loads(capsys.readouterr().out)["endpoints"]] == ["Bench:checkout"]
+
+
 class FakeTimer:
     """Stands in for threading.Timer: the test decides when the delay has passed."""
 

@@ -108,7 +108,8 @@ BENCH_PREFIX = "bench:"
 def app_traffic() -> ColumnElement[bool]:
     """Records of the app's own calls: not `costtrack bench`'s (which the audit, simulate and results leave out, as
     calc --from-db's workload does; stats lists them as endpoints of their own)."""
-    return records.c.endpoint.not_like(f"{BENCH_PREFIX}%")
+    # Compared exactly, on both databases (SQLite's LIKE ignores case: it left out a `Bench:x` endpoint Postgres kept).
+    return func.coalesce(func.substr(records.c.endpoint, 1, len(BENCH_PREFIX)), "") != BENCH_PREFIX
 
 
 def unpriced_filter() -> ColumnElement[bool]:

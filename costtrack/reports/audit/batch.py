@@ -55,8 +55,10 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         notes=[
             ("Collect the job's requests into a JSONL file, submit it (`client.batches.create(...)` / "
              "`client.messages.batches.create(...)`), poll, then store the results."),
-            ("Record the batch results with `costtrack.Tracker.add(CallRecord(...))` priced at the batch rate, "
-             "so costtrack's spend stays exact."),
+            ("Send them with `costtrack.batching.run_batch` (each result is recorded at the batch price, tagged "
+             "`costtrack.batch`), or record results sent otherwise with `costtrack.Tracker.add(CallRecord(...))` at the "
+             "batch price and `tags={\"costtrack.batch\": True}`, so costtrack's spend stays exact and this detector "
+             "counts them as batched."),
             ("Mark endpoints with `costtrack.context(tags={\"interactive\": False})` so this detector and "
              "`costtrack simulate --batch-share` find them without relying on the name."),
         ],
