@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXTRA_TAGS", "MAX_EXTRA_COUNT", "Usage", "billed_extras", "extras_from_tags"]
+__all__ = [
+    "BATCH_ID_TAG", "BATCH_TAG", "EXTRA_TAGS", "MAX_EXTRA_COUNT", "TIER_TAG", "UNREADABLE_TAG", "Usage", "batched",
+    "billed_extras", "extras_from_tags", "served_tier",
+]  # fmt: skip
 
 
 # Not frozen: every record makes one, and a frozen dataclass's __init__ (object.__setattr__ per field)
@@ -85,11 +88,11 @@ def extras_from_tags(tags: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
+#: The tag of a record whose usage had a count costtrack could not read (its cost is unknown; reprice keeps it so).
+UNREADABLE_TAG = "costtrack.usage_unreadable"
 #: The tags that keep how a call was billed, for re-pricing: sent through a Batch API (and which batch), served at a
 #: service tier. Prefixed, as EXTRA_TAGS: an app's own `batch` or `service_tier` tag is neither read as one nor
 #: overwritten (`costtrack reprice` re-priced a call its app tagged service_tier=priority at the priority rates).
-#: The tag of a record whose usage had a count costtrack could not read (its cost is unknown; reprice keeps it so).
-UNREADABLE_TAG = "costtrack.usage_unreadable"
 BATCH_TAG = "costtrack.batch"
 BATCH_ID_TAG = "costtrack.batch_id"
 TIER_TAG = "costtrack.service_tier"
