@@ -97,7 +97,9 @@ def cache_key(
     a top-level ``1.0`` == ``1``).
     """
     streamed = body.get("stream") is True
-    head = [f"costtrack-cache-v3\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
+    # v4: chat completions' service_tier and store, and Anthropic's service_tier, joined the key (entries stored
+    # before would answer a priority or store=True caller with another's answer until they expire).
+    head = [f"costtrack-cache-v4\x00{provider}\x00{operation}\x00{target}\x00{int(streamed)}\x00"]
     if headers:
         for name in KEY_HEADERS:
             value = headers.get(name)

@@ -234,7 +234,8 @@ class Call:
                     usage = parser_for(self.api, self.operation).usage(parsed)
                     tier = _tier_in(parsed)
                     if self.status == "ok":
-                        failure = _answer_error(parsed, usage is None)
+                        no_usage = usage is None or (usage.unreadable and not usage.input and not usage.output)
+                        failure = _answer_error(parsed, no_usage)
                         if failure is not None:
                             self.status, self.error_type = "error", failure
                 else:
@@ -252,8 +253,9 @@ class Call:
             tier = None  # Anthropic's Priority Tier is committed capacity billed at the standard rates
         if billed and pricebook is not None and priced_model:
             assert usage is not None
-            if not usage.unreadable:  # a count it could not read: the cost is unknown, not the readable part's
-                price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
+            price, source = pricebook.cost(self.provider, priced_model, usage, self.timestamp, batch=self.batch, tier=tier)
+            if usage.unreadable and price is not None:
+                price, source = None, None  # a count it could not read: unknown, not the readable part's cost
         saved = self.cost_saved_usd
         if self.cache_hit:
             cost, saved = 0.0, price  # nothing billed; saved what the original call cost

@@ -96,8 +96,8 @@ UNREADABLE_TAG = "costtrack.usage_unreadable"
 BATCH_TAG = "costtrack.batch"
 BATCH_ID_TAG = "costtrack.batch_id"
 TIER_TAG = "costtrack.service_tier"
-#: What records made before those tags had: read only where the record shows costtrack wrote them (a batch's
-#: `batch_id` beside it, a price_source that says so, or none: a call unpriced then, its tier kept for reprice).
+#: What records made before those tags had: read only where the record shows costtrack wrote them (a price_source
+#: that says so; on a batch result unpriced then, the `batch_id` costtrack.batching wrote beside it).
 LEGACY_BATCH_TAG = "batch"
 LEGACY_BATCH_ID_TAG = "batch_id"
 LEGACY_TIER_TAG = "service_tier"
@@ -108,22 +108,26 @@ BATCH_SOURCE_ENDINGS = (" (batch 50%)", " (batch)")
 
 def batched(tags: Mapping[str, Any], price_source: str | None) -> bool:
     """Whether a stored call was sent through a Batch API, as its tags say (an older record's unprefixed `batch`
-    tag counts beside the `batch_id` costtrack.batching wrote with it, or when its price_source shows it was priced so)."""
+    tag counts when its price_source shows it was priced so, or, unpriced then, beside the `batch_id` costtrack.batching
+    wrote with it)."""
     if tags.get(BATCH_TAG) is True:
         return True
     if tags.get(LEGACY_BATCH_TAG) is not True:
         return False
-    return LEGACY_BATCH_ID_TAG in tags or (price_source is not None and price_source.endswith(BATCH_SOURCE_ENDINGS))
+    if price_source is None:  # unpriced when stored: costtrack.batching wrote its batch_id beside it
+        return LEGACY_BATCH_ID_TAG in tags
+    return price_source.endswith(BATCH_SOURCE_ENDINGS)
 
 
 def served_tier(tags: Mapping[str, Any], price_source: str | None) -> str | None:
     """The service tier a stored call was served at (None: standard), as its tags say (an older record's unprefixed
-    `service_tier` tag counts when its price_source ends with that tier, or when it has none: unpriced then)."""
+    `service_tier` tag counts when its price_source ends with that tier)."""
     tier = tags.get(TIER_TAG)
     if isinstance(tier, str):
         return tier
     tier = tags.get(LEGACY_TIER_TAG)
-    if isinstance(tier, str) and (price_source is None or price_source.endswith(f"({tier})")):
+    # Only where the price shows it: on a record unpriced when stored, an app's own tag is the same text.
+    if isinstance(tier, str) and price_source is not None and price_source.endswith(f"({tier})"):
         return tier
     return None
 

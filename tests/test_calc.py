@@ -538,6 +538,24 @@ def test_bench_throughput_is_a_self_hosted_endpoints_best_run(tracker: Any, data
     assert best.throughput().source == "measured: bench:local, run r2, concurrency 4 (10 calls in 3.2 s)"
 
 
+def test_an_endpoint_named_like_bench_in_another_case_is_app_traffic_to_calc_too(tracker: Any, database_url: str) -> None:
+    """calc --from-db used LIKE: SQLite left a `Bench:eval` endpoint out of the workload, Postgres kept it, and the
+    other reports kept it on both (review finding)."""
+    from costtrack.store.database import make_engine
+
+    for i in range(4):
+        tracker.add(CallRecord(timestamp=NOW - timedelta(days=1, minutes=i), provider="openai", model="gpt-4o-mini",
+                               operation="chat", endpoint="Bench:eval" if i % 2 else "/api/chat", tokens_input=100,
+                               tokens_output=10, cost_usd=0.0001, price_source="test"))  # fmt: skip
+    assert tracker.flush(10)
+    engine = make_engine(database_url)
+    try:
+        profile = core.workload_from_db(engine, since=NOW - timedelta(days=30))
+    finally:
+        engine.dispose()
+    assert profile is not None and profile.calls == 4
+
+
 def test_cli_from_db_with_bench_runs_only_takes_the_workload_from_the_flags(tracker: Any, database_url: str,
                                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """A local model benchmarked before the app had traffic: --from-db refused, whatever the flags said (review finding)."""

@@ -187,6 +187,9 @@ def test_a_database_of_per_hour_calls_is_per_hour_in_simulate_and_the_audit_neve
     out = capsys.readouterr().out
     [row] = [line for line in out.splitlines() if "/jobs/local" in line and "│" in line]
     assert "per hour" in row and "$0" not in row and "Per month: unknown" in out
+    assert cli(["simulate", "--cache-ttl", "1h", "--json", *args]) == 0
+    [job] = json.loads(capsys.readouterr().out)["endpoints"]
+    assert job["actual_usd"] is None and job["per_hour_calls"] == 10 and job["unpriced_calls"] == 0  # why it is null
     assert cli(["report", "audit", "-o", "-", "--no-charts", "--cache-ttl", "1h", *args]) == 0
     text = capsys.readouterr().out
     assert "**In short:** the app's calls went to self-hosted models priced per hour" in text

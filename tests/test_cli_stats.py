@@ -310,8 +310,8 @@ def test_reprice_reads_no_billing_fact_from_the_apps_own_tags(tracker, database_
     call tagged batch="nightly" and priced one tagged service_tier="priority" at the priority rates (review finding)."""
     import costtrack
 
-    client = tracker.wrap(openai_client(Recorder(serve("openai_chat.json"), serve("openai_chat.json"))))
-    for tags in ({"batch": "nightly"}, {"batch": True, "service_tier": "priority"}):
+    client = tracker.wrap(openai_client(Recorder(*[serve("openai_chat.json") for _ in range(3)])))
+    for tags in ({"batch": "nightly"}, {"batch": True, "service_tier": "priority"}, {"batch": True, "batch_id": "nightly-7"}):
         with costtrack.context(tags=tags):
             client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     tracker.flush()
@@ -332,18 +332,21 @@ def test_reprice_reads_the_billing_tags_of_records_made_before_they_were_prefixe
                             price_source="genai-prices 0.2.3:openai/o3 (flex)", **tokens))  # fmt: skip
     tracker.add(make_record(model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", tags={"batch": True},
                             price_source="genai-prices 0.2.3:openai/gpt-4o-mini (batch 50%)", **tokens))  # fmt: skip
-    # Unpriced when stored (no price_source): a batch result has the batch_id costtrack.batching wrote beside it; a tier
-    # on a call unpriced then is kept for reprice (review finding: they were repriced at the full, standard rates).
-    tracker.add(make_record(model="o3-2025-04-16", model_requested="o3", tags={"service_tier": "flex"}, price_source=None,
-                            **tokens))  # fmt: skip
+    # A batch result unpriced when stored (no price_source) has the batch_id costtrack.batching wrote beside its batch
+    # tag (review finding: it was repriced at the full rates). A tier on a record unpriced then reads as an app's own tag
+    # would: standard rates, as an app's `service_tier` must never be read as one (second review).
     tracker.add(make_record(model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", price_source=None,
                             tags={"batch": True, "batch_id": "batch_abc"}, **tokens))  # fmt: skip
+    tracker.add(make_record(model="gpt-4o-2024-08-06", model_requested="gpt-4o", tags={"service_tier": "priority"},
+                            price_source=None, **tokens))  # fmt: skip
     tracker.flush()
     assert run(["reprice", "--database-url", database_url]) == 0
     assert "4 changed" in capsys.readouterr().out
     for rec in tracker.records():
         if rec.model == "o3-2025-04-16":  # o3 flex: $1 / $4 per 1M
             assert rec.cost_usd == pytest.approx(1.0 + 4.0) and rec.price_source.endswith("(flex)")
+        elif rec.model == "gpt-4o-2024-08-06":  # gpt-4o standard: $2.50 / $10 per 1M
+            assert rec.cost_usd == pytest.approx(2.5 + 10.0) and not rec.price_source.endswith(")")
         else:
             assert rec.cost_usd == pytest.approx((0.15 + 0.60) / 2) and "batch" in rec.price_source
 

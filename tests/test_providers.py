@@ -195,6 +195,8 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     ({"completion_tokens": 500}, (0, 500), None),
     # The embeddings API's usage has no completion_tokens at all, and a total that is its prompt: no output.
     ({"prompt_tokens": 100_000, "total_tokens": 100_000}, (100_000, 0), usd((100_000, "0.15"))),
+    # total_tokens alone (some compatible servers): read as input, as before (a review found it dropped).
+    ({"total_tokens": 1_500}, (1_500, 0), usd((1_500, "0.15"))),
 ])  # fmt: skip
 def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly_priced(tracker, records, database_url,
                                                                                         capsys, usage, tokens, cost):  # fmt: skip
@@ -218,6 +220,44 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
         assert run(["stats", "--json", "--database-url", database_url]) == 0
         total = json.loads(capsys.readouterr().out)["total"]
         assert (total["spend_usd"], total["unpriced_calls"], total["spend_complete"]) == (None, 1, False)
+
+
+@pytest.mark.parametrize("usage", [{}, {"prompt_tokens": None, "completion_tokens": None}])
+def test_a_200_with_an_error_and_no_readable_usage_is_an_error(tracker, records, usage):
+    """A gateway's 200 carrying an error object beside an empty usage was recorded ok once usage with no readable
+    count stopped reading as no usage (review finding)."""
+    body = {"error": {"type": "server_error", "message": "upstream"}, "usage": usage}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    bare = openai_client(Recorder(httpx2.Response(200, json=body)))
+    args = dict(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert type(client.chat.completions.create(**args)) is type(bare.chat.completions.create(**args))
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "server_error")
+
+
+def test_unreadable_usage_of_a_model_priced_per_hour_stays_per_hour(tmp_path, outbox_dir):
+    """A self-hosted model with a per_hour price whose server sent completion_tokens null was recorded unpriced (no
+    price_source): stats and the audit then asked for a price it has (review finding)."""
+    import costtrack
+
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."llama-3-8b"]\nper_hour = 0.80\n')
+    body = {**json.loads(fixture("openai_chat.json")), "model": "llama-3-8b",
+            "usage": {"prompt_tokens": 300, "completion_tokens": None}}  # fmt: skip
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path}/ph.db", prices_file=prices, outbox_dir=outbox_dir, budgets=[])
+    try:
+        client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body)), base_url="http://localhost:8000/v1"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.chat.completions.create(model="llama-3-8b", messages=[{"role": "user", "content": "x"}])
+        tracker.flush()
+        [rec] = tracker.records()
+        assert rec.cost_usd is None and rec.price_source is not None and rec.price_source.endswith(":llama-3-8b")  # per hour
+        assert rec.tokens_input == 300 and rec.tags.get("costtrack.usage_unreadable") is True
+    finally:
+        tracker.close()
 
 
 @pytest.mark.parametrize(("error", "expected"), [

@@ -49,10 +49,13 @@ def chat_usage(usage: Any) -> Usage | None:
     input_ = count_of(prompt) if prompt is not None else None
     output = count_of(completion) if completion is not None else None
     unreadable = (prompt is not None and input_ is None) or (completion is not None and output is None)
+    absent = completion is None and "completion_tokens" not in usage
     if input_ is None and output is not None and total is not None and total >= output and prompt is None:
         input_ = total - output
-    elif output is None and input_ is not None and completion is None and "completion_tokens" not in usage:
+    elif output is None and input_ is not None and absent:
         output = total - input_ if total is not None and total >= input_ else 0
+    elif input_ is None and output is None and prompt is None and absent and total is not None:
+        input_, output = total, 0  # total_tokens alone (some compatible servers): read as input, as the embeddings API's
     if input_ is None or output is None:
         unreadable = True
     # Each details object looked up once (every record parses one in the writer thread).

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..stats import BENCH_PREFIX
+from ..stats import BENCH_PREFIX, app_traffic
 from .inputs import Throughput, Workload
 
 __all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
@@ -86,12 +86,12 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
     Requests/day are the calls over the days they span (at least one day);
     errors and response-cache hits are left out (they cost nothing).
     """
-    from sqlalchemy import and_, func, not_, select
+    from sqlalchemy import and_, func, select
 
     from ...store.schema import records
 
     c = records.c
-    where = and_(_served_filter(since, until), not_(c.endpoint.like(f"{BENCH_PREFIX}%")))
+    where = and_(_served_filter(since, until), app_traffic())
     totals = select(
         func.count().label("calls"),
         func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
@@ -134,7 +134,7 @@ def bench_throughput(engine: Any, *, since: datetime | None = None, until: datet
     nothing of a GPU's. A run's wall time is from its first call's start to its last call's start, plus a mean call's
     latency (for the last call to finish); each run apart, so the time between runs is no part of one.
     """
-    from sqlalchemy import and_, func, select
+    from sqlalchemy import and_, func, not_, select
 
     from ...pricing import SELF_HOSTED_PROVIDERS
     from ...store.schema import records
@@ -155,7 +155,7 @@ def bench_throughput(engine: Any, *, since: datetime | None = None, until: datet
             func.avg(c.latency_ms).label("latency"),
             func.max(c.model).label("model"),
         )
-        .where(and_(_served_filter(since, until), c.endpoint.like(f"{BENCH_PREFIX}%"), c.provider.in_(sorted(SELF_HOSTED_PROVIDERS))))
+        .where(and_(_served_filter(since, until), not_(app_traffic()), c.provider.in_(sorted(SELF_HOSTED_PROVIDERS))))
         .group_by(c.endpoint, run, concurrency)
     )
     with engine.connect() as conn:

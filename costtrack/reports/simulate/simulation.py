@@ -71,7 +71,7 @@ class EndpointResult:
             "savings_usd": money(self.savings_usd), "savings_share": self.savings_share,
             "cache_savings_usd": money(self.cache_savings_usd), "swap_savings_usd": money(self.swap_savings_usd),
             "batch_savings_usd": money(self.batch_savings_usd), "would_be_cache_hits": self.would_hit,
-            "unpriced_calls": self.unpriced_calls,
+            "unpriced_calls": self.unpriced_calls, "per_hour_calls": self.per_hour_calls,
         }  # fmt: skip
 
 

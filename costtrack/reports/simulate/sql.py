@@ -119,15 +119,15 @@ def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
 def batched(dialect: str) -> ColumnElement[bool]:
     """Records of calls sent through a Batch API, read as usage.batched reads one record."""
     c = records.c
-    evidence = [has_tag(dialect, LEGACY_BATCH_ID_TAG), *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
+    unpriced_then = and_(c.price_source.is_(None), has_tag(dialect, LEGACY_BATCH_ID_TAG))
+    evidence = [unpriced_then, *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
     legacy = and_(tag_text(dialect, LEGACY_BATCH_TAG) == "true", or_(*evidence))
     return or_(tag_text(dialect, BATCH_TAG) == "true", legacy)
 
 
 def tiered(dialect: str) -> ColumnElement[bool]:
     """Records of calls served at a service tier, read as usage.served_tier reads one record."""
-    source = records.c.price_source
-    written = or_(source.is_(None), source.like(literal("%(").concat(tag_text(dialect, LEGACY_TIER_TAG)).concat(")")))
+    written = records.c.price_source.like(literal("%(").concat(tag_text(dialect, LEGACY_TIER_TAG)).concat(")"))
     legacy = and_(has_tag(dialect, LEGACY_TIER_TAG), written)
     return or_(has_tag(dialect, TIER_TAG), legacy)
 
