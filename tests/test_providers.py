@@ -222,6 +222,23 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
         assert (total["spend_usd"], total["unpriced_calls"], total["spend_complete"]) == (None, 1, False)
 
 
+@pytest.mark.parametrize(("counts", "tokens", "known"), [
+    ({"input_tokens": 3000.0, "output_tokens": 400}, (3000, 400), True),  # a whole float: read (it read as 0)
+    ({"input_tokens": None, "output_tokens": 400}, (0, 400), False),  # unreadable: unknown, not priced on the output
+])  # fmt: skip
+def test_responses_usage_is_read_as_chat_usage_is(tracker, records, counts, tokens, known):
+    """Review finding: a Responses usage with an input count of 3000.0 or null was priced on its output alone."""
+    body = json.loads(fixture("openai_responses.json"))
+    body["usage"] = {**body["usage"], **counts}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=body))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        client.responses.create(model="gpt-4o-mini", input="hi")
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output) == tokens
+    assert (rec.cost_usd is not None) is known and (rec.tags.get("costtrack.usage_unreadable") is True) is not known
+
+
 @pytest.mark.parametrize("usage", [{}, {"prompt_tokens": None, "completion_tokens": None}])
 def test_a_200_with_an_error_and_no_readable_usage_is_an_error(tracker, records, usage):
     """A gateway's 200 carrying an error object beside an empty usage was recorded ok once usage with no readable

@@ -84,9 +84,11 @@ def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
     cache_write = _detail(usage, "input_tokens_details", "cache_write_tokens")
     reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
     searches = _detail(tool_usage, "web_search", "num_requests") if isinstance(tool_usage, dict) else 0
+    # Read as chat_usage reads them: a whole float is its number, a count missing or unreadable makes the cost unknown.
+    input_, output = count_of(usage.get("input_tokens")), count_of(usage.get("output_tokens"))
     # In field order (see Usage), as in chat_usage.
-    return Usage(as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens")), cached_input, cache_write, 0,
-                 reasoning, 0, 0, searches)  # fmt: skip
+    return Usage(input_ or 0, output or 0, cached_input, cache_write, 0, reasoning, 0, 0, searches,
+                 input_ is None or output is None)  # fmt: skip
 
 
 
