@@ -150,6 +150,7 @@ def test_a_model_priced_per_hour_is_per_hour_in_the_audit_never_0(seeded, tracke
     text = capsys.readouterr().out
     [row] = [line for line in text.splitlines() if line.startswith("| /api/local | llama3.1:8b |")]
     assert row.endswith("| per hour | - |")
+    assert "a month** at the recorded rate, plus the hours its self-hosted models priced per hour served." in text
     assert "5 calls went to self-hosted models priced per hour (llama3.1:8b)" in text
 
 
