@@ -200,6 +200,20 @@ def test_a_database_of_per_hour_calls_is_per_hour_in_simulate_and_the_audit_neve
     assert "which no Batch API serves" in text
 
 
+def test_in_short_of_unpriced_and_per_hour_calls_names_both(tracker, make_record, database_url, capsys):
+    """With one unpriced call beside per-hour ones it said only that the calls are unpriced (review finding)."""
+    for i in range(4):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/local", provider="ollama",
+                                model="llama3.1:8b", model_requested="llama3.1:8b", cost_usd=None, tokens_input=300,
+                                tokens_output=40, price_source="overrides:prices.toml:llama3.1:8b (per hour)"))  # fmt: skip
+    tracker.add(make_record(timestamp=T0 + timedelta(minutes=9), model="mystery-llm", model_requested="mystery-llm",
+                            cost_usd=None, price_source=None))  # fmt: skip
+    tracker.flush()
+    assert cli(["report", "audit", "-o", "-", "--no-charts", "--since", "2026-10-01", "--database-url", database_url]) == 0
+    text = capsys.readouterr().out
+    assert "its calls are unpriced (see *Unpriced models*) or go to self-hosted models priced per hour" in text
+
+
 @pytest.mark.parametrize("seed", [True, False])
 def test_simulate_shows_an_unknown_cost_as_unpriced(seeded, tracker, make_record, database_url, capsys, seed):
     """simulate printed `$0 | $0 | $0` for an endpoint of unpriced calls, and on a database of them only

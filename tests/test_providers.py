@@ -190,6 +190,9 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     ({"prompt_tokens": 100000.0, "completion_tokens": 500}, (100_000, 500), usd((100_000, "0.15"), (500, "0.60"))),
     # A count sent but unreadable: the readable one is kept, the cost is unknown (it was priced at $0.015 as if exact).
     ({"prompt_tokens": 100_000, "completion_tokens": None}, (100_000, 0), None),
+    # ...worked out from total_tokens where there is one, as a count left out is.
+    ({"prompt_tokens": 100_000, "completion_tokens": None, "total_tokens": 100_500}, (100_000, 500),
+     usd((100_000, "0.15"), (500, "0.60"))),
     ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 500), None),
     ({"prompt_tokens": "1000", "completion_tokens": 500, "total_tokens": 1500}, (0, 500), None),
     ({"completion_tokens": 500}, (0, 500), None),
@@ -224,7 +227,9 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
 
 @pytest.mark.parametrize(("counts", "tokens", "known"), [
     ({"input_tokens": 3000.0, "output_tokens": 400}, (3000, 400), True),  # a whole float: read (it read as 0)
-    ({"input_tokens": None, "output_tokens": 400}, (0, 400), False),  # unreadable: unknown, not priced on the output
+    ({"input_tokens": "3000", "output_tokens": 400}, (0, 400), False),  # unreadable: unknown, not priced on the output
+    ({"input_tokens": None, "output_tokens": 400}, (3000, 400), True),  # left out beside total_tokens 3,400: the rest
+    ({"input_tokens": None, "output_tokens": None, "total_tokens": 1500}, (1500, 0), True),  # total alone: input
 ])  # fmt: skip
 def test_responses_usage_is_read_as_chat_usage_is(tracker, records, counts, tokens, known):
     """Review finding: a Responses usage with an input count of 3000.0 or null was priced on its output alone."""

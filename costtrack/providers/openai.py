@@ -37,27 +37,10 @@ def chat_usage(usage: Any) -> Usage | None:
     """Usage of a chat completion: prompt_tokens already include cached ones, completion_tokens reasoning."""
     if not isinstance(usage, dict):
         return None
-    # Both counts must be readable, or the cost is unknown: priced on the readable one it was a silent undercount.
-    # A count sent but unreadable (null, fractional, negative) marks the usage unreadable; the other is kept.
-    # Some compatible servers leave one out beside total_tokens: it is the total less the other (the embeddings
-    # API's usage has no completion_tokens, and a total equal to its prompt_tokens: no output).
-    total = count_of(usage.get("total_tokens"))
     prompt = usage.get("prompt_tokens")
     if prompt is None:
         prompt = usage.get("input_tokens")
-    completion = usage.get("completion_tokens")
-    input_ = count_of(prompt) if prompt is not None else None
-    output = count_of(completion) if completion is not None else None
-    unreadable = (prompt is not None and input_ is None) or (completion is not None and output is None)
-    absent = completion is None and "completion_tokens" not in usage
-    if input_ is None and output is not None and total is not None and total >= output and prompt is None:
-        input_ = total - output
-    elif output is None and input_ is not None and absent:
-        output = total - input_ if total is not None and total >= input_ else 0
-    elif input_ is None and output is None and prompt is None and absent and total is not None:
-        input_, output = total, 0  # total_tokens alone (some compatible servers): read as input, as the embeddings API's
-    if input_ is None or output is None:
-        unreadable = True
+    input_, output, unreadable = _counts(usage, prompt, "completion_tokens")
     # Each details object looked up once (every record parses one in the writer thread).
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict):
@@ -71,8 +54,34 @@ def chat_usage(usage: Any) -> Usage | None:
     else:
         reasoning = audio_output = 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
-    return Usage(input_ or 0, output or 0, cached_input, cache_write, 0, reasoning, audio_input, audio_output, 0,
-                 unreadable)  # fmt: skip
+    return Usage(input_, output, cached_input, cache_write, 0, reasoning, audio_input, audio_output, 0, unreadable)
+
+
+def _counts(usage: dict[str, Any], prompt: Any, output_key: str) -> tuple[int, int, bool]:
+    """(input, output, unreadable) of a usage object, chat's or the Responses API's alike.
+
+    Both counts must be known, or the cost is unknown: priced on one it was a silent undercount. A count that is no
+    whole number (a fraction, a text, a negative) makes the usage unreadable. One left out or null is worked out from
+    total_tokens where there is one (the total less the other; the total alone is input), else it is unknown, except
+    an output count never sent at all (the embeddings API's usage has none): no output.
+    """
+    total = count_of(usage.get("total_tokens"))
+    completion = usage.get(output_key)
+    input_ = count_of(prompt) if prompt is not None else None
+    output = count_of(completion) if completion is not None else None
+    if (prompt is not None and input_ is None) or (completion is not None and output is None):
+        return input_ or 0, output or 0, True
+    if input_ is None and output is not None:
+        if total is not None and total >= output:
+            input_ = total - output
+    elif output is None and input_ is not None:
+        if total is not None and total >= input_:
+            output = total - input_
+        elif output_key not in usage:
+            output = 0
+    elif input_ is None and output is None and total is not None:
+        input_, output = total, 0
+    return input_ or 0, output or 0, input_ is None or output is None
 
 
 def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
@@ -84,11 +93,9 @@ def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
     cache_write = _detail(usage, "input_tokens_details", "cache_write_tokens")
     reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
     searches = _detail(tool_usage, "web_search", "num_requests") if isinstance(tool_usage, dict) else 0
-    # Read as chat_usage reads them: a whole float is its number, a count missing or unreadable makes the cost unknown.
-    input_, output = count_of(usage.get("input_tokens")), count_of(usage.get("output_tokens"))
+    input_, output, unreadable = _counts(usage, usage.get("input_tokens"), "output_tokens")
     # In field order (see Usage), as in chat_usage.
-    return Usage(input_ or 0, output or 0, cached_input, cache_write, 0, reasoning, 0, 0, searches,
-                 input_ is None or output is None)  # fmt: skip
+    return Usage(input_, output, cached_input, cache_write, 0, reasoning, 0, 0, searches, unreadable)
 
 
 
