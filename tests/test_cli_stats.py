@@ -351,6 +351,25 @@ def test_reprice_reads_the_billing_tags_of_records_made_before_they_were_prefixe
             assert rec.cost_usd == pytest.approx((0.15 + 0.60) / 2) and "batch" in rec.price_source
 
 
+def test_reprice_gives_a_per_hour_model_its_source_but_keeps_an_unreadable_usage_unknown(tracker, make_record, database_url,
+                                                                                        tmp_path, capsys):  # fmt: skip
+    """An unreadable usage stays unknown whatever the prices, but a model priced per hour gets its per-hour source (an
+    older record of a self-hosted model stayed 'unpriced' for good: review finding)."""
+    tags = {"costtrack.usage_unreadable": True}
+    tracker.add(make_record(model="llama3.1:8b", model_requested="llama3.1:8b", provider="ollama", cost_usd=None,
+                            price_source=None, tokens_input=300, tags=tags))  # fmt: skip
+    tracker.add(make_record(model="gpt-4o-mini", model_requested="gpt-4o-mini", cost_usd=None, price_source=None,
+                            tokens_input=300, tags=tags))  # fmt: skip
+    tracker.flush()
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."llama3.1:8b"]\nper_hour = 0.80\n')
+    assert run(["reprice", "--prices-file", str(prices), "--database-url", database_url]) == 0
+    assert "1 changed, 1 still unpriced" in capsys.readouterr().out
+    local, api = sorted(tracker.records(), key=lambda r: r.model != "llama3.1:8b")
+    assert local.cost_usd is None and local.price_source is not None and local.price_source.endswith(":llama3.1:8b")
+    assert (api.cost_usd, api.price_source) == (None, None)  # priced per token: unknown, never the readable part's
+
+
 def test_reprice_prices_what_a_cache_hit_saved(tracker, make_record, database_url, tmp_path, capsys):
     tokens = {"tokens_input": 1_000_000, "tokens_output": 500_000, "price_source": None}
     tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None, **tokens))

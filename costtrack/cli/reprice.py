@@ -73,8 +73,17 @@ def reprice(
         if not (record.tokens_input or record.tokens_output):
             continue  # nothing billed to price
         if record.tags.get(UNREADABLE_TAG) is True:
-            unpriced += 1
-            continue  # a count of its usage could not be read: its cost stays unknown, whatever the prices
+            # A count of its usage could not be read: its cost stays unknown, whatever the prices; a model priced per
+            # hour still gets that source (its cost is the hours served, never a call's).
+            cost, source = book.cost(record.provider, record.model or record.model_requested, usage_of(record),
+                                     record.timestamp)  # fmt: skip
+            per_hour = source if cost is None else None  # Price(None, source): a model priced per hour
+            if per_hour is not None and per_hour != record.price_source:
+                pending["cost"].append((record.id, None, per_hour))
+                changed += 1
+            else:
+                unpriced += 1
+            continue
         usage, batch = usage_of(record), batched(record.tags, record.price_source)
         tier = served_tier(record.tags, record.price_source)
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,

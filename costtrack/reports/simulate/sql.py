@@ -116,13 +116,22 @@ def tag_filter(dialect: str, key: str, value: str) -> ColumnElement[bool]:
     return tag_text(dialect, key) == value
 
 
+def tag_is_true(dialect: str, key: str) -> ColumnElement[bool]:
+    """Records whose tag `key` is JSON true (not the text "true"), as Python's `tags.get(key) is True`."""
+    _check_tag_key(key)
+    if dialect == "sqlite":
+        return func.json_type(records.c.tags, f'$."{key}"') == "true"
+    value = records.c.tags.op("->")(literal(key))
+    return and_(func.jsonb_typeof(value) == "boolean", records.c.tags.op("->>")(literal(key)) == "true")
+
+
 def batched(dialect: str) -> ColumnElement[bool]:
     """Records of calls sent through a Batch API, read as usage.batched reads one record."""
     c = records.c
     unpriced_then = and_(c.price_source.is_(None), has_tag(dialect, LEGACY_BATCH_ID_TAG))
     evidence = [unpriced_then, *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
-    legacy = and_(tag_text(dialect, LEGACY_BATCH_TAG) == "true", or_(*evidence))
-    return or_(tag_text(dialect, BATCH_TAG) == "true", legacy)
+    legacy = and_(tag_is_true(dialect, LEGACY_BATCH_TAG), or_(*evidence))
+    return or_(tag_is_true(dialect, BATCH_TAG), legacy)
 
 
 def tiered(dialect: str) -> ColumnElement[bool]:
