@@ -221,8 +221,14 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
         assert run(["reprice", "--database-url", database_url]) == 0
         assert "0 changed, 1 still unpriced" in capsys.readouterr().out
         assert run(["stats", "--json", "--database-url", database_url]) == 0
-        total = json.loads(capsys.readouterr().out)["total"]
+        data = json.loads(capsys.readouterr().out)
+        total = data["total"]
         assert (total["spend_usd"], total["unpriced_calls"], total["spend_complete"]) == (None, 1, False)
+        # Its model has a price: counted apart, not listed as an unpriced model (stats told to price gpt-4o-mini).
+        assert (data["unpriced_models"], data["unreadable_usage_calls"]) == ([], 1)
+        assert run(["stats", "--database-url", database_url]) == 0
+        out = capsys.readouterr().out
+        assert "1 calls sent a usage with a count costtrack could not read" in out and "Unpriced models" not in out
 
 
 @pytest.mark.parametrize(("counts", "tokens", "known"), [

@@ -81,3 +81,6 @@ def render(result: Stats, console: Console) -> None:
             f"[yellow]Unpriced models[/] (cost unknown, not $0): {escape(', '.join(result.unpriced_models))}. "
             "Add them to a prices file (COSTTRACK_PRICES_FILE), then run `costtrack reprice`."
         )
+    if result.unreadable_calls:
+        console.print(f"[yellow]{result.unreadable_calls:,} calls[/] sent a usage with a count costtrack could not read "
+                      "(tag costtrack.usage_unreadable): their cost is unknown, not $0, whatever the prices.")

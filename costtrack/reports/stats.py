@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, func, literal_column, or_, select, true
+from sqlalchemy import Engine, Text, and_, case, cast, func, literal_column, not_, or_, select, true
 from sqlalchemy.sql import ColumnElement
 
 from ..store.schema import records
+from ..usage import UNREADABLE_TAG
 
 __all__ = ["GroupStats", "PercentileResult", "Percentiles", "Stats", "bucket_range", "compute_stats", "period_filter"]
 
@@ -78,6 +79,9 @@ class Stats:
     total: GroupStats
     groups: list[GroupStats] = field(default_factory=list)
     unpriced_models: list[str] = field(default_factory=list)
+    #: Unpriced calls whose usage had a count costtrack could not read (tag costtrack.usage_unreadable): their model
+    #: may well have a price, so they are counted here rather than under unpriced_models.
+    unreadable_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Everything as a JSON-ready dict."""
@@ -88,6 +92,7 @@ class Stats:
             "total": self.total.as_dict(),
             "groups": [group.as_dict() for group in self.groups],
             "unpriced_models": self.unpriced_models,
+            "unreadable_usage_calls": self.unreadable_calls,
         }
 
 
@@ -128,6 +133,11 @@ def known_spend(spend: float, unpriced_calls: int) -> float | None:
     the priced part, which the documents note leaves the unpriced calls out.
     """
     return None if unpriced_calls and not spend else spend
+
+
+def unreadable_usage() -> ColumnElement[bool]:
+    """Records tagged costtrack.usage_unreadable (a text search of the tags, the same on both databases)."""
+    return cast(records.c.tags, Text).like(f'%"{UNREADABLE_TAG}"%')
 
 
 def per_hour_filter() -> ColumnElement[bool]:
@@ -359,8 +369,12 @@ def compute_stats(engine: Engine, *, since: datetime | None = None, until: datet
     latency = Percentiles(and_(where, records.c.cache_hit.is_(False)), group_column).compute(engine)
     [total] = _group_rows(engine, None, where, latency)
     groups = _group_rows(engine, group_column, where, latency) if group_column is not None else []
+    unreadable = unreadable_usage()
     with engine.connect() as conn:
         unpriced = conn.execute(
-            select(records.c.model).where(where, unpriced_filter()).group_by(records.c.model).order_by(records.c.model)
+            select(records.c.model).where(where, unpriced_filter(), not_(unreadable))
+            .group_by(records.c.model).order_by(records.c.model)
         ).scalars().all()
-    return Stats(since=since, until=until, by=by, total=total, groups=groups, unpriced_models=[str(m) for m in unpriced])
+        unreadable_calls = conn.execute(select(func.count()).where(where, unpriced_filter(), unreadable)).scalar_one()
+    return Stats(since=since, until=until, by=by, total=total, groups=groups, unpriced_models=[str(m) for m in unpriced],
+                 unreadable_calls=int(unreadable_calls))  # fmt: skip
