@@ -229,6 +229,9 @@ def test_incomplete_usage_of_a_compatible_server_is_read_or_unknown_never_partly
         assert run(["stats", "--database-url", database_url]) == 0
         out = capsys.readouterr().out
         assert "1 calls sent a usage with a count costtrack could not read" in out and "Unpriced models" not in out
+        assert run(["report", "audit", "-o", "-", "--no-charts", "--database-url", database_url]) == 0
+        text = capsys.readouterr().out
+        assert "1 of them sent a usage with a count costtrack could not read" in text and "Price gpt-4o-mini" not in text
 
 
 @pytest.mark.parametrize(("counts", "tokens", "known"), [

@@ -86,6 +86,10 @@ def warnings(ctx: AuditContext) -> list[str]:
     unpriced = sum(g.unpriced_calls for g in rep.groups)
     if unpriced:
         out.append(f"{count(unpriced)} calls are unpriced: their cost is unknown and missing from every total.")
+    unreadable = sum(g.unreadable_calls for g in rep.groups)
+    if unreadable:
+        out.append(f"{count(unreadable)} of them sent a usage with a count costtrack could not read (tag "
+                   "costtrack.usage_unreadable): their cost stays unknown whatever the prices.")
     per_hour = sum(g.per_hour_calls for g in rep.groups)
     if per_hour:
         models = sorted({g.model for g in rep.groups if g.per_hour_calls})

@@ -15,9 +15,11 @@ def unpriced_table(ctx: AuditContext) -> Table:
     """Calls to models without a price, per model, with their tokens and endpoints."""
     merged: dict[tuple[str, str], list[Any]] = {}
     for g in ctx.rep.groups:
-        if g.unpriced_calls:
+        # Calls whose usage could not be read are unpriced whatever their model's price: not a model to price.
+        calls = g.unpriced_calls - g.unreadable_calls
+        if calls > 0:
             row = merged.setdefault((g.provider, g.model), [g.model, g.provider, 0, 0, set()])
-            row[2] += g.unpriced_calls
+            row[2] += calls
             row[3] += g.tokens_input + g.tokens_output
             row[4].add(g.endpoint)
     rows = [[m, p, n, t, ", ".join(sorted(e))] for m, p, n, t, e in merged.values()]

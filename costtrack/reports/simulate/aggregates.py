@@ -84,6 +84,7 @@ class Group:
     batched_spend_usd: float = 0.0  # what they cost, at the batch price
     unpriced_calls: int = 0
     per_hour_calls: int = 0  # of a self-hosted model priced per hour: no per-call cost (the hours served are its cost)
+    unreadable_calls: int = 0  # of the unpriced ones: a usage count costtrack could not read (its model may have a price)
     tokens_input: int = 0
     tokens_output: int = 0
     tokens_cached_input: int = 0

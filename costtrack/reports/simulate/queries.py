@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ...store.schema import records
 from ...usage import EXTRA_TAGS
-from ..stats import app_traffic, per_hour_filter, period_filter, unpriced_filter
+from ..stats import app_traffic, per_hour_filter, period_filter, unpriced_filter, unreadable_usage
 from .sql import batched as sql_batched
 from .sql import day_of, epoch_of, has_any_tag, tag_count, tiered
 
@@ -100,6 +100,7 @@ def totals_query(dialect: str, where: ColumnElement[bool], day: ColumnElement[st
             sum_where(batched, func.coalesce(c.cost_usd, 0.0)).label("batched_spend"),
             sum_where(unpriced_filter(), 1).label("unpriced"),
             sum_where(per_hour_filter(), 1).label("per_hour"),
+            sum_where(and_(unpriced_filter(), unreadable_usage()), 1).label("unreadable"),
             func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
             func.coalesce(func.sum(c.tokens_output), 0).label("tout"),
             func.coalesce(func.sum(c.tokens_cached_input), 0).label("tcached"),

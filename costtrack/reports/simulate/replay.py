@@ -43,6 +43,7 @@ def merge_totals(rows: Iterable[Any]) -> dict[tuple[str, str, str, str], Group]:
         g.batched_spend_usd += float(row.batched_spend)
         g.unpriced_calls += int(row.unpriced)
         g.per_hour_calls += int(row.per_hour)
+        g.unreadable_calls += int(row.unreadable)
         g.tokens_input += int(row.tin)
         g.tokens_output += int(row.tout)
         g.tokens_cached_input += int(row.tcached)
