@@ -71,11 +71,8 @@ def simulate(
                 raise ConfigError(f"no calls on {', '.join(endpoint)} {what}: check --endpoint")
             if endpoint:
                 rep = dataclasses.replace(rep, app_span=engine_.period_span(engine, start, end))
-            if swaps:  # the calls served at a service tier, for the swap's note (run() reads them too)
-                engine_.count_tiered(engine, rep, engine_.period_where(start, end, where))
-            scope = engine_.resolve_batch_scope(engine, rep, batch_endpoints, where=where) if share else None
-            result = engine_.simulate(rep, engine_.Scenario(cache_ttl=ttl, swaps=tuple(swaps), batch_share=share,
-                                                            batch_endpoints=scope), book)  # fmt: skip
+            result = engine_.play(engine, rep, book, cache_ttl=ttl, swaps=swaps, batch_share=share,
+                                  batch_endpoints=batch_endpoints, where=where)  # fmt: skip
             step("simulated")
     if as_json:
         _common.print_json(result.as_dict())

@@ -62,7 +62,7 @@ from .replay import merge_hits as merge_hits
 from .replay import merge_totals as merge_totals
 from .replay import period_span, replay, replay_from
 from .scenarios import Scenario, Swap
-from .simulation import EndpointResult, Simulation, count_tiered, run, simulate, swap_rates
+from .simulation import EndpointResult, Simulation, count_tiered, play, run, simulate, swap_rates
 from .sql import as_day, day_of, epoch_of, has_tag, tag_filter, tag_number, tag_text
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "parse_swap",
     "period_span",
     "period_where",
+    "play",
     "replay",
     "replay_from",
     "replay_queries",

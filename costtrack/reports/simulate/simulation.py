@@ -51,10 +51,6 @@ class EndpointResult:
         """No call of it has a per-call cost (unpriced, or priced per hour): its dollar figures are unknown, never $0."""
         return not self.actual_usd and (self.unpriced_calls > 0 or self.per_hour_calls > 0)
 
-    def usd(self, value: float) -> float | None:
-        """One of its dollar figures, or None when they are unknown."""
-        return None if self.unknown else value
-
     def shown(self, value: float) -> float | str | None:
         """One of its dollar figures as a table shows it: None (unpriced) or "per hour" when unknown."""
         if not self.unknown:
@@ -241,9 +237,19 @@ def run(engine: Engine, book: PriceBook, *, since: datetime | None, until: datet
         batch_endpoints: str = "noninteractive") -> Simulation:  # fmt: skip
     """Read the period once and play the scenario on it (what `costtrack simulate` does)."""
     rep = replay(engine, since=since, until=until, cache_ttl=cache_ttl)
+    return play(engine, rep, book, cache_ttl=cache_ttl, swaps=swaps, batch_share=batch_share,
+                batch_endpoints=batch_endpoints)  # fmt: skip
+
+
+def play(engine: Engine, rep: Replay, book: PriceBook, *, cache_ttl: float | None = None, swaps: Sequence[Swap] = (),
+         batch_share: float = 0.0, batch_endpoints: str = "noninteractive",
+         where: ColumnElement[bool] | None = None) -> Simulation:  # fmt: skip
+    """Play a scenario on `rep`, read from `engine` (`where`: its records besides the period, e.g. `--endpoint`), with
+    what only some scenarios need read first: the calls served at a service tier (a swap's note), the non-interactive
+    endpoints (a Batch API share)."""
     if swaps:
-        count_tiered(engine, rep, period_where(since, until))
-    scope = resolve_batch_scope(engine, rep, batch_endpoints) if batch_share else None
+        count_tiered(engine, rep, period_where(rep.since, rep.until, where))
+    scope = resolve_batch_scope(engine, rep, batch_endpoints, where=where) if batch_share else None
     scenario = Scenario(cache_ttl=cache_ttl, swaps=tuple(swaps), batch_share=batch_share, batch_endpoints=scope)
     return simulate(rep, scenario, book)
 
