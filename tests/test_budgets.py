@@ -1088,6 +1088,47 @@ def test_the_spend_does_not_dip_while_a_refresh_queries(monkeypatch, trackers, s
     assert monitor.status()[0].spend_usd == pytest.approx(2.0)  # read back from the database, not counted twice
 
 
+def test_a_batch_committed_but_not_yet_counted_is_not_counted_twice_by_a_refresh(trackers, sqlite_url) -> None:
+    """The writer counts a batch (its on_records hook) just after committing it: a refresh that starts in between
+    waits for that count before it reads the database, which would otherwise hold the batch and count it again."""
+    now = Clock(datetime(2026, 3, 10, tzinfo=UTC))
+    t = trackers(sqlite_url, now=now, budget=Budget(monthly_usd=10.0, on_alert=lambda a: None))
+    monitor = t.budget_monitor
+    assert monitor.refresh()  # nothing spent yet
+    writer = t.writer
+    committed, counting = threading.Event(), threading.Event()
+    count = writer.on_records
+
+    def count_when_told(batch: list[CallRecord]) -> None:
+        committed.set()  # in the database, not yet counted
+        assert counting.wait(30)
+        count(batch)
+
+    writer.on_records = count_when_told
+    t.add(record(1.25, now.at))
+    flusher = threading.Thread(target=t.flush)
+    flusher.start()
+    assert committed.wait(30)
+    reading = threading.Event()
+    quiesce = writer.quiesce
+
+    def watched(timeout: float) -> int | None:
+        reading.set()
+        return quiesce(timeout)
+
+    writer.quiesce = watched  # type: ignore[method-assign]
+    refresher = threading.Thread(target=monitor.refresh)
+    refresher.start()
+    while refresher.is_alive() and not reading.is_set():  # until it has read the database, or waits to
+        refresher.join(0.01)
+    counting.set()
+    refresher.join(30)
+    flusher.join(30)
+    assert not refresher.is_alive() and not flusher.is_alive()
+    assert monitor.status()[0].spend_usd == pytest.approx(1.25)
+    assert monitor.refresh() and monitor.status()[0].spend_usd == pytest.approx(1.25)
+
+
 # --------------------------------------------------------------------------- estimates
 
 

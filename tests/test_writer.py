@@ -136,6 +136,27 @@ def test_calls_queued_while_a_batch_is_written_wait_for_the_next_pass(database_u
     assert passes == [10, 3] and w.flush() is True
 
 
+def test_quiesce_waits_until_the_batch_being_stored_is_counted(database_url, writers, make_record, outbox_dir) -> None:
+    w = writers(database_url, outbox_dir=outbox_dir)
+    assert w.quiesce(0) == 0 and w.stores_begun == 0  # nothing stored yet, nothing being stored
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold(batch: list[CallRecord]) -> None:
+        inside.set()
+        assert leave.wait(30)
+
+    w.on_records = hold
+    w.submit(make_record())
+    flusher = threading.Thread(target=w.flush)
+    flusher.start()
+    assert inside.wait(30)
+    assert w.quiesce(0) is None and w.stores_begun == 1  # committed, its hook still running
+    leave.set()
+    assert w.quiesce(30) == 1  # returns once the hook is done
+    flusher.join(30)
+    assert w.stats["stored"] == 1
+
+
 def test_eight_threads_lose_nothing(database_url, writers, make_record, outbox_dir) -> None:
     w = writers(database_url, outbox_dir=outbox_dir)
     recs = [make_record(cost_usd=(i % 97) * 0.0001 + 1e-7) for i in range(4000)]

@@ -17,9 +17,11 @@ How spend is known without a query per call. Each Tracker with budgets has a
 Month-to-date = db + pending + after. The writer's ``on_records`` hook moves a
 record from pending to after once its batch is committed; a refresh re-reads the
 database and, once the result is in, drops from ``after`` what it now includes (so
-the spend does not dip while the query runs). A refresh that overlaps a commit of
-this process is retried, so a record is counted twice only in a rare race, for at
-most one refresh interval, and never missed. Each budget also keeps its current
+the spend does not dip while the query runs). A refresh reads between two of the
+writer's stores (`Writer.quiesce`: a batch committed but not yet counted would be
+read and counted again) and is retried when a store began during its query; only a
+writer storing through every attempt (or one that keeps a batch for over a second)
+leaves a batch counted twice, for at most one refresh interval; none is missed. Each budget also keeps its current
 period's month-to-date (``now_spend``, recomputed wherever those change) and its
 ``reserved`` entry at hand, for the hard limit's check.
 
@@ -84,6 +86,7 @@ from .state import BudgetStatus, Reservation, Settling, State, release
 __all__ = ["BudgetMonitor", "BudgetStatus", "budgets_from_env", "make_monitor"]
 
 _REFRESH_ATTEMPTS = 4
+_STORE_WAIT = 1.0  # seconds a refresh waits for a batch being stored to be counted before it reads the database
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 _PROJECTED = "projected"
 _REDELIVER_MAX = 3600.0  # seconds: the longest wait before an undelivered alert is tried again
@@ -435,7 +438,12 @@ class BudgetMonitor:
                 return False
             now = as_utc(self.tracker.now())
             states = self._states
+            # A batch the writer has committed but not yet counted (its hook runs after the commit) would be in the
+            # query's result and then counted again: the query runs between two of the writer's stores.
+            writer = self.tracker._writer  # none yet: nothing is being stored
+            quiesce = getattr(writer, "quiesce", None)
             for attempt in range(_REFRESH_ATTEMPTS):
+                begun = quiesce(_STORE_WAIT) if quiesce is not None else None
                 with self._lock:
                     seq = self._stored_seq
                     starts = [s.roll(now) for s in states]
@@ -448,9 +456,10 @@ class BudgetMonitor:
                     log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", one_line(exc))
                     return False
                 with self._lock:
-                    # A batch committed while the query ran may or may not be in its result: ask again
-                    # (it is then counted as included). The last attempt keeps it (counted twice, briefly).
-                    if self._stored_seq == seq or attempt == _REFRESH_ATTEMPTS - 1:
+                    # A batch stored while the query ran may or may not be in its result: ask again. The last
+                    # attempt keeps the result (such a batch counted twice until the next refresh).
+                    settled = self._stored_seq == seq and (begun is None or writer.stores_begun == begun)  # type: ignore[union-attr]
+                    if settled or attempt == _REFRESH_ATTEMPTS - 1:
                         mono = time.monotonic()
                         for s, start, amount, r in zip(states, starts, stored, results):
                             left = s.after.get(start, 0.0) - amount
