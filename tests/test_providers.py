@@ -196,6 +196,9 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 500), None),
     ({"prompt_tokens": "1000", "completion_tokens": 500, "total_tokens": 1500}, (0, 500), None),
     ({"completion_tokens": 500}, (0, 500), None),
+    # No count read at all: billed, cost unknown (stats counted it nowhere: its group's spend read as complete).
+    ({}, (0, 0), None),
+    ({"prompt_tokens": "812", "completion_tokens": "40"}, (0, 0), None),
     # The embeddings API's usage has no completion_tokens at all, and a total that is its prompt: no output.
     ({"prompt_tokens": 100_000, "total_tokens": 100_000}, (100_000, 0), usd((100_000, "0.15"))),
     # total_tokens alone (some compatible servers): read as input, as before (a review found it dropped).

@@ -70,8 +70,6 @@ def reprice(
     pending: dict[str, list[tuple[Any, ...]]] = {kind: [] for kind in _WRITERS}
     for record in iter_records(engine, since=start):
         seen += 1
-        if not (record.tokens_input or record.tokens_output):
-            continue  # nothing billed to price
         if record.tags.get(UNREADABLE_TAG) is True:
             # A count of its usage could not be read: its cost stays unknown, whatever the prices; a model priced per
             # hour still gets that source (its cost is the hours served, never a call's).
@@ -84,6 +82,8 @@ def reprice(
             else:
                 unpriced += 1
             continue
+        if not (record.tokens_input or record.tokens_output):
+            continue  # nothing billed to price
         usage, batch = usage_of(record), batched(record.tags, record.price_source)
         tier = served_tier(record.tags, record.price_source)
         cost, source = book.cost(record.provider, record.model or record.model_requested, usage, record.timestamp,

@@ -118,11 +118,12 @@ def app_traffic() -> ColumnElement[bool]:
 
 
 def unpriced_filter() -> ColumnElement[bool]:
-    """Rows that used tokens but found no price (a per-hour model has a price_source, so it is priced)."""
+    """Rows that used tokens but found no price (a per-hour model has a price_source, so it is priced), and rows
+    whose usage could not be read at all (tagged costtrack.usage_unreadable, no count read: billed, cost unknown)."""
     return and_(
         records.c.cost_usd.is_(None),
         records.c.price_source.is_(None),
-        (records.c.tokens_input + records.c.tokens_output) > 0,
+        or_((records.c.tokens_input + records.c.tokens_output) > 0, unreadable_usage()),
     )
 
 
