@@ -47,6 +47,7 @@ _FILL_SHIELD = 1.0
 _CONNECTION = (httpx2.NetworkError, httpx2.ProtocolError, httpx2.ProxyError)
 # The lines of a server-sent event (a field, or a comment): what an event stream's body is made of.
 _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
+_EVENT_FIELDS = _SSE_FIELDS[:4]  # a block with none of these (comments only) is no event to the SDKs
 # What a server answers a parameter it does not know with (Azure: 400 "Unrecognized request argument supplied").
 _OPTION_REFUSALS = frozenset({400, 422})
 # Failures before a request can have reached the provider: such an attempt is not billed.
@@ -69,6 +70,8 @@ def error_type(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, _CONNECTION):
         return "connection_error"
+    if isinstance(exc, httpx2.DecodingError):
+        return "malformed_response"  # a body that cannot be decoded (bad gzip), as an unreadable one
     return type(exc).__name__
 
 
@@ -686,17 +689,24 @@ class _Reader:
             return self._complete  # read to its end without one whole event
         if last == b"data: [DONE]\n\n":
             return False  # the usual last read of a chat stream
+        anthropic = self._call.api == "anthropic"
         for block in last.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n\n"):
             if not block.strip():
                 continue
-            if self._complete and not any(line.startswith(_SSE_FIELDS) for line in block.split(b"\n")):
+            lines = block.split(b"\n")
+            if self._complete and not any(line.startswith(_SSE_FIELDS) for line in lines):
                 return True  # a body read to its end that is not server-sent events (an HTML page): the SDK yields nothing
-            _, data = event_fields(block + b"\n\n")
-            if data and not data.startswith(b"[DONE]"):
-                try:
-                    fastjson.loads(data)
-                except ValueError:
-                    return True
+            name, data = event_fields(block + b"\n\n")
+            if anthropic:
+                # Anthropic's SDK skips events without a name or data, and pings; an error event it raises as one.
+                if name in (None, "ping", "error") or not data:
+                    continue
+            elif data.startswith(b"[DONE]") or not any(line.startswith(_EVENT_FIELDS) for line in lines):
+                continue
+            try:
+                fastjson.loads(data)  # OpenAI's SDK parses every event's data, an empty one too (`data:` alone)
+            except ValueError:
+                return True
         return False
 
     def __del__(self) -> None:

@@ -935,10 +935,10 @@ def test_a_400_about_something_else_reaches_the_app_as_it_came(tracker, records)
 # --------------------------------------------------------------------------- streams the SDK cannot read
 
 
-def _broken_stream(reads: str, line_end: bytes = b"\n"):
+def _broken_stream(reads: str, line_end: bytes = b"\n", bad: bytes = b"data: {this is not json"):
     """A chat stream whose third event's data is not JSON: the SDK raises there, as it would without costtrack."""
     events = [e for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e]
-    events.insert(2, b"data: {this is not json")
+    events.insert(2, bad)
     body = [e.replace(b"\n", line_end) + line_end * 2 for e in events]
 
     def respond(request: httpx2.Request) -> httpx2.Response:
@@ -958,6 +958,32 @@ def test_a_stream_the_sdk_cannot_read_is_recorded_as_malformed(tracker, records,
     # Read whole, the body had its usage chunk: the provider sent (and billed) all of it. Read event by event, the
     # SDK stopped before it: the cost is unknown.
     assert rec.cost_usd is None if reads == "event by event" else rec.cost_usd > 0
+
+
+@pytest.mark.parametrize("bad", [b"data:", b"data: ", b"event: note", b"id: 7"])
+def test_an_event_with_no_data_is_one_the_openai_sdk_cannot_read(tracker, records, bad):
+    """An event without data (`data:` alone, or an event name or id alone) is parsed by the OpenAI SDK as JSON, and
+    fails: recorded as malformed, not as a stream left incomplete (review finding)."""
+    bare = outcome(lambda: _chunks(openai_client(Recorder(_broken_stream("event by event", bad=bad)))))
+    wrapped = outcome(lambda: _chunks(tracker.wrap(openai_client(Recorder(_broken_stream("event by event", bad=bad))))))
+    assert wrapped == bare and bare[:2] == ("raised", json.JSONDecodeError)
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "malformed_response")
+
+
+def test_a_stream_body_that_cannot_be_decoded_is_malformed_whoever_asked_for_usage(tracker, records):
+    """A body that is not the gzip its header says: the same error for the app, recorded as malformed both when
+    costtrack decodes it (to hide the usage chunk) and when the SDK does (it was `DecodingError`; review finding)."""
+    def respond(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+                               stream=Pieces(b"\x1f\x8b\x08\x00garbage-not-gzip"))  # fmt: skip
+
+    for options in ({}, {"stream_options": {"include_usage": True}}):
+        call = {**CHAT, "stream": True, **options}
+        bare = outcome(lambda: list(openai_client(Recorder(respond)).chat.completions.create(**call)))  # noqa: B023
+        wrapped = outcome(lambda: list(tracker.wrap(openai_client(Recorder(respond))).chat.completions.create(**call)))  # noqa: B023
+        assert wrapped[:2] == bare[:2] and bare[1] is openai.APIConnectionError  # the SDK wraps the DecodingError
+    assert [(r.status, r.error_type) for r in records()] == [("error", "malformed_response")] * 2
 
 
 async def test_a_stream_the_async_sdk_cannot_read_is_recorded_as_malformed(tracker, records):
