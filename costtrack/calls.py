@@ -14,7 +14,7 @@ from .hashing import request_hash
 from .logs import log_once
 from .pricing import priced_tier
 from .providers import StreamReader, parser_for
-from .providers.openai import choice_error
+from .providers.openai import choice_error, response_failure
 from .records import CallRecord, Status, new_id
 from .usage import TIER_TAG, UNREADABLE_TAG, Usage, billed_extras
 
@@ -236,6 +236,8 @@ class Call:
                     if self.status == "ok":
                         no_usage = usage is None or (usage.unreadable and not usage.input and not usage.output)
                         failure = _answer_error(parsed, no_usage)
+                        if failure is None and self.operation == "responses":
+                            failure = response_failure(parsed)  # a failed response with usage: billed, and an error
                         if failure is not None:
                             self.status, self.error_type = "error", failure
                 else:

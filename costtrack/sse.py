@@ -43,6 +43,11 @@ class EventSplitter:
         """Nothing is buffered: the next chunk starts an event."""
         return not self._buffer
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes received after the last complete event (kept)."""
+        return self._buffer
+
     def rest(self) -> bytes:
         """Bytes received after the last complete event."""
         rest, self._buffer = self._buffer, b""

@@ -676,10 +676,29 @@ class _Reader:
             call.finish("incomplete")  # a stream's own end event decides, in Call.record
         else:
             reader = call.reader
+            if reader is not None:
+                self._ended(reader)
             if reader is not None and reader.failed is None and self._unreadable_end():
                 # The SDK raised on it (billed or not, as the usage read says); the app saw an error.
                 call.status, call.error_type = "error", "malformed_response"
             call.finish()
+
+    def _ended(self, reader: StreamReader) -> None:
+        """A stream the SDK ended without error: what it took as whole events is read (see _tail), and the reader told
+        of a body read to its end (the SDK ends a stream there, with or without an end event)."""
+        if not self._complete:
+            self._tail()
+        else:
+            ended = getattr(reader, "body_ended", None)
+            if ended is not None:
+                ended()
+
+    def _tail(self) -> None:
+        """Read the last event of a stream the SDK closed with its final line ending still to come: after a CR the
+        SDK's decoder has a blank line (`\\r\\n\\r`) and acts on the event ([DONE]: it stops reading)."""
+        splitter = self._splitter
+        if splitter is not None and splitter.pending.endswith((b"\r\n\r", b"\n\r")):
+            self._rest()
 
     def _unreadable_end(self) -> bool:
         """Whether a stream ended on data the SDK cannot read: the SDK raises at the first event whose data is not

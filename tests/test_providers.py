@@ -299,7 +299,7 @@ def test_unreadable_usage_of_a_model_priced_per_hour_stays_per_hour(tmp_path, ou
     ({"code": None, "type": "server_error", "message": "boom"}, "server_error"),
     ({"code": "rate_limit_exceeded", "message": "slow down"}, "rate_limit_exceeded"),
 ])  # fmt: skip
-def test_a_failed_responses_stream_names_its_error_type(tracker, records, error, expected):
+def test_a_failed_response_names_its_error_type_streamed_or_whole(tracker, records, error, expected):
     """Review finding: a response.failed event whose error has "code": null gave error_type "None"."""
     base = {"id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4o-mini-2024-07-18", "output": [],
             "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}  # fmt: skip
@@ -314,8 +314,14 @@ def test_a_failed_responses_stream_names_its_error_type(tracker, records, error,
                                                                  content=body))))  # fmt: skip
     seen = [event.type for event in client.responses.create(model="gpt-4o-mini", input="hi", stream=True)]
     assert seen == ["response.created", "response.failed"]
-    [rec] = records()
-    assert (rec.status, rec.error_type) == ("error", expected)
+    # The same response whole (not streamed): the SDK returns it as an answer; it was recorded "ok" (review finding).
+    whole = {**base, "status": "failed", "error": error, "usage": usage}
+    client = tracker.wrap(openai_client(Recorder(httpx2.Response(200, json=whole))))
+    assert client.responses.create(model="gpt-4o-mini", input="hi").status == "failed"
+    streamed, answered = records()
+    for rec in (streamed, answered):
+        assert (rec.status, rec.error_type, rec.tokens_input) == ("error", expected, 10)
+        assert rec.cost_usd == pytest.approx((10 * 0.15 + 2 * 0.60) / 1e6)  # billed: its usage is priced
 
 
 def test_unknown_model_is_recorded_with_tokens_and_null_cost(tracker, records):

@@ -999,6 +999,40 @@ async def test_a_stream_the_async_sdk_cannot_read_is_recorded_as_malformed(track
     assert (rec.status, rec.error_type) == ("error", "malformed_response")
 
 
+def _stream_events(line_end: bytes = b"\n") -> list[bytes]:
+    """The fixture chat stream's events (usage chunk and [DONE] last), each as the network hands it on."""
+    return [e.replace(b"\n", line_end) + line_end * 2 for e in fixture("openai_chat_stream.sse").split(b"\n\n") if e.strip()]
+
+
+@pytest.mark.parametrize(("asks", "sent", "status"), [
+    (False, "all but [DONE]", "ok"), (True, "all but [DONE]", "ok"), (False, "cut before its usage", "incomplete"),
+])  # fmt: skip
+def test_a_chat_stream_ending_without_done_after_its_usage_is_whole(tracker, records, asks, sent, status):
+    """Some compatible servers end the body without [DONE]: the SDK ends the stream there, and with its usage (sent
+    last) the answer was whole; it was recorded incomplete (review finding). A body cut before the usage still is."""
+    events = _stream_events()[:-1] if sent == "all but [DONE]" else _stream_events()[:3]
+    server = Recorder(lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                      stream=Pieces(*events)))  # fmt: skip
+    call = {**CHAT, "stream": True, **({"stream_options": {"include_usage": True}} if asks else {})}
+    chunks = list(tracker.wrap(openai_client(server)).chat.completions.create(**call))
+    assert len(chunks) == len(events) - (1 if sent == "all but [DONE]" and not asks else 0)  # the hidden usage chunk
+    [rec] = records()
+    assert rec.status == status and (rec.cost_usd > 0 if status == "ok" else rec.cost_usd is None)
+
+
+def test_a_crlf_stream_whose_last_line_feed_comes_after_done_is_whole(tracker, records):
+    """CRLF events, the last read ending between [DONE]'s final CR and LF: the SDK's decoder has its blank line at
+    the CR and stops; costtrack waited for the LF and recorded the stream incomplete (review finding)."""
+    body = b"".join(_stream_events(b"\r\n"))
+    server = Recorder(lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                      stream=Pieces(body[:-1], body[-1:])))  # fmt: skip
+    call = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}  # asked: the bytes pass unsplit
+    chunks = list(tracker.wrap(openai_client(server)).chat.completions.create(**call))
+    assert len(chunks) == len(_stream_events()) - 1  # every event but [DONE]
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("ok", None) and rec.cost_usd > 0
+
+
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
 def test_a_stream_the_app_stops_reading_stays_incomplete(tracker, records, line_end):
     """Stopping early is not a malformed stream, whatever the line endings (the check reads whole events only)."""

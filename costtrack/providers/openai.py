@@ -9,7 +9,7 @@ from .. import fastjson
 from ..usage import Usage
 from .base import as_int, count_of, first_of, none_of
 
-__all__ = ["PARSERS", "chat_usage", "choice_error", "responses_usage"]
+__all__ = ["PARSERS", "chat_usage", "choice_error", "failure_of", "response_failure", "responses_usage"]
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _USAGE_NULL = (b":null", b": null")  # after '"usage"': how the API and json.dumps write a chunk's usage null
@@ -109,6 +109,18 @@ def choice_error(choices: Any) -> str | None:
                 code = error.get("code") if isinstance(error, dict) else None
                 return "upstream_error" if code is None else f"upstream_{code}"
     return None
+
+
+def failure_of(response: dict[str, Any]) -> str:
+    """The error type of a Responses API response that failed: its error's code, else its type, else response_failed."""
+    error = response.get("error")
+    code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
+    return str(code or "response_failed")  # "code": null was recorded as the error type "None"
+
+
+def response_failure(body: dict[str, Any]) -> str | None:
+    """The error type of a whole Responses API body whose status is "failed" (the SDK returns it as an answer), else None."""
+    return failure_of(body) if body.get("status") == "failed" else None
 
 
 def _tier_of(body: dict[str, Any]) -> str | None:
@@ -275,6 +287,12 @@ class ChatStreamReader:
             at = data.rfind(b'"usage"', 0, at)
         return data
 
+    def body_ended(self) -> None:
+        """The body was read to its end without error: with its usage (sent last) the answer is whole, [DONE] or not
+        (some compatible servers end the body without it; the SDK ends the stream there)."""
+        if not self.done and self.failed is None and self.usage is not None:
+            self.done = True
+
     def _done(self, data: bytes) -> bytes | None:
         """pass_on for a chunk holding [DONE]: the end event alone is noted and handed on; anything else is read."""
         if data == b"data: [DONE]\n\n":
@@ -438,9 +456,7 @@ class ResponsesStreamReader:
             if event in _FINAL_EVENTS:
                 self.done = True
                 if event == "response.failed":
-                    error = response.get("error") if isinstance(response, dict) else None
-                    code = (error.get("code") or error.get("type")) if isinstance(error, dict) else None
-                    self.failed = str(code or "response_failed")  # "code": null was recorded as the error type "None"
+                    self.failed = failure_of(response if isinstance(response, dict) else {})
             elif event == "error":
                 self.failed = str(parsed.get("code") or "stream_error")
         return False, False
