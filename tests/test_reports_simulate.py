@@ -373,3 +373,39 @@ def test_cli_errors(seeded, database_url, capsys, args, message):
 def test_cli_empty_database(empty_sqlite_url, capsys):
     assert cli(["simulate", "--cache-ttl", "1h", "--database-url", empty_sqlite_url]) == 2
     assert "run `costtrack demo`" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- portable tag SQL
+
+
+def test_has_tag_finds_a_top_level_key_only_on_both_backends(engine, make_record) -> None:
+    """Review finding: SQLite's text search alone also matched a value "route", a nested key and another case, so
+    results listed those calls as routed (Postgres' `?` did not)."""
+    from sqlalchemy import func, select
+
+    from costtrack.reports.simulate.sql import has_tag
+    from costtrack.store.schema import records
+    from costtrack.store.sql import insert_records
+
+    tags = [{"route": "cheap"}, {"step": "route"}, {"meta": {"route": "x"}}, {"Route": 1}, {"ro_te": 1}, {}, {"route": None}]
+    insert_records(engine, [make_record(tags=t) for t in tags])
+    with engine.connect() as conn:
+        found = conn.execute(select(records.c.tags).where(has_tag(engine.dialect.name, "route"))).scalars().all()
+        assert conn.execute(select(func.count()).select_from(records)).scalar_one() == len(tags)
+    assert sorted(found, key=json.dumps) == [{"route": "cheap"}, {"route": None}]
+
+
+@pytest.mark.parametrize("value", [1731241234.123456, 0.30000000000000004, 7, 2**63, "1731241234.123456", True])
+def test_tag_text_gives_a_number_as_written_on_both_backends(engine, make_record, value) -> None:
+    """Review finding: SQLite read a numeric tag through a float printed to 15 digits (1731241234.12346), so
+    `--before-tag deploy=1731241234.123456` found nothing there and A/B arms 0.3 and 0.30000000000000004 merged."""
+    from sqlalchemy import select
+
+    from costtrack.reports.simulate.sql import tag_filter, tag_text
+    from costtrack.store.sql import insert_records
+
+    insert_records(engine, [make_record(tags={"deploy": value}), make_record(tags={"deploy": "other"})])
+    text = "true" if value is True else str(value)
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        assert conn.execute(select(tag_text(dialect, "deploy")).where(tag_filter(dialect, "deploy", text))).scalars().all() == [text]

@@ -8,6 +8,7 @@ import pytest
 
 from costtrack.reports.stats import compute_stats
 from costtrack.store.database import make_engine
+from costtrack.store.sql import insert_records
 
 from helpers import nearest_rank
 
@@ -105,3 +106,18 @@ def test_percentiles_exact_per_group_with_nulls_ties_and_extremes(tracker, make_
     with engine.connect() as conn:
         assert none.refine_query(list(conn.execute(none.histogram_query()).all())) is None
     assert none.result([]).overall == {} and none.result([]).groups == {}
+
+
+def test_an_unreadable_usage_is_told_by_its_own_tag_only(engine, make_record) -> None:
+    """Review finding: the tag was found by a text search, which on SQLite also matched another case (and a value or
+    a nested key on both databases), so a model to price was counted as an unreadable usage instead."""
+    unpriced = {"cost_usd": None, "price_source": None}
+    insert_records(engine, [
+        make_record(model="my-ft", model_requested="my-ft", **unpriced, tags={"Costtrack.Usage_Unreadable": "n/a"}),
+        make_record(model="my-ft2", model_requested="my-ft2", **unpriced, tags={"note": "costtrack.usage_unreadable"}),
+        make_record(**unpriced, tags={"costtrack.usage_unreadable": True}),
+        make_record(**unpriced, tokens_input=0, tokens_output=0, tags={"costtrack.usage_unreadable": True}),
+    ])  # fmt: skip
+    stats = compute_stats(engine)
+    assert (stats.unpriced_models, stats.unreadable_calls) == (["my-ft", "my-ft2"], 2)
+    assert stats.total.unpriced_calls == 4  # the last: no count read at all, its cost unknown too

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Text, and_, case, cast, func, literal_column, not_, or_, select, true
+from sqlalchemy import Boolean, Engine, and_, case, func, literal, literal_column, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..store.schema import records
 from ..usage import UNREADABLE_TAG
@@ -136,9 +138,32 @@ def known_spend(spend: float, unpriced_calls: int) -> float | None:
     return None if unpriced_calls and not spend else spend
 
 
+class _TagIsTrue(FunctionElement[bool]):
+    """Tag `key` is JSON true: SQL for SQLite or Postgres, told apart when it is compiled (the queries that use it are
+    built without their engine at hand)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "tag_is_true"
+
+
+@compiles(_TagIsTrue, "sqlite")
+def _tag_is_true_sqlite(element: _TagIsTrue, compiler: Any, **kw: Any) -> str:
+    tags, path, _ = element.clauses
+    return f"(json_type({compiler.process(tags, **kw)}, {compiler.process(path, **kw)}) IS 'true')"  # never NULL
+
+
+@compiles(_TagIsTrue)
+def _tag_is_true_postgres(element: _TagIsTrue, compiler: Any, **kw: Any) -> str:
+    tags, _, key = element.clauses
+    t, k = compiler.process(tags, **kw), compiler.process(key, **kw)
+    return f"COALESCE(jsonb_typeof({t} -> {k}) = 'boolean' AND ({t} ->> {k}) = 'true', false)"  # never NULL (NOT of it)
+
+
 def unreadable_usage() -> ColumnElement[bool]:
-    """Records tagged costtrack.usage_unreadable (a text search of the tags, the same on both databases)."""
-    return cast(records.c.tags, Text).like(f'%"{UNREADABLE_TAG}"%')
+    """Records tagged costtrack.usage_unreadable (JSON true, a top-level key: a text search also matched other cases,
+    nested keys and values, on SQLite)."""
+    return _TagIsTrue(records.c.tags, literal(f'$."{UNREADABLE_TAG}"'), literal(UNREADABLE_TAG))
 
 
 def per_hour_filter() -> ColumnElement[bool]:

@@ -66,6 +66,8 @@ def tag_text(dialect: str, key: str) -> ColumnElement[str]:
         return case(
             (kind == "true", literal("true")),
             (kind == "false", literal("false")),
+            # A number as written (`->`): json_extract makes it a float, printed to 15 digits (1731241234.12346).
+            (kind.in_(("integer", "real")), type_coerce(records.c.tags.op("->")(literal(path)), Text)),
             else_=cast(func.json_extract(records.c.tags, path), Text),
         )
     return records.c.tags.op("->>")(literal(key))
@@ -142,8 +144,10 @@ def tiered(dialect: str) -> ColumnElement[bool]:
 
 
 def has_tag(dialect: str, key: str) -> ColumnElement[bool]:
-    """Records that carry tag `key` (a cheap filter: the JSON is parsed only for those)."""
+    """Records whose tags have the top-level key `key` (SQLite: a text search first, so that only the JSON of rows
+    that name it is parsed; it alone also matched a value "route", a nested key, another case)."""
     _check_tag_key(key)
     if dialect == "sqlite":
-        return type_coerce(records.c.tags, Text).like(f'%"{key}"%')
+        named = type_coerce(records.c.tags, Text).like(f'%"{key}"%')
+        return and_(named, func.json_type(records.c.tags, f'$."{key}"').is_not(None))
     return records.c.tags.op("?")(literal(key))
