@@ -409,3 +409,23 @@ def test_tag_text_gives_a_number_as_written_on_both_backends(engine, make_record
     dialect = engine.dialect.name
     with engine.connect() as conn:
         assert conn.execute(select(tag_text(dialect, "deploy")).where(tag_filter(dialect, "deploy", text))).scalars().all() == [text]
+
+
+def test_a_repeat_just_over_the_ttl_is_no_hit_on_either_backend(engine, make_record) -> None:
+    """Review finding: SQLite timed calls by julianday(), to the millisecond, so repeats 1.1-1.7 ms over an hour's TTL
+    (past its 1 ms tolerance) read as would-be hits there, and not on Postgres."""
+    from costtrack.reports.simulate.replay import replay
+    from costtrack.store.sql import insert_records
+
+    gaps = range(3_599_999_000, 3_600_002_600, 100)  # microseconds, the TTL less 1 ms to the TTL plus 2.5 ms
+    start = datetime(2026, 11, 6, tzinfo=timezone.utc)
+    rows = []
+    for i, gap in enumerate(gaps):
+        first = start + timedelta(minutes=3 * i, microseconds=137 * i)
+        for at in (first, first + timedelta(microseconds=gap)):
+            rows.append(make_record(timestamp=at, endpoint=f"/gap/{gap}", request_hash=f"h{i}", status="ok"))
+    insert_records(engine, rows)
+    groups = replay(engine, since=start, cache_ttl=3600.0).groups
+    hits = {int(g.endpoint.rsplit("/", 1)[1]): g.would_hit for g in groups}
+    hits.pop(3_600_001_000)  # at the tolerance exactly: floating point decides
+    assert hits == {gap: int(gap < 3_600_001_000) for gap in gaps if gap != 3_600_001_000}  # TTL + 1 ms, no more

@@ -14,8 +14,8 @@ from ..stats import app_traffic, per_hour_filter, period_filter, unpriced_filter
 from .sql import batched as sql_batched
 from .sql import day_of, epoch_of, has_any_tag, tag_count, tiered
 
-#: Time differences are computed in floating point (SQLite: from Julian days, ~50 us of noise): a gap within
-#: a millisecond of the TTL counts as equal to it.
+#: Time differences are computed in floating point (seconds since 1970, to a microsecond on both databases): a
+#: gap within a millisecond of the TTL counts as equal to it.
 GAP_TOLERANCE_S = 0.001
 
 

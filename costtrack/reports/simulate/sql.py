@@ -27,7 +27,10 @@ from ...usage import (
 def epoch_of(dialect: str, column: Any) -> ColumnElement[float]:
     """Seconds since 1970 of a timestamp column, as a float, on SQLite and Postgres."""
     if dialect == "sqlite":
-        return (func.julianday(column) - 2440587.5) * 86400.0
+        # Stored as UTC text 'YYYY-MM-DD HH:MM:SS.ffffff': whole seconds, plus the fraction as written. julianday()
+        # keeps only milliseconds, so a gap just over a cache TTL could read as within it (and not on Postgres).
+        seconds = cast(func.strftime("%s", func.substr(column, 1, 19)), Float)
+        return seconds + cast(func.substr(column, 20), Float)
     return func.date_part("epoch", column)
 
 
