@@ -60,8 +60,10 @@ def usd(value: float | None, places: int | None = None) -> str:
 
 
 def count(value: float | int | None) -> str:
-    """A count with thousands separators."""
-    return "-" if value is None else f"{value:,.0f}"
+    """A count with thousands separators (an int exactly: through a float, 2**62 lost its last digits)."""
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.0f}"
 
 
 def pct(value: float | None, places: int = 1) -> str:

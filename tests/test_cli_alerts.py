@@ -150,3 +150,10 @@ def test_previous_months_do_not_count(sqlite_url, capsys) -> None:
     seed(sqlite_url, (500.0, (datetime(2026, 1, 1, tzinfo=UTC) - timedelta(seconds=1)).isoformat()[:19], "/x"))
     code, out, _ = run(capsys, "--monthly-budget", "10", "--at", AT, "--json", "--database-url", sqlite_url)
     assert code == 0 and json.loads(out)["month_to_date_usd"] == 0.0
+
+
+def test_a_sub_cent_budget_is_shown_as_given(database_url, capsys) -> None:
+    """Review finding: --monthly-budget 0.001 printed "budget: $0.00/month" beside 400% used."""
+    seed(database_url, (0.004, "2026-01-05T10:00", "/api/chat"))
+    code, out, _ = run(capsys, "--monthly-budget", "0.001", "--at", AT, "--database-url", database_url)
+    assert "budget: $0.001000/month, 2026-01 UTC" in out and "percent_used: 400.0%" in out

@@ -40,3 +40,10 @@ def test_line_breaks_become_spaces():
 def test_negative_milliseconds_get_a_thousands_separator_as_positive_ones():
     """A confidence interval's lower end printed as -3147.53 ms beside 7,305 ms (review finding)."""
     assert (ms(-3147.53), ms(7305.2), ms(-4.5), ms(4.5), ms(None)) == ("-3,148 ms", "7,305 ms", "-4.50 ms", "4.50 ms", "-")
+
+
+def test_a_count_is_exact_past_two_to_the_53() -> None:
+    """Review finding: a count went through a float, so 2**63 summed by Postgres printed ...808 for ...807."""
+    from costtrack.format import count
+
+    assert count(2**63 - 1) == "9,223,372,036,854,775,807" and count(1234.0) == "1,234" and count(None) == "-"

@@ -121,3 +121,10 @@ def test_an_unreadable_usage_is_told_by_its_own_tag_only(engine, make_record) ->
     stats = compute_stats(engine)
     assert (stats.unpriced_models, stats.unreadable_calls) == (["my-ft", "my-ft2"], 2)
     assert stats.total.unpriced_calls == 4  # the last: no count read at all, its cost unknown too
+
+
+def test_groups_of_equal_spend_and_calls_are_ordered_by_name_on_both_backends(engine, make_record) -> None:
+    """Review finding: ties came in each database's order (and each collation's): '/B' first on SQLite, last on one
+    Postgres. Now by name, code point order, everywhere."""
+    insert_records(engine, [make_record(endpoint=e, tokens_input=10, cost_usd=0.5) for e in ("/b", "/Á", "/a", "/B", "/c")])
+    assert [g.key for g in compute_stats(engine, by="endpoint").groups] == ["/B", "/a", "/b", "/c", "/Á"]

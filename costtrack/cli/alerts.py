@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import ConfigError
+from ..format import usd
 from . import _common
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def _check_scope(engine: Engine, **scope: str | None) -> None:
         with engine.connect() as conn:
             if conn.execute(select(c.id).where(matches).limit(1)).first() is not None:
                 continue
-            known = list(conn.execute(select(column).where(column.is_not(None)).distinct().limit(6)).scalars())
+            known = list(conn.execute(select(column).where(column.is_not(None)).distinct().order_by(column).limit(6)).scalars())
         listed = ", ".join(map(repr, known[:5])) + (", ..." if len(known) > 5 else "")
         _common.fail(f"no record has {name} {value!r}: check the name (the database's: {listed or 'none'})")
 
@@ -120,7 +121,8 @@ def check(
     else:
         scope = ", ".join(f"{k}={v}" for k, v in budget.scope.items())
         month = result["period_start"][:7]
-        typer.echo(f"budget: ${amount:,.2f}/month{f' ({scope})' if scope else ''}, {month} UTC")
+        shown = usd(amount, 2 if round(amount, 2) == amount else None)  # a sub-cent budget read $0.00
+        typer.echo(f"budget: {shown}/month{f' ({scope})' if scope else ''}, {month} UTC")
         typer.echo(f"month_to_date_usd: ${result['month_to_date_usd']:,.4f}")
         typer.echo(f"projected_month_end_usd: ${result['projected_month_end_usd']:,.4f}"
                    + ("  (over budget)" if result["projected_overspend"] else ""))  # fmt: skip

@@ -368,10 +368,11 @@ def _group_rows(engine: Engine, group: ColumnElement[Any] | None, where: ColumnE
         )
         .where(where)
         .group_by(*([] if group is None else [group]))
-        .order_by(literal_column("spend").desc(), literal_column("calls").desc())
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
+    # Ties broken by the key, in Python: the databases' collations order text differently (and each its own way).
+    rows.sort(key=lambda row: (-float(row.spend), -int(row.calls), str(row.key)))
     out = []
     for row in rows:
         p = latency.overall if group is None else latency.groups.get(row.key, {})
