@@ -156,4 +156,4 @@ def test_a_sub_cent_budget_is_shown_as_given(database_url, capsys) -> None:
     """Review finding: --monthly-budget 0.001 printed "budget: $0.00/month" beside 400% used."""
     seed(database_url, (0.004, "2026-01-05T10:00", "/api/chat"))
     code, out, _ = run(capsys, "--monthly-budget", "0.001", "--at", AT, "--database-url", database_url)
-    assert "budget: $0.001000/month, 2026-01 UTC" in out and "percent_used: 400.0%" in out
+    assert code == 1 and "budget: $0.001000/month, 2026-01 UTC" in out and "percent_used: 400.0%" in out

@@ -228,6 +228,16 @@ def test_export_jsonl_and_csv(seeded, database_url, capsys, tmp_path):
     assert len(rows) == 1 and rows[0]["model"] == "gpt-4o-mini-2024-07-18" and json.loads(rows[0]["tags"]) == {"run": "x"}
 
 
+def test_export_gives_tags_in_key_order_on_both_backends(tracker, make_record, database_url, capsys, tmp_path):
+    """Review finding: JSONL tags came in the order the app wrote them from SQLite and in jsonb's order from Postgres
+    (CSV sorted them already)."""
+    tracker.add(make_record(tags={"ab_test": "t1", "ab_arm": "b", "meta": {"zeta": 1, "alpha": [{"y": 1, "x": 2}]}}))
+    tracker.flush()
+    assert run(["export", "--format", "jsonl", "--database-url", database_url]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert '"tags": {"ab_arm": "b", "ab_test": "t1", "meta": {"alpha": [{"x": 2, "y": 1}], "zeta": 1}}' in line
+
+
 def test_reprice_after_adding_an_override(tracker, make_record, database_url, tmp_path, capsys):
     tracker.add(make_record(model="my-model", model_requested="my-model", provider="openai", cost_usd=None,
                             price_source=None, tokens_input=1_000_000, tokens_output=500_000))  # fmt: skip

@@ -70,6 +70,16 @@ def write(records: Any, stream: TextIO, format: str, fields: tuple[str, ...] = E
     else:
         for record in records:
             row = record.export_dict()
+            row["tags"] = _sorted(row["tags"])  # as in CSV: Postgres (jsonb) keeps its own key order, SQLite the app's
             stream.write(json.dumps({name: row[name] for name in fields}) + "\n")
             written += 1
     return written
+
+
+def _sorted(value: Any) -> Any:
+    """`value` with every object's keys in sorted order, nested ones too."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
