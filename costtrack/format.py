@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 __all__ = [
     "FORMATS",
@@ -53,10 +54,20 @@ def usd(value: float | None, places: int | None = None) -> str:
         return "$0"
     if places is None:
         places = usd_places(value)
-    text = f"{value:,.{places}f}"
+    text = _fixed(value, places)
     if float(text.replace(",", "")) == 0:  # rounds to zero at these places: show the first digits that are not
-        text = f"{value:,.{usd_places(value)}f}"
+        text = _fixed(value, usd_places(value))
     return f"${text}"
+
+
+def _fixed(value: float, places: int) -> str:
+    """`value` to `places` decimals, a half rounded up, after the float noise of a sum is rounded away (12 significant
+    digits): $0.13655 summed as 0.1365499999999991 by one database and 0.13655000000000006 by another read $0.1365 and
+    $0.1366."""
+    if not math.isfinite(value) or abs(value) >= 1e15:  # past what a cost can be: as given
+        return f"{value:,.{places}f}"
+    exact = Decimal(f"{value:.12g}").quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    return f"{exact:,.{places}f}"
 
 
 def count(value: float | int | None) -> str:

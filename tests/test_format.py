@@ -47,3 +47,11 @@ def test_a_count_is_exact_past_two_to_the_53() -> None:
     from costtrack.format import count
 
     assert count(2**63 - 1) == "9,223,372,036,854,775,807" and count(1234.0) == "1,234" and count(None) == "-"
+
+
+@pytest.mark.parametrize("value", [0.1365499999999991, 0.13655000000000006, 0.13655])
+def test_dollars_round_the_same_whatever_the_float_noise_of_a_sum(value) -> None:
+    """Review finding: $0.13655 summed by Postgres (0.1365499999999991) read $0.1365, by SQLite $0.1366."""
+    from costtrack.format import usd
+
+    assert usd(value) == "$0.1366"
