@@ -199,6 +199,13 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     # No count read at all: billed, cost unknown (stats counted it nowhere: its group's spend read as complete).
     ({}, (0, 0), None),
     ({"prompt_tokens": "812", "completion_tokens": "40"}, (0, 0), None),
+    # Detail counts: a whole float is read, a text is unreadable (read as 0 it billed cached tokens at the full rate).
+    ({"prompt_tokens": 100_000, "completion_tokens": 500, "prompt_tokens_details": {"cached_tokens": 40_000.0}},
+     (100_000, 500), usd((60_000, "0.15"), (40_000, "0.075"), (500, "0.60"))),
+    ({"prompt_tokens": 100_000, "completion_tokens": 500, "prompt_tokens_details": {"cached_tokens": "40000"}},
+     (100_000, 500), None),
+    ({"prompt_tokens": 100_000, "completion_tokens": 500, "completion_tokens_details": {"reasoning_tokens": 1.5}},
+     (100_000, 500), None),
     # The embeddings API's usage has no completion_tokens at all, and a total that is its prompt: no output.
     ({"prompt_tokens": 100_000, "total_tokens": 100_000}, (100_000, 0), usd((100_000, "0.15"))),
     # total_tokens alone (some compatible servers): read as input, as before (a review found it dropped).
@@ -346,7 +353,11 @@ def test_usage_is_a_hashable_value_read_from_any_mapping_of_details():
     assert chat_usage(usage) == Usage(input=10, output=4, cached_input=3, reasoning=2)
     for details in (None, "x", 5, []):  # malformed details count 0
         assert chat_usage({**usage, "prompt_tokens_details": details}) == Usage(input=10, output=4, reasoning=2)
+    # A detail count that is no whole number makes the usage unreadable (read as 0 it was billed at the full rate).
     assert responses_usage({"input_tokens": 7, "output_tokens": 2, "input_tokens_details": {"cached_tokens": -1}}) == Usage(
+        input=7, output=2, unreadable=True
+    )
+    assert responses_usage({"input_tokens": 7, "output_tokens": 2, "input_tokens_details": {"cached_tokens": None}}) == Usage(
         input=7, output=2
     )
 
@@ -839,3 +850,22 @@ def test_an_apps_own_tags_are_never_read_as_billed_extras(tracker, records):
     assert rec.tags == {"web_searches": 500, "audio_input_tokens": "mine", "costtrack.web_searches": 2}
     usage = usage_of(rec)
     assert (usage.web_searches, usage.audio_input) == (2, 0)
+
+
+def test_an_anthropic_count_that_is_no_whole_number_makes_the_usage_unreadable(tracker, records):
+    """Known since stop 20: Anthropic counts were read as 0 when not ints, and the call priced on the rest."""
+    from costtrack.providers.anthropic import message_usage
+    from costtrack.usage import Usage
+
+    base = {"input_tokens": 3000, "output_tokens": 400, "cache_read_input_tokens": None, "cache_creation_input_tokens": None}
+    assert message_usage(base) == Usage(input=3000, output=400)  # nulls: none
+    assert message_usage({**base, "input_tokens": 3000.0}) == Usage(input=3000, output=400)
+    assert message_usage({**base, "cache_read_input_tokens": "1000"}) == Usage(input=3000, output=400, unreadable=True)
+    body = {**json.loads(fixture("anthropic_message.json")), "usage": {**base, "output_tokens": "400"}}
+    client = tracker.wrap(anthropic_client(Recorder(httpx2.Response(200, json=body))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's, dumping the SDK object a text count was put in
+        client.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    [rec] = records()
+    assert (rec.tokens_input, rec.tokens_output, rec.cost_usd) == (3000, 0, None)
+    assert rec.tags.get("costtrack.usage_unreadable") is True

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import as_int, first_of, none_of
+from .base import detail_count, first_of, none_of
 
 __all__ = ["PARSERS", "message_usage"]
 
@@ -19,18 +19,20 @@ def message_usage(usage: Any) -> Usage | None:
     """Usage of a message: total input = input_tokens + cache reads + cache writes."""
     if not isinstance(usage, dict):
         return None
-    read = as_int(usage.get("cache_read_input_tokens"))
-    write = as_int(usage.get("cache_creation_input_tokens"))
     split = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
-    write_1h = as_int(split.get("ephemeral_1h_input_tokens"))
     details = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
-    total_input = as_int(usage.get("input_tokens")) + read + write
-    reasoning = as_int(details.get("thinking_tokens"))
     tools = usage.get("server_tool_use")
-    searches = as_int(tools.get("web_search_requests")) if isinstance(tools, dict) else 0
+    counts = (
+        detail_count(usage.get("input_tokens")), detail_count(usage.get("output_tokens")),
+        detail_count(usage.get("cache_read_input_tokens")), detail_count(usage.get("cache_creation_input_tokens")),
+        detail_count(split.get("ephemeral_1h_input_tokens")), detail_count(details.get("thinking_tokens")),
+        detail_count(tools.get("web_search_requests")) if isinstance(tools, dict) else 0,
+    )  # fmt: skip
+    # A count that is no whole number ("3000", 2.5): the cost is unknown (read as 0, it was priced on the rest).
+    unreadable = None in counts
+    input_, output, read, write, write_1h, reasoning, searches = (n or 0 for n in counts)
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions a record.
-    return Usage(total_input, as_int(usage.get("output_tokens")), read, write, min(write_1h, write), reasoning, 0, 0,
-                 searches)  # fmt: skip
+    return Usage(input_ + read + write, output, read, write, min(write_1h, write), reasoning, 0, 0, searches, unreadable)
 
 
 class MessageStreamReader:

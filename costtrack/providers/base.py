@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from ..usage import Usage
 
-__all__ = ["BodyParser", "StreamReader", "as_int", "first_of", "none_of", "operation_for_path"]
+__all__ = ["BodyParser", "StreamReader", "count_of", "detail_count", "first_of", "none_of", "operation_for_path"]
 
 # Path suffix → operation, per API family; anything else passes through untouched.
 _OPERATIONS = {
@@ -46,9 +46,11 @@ def none_of(data: bytes, needles: tuple[bytes, ...]) -> bool:
     return True
 
 
-def as_int(value: Any) -> int:
-    """A token count from a JSON value; anything that is not a non-negative int counts 0."""
-    return value if type(value) is int and value > 0 else 0
+def detail_count(value: Any) -> int | None:
+    """A count a server may leave out or null (0 then): a non-negative whole number, else None: unreadable."""
+    if type(value) is int and value >= 0:
+        return value
+    return 0 if value is None else count_of(value)
 
 
 def count_of(value: Any) -> int | None:

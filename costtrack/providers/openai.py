@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import as_int, count_of, first_of, none_of
+from .base import count_of, detail_count, first_of, none_of
 
 __all__ = ["PARSERS", "chat_usage", "choice_error", "failure_of", "response_failure", "responses_usage"]
 
@@ -44,15 +44,20 @@ def chat_usage(usage: Any) -> Usage | None:
     # Each details object looked up once (every record parses one in the writer thread).
     details = usage.get("prompt_tokens_details")
     if isinstance(details, dict):
-        cached_input, cache_write = as_int(details.get("cached_tokens")), as_int(details.get("cache_write_tokens"))
-        audio_input = as_int(details.get("audio_tokens"))
+        cached_input, cache_write = detail_count(details.get("cached_tokens")), detail_count(details.get("cache_write_tokens"))
+        audio_input = detail_count(details.get("audio_tokens"))
     else:
         cached_input = cache_write = audio_input = 0
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict):
-        reasoning, audio_output = as_int(details.get("reasoning_tokens")), as_int(details.get("audio_tokens"))
+        reasoning, audio_output = detail_count(details.get("reasoning_tokens")), detail_count(details.get("audio_tokens"))
     else:
         reasoning = audio_output = 0
+    if cached_input is None or cache_write is None or audio_input is None or reasoning is None or audio_output is None:
+        # A detail count that is no whole number ("100", 99.5): read as 0 it billed cached tokens at the full rate.
+        unreadable = True
+        cached_input, cache_write, audio_input = cached_input or 0, cache_write or 0, audio_input or 0
+        reasoning, audio_output = reasoning or 0, audio_output or 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions.
     return Usage(input_, output, cached_input, cache_write, 0, reasoning, audio_input, audio_output, 0, unreadable)
 
@@ -94,6 +99,9 @@ def responses_usage(usage: Any, tool_usage: Any = None) -> Usage | None:
     reasoning = _detail(usage, "output_tokens_details", "reasoning_tokens")
     searches = _detail(tool_usage, "web_search", "num_requests") if isinstance(tool_usage, dict) else 0
     input_, output, unreadable = _counts(usage, usage.get("input_tokens"), "output_tokens")
+    if cached_input is None or cache_write is None or reasoning is None or searches is None:
+        unreadable = True  # a detail count that is no whole number (see chat_usage)
+        cached_input, cache_write, reasoning, searches = cached_input or 0, cache_write or 0, reasoning or 0, searches or 0
     # In field order (see Usage), as in chat_usage.
     return Usage(input_, output, cached_input, cache_write, 0, reasoning, 0, 0, searches, unreadable)
 
@@ -129,10 +137,10 @@ def _tier_of(body: dict[str, Any]) -> str | None:
     return tier if isinstance(tier, str) else None
 
 
-def _detail(usage: dict[str, Any], details: str, name: str) -> int:
-    """A count inside one of usage's details objects (absent, null or malformed: 0)."""
+def _detail(usage: dict[str, Any], details: str, name: str) -> int | None:
+    """A count inside one of usage's details objects (absent or null: 0; no whole number: None, unreadable)."""
     inner = usage.get(details)
-    return as_int(inner.get(name)) if isinstance(inner, dict) else 0
+    return detail_count(inner.get(name)) if isinstance(inner, dict) else 0
 
 
 def _loads(data: bytes) -> Any:
