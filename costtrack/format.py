@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal
 
 __all__ = [
     "FORMATS",
@@ -17,6 +16,7 @@ __all__ = [
     "days",
     "delta",
     "duration",
+    "fixed",
     "fmt",
     "ms",
     "number",
@@ -54,20 +54,19 @@ def usd(value: float | None, places: int | None = None) -> str:
         return "$0"
     if places is None:
         places = usd_places(value)
-    text = _fixed(value, places)
+    text = fixed(value, places, ",")
     if float(text.replace(",", "")) == 0:  # rounds to zero at these places: show the first digits that are not
-        text = _fixed(value, usd_places(value))
+        text = fixed(value, usd_places(value), ",")
     return f"${text}"
 
 
-def _fixed(value: float, places: int) -> str:
-    """`value` to `places` decimals, a half rounded up, after the float noise of a sum is rounded away (12 significant
-    digits): $0.13655 summed as 0.1365499999999991 by one database and 0.13655000000000006 by another read $0.1365 and
-    $0.1366."""
-    if not math.isfinite(value) or abs(value) >= 1e15:  # past what a cost can be: as given
-        return f"{value:,.{places}f}"
-    exact = Decimal(f"{value:.12g}").quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
-    return f"{exact:,.{places}f}"
+def fixed(value: float, places: int, sep: str = "") -> str:
+    """`value` with `places` decimals (`sep` "," groups thousands), rounded as Python rounds, once the float noise of a
+    sum is rounded away at `places` + 3 decimals: $0.13655 summed by one database as 0.1365499999999991 and by another
+    as 0.13655000000000006 read $0.1365 and $0.1366. The formulas' operands are checked as shown this same way."""
+    if math.isfinite(value) and abs(value) < 1e15:
+        value = float(f"{value:.{places + 3}f}")
+    return f"{value:{sep}.{places}f}"
 
 
 def count(value: float | int | None) -> str:
@@ -79,7 +78,7 @@ def count(value: float | int | None) -> str:
 
 def pct(value: float | None, places: int = 1) -> str:
     """A share as a percentage (`places` decimals)."""
-    return "-" if value is None else f"{value * 100:.{places}f}%"
+    return "-" if value is None else f"{fixed(value * 100, places)}%"
 
 
 def pp(value: float | None, places: int = 2) -> str:
@@ -107,7 +106,7 @@ def days(value: float | None) -> str:
     """A number of days (29.9 days, 1 day)."""
     if value is None:
         return "-"
-    text = f"{value:,.1f}".removesuffix(".0")
+    text = fixed(value, 1, ",").removesuffix(".0")
     return f"{text} day" if text == "1" else f"{text} days"
 
 
@@ -123,7 +122,7 @@ def duration(seconds: float | None) -> str:
 
 def number(value: float | None, digits: int = 2) -> str:
     """A plain number with `digits` decimals and thousands separators."""
-    return "-" if value is None else f"{value:,.{digits}f}"
+    return "-" if value is None else fixed(value, digits, ",")
 
 
 def rate(value: float | None) -> str:

@@ -53,5 +53,17 @@ def test_a_count_is_exact_past_two_to_the_53() -> None:
 def test_dollars_round_the_same_whatever_the_float_noise_of_a_sum(value) -> None:
     """Review finding: $0.13655 summed by Postgres (0.1365499999999991) read $0.1365, by SQLite $0.1366."""
     from costtrack.format import usd
+    from costtrack.reports.operands import as_shown
 
-    assert usd(value) == "$0.1366"
+    assert usd(value) == "$0.1366" and as_shown(value, 4) == 0.1366  # a formula's operands are checked as shown
+
+
+def test_dollars_keep_their_cents_and_python_s_rounding_of_an_exact_value() -> None:
+    """Review of the first fix: 12 significant digits dropped the cents of $12,345,678,901.23, and rounding halves up
+    made formulas checked with Python's rounding fail to add up ($758.385 read $758.39, checked as 758.38)."""
+    from costtrack.format import usd
+    from costtrack.reports.operands import as_shown
+
+    assert usd(12345678901.23) == "$12,345,678,901.23" and usd(987654321098.76) == "$987,654,321,098.76"
+    assert usd(758.385, 2) == f"${758.385:.2f}" == f"${as_shown(758.385, 2):.2f}"
+    assert usd(5.0, 30) == "$5." + "0" * 30

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..format import pct, pp, usd_places
+from ..format import fixed, pct, pp, usd_places
 
 __all__ = ["MOST_EXTRA", "as_shown", "least_places", "places", "rate_change", "rate_move", "usd_start"]
 
@@ -19,8 +19,8 @@ MOST_EXTRA = 8
 
 
 def as_shown(value: float, decimals: int) -> float:
-    """`value` as it reads with `decimals` decimals."""
-    return float(f"{value:.{decimals}f}")
+    """`value` as it reads with `decimals` decimals (format.fixed, as the documents show it)."""
+    return float(fixed(value, decimals))
 
 
 def least_places(value: float) -> int:
