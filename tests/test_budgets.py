@@ -1110,13 +1110,19 @@ def test_a_batch_committed_but_not_yet_counted_is_not_counted_twice_by_a_refresh
     flusher.start()
     assert committed.wait(30)
     reading = threading.Event()
-    quiesce = writer.quiesce
 
-    def watched(timeout: float) -> int | None:
-        reading.set()
-        return quiesce(timeout)
+    class Watched:  # the writer's store lock, telling when the refresh asks for it
+        def __init__(self, lock: Any) -> None:
+            self.lock = lock
 
-    writer.quiesce = watched  # type: ignore[method-assign]
+        def acquire(self, timeout: float = -1) -> bool:
+            reading.set()
+            return self.lock.acquire(timeout=timeout)
+
+        def release(self) -> None:
+            self.lock.release()
+
+    writer.store_lock = Watched(writer.store_lock)  # held by the writer now, in its hook
     refresher = threading.Thread(target=monitor.refresh)
     refresher.start()
     while refresher.is_alive() and not reading.is_set():  # until it has read the database, or waits to

@@ -17,11 +17,12 @@ How spend is known without a query per call. Each Tracker with budgets has a
 Month-to-date = db + pending + after. The writer's ``on_records`` hook moves a
 record from pending to after once its batch is committed; a refresh re-reads the
 database and, once the result is in, drops from ``after`` what it now includes (so
-the spend does not dip while the query runs). A refresh reads between two of the
-writer's stores (`Writer.quiesce`: a batch committed but not yet counted would be
-read and counted again) and is retried when a store began during its query; only a
-writer storing through every attempt (or one that keeps a batch for over a second)
-leaves a batch counted twice, for at most one refresh interval; none is missed. Each budget also keeps its current
+the spend does not dip while the query runs). A refresh reads holding the writer's
+``store_lock`` (held while a batch is inserted and counted), so no batch commits
+uncounted meanwhile: a batch committed but not yet counted would be read and counted
+again. Only a store that holds the lock over a second (a database that hangs) makes a
+refresh read without it, retried when a batch is stored meanwhile, and can leave a batch
+counted twice, for at most one refresh interval; none is missed. Each budget also keeps its current
 period's month-to-date (``now_spend``, recomputed wherever those change) and its
 ``reserved`` entry at hand, for the hard limit's check.
 
@@ -86,7 +87,7 @@ from .state import BudgetStatus, Reservation, Settling, State, release
 __all__ = ["BudgetMonitor", "BudgetStatus", "budgets_from_env", "make_monitor"]
 
 _REFRESH_ATTEMPTS = 4
-_STORE_WAIT = 1.0  # seconds a refresh waits for a batch being stored to be counted before it reads the database
+_STORE_WAIT = 1.0  # seconds a refresh waits for a batch being stored (a database that hangs) before it reads anyway
 _NEVER = datetime.min.replace(tzinfo=timezone.utc)
 _PROJECTED = "projected"
 _REDELIVER_MAX = 3600.0  # seconds: the longest wait before an undelivered alert is tried again
@@ -439,38 +440,24 @@ class BudgetMonitor:
             now = as_utc(self.tracker.now())
             states = self._states
             # A batch the writer has committed but not yet counted (its hook runs after the commit) would be in the
-            # query's result and then counted again: the query runs between two of the writer's stores.
+            # query's result and then counted again: the query runs between two of the writer's stores, holding
+            # them off (a store takes milliseconds; one that hangs is not waited for past _STORE_WAIT).
             writer = self.tracker._writer  # none yet: nothing is being stored
-            quiesce = getattr(writer, "quiesce", None)
+            store_lock = getattr(writer, "store_lock", None)
+            starts: list[datetime] | None = None
             for attempt in range(_REFRESH_ATTEMPTS):
-                begun = quiesce(_STORE_WAIT) if quiesce is not None else None
-                with self._lock:
-                    seq = self._stored_seq
-                    starts = [s.roll(now) for s in states]
-                    # Stored before this point = committed before the query below: it will include them.
-                    # They stay counted in `after` until the result replaces them (no dip while it runs).
-                    stored = [s.after.get(start, 0.0) for s, start in zip(states, starts)]
+                held = store_lock is not None and store_lock.acquire(timeout=_STORE_WAIT)
                 try:
-                    results = [query_totals(engine, s.budget, start, s.end, now) for s, start in zip(states, starts)]  # type: ignore[arg-type]
+                    starts = self._read_spend(engine, now, held or attempt == _REFRESH_ATTEMPTS - 1)
                 except Exception as exc:  # noqa: BLE001 - the database being down must not stop the refresher
                     log_once("budgets.refresh", "costtrack: cannot read budget spend from the database (%s); using what this process knows", one_line(exc))
                     return False
-                with self._lock:
-                    # A batch stored while the query ran may or may not be in its result: ask again. The last
-                    # attempt keeps the result (such a batch counted twice until the next refresh).
-                    settled = self._stored_seq == seq and (begun is None or writer.stores_begun == begun)  # type: ignore[union-attr]
-                    if settled or attempt == _REFRESH_ATTEMPTS - 1:
-                        mono = time.monotonic()
-                        for s, start, amount, r in zip(states, starts, stored, results):
-                            left = s.after.get(start, 0.0) - amount
-                            if left > EPS or left < -EPS:
-                                s.after[start] = left
-                            else:
-                                s.after.pop(start, None)
-                            s.db_start, s.db_spend, s.db_window, s.db_first = start, r.spend, r.window_spend, r.window_first
-                            s.refreshed = mono
-                            s.sync()
-                        break
+                finally:
+                    if held:
+                        store_lock.release()  # type: ignore[union-attr]
+                if starts is not None:
+                    break
+            assert starts is not None
             for s, start in zip(states, starts):
                 if s.loaded != start:
                     self._load_fired(engine, s, start)
@@ -492,6 +479,34 @@ class BudgetMonitor:
                         self._check(s, jobs, now=now)
             self._submit(jobs)
             return True
+
+    def _read_spend(self, engine: Engine, now: datetime, final: bool) -> list[datetime] | None:
+        """One read of every budget's spend; its periods' starts, or None when a batch was stored while it ran (read
+        again) unless `final` (the writer's stores held off, or the last attempt: the result is kept)."""
+        states = self._states
+        with self._lock:
+            seq = self._stored_seq
+            starts = [s.roll(now) for s in states]
+            # Stored before this point = committed before the query below: it will include them.
+            # They stay counted in `after` until the result replaces them (no dip while it runs).
+            stored = [s.after.get(start, 0.0) for s, start in zip(states, starts)]
+        results = [query_totals(engine, s.budget, start, s.end, now) for s, start in zip(states, starts)]  # type: ignore[arg-type]
+        with self._lock:
+            # A batch stored while the query ran may or may not be in its result: ask again. A last attempt with the
+            # writer's stores not held off keeps the result (such a batch counted twice until the next refresh).
+            if self._stored_seq != seq and not final:
+                return None
+            mono = time.monotonic()
+            for s, start, amount, r in zip(states, starts, stored, results):
+                left = s.after.get(start, 0.0) - amount
+                if left > EPS or left < -EPS:
+                    s.after[start] = left
+                else:
+                    s.after.pop(start, None)
+                s.db_start, s.db_spend, s.db_window, s.db_first = start, r.spend, r.window_spend, r.window_first
+                s.refreshed = mono
+                s.sync()
+        return starts
 
     @property
     def ready(self) -> bool:

@@ -295,9 +295,9 @@ class Writer:
         self._io_wall = 0.0  # the same on time.monotonic: how long it has really hung (close(), forks)
         # Held by the thread while it is in the database: a fork waits for it (see _before_fork).
         self._db_lock = threading.Lock()
-        # Batches whose insert began, and of those, the ones done (hook called, or failed): see quiesce().
-        self._stores_begun = 0
-        self._stores_ended = 0
+        #: Held while a batch is inserted and counted (on_records): a reader of the database that keeps its own count
+        #: of what was stored (budgets) holds it while it reads, so that no batch commits uncounted meanwhile.
+        self.store_lock = threading.Lock()
         self._submitted = 0  # records submitted
         self._refused = 0  # of those, refused by the database (kept in rejected-*.jsonl): not all are in the database
         self._settled = 0  # of those, in FIFO order: stored, in the outbox, or reported lost
@@ -508,27 +508,6 @@ class Writer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def quiesce(self, timeout: float) -> int | None:
-        """Wait, at most `timeout` seconds, until no batch is being stored; return how many batches began so far
-        (None: one still is).
-
-        A reader of the database that keeps its own count of what the writer stored (budgets) reads between
-        two stores: the count `stores_begun` still gives after its query says no batch committed meanwhile.
-        """
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._stores_begun != self._stores_ended:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            return self._stores_begun
-
-    @property
-    def stores_begun(self) -> int:
-        """Batches whose insert began so far (outbox replays included)."""
-        return self._stores_begun
-
     @property
     def pending(self) -> int:
         """Records submitted but not yet stored or spilled."""
@@ -713,14 +692,8 @@ class Writer:
 
     def _store(self, batch: Sequence[CallRecord], own: bool = True) -> bool:
         """Insert `batch`; True once it is stored (or set aside as rejected)."""
-        with self._cond:
-            self._stores_begun += 1
-        try:
+        with self.store_lock:
             return self._store_counted(batch, own)
-        finally:
-            with self._cond:
-                self._stores_ended += 1  # the hook has run (or the insert failed): what it stored is counted
-                self._cond.notify_all()
 
     def _store_counted(self, batch: Sequence[CallRecord], own: bool) -> bool:
         self.stats["attempts"] += 1
