@@ -717,8 +717,11 @@ class _Reader:
                 return True  # a body read to its end that is not server-sent events (an HTML page): the SDK yields nothing
             name, data = event_fields(block + b"\n\n")
             if anthropic:
-                # Anthropic's SDK skips events without a name or data, and pings; an error event it raises as one.
-                if name in (None, "ping", "error") or not data:
+                # Anthropic's SDK raises on an error event (one the reader could read set `failed`: this one it could
+                # not); it skips events without a name or data, and pings.
+                if name == "error":
+                    return True
+                if name in (None, "ping") or not data:
                     continue
             elif data.startswith(b"[DONE]") or not any(line.startswith(_EVENT_FIELDS) for line in lines):
                 continue

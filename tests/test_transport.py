@@ -1020,6 +1020,39 @@ def test_a_chat_stream_ending_without_done_after_its_usage_is_whole(tracker, rec
     assert rec.status == status and (rec.cost_usd > 0 if status == "ok" else rec.cost_usd is None)
 
 
+@pytest.mark.parametrize("bad", [b"event: error\ndata: upstream connect error or disconnect/reset before headers\n\n",
+                                 b"event: error\ndata:\n\n"])  # fmt: skip
+def test_an_anthropic_error_event_it_cannot_read_is_an_error(tracker, records, bad):
+    """Diff review: an error event whose data is not JSON (a proxy's text), which Anthropic's SDK raises on, was
+    recorded incomplete with no error type once error events were skipped in the malformed-stream check."""
+    events = [e + b"\n\n" for e in fixture("anthropic_stream.sse").split(b"\n\n") if e.strip()]
+    body = b"".join(events[:4]) + bad
+    server = Recorder(lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                      stream=Pieces(body)))  # fmt: skip
+    client = tracker.wrap(anthropic_client(server))
+    with pytest.raises(anthropic.APIStatusError):
+        for _ in client.messages.create(model="claude-sonnet-4-5", max_tokens=10, stream=True,
+                                        messages=[{"role": "user", "content": "x"}]):  # fmt: skip
+            pass
+    [rec] = records()
+    assert (rec.status, rec.error_type) == ("error", "malformed_response")
+
+
+def test_a_stream_with_usage_in_every_chunk_cut_cleanly_stays_incomplete(tracker, records):
+    """Diff review: a server that sends a running usage in every chunk (Perplexity; vLLM's continuous_usage_stats),
+    its body ended cleanly mid-answer (no finish_reason, no usage-only chunk, no [DONE]), was recorded ok."""
+    running = {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}
+    events = [b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "sonar",
+                                      "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}],
+                                      "usage": {**running, "completion_tokens": i + 1}}).encode() + b"\n\n"
+              for i in range(2)]  # fmt: skip
+    server = Recorder(lambda request: httpx2.Response(200, headers={"content-type": "text/event-stream"},
+                                                      stream=Pieces(*events)))  # fmt: skip
+    assert len(list(tracker.wrap(openai_client(server)).chat.completions.create(**CHAT, stream=True))) == 2
+    [rec] = records()
+    assert (rec.status, rec.tokens_output) == ("incomplete", 2)
+
+
 def test_a_crlf_stream_whose_last_line_feed_comes_after_done_is_whole(tracker, records):
     """CRLF events, the last read ending between [DONE]'s final CR and LF: the SDK's decoder has its blank line at
     the CR and stops; costtrack waited for the LF and recorded the stream incomplete (review finding)."""

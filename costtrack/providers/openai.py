@@ -192,8 +192,8 @@ class ChatStreamReader:
     """Reads `chat.completion.chunk` events; usage comes in a final chunk with empty choices."""
 
     __slots__ = (
-        "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_service_tier", "_usage", "_usage_data", "done",
-        "failed", "strip",
+        "_final_usage", "_hide_usage_chunk", "_model", "_model_data", "_seen_content", "_service_tier", "_usage",
+        "_usage_data", "done", "failed", "strip",
     )  # fmt: skip
 
     def __init__(self, hide_usage_chunk: bool) -> None:
@@ -208,6 +208,7 @@ class ChatStreamReader:
         self.failed: str | None = None
         self._hide_usage_chunk = hide_usage_chunk
         self._seen_content = False
+        self._final_usage = False  # a usage-only chunk (empty choices) was read: the stream's last but [DONE]
         #: Bytes to drop from every event handed on (None: nothing): the `"usage":null` member the API adds to
         #: each chunk when usage is asked for, which the app did not ask for. Without it each chunk is the one
         #: the bare SDK would get (its `to_dict()` alike), and the SDK has one field less to parse in each.
@@ -296,9 +297,10 @@ class ChatStreamReader:
         return data
 
     def body_ended(self) -> None:
-        """The body was read to its end without error: with its usage (sent last) the answer is whole, [DONE] or not
-        (some compatible servers end the body without it; the SDK ends the stream there)."""
-        if not self.done and self.failed is None and self.usage is not None:
+        """The body was read to its end without error: after the usage-only chunk (sent last) the answer is whole,
+        [DONE] or not (some compatible servers end the body without it; the SDK ends the stream there). A usage sent in
+        every chunk (Perplexity, vLLM's continuous_usage_stats) says nothing of the end."""
+        if not self.done and self.failed is None and self._final_usage and self.usage is not None:
             self.done = True
 
     def _done(self, data: bytes) -> bytes | None:
@@ -321,6 +323,7 @@ class ChatStreamReader:
             return None
         if data.rfind(b'"choices":[]') >= 0 or data.rfind(b'"choices": []') >= 0:
             out = b"" if self._hide_usage_chunk else data
+            self._final_usage = True
         elif data.rfind(b'"choices":[{') >= 0 or data.rfind(b'"choices": [{') >= 0:
             out = data
         else:
@@ -402,7 +405,8 @@ class ChatStreamReader:
             if usage is not None:
                 self._usage, self._usage_data = usage, None
                 self._service_tier = _tier_of(chunk)
-                hide = self._hide_usage_chunk and choices == []
+                self._final_usage = choices == []
+                hide = self._hide_usage_chunk and self._final_usage
         return content, hide
 
 
