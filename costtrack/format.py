@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "FORMATS",
+    "budget",
     "change",
     "code",
     "count",
@@ -58,6 +59,11 @@ def usd(value: float | None, places: int | None = None) -> str:
     if float(text.replace(",", "")) == 0:  # rounds to zero at these places: show the first digits that are not
         text = fixed(value, usd_places(value), ",")
     return f"${text}"
+
+
+def budget(amount: float) -> str:
+    """A budget's amount: in cents when it has no smaller part ($50.00), else with the digits it has ($0.001000)."""
+    return usd(amount, 2 if round(amount, 2) == amount else None)
 
 
 def fixed(value: float, places: int, sep: str = "") -> str:

@@ -107,6 +107,8 @@ def test_budget_amounts_periods_and_keys() -> None:
     scoped = Budget(monthly_usd=10, endpoint="/api/chat", thresholds=(1.0, 0.5, 0.5))
     assert scoped.thresholds == (0.5, 1.0) and scoped.key == "month:10:endpoint=/api/chat"
     assert scoped.describe() == "$10.00/month (endpoint=/api/chat)"
+    # Diff review: a sub-cent budget read $0.00 in refusals and logs (alerts check was fixed first).
+    assert Budget(monthly_usd=0.001).describe() == "$0.001000/month" and Budget(daily_usd=2.5).describe() == "$2.50/day"
     assert Budget(monthly_usd=5, user="u42", name="u42-cap").key == "u42-cap"
     assert Budget(monthly_usd=1, tag="team=search").tag == ("team", "search")
     assert Budget(monthly_usd=1, tag={"team": "search"}).tag == ("team", "search")

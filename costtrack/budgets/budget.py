@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..alerts import Sink, as_sink
 from ..errors import ConfigError, CosttrackError
+from ..format import budget as format_budget
 
 if TYPE_CHECKING:
     from ..records import CallRecord
@@ -214,7 +215,7 @@ class Budget:
     def describe(self) -> str:
         """E.g. "$50.00/month (endpoint=/api/chat)"."""
         scope = ", ".join(f"{k}={v}" for k, v in self.scope.items())
-        return f"${self.amount_usd:,.2f}/{self.period}" + (f" ({scope})" if scope else "")
+        return f"{format_budget(self.amount_usd)}/{self.period}" + (f" ({scope})" if scope else "")
 
     def __repr__(self) -> str:
         parts = [f"{self.amount_field}={self.amount_usd:g}"]

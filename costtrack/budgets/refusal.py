@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..format import budget as format_budget
 from ..logs import log_once
 from .budget import BudgetExceeded, exception_class, period_bounds
 
@@ -24,7 +25,7 @@ def refusal(call: Call, estimate: float, s: State, start: datetime, spend: float
         f"costtrack: call not sent: it would pass the budget {b.describe()} [{b.key!r}, hard_limit=True]. "
         f"Spent this {b.period} ({label}, UTC): ${spend:,.4f}; in flight or finished and not yet recorded (at their "
         f"estimates, settled at their real cost within a second): ${reserved:,.4f}; this call, estimated: "
-        f"${estimate:,.4f}; budget: ${b.amount_usd:,.2f}. To raise it, pass a larger amount, e.g. "
+        f"${estimate:,.4f}; budget: {format_budget(b.amount_usd)}. To raise it, pass a larger amount, e.g. "
         f"costtrack.Budget({b.amount_field}={suggestion}, ...) to costtrack.configure(); or set hard_limit=False to "
         f"be alerted without refusing calls. It resets at {end:%Y-%m-%d %H:%M} UTC."
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from ..errors import ConfigError
-from ..format import usd
+from ..format import budget as format_budget
 from . import _common
 
 if TYPE_CHECKING:
@@ -121,8 +121,7 @@ def check(
     else:
         scope = ", ".join(f"{k}={v}" for k, v in budget.scope.items())
         month = result["period_start"][:7]
-        shown = usd(amount, 2 if round(amount, 2) == amount else None)  # a sub-cent budget read $0.00
-        typer.echo(f"budget: {shown}/month{f' ({scope})' if scope else ''}, {month} UTC")
+        typer.echo(f"budget: {format_budget(amount)}/month{f' ({scope})' if scope else ''}, {month} UTC")
         typer.echo(f"month_to_date_usd: ${result['month_to_date_usd']:,.4f}")
         typer.echo(f"projected_month_end_usd: ${result['projected_month_end_usd']:,.4f}"
                    + ("  (over budget)" if result["projected_overspend"] else ""))  # fmt: skip
