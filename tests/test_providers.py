@@ -861,6 +861,9 @@ def test_an_anthropic_count_that_is_no_whole_number_makes_the_usage_unreadable(t
     assert message_usage(base) == Usage(input=3000, output=400)  # nulls: none
     assert message_usage({**base, "input_tokens": 3000.0}) == Usage(input=3000, output=400)
     assert message_usage({**base, "cache_read_input_tokens": "1000"}) == Usage(input=3000, output=400, unreadable=True)
+    # Diff review: input or output left out or null read as 0 (priced on the output alone; `usage: {}` untagged).
+    assert message_usage({**base, "input_tokens": None}) == Usage(input=0, output=400, unreadable=True)
+    assert message_usage({}) == Usage(unreadable=True)
     body = {**json.loads(fixture("anthropic_message.json")), "usage": {**base, "output_tokens": "400"}}
     client = tracker.wrap(anthropic_client(Recorder(httpx2.Response(200, json=body))))
     with warnings.catch_warnings():

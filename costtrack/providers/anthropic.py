@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import fastjson
 from ..usage import Usage
-from .base import detail_count, first_of, none_of
+from .base import count_of, detail_count, first_of, none_of
 
 __all__ = ["PARSERS", "message_usage"]
 
@@ -19,18 +19,23 @@ def message_usage(usage: Any) -> Usage | None:
     """Usage of a message: total input = input_tokens + cache reads + cache writes."""
     if not isinstance(usage, dict):
         return None
-    split = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
-    details = usage.get("output_tokens_details") if isinstance(usage.get("output_tokens_details"), dict) else {}
+    # input_tokens and output_tokens must be there; the others may be left out or null (0).
+    input_, output = count_of(usage.get("input_tokens")), count_of(usage.get("output_tokens"))
+    read, write = detail_count(usage.get("cache_read_input_tokens")), detail_count(usage.get("cache_creation_input_tokens"))
+    split = usage.get("cache_creation")
+    write_1h = detail_count(split.get("ephemeral_1h_input_tokens")) if isinstance(split, dict) else 0
+    details = usage.get("output_tokens_details")
+    reasoning = detail_count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
     tools = usage.get("server_tool_use")
-    counts = (
-        detail_count(usage.get("input_tokens")), detail_count(usage.get("output_tokens")),
-        detail_count(usage.get("cache_read_input_tokens")), detail_count(usage.get("cache_creation_input_tokens")),
-        detail_count(split.get("ephemeral_1h_input_tokens")), detail_count(details.get("thinking_tokens")),
-        detail_count(tools.get("web_search_requests")) if isinstance(tools, dict) else 0,
-    )  # fmt: skip
-    # A count that is no whole number ("3000", 2.5): the cost is unknown (read as 0, it was priced on the rest).
-    unreadable = None in counts
-    input_, output, read, write, write_1h, reasoning, searches = (n or 0 for n in counts)
+    searches = detail_count(tools.get("web_search_requests")) if isinstance(tools, dict) else 0
+    unreadable = False
+    if input_ is None or output is None or read is None or write is None or write_1h is None or reasoning is None or (
+        searches is None
+    ):
+        # A count missing or no whole number ("3000", 2.5): the cost is unknown (read as 0, it was priced on the rest).
+        unreadable = True
+        input_, output, read, write = input_ or 0, output or 0, read or 0, write or 0
+        write_1h, reasoning, searches = write_1h or 0, reasoning or 0, searches or 0
     # In field order (see Usage): a class called with keywords first packs them into a dict, 4k instructions a record.
     return Usage(input_ + read + write, output, read, write, min(write_1h, write), reasoning, 0, 0, searches, unreadable)
 
