@@ -132,14 +132,20 @@ class Tracker:
         """The background writer, started on the first record."""
         writer = self._writer
         if writer is None:
+            from .store.writer import Writer
+
+            # Made outside the lock: making it can run the garbage collector, and a dropped stream's finalizer then
+            # records its call through this same property on this same thread (it deadlocked on the lock).
+            made = Writer(self.database_url, **self._writer_options)
             with self._lock:
                 if self._writer is None:
-                    from .store.writer import Writer
-
-                    self._writer = Writer(self.database_url, **self._writer_options)
+                    self._writer = made
                     if self._exited:
-                        self._writer.close()  # nothing would close it: what it is given goes to the outbox
+                        made.close()  # nothing would close it: what it is given goes to the outbox
+                    made = None
                 writer = self._writer
+            if made is not None:
+                made.close()  # another thread (or that finalizer) made one first: this one was never given a record
         return writer
 
     def wrap(self, client: C, **options: Any) -> C:

@@ -381,3 +381,36 @@ def test_a_child_forked_while_another_thread_held_a_lock_records_and_exits(tmp_p
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert len(costtrack.Tracker(url).records()) == 2
+
+
+def test_a_call_recorded_by_a_finalizer_while_the_writer_is_made_does_not_deadlock(tmp_path, outbox_dir, make_record):
+    """Durability review: making the writer ran the garbage collector, which collected a dropped stream whose record
+    went through Tracker.writer again, on the same thread, and deadlocked on its lock inside the app's SDK call."""
+    import gc
+
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path / 'gc.db'}", outbox_dir=outbox_dir)
+    dropped = make_record(endpoint="/dropped-stream")
+
+    def record_while_the_writer_is_made(phase: str, info: dict) -> None:
+        frame = sys._getframe()
+        while frame is not None and not (frame.f_code.co_name == "__init__" and frame.f_code.co_filename.endswith(
+                "writer.py") and tracker._writer is None):  # fmt: skip
+            frame = frame.f_back
+        if phase == "start" and frame is not None and not done:
+            done.append(True)
+            tracker.add(dropped)  # what a dropped stream's finalizer does, on this thread
+
+    done: list[bool] = []
+    threshold = gc.get_threshold()
+    gc.callbacks.append(record_while_the_writer_is_made)
+    gc.set_threshold(1)  # a collection at the first allocations of Writer()
+    try:
+        worker = threading.Thread(target=tracker.add, args=(make_record(endpoint="/first"),), daemon=True)
+        worker.start()
+        worker.join(30)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(record_while_the_writer_is_made)
+    assert not worker.is_alive() and done
+    assert sorted(r.endpoint for r in tracker.records()) == ["/dropped-stream", "/first"]
+    tracker.close()
