@@ -196,6 +196,8 @@ def test_malformed_usage_values_are_ignored(tracker, records):
     ({"prompt_tokens": 100_000.5, "completion_tokens": 500}, (0, 500), None),
     ({"prompt_tokens": "1000", "completion_tokens": 500, "total_tokens": 1500}, (0, 500), None),
     ({"completion_tokens": 500}, (0, 500), None),
+    # An absurd count (1e20 tokens) is unreadable: stored as it came, the database refused the record (durability review).
+    ({"prompt_tokens": 1e20, "completion_tokens": 500}, (0, 500), None),
     # No count read at all: billed, cost unknown (stats counted it nowhere: its group's spend read as complete).
     ({}, (0, 0), None),
     ({"prompt_tokens": "812", "completion_tokens": "40"}, (0, 0), None),

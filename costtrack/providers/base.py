@@ -46,9 +46,13 @@ def none_of(data: bytes, needles: tuple[bytes, ...]) -> bool:
     return True
 
 
+#: Past any real count (a call of 2**53 tokens): an absurd one is unreadable rather than a record the database refuses.
+MAX_COUNT = 2**53
+
+
 def detail_count(value: Any) -> int | None:
     """A count a server may leave out or null (0 then): a non-negative whole number, else None: unreadable."""
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
     return 0 if value is None else count_of(value)
 
@@ -57,8 +61,8 @@ def count_of(value: Any) -> int | None:
     """A token count a server must send: a non-negative whole number (100000.0, as some compatible servers write it,
     too), else None: unreadable, so the call's cost is unknown rather than priced on part of its tokens."""
     if type(value) is int:
-        return value if value >= 0 else None
-    if type(value) is float and value.is_integer() and value >= 0:
+        return value if 0 <= value <= MAX_COUNT else None
+    if type(value) is float and value.is_integer() and 0 <= value <= MAX_COUNT:
         return int(value)
     return None
 

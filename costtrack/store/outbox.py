@@ -210,9 +210,25 @@ def sanitised(record: CallRecord) -> CallRecord:
     return CallRecord.model_construct(**data)
 
 
+#: The tag a record kept without the tags no JSON could hold (nested thousands deep) carries instead.
+TAGS_DROPPED_TAG = "costtrack.tags_dropped"
+
+
+def without_tags(record: CallRecord) -> CallRecord:
+    """A sanitised copy whose tags, which no JSON could hold, are replaced by TAGS_DROPPED_TAG: the call is kept."""
+    copy = sanitised(record.model_construct(**{**record.__dict__, "tags": {}}))
+    copy.__dict__["tags"] = {TAGS_DROPPED_TAG: True}
+    return copy
+
+
 def _line(record: CallRecord) -> bytes:
-    """One JSON line; a record pydantic cannot write whole (a tag of non-UTF-8 bytes, a lone surrogate) goes sanitised."""
-    try:
-        return record.model_dump_json().encode() + b"\n"
-    except ValueError:
-        return sanitised(record).model_dump_json().encode() + b"\n"
+    """One JSON line; values JSON has no form for are written as str(value), as the database's tags are; a record
+    pydantic cannot write whole (a tag of non-UTF-8 bytes, a lone surrogate) goes sanitised, one it cannot write at
+    all (tags nested thousands deep) without its tags. One record never costs a spill the others."""
+    for attempt in (record, sanitised, without_tags):
+        try:
+            kept = attempt if attempt is record else attempt(record)  # type: ignore[operator]
+            return kept.model_dump_json(fallback=str).encode() + b"\n"  # type: ignore[union-attr]
+        except (ValueError, RecursionError):
+            continue
+    raise ValueError("a record no JSON can hold")  # not reached: without_tags leaves only plain fields

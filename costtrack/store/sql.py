@@ -43,7 +43,7 @@ def _pg_ts(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
 
 
-_stdlib_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_stdlib_dumps = json.JSONEncoder(separators=(",", ":"), default=str, allow_nan=False).encode  # NaN: see _tags
 
 
 def _tags(value: Any) -> str:
@@ -52,7 +52,9 @@ def _tags(value: Any) -> str:
     try:
         # pydantic-core's serialiser: a fifth of json.dumps' time per record. Values it has no
         # JSON form for are written as str(value); dataclasses, models and sets as JSON.
-        return to_json(value, fallback=str).decode()
+        # NaN and infinities as "NaN"/"Infinity" text: written bare they are no JSON (Postgres refused the record,
+        # SQLite's JSON functions, and every report reading tags, failed on the whole table).
+        return to_json(value, fallback=str, inf_nan_mode="strings").decode()
     except ValueError:
         # It refuses bytes that are not UTF-8 and lone surrogates, which the standard
         # encoder writes as text and escapes: the record is stored all the same.

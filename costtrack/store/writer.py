@@ -58,7 +58,7 @@ from .database import (
     resolve_url,
     safe_url,
 )
-from .outbox import Outbox, default_outbox_dir, iter_outbox, sanitised
+from .outbox import Outbox, default_outbox_dir, iter_outbox, sanitised, without_tags
 from .sql import insert_records
 
 __all__ = ["FLUSH_INTERVAL", "Pending", "Writer"]
@@ -82,7 +82,17 @@ ORPHAN_SCAN_INTERVAL = 60.0
 
 # Errors caused by the records themselves, not by the database being unreachable:
 # retrying the batch cannot help, so records are tried one by one.
-_RECORD_ERRORS = (DataError, IntegrityError, ValueError, TypeError, OverflowError)
+_RECORD_ERRORS = (DataError, IntegrityError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+def _record_error(exc: BaseException) -> bool:
+    """Whether `exc` is about a record, not the database: then the batch is written one by one and only what the
+    database refuses is set aside. Postgres' program limits (class 54: an endpoint too long for its index) are raised as
+    OperationalError, as an outage is: told apart by their SQLSTATE."""
+    if isinstance(exc, _RECORD_ERRORS):
+        return True
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("54")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -706,7 +716,9 @@ class Writer:
                 ensure_schema(engine)
                 try:
                     inserted = insert_records(engine, batch)
-                except _RECORD_ERRORS:
+                except Exception as exc:
+                    if not _record_error(exc):
+                        raise
                     inserted = self._store_one_by_one(engine, batch, own)
         except Exception as exc:
             self._db_failed(exc)
@@ -730,15 +742,15 @@ class Writer:
         rejected: list[CallRecord] = []
         reason = ""
         for record in batch:
-            try:
-                inserted += insert_records(engine, [record])
-                continue
-            except _RECORD_ERRORS as exc:
-                reason = _first_line(exc)
-            try:
-                inserted += insert_records(engine, [sanitised(record)])
-            except _RECORD_ERRORS as exc:
-                reason = _first_line(exc)
+            for attempt in (record, sanitised, without_tags):
+                try:
+                    inserted += insert_records(engine, [attempt if attempt is record else attempt(record)])  # type: ignore[operator]
+                    break
+                except Exception as exc:
+                    if not _record_error(exc):
+                        raise
+                    reason = _first_line(exc)
+            else:
                 rejected.append(record)
         if rejected:
             self.stats["rejected"] += len(rejected)
@@ -747,7 +759,7 @@ class Writer:
             try:
                 path = self._outbox.reject(rejected)
                 where = f"kept in {path}"
-            except (OSError, ValueError) as exc:  # ValueError: not even a sanitised copy could be written
+            except (OSError, ValueError, RecursionError) as exc:  # not even a sanitised copy could be written
                 where = f"and could not be kept ({_first_line(exc)})"
                 self.stats["lost"] += len(rejected)
             log.error("costtrack: the database refused %d record(s) (%s); %s", len(rejected), reason, where)
