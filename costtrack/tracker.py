@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -358,9 +359,18 @@ async def aflush(timeout: float | None = None) -> bool:  # noqa: ASYNC109 - flus
 
 @atexit.register
 def _close_all() -> None:
-    # Records still queued at interpreter exit are written (or kept in the outbox).
+    # Records still queued at interpreter exit are written (or kept in the outbox), streams left open first.
+    finish_open_streams_at_exit()
     for tracker in list(_live_trackers):
         try:
             tracker._close_at_exit()
         except Exception:
             log_once("tracker.exit", "costtrack: could not flush records at exit", exc_info=True)
+
+
+def finish_open_streams_at_exit() -> None:
+    """Record the streams the app left open (incomplete), if any were made: the writers' exit hooks call it too, as
+    whichever of theirs and this module's runs first must."""
+    transport = sys.modules.get("costtrack.transport")
+    if transport is not None:
+        transport.finish_open_streams()

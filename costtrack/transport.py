@@ -361,6 +361,8 @@ class Instrument:
             recorded = (_AsyncRecordedBody if is_async else _RecordedBody)(call, response.stream)
         else:
             recorded = (_AsyncRecordedStream if is_async else _RecordedStream)(call, response.stream, decode, store)
+            if call.reader is not None:
+                _OPEN_STREAMS.add(recorded)
         if call.hide_usage_chunk and (decode is not None or length is not None):
             # Dropping an event re-writes the body: it goes on decoded and shorter, and the headers say so.
             dropped = (b"content-encoding", b"content-length") if decode is not None else (b"content-length",)
@@ -461,6 +463,21 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
     spliced.stream = httpx2.ByteStream(content)
     spliced._content = content
     return spliced
+
+
+#: Streams handed to the SDK and not yet collected: at interpreter exit the open ones are recorded (incomplete) before
+#: the writers close; collected during the interpreter's teardown, their records could no longer be made.
+_OPEN_STREAMS: weakref.WeakSet[_Reader] = weakref.WeakSet()
+
+
+def finish_open_streams() -> None:
+    """Record every stream still open (the app holds it unread at exit) as it stands. Never raises."""
+    for reader in list(_OPEN_STREAMS):
+        try:
+            if not reader._call.finished:
+                reader._finish()
+        except Exception:
+            log_once("stream.exit", "costtrack: could not record a stream left open at exit", exc_info=True)
 
 
 class _Reader:

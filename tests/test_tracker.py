@@ -414,3 +414,42 @@ def test_a_call_recorded_by_a_finalizer_while_the_writer_is_made_does_not_deadlo
     assert not worker.is_alive() and done
     assert sorted(r.endpoint for r in tracker.records()) == ["/dropped-stream", "/first"]
     tracker.close()
+
+
+@pytest.mark.parametrize("plain_calls", [0, 3])
+def test_streams_left_open_at_exit_are_recorded(tmp_path, plain_calls):
+    """Durability review: streams the app still held unread at exit were recorded only while the interpreter tore down,
+    where no record could be made any more (0 of 20 stored; with other calls first, 10 of 30)."""
+    url = f"sqlite:///{tmp_path}/open.db"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+        import costtrack
+        from helpers import Recorder, openai_client, serve
+        costtrack.configure(database_url={url!r})
+        chat = costtrack.wrap(openai_client(Recorder(serve("openai_chat.json"))))
+        for _ in range({plain_calls}):
+            chat.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}])
+        import httpx2
+        from helpers import fixture
+
+        class Events(httpx2.SyncByteStream):  # read an event at a time, as from the network
+            def __iter__(self):
+                for event in fixture("openai_chat_stream.sse").split(b"\\n\\n"):
+                    if event.strip():
+                        yield event + b"\\n\\n"
+
+        respond = lambda request: httpx2.Response(200, headers={{"content-type": "text/event-stream"}}, stream=Events())
+        streams = costtrack.wrap(openai_client(Recorder(respond)))
+        held = []
+        for _ in range(5):
+            stream = streams.chat.completions.create(model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}],
+                                                     stream=True)
+            next(iter(stream))
+            held.append(stream)  # still open, unread, when the interpreter exits
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    stored = costtrack.Tracker(url).records()
+    assert sorted(r.status for r in stored) == ["incomplete"] * 5 + ["ok"] * plain_calls

@@ -114,6 +114,9 @@ _LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
 
 
 def _close_all_at_exit() -> None:
+    tracker = sys.modules.get("costtrack.tracker")
+    if tracker is not None:
+        tracker.finish_open_streams_at_exit()  # streams left open are records to write too
     for writer in list(_LIVE):
         try:
             writer.close(timeout=ATEXIT_CLOSE_TIMEOUT)
