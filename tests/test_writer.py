@@ -1097,3 +1097,33 @@ def test_each_pending_item_is_let_go_once_its_record_is_built(database_url, writ
     assert w.flush(timeout=30) is True
     assert seen == list(range(20, 0, -1))  # the ones built before are gone: only this one and those after remain
     assert len(stored(database_url)) == 20
+
+
+def test_a_postgres_insert_that_never_ends_fails_and_the_records_wait_in_the_outbox(fresh_postgres_url, writers,
+                                                                                     make_record, outbox_dir,
+                                                                                     monkeypatch, fake_clock) -> None:  # fmt: skip
+    """Durability review: nothing bounded a statement, so a Postgres that stopped answering mid-insert held the writer,
+    and flush() with it, for good. Now the insert fails after POSTGRES_STATEMENT_TIMEOUT, as an outage: the records go
+    to the outbox on flush and are written once the database answers again."""
+    from costtrack.store import database
+    from costtrack.store.database import ensure_schema
+
+    engine = make_engine(fresh_postgres_url)
+    ensure_schema(engine)
+    with engine.begin() as conn:  # an insert that hangs: the server is there, the statement never ends
+        conn.exec_driver_sql("CREATE FUNCTION hang() RETURNS trigger LANGUAGE plpgsql AS "
+                             "'BEGIN PERFORM pg_sleep(3600); RETURN NEW; END'")  # fmt: skip
+        conn.exec_driver_sql("CREATE TRIGGER hang BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION hang()")
+    monkeypatch.setattr(database, "POSTGRES_STATEMENT_TIMEOUT", 0.2)
+    w = writers(fresh_postgres_url, outbox_dir=outbox_dir, clock=fake_clock)
+    records = [make_record() for _ in range(5)]
+    for r in records:
+        w.submit(r)
+    assert w.flush(timeout=60) is False  # not in the database: in the outbox
+    assert w.stats["failures"] >= 1 and w.stats["spilled"] == 5
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER hang ON records")
+    fake_clock.advance(120)  # past the retry's backoff
+    assert w.flush(timeout=60) is True
+    assert {r.id for r in stored(fresh_postgres_url)} == {r.id for r in records}
+    engine.dispose()

@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
     "POSTGRES_LOCK_TIMEOUT",
+    "POSTGRES_STATEMENT_TIMEOUT",
     "SQLITE_BUSY_TIMEOUT",
     "alembic_config",
     "current_revision",
@@ -76,11 +77,18 @@ ENV_VAR = "COSTTRACK_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT = 30.0
 #: Seconds a Postgres insert waits for a lock (``lock_timeout``) before it fails, like SQLite's busy timeout.
 POSTGRES_LOCK_TIMEOUT = 30.0
+#: Seconds one batch insert may run on Postgres (a server that stops answering mid-statement): then it fails as an
+#: outage does and the records go on to the outbox; with no bound the writer waited for good and flush() with it.
+POSTGRES_STATEMENT_TIMEOUT = 60.0
+#: Milliseconds data sent may stay unacknowledged before the connection is dropped (a host gone mid-statement: TCP
+#: keepalives only run on an idle connection). Linux; elsewhere libpq ignores it.
+POSTGRES_TCP_USER_TIMEOUT_MS = 60_000
 #: WAL pages (4 KiB) between automatic checkpoints on SQLite.
 SQLITE_WAL_AUTOCHECKPOINT = 10_000
 #: Seconds to wait for a Postgres connection before treating the database as down.
 POSTGRES_CONNECT_TIMEOUT = 10
-_POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+_POSTGRES_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                        "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS}
 #: Seconds a Postgres migration waits for another process's migration to finish.
 POSTGRES_MIGRATION_LOCK_TIMEOUT = 120
 _ADVISORY_LOCK_KEY = zlib.crc32(b"costtrack.migrations")

@@ -170,7 +170,8 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
                 # SQLite's busy timeout does, rather than holding the writer for as long as it lasts. Set per
                 # transaction, not as a startup option: PgBouncer and Neon's pooler refuse those, and an `options`
                 # of ours would replace the app's PGOPTIONS (its search_path).
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(database.POSTGRES_LOCK_TIMEOUT * 1000)}")
+                lock_ms, statement_ms = int(database.POSTGRES_LOCK_TIMEOUT * 1000), int(database.POSTGRES_STATEMENT_TIMEOUT * 1000)
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}; SET LOCAL statement_timeout = {statement_ms}")
                 return max(conn.exec_driver_sql(_POSTGRES_INSERT, rows).rowcount, 0)
             inserted = 0
             for start, size in _sqlite_chunks(len(rows)):
