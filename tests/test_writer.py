@@ -1127,3 +1127,25 @@ def test_a_postgres_insert_that_never_ends_fails_and_the_records_wait_in_the_out
     assert w.flush(timeout=60) is True
     assert {r.id for r in stored(fresh_postgres_url)} == {r.id for r in records}
     engine.dispose()
+
+
+def test_close_writes_what_was_queued_and_keeps_later_arrivals_in_the_outbox(database_url, writers, make_record,
+                                                                             outbox_dir) -> None:  # fmt: skip
+    """Durability review: closing drained every record, those still arriving too (a daemon thread calling), so an exit
+    lasted as long as they came, up to ATEXIT_CLOSE_TIMEOUT (30 s), past a container's stop grace period (10 s)."""
+    w = writers(database_url, batch_size=10, outbox_dir=outbox_dir)
+    arrivals = 0
+
+    def more_while_closing(batch: list[CallRecord]) -> None:
+        nonlocal arrivals
+        if w._closing and arrivals < 200:  # each batch stored brings ten more calls
+            for _ in range(10):
+                w.submit(make_record())
+            arrivals += 10
+
+    w.on_records = more_while_closing
+    for _ in range(30):
+        w.submit(make_record())
+    assert w.close(timeout=60) is False  # not all in the database: the late ones in the outbox
+    assert len(stored(database_url)) == 30 and arrivals == 30  # one pass over what was queued, three batches
+    assert outbox_lines(outbox_dir) == arrivals and w.stats["lost"] == 0

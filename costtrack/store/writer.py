@@ -599,10 +599,13 @@ class Writer:
         due = forced or self._failing or n >= self.batch_size or (
             n > 0 and first is not None and now - first >= self.flush_interval
         )
-        # Only what was queued when this pass began (all of it when closing): calls that arrive
-        # while a batch is written wait for the next pass, instead of going one small batch each,
-        # at a whole transaction apiece (streams, queued one by one, went 12 to a batch).
-        if n and due and not self._drain(None if self._closing else n):
+        # Only what was queued when this pass began: calls that arrive while a batch is written wait
+        # for the next pass, instead of going one small batch each, at a whole transaction apiece
+        # (streams, queued one by one, went 12 to a batch). Closing, that bounds the last pass: calls
+        # that keep arriving (a daemon thread) go to the outbox with what close() finds left, rather
+        # than hold the exit for as long as they come (up to ATEXIT_CLOSE_TIMEOUT: past a container's
+        # stop grace period).
+        if n and due and not self._drain(n):
             if forced or self._buffer_len() > self.max_buffer:
                 self._spill_buffer()
             self._mark_flushes_done(gen)
@@ -648,8 +651,8 @@ class Writer:
                 if not self._buffer:
                     self._first_pending_at = None
                     return True
-                if limit is not None and limit <= 0 and len(self._buffer) < self.batch_size:
-                    return True  # full batches still go; a partial one of late arrivals waits
+                if limit is not None and limit <= 0 and (self._closing or len(self._buffer) < self.batch_size):
+                    return True  # full batches still go (not when closing); a partial one of late arrivals waits
                 take = min(len(self._buffer), self.batch_size)
                 batch = [self._buffer.popleft() for _ in range(take)]
                 self._inflight = batch
