@@ -47,7 +47,8 @@ def _utcnow() -> datetime:
 class CallRecord(BaseModel):
     """One attempt sent to a provider (or answered from the cache), as stored and exported."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    # NaN/Infinity (in a tag) as "NaN"/"Infinity" text in its JSON (the outbox), as the database stores them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=False, ser_json_inf_nan="strings")
 
     id: str = Field(default_factory=new_id)
     timestamp: datetime = Field(default_factory=_utcnow)

@@ -208,10 +208,13 @@ class Tracker:
 
         engine = self._engine
         if engine is None:
+            made = make_engine(resolve_url(self.database_url))  # outside the lock: see `writer`
             with self._lock:
                 if self._engine is None:
-                    self._engine = make_engine(resolve_url(self.database_url))
+                    self._engine, made = made, None
                 engine = self._engine
+            if made is not None:
+                made.dispose()  # another thread made one first; this one never connected
         ensure_schema(engine)  # cheap once it has succeeded
         return engine
 

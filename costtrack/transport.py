@@ -20,6 +20,7 @@ from .cache import CACHE_HEADER, KEY_HEADERS, STORED_HEADERS, Cache, CachedRespo
 from .call_context import CallContext
 from .call_context import context_var as _context
 from .calls import Call
+from .forks import renews_in_child
 from .headers import RETRY_HEADER as _RETRY_HEADER
 from .headers import attempt_number, has_header, header_value, three_header_values, two_header_values
 from .logs import log_once
@@ -468,6 +469,12 @@ def _with_stream_usage(request: httpx2.Request, body: dict[str, Any]) -> httpx2.
 #: Streams handed to the SDK and not yet collected: at interpreter exit the open ones are recorded (incomplete) before
 #: the writers close; collected during the interpreter's teardown, their records could no longer be made.
 _OPEN_STREAMS: weakref.WeakSet[_Reader] = weakref.WeakSet()
+
+
+@renews_in_child
+def _forget_parents_streams() -> None:
+    """A forked child's copies of the parent's open streams are the parent's to record, not the child's."""
+    _OPEN_STREAMS.clear()
 
 
 def finish_open_streams() -> None:

@@ -453,3 +453,87 @@ def test_streams_left_open_at_exit_are_recorded(tmp_path, plain_calls):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     stored = costtrack.Tracker(url).records()
     assert sorted(r.status for r in stored) == ["incomplete"] * 5 + ["ok"] * plain_calls
+
+
+def _fork_child_call() -> None:
+    import httpx2
+
+    from helpers import fixture
+
+    client = costtrack.wrap(openai_client(Recorder(lambda request: httpx2.Response(200, content=fixture("openai_chat.json"),
+                                                                                   headers={"content-type": "application/json"}))))
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_fork_child_does_not_record_its_parents_open_streams(tmp_path, outbox_dir, monkeypatch) -> None:
+    """Last review: a multiprocessing fork child made while the parent read a stream recorded that stream too, at its
+    own exit, under a new id (3 records became 5 with two children)."""
+    monkeypatch.setenv("COSTTRACK_OUTBOX_DIR", str(outbox_dir))
+    url = f"sqlite:///{tmp_path / 'fork.db'}"
+    tracker = costtrack.configure(database_url=url)
+    try:
+        _parent_stream_and_child_call(url)
+    finally:
+        tracker.close()
+
+
+def _parent_stream_and_child_call(url: str) -> None:
+    import multiprocessing
+
+    import httpx2
+
+    from helpers import fixture
+
+    class Events(httpx2.SyncByteStream):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for event in fixture("openai_chat_stream.sse").split(b"\n\n"):
+                if event.strip():
+                    yield event + b"\n\n"
+
+    streams = costtrack.wrap(openai_client(Recorder(lambda request: httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=Events()))))  # fmt: skip
+    stream = streams.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], stream=True)
+    next(iter(stream))  # open, part read, in the parent
+    child = multiprocessing.get_context("fork").Process(target=_fork_child_call)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    stream.close()
+    assert costtrack.flush()
+    assert sorted(r.status for r in costtrack.Tracker(url).records()) == ["incomplete", "ok"]  # the parent's, the child's
+
+
+def test_a_call_recorded_by_a_finalizer_while_the_read_engine_is_made_does_not_deadlock(tmp_path, outbox_dir,
+                                                                                        make_record) -> None:  # fmt: skip
+    """Last review: the engine for reads (budgets' refresh, records()) was made under the tracker's lock too, where a
+    dropped stream's finalizer recording its call took that lock again on the same thread."""
+    import gc
+
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path / 'gc.db'}", outbox_dir=outbox_dir)
+    dropped = make_record(endpoint="/dropped-stream")
+    done: list[bool] = []
+
+    def record_while_the_engine_is_made(phase: str, info: dict) -> None:
+        names = []
+        frame = sys._getframe()
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        making = "make_engine" in names and "_read_engine" in names[names.index("make_engine"):]
+        if phase == "start" and making and tracker._engine is None and not done:
+            done.append(True)
+            tracker.add(dropped)  # what a dropped stream's finalizer does, on this thread
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(record_while_the_engine_is_made)
+    gc.set_threshold(1)
+    try:
+        worker = threading.Thread(target=tracker._read_engine, daemon=True)
+        worker.start()
+        worker.join(30)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(record_while_the_engine_is_made)
+    assert not worker.is_alive() and done
+    assert [r.endpoint for r in tracker.records()] == ["/dropped-stream"]
+    tracker.close()

@@ -703,11 +703,11 @@ def test_the_outbox_writes_what_the_database_would(outbox_dir, make_record) -> N
     import numpy
 
     box = Outbox(outbox_dir, "k")
-    box.append([make_record(tags={"n": numpy.int64(3), "o": object()}), make_record(tags={"x": 1})])
+    box.append([make_record(tags={"n": numpy.int64(3), "o": object()}), make_record(tags={"x": 1, "nan": float("nan")})])
     box.close()
     [path] = outbox_dir.glob("*.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["tags"]["n"] for line in lines[:1]] == ["3"] and lines[1]["tags"] == {"x": 1}
+    assert [line["tags"]["n"] for line in lines[:1]] == ["3"] and lines[1]["tags"] == {"x": 1, "nan": "NaN"}  # not null
 
 
 def test_records_the_database_refuses_are_kept_aside(database_url, writers, make_record, outbox_dir, caplog) -> None:
@@ -1149,3 +1149,17 @@ def test_close_writes_what_was_queued_and_keeps_later_arrivals_in_the_outbox(dat
     assert w.close(timeout=60) is False  # not all in the database: the late ones in the outbox
     assert len(stored(database_url)) == 30 and arrivals == 30  # one pass over what was queued, three batches
     assert outbox_lines(outbox_dir) == arrivals and w.stats["lost"] == 0
+
+
+def test_inserts_work_on_an_engine_that_prepares_every_statement(postgres_url, writers, make_record, outbox_dir) -> None:
+    """Last review: two SET LOCAL in one string failed on psycopg's prepare_threshold=0 (every record to the outbox)."""
+    from costtrack.store.database import ensure_schema
+
+    engine = make_engine(postgres_url, connect_args={"prepare_threshold": 0})
+    ensure_schema(engine)
+    w = writers(engine, outbox_dir=outbox_dir)
+    records = [make_record() for _ in range(3)]
+    for r in records:
+        w.submit(r)
+    assert w.flush(timeout=60) is True and len(stored(postgres_url)) == 3
+    engine.dispose()

@@ -171,7 +171,10 @@ def insert_records(engine: Engine, records_: Sequence[CallRecord]) -> int:
                 # transaction, not as a startup option: PgBouncer and Neon's pooler refuse those, and an `options`
                 # of ours would replace the app's PGOPTIONS (its search_path).
                 lock_ms, statement_ms = int(database.POSTGRES_LOCK_TIMEOUT * 1000), int(database.POSTGRES_STATEMENT_TIMEOUT * 1000)
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {lock_ms}; SET LOCAL statement_timeout = {statement_ms}")
+                # One statement (set_config(..., true) is SET LOCAL): two in one string fail on an engine that
+                # prepares every statement (psycopg's prepare_threshold=0), and a second round trip costs a batch.
+                conn.exec_driver_sql(f"SELECT set_config('lock_timeout', '{lock_ms}', true), "
+                                     f"set_config('statement_timeout', '{statement_ms}', true)")  # fmt: skip
                 return max(conn.exec_driver_sql(_POSTGRES_INSERT, rows).rowcount, 0)
             inserted = 0
             for start, size in _sqlite_chunks(len(rows)):
