@@ -1163,3 +1163,29 @@ def test_inserts_work_on_an_engine_that_prepares_every_statement(postgres_url, w
         w.submit(r)
     assert w.flush(timeout=60) is True and len(stored(postgres_url)) == 3
     engine.dispose()
+
+
+def test_closing_stops_replaying_another_process_outbox(database_url, writers, make_record, outbox_dir) -> None:
+    """Last review: an exit waited for a dead process's outbox to be replayed whole (300,000 records: 9.4 s), past a
+    container's stop grace period, and a SIGKILL then lost this process's own queued records. Closing stops at the
+    next chunk and leaves the file, whole and unlocked, to a later process."""
+    engine = make_engine(database_url)
+    try:
+        box = Outbox(outbox_dir, database_key(engine.url))
+        left = [make_record() for _ in range(12_000)]  # three chunks of replay (5,000 a chunk)
+        box.append(left)
+        box.close()  # as if its process died
+    finally:
+        engine.dispose()
+    w = writers(database_url, outbox_dir=outbox_dir)
+
+    def close_begins(batch: list[CallRecord]) -> None:
+        w._closing = True  # as close() sets it, while the first chunk is written
+
+    w.on_records = close_begins
+    w.submit(make_record())  # its first pass claims the file and begins the replay
+    w.close(timeout=60)
+    assert count_records(make_engine(database_url)) < 12_001 and outbox_lines(outbox_dir) == 12_000
+    later = writers(database_url, outbox_dir=outbox_dir)
+    assert later.flush(timeout=120) is True
+    assert count_records(make_engine(database_url)) == 12_001

@@ -611,7 +611,7 @@ class Writer:
             self._mark_flushes_done(gen)
             return
         # The database took the buffer (or is due a retry): empty the outbox into it.
-        scan = now >= self._next_orphan_scan
+        scan = now >= self._next_orphan_scan and not self._closing  # closing: see _replay_outboxes
         if self._replay_pending() or scan:
             self._replay_outboxes(scan=scan)
             if self._failing and (forced or self._buffer_len() > self.max_buffer):
@@ -887,8 +887,14 @@ class Writer:
         while self._held:
             fd, path, orphan = self._held[0]
             total = bad = 0
+            left = False
             try:
                 for records, unreadable in iter_outbox(fd, chunk):
+                    if orphan and self._closing:
+                        # Closing: another process's file is left (unlocked, whole) for a process with time for it;
+                        # replayed through, it held an exit past a container's stop grace period (300,000 records: 9 s).
+                        left = True
+                        break
                     bad += unreadable
                     if records and not self._store(records, own=not orphan):
                         return  # keep the file (and its lock) for the next attempt
@@ -901,6 +907,12 @@ class Writer:
                 self._held.pop(0)
                 if not orphan:
                     self._own_unreadable = True
+                continue
+            if left:
+                self.stats["replayed"] += total  # what was written again is harmless: ids are kept once
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._held.pop(0)
                 continue
             if bad:
                 log.error("costtrack: %d unreadable line(s) in outbox file %s were skipped (a process died mid-write?)", bad, path)
