@@ -225,10 +225,22 @@ def _line(record: CallRecord) -> bytes:
     """One JSON line; values JSON has no form for are written as str(value), as the database's tags are; a record
     pydantic cannot write whole (a tag of non-UTF-8 bytes, a lone surrogate) goes sanitised, one it cannot write at
     all (tags nested thousands deep) without its tags. One record never costs a spill the others."""
-    for attempt in (record, sanitised, without_tags):
+    for kept in fallbacks(record):
         try:
-            kept = attempt if attempt is record else attempt(record)  # type: ignore[operator]
-            return kept.model_dump_json(fallback=str).encode() + b"\n"  # type: ignore[union-attr]
+            return kept.model_dump_json(fallback=str).encode() + b"\n"
         except (ValueError, RecursionError):
             continue
     raise ValueError("a record no JSON can hold")  # not reached: without_tags leaves only plain fields
+
+
+def fallbacks(record: CallRecord) -> Iterator[CallRecord]:
+    """`record`, then copies a database or JSON is likelier to hold, each made only when asked for: sanitised, then
+    without its tags (tags too deep to sanitise are skipped straight to that)."""
+    yield record
+    try:
+        copy = sanitised(record)
+    except RecursionError:
+        pass
+    else:
+        yield copy
+    yield without_tags(record)

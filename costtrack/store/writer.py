@@ -58,7 +58,7 @@ from .database import (
     resolve_url,
     safe_url,
 )
-from .outbox import Outbox, default_outbox_dir, iter_outbox, sanitised, without_tags
+from .outbox import Outbox, default_outbox_dir, fallbacks, iter_outbox
 from .sql import insert_records
 
 __all__ = ["FLUSH_INTERVAL", "Pending", "Writer"]
@@ -748,9 +748,9 @@ class Writer:
         rejected: list[CallRecord] = []
         reason = ""
         for record in batch:
-            for attempt in (record, sanitised, without_tags):
+            for attempt in fallbacks(record):
                 try:
-                    inserted += insert_records(engine, [attempt if attempt is record else attempt(record)])  # type: ignore[operator]
+                    inserted += insert_records(engine, [attempt])
                     break
                 except Exception as exc:
                     if not _record_error(exc):
