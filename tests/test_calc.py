@@ -262,6 +262,28 @@ def test_cached_and_batch_shares() -> None:
     assert monthly == pytest.approx(1000 * 30 * per_req * (0.5 + 0.5 * 0.5))
 
 
+def test_batch_share_at_the_models_batch_rates() -> None:
+    # OpenAI's Batch table for gpt-4o: input $1.25, cached input $1.25 (the standard cached rate), output $5.
+    price = core.ApiPrice("gpt-4o", Decimal("2.5"), Decimal("10"), Decimal("1.25"),
+                          batch=(Decimal("1.25"), Decimal("1.25"), Decimal("5")))  # fmt: skip
+    w = core.Workload.per_request(1000, 1000, 100, cached_share=0.8, batch_share=0.5)
+    standard = (200 * 2.5 + 800 * 1.25 + 100 * 10) / 1e6  # $0.0025 a request
+    batched = (200 * 1.25 + 800 * 1.25 + 100 * 5) / 1e6  # $0.00175: 30% off, not 50%
+    assert float(core.api_monthly(w, price)) == pytest.approx(1000 * 30 * (0.5 * standard + 0.5 * batched))
+
+
+def test_cli_batch_share_uses_the_catalogs_batch_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ("--requests-per-day", "1000", "--input-tokens", "1000", "--output-tokens", "100", "--cached-share", "0.8",
+             "--hardware", "rtx4090")  # fmt: skip
+    plain = run_json(capsys, "--model", "gpt-4o", *flags)["cloud"]["monthly_usd"]
+    batched = run_json(capsys, "--model", "gpt-4o", *flags, "--batch-share", "1")["cloud"]["monthly_usd"]
+    assert plain == pytest.approx(1000 * 30 * 0.0025)
+    assert batched == pytest.approx(1000 * 30 * 0.00175)
+    # Claude's Message Batches halve every rate, cache reads too: 200 x $1.50 + 800 x $0.15 + 100 x $7.50 = $0.00117.
+    claude = run_json(capsys, "--model", "claude-sonnet-4-5", *flags, "--batch-share", "1")["cloud"]["monthly_usd"]
+    assert claude == pytest.approx(1000 * 30 * 0.00117)
+
+
 def test_private_data_and_latency_override_cost() -> None:
     private = core.calculate(scenario(100, mini_price(), private_data=True))
     assert private.recommendation == "self-hosted"

@@ -214,6 +214,30 @@ def test_batch_share_of_noninteractive_endpoints(seeded, database_url):
     assert everything.total.simulated_usd == pytest.approx(everything.total.actual_usd / 2, abs=1e-12)
 
 
+@pytest.mark.parametrize(("model", "provider", "batch_per_call"), [
+    # OpenAI's Batch table for gpt-4o halves input and output but bills cached input at the standard cached rate
+    # ($1.25/M): 200 x $1.25 + 800 x $1.25 + 100 x $5 = $0.00175 a call, not half of $0.0025.
+    ("gpt-4o-2024-08-06", "openai", Decimal("0.00175")),
+    # Anthropic's Message Batches halve every rate, cache reads too: 200 x $1.50 + 800 x $0.15 + 100 x $7.50.
+    ("claude-sonnet-4-5", "anthropic", Decimal("0.00117")),
+])
+def test_batch_share_is_priced_at_the_models_batch_rates(tracker, make_record, database_url, model, provider, batch_per_call):
+    # 1,000 input tokens of which 800 read from the prompt cache, 100 output: gpt-4o's standard price is
+    # 200 x $2.50 + 800 x $1.25 + 100 x $10 = $0.0025; Sonnet 4.5's 200 x $3 + 800 x $0.30 + 100 x $15 = $0.00234.
+    standard = {"openai": Decimal("0.0025"), "anthropic": Decimal("0.00234")}[provider]
+    for i in range(4):
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=i), endpoint="/jobs/nightly", provider=provider, model=model,
+                                model_requested=model, tokens_input=1000, tokens_cached_input=800, tokens_output=100,
+                                cost_usd=float(standard)))  # fmt: skip
+    tracker.flush()
+    result = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, batch_share=1.0)
+    [job] = result.endpoints
+    assert job.actual_usd == pytest.approx(float(standard * 4), abs=1e-15)
+    assert job.batch_savings_usd == pytest.approx(float((standard - batch_per_call) * 4), abs=1e-15)
+    half = sim.run(make_engine(database_url), PriceBook(), since=None, until=None, batch_share=0.5)
+    assert half.total.batch_savings_usd == pytest.approx(float((standard - batch_per_call) * 2), abs=1e-15)
+
+
 def test_calls_already_batched_are_not_discounted_again(tracker, make_record, database_url):
     # Three nightly calls: two went through a Batch API (billed at half), one did not.
     # A record from before costtrack prefixed its tags counts as batched when its price_source says it was priced so.

@@ -18,7 +18,7 @@ from . import _common
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..pricing import PriceBook
+    from ..pricing import PriceBook, Rates
 
 __all__ = ["calc", "render"]
 
@@ -32,7 +32,7 @@ def calc(
     input_tokens: Annotated[Optional[str], typer.Option("--input-tokens", help="Mean input tokens per request (cached included).")] = None,
     output_tokens: Annotated[Optional[str], typer.Option("--output-tokens", help="Mean output tokens per request.")] = None,
     cached_share: Annotated[_Num, typer.Option("--cached-share", help="Share of input tokens read from the prompt cache, 0-1.")] = None,
-    batch_share: Annotated[_Num, typer.Option("--batch-share", help="Share of requests sent through the Batch API (50% price), 0-1.")] = None,
+    batch_share: Annotated[_Num, typer.Option("--batch-share", help="Share of requests sent through the Batch API (at the model's Batch rates: mostly half), 0-1.")] = None,
     monthly_tokens: Annotated[Optional[str], typer.Option("--monthly-tokens", help="Workload as tokens per month (e.g. 10M), as in the course's calculator.")] = None,
     output_share: Annotated[_Num, typer.Option("--output-share", help="With --monthly-tokens: share of them that are output, 0-1 (default 0.3).")] = None,
     hardware: Annotated[str, typer.Option("--hardware", help="Self-hosted profile: rtx4090, a100_40gb, cloud_gpu, or a per_hour model of the prices file.")] = "rtx4090",
@@ -324,7 +324,14 @@ def _api_price(book: PriceBook, provider: str | None, model: str, at: datetime, 
         raise ConfigError(
             f"{model} is a self-hosted model priced per hour: pass it as --hardware {model}, and an API model as --model"
         )
-    return core.ApiPrice.from_rates(model, rates, provider=provider, input_tokens=workload.input_tokens)
+    return core.ApiPrice.from_rates(model, rates, provider=provider, input_tokens=workload.input_tokens,
+                                    batch=_batch_rates(book, provider, model, at))
+
+
+def _batch_rates(book: PriceBook, provider: str | None, model: str, at: datetime) -> Rates | None:
+    """`model`'s Batch API rates at `at` where the catalog has a Batch table (None: half its standard rates)."""
+    rates, halved = book.priced_as(provider, model, at, batch=True)
+    return None if halved else rates
 
 
 def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload: core.Workload,
@@ -352,12 +359,14 @@ def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload
                 hardware.append(core.Hardware(name=name, label=f"{name} (self-hosted, ${rates.per_hour}/h)",
                                               rent_per_hour=float(rates.per_hour), source=rates.source))  # fmt: skip
             else:
-                apis.append(core.ApiPrice.from_rates(name, rates, input_tokens=workload.input_tokens))
+                apis.append(core.ApiPrice.from_rates(name, rates, input_tokens=workload.input_tokens,
+                                                     batch=_batch_rates(book, None, name, now)))
     else:
         for prov, name in core.API_MODELS:
             rates = book.rates(prov, name, now)
             if rates is not None and rates.per_hour is None:  # a catalog without it: leave it out
-                apis.append(core.ApiPrice.from_rates(name, rates, provider=prov, input_tokens=workload.input_tokens))
+                apis.append(core.ApiPrice.from_rates(name, rates, provider=prov, input_tokens=workload.input_tokens,
+                                                     batch=_batch_rates(book, prov, name, now)))
         hardware += [_with_electricity(p, o) for key, p in sorted(catalog.profiles.items()) if key != hw.name]
     if model is not None and all(a.model != model for a in apis):
         apis.append(_api_price(book, provider, model, now, workload))

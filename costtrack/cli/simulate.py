@@ -24,7 +24,7 @@ __all__ = ["render", "simulate"]
 def simulate(
     cache_ttl: Annotated[Optional[str], typer.Option("--cache-ttl", help="Answer repeats of a request from a cache with this TTL (30m, 1h, 24h).")] = None,
     swap: Annotated[Optional[list[str]], typer.Option("--swap", help="Reprice a model's calls at another's rates: FROM=TO, e.g. gpt-4o=gpt-4o-mini (repeatable).")] = None,
-    batch_share: Annotated[Optional[float], typer.Option("--batch-share", help="Share of the calls (0-1) of --batch-endpoints sent through the Batch API at 50%.")] = None,
+    batch_share: Annotated[Optional[float], typer.Option("--batch-share", help="Share of the calls (0-1) of --batch-endpoints sent through the Batch API, at the models' Batch rates (else 50%).")] = None,
     batch_endpoints: Annotated[str, typer.Option("--batch-endpoints", help="Which endpoints --batch-share applies to: noninteractive (tagged interactive=false or named like /jobs/, batch, nightly, cron), all, or a comma-separated list.")] = "noninteractive",
     endpoint: Annotated[Optional[list[str]], typer.Option("--endpoint", help="Only these endpoints' calls (repeatable).")] = None,
     since: Annotated[str, typer.Option(help="Records newer than this: 30d, 7d, 24h, or an ISO date.")] = "30d",

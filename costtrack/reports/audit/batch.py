@@ -1,4 +1,4 @@
-"""Batching: non-interactive endpoints moved to the providers' Batch APIs at half the price."""
+"""Batching: non-interactive endpoints moved to the providers' Batch APIs, at their Batch rates."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ __all__ = ["batch"]
 
 
 def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
-    """The Batch API finding: the non-interactive endpoints' calls at 50% of their cost."""
+    """The Batch API finding: the non-interactive endpoints' calls at their models' Batch rates (mostly half)."""
     finding = Finding("batch", "Non-interactive endpoints → Batch API (50% off)")
     if not interactivity:
         finding.nothing = ("no endpoint looks non-interactive: none is tagged interactive=false and none is named "
@@ -47,7 +47,8 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         kind="batch",
         title=f"Batch API for {names}",
         description=("Nobody waits on these calls, so they can go through the providers' Batch APIs (OpenAI "
-                     "Batch, Anthropic Message Batches): the same models at 50% of the price, answers within 24 hours."),
+                     "Batch, Anthropic Message Batches): the same models at their Batch rates, 50% off input and output, "
+                     "answers within 24 hours."),
         evidence=[f"{e.endpoint} ({why[e.endpoint]}): {count(e.calls)} calls, {usd(e.actual_usd)} in the period."
                   for e in rows],
         evidence_table=table, savings=saving, per_endpoint={e.endpoint: e.batch_savings_usd for e in rows},
@@ -65,7 +66,8 @@ def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
         assumption=("Endpoints are non-interactive when their records are tagged interactive=false or their name "
                     "reads like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker); all "
                     "of their calls not already batched (tagged costtrack.batch=true by costtrack.batching) are moved "
-                    "to the Batch API at 50% of the cost they had."),
+                    "to the Batch API at their models' Batch rates (50% of each rate, but OpenAI's Batch tables of some "
+                    "models, gpt-4o among them, bill cached input at the standard cached rate)."),
         metric=(f"share of {names} calls through the Batch API: {pct(batched / calls if calls else 0.0)} → 100%; their monthly cost "
                 f"{usd(ctx.monthly(sum(e.actual_usd for e in rows)))} → "
                 f"{usd(ctx.monthly(sum(e.simulated_usd for e in rows)))}"),

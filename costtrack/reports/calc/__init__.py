@@ -9,7 +9,7 @@ The model, as in the course material, with its errors fixed and its gap filled:
 - A month is 30 days.
 - API: each request costs its uncached input, cached input (at the cached
   rate) and output tokens at the catalog's rates; the `batch_share` of
-  requests go through the Batch API at 50%.
+  requests go through the Batch API at the model's Batch rates (else 50%).
 - Self-hosted, per GPU and month: owned hardware is depreciation
   (cost / (years x 12)) + power (kW x hours/day x 30 x $/kWh) + maintenance;
   rented hardware is its monthly rent, or its hourly rent x hours/day x 30.

@@ -28,13 +28,20 @@ def _ceil(value: float) -> int:
 
 
 def api_monthly(workload: Workload, price: ApiPrice) -> Decimal:
-    """The API's monthly cost for `workload`: cached input at the cached rate, batch share at 50%."""
+    """The API's monthly cost for `workload`: cached input at the cached rate, the batch share at the model's Batch
+    rates (half of each rate where the catalog has no Batch table)."""
     cached = dec(workload.input_tokens_per_day) * dec(workload.cached_share)
     uncached = dec(workload.input_tokens_per_day) - cached
-    daily = (uncached * price.input + cached * price.cached_input
-             + dec(workload.output_tokens_per_day) * price.output) / _MTOK  # fmt: skip
+    output = dec(workload.output_tokens_per_day)
+    daily = (uncached * price.input + cached * price.cached_input + output * price.output) / _MTOK
     if workload.batch_share:
-        daily *= 1 - dec(workload.batch_share) * BATCH_DISCOUNT
+        share = dec(workload.batch_share)
+        if price.batch is None:
+            batched = daily * (1 - BATCH_DISCOUNT)
+        else:
+            rate_in, rate_cached, rate_out = price.batch
+            batched = (uncached * rate_in + cached * rate_cached + output * rate_out) / _MTOK
+        daily = daily * (1 - share) + batched * share
     return daily * DAYS_PER_MONTH
 
 

@@ -28,7 +28,7 @@ class Workload:
     output_tokens_per_day: float
     requests_per_day: float | None = None
     cached_share: float = 0.0  # share of input tokens read from the provider's prompt cache
-    batch_share: float = 0.0  # share of requests sent through the Batch API (50% price)
+    batch_share: float = 0.0  # share of requests sent through the Batch API (at its rates: mostly half)
 
     def __post_init__(self) -> None:
         for name in ("input_tokens_per_day", "output_tokens_per_day"):
@@ -121,18 +121,31 @@ class ApiPrice:
     cached_input: Decimal
     provider: str | None = None
     source: str = ""
+    #: The Batch API's (input, cached input, output) rates where the catalog has a Batch table for the model (OpenAI's
+    #: bills some models' cached input at the standard cached rate); None: half of each rate.
+    batch: tuple[Decimal, Decimal, Decimal] | None = None
 
     @classmethod
-    def from_rates(cls, model: str, rates: Rates, *, provider: str | None = None,
-                   input_tokens: float | None = None) -> ApiPrice:  # fmt: skip
-        """From catalog Rates: the long-context tier a request of `input_tokens` reaches, fallbacks applied."""
+    def from_rates(cls, model: str, rates: Rates, *, provider: str | None = None, input_tokens: float | None = None,
+                   batch: Rates | None = None) -> ApiPrice:  # fmt: skip
+        """From catalog Rates (and the model's Batch rates, `batch`, where it has a table): the long-context tier a
+        request of `input_tokens` reaches, fallbacks applied."""
         if rates.per_hour is not None:
             raise ConfigError(f"{model} is priced per hour (${rates.per_hour}/h), not per token: it is not an API model")
-        if input_tokens is not None and rates.tiers:
-            rates = rates.for_input(int(input_tokens))
-        eff = rates.effective()
+        eff = _effective(rates, input_tokens)
+        batched = None
+        if batch is not None and batch.per_hour is None:
+            b = _effective(batch, input_tokens)
+            batched = (b["input"], b["cached_input"], b["output"])
         return cls(model=model, input=eff["input"], output=eff["output"], cached_input=eff["cached_input"],
-                   provider=provider, source=rates.source)  # fmt: skip
+                   provider=provider, source=rates.source, batch=batched)  # fmt: skip
+
+
+def _effective(rates: Rates, input_tokens: float | None) -> dict[str, Decimal]:
+    """`rates` of the long-context tier a request of `input_tokens` reaches, fallbacks applied."""
+    if input_tokens is not None and rates.tiers:
+        rates = rates.for_input(int(input_tokens))
+    return rates.effective()
 
 
 @dataclass(frozen=True)

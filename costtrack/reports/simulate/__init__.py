@@ -25,8 +25,11 @@ The model, stated once:
   rate. Long-context tiers of `b` are not applied. Tokenizers differ between
   providers, so a cross-provider swap is an estimate.
 - Batch share `s`: that share of the calls of the endpoints in scope goes through
-  the Batch API at 50% of the price; by default the scope is the non-interactive
-  endpoints (see `noninteractive_endpoints`).
+  the Batch API, at the model's Batch rates from the catalog against its standard ones
+  for the calls' own token mix (OpenAI's Batch tables of some models, gpt-4o among them,
+  bill cached input at the standard cached rate, so such calls save less than half),
+  else at 50% of the price; by default the scope is the non-interactive endpoints (see
+  `noninteractive_endpoints`).
 - Levers apply in that order (cache, swap, batch), each to what the previous one left,
   so their savings add up to the total and never exceed the actual spend.
 - Unpriced calls (cost unknown) stay unknown: they are in neither the actual nor the

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Engine
 from ...errors import ConfigError
 from ...pricing import PriceBook
 from ..calc import BATCH_DISCOUNT
-from .aggregates import Group, Replay, monthly
+from .aggregates import Buckets, Group, Replay, monthly
 from .batch_scope import resolve_batch_scope
 from .queries import period_where, tiered_query
 from .replay import replay
@@ -140,6 +140,22 @@ def _swaps_for(group: Group, swaps: Sequence[Swap]) -> list[Swap]:
     return found
 
 
+def batch_discount(book: PriceBook, provider: str | None, model: str, at: datetime, tokens: Buckets) -> float:
+    """The share of `tokens`' cost the Batch API takes off `model`'s calls: its Batch rates against its standard ones
+    where the catalog has a Batch table (OpenAI's bills some models' cached input at the standard cached rate), else
+    half (both providers' Batch APIs: 50% of every rate)."""
+    standard = book.rates(provider, model, at)
+    if standard is None or standard.per_hour is not None:
+        return _HALF  # no per-token price: the calls cost nothing known, so the share moves nothing
+    rates, halved = book.priced_as(provider, model, at, batch=True)
+    if halved or rates is None:
+        return _HALF
+    before = tokens.price(standard.effective())
+    if before <= 0:
+        return _HALF
+    return max(0.0, 1.0 - tokens.price(rates.effective()) / before)
+
+
 def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation:
     """Play `scenario` on the aggregates of `replay_` (whose TTL must be the scenario's, or it must have none)."""
     if scenario.cache_ttl and replay_.cache_ttl != scenario.cache_ttl:
@@ -150,7 +166,6 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         if swap.target not in targets:
             targets[swap.target] = swap_rates(book, swap.target, at)
     use_cache = bool(scenario.cache_ttl)
-    factor = 1.0 - scenario.batch_share * _HALF
     per_endpoint: dict[str, list[float]] = {}
     counts: dict[str, list[int]] = {}
     notes: list[str] = []
@@ -164,6 +179,7 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         swap = taking[0] if taking else None
         for named in taking:  # each names these calls: none is said to have found no call
             matched[named.label()] += g.calls
+        swept = g.rest if use_cache else g.live  # the tokens the calls left to the provider bill
         if swap is not None:
             rates = targets[swap.target]
             long_swapped += g.long_context_calls
@@ -182,7 +198,12 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         in_batch = scenario.batch_share and (scenario.batch_endpoints is None or g.endpoint in scenario.batch_endpoints)
         # Calls already sent through a Batch API were billed at its price: only the rest can move.
         unbatched = 1.0 - g.batched_spend_usd / g.spend_usd if g.spend_usd else 1.0
-        batch_saving = remaining * unbatched * (1.0 - factor) if in_batch else 0.0
+        batch_saving = 0.0
+        if in_batch and remaining:
+            # At the Batch rates of the model the calls then go to (the swap's target, if any).
+            priced = (None, swap.target) if swap is not None else (g.provider, g.model)
+            share = scenario.batch_share * batch_discount(book, *priced, at, swept)
+            batch_saving = remaining * unbatched * share
         acc = per_endpoint.setdefault(g.endpoint, [0.0, 0.0, 0.0, 0.0])
         acc[0] += g.spend_usd
         acc[1] += cache_saving
