@@ -483,10 +483,12 @@ def test_cli_from_db(tracker: Any, database_url: str, capsys: pytest.CaptureFixt
     seed(tracker)
     data = run_json(capsys, "--from-db", "--database-url", database_url, "--hours-per-day", "8")
     rpd = 201 / 20
-    per_req = (750 * MINI_IN + 250 * MINI_CACHED + 300 * MINI_OUT) / 1e6
-    assert data["inputs"]["model"] == "gpt-4o-mini"
+    # Calls to two models (gpt-4o-mini and claude-haiku-4-5): priced at what they cost, $0.0001 a request, not as if
+    # all went to the most-called one.
+    assert data["inputs"]["model"] == "recorded mix of 2 models"
     assert data["inputs"]["workload"]["requests_per_day"] == pytest.approx(rpd)
-    assert data["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * per_req)
+    assert data["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * 0.0001)
+    assert data["from_db"]["workload"]["priced_models"] == 2
     assert data["inputs"]["gpu_throughput"]["tokens_per_s"] == pytest.approx(100.0)
     assert data["inputs"]["gpu_throughput"]["source"].startswith("measured: bench:llama3.1:8b")
     assert data["local"]["gpus"] == 1
@@ -502,6 +504,30 @@ def test_cli_from_db(tracker: Any, database_url: str, capsys: pytest.CaptureFixt
     be = RTX4090_8H / (30 * per_req_4o)
     assert be < 3200
     assert data["breakeven_requests_per_day"] == pytest.approx(be)
+
+
+def test_cli_from_db_with_one_model_prices_it_at_its_rates(tracker: Any, database_url: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    for i in range(21):
+        tracker.add(CallRecord(timestamp=START + timedelta(days=i), provider="openai", model="gpt-4o-mini", operation="chat",
+                               endpoint="/api/summarize", tokens_input=1000, tokens_cached_input=250, tokens_output=300,
+                               cost_usd=0.0001, price_source="test"))  # fmt: skip
+    assert tracker.flush(10)
+    data = run_json(capsys, "--from-db", "--database-url", database_url)
+    assert data["inputs"]["model"] == "gpt-4o-mini"
+    per_req = (750 * MINI_IN + 250 * MINI_CACHED + 300 * MINI_OUT) / 1e6
+    assert data["cloud"]["monthly_usd"] == pytest.approx(21 / 20 * 30 * per_req)
+    compared = run_json(capsys, "--from-db", "--database-url", database_url, "--compare")
+    assert compared["inputs"]["model"] == "gpt-4o-mini"
+
+
+def test_cli_from_db_compare_lists_the_recorded_mix(tracker: Any, database_url: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    seed(tracker)
+    data = run_json(capsys, "--from-db", "--database-url", database_url, "--compare")
+    assert data["inputs"]["model"] == "recorded mix of 2 models"
+    names = [row["name"] for row in data["compare"]]
+    assert "recorded mix of 2 models" in names and "gpt-4o-mini" in names
 
 
 def test_cli_from_db_with_only_unpriced_models_says_so(tracker: Any, database_url: str,

@@ -104,32 +104,36 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
     want_compare = o["compare"] or o["models"] is not None
     rows: list[core.CompareRow] | None = None
     model, provider = o["model"], _common.check_provider(book, o["provider"], o["model"])
-    if model is None and profile is not None and profile.top_model:
+    # Without --model the records price the API side: several models at what they cost today (their mix), one at its rates.
+    mix = profile.mix_price() if model is None and profile is not None else None
+    if model is None and mix is None and profile is not None and profile.top_model:
         model, provider = profile.top_model, provider or profile.top_provider
     if want_compare:
         apis, others = _compare_options(o, book, now, workload, catalog, hw, model, provider)
+        if mix is not None:
+            apis.append(mix)
         try:
             rows = core.compare(workload, apis, others, hours_per_day=o["hours_per_day"], peak_factor=o["peak_factor"],
                                 throughput=throughput)  # fmt: skip
         except ArithmeticError:
             raise ConfigError(_TOO_LARGE) from None
-        if model is None:
+        if model is None and mix is None:
             cheapest = next((r for r in rows if r.kind == "api"), None)
             if cheapest is None:
                 raise ConfigError("--models lists no API model: add one (e.g. gpt-4o-mini), or give --model")
             model = cheapest.name
             provider = next((a.provider for a in apis if a.model == model), None)
-    if model is None and profile is not None:
+    if model is None and mix is None and profile is not None:
         raise ConfigError(
             f"none of the {profile.calls:,} recorded calls has a priced model to compare with (unpriced models are not "
             "API prices): give --model (an API model such as gpt-4o-mini), or --compare to use the cheapest"
         )
-    if model is None:
+    if model is None and mix is None:
         raise ConfigError(
-            "give --model (an API model such as gpt-4o-mini), or --from-db to use your most-called model, "
+            "give --model (an API model such as gpt-4o-mini), or --from-db to use your recorded models, "
             "or --compare to use the cheapest"
         )
-    api = _api_price(book, provider, model, now, workload)
+    api = mix if mix is not None else _api_price(book, provider, model, now, workload)
 
     scenario = core.Scenario(
         workload=workload, api=api, hardware=hw, hours_per_day=o["hours_per_day"], peak_factor=o["peak_factor"],
@@ -487,7 +491,8 @@ def _opt_usd(value: float | None) -> str:
 
 
 def _rate(value: Any) -> str:
-    text = format(value, "f")
+    # A catalog rate as written ($0.075); a recorded mix's (spend over tokens) to a millionth of a dollar per 1M tokens.
+    text = format(round(value, 6), "f")
     return "$" + (text.rstrip("0").rstrip(".") if "." in text else text)
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ..stats import BENCH_PREFIX, app_traffic
-from .inputs import Throughput, Workload
+from .inputs import ApiPrice, Throughput, Workload
 
 __all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
 
 
 @dataclass(frozen=True)
 class DbWorkload:
-    """The usage profile of the stored calls: volume, mean sizes, cached share, most-called priced model."""
+    """The usage profile of the stored calls: volume, mean sizes, cached share, most-called priced model, and what the
+    priced calls cost (`priced_models` models: `priced_usd` for `priced_tokens` input and output tokens)."""
 
     calls: int
     first: datetime | None
@@ -27,6 +29,19 @@ class DbWorkload:
     top_model: str | None
     top_provider: str | None
     mean_latency_ms: float | None
+    priced_models: int = 0
+    priced_usd: float = 0.0
+    priced_tokens: int = 0
+
+    def mix_price(self) -> ApiPrice | None:
+        """The API side as the app pays it today, when its priced calls went to several models: one rate for every
+        token, the recorded spend over the recorded tokens (so the API cost of a request is today's mean). None: one
+        model or none (that model's catalog rates price it)."""
+        if self.priced_models < 2 or not self.priced_tokens:
+            return None
+        rate = Decimal(repr(self.priced_usd)) / Decimal(self.priced_tokens) * Decimal(1_000_000)
+        return ApiPrice(model=f"recorded mix of {self.priced_models} models", input=rate, output=rate, cached_input=rate,
+                        source="the recorded calls' spend over their tokens")  # fmt: skip
 
     def workload(self, batch_share: float = 0.0) -> Workload:
         return Workload.per_request(self.requests_per_day, self.input_tokens, self.output_tokens,
@@ -39,6 +54,7 @@ class DbWorkload:
             "requests_per_day": self.requests_per_day, "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens, "cached_share": self.cached_share, "top_model": self.top_model,
             "top_provider": self.top_provider, "mean_latency_ms": self.mean_latency_ms,
+            "priced_models": self.priced_models, "priced_usd": self.priced_usd, "priced_tokens": self.priced_tokens,
         }  # fmt: skip
 
 
@@ -86,12 +102,13 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
     Requests/day are the calls over the days they span (at least one day);
     errors and response-cache hits are left out (they cost nothing).
     """
-    from sqlalchemy import and_, func, select
+    from sqlalchemy import and_, case, func, select
 
     from ...store.schema import records
 
     c = records.c
     where = and_(_served_filter(since, until), app_traffic())
+    priced = c.cost_usd.is_not(None)
     totals = select(
         func.count().label("calls"),
         func.coalesce(func.sum(c.tokens_input), 0).label("tin"),
@@ -100,17 +117,19 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
         func.min(c.timestamp).label("first"),
         func.max(c.timestamp).label("last"),
         func.avg(c.latency_ms).label("latency"),
+        func.coalesce(func.sum(c.cost_usd), 0).label("spend"),
+        func.coalesce(func.sum(case((priced, c.tokens_input + c.tokens_output), else_=0)), 0).label("priced_tokens"),
     ).where(where)
-    top = (
+    models = (
         select(c.provider, c.model, func.count().label("n"))
-        .where(where, c.model.is_not(None), c.cost_usd.is_not(None))
+        .where(where, c.model.is_not(None), priced)
         .group_by(c.provider, c.model)
         .order_by(func.count().desc(), c.model)
-        .limit(1)
     )
     with engine.connect() as conn:
         row = conn.execute(totals).one()
-        top_row = conn.execute(top).first()
+        model_rows = conn.execute(models).all()
+    top_row = model_rows[0] if model_rows else None
     calls = int(row.calls)
     if calls == 0:
         return None
@@ -122,7 +141,8 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
         calls=calls, first=first, last=last, days=days, requests_per_day=calls / days, input_tokens=tin / calls,
         output_tokens=tout / calls, cached_share=min(tcached / tin, 1.0) if tin else 0.0,
         top_model=top_row.model if top_row else None, top_provider=top_row.provider if top_row else None,
-        mean_latency_ms=float(row.latency) if row.latency is not None else None,
+        mean_latency_ms=float(row.latency) if row.latency is not None else None, priced_models=len(model_rows),
+        priced_usd=float(row.spend), priced_tokens=int(row.priced_tokens),
     )  # fmt: skip
 
 
