@@ -1116,6 +1116,22 @@ def _renew_module_locks() -> None:
     _catalog_lock, _default_lock = threading.Lock(), threading.Lock()
 
 
+#: Seconds a fork waits for a price-catalog load under way in another thread (it takes ~150 ms).
+_FORK_WAIT = 10.0
+
+
+def _settle_catalog_before_fork() -> None:
+    """Let a price-catalog load under way in another thread (the writer's, ~1 s after a process's first call) finish
+    before a fork: a child forked during it inherited genai-prices' import half done, its module lock held by a thread
+    the child does not have, and hung at its first priced call."""
+    if _catalog is None and _catalog_lock.acquire(timeout=_FORK_WAIT):
+        _catalog_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_settle_catalog_before_fork)
+
+
 def default_pricebook() -> PriceBook:
     """The process-wide PriceBook (prices file from ${COSTTRACK_PRICES_FILE}), built on first use."""
     global _default

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -692,3 +693,37 @@ def test_time_of_day_prices_follow_genai_prices(book: PriceBook) -> None:
         ).total_price  # fmt: skip
         rates = book.rates("deepseek", "deepseek-chat", at)
         assert rates is not None and book.cost_of(rates, Usage(input=1000, output=1000)) == theirs
+
+
+_FORK_DURING_CATALOG_LOAD = """
+import os, sys, threading, time
+from costtrack import pricing
+assert "genai_prices" not in sys.modules
+threading.Thread(target=pricing._get_catalog, daemon=True).start()
+deadline = time.monotonic() + 30
+while "genai_prices.data" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0)  # hand the GIL to the loader until genai-prices' data module is being imported
+pid = os.fork()
+if pid == 0:
+    pricing._get_catalog()
+    os._exit(0)
+waited = time.monotonic()
+while time.monotonic() - waited < 20:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("child exit", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.01)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_during_the_catalog_load_waits_for_it() -> None:
+    """A child forked while another thread imported genai-prices (the writer's first pricing, ~150 ms) inherited the
+    import's module lock held for good and hung at its first priced call (durability review)."""
+    run = subprocess.run([sys.executable, "-c", _FORK_DURING_CATALOG_LOAD], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "child exit 0", run.stdout + run.stderr
