@@ -100,6 +100,9 @@ TIER_TAG = "costtrack.service_tier"
 #: that says so; on a batch result unpriced then, the `batch_id` costtrack.batching wrote beside it).
 LEGACY_BATCH_TAG = "batch"
 LEGACY_BATCH_ID_TAG = "batch_id"
+#: How the providers' batch ids begin (OpenAI's `batch_...`, Anthropic's `msgbatch_...`): what costtrack.batching wrote
+#: in an older record's `batch_id` tag, told so from an app's own (`nightly-7`).
+LEGACY_BATCH_ID_PREFIXES = ("batch_", "msgbatch_")
 LEGACY_TIER_TAG = "service_tier"
 #: What a price_source ends with when the call was priced as a Batch API call (at half the standard rates, or at
 #: the catalog's Batch rates).
@@ -114,8 +117,9 @@ def batched(tags: Mapping[str, Any], price_source: str | None) -> bool:
         return True
     if tags.get(LEGACY_BATCH_TAG) is not True:
         return False
-    if price_source is None:  # unpriced when stored: costtrack.batching wrote its batch_id beside it
-        return LEGACY_BATCH_ID_TAG in tags
+    if price_source is None:  # unpriced when stored: costtrack.batching wrote the provider's batch id beside it
+        batch_id = tags.get(LEGACY_BATCH_ID_TAG)
+        return isinstance(batch_id, str) and batch_id.startswith(LEGACY_BATCH_ID_PREFIXES)
     return price_source.endswith(BATCH_SOURCE_ENDINGS)
 
 

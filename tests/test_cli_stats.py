@@ -349,14 +349,20 @@ def test_reprice_reads_the_billing_tags_of_records_made_before_they_were_prefixe
                             tags={"batch": True, "batch_id": "batch_abc"}, **tokens))  # fmt: skip
     tracker.add(make_record(model="gpt-4o-2024-08-06", model_requested="gpt-4o", tags={"service_tier": "priority"},
                             price_source=None, **tokens))  # fmt: skip
+    # An app's own batch and batch_id tags on a call unpriced then: its batch_id is no provider's (batch_..., msgbatch_...),
+    # so the call was not sent through a Batch API: standard rates (it was halved).
+    tracker.add(make_record(model="gpt-4o-mini-2024-07-18", model_requested="gpt-4o-mini", price_source=None,
+                            tags={"batch": True, "batch_id": "nightly-7", "own": True}, **tokens))  # fmt: skip
     tracker.flush()
     assert run(["reprice", "--database-url", database_url]) == 0
-    assert "4 changed" in capsys.readouterr().out
+    assert "5 changed" in capsys.readouterr().out
     for rec in tracker.records():
         if rec.model == "o3-2025-04-16":  # o3 flex: $1 / $4 per 1M
             assert rec.cost_usd == pytest.approx(1.0 + 4.0) and rec.price_source.endswith("(flex)")
         elif rec.model == "gpt-4o-2024-08-06":  # gpt-4o standard: $2.50 / $10 per 1M
             assert rec.cost_usd == pytest.approx(2.5 + 10.0) and not rec.price_source.endswith(")")
+        elif rec.tags.get("own"):  # gpt-4o-mini standard: $0.15 / $0.60 per 1M
+            assert rec.cost_usd == pytest.approx(0.15 + 0.60) and not rec.price_source.endswith(")")
         else:
             assert rec.cost_usd == pytest.approx((0.15 + 0.60) / 2) and "batch" in rec.price_source
 

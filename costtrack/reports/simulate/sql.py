@@ -16,6 +16,7 @@ from ...store.schema import records
 from ...usage import (
     BATCH_SOURCE_ENDINGS,
     BATCH_TAG,
+    LEGACY_BATCH_ID_PREFIXES,
     LEGACY_BATCH_ID_TAG,
     LEGACY_BATCH_TAG,
     LEGACY_TIER_TAG,
@@ -133,7 +134,9 @@ def tag_is_true(dialect: str, key: str) -> ColumnElement[bool]:
 def batched(dialect: str) -> ColumnElement[bool]:
     """Records of calls sent through a Batch API, read as usage.batched reads one record."""
     c = records.c
-    unpriced_then = and_(c.price_source.is_(None), has_tag(dialect, LEGACY_BATCH_ID_TAG))
+    batch_id = type_coerce(tag_text(dialect, LEGACY_BATCH_ID_TAG), Text)
+    provider_id = or_(*(batch_id.startswith(prefix, autoescape=True) for prefix in LEGACY_BATCH_ID_PREFIXES))
+    unpriced_then = and_(c.price_source.is_(None), provider_id)  # a number or boolean reads as no such text
     evidence = [unpriced_then, *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
     legacy = and_(tag_is_true(dialect, LEGACY_BATCH_TAG), or_(*evidence))
     return or_(tag_is_true(dialect, BATCH_TAG), legacy)
