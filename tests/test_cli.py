@@ -34,3 +34,14 @@ def test_a_groups_help_into_a_closed_pipe_stops_quietly(args):
     process.stdout.close()  # the reader is gone before anything is written
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 1 and stderr == b""
+
+
+@pytest.mark.parametrize("args", [["stats"], ["prices", "show", "gpt-4o-mini"], ["export"]])
+def test_a_closed_standard_output_is_one_line_exit_2(args, tmp_path):
+    """`costtrack stats >&-` (Python then has no sys.stdout) ended in a 45-line traceback, exit 1; `prices show` exited
+    0 having printed nothing (review finding)."""
+    database = [] if args[0] == "prices" else ["--database-url", f"sqlite:///{tmp_path}/none.db"]
+    run = subprocess.run([*COSTTRACK, *args, *database], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         timeout=120, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1 and "standard output is closed" in run.stderr

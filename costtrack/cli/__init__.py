@@ -94,6 +94,11 @@ def _command_path(args: list[str]) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
+    if sys.stdout is None:  # started with its output closed (`costtrack stats >&-`): Python has no stdout at all
+        if sys.stderr is not None:
+            print("costtrack: error: the standard output is closed: redirect it (> FILE, > /dev/null) or give -o FILE",
+                  file=sys.stderr)
+        return 2
     try:
         return _run(argv)
     except OSError as exc:
