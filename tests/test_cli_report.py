@@ -408,3 +408,26 @@ def test_no_progress_bar_off_a_terminal(monkeypatch):
     with report.delayed_progress(3, "auditing", timer=FakeTimer) as step:
         step("totals")
     assert FakeTimer.made == [] and out.getvalue() == ""
+
+
+
+@pytest.mark.parametrize("command", [["export"], ["report", "summary"], ["report", "audit", "--no-charts", "--since", "3650d"],
+                                     ["report", "results", "--before-tag", "run=baseline", "--after-tag", "run=optimized"]])
+@pytest.mark.parametrize("suffix", ["", "-wal"])
+def test_an_output_onto_the_records_database_is_refused(make_record, tmp_path, capsys, command, suffix):
+    """`export -o costtrack.db` truncated the database before failing; the reports overwrote it with Markdown and exited
+    0 (CLI review)."""
+    import costtrack
+    from costtrack.store.database import make_engine
+    from costtrack.store.sql import count_records
+
+    database = tmp_path / "records.db"
+    tracker = costtrack.Tracker(f"sqlite:///{database}", budgets=[])
+    for i in range(4):
+        tracker.add(make_record(timestamp=datetime.now(timezone.utc) - timedelta(hours=i),
+                                tags={"run": "baseline" if i < 2 else "optimized"}))  # fmt: skip
+    tracker.close()
+    assert cli([*command, "--database-url", f"sqlite:///{database}", "-o", f"{database}{suffix}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the records database itself" in err
+    assert count_records(make_engine(f"sqlite:///{database}")) == 4

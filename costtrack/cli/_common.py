@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..pricing import PriceBook
 
 __all__ = [
-    "DatabaseOption", "check_provider", "console", "database_error", "display_url", "fail", "no_records", "no_records_message", "print_json",
+    "DatabaseOption", "check_output", "check_provider", "console", "database_error", "display_url", "fail", "no_records", "no_records_message", "print_json",
     "read_engine", "record_span", "resolve_database_url",
 ]  # fmt: skip
 
@@ -57,6 +57,31 @@ def resolve_database_url(url: str | None) -> str:
     from ..store.database import resolve_url
 
     return resolve_url(url)
+
+
+def check_output(output: str | os.PathLike[str] | None, database_url: str | None) -> None:
+    """Refuse an output path (-o) that is the SQLite records database or one of its companion files: writing there
+    destroyed the records (`export -o costtrack.db` truncated it; a report overwrote it with Markdown)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from ..errors import ConfigError
+
+    if output is None or str(output) == "-":
+        return
+    try:
+        url = make_url(resolve_database_url(database_url))
+    except (ArgumentError, ValueError):
+        return  # a bad URL (ConfigError is a ValueError) is the database's own error, said where it is opened
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return
+    database = Path(url.database).expanduser().resolve()
+    target = Path(output).expanduser().resolve()
+    companions = {database.name + suffix for suffix in ("-wal", "-shm", "-journal")}
+    if target == database or (target.parent == database.parent and target.name in companions):
+        raise ConfigError(f"-o {output} is the records database itself: write to another file")
 
 
 def display_url(url: str) -> str:

@@ -33,6 +33,7 @@ def export(
     if format not in ("jsonl", "csv"):
         _common.fail(f"--format {format!r} is not supported: use jsonl or csv")
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
+    _common.check_output(output, database_url)
     engine = _common.read_engine(database_url)
     if not count_records(engine, since=start):
         # Like `stats` and `report`: nothing to export is said, not an empty file or a bare CSV header.

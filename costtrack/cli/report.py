@@ -230,6 +230,7 @@ def audit(
         now = datetime.now(timezone.utc)
         start, end = parse_period(since, until, now)
         ttl = parse_duration(cache_ttl)
+        _common.check_output(output, database_url)
         check("audit", template)
         if load_hardware().get(hardware) is None:
             names = ", ".join(sorted(load_hardware().profiles))
@@ -311,6 +312,7 @@ def results(
     with errors_to_exit():
         now = datetime.now(timezone.utc)
         check("results", template)
+        _common.check_output(output, database_url)
         sel_before = _selection("before", before, before_tag, "before")
         sel_after = _selection("after", after, after_tag, "after")
         if ab_test is not None and not ab:
@@ -401,6 +403,7 @@ def summary(
     with errors_to_exit():
         now = datetime.now(timezone.utc)
         check("summary", template)
+        _common.check_output(output, database_url)
         start, _ = parse_period(since, None, now)
         engine = open_records(database_url, start, None, f"since {since}")
         with delayed_progress(steps(1), "measuring") as step:
