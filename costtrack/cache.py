@@ -447,6 +447,10 @@ class RedisCache(Cache):
         self.url = url or os.environ.get("COSTTRACK_REDIS_URL") or DEFAULT_REDIS_URL
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise CacheError(f"not a Redis URL: {redact_url(self.url)!r}: use redis://host:6379/0 (or rediss://, unix://)")
+        database = urlsplit(self.url).path.lstrip("/")
+        if self.url.startswith(("redis://", "rediss://")) and database and not database.isdigit():
+            # The Redis client ignored it and used database 0: `cache clear` cleared another database than the one named.
+            raise CacheError(f"Redis URL {redact_url(self.url)!r}: database {database!r} is not a number: e.g. redis://host:6379/0")
         self.timeout = timeout
         if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "*?[]\\"):
             # Keys are found by a SCAN pattern built on it: `*` matched, and `clear()` deleted, another app's keys.

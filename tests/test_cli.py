@@ -45,3 +45,27 @@ def test_a_closed_standard_output_is_one_line_exit_2(args, tmp_path):
                          timeout=120, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("\n") == 1 and "standard output is closed" in run.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["stats", "--since", ""], ["export", "--since="], ["report", "audit", "--until", " "], ["stats", "--month", ""],
+    ["alerts", "check", "--at", ""], ["alerts", "check", "--thresholds", ""], ["cache", "clear", "--redis-url", ""],
+    ["simulate", "--since", ""],
+])  # fmt: skip
+def test_an_option_given_an_empty_value_is_an_error_not_left_out(args, tmp_path, capsys):
+    """`export --since "$UNSET"` exported everything, `cache clear --redis-url ''` cleared the local Redis: an empty
+    value was read as the option left out (CLI review)."""
+    from costtrack.cli import run
+
+    assert run([*args, "--database-url", f"sqlite:///{tmp_path}/none.db"]) == 2
+    err = capsys.readouterr().err
+    option = next(a for a in args if a.startswith("--")).rstrip("=")
+    assert err.count("\n") == 1 and f"{option} is empty" in err, err
+
+
+def test_a_flag_and_a_value_that_is_empty_on_purpose_are_left_to_the_command(capsys):
+    """Only options that take a value are checked: `--json ''` is an extra argument, as before."""
+    from costtrack.cli import run
+
+    assert run(["prices", "show", "gpt-4o-mini", "--json", ""]) == 2
+    assert "unexpected extra argument" in capsys.readouterr().err

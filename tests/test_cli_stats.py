@@ -149,6 +149,10 @@ def test_cli_input_the_review_found_untold(tmp_path, capsys, monkeypatch, seeded
         (["prices", "show", "gpt-4o", "--at", "9999-12-31T23:00"], "out of range"),
         (["export", "-o", "/dev/full", "--database-url", database_url], "No space left on device"),
         (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/0", "--prefix", "*"], "invalid cache prefix"),
+        # redis-py ignored a database that is no number and cleared database 0 (CLI review).
+        (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/3abc"], "database '3abc' is not a number"),
+        (["calc", "--volumes", "1,,2", "-m", "gpt-4o-mini", "--requests-per-day", "1", "--input-tokens", "1",
+          "--output-tokens", "1"], "has an empty item"),
         (["demo", "--database-url", "sqlite://", "--calls", "5", "--no-report"], "in-memory database"),
     ]
     for argv, message in cases:

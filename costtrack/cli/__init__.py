@@ -78,6 +78,29 @@ def _optional_compare_value(args: list[str]) -> list[str]:
     return out
 
 
+def _empty_option(args: list[str]) -> tuple[str, str] | None:
+    """(the option, the command) of an option given an empty value (`--since ''`, `--since=`), which commands read as
+    the option left out (`export --since "$UNSET"` exported everything); None when there is none."""
+    if all(arg.strip() and not arg.endswith("=") for arg in args):
+        return None  # the usual command line: nothing empty
+    command: Any = typer.main.get_command(app)
+    path = ["costtrack"]
+    rest = list(args)
+    while rest and rest[0] in (getattr(command, "commands", None) or {}):
+        command = command.commands[rest[0]]
+        path.append(rest.pop(0))
+    # Options that take a value (typer's, on its own copy of click): not flags, not counters, not arguments.
+    takes_value = {name for param in getattr(command, "params", ()) if getattr(param, "is_flag", True) is False
+                   and not getattr(param, "count", False) for name in param.opts if name.startswith("-")}  # fmt: skip
+    for i, arg in enumerate(rest):
+        name, equals, value = arg.partition("=")
+        if equals and name in takes_value and not value.strip():
+            return name, " ".join(path)
+        if arg in takes_value and i + 1 < len(rest) and not rest[i + 1].strip():
+            return arg, " ".join(path)
+    return None
+
+
 def _command_path(args: list[str]) -> str:
     """The command `args` name (`costtrack prices cost`), for a parse error that comes without a context (an
     option missing its value): the leading arguments that are command or group names."""
@@ -125,6 +148,11 @@ def _os_error(exc: OSError) -> int:
 def _run(argv: list[str] | None) -> int:
     try:
         args = _optional_compare_value(sys.argv[1:] if argv is None else list(argv))
+        empty = _empty_option(args)
+        if empty is not None:
+            print(f"costtrack: error: {empty[0]} is empty: give it a value, or leave it out (see `{empty[1]} --help`)",
+                  file=sys.stderr)
+            return 2
         result = app(args=args, prog_name="costtrack", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code

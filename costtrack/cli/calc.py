@@ -385,9 +385,9 @@ def _with_electricity(hw: core.Hardware, o: dict[str, Any]) -> core.Hardware:
 def _volumes(text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
-    parts = [p for p in text.split(",") if p.strip()]
-    if not parts:
-        raise ConfigError("--volumes is empty: list volumes separated by commas, e.g. 100,1K,10K,100K")
+    parts = text.split(",")
+    if not all(p.strip() for p in parts):  # `1,,2`: a volume lost (bench -c and --thresholds refuse it too)
+        raise ConfigError(f"--volumes {text!r} has an empty item: list volumes separated by commas, e.g. 100,1K,10K,100K")
     values = tuple(core.parse_amount(p, "--volumes") for p in parts)
     if any(v <= 0 for v in values):
         raise ConfigError("--volumes must all be more than 0")
