@@ -149,6 +149,9 @@ def test_cli_input_the_review_found_untold(tmp_path, capsys, monkeypatch, seeded
         (["prices", "show", "gpt-4o", "--at", "9999-12-31T23:00"], "out of range"),
         (["export", "-o", "/dev/full", "--database-url", database_url], "No space left on device"),
         (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/0", "--prefix", "*"], "invalid cache prefix"),
+        # A count past a float's range priced Infinity, printed as `"cost_usd": Infinity`, no JSON (CLI review).
+        (["prices", "cost", "gpt-4o", "--input-tokens", "1" + "0" * 320, "--output-tokens", "1", "--json"],
+         "less than or equal to 9007199254740992"),
         # redis-py ignored a database that is no number and cleared database 0 (CLI review).
         (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/3abc"], "database '3abc' is not a number"),
         (["calc", "--volumes", "1,,2", "-m", "gpt-4o-mini", "--requests-per-day", "1", "--input-tokens", "1",

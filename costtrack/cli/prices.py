@@ -12,6 +12,7 @@ import typer
 from ..errors import ConfigError
 from ..periods import parse_instant
 from ..pricing import HALVED, PriceBook, Rates, cost_breakdown, priced_tier
+from ..providers.base import MAX_COUNT  # past any real count: a cost past a float's range printed Infinity
 from ..usage import Usage
 from . import _common
 
@@ -186,29 +187,29 @@ def _cell(rates: Rates, key: str, is_fallback: bool) -> str:
 def cost(
     model: Annotated[str, typer.Argument(help="Model name as sent to or returned by the provider.")],
     input_tokens: Annotated[
-        int, typer.Option("--input-tokens", min=0, help="All input tokens, cached and cache-write tokens included.")
+        int, typer.Option("--input-tokens", min=0, max=MAX_COUNT, help="All input tokens, cached and cache-write tokens included.")
     ],
     output_tokens: Annotated[
-        int, typer.Option("--output-tokens", min=0, help="All output tokens, reasoning included.")
+        int, typer.Option("--output-tokens", min=0, max=MAX_COUNT, help="All output tokens, reasoning included.")
     ],
-    cached_tokens: Annotated[int, typer.Option("--cached-tokens", min=0, help="Input tokens read from cache.")] = 0,
+    cached_tokens: Annotated[int, typer.Option("--cached-tokens", min=0, max=MAX_COUNT, help="Input tokens read from cache.")] = 0,
     cache_write_tokens: Annotated[
-        Optional[int], typer.Option("--cache-write-tokens", min=0, help="Input tokens written to cache (5m and 1h).")
+        Optional[int], typer.Option("--cache-write-tokens", min=0, max=MAX_COUNT, help="Input tokens written to cache (5m and 1h).")
     ] = None,
     cache_write_1h_tokens: Annotated[
-        int, typer.Option("--cache-write-1h-tokens", min=0, help="The part of the cache writes with a 1-hour TTL.")
+        int, typer.Option("--cache-write-1h-tokens", min=0, max=MAX_COUNT, help="The part of the cache writes with a 1-hour TTL.")
     ] = 0,
     reasoning_tokens: Annotated[
-        int, typer.Option("--reasoning-tokens", min=0, help="The part of the output spent on reasoning.")
+        int, typer.Option("--reasoning-tokens", min=0, max=MAX_COUNT, help="The part of the output spent on reasoning.")
     ] = 0,
     audio_input_tokens: Annotated[
-        int, typer.Option("--audio-input-tokens", min=0, help="The part of the uncached input that is audio.")
+        int, typer.Option("--audio-input-tokens", min=0, max=MAX_COUNT, help="The part of the uncached input that is audio.")
     ] = 0,
     audio_output_tokens: Annotated[
-        int, typer.Option("--audio-output-tokens", min=0, help="The part of the output that is audio.")
+        int, typer.Option("--audio-output-tokens", min=0, max=MAX_COUNT, help="The part of the output that is audio.")
     ] = 0,
     web_searches: Annotated[
-        int, typer.Option("--web-searches", min=0, help="Server-side web searches the call ran.")
+        int, typer.Option("--web-searches", min=0, max=MAX_COUNT, help="Server-side web searches the call ran.")
     ] = 0,
     batch: Annotated[
         bool, typer.Option("--batch", help="Batch API: the catalog's Batch rates, else 50% of the standard rates.")
