@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -559,3 +560,24 @@ def test_printed_database_flags_are_shell_quoted_with_the_password_masked():
     [_, url] = shlex.split(query)
     assert "s3cret" not in query and url.startswith("postgresql+psycopg://app:***@db:5432/app?")
     assert sorted(url.split("?")[1].split("&")) == ["application_name=x", "sslmode=require"]
+
+
+def test_a_read_behind_a_locked_postgres_table_ends_in_one_line(postgres_url, capsys, monkeypatch):
+    """`costtrack stats` behind a table another session locked (a migration, LOCK TABLE) waited for good: reads had no
+    lock_timeout, only inserts (CLI review)."""
+    import psycopg
+
+    import costtrack.store.database as database
+
+    monkeypatch.setattr(database, "POSTGRES_LOCK_TIMEOUT", 0.3)  # the waiting, shortened
+    codes: list[int] = []
+    reader = threading.Thread(target=lambda: codes.append(run(["stats", "--database-url", postgres_url])))
+    with psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as holder:
+        holder.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")  # held until the block ends (rolled back)
+        reader.start()
+        reader.join(timeout=30)  # ends at once after the lock_timeout; without one it waits for the lock's end
+        finished = not reader.is_alive()
+    reader.join()
+    assert finished and codes == [2]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stayed locked by another session for 0.3 s" in err, err

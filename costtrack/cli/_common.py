@@ -107,10 +107,16 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..store.database import ensure_schema, make_engine, safe_url
+    from ..store.database import POSTGRES_LOCK_TIMEOUT, ensure_schema, make_engine, safe_url
 
     resolved = resolve_database_url(url)
-    engine = make_engine(resolved)
+    options: dict[str, Any] = {}
+    parsed = _parsed_url(resolved)
+    if parsed is not None and parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
+        # A read waits for a lock at most as long as an insert does: behind a table another session locked (a
+        # migration, a LOCK TABLE) a report waited for good.
+        options["connect_args"] = {"options": f"-c lock_timeout={int(POSTGRES_LOCK_TIMEOUT * 1000)}"}
+    engine = make_engine(resolved, **options)
     database = engine.url.database
     if (
         not create
@@ -135,6 +141,17 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
         fail(f"cannot use {safe_url(resolved)} as the records database: {str(exc).splitlines()[0]} "
              "(it holds another app's Alembic migrations? give costtrack a database of its own with --database-url)")
     return engine
+
+
+def _parsed_url(url: str) -> Any:
+    """`url` parsed (None when it cannot be: make_engine says why)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError:
+        return None
 
 
 def _refuse_another_apps_database(engine: Engine, url: str) -> None:
@@ -198,6 +215,11 @@ def database_error(exc: BaseException, url: str | None = None) -> str:
     """The one-line message for a database that cannot be used."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     where = f" {display_url(url)}" if url is not None else ""
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) == "55P03":  # lock_not_available: the lock_timeout ran out
+        from ..store.database import POSTGRES_LOCK_TIMEOUT
+
+        return (f"cannot read the records database{where}: its records table stayed locked by another session for "
+                f"{POSTGRES_LOCK_TIMEOUT:g} s; try again when that session is done (a migration, a LOCK TABLE)")
     # The URL may come from the flag, $COSTTRACK_DATABASE_URL or .env (the flag wins): name all three.
     return (f"cannot read the records database{where} ({detail[0] if detail else type(exc).__name__}): "
             "check --database-url, or $COSTTRACK_DATABASE_URL / .env when the flag is not given")
