@@ -431,3 +431,19 @@ def test_an_output_onto_the_records_database_is_refused(make_record, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is the records database itself" in err
     assert count_records(make_engine(f"sqlite:///{database}")) == 4
+
+
+@pytest.mark.parametrize("sides", [
+    ["--before-tag", "run=baseline", "--after-tag", "request=any"],  # tags on different keys: both can hold a record
+    ["--before", "2026-10-31..2026-11-03", "--after-tag", "run=optimized"],  # a period and a tag
+])  # fmt: skip
+def test_results_whose_sides_share_records_is_an_error(seeded, tracker, make_record, database_url, tmp_path, capsys, sides):
+    """`--before-tag run=baseline --after-tag ab_arm=A` and `--before PERIOD --after-tag run=optimized` counted the
+    same records on both sides, exit 0 (CLI review): only two periods, or one tag key, were checked."""
+    for i in range(3):  # calls of the baseline run also tagged request=any
+        tracker.add(make_record(timestamp=T0 + timedelta(hours=1, minutes=i), tags={"run": "baseline", "request": "any"}))
+    tracker.flush()
+    assert cli(["report", "results", *sides, "--database-url", database_url, "-o", str(tmp_path / "r.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--before and --after share" in err, err
+    assert not (tmp_path / "r.md").exists()

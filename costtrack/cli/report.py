@@ -308,6 +308,7 @@ def results(
     """Write docs/optimization-results.md: before/after metrics, savings per optimization, A/B test."""
     from ..reports.render import check, render
     from ..reports.results import NoRecords, Selection, ab_arms, build_results, steps
+    from ..reports.results.selection import shared_records
 
     with errors_to_exit():
         now = datetime.now(timezone.utc)
@@ -340,6 +341,10 @@ def results(
         if sel_before.overlaps(sel_after) and ab_where is None:
             raise ConfigError("--before and --after overlap: the same records would count on both sides; give "
                               "periods that do not overlap, or different tags")  # fmt: skip
+        if ab_where is None and (shared := shared_records(engine, sel_before, sel_after)):
+            raise ConfigError(f"--before and --after share {shared:,} records ({sel_before.describe()}; "
+                              f"{sel_after.describe()}): a record counts on one side only; give periods that do not "
+                              "overlap, or tags no record has both of")  # fmt: skip
         try:
             with delayed_progress(steps(2), "comparing") as step:
                 result = build_results(engine, book, sel_before, sel_after, ab=ab, ab_name=ab_test, ab_where=ab_where,

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_
+from sqlalchemy import Engine, and_, func, select
 from sqlalchemy.sql import ColumnElement
 
 from ...errors import ConfigError
 from ...format import when
+from ...store.schema import records
 from ..simulate import has_tag, period_where, tag_filter
 
-__all__ = ["NoRecords", "Selection"]
+__all__ = ["NoRecords", "Selection", "shared_records"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,15 @@ class Selection:
         end = min(self.until or datetime.max.replace(tzinfo=timezone.utc),
                   other.until or datetime.max.replace(tzinfo=timezone.utc))  # fmt: skip
         return start < end
+
+
+def shared_records(engine: Engine, one: Selection, other: Selection) -> int:
+    """How many records both selections take: tags on different keys (run=baseline, ab_arm=A) or a period and a tag
+    can select the same records, which `overlaps` cannot tell without reading them."""
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(records)
+                                .where(and_(one.where(dialect), other.where(dialect)))).scalar_one())  # fmt: skip
 
 
 class NoRecords(ConfigError):
