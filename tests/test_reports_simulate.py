@@ -455,3 +455,20 @@ def test_a_repeat_just_over_the_ttl_is_no_hit_on_either_backend(engine, make_rec
     hits = {int(g.endpoint.rsplit("/", 1)[1]): g.would_hit for g in groups}
     hits.pop(3_600_001_000)  # at the tolerance exactly: floating point decides
     assert hits == {gap: int(gap < 3_600_001_000) for gap in gaps if gap != 3_600_001_000}  # TTL + 1 ms, no more
+
+
+def test_a_swap_to_an_embedding_model_of_calls_that_write_answers_is_refused(seeded, tracker, make_record, database_url):
+    """`--swap gpt-4o=text-embedding-3-small` priced the answers at $0 and showed a 28.9% saving (CLI review)."""
+    engine = make_engine(database_url)
+    with pytest.raises(ConfigError, match="bills no output tokens"):
+        sim.run(engine, PriceBook(), since=None, until=None, swaps=[sim.Swap("gpt-4o", "text-embedding-3-small")])
+    # Embeddings (no output) moved to another embedding model are what such a swap is for.
+    for i in range(3):
+        tracker.add(make_record(timestamp=T0 + timedelta(minutes=i), endpoint="/api/embed", model="text-embedding-ada-002",
+                                model_requested="text-embedding-ada-002", tokens_input=1000, tokens_output=0,
+                                cost_usd=1000 * 0.1 / 1e6))  # fmt: skip
+    tracker.flush()
+    result = sim.run(engine, PriceBook(), since=None, until=None,
+                     swaps=[sim.Swap("text-embedding-ada-002", "text-embedding-3-small")])  # fmt: skip
+    [embed] = [e for e in result.endpoints if e.endpoint == "/api/embed"]
+    assert embed.swap_savings_usd == pytest.approx(3 * 1000 * (0.1 - 0.02) / 1e6, abs=1e-15)

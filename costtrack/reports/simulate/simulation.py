@@ -182,6 +182,10 @@ def simulate(replay_: Replay, scenario: Scenario, book: PriceBook) -> Simulation
         swept = g.rest if use_cache else g.live  # the tokens the calls left to the provider bill
         if swap is not None:
             rates = targets[swap.target]
+            if not rates["output"] and rates["input"] and g.live.output:
+                # An embedding model: it writes no output, so pricing the calls' answers at $0 was a saving that is none.
+                raise ConfigError(f"--swap {swap.label()}: {swap.target} bills no output tokens (an embedding model), "
+                                  "and the calls it would take write answers: swap to a model that writes them")  # fmt: skip
             long_swapped += g.long_context_calls
             tiered_swapped += g.tiered_calls
             searches = g.rest.searches + (0 if use_cache else g.hit.searches)  # those the swap prices
