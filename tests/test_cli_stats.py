@@ -581,3 +581,22 @@ def test_a_read_behind_a_locked_postgres_table_ends_in_one_line(postgres_url, ca
     assert finished and codes == [2]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stayed locked by another session for 0.3 s" in err, err
+
+
+@pytest.mark.parametrize("command", [["stats"], ["export"], ["report", "audit", "-o", "-"], ["simulate", "--cache-ttl", "1h"],
+                                     ["alerts", "check", "--monthly-budget", "10"]])
+def test_a_read_of_a_database_without_tables_adds_none(fresh_postgres_url, capsys, command):
+    """`costtrack stats --database-url postgresql://postgres@host:5432/` (the name left out) created costtrack's tables
+    in Postgres' own `postgres` database, then said it had no records (CLI review)."""
+    from sqlalchemy import inspect
+
+    from costtrack.store.database import make_engine
+
+    assert run([*command, "--database-url", fresh_postgres_url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no costtrack records (no tables at all)" in err, err
+    engine = make_engine(fresh_postgres_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()

@@ -155,16 +155,21 @@ def _parsed_url(url: str) -> Any:
 
 
 def _refuse_another_apps_database(engine: Engine, url: str) -> None:
-    """A read finding another app's tables and none of costtrack's (a mistyped URL): say so rather than add ours."""
+    """A read finding no records table (a mistyped URL: another app's tables, or none, as in Postgres' own `postgres`
+    database when the name was left out): say so rather than add costtrack's tables there."""
     from sqlalchemy import inspect
 
     from ..store.database import safe_url
 
     names = set(inspect(engine).get_table_names())
-    if names and "records" not in names:
-        engine.dispose()
+    if "records" in names:
+        return
+    engine.dispose()
+    if names:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         fail(f"{safe_url(url)} holds no costtrack records (its tables: {shown}): check --database-url")
+    fail(f"{safe_url(url)} holds no costtrack records (no tables at all): check --database-url (its database name), "
+         "or record calls first (run `costtrack demo` for a sample)")
 
 
 def record_span(engine: Engine) -> str | None:
