@@ -88,6 +88,11 @@ _OPEN_WEIGHTS = ("gpt-oss",)
 _STANDARD_TIERS = frozenset({"default", "auto", "standard", "batch"})
 
 
+#: Every service tier a provider answers with: the standard ones, OpenAI's flex, scale and priority, Anthropic's fast
+#: mode (its Priority Tier is billed at the standard rates).
+KNOWN_TIERS = _STANDARD_TIERS | {"flex", "scale", "priority", "fast"}
+
+
 def priced_tier(tier: str | None) -> str | None:
     """The service tier a call is priced at, as the catalog names it: None for the standard one."""
     return None if tier is None or tier.strip().lower() in _STANDARD_TIERS else tier.strip().lower()

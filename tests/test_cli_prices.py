@@ -210,14 +210,18 @@ def test_cost_batch_follows_the_batch_table_and_service_tier_its_rates(capsys: p
 
 
 def test_cost_at_a_tier_the_catalog_lacks_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    """A misspelt tier priced at the standard rates without a word (review finding): still priced so, as a recorded
-    call would be, with a note on stderr; the standard tier's names get none."""
+    """A tier the catalog has no rates for priced at the standard rates without a word (review finding): still priced
+    so, as a recorded call would be, with a note on stderr; the standard tier's names get none. A name that is no
+    service tier at all (a misspelling) is refused: it printed the note and exited 0 (CLI review)."""
     argv = ["prices", "cost", "o3", "--input-tokens", "1000", "--output-tokens", "10", "--at", "2026-11-01", "--json"]
     standard = run_json(capsys, *argv)
-    assert run([*argv, "--service-tier", "flexx"]) == 0
+    assert run([*argv, "--service-tier", "scale"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["cost_usd"] == standard["cost_usd"]
-    assert "no 'flexx' rates for o3" in out.err
+    assert "no 'scale' rates for o3" in out.err
+    assert run([*argv, "--service-tier", "flexx"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'flexx' is not a service tier" in err
     assert run([*argv, "--service-tier", "default"]) == 0
     assert capsys.readouterr().err == ""
 

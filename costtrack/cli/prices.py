@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ConfigError
 from ..periods import parse_instant
-from ..pricing import HALVED, PriceBook, Rates, cost_breakdown, priced_tier
+from ..pricing import HALVED, KNOWN_TIERS, PriceBook, Rates, cost_breakdown, priced_tier
 from ..providers.base import MAX_COUNT  # past any real count: a cost past a float's range printed Infinity
 from ..usage import Usage
 from . import _common
@@ -265,6 +265,9 @@ def cost(
     halve = False
     if batch and service_tier is not None:
         _common.fail("--batch and --service-tier do not go together: a batch is priced at the Batch API's own rates")
+    if service_tier is not None and service_tier.strip().lower() not in KNOWN_TIERS:
+        _common.fail(f"--service-tier {service_tier!r} is not a service tier: use flex, priority or scale (OpenAI), "
+                     "fast (Anthropic), or leave it out for the standard rates")  # fmt: skip
     if batch or service_tier is not None:
         rates, halve = book.priced_as(provider, model, when, batch=batch, tier=service_tier)  # type: ignore[assignment]
         assert rates is not None  # _lookup found the model
