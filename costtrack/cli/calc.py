@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -321,7 +322,7 @@ def _api_price(book: PriceBook, provider: str | None, model: str, at: datetime, 
     if rates is None:
         scope = f" for provider {provider!r}" if provider else ""
         raise ConfigError(
-            f"no price for model {model!r}{scope}: check the name with `costtrack prices show {model}`, "
+            f"no price for model {model!r}{scope}: check the name with `costtrack prices show {shlex.quote(model)}`, "
             "or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
         )
     if rates.per_hour is not None:
@@ -356,7 +357,7 @@ def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload
             rates = book.rates(None, name, now)
             if rates is None:
                 raise ConfigError(
-                    f"no price for model {name!r} in --models: check the name with `costtrack prices show {name}`, "
+                    f"no price for model {name!r} in --models: check the name with `costtrack prices show {shlex.quote(name)}`, "
                     "or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
                 )
             if rates.per_hour is not None:

@@ -472,8 +472,9 @@ def ensure_schema(engine: Engine) -> None:
     if has_records and version is not None and not _known_revision(version):
         _warn_once(
             engine,
-            f"costtrack: the database at {safe_url(engine.url)} is at revision {version}, "
-            f"newer than this costtrack knows ({head}); upgrade costtrack",
+            f"costtrack: the database at {safe_url(engine.url)} is at revision {version}, which this costtrack "
+            f"(at {head}) does not know: a newer costtrack's (upgrade costtrack) or another app's migrations "
+            "(give costtrack a database of its own)",
         )
         _schema_ok.add(engine)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,7 +122,7 @@ def swap_rates(book: PriceBook, target: str, at: datetime) -> dict[str, Decimal]
     rates = book.rates(None, target, at)
     if rates is None:
         raise ConfigError(
-            f"no price for model {target!r}: check the name with `costtrack prices show {target}`, "
+            f"no price for model {target!r}: check the name with `costtrack prices show {shlex.quote(target)}`, "
             "or add it to a prices file (--prices-file or $COSTTRACK_PRICES_FILE)"
         )
     if rates.per_hour is not None:
