@@ -600,3 +600,11 @@ def test_a_read_of_a_database_without_tables_adds_none(fresh_postgres_url, capsy
         assert inspect(engine).get_table_names() == []
     finally:
         engine.dispose()
+
+
+def test_a_database_the_command_may_not_write_is_said_so(tmp_path, capsys):
+    """`demo` into a directory that does not exist said "cannot read the records database ... check --database-url" (CLI
+    review): the URL was right, the file could not be made."""
+    assert run(["demo", "--database-url", f"sqlite:///{tmp_path}/missing/sub/d.db", "--calls", "5", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot use the records database" in err and "which must exist" in err, err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -216,6 +217,11 @@ def _when(value: Any) -> str:
     return when(value)
 
 
+#: Database errors of a user or file not allowed what the command does, where the URL itself is right.
+_NOT_ALLOWED = re.compile(r"permission denied|readonly database|read-only|unable to open database file|"
+                          r"no schema has been selected", re.I)
+
+
 def database_error(exc: BaseException, url: str | None = None) -> str:
     """The one-line message for a database that cannot be used."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
@@ -225,8 +231,14 @@ def database_error(exc: BaseException, url: str | None = None) -> str:
 
         return (f"cannot read the records database{where}: its records table stayed locked by another session for "
                 f"{POSTGRES_LOCK_TIMEOUT:g} s; try again when that session is done (a migration, a LOCK TABLE)")
+    text = detail[0] if detail else type(exc).__name__
+    if _NOT_ALLOWED.search(text):
+        # The URL is right; the database refuses this user, or a file or directory cannot be written (a write, or SQLite's
+        # WAL files beside a read).
+        return (f"cannot use the records database{where} ({text}): check that its user may read and write it (a "
+                "Postgres role's privileges on the database and its schema; a SQLite file's directory, which must exist, and their permissions)")
     # The URL may come from the flag, $COSTTRACK_DATABASE_URL or .env (the flag wins): name all three.
-    return (f"cannot read the records database{where} ({detail[0] if detail else type(exc).__name__}): "
+    return (f"cannot read the records database{where} ({text}): "
             "check --database-url, or $COSTTRACK_DATABASE_URL / .env when the flag is not given")
 
 
