@@ -233,10 +233,11 @@ def database_error(exc: BaseException, url: str | None = None) -> str:
                 f"{POSTGRES_LOCK_TIMEOUT:g} s; try again when that session is done (a migration, a LOCK TABLE)")
     text = detail[0] if detail else type(exc).__name__
     if _NOT_ALLOWED.search(text):
-        # The URL is right; the database refuses this user, or a file or directory cannot be written (a write, or SQLite's
-        # WAL files beside a read).
-        return (f"cannot use the records database{where} ({text}): check that its user may read and write it (a "
-                "Postgres role's privileges on the database and its schema; a SQLite file's directory, which must exist, and their permissions)")
+        # Most often the URL is right and the database refuses this user, or a file or directory cannot be written (a
+        # write, or SQLite's WAL files beside a read); a mistyped directory looks the same.
+        return (f"cannot use the records database{where} ({text}): check --database-url, and that its user may read "
+                "and write it (a Postgres role's privileges on the database and its schema; a SQLite file's directory, "
+                "which must exist, and their permissions)")
     # The URL may come from the flag, $COSTTRACK_DATABASE_URL or .env (the flag wins): name all three.
     return (f"cannot read the records database{where} ({text}): "
             "check --database-url, or $COSTTRACK_DATABASE_URL / .env when the flag is not given")
