@@ -115,6 +115,10 @@ def test_a_dotenv_line_naming_the_database_that_cannot_be_parsed_is_an_error(wor
     with pytest.raises(DatabaseURLError, match="line 1") as raised:
         resolve_url(None)
     assert "Sup3r" not in str(raised.value)
+    # Its `=` left out (CLI review): skipped with python-dotenv's warning, and the default database used.
+    (workdir / ".env").write_text("COSTTRACK_DATABASE_URL sqlite:///../costtrack.db\n")
+    with pytest.raises(DatabaseURLError, match="line 1, cannot be read"):
+        resolve_url(None)
     (workdir / ".env").write_text('COSTTRACK_DATABASE_URL_OLD="unclosed\nCOSTTRACK_DATABASE_URL=sqlite:///y.db\n')
     assert resolve_url(None) == "sqlite:///y.db"  # another variable's line, whose name only starts like ours
     (workdir / ".env").write_text("this line is the app's own and not ours ===\nCOSTTRACK_DATABASE_URL=sqlite:///x.db\n")

@@ -145,7 +145,7 @@ def resolve_url(url: str | None = None) -> str:
     return _normalise(url.strip(), source)
 
 
-_NAMES_URL = re.compile(rf"\s*(?:export\s+)?{ENV_VAR}\s*=")
+_NAMES_URL = re.compile(rf"\s*(?:export\s+)?{ENV_VAR}\b")  # with its `=` or without (a line python-dotenv skips)
 
 
 def _check_dotenv(path: Path) -> None:
