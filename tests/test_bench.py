@@ -578,6 +578,7 @@ def test_cli_interrupt_prints_partial_results(server: Callable[..., LLMServer], 
         (("-t", "a=http://127.0.0.1:9/v1"), "has no model"),
         (("-t", "a=ftp://host/v1", "-m", "a=x"), "not an http(s) URL"),
         (("-t", "a=not a url", "-m", "a=x"), "not an http(s) URL"),
+        (("-t", "a=http://127.0.0.1:99999/v1", "-m", "a=x"), "port 99999 is not a TCP port"),  # every request failed (CLI review)
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--inject", "a=latency"), "not key:value"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--inject", "a=explode:1"), "unknown key"),
         (("-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--inject", "z=latency:1s"), "no target named 'z'"),

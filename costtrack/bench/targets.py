@@ -152,6 +152,9 @@ def _check_url(name: str, url: str) -> str:
             f"--target {name}={url}: not an http(s) URL with a host; e.g. {name}=http://localhost:11434/v1 "
             f"or {name}=anthropic:https://api.anthropic.com"
         )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        # Sent anyway, every request failed with "unhandled errors in a TaskGroup": say so before any is sent.
+        raise ConfigError(f"--target {name}={url}: port {parsed.port} is not a TCP port (1-65535)")
     return url.rstrip("/")
 
 
