@@ -23,17 +23,20 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
-def parse_instant(text: str) -> datetime:
-    """An ISO date or datetime; naive values are UTC. Years 0001 to 9998 (a period around it must fit)."""
+def parse_instant(text: str, flag: str | None = None) -> datetime:
+    """An ISO date or datetime; naive values are UTC. Years 0001 to 9998 (a period around it must fit). `flag`: the
+    option it was given to, named in the error."""
+    named = f"{flag} " if flag else ""
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
         value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
     except ValueError:
-        raise ConfigError(f"{text!r} is not a date: use an ISO date or datetime such as 2026-11-01 or 2026-11-01T12:00") from None
+        raise ConfigError(f"{named}{text!r} is not a date: use an ISO date or datetime such as 2026-11-01 or "
+                          "2026-11-01T12:00") from None
     except OverflowError:
         value = _EARLIEST - timedelta(days=1)  # an offset took it before year 1
     if not _EARLIEST <= value <= _LATEST:
-        raise ConfigError(f"{text!r} is out of range: give a date from 0001-01-08 to 9998-12-31")
+        raise ConfigError(f"{named}{text!r} is out of range: give a date from 0001-01-08 to 9998-12-31")
     return value
 
 
@@ -66,16 +69,17 @@ def month_range(text: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def parse_range(text: str) -> tuple[datetime, datetime]:
-    """`A..B` with ISO dates or datetimes; a bare date B means the whole of that day."""
+def parse_range(text: str, flag: str | None = None) -> tuple[datetime, datetime]:
+    """`A..B` with ISO dates or datetimes; a bare date B means the whole of that day. `flag`: see parse_instant."""
+    named = f"{flag} " if flag else ""
     if ".." not in text:
-        raise ConfigError(f"{text!r} is not a period: use START..END, e.g. 2026-11-01..2026-11-07")
+        raise ConfigError(f"{named}{text!r} is not a period: use START..END, e.g. 2026-11-01..2026-11-07")
     left, right = text.split("..", 1)
-    start = parse_instant(left)
-    end = parse_instant(right)
+    start = parse_instant(left, flag)
+    end = parse_instant(right, flag)
     if len(right.strip()) == 10:  # a date: include that whole day
         end += timedelta(days=1)
     if end <= start:
-        raise ConfigError(f"period {text!r} ends before it starts")
+        raise ConfigError(f"{named}period {text!r} ends before it starts")
     return start, end
 

@@ -100,7 +100,7 @@ def test_budget_from_the_environment_and_scope(sqlite_url, capsys, monkeypatch) 
         ((), "ten dollars", "$COSTTRACK_MONTHLY_BUDGET_USD 'ten dollars' is not an amount in USD"),
         (("--monthly-budget", "-5"), None, "--monthly-budget '-5' must be a positive amount"),
         (("--monthly-budget", "5", "--thresholds", "half"), None, "--thresholds 'half' is not a list"),
-        (("--monthly-budget", "5", "--at", "yesterday"), None, "is not a date"),
+        (("--monthly-budget", "5", "--at", "yesterday"), None, "--at 'yesterday' is not a date"),
         (("--monthly-budget", "5", "--database-url", "mysql://x/y"), None, "unsupported database"),
         # A period past year 9999: a traceback and exit 1 (read by cron as "crossed": review finding).
         (("--monthly-budget", "5", "--at", "9999-12-31"), None, "is out of range"),

@@ -274,7 +274,10 @@ def test_results_over_periods_of_half_a_day_or_less(seeded, database_url, tmp_pa
     (["report", "results", "--before-tag", "run", "--after-tag", "run=x"], "is not a tag"),
     # The same tag on both sides compared the records with themselves (review finding).
     (["report", "results", "--before-tag", "run=a", "--after-tag", "run=a"], "overlap"),
-    (["report", "results", "--before", "yesterday", "--after", "2026-11-01..2026-11-02"], "is not a period"),
+    (["report", "results", "--before", "yesterday", "--after", "2026-11-01..2026-11-02"], "--before 'yesterday' is not a period"),
+    # A date error named no option (CLI review).
+    (["report", "results", "--before", "x..y", "--after", "2026-11-01..2026-11-02"], "--before 'x' is not a date"),
+    (["report", "audit", "--since", "2026-10-01", "--until", "30d"], "--until '30d' is not a date"),
     (["report", "results", "--ab", "--since", "2026-10-01"], "no records tagged ab_arm"),
     (["report", "results", "--before", "2026-10-25..2026-11-05", "--after", "2026-11-06..2026-11-20", "--since", "7x"],
      "--since goes with --ab alone"),

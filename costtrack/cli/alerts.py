@@ -100,7 +100,7 @@ def check(
             thresholds=_thresholds(thresholds) if thresholds else DEFAULT_THRESHOLDS,
             endpoint=endpoint, model=model, user=user,
         )  # fmt: skip
-        now = parse_instant(at) if at else datetime.now(timezone.utc)
+        now = parse_instant(at, "--at") if at else datetime.now(timezone.utc)
         period_bounds(budget.period, now)  # a date whose period ends past year 9999 cannot be checked
     except (OverflowError, ValueError) as exc:
         if not isinstance(exc, ConfigError):

@@ -48,9 +48,9 @@ def _parse_at(value: str | None) -> datetime:
     if value is None:
         return datetime.now(timezone.utc)
     try:
-        return parse_instant(value)
+        return parse_instant(value, "--at")
     except ConfigError as exc:
-        _common.fail(f"--at {exc}")
+        _common.fail(str(exc))
 
 
 def _lookup(book: PriceBook, provider: str | None, model: str, at: datetime) -> tuple[Rates, str | None]:

@@ -135,7 +135,7 @@ def parse_period(since: str | None, until: str | None, now: datetime) -> tuple[d
     from ..periods import parse_instant, parse_since
 
     start = parse_since(since, now) if since else None
-    end = parse_instant(until) if until else None
+    end = parse_instant(until, "--until") if until else None
     if start is not None and end is not None and end <= start:
         raise ConfigError(f"--until {until} is not after --since {since}")
     return start, end
@@ -286,7 +286,7 @@ def _selection(label: str, period: str | None, tag: str | None, flag: str) -> Se
 
     if period is None and tag is None:
         return None
-    start, end = parse_range(period) if period else (None, None)
+    start, end = parse_range(period, f"--{flag}") if period else (None, None)
     tags = (parse_tag(tag, f"--{flag}-tag"),) if tag else ()
     return Selection(label=label, since=start, until=end, tags=tags)
 
