@@ -100,6 +100,8 @@ def test_budget_from_the_environment_and_scope(sqlite_url, capsys, monkeypatch) 
         ((), "ten dollars", "$COSTTRACK_MONTHLY_BUDGET_USD 'ten dollars' is not an amount in USD"),
         (("--monthly-budget", "-5"), None, "--monthly-budget '-5' must be a positive amount"),
         (("--monthly-budget", "5", "--thresholds", "half"), None, "--thresholds 'half' is not a list"),
+        # Said as the Budget class's field ("Budget threshold -0.5 ..."), not as the option (CLI review).
+        (("--monthly-budget", "5", "--thresholds", "0.5,-0.5"), None, "--thresholds '0.5,-0.5': -0.5 is not a share"),
         (("--monthly-budget", "5", "--at", "yesterday"), None, "--at 'yesterday' is not a date"),
         (("--monthly-budget", "5", "--database-url", "mysql://x/y"), None, "unsupported database"),
         # A period past year 9999: a traceback and exit 1 (read by cron as "crossed": review finding).

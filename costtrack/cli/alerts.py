@@ -36,7 +36,11 @@ def _thresholds(text: str) -> tuple[float, ...]:
         except ValueError:
             _common.fail(f"--thresholds {text!r} is not a list of fractions: use e.g. 0.5,0.8,1.0 (or 50%,80%,100%)")
         # "5%" is 0.05 (it was 5.0: 500%); a bare number above 10 is taken for a percentage too (80 -> 0.8).
-        values.append(value / 100 if percent or value > 10 else value)
+        value = value / 100 if percent or value > 10 else value
+        if not value > 0 or value == float("inf"):  # said here as the option, not as the Budget class's field
+            _common.fail(f"--thresholds {text!r}: {part} is not a share of the budget above 0: use e.g. 0.5,0.8,1.0 "
+                         "(or 50%,80%,100%)")  # fmt: skip
+        values.append(value)
     return tuple(values)
 
 

@@ -46,7 +46,7 @@ def upgrade(
         # Alembic's upgrade to an older revision does nothing: the request was silently ignored.
         raise DatabaseURLError(f"{safe_url(url)} is at schema revision {rev}, past {revision}: `db upgrade` only "
                                "migrates forward; give --revision head (the default) or a later revision")
-    typer.echo(f"{safe_url(url)}: schema at revision {rev}")
+    typer.echo(f"{safe_url(url)}: schema at revision {rev or 'base (no costtrack tables)'}")
 
 
 def _behind(revision: str, reached: str | None) -> bool:
