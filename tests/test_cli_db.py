@@ -119,3 +119,9 @@ def test_a_revision_behind_the_schema_is_an_error_not_ignored(tmp_path, capsys) 
 def test_db_without_a_command_shows_help(capsys) -> None:
     assert run(["db"]) == 0
     assert "upgrade" in capsys.readouterr().out
+
+
+def test_upgrade_to_base_of_a_new_database_says_so(sqlite_url, capsys) -> None:
+    """It printed "schema at revision None" (CLI review)."""
+    assert run(["db", "upgrade", "--database-url", sqlite_url, "--revision", "base"]) == 0
+    assert capsys.readouterr().out.strip().endswith("schema at revision base (no costtrack tables)")
