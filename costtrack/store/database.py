@@ -188,10 +188,22 @@ def _normalise(raw: str, source: str) -> str:
                 f"malformed SQLite URL {_mask(raw)!r}{source}: use three slashes for a relative path "
                 f"(sqlite:///costtrack.db) and four for an absolute one (sqlite:////var/lib/costtrack.db)"
             )
+        uri_args = sorted(set(u.query) - _PYSQLITE_ARGS)
+        if uri_args and str(u.query.get("uri", "")).lower() not in ("true", "1"):
+            # pysqlite ignores them with a warning: `?mode=ro` wrote to the file all the same.
+            raise DatabaseURLError(
+                f"SQLite URL {_mask(raw)!r}{source}: {', '.join(uri_args)} "
+                f"{'is a SQLite URI argument, which needs' if len(uri_args) == 1 else 'are SQLite URI arguments, which need'} "
+                f"uri=true: write sqlite:///file:{u.database}?{'&'.join(f'{k}={u.query[k]}' for k in uri_args)}&uri=true"
+            )
         u = u.set(drivername="sqlite")
     else:
         raise DatabaseURLError(f"unsupported database {backend!r}{source}: {_EXAMPLES}")
     return u.render_as_string(hide_password=False)
+
+
+#: The query arguments SQLAlchemy's pysqlite dialect takes itself; any other is a SQLite URI argument (mode, cache...).
+_PYSQLITE_ARGS = frozenset({"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri"})
 
 
 def database_key(url: str | URL) -> str:
