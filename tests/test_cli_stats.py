@@ -608,3 +608,18 @@ def test_a_database_the_command_may_not_write_is_said_so(tmp_path, capsys):
     assert run(["demo", "--database-url", f"sqlite:///{tmp_path}/missing/sub/d.db", "--calls", "5", "--no-report"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot use the records database" in err and "which must exist" in err, err
+
+
+def test_the_demo_refuses_another_apps_database(tmp_path, capsys):
+    """`demo --database-url sqlite:///other.db` added costtrack's tables and simulated records to another app's database,
+    which the read commands then refused (CLI review)."""
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER)")
+    assert run(["demo", "--calls", "5", "--no-report", "--database-url", f"sqlite:///{path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no costtrack records (its tables: users)" in err
+    with sqlite3.connect(path) as db:
+        assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["users"]

@@ -100,11 +100,13 @@ def database_flag(url: str) -> str:
     return f"--database-url {shlex.quote(display_url(url))}"
 
 
-def read_engine(url: str | None, *, create: bool = False) -> Engine:
+def read_engine(url: str | None, *, create: bool = False, foreign: str = "allow") -> Engine:
     """An engine on the records database, its schema up to date; a bad or unreadable database ends in a one-line error.
 
     A SQLite file that does not exist is an error (a mistyped path would otherwise
     become a new, empty database) unless `create` (the commands that record calls).
+    `foreign="refuse"` with `create`: a database holding another app's tables and no records table is refused too
+    (the demo's simulated calls do not belong there; real calls, `bench`'s, may share the app's database).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -129,8 +131,8 @@ def read_engine(url: str | None, *, create: bool = False) -> Engine:
         engine.dispose()
         fail(f"no records database at {database}: check --database-url, or record calls first (run `costtrack demo` for a sample)")
     try:
-        if not create:
-            _refuse_another_apps_database(engine, resolved)
+        if not create or foreign == "refuse":
+            _refuse_another_apps_database(engine, resolved, empty_ok=create)
         ensure_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
@@ -155,7 +157,7 @@ def _parsed_url(url: str) -> Any:
         return None
 
 
-def _refuse_another_apps_database(engine: Engine, url: str) -> None:
+def _refuse_another_apps_database(engine: Engine, url: str, *, empty_ok: bool = False) -> None:
     """A read finding no records table (a mistyped URL: another app's tables, or none, as in Postgres' own `postgres`
     database when the name was left out): say so rather than add costtrack's tables there."""
     from sqlalchemy import inspect
@@ -163,7 +165,7 @@ def _refuse_another_apps_database(engine: Engine, url: str) -> None:
     from ..store.database import safe_url
 
     names = set(inspect(engine).get_table_names())
-    if "records" in names:
+    if "records" in names or (empty_ok and not names):
         return
     engine.dispose()
     if names:

@@ -30,7 +30,8 @@ def demo(
     if _in_memory(url):
         _common.fail(f"{url} is an in-memory database, gone when the demo ends: give a file, e.g. "
                      "--database-url sqlite:///costtrack-demo.db")
-    engine = _common.read_engine(url, create=True)  # a database that cannot be used fails here, before any call
+    # A database that cannot be used fails here, before any call; so does another app's (its tables, no records table).
+    engine = _common.read_engine(url, create=True, foreign="refuse")
     try:
         replaced = _clear_earlier_demo(engine, url)
     finally:
