@@ -230,11 +230,15 @@ def test_a_hung_sink_times_out_and_the_other_sinks_and_alerts_go_on(caplog) -> N
         assert all("still running an earlier attempt" in e for e in errors[1:])
         assert sink_threads() - before == 2  # one per sink, however many alerts
         release.set()
+        delivered = False
         for _ in range(500):  # the hung attempt returns: the sink takes alerts again
             if dispatcher.deliver(make_alert(), [hung]):
+                delivered = True
                 break
             threading.Event().wait(0.01)
-        assert len(calls) == 2
+        # At least the one delivered; on a loaded machine an earlier loop's attempt may outlast the 0.05 s and be
+        # counted too (it reached the sink, and was not retried: the loop sent a new alert).
+        assert delivered and len(calls) >= 2
         assert dispatcher.close(10)
     finally:
         release.set()
