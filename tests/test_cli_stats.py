@@ -623,3 +623,20 @@ def test_the_demo_refuses_another_apps_database(tmp_path, capsys):
     assert err.count("\n") == 1 and "holds no costtrack records (its tables: users)" in err
     with sqlite3.connect(path) as db:
         assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_the_reads_lock_bound_leaves_the_users_pgoptions_alone(postgres_url, monkeypatch):
+    """The bound was first a startup option (-c lock_timeout): it overrode PGOPTIONS (a search_path putting costtrack in
+    a schema of its own) and PgBouncer refuses startup options (diff review). It is set per transaction instead."""
+    from sqlalchemy import text
+
+    from costtrack.cli import _common
+
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=4321")
+    engine = _common.read_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW statement_timeout")).scalar() == "4321ms"
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "30s"
+    finally:
+        engine.dispose()

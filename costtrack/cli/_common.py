@@ -113,13 +113,9 @@ def read_engine(url: str | None, *, create: bool = False, foreign: str = "allow"
     from ..store.database import POSTGRES_LOCK_TIMEOUT, ensure_schema, make_engine, safe_url
 
     resolved = resolve_database_url(url)
-    options: dict[str, Any] = {}
-    parsed = _parsed_url(resolved)
-    if parsed is not None and parsed.get_backend_name() == "postgresql" and "options" not in parsed.query:
-        # A read waits for a lock at most as long as an insert does: behind a table another session locked (a
-        # migration, a LOCK TABLE) a report waited for good.
-        options["connect_args"] = {"options": f"-c lock_timeout={int(POSTGRES_LOCK_TIMEOUT * 1000)}"}
-    engine = make_engine(resolved, **options)
+    engine = make_engine(resolved)
+    if engine.dialect.name == "postgresql":
+        _bound_lock_waits(engine, int(POSTGRES_LOCK_TIMEOUT * 1000))
     database = engine.url.database
     if (
         not create
@@ -146,15 +142,15 @@ def read_engine(url: str | None, *, create: bool = False, foreign: str = "allow"
     return engine
 
 
-def _parsed_url(url: str) -> Any:
-    """`url` parsed (None when it cannot be: make_engine says why)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _bound_lock_waits(engine: Engine, milliseconds: int) -> None:
+    """Have each of `engine`'s transactions wait for a lock at most `milliseconds`, as an insert does: behind a table
+    another session locked (a migration, a LOCK TABLE) a report waited for good. Set per transaction (SET LOCAL), not
+    as a startup option, which PgBouncer refuses and which would override the user's PGOPTIONS."""
+    from sqlalchemy import event
 
-    try:
-        return make_url(url)
-    except ArgumentError:
-        return None
+    @event.listens_for(engine, "begin")
+    def _bounded(conn: Any) -> None:
+        conn.exec_driver_sql(f"SELECT set_config('lock_timeout', '{milliseconds}', true)")
 
 
 def _refuse_another_apps_database(engine: Engine, url: str, *, empty_ok: bool = False) -> None:
