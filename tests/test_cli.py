@@ -37,10 +37,15 @@ def test_a_groups_help_into_a_closed_pipe_stops_quietly(args):
 
 
 @pytest.mark.parametrize("args", [["stats"], ["prices", "show", "gpt-4o-mini"], ["export"]])
-def test_a_closed_standard_output_is_one_line_exit_2(args, tmp_path):
+def test_a_closed_standard_output_is_one_line_exit_2(args, tmp_path, make_record):
     """`costtrack stats >&-` (Python then has no sys.stdout) ended in a 45-line traceback, exit 1; `prices show` exited
     0 having printed nothing (review finding)."""
-    database = [] if args[0] == "prices" else ["--database-url", f"sqlite:///{tmp_path}/none.db"]
+    import costtrack
+
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path}/records.db", budgets=[])
+    tracker.add(make_record())
+    tracker.close()
+    database = [] if args[0] == "prices" else ["--database-url", f"sqlite:///{tmp_path}/records.db"]
     run = subprocess.run([*COSTTRACK, *args, *database], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          timeout=120, pass_fds=(), preexec_fn=lambda: os.close(1))  # fmt: skip
     assert run.returncode == 2, run.stderr
@@ -69,3 +74,21 @@ def test_a_flag_and_a_value_that_is_empty_on_purpose_are_left_to_the_command(cap
 
     assert run(["prices", "show", "gpt-4o-mini", "--json", ""]) == 2
     assert "unexpected extra argument" in capsys.readouterr().err
+
+
+def test_a_command_that_prints_nothing_runs_with_its_standard_output_closed(tmp_path):
+    """The first fix refused every command with a closed output, `export -o FILE` too (diff review): only a write fails."""
+    run = subprocess.run([*COSTTRACK, "prices", "cost", "gpt-4o-mini", "--input-tokens", "10", "--output-tokens", "1",
+                          "--json"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                         preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert run.returncode == 2 and "standard output is closed" in run.stderr  # it prints: one line, exit 2
+    db = tmp_path / "x.db"
+    made = subprocess.run([*COSTTRACK, "db", "upgrade", "--database-url", f"sqlite:///{db}"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert made.returncode == 0
+    out = tmp_path / "out.csv"
+    # An empty database: export says so on stderr (exit 2) without touching stdout; the point is no refusal up front.
+    run = subprocess.run([*COSTTRACK, "export", "-o", str(out), "--database-url", f"sqlite:///{db}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+                         preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert "standard output is closed" not in run.stderr and "no records" in run.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import sys
 from typing import Any
@@ -117,15 +118,28 @@ def _command_path(args: list[str]) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
-    if sys.stdout is None:  # started with its output closed (`costtrack stats >&-`): Python has no stdout at all
-        if sys.stderr is not None:
-            print("costtrack: error: the standard output is closed: redirect it (> FILE, > /dev/null) or give -o FILE",
-                  file=sys.stderr)
-        return 2
+    if sys.stdout is None:
+        # Started with its output closed (`costtrack stats >&-`): Python has no stdout at all, and printing to None was
+        # a traceback (or nothing, exit 0). Commands that print fail at their first write, in one line; the others
+        # (`export -o FILE`, `report audit`) run as usual.
+        sys.stdout = _ClosedOutput()
     try:
         return _run(argv)
     except OSError as exc:
         return _os_error(exc)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """Stands in for a standard output the process was started without: any write is an OSError (see _os_error)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "the standard output is closed: redirect it (> FILE, > /dev/null)")
+
+    def isatty(self) -> bool:
+        return False
 
 
 def _os_error(exc: OSError) -> int:
