@@ -664,3 +664,15 @@ def test_cli_refused_requests_name_the_status_and_what_to_check(
     assert code == 1
     assert err.count("\n") == 1 and "target api failed (4xx 2)" in err and "first error: Error code: 401" in err
     assert "check the model name and the API key" in err
+
+
+def test_a_chart_onto_the_records_database_is_refused(tmp_path, capsys):
+    """`bench --database-url sqlite:///b.db --chart b.db` turned the records database into a PNG (diff review)."""
+    from costtrack.cli import run
+
+    database = tmp_path / "b.db"
+    assert run(["bench", "-t", "a=http://127.0.0.1:9/v1", "-m", "a=x", "--database-url", f"sqlite:///{database}",
+                "--chart", str(database)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the records database itself" in err
+    assert not database.exists()

@@ -435,6 +435,13 @@ def test_an_output_onto_the_records_database_is_refused(make_record, tmp_path, c
     assert err.count("\n") == 1 and "is the records database itself" in err
     assert count_records(make_engine(f"sqlite:///{database}")) == 4
 
+    # The URI form (diff review), and a hard link to the file.
+    assert cli([*command, "--database-url", f"sqlite:///file:{database}?mode=ro&uri=true", "-o", str(database)]) == 2
+    (tmp_path / "linked.db").hardlink_to(database)
+    assert cli([*command, "--database-url", f"sqlite:///{database}", "-o", str(tmp_path / "linked.db")]) == 2
+    assert capsys.readouterr().err.count("is the records database itself") == 2
+    assert count_records(make_engine(f"sqlite:///{database}")) == 4
+
 
 @pytest.mark.parametrize("sides", [
     ["--before-tag", "run=baseline", "--after-tag", "request=any"],  # tags on different keys: both can hold a record

@@ -79,7 +79,9 @@ def test_urls_are_normalised(given: str, expected: str) -> None:
         ("postgresql+asyncpg://u@h/db", "psycopg 3"),
         ("sqlite+aiosqlite:///x.db", "unsupported SQLite driver"),
         # pysqlite ignored it with a warning, and `?mode=ro` wrote to the file (CLI review).
-        ("sqlite:///x.db?mode=ro", "mode is a SQLite URI argument, which needs uri=true: write sqlite:///file:x.db?mode=ro&uri=true"),
+        ("sqlite:///x.db?mode=ro", "which needs uri=true and the file: form: write sqlite:///file:x.db?mode=ro&uri=true"),
+        # uri=true without file: made a file named `x.db?mode=ro`, written to (diff review).
+        ("sqlite:///x.db?mode=ro&uri=true", "write sqlite:///file:x.db?mode=ro&uri=true"),
         ("sqlite://relative.db", "three slashes"),
         ("postgresql://u:hunter2@h:notaport/db", "malformed"),
     ],

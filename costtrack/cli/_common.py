@@ -76,13 +76,17 @@ def check_output(output: str | os.PathLike[str] | None, database_url: str | None
         url = make_url(resolve_database_url(database_url))
     except (ArgumentError, ValueError):
         return  # a bad URL (ConfigError is a ValueError) is the database's own error, said where it is opened
-    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+    path = url.database or ""
+    if path.startswith("file:"):  # the URI form (sqlite:///file:x.db?mode=ro&uri=true)
+        path = path[len("file:") :].partition("?")[0]
+    if not url.drivername.startswith("sqlite") or not path or path == ":memory:":
         return
-    database = Path(url.database).expanduser().resolve()
+    database = Path(path).expanduser().resolve()
     target = Path(output).expanduser().resolve()
     companions = {database.name + suffix for suffix in ("-wal", "-shm", "-journal")}
-    if target == database or (target.parent == database.parent and target.name in companions):
-        raise ConfigError(f"-o {output} is the records database itself: write to another file")
+    if (target == database or (target.parent == database.parent and target.name in companions)
+            or (target.exists() and database.exists() and os.path.samefile(target, database))):  # a hard link  # fmt: skip
+        raise ConfigError(f"{output} is the records database itself: write the output to another file")
 
 
 def display_url(url: str) -> str:

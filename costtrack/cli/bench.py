@@ -59,6 +59,7 @@ def bench(
         if not (ready_timeout > 0 and ready_interval > 0) or math.isinf(ready_timeout) or math.isinf(ready_interval):
             _common.fail("--ready-timeout and --ready-interval must be positive")
         if chart is not None:
+            _common.check_output(chart, database_url)  # `--chart b.db` made the records database a PNG
             _check_chart(chart)
         names = [t.name for t in targets]
         for name in wait_ready or []:

@@ -189,12 +189,13 @@ def _normalise(raw: str, source: str) -> str:
                 f"(sqlite:///costtrack.db) and four for an absolute one (sqlite:////var/lib/costtrack.db)"
             )
         uri_args = sorted(set(u.query) - _PYSQLITE_ARGS)
-        if uri_args and str(u.query.get("uri", "")).lower() not in ("true", "1"):
+        is_uri = str(u.query.get("uri", "")).lower() in ("true", "1") and (u.database or "").startswith("file:")
+        if uri_args and not is_uri:  # without file: pysqlite made a file named `x.db?mode=ro`, read-write
             # pysqlite ignores them with a warning: `?mode=ro` wrote to the file all the same.
             raise DatabaseURLError(
                 f"SQLite URL {_mask(raw)!r}{source}: {', '.join(uri_args)} "
                 f"{'is a SQLite URI argument, which needs' if len(uri_args) == 1 else 'are SQLite URI arguments, which need'} "
-                f"uri=true: write sqlite:///file:{u.database}?{'&'.join(f'{k}={u.query[k]}' for k in uri_args)}&uri=true"
+                f"uri=true and the file: form: write sqlite:///file:{(u.database or '').removeprefix('file:')}?{'&'.join(f'{k}={u.query[k]}' for k in uri_args)}&uri=true"
             )
         u = u.set(drivername="sqlite")
     else:
