@@ -483,12 +483,25 @@ def test_cli_from_db(tracker: Any, database_url: str, capsys: pytest.CaptureFixt
     seed(tracker)
     data = run_json(capsys, "--from-db", "--database-url", database_url, "--hours-per-day", "8")
     rpd = 201 / 20
-    # Calls to two models (gpt-4o-mini and claude-haiku-4-5): priced at what they cost, $0.0001 a request, not as if
-    # all went to the most-called one.
+    # Calls to two models, 150 to gpt-4o-mini and 51 to claude-haiku-4-5 ($1 input, $0.10 cached, $5 output per 1M):
+    # each bucket at the models' rates weighted by their tokens, not all at the most-called one's.
+    def mix(uncached: float, cached: float, output: float) -> float:
+        mini = uncached * MINI_IN + cached * MINI_CACHED + output * MINI_OUT
+        haiku = uncached * 1.0 + cached * 0.10 + output * 5.0
+        return (150 * mini + 51 * haiku) / 201 / 1e6
+
     assert data["inputs"]["model"] == "recorded mix of 2 models"
     assert data["inputs"]["workload"]["requests_per_day"] == pytest.approx(rpd)
-    assert data["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * 0.0001)
-    assert data["from_db"]["workload"]["priced_models"] == 2
+    assert data["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * mix(750, 250, 300))
+    assert len(data["from_db"]["workload"]["models"]) == 2
+    # The workload's flags price as the mix would (one blended rate for every token ignored them: diff review).
+    cached = run_json(capsys, "--from-db", "--database-url", database_url, "--cached-share", "0.9", "--output-tokens", "50")
+    assert cached["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * mix(100, 900, 50))
+    # The Batch API at each model's Batch table: gpt-4o-mini $0.075 input, $0.075 cached (not halved), $0.30 output;
+    # claude-haiku-4-5 $0.50, $0.05, $2.50.
+    batched = run_json(capsys, "--from-db", "--database-url", database_url, "--batch-share", "1")
+    per_request = (150 * (750 * 0.075 + 250 * 0.075 + 300 * 0.30) + 51 * (750 * 0.5 + 250 * 0.05 + 300 * 2.5)) / 201 / 1e6
+    assert batched["cloud"]["monthly_usd"] == pytest.approx(rpd * 30 * per_request)
     assert data["inputs"]["gpu_throughput"]["tokens_per_s"] == pytest.approx(100.0)
     assert data["inputs"]["gpu_throughput"]["source"].startswith("measured: bench:llama3.1:8b")
     assert data["local"]["gpus"] == 1

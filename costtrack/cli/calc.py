@@ -106,7 +106,7 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
     rows: list[core.CompareRow] | None = None
     model, provider = o["model"], _common.check_provider(book, o["provider"], o["model"])
     # Without --model the records price the API side: several models at what they cost today (their mix), one at its rates.
-    mix = profile.mix_price() if model is None and profile is not None else None
+    mix = profile.mix_price(book, now) if model is None and profile is not None else None
     if model is None and mix is None and profile is not None and profile.top_model:
         model, provider = profile.top_model, provider or profile.top_provider
     if want_compare:

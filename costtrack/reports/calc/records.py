@@ -5,18 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..stats import BENCH_PREFIX, app_traffic
 from .inputs import ApiPrice, Throughput, Workload
+
+if TYPE_CHECKING:
+    from ...pricing import PriceBook
+
+_HALF, _ONE = Decimal("0.5"), Decimal(1)  # the Batch API where the catalog has no Batch table for a model: half
 
 __all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
 
 
 @dataclass(frozen=True)
 class DbWorkload:
-    """The usage profile of the stored calls: volume, mean sizes, cached share, most-called priced model, and what the
-    priced calls cost (`priced_models` models: `priced_usd` for `priced_tokens` input and output tokens)."""
+    """The usage profile of the stored calls: volume, mean sizes, cached share, most-called priced model, and the
+    token sums of each priced model (`models`: provider, model, input, cached input, output; most-called first)."""
 
     calls: int
     first: datetime | None
@@ -29,19 +34,36 @@ class DbWorkload:
     top_model: str | None
     top_provider: str | None
     mean_latency_ms: float | None
-    priced_models: int = 0
-    priced_usd: float = 0.0
-    priced_tokens: int = 0
+    models: tuple[tuple[str, str, int, int, int], ...] = ()
 
-    def mix_price(self) -> ApiPrice | None:
-        """The API side as the app pays it today, when its priced calls went to several models: one rate for every
-        token, the recorded spend over the recorded tokens (so the API cost of a request is today's mean). None: one
-        model or none (that model's catalog rates price it)."""
-        if self.priced_models < 2 or not self.priced_tokens:
+    def mix_price(self, book: PriceBook, at: datetime) -> ApiPrice | None:
+        """The API side of an app whose priced calls went to several models: each bucket's rate (input, cached input,
+        output, and the Batch API's) is the models' catalog rates at `at` weighted by their recorded tokens in that
+        bucket, so a workload's flags (--cached-share, --output-tokens) price as the mix would. None: one model or none
+        priced per token today (that model's rates price it)."""
+        priced = []
+        for provider, model, tin, cached, tout in self.models:
+            rates = book.rates(provider, model, at)
+            if rates is None or rates.per_hour is not None:
+                continue
+            batch, halved = book.priced_as(provider, model, at, batch=True)
+            standard = rates.effective()
+            batched = standard if halved or batch is None else batch.effective()
+            half = _HALF if halved or batch is None else _ONE
+            priced.append(((tin - cached, cached, tout), standard, batched, half))
+        if len(priced) < 2:
             return None
-        rate = Decimal(repr(self.priced_usd)) / Decimal(self.priced_tokens) * Decimal(1_000_000)
-        return ApiPrice(model=f"recorded mix of {self.priced_models} models", input=rate, output=rate, cached_input=rate,
-                        source="the recorded calls' spend over their tokens")  # fmt: skip
+        rates, batch_rates = [], []
+        for i, key in enumerate(("input", "cached_input", "output")):
+            weights = [tokens[i] for tokens, *_ in priced]
+            if not any(weights):
+                weights = [sum(tokens) or 1 for tokens, *_ in priced]  # no such token recorded: by each model's tokens
+            total = Decimal(sum(weights))
+            rates.append(sum(Decimal(w) * standard[key] for w, (_, standard, _, _) in zip(weights, priced)) / total)
+            batch_rates.append(sum(Decimal(w) * batched[key] * half for w, (_, _, batched, half) in zip(weights, priced)) / total)
+        return ApiPrice(model=f"recorded mix of {len(priced)} models", input=rates[0], cached_input=rates[1],
+                        output=rates[2], source="catalog rates of the recorded models, weighted by their tokens",
+                        batch=(batch_rates[0], batch_rates[1], batch_rates[2]))  # fmt: skip
 
     def workload(self, batch_share: float = 0.0) -> Workload:
         return Workload.per_request(self.requests_per_day, self.input_tokens, self.output_tokens,
@@ -54,7 +76,8 @@ class DbWorkload:
             "requests_per_day": self.requests_per_day, "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens, "cached_share": self.cached_share, "top_model": self.top_model,
             "top_provider": self.top_provider, "mean_latency_ms": self.mean_latency_ms,
-            "priced_models": self.priced_models, "priced_usd": self.priced_usd, "priced_tokens": self.priced_tokens,
+            "models": [{"provider": p, "model": m, "input_tokens": i, "cached_input_tokens": c, "output_tokens": o}
+                       for p, m, i, c, o in self.models],
         }  # fmt: skip
 
 
@@ -102,7 +125,7 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
     Requests/day are the calls over the days they span (at least one day);
     errors and response-cache hits are left out (they cost nothing).
     """
-    from sqlalchemy import and_, case, func, select
+    from sqlalchemy import and_, func, select
 
     from ...store.schema import records
 
@@ -117,11 +140,10 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
         func.min(c.timestamp).label("first"),
         func.max(c.timestamp).label("last"),
         func.avg(c.latency_ms).label("latency"),
-        func.coalesce(func.sum(c.cost_usd), 0).label("spend"),
-        func.coalesce(func.sum(case((priced, c.tokens_input + c.tokens_output), else_=0)), 0).label("priced_tokens"),
     ).where(where)
     models = (
-        select(c.provider, c.model, func.count().label("n"))
+        select(c.provider, c.model, func.count().label("n"), func.sum(c.tokens_input).label("tin"),
+               func.sum(c.tokens_cached_input).label("tcached"), func.sum(c.tokens_output).label("tout"))
         .where(where, c.model.is_not(None), priced)
         .group_by(c.provider, c.model)
         .order_by(func.count().desc(), c.model)
@@ -141,8 +163,8 @@ def workload_from_db(engine: Any, *, since: datetime | None = None, until: datet
         calls=calls, first=first, last=last, days=days, requests_per_day=calls / days, input_tokens=tin / calls,
         output_tokens=tout / calls, cached_share=min(tcached / tin, 1.0) if tin else 0.0,
         top_model=top_row.model if top_row else None, top_provider=top_row.provider if top_row else None,
-        mean_latency_ms=float(row.latency) if row.latency is not None else None, priced_models=len(model_rows),
-        priced_usd=float(row.spend), priced_tokens=int(row.priced_tokens),
+        mean_latency_ms=float(row.latency) if row.latency is not None else None,
+        models=tuple((m.provider, m.model, int(m.tin or 0), int(m.tcached or 0), int(m.tout or 0)) for m in model_rows),
     )  # fmt: skip
 
 
