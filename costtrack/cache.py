@@ -447,7 +447,7 @@ class RedisCache(Cache):
         self.url = url or os.environ.get("COSTTRACK_REDIS_URL") or DEFAULT_REDIS_URL
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise CacheError(f"not a Redis URL: {redact_url(self.url)!r}: use redis://host:6379/0 (or rediss://, unix://)")
-        database = urlsplit(self.url).path.lstrip("/")
+        database = urlsplit(self.url).path.strip("/")  # redis-py reads /15/ as database 15
         if self.url.startswith(("redis://", "rediss://")) and database and not database.isdigit():
             # The Redis client ignored it and used database 0: `cache clear` cleared another database than the one named.
             raise CacheError(f"Redis URL {redact_url(self.url)!r}: database {database!r} is not a number: e.g. redis://host:6379/0")

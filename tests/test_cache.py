@@ -1014,3 +1014,11 @@ def test_every_cache_has_aclear_close_and_aclose(make_cache, cache_kind):
 
     assert asyncio.run(main()) >= 1 and cache.get("k") is None
     cache.close()
+
+
+def test_a_redis_url_with_a_trailing_slash_names_its_database() -> None:
+    """redis://host:6379/15/ is database 15 to redis-py; a first check refused it as "15/" (diff review). A database
+    that is no number is refused: redis-py used database 0 for it."""
+    assert RedisCache("redis://127.0.0.1:6379/15/").url.endswith("/15/")
+    with pytest.raises(CacheError, match="is not a number"):
+        RedisCache("redis://127.0.0.1:6379/3abc")

@@ -155,6 +155,10 @@ def test_cli_input_the_review_found_untold(tmp_path, capsys, monkeypatch, seeded
          "less than or equal to 9007199254740992"),
         # redis-py ignored a database that is no number and cleared database 0 (CLI review).
         (["cache", "clear", "--redis-url", "redis://127.0.0.1:9/3abc"], "database '3abc' is not a number"),
+        (["prices", "cost", "gpt-4o", "--input-tokens", "10", "--output-tokens", "1", "--service-tier", "batch"],
+         "is priced with --batch"),  # it priced the standard rates (diff review)
+        (["calc", "--compare", "", "--requests-per-day", "1", "--input-tokens", "1", "--output-tokens", "1"],
+         "--compare is given an empty list"),  # said as "--models is empty", a flag never typed (diff review)
         (["calc", "--volumes", "1,,2", "-m", "gpt-4o-mini", "--requests-per-day", "1", "--input-tokens", "1",
           "--output-tokens", "1"], "has an empty item"),
         (["demo", "--database-url", "sqlite://", "--calls", "5", "--no-report"], "in-memory database"),

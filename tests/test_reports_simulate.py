@@ -247,6 +247,8 @@ def test_calls_already_batched_are_not_discounted_again(tracker, make_record, da
              "b3": (0.002, {"batch": True, "batch_id": "batch_b3"}, "unpriced then"),
              # An app's own batch_id, unpriced then: not a provider's batch id (batch_..., msgbatch_...).
              "own": (0.010, {"batch": True, "batch_id": "nightly-8"}, "unpriced then"),
+             # Nor one that only SQLite's LIKE, which ignores case, took for a provider's (diff review).
+             "upper": (0.010, {"batch": True, "batch_id": "BATCH_7"}, "unpriced then"),
              "live": (0.010, {"batch": True}, None),  # the app's own tag: not a Batch API call
              "app": (0.010, {"batch": True, "batch_id": "nightly-7"}, None),  # nor with a batch_id of its own, priced
              "text": (0.010, {"batch": "true", "batch_id": "x"}, "unpriced then")}  # nor the text "true": JSON true only
@@ -258,12 +260,12 @@ def test_calls_already_batched_are_not_discounted_again(tracker, make_record, da
     engine = make_engine(database_url)
     result = sim.run(engine, PriceBook(), since=None, until=None, batch_share=1.0)
     [job] = result.endpoints
-    assert job.actual_usd == pytest.approx(0.048) and job.batch_savings_usd == pytest.approx(0.020)  # half the live calls
+    assert job.actual_usd == pytest.approx(0.058) and job.batch_savings_usd == pytest.approx(0.025)  # half the live calls
     from costtrack.reports.audit import build_audit
 
     audit = build_audit(engine, PriceBook(), since=None, now=datetime(2025, 1, 2, tzinfo=timezone.utc))
     [batch] = [o for o in audit.opportunities if o.kind == "batch"]
-    assert batch.savings_usd == pytest.approx(0.020) and "Batch API: 42.9% → 100%" in batch.metric
+    assert batch.savings_usd == pytest.approx(0.025) and "Batch API: 37.5% → 100%" in batch.metric
 
 
 def test_an_endpoint_batched_already_is_not_proposed_again(tracker, make_record, database_url):

@@ -69,14 +69,22 @@ def _optional_compare_value(args: list[str]) -> list[str]:
     rest = iter(args)
     for arg in rest:
         if arg.startswith("--compare="):
-            out += ["--compare", "--models", arg.split("=", 1)[1]]
+            out += ["--compare", "--models", _compared(arg.split("=", 1)[1])]
             continue
         out.append(arg)
         if arg == "--compare":
             following = next(rest, None)
             if following is not None:
-                out += ["--models", following] if not following.startswith("-") else [following]
+                out += ["--models", _compared(following)] if not following.startswith("-") else [following]
     return out
+
+
+def _compared(models: str) -> str:
+    """`--compare`'s value, which must name models: an empty one was said as `--models is empty`, a flag never typed."""
+    if not models.strip():
+        raise errors.ConfigError("--compare is given an empty list of models: name them (--compare gpt-4o,claude-haiku-4-5), "
+                                 "or give --compare alone for the usual set")  # fmt: skip
+    return models
 
 
 def _empty_option(args: list[str]) -> tuple[str, str] | None:

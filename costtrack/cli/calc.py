@@ -347,7 +347,7 @@ def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload
     if o["models"] is not None:
         names = [n.strip() for n in o["models"].split(",") if n.strip()]
         if not names:
-            raise ConfigError("--models is empty: list models separated by commas, e.g. gpt-4o-mini,claude-haiku-4-5")
+            raise ConfigError("--compare (or --models) names no model: list models separated by commas, e.g. gpt-4o-mini,claude-haiku-4-5, or give --compare alone")
         for name in dict.fromkeys(names):
             if name.lower() == hw.name.lower():
                 continue  # the --hardware option is already in

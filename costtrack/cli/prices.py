@@ -265,6 +265,8 @@ def cost(
     halve = False
     if batch and service_tier is not None:
         _common.fail("--batch and --service-tier do not go together: a batch is priced at the Batch API's own rates")
+    if service_tier is not None and service_tier.strip().lower() == "batch":
+        _common.fail("--service-tier batch: the Batch API is priced with --batch (its own rates), not as a tier")
     if service_tier is not None and service_tier.strip().lower() not in KNOWN_TIERS:
         _common.fail(f"--service-tier {service_tier!r} is not a service tier: use flex, priority or scale (OpenAI), "
                      "fast (Anthropic), or leave it out for the standard rates")  # fmt: skip

@@ -12,7 +12,7 @@ __all__ = ["batch"]
 
 def batch(ctx: AuditContext, interactivity: list[Interactivity]) -> Finding:
     """The Batch API finding: the non-interactive endpoints' calls at their models' Batch rates (mostly half)."""
-    finding = Finding("batch", "Non-interactive endpoints → Batch API (50% off)")
+    finding = Finding("batch", "Non-interactive endpoints → Batch API (about 50% off)")
     if not interactivity:
         finding.nothing = ("no endpoint looks non-interactive: none is tagged interactive=false and none is named "
                            "like a job (/jobs/, batch, nightly, cron, scheduled, offline, backfill, worker)")  # fmt: skip

@@ -135,7 +135,8 @@ def batched(dialect: str) -> ColumnElement[bool]:
     """Records of calls sent through a Batch API, read as usage.batched reads one record."""
     c = records.c
     batch_id = type_coerce(tag_text(dialect, LEGACY_BATCH_ID_TAG), Text)
-    provider_id = or_(*(batch_id.startswith(prefix, autoescape=True) for prefix in LEGACY_BATCH_ID_PREFIXES))
+    # substr, not LIKE: SQLite's LIKE ignores case (BATCH_7 matched), Python's startswith does not.
+    provider_id = or_(*(func.substr(batch_id, 1, len(prefix)) == prefix for prefix in LEGACY_BATCH_ID_PREFIXES))
     unpriced_then = and_(c.price_source.is_(None), provider_id)  # a number or boolean reads as no such text
     evidence = [unpriced_then, *(c.price_source.endswith(e, autoescape=True) for e in BATCH_SOURCE_ENDINGS)]
     legacy = and_(tag_is_true(dialect, LEGACY_BATCH_TAG), or_(*evidence))
