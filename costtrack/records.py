@@ -38,6 +38,7 @@ def new_id() -> str:
 
 
 _set = object.__setattr__
+_new = object.__new__
 
 
 def _utcnow() -> datetime:
@@ -88,9 +89,9 @@ class CallRecord(BaseModel):
         pydantic's validation would only re-check what the code just computed, at a third
         of the record's cost. `tests/test_calls.py` checks such records validate.
         """
-        record = cls.__new__(cls)
+        record = _new(cls)
         _set(record, "__dict__", values)
-        _set(record, "__pydantic_fields_set__", set(values))
+        _set(record, "__pydantic_fields_set__", set(_FIELD_NAMES))  # copied from a set: half of set(values)
         _set(record, "__pydantic_extra__", None)
         _set(record, "__pydantic_private__", None)
         return record
@@ -104,3 +105,4 @@ class CallRecord(BaseModel):
 
 #: Field names in export order.
 RECORD_FIELDS: tuple[str, ...] = tuple(CallRecord.model_fields)
+_FIELD_NAMES = frozenset(RECORD_FIELDS)  # a trusted record's fields set: it has every field

@@ -773,7 +773,7 @@ class _RecordedStream(_Reader, httpx2.SyncByteStream):
                 # events with nothing left to read or hide, handed on as they came (less the reader's strip).
                 # A chunk ending with a blank line ends at an event's end, whatever the line endings before it.
                 pass_on = self._pass_on
-                if pass_on is not None and chunk.endswith(b"\n\n"):
+                if pass_on is not None and chunk[-2:] == b"\n\n":
                     out = pass_on(chunk)
                     if out is not None:
                         self._last = chunk
@@ -813,7 +813,7 @@ class _AsyncRecordedStream(_Reader, httpx2.AsyncByteStream):
         try:
             async for chunk in self._stream:
                 pass_on = self._pass_on  # see _RecordedStream.__iter__
-                if pass_on is not None and chunk.endswith(b"\n\n"):
+                if pass_on is not None and chunk[-2:] == b"\n\n":
                     out = pass_on(chunk)
                     if out is not None:
                         self._last = chunk
