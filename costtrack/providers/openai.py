@@ -287,9 +287,9 @@ class ChatStreamReader:
             if data.rpartition(b'"error"')[1]:
                 return None
             return data
-        if data.rfind(b"[DONE]") >= 0:
+        if data.rpartition(b"[DONE]")[1]:
             return self._done(data)
-        if data.rfind(b'"error"') >= 0:
+        if data.rpartition(b'"error"')[1]:
             return None
         at = data.rfind(b'"usage"')
         while at >= 0:
