@@ -104,12 +104,12 @@ def database_flag(url: str) -> str:
     return f"--database-url {shlex.quote(display_url(url))}"
 
 
-def read_engine(url: str | None, *, create: bool = False, foreign: str = "allow") -> Engine:
+def read_engine(url: str | None, *, create: bool = False, refuse_foreign: bool = False) -> Engine:
     """An engine on the records database, its schema up to date; a bad or unreadable database ends in a one-line error.
 
     A SQLite file that does not exist is an error (a mistyped path would otherwise
     become a new, empty database) unless `create` (the commands that record calls).
-    `foreign="refuse"` with `create`: a database holding another app's tables and no records table is refused too
+    `refuse_foreign` with `create`: a database holding another app's tables and no records table is refused too
     (the demo's simulated calls do not belong there; real calls, `bench`'s, may share the app's database).
     """
     from sqlalchemy.exc import SQLAlchemyError
@@ -131,7 +131,7 @@ def read_engine(url: str | None, *, create: bool = False, foreign: str = "allow"
         engine.dispose()
         fail(f"no records database at {database}: check --database-url, or record calls first (run `costtrack demo` for a sample)")
     try:
-        if not create or foreign == "refuse":
+        if not create or refuse_foreign:
             _refuse_another_apps_database(engine, resolved, empty_ok=create)
         ensure_schema(engine)
     except SQLAlchemyError as exc:

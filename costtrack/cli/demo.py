@@ -31,7 +31,7 @@ def demo(
         _common.fail(f"{url} is an in-memory database, gone when the demo ends: give a file, e.g. "
                      "--database-url sqlite:///costtrack-demo.db")
     # A database that cannot be used fails here, before any call; so does another app's (its tables, no records table).
-    engine = _common.read_engine(url, create=True, foreign="refuse")
+    engine = _common.read_engine(url, create=True, refuse_foreign=True)
     try:
         replaced = _clear_earlier_demo(engine, url)
     finally:
