@@ -50,7 +50,7 @@ class DbWorkload:
             standard = rates.effective()
             batched = standard if halved or batch is None else batch.effective()
             half = _HALF if halved or batch is None else _ONE
-            priced.append(((tin - cached, cached, tout), standard, batched, half))
+            priced.append(((max(tin - cached, 0), cached, tout), standard, batched, half))
         if len(priced) < 2:
             return None
         rates, batch_rates = [], []
