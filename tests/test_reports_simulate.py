@@ -391,6 +391,8 @@ def test_cli_table(seeded, database_url, capsys):
     (["--batch-endpoints", "all"], "goes with --batch-share"),
     (["--batch-share", "1", "--batch-endpoints", "/nope"], "no calls on '/nope'"),
     (["--cache-ttl", "1h", "--endpoint", "/nope"], "no calls on /nope"),
+    # A table with no saving and a note, exit 0, as if a mistyped model were a what-if (CLI review).
+    (["--swap", "gpt-4q=gpt-4o-mini"], "--swap gpt-4q=gpt-4o-mini: no call since 2026-10-01 asked for or was answered by gpt-4q"),
 ])  # fmt: skip
 def test_cli_errors(seeded, database_url, capsys, args, message):
     assert cli(["simulate", *args, "--since", "2026-10-01", "--database-url", database_url]) == 2

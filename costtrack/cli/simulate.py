@@ -69,6 +69,10 @@ def simulate(
                                       cache_ttl=ttl)  # fmt: skip
             if endpoint and not rep.groups:
                 raise ConfigError(f"no calls on {', '.join(endpoint)} {what}: check --endpoint")
+            for unmatched in (sw for sw in swaps if not any(sw.matches(g) for g in rep.groups)):
+                # A table with no saving, exit 0, where --endpoint of no call is an error (CLI review): a mistyped model.
+                raise ConfigError(f"--swap {unmatched.label()}: no call {what} asked for or was answered by "
+                                  f"{unmatched.source}: check the name with `costtrack stats`")  # fmt: skip
             if endpoint:
                 rep = dataclasses.replace(rep, app_span=engine_.period_span(engine, start, end))
             result = engine_.play(engine, rep, book, cache_ttl=ttl, swaps=swaps, batch_share=share,
