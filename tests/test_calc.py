@@ -534,6 +534,33 @@ def test_cli_from_db_with_one_model_prices_it_at_its_rates(tracker: Any, databas
     assert compared["inputs"]["model"] == "gpt-4o-mini"
 
 
+def test_cli_from_db_prices_on_the_models_priced_today(tracker: Any, database_url: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """A model recorded with a cost but without a price today (a fine-tune priced by an old prices file) left one model
+    in the mix, and calc fell back to the most-called model, the unpriced one: an error (quick review)."""
+    for i in range(21):
+        for model in ("acme-llm", "acme-llm", "gpt-4o-mini"):
+            tracker.add(CallRecord(timestamp=START + timedelta(days=i), provider="openai", model=model, operation="chat",
+                                   endpoint="/api/summarize", tokens_input=1000, tokens_cached_input=250,
+                                   tokens_output=300, cost_usd=0.0001, price_source="test"))  # fmt: skip
+    assert tracker.flush(10)
+    data = run_json(capsys, "--from-db", "--database-url", database_url)
+    assert data["inputs"]["model"] == "gpt-4o-mini"
+    per_req = (750 * MINI_IN + 250 * MINI_CACHED + 300 * MINI_OUT) / 1e6
+    assert data["cloud"]["monthly_usd"] == pytest.approx(63 / 20 * 30 * per_req)
+
+
+def test_cli_from_db_with_no_model_priced_today_names_them(tracker: Any, database_url: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    for model in ("acme-llm", "acme-2"):
+        tracker.add(CallRecord(timestamp=START, provider="openai", model=model, operation="chat", endpoint="/api/x",
+                               tokens_input=100, tokens_output=10, cost_usd=0.0001, price_source="test"))  # fmt: skip
+    assert tracker.flush(10)
+    err = run_error(capsys, "--from-db", "--database-url", database_url)
+    assert "none of the recorded models has a per-token price today (acme-2, acme-llm)" in err or \
+        "none of the recorded models has a per-token price today (acme-llm, acme-2)" in err, err
+
+
 def test_cli_from_db_compare_lists_the_recorded_mix(tracker: Any, database_url: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     seed(tracker)
@@ -681,3 +708,20 @@ def test_cli_compare_takes_an_optional_model_list(capsys: pytest.CaptureFixture[
     listed = run_json(capsys, "--requests-per-day", "1000", *COURSE, "--models", "gpt-4o,claude-haiku-4-5")
     assert given["compare"] == listed["compare"]
     assert {r["name"] for r in given["compare"] if r["kind"] == "api"} == {"gpt-4o", "claude-haiku-4-5"}
+
+
+def test_a_recorded_mix_applies_the_long_context_tier_a_request_reaches() -> None:
+    """The mix took every model's base rates, where one model's own price takes the tier its requests reach (claude-
+    sonnet-4-5 above 200K input tokens: $6 input, $22.50 output per 1M; quick review)."""
+    from costtrack.pricing import PriceBook
+
+    profile = core.DbWorkload(calls=2, first=None, last=None, days=1.0, requests_per_day=2.0, input_tokens=300_000,
+                              output_tokens=1000, cached_share=0.0, top_model="gpt-4o-mini", top_provider="openai",
+                              mean_latency_ms=None, models=(("anthropic", "claude-sonnet-4-5", 300_000, 0, 1000),
+                                                            ("openai", "gpt-4o-mini", 300_000, 0, 1000)))  # fmt: skip
+    at = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    long = profile.mix_price(PriceBook(), at, input_tokens=300_000)
+    short = profile.mix_price(PriceBook(), at, input_tokens=1000)
+    assert long is not None and short is not None
+    assert long.input == (Decimal(6) + Decimal("0.15")) / 2 and long.output == (Decimal("22.5") + Decimal("0.6")) / 2
+    assert short.input == (Decimal(3) + Decimal("0.15")) / 2 and short.output == (Decimal(15) + Decimal("0.6")) / 2

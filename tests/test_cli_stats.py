@@ -644,3 +644,16 @@ def test_the_reads_lock_bound_leaves_the_users_pgoptions_alone(postgres_url, mon
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "30s"
     finally:
         engine.dispose()
+
+
+def test_export_to_dash_is_the_standard_output(tmp_path, capsys, make_record, monkeypatch):
+    """`export -o -` wrote a file named "-" where `report audit -o -` prints (quick review)."""
+    import costtrack
+
+    monkeypatch.chdir(tmp_path)
+    tracker = costtrack.Tracker(f"sqlite:///{tmp_path}/r.db", budgets=[])
+    tracker.add(make_record())
+    tracker.close()
+    assert run(["export", "-o", "-", "--database-url", f"sqlite:///{tmp_path}/r.db"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["provider"] == "openai"
+    assert not (tmp_path / "-").exists()

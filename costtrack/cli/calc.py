@@ -105,10 +105,18 @@ def _run(**o: Any) -> tuple[dict[str, Any], core.CalcResult]:
     want_compare = o["compare"] or o["models"] is not None
     rows: list[core.CompareRow] | None = None
     model, provider = o["model"], _common.check_provider(book, o["provider"], o["model"])
-    # Without --model the records price the API side: several models at what they cost today (their mix), one at its rates.
-    mix = profile.mix_price(book, now) if model is None and profile is not None else None
-    if model is None and mix is None and profile is not None and profile.top_model:
-        model, provider = profile.top_model, provider or profile.top_provider
+    # Without --model the records price the API side: several models priced today as their mix, one at its rates.
+    mix = None
+    if model is None and profile is not None:
+        today = profile.priced_today(book, now)
+        if len(today) >= 2:
+            mix = profile.mix_price(book, now, workload.input_tokens)
+        elif today:
+            (provider, model), = today
+        elif profile.models:
+            names = ", ".join(m for _, m, *_ in profile.models[:3]) + (", ..." if len(profile.models) > 3 else "")
+            raise ConfigError(f"none of the recorded models has a per-token price today ({names}): give --model (an "
+                              "API model such as gpt-4o-mini), or add them to a prices file (--prices-file)")  # fmt: skip
     if want_compare:
         apis, others = _compare_options(o, book, now, workload, catalog, hw, model, provider)
         if mix is not None:

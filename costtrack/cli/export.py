@@ -25,13 +25,15 @@ EXPORT_FIELDS = tuple(name for name in RECORD_FIELDS if name not in ("request_bo
 def export(
     format: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
     since: Annotated[Optional[str], typer.Option(help="Only records newer than this: 7d, 24h, or an ISO date.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of stdout ('-': stdout).")] = None,
     with_content: Annotated[bool, typer.Option(help="Include stored prompts and responses (store_content=True).")] = False,
     database_url: _common.DatabaseOption = None,
 ) -> None:
     """Write one line per record (field names as in the record; timestamps ISO 8601 UTC)."""
     if format not in ("jsonl", "csv"):
         _common.fail(f"--format {format!r} is not supported: use jsonl or csv")
+    if output is not None and str(output) == "-":
+        output = None  # `-o -`: the standard output, as the reports read it (it wrote a file named "-")
     start = parse_since(since, datetime.now(timezone.utc)) if since else None
     _common.check_output(output, database_url)
     engine = _common.read_engine(database_url)

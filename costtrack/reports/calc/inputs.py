@@ -132,16 +132,16 @@ class ApiPrice:
         request of `input_tokens` reaches, fallbacks applied."""
         if rates.per_hour is not None:
             raise ConfigError(f"{model} is priced per hour (${rates.per_hour}/h), not per token: it is not an API model")
-        eff = _effective(rates, input_tokens)
+        eff = effective_rates(rates, input_tokens)
         batched = None
         if batch is not None and batch.per_hour is None:
-            b = _effective(batch, input_tokens)
+            b = effective_rates(batch, input_tokens)
             batched = (b["input"], b["cached_input"], b["output"])
         return cls(model=model, input=eff["input"], output=eff["output"], cached_input=eff["cached_input"],
                    provider=provider, source=rates.source, batch=batched)  # fmt: skip
 
 
-def _effective(rates: Rates, input_tokens: float | None) -> dict[str, Decimal]:
+def effective_rates(rates: Rates, input_tokens: float | None) -> dict[str, Decimal]:
     """`rates` of the long-context tier a request of `input_tokens` reaches, fallbacks applied."""
     if input_tokens is not None and rates.tiers:
         rates = rates.for_input(int(input_tokens))

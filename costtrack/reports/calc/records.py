@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ..stats import BENCH_PREFIX, app_traffic
-from .inputs import ApiPrice, Throughput, Workload
+from .inputs import ApiPrice, Throughput, Workload, effective_rates
 
 if TYPE_CHECKING:
     from ...pricing import PriceBook
@@ -36,19 +36,28 @@ class DbWorkload:
     mean_latency_ms: float | None
     models: tuple[tuple[str, str, int, int, int], ...] = ()
 
-    def mix_price(self, book: PriceBook, at: datetime) -> ApiPrice | None:
+    def priced_today(self, book: PriceBook, at: datetime) -> list[tuple[str, str]]:
+        """The recorded models (provider, model) that have a per-token price at `at`, most-called first."""
+        found = []
+        for provider, model, *_ in self.models:
+            rates = book.rates(provider, model, at)
+            if rates is not None and rates.per_hour is None:
+                found.append((provider, model))
+        return found
+
+    def mix_price(self, book: PriceBook, at: datetime, input_tokens: float | None = None) -> ApiPrice | None:
         """The API side of an app whose priced calls went to several models: each bucket's rate (input, cached input,
-        output, and the Batch API's) is the models' catalog rates at `at` weighted by their recorded tokens in that
-        bucket, so a workload's flags (--cached-share, --output-tokens) price as the mix would. None: one model or none
-        priced per token today (that model's rates price it)."""
+        output, and the Batch API's) is the models' catalog rates at `at` (of the long-context tier a request of
+        `input_tokens` reaches) weighted by their recorded tokens in that bucket, so a workload's flags (--cached-share,
+        --output-tokens) price as the mix would. None: fewer than two models priced per token today (see priced_today)."""
         priced = []
         for provider, model, tin, cached, tout in self.models:
             rates = book.rates(provider, model, at)
             if rates is None or rates.per_hour is not None:
                 continue
             batch, halved = book.priced_as(provider, model, at, batch=True)
-            standard = rates.effective()
-            batched = standard if halved or batch is None else batch.effective()
+            standard = effective_rates(rates, input_tokens)
+            batched = standard if halved or batch is None else effective_rates(batch, input_tokens)
             half = _HALF if halved or batch is None else _ONE
             priced.append(((max(tin - cached, 0), cached, tout), standard, batched, half))
         if len(priced) < 2:
