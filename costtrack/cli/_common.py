@@ -171,8 +171,8 @@ def _refuse_another_apps_database(engine: Engine, url: str, *, empty_ok: bool = 
     if names:
         shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
         fail(f"{safe_url(url)} holds no costtrack records (its tables: {shown}): check --database-url")
-    fail(f"{safe_url(url)} holds no costtrack records (no tables at all): check --database-url (its database name), "
-         "or record calls first (run `costtrack demo` for a sample)")
+    fail(f"{safe_url(url)} holds no costtrack records (no tables at all): check --database-url (its database name) and, "
+         "on Postgres, that this role may use the schema; or record calls first (run `costtrack demo` for a sample)")
 
 
 def record_span(engine: Engine) -> str | None:
