@@ -795,6 +795,21 @@ def _scaled(now: Rates, table: Rates, then: Rates, source: str) -> Rates:
     return scale(now, tuple(Tier(t.threshold, scale(t.rates, ())) for t in now.tiers))
 
 
+def _halved(rates: Rates) -> Rates:
+    """`rates` at the Batch API's 50% of every token rate, tiers alike (as `_cost_of` halves a batch call's tokens)."""
+
+    def half(r: Rates, tiers: tuple[Tier, ...]) -> Rates:
+        eff = r.effective()
+        return dataclasses.replace(
+            r, input=eff["input"] * _HALF, output=eff["output"] * _HALF, cached_input=eff["cached_input"] * _HALF,
+            cache_write=eff["cache_write"] * _HALF, cache_write_1h=eff["cache_write_1h"] * _HALF, tiers=tiers,
+            input_audio=None if r.input_audio is None else r.input_audio * _HALF,
+            output_audio=None if r.output_audio is None else r.output_audio * _HALF, source=r.source + HALVED,
+        )  # fmt: skip
+
+    return half(rates, tuple(Tier(t.threshold, half(t.rates, ())) for t in rates.tiers))
+
+
 class _Unknown(NamedTuple):
     reason: str
 
@@ -887,6 +902,12 @@ class PriceBook:
         if isinstance(entry, _Unknown):
             return None
         return entry.rates_at(at)
+
+    def batch_rates(self, provider: str | None, model: str, at: datetime) -> Rates | None:
+        """The rates a call sent through the Batch API at `at` is billed at: the catalog's Batch table where it has one,
+        else the standard rates halved (search fees as they are); None when the model is unknown."""
+        rates, halve = self.priced_as(provider, model, at, batch=True)
+        return _halved(rates) if halve and rates is not None and rates.per_hour is None else rates
 
     def priced_as(self, provider: str | None, model: str, at: datetime, *, batch: bool = False,
                   tier: str | None = None) -> tuple[Rates | None, bool]:  # fmt: skip

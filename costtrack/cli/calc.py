@@ -19,7 +19,7 @@ from . import _common
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..pricing import PriceBook, Rates
+    from ..pricing import PriceBook
 
 __all__ = ["calc", "render"]
 
@@ -338,13 +338,7 @@ def _api_price(book: PriceBook, provider: str | None, model: str, at: datetime, 
             f"{model} is a self-hosted model priced per hour: pass it as --hardware {model}, and an API model as --model"
         )
     return core.ApiPrice.from_rates(model, rates, provider=provider, input_tokens=workload.input_tokens,
-                                    batch=_batch_rates(book, provider, model, at))
-
-
-def _batch_rates(book: PriceBook, provider: str | None, model: str, at: datetime) -> Rates | None:
-    """`model`'s Batch API rates at `at` where the catalog has a Batch table (None: half its standard rates)."""
-    rates, halved = book.priced_as(provider, model, at, batch=True)
-    return None if halved else rates
+                                    batch=book.batch_rates(provider, model, at))
 
 
 def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload: core.Workload,
@@ -373,13 +367,13 @@ def _compare_options(o: dict[str, Any], book: PriceBook, now: datetime, workload
                                               rent_per_hour=float(rates.per_hour), source=rates.source))  # fmt: skip
             else:
                 apis.append(core.ApiPrice.from_rates(name, rates, input_tokens=workload.input_tokens,
-                                                     batch=_batch_rates(book, None, name, now)))
+                                                     batch=book.batch_rates(None, name, now)))
     else:
         for prov, name in core.API_MODELS:
             rates = book.rates(prov, name, now)
             if rates is not None and rates.per_hour is None:  # a catalog without it: leave it out
                 apis.append(core.ApiPrice.from_rates(name, rates, provider=prov, input_tokens=workload.input_tokens,
-                                                     batch=_batch_rates(book, prov, name, now)))
+                                                     batch=book.batch_rates(prov, name, now)))
         hardware += [_with_electricity(p, o) for key, p in sorted(catalog.profiles.items()) if key != hw.name]
     if model is not None and all(a.model != model for a in apis):
         apis.append(_api_price(book, provider, model, now, workload))

@@ -13,8 +13,6 @@ from .inputs import ApiPrice, Throughput, Workload, effective_rates
 if TYPE_CHECKING:
     from ...pricing import PriceBook
 
-_HALF, _ONE = Decimal("0.5"), Decimal(1)  # the Batch API where the catalog has no Batch table for a model: half
-
 __all__ = ["BENCH_PREFIX", "BenchThroughput", "DbWorkload", "bench_throughput", "workload_from_db"]
 
 
@@ -55,11 +53,10 @@ class DbWorkload:
             rates = book.rates(provider, model, at)
             if rates is None or rates.per_hour is not None:
                 continue
-            batch, halved = book.priced_as(provider, model, at, batch=True)
-            standard = effective_rates(rates, input_tokens)
-            batched = standard if halved or batch is None else effective_rates(batch, input_tokens)
-            half = _HALF if halved or batch is None else _ONE
-            priced.append(((max(tin - cached, 0), cached, tout), standard, batched, half))
+            batch = book.batch_rates(provider, model, at)
+            assert batch is not None  # the model has rates
+            priced.append(((max(tin - cached, 0), cached, tout), effective_rates(rates, input_tokens),
+                           effective_rates(batch, input_tokens)))
         if len(priced) < 2:
             return None
         rates, batch_rates = [], []
@@ -68,8 +65,8 @@ class DbWorkload:
             if not any(weights):
                 weights = [sum(tokens) or 1 for tokens, *_ in priced]  # no such token recorded: by each model's tokens
             total = Decimal(sum(weights))
-            rates.append(sum(Decimal(w) * standard[key] for w, (_, standard, _, _) in zip(weights, priced)) / total)
-            batch_rates.append(sum(Decimal(w) * batched[key] * half for w, (_, _, batched, half) in zip(weights, priced)) / total)
+            rates.append(sum(Decimal(w) * standard[key] for w, (_, standard, _) in zip(weights, priced)) / total)
+            batch_rates.append(sum(Decimal(w) * batched[key] for w, (_, _, batched) in zip(weights, priced)) / total)
         return ApiPrice(model=f"recorded mix of {len(priced)} models", input=rates[0], cached_input=rates[1],
                         output=rates[2], source="catalog rates of the recorded models, weighted by their tokens",
                         batch=(batch_rates[0], batch_rates[1], batch_rates[2]))  # fmt: skip

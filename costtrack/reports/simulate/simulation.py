@@ -143,14 +143,13 @@ def _swaps_for(group: Group, swaps: Sequence[Swap]) -> list[Swap]:
 
 def batch_discount(book: PriceBook, provider: str | None, model: str, at: datetime, tokens: Buckets) -> float:
     """The share of `tokens`' cost the Batch API takes off `model`'s calls: its Batch rates against its standard ones
-    where the catalog has a Batch table (OpenAI's bills some models' cached input at the standard cached rate), else
-    half (both providers' Batch APIs: 50% of every rate)."""
+    (PriceBook.batch_rates: OpenAI's bill some models' cached input at the standard cached rate; a model without a Batch
+    table, half of every token rate)."""
     standard = book.rates(provider, model, at)
     if standard is None or standard.per_hour is not None:
         return _HALF  # no per-token price: the calls cost nothing known, so the share moves nothing
-    rates, halved = book.priced_as(provider, model, at, batch=True)
-    if halved or rates is None:
-        return _HALF
+    rates = book.batch_rates(provider, model, at)
+    assert rates is not None  # the model has rates
     before = tokens.price(standard.effective())
     if before <= 0:
         return _HALF
